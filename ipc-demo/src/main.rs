@@ -1,0 +1,2 @@
+//! Placeholder until the ipc-demo binaries land.
+fn main() {}

@@ -1,0 +1,288 @@
+//! The errors of the crate: one enum for setting a stream up (the OS side,
+//! validation of a segment), one for the running stream. Every message is a
+//! sentence that names what was wrong and, where there is one, the limit.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// Creating, opening or configuring a stream failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// A name of the stream's identity (or the segment prefix) is unusable.
+    InvalidName {
+        /// Which name (`"request_id"`, `"edge_name"`, ...).
+        field: &'static str,
+        /// The name as given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A layout parameter is out of range.
+    InvalidConfig(String),
+    /// The policy's largest window does not fit in the ring.
+    WindowExceedsCapacity {
+        /// The policy's largest window.
+        window: usize,
+        /// The ring's capacity.
+        capacity: u64,
+    },
+    /// A live process already owns a segment of that name.
+    AlreadyExists {
+        /// The segment's name.
+        name: String,
+        /// The owner's process id as recorded in the segment.
+        owner_pid: u32,
+    },
+    /// No segment of that name exists (yet, or any more).
+    NotFound {
+        /// The segment's name.
+        name: String,
+    },
+    /// The segment belongs to another user or is open to other users.
+    ForeignSegment {
+        /// The segment's name.
+        name: String,
+        /// What was wrong with its owner or mode.
+        reason: String,
+    },
+    /// The segment is not (yet) a fully initialised shmstream segment.
+    NotInitialized {
+        /// The segment's name.
+        name: String,
+    },
+    /// The segment is not a shmstream segment of this version or layout.
+    LayoutMismatch {
+        /// The segment's name.
+        name: String,
+        /// Which field disagreed.
+        field: &'static str,
+        /// What this process expects (or the limit).
+        expected: String,
+        /// What the segment holds.
+        found: String,
+    },
+    /// The segment was made for another stream.
+    IdentityMismatch {
+        /// Which field of the identity differs.
+        field: &'static str,
+        /// The name this process asked for.
+        expected: String,
+        /// The name stored in the segment.
+        found: String,
+    },
+    /// Another consumer process already reads this stream.
+    ConsumerAlreadyAttached {
+        /// The segment's name.
+        name: String,
+    },
+    /// An operating-system call failed.
+    Os {
+        /// What was being done.
+        op: &'static str,
+        /// The segment's name.
+        name: String,
+        /// The error the OS gave.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::InvalidName {
+                field,
+                value,
+                reason,
+            } => write!(f, "the {field} {value:?} cannot be used: {reason}"),
+            SetupError::InvalidConfig(what) => write!(f, "invalid stream configuration: {what}"),
+            SetupError::WindowExceedsCapacity { window, capacity } => write!(
+                f,
+                "the policy's largest window of {window} items exceeds the ring's capacity of {capacity} slots"
+            ),
+            SetupError::AlreadyExists { name, owner_pid } => write!(
+                f,
+                "segment {name} already exists and its owner, process {owner_pid}, is alive"
+            ),
+            SetupError::NotFound { name } => write!(f, "no segment named {name} exists"),
+            SetupError::ForeignSegment { name, reason } => {
+                write!(f, "segment {name} is refused: {reason}")
+            }
+            SetupError::NotInitialized { name } => write!(
+                f,
+                "segment {name} is not an initialised shmstream segment (its producer may still be creating it)"
+            ),
+            SetupError::LayoutMismatch {
+                name,
+                field,
+                expected,
+                found,
+            } => write!(
+                f,
+                "segment {name} has an unusable {field}: expected {expected}, found {found}"
+            ),
+            SetupError::IdentityMismatch {
+                field,
+                expected,
+                found,
+            } => write!(
+                f,
+                "the segment belongs to another stream: its {field} is {found:?}, not {expected:?}"
+            ),
+            SetupError::ConsumerAlreadyAttached { name } => {
+                write!(f, "segment {name} already has a consumer attached")
+            }
+            SetupError::Os { op, name, source } => {
+                write!(f, "could not {op} segment {name}: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::Os { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// An operation on a running stream failed. The stream itself is left
+/// intact unless the variant says the peer is gone or the memory is corrupt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// Every slot is registered and not yet released by the consumer.
+    Full {
+        /// The ring's capacity.
+        capacity: u64,
+    },
+    /// The wait ended before the condition held; the call can be retried.
+    Timeout {
+        /// What was waited for.
+        what: &'static str,
+        /// How long.
+        waited: Duration,
+    },
+    /// The producer already signalled done.
+    AfterDone,
+    /// The consumer process is gone (it dropped its handle or died).
+    ConsumerGone,
+    /// The producer process is gone without signalling done.
+    ProducerGone,
+    /// A tensor id is empty or longer than the descriptor holds.
+    BadId {
+        /// The id's length in bytes.
+        len: usize,
+        /// The largest length accepted.
+        max: usize,
+    },
+    /// `pre_read_register` with an id that is registered and not yet put.
+    DuplicateId {
+        /// The id.
+        id: String,
+    },
+    /// `put` with an id that is not registered, or already put.
+    UnknownId {
+        /// The id.
+        id: String,
+    },
+    /// A tensor larger than a slot.
+    TooLarge {
+        /// The tensor's size.
+        nbytes: u64,
+        /// The slot size.
+        slot_bytes: u64,
+    },
+    /// The bytes handed in disagree with the shape.
+    SizeMismatch {
+        /// Bytes given.
+        given: u64,
+        /// Bytes the dtype and shape call for.
+        expected: u64,
+    },
+    /// More dimensions than a descriptor holds.
+    TooManyDims {
+        /// Dimensions given.
+        ndim: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The shape's byte count overflows 64 bits.
+    ShapeOverflow,
+    /// A dtype name that does not exist.
+    UnknownDType {
+        /// The name given.
+        name: String,
+    },
+    /// The producer dropped a registered slot without committing it.
+    Abandoned {
+        /// Stream position of the slot.
+        position: u64,
+        /// Its id.
+        id: String,
+    },
+    /// Shared memory holds a value no correct peer writes.
+    Corrupt(String),
+    /// `pop_chunk` when `has_chunk_ready()` is false.
+    NotReady,
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamError::Full { capacity } => write!(
+                f,
+                "the ring is full: all {capacity} slots are waiting for the consumer"
+            ),
+            StreamError::Timeout { what, waited } => {
+                write!(f, "gave up waiting for {what} after {waited:?}")
+            }
+            StreamError::AfterDone => {
+                write!(f, "the producer already signalled done; nothing more can be registered")
+            }
+            StreamError::ConsumerGone => write!(f, "the consumer process is gone"),
+            StreamError::ProducerGone => {
+                write!(f, "the producer process died before signalling done")
+            }
+            StreamError::BadId { len, max } => write!(
+                f,
+                "a tensor id must be 1 to {max} bytes long, this one has {len}"
+            ),
+            StreamError::DuplicateId { id } => {
+                write!(f, "tensor id {id:?} is already registered and not yet put")
+            }
+            StreamError::UnknownId { id } => {
+                write!(f, "tensor id {id:?} is not registered (or was already put)")
+            }
+            StreamError::TooLarge { nbytes, slot_bytes } => write!(
+                f,
+                "a tensor of {nbytes} bytes does not fit in a slot of {slot_bytes} bytes"
+            ),
+            StreamError::SizeMismatch { given, expected } => write!(
+                f,
+                "{given} bytes were given but the dtype and shape call for {expected}"
+            ),
+            StreamError::TooManyDims { ndim, max } => {
+                write!(f, "a tensor of {ndim} dimensions exceeds the limit of {max}")
+            }
+            StreamError::ShapeOverflow => {
+                write!(f, "the shape's byte count does not fit in 64 bits")
+            }
+            StreamError::UnknownDType { name } => write!(
+                f,
+                "unknown dtype {name:?}; accepted: bool, u8, i8, i16, u16, i32, u32, i64, u64, f16, bf16, f32, f64"
+            ),
+            StreamError::Abandoned { position, id } => write!(
+                f,
+                "the producer dropped tensor {id:?} at position {position} without committing it"
+            ),
+            StreamError::Corrupt(what) => write!(f, "shared memory is corrupt: {what}"),
+            StreamError::NotReady => write!(f, "no chunk is ready; check has_chunk_ready() first"),
+        }
+    }
+}
+
+impl std::error::Error for StreamError {}

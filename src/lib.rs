@@ -1,0 +1,73 @@
+//! # shmstream
+//!
+//! Moves tensors between two processes on one host through a lock-free,
+//! single-producer single-consumer ring of tensor slots in shared memory,
+//! and cuts the stream into chunks the way a streaming model needs them.
+//!
+//! - The producer (the process that receives tensors, e.g. over RDMA)
+//!   [`register`](Producer::register)s each tensor id in stream order; the
+//!   bytes then land straight in the reserved [`Slot`], and slots are
+//!   committed in any order.
+//! - The consumer sees only the in-order available prefix. A
+//!   [`StreamBuffer`] applies a [chunk policy](policy) and hands out
+//!   [`StreamChunk`]s whose items are read in place; a window of same-shaped
+//!   items is one stacked [`TensorView`], also across the ring's wrap
+//!   (the payload is mapped twice back to back).
+//!
+//! ```
+//! use shmstream::{in_process_buffer, policy::Fixed, DType, StreamConfig, TensorMeta};
+//! let cfg = StreamConfig::new("req-7", "codec_tokens", "talker").capacity(8).slot_bytes(512);
+//! let (producer, mut buffer) = in_process_buffer::<()>(&cfg, Fixed::new(2, false).unwrap()).unwrap();
+//! for i in 0..3i64 {
+//!     let frame: Vec<u8> = (0..7).flat_map(|k| (i * 10 + k).to_le_bytes()).collect();
+//!     producer.register(&format!("t{i}")).unwrap()
+//!         .write(TensorMeta::new(DType::I64, &[7]).unwrap(), &frame).unwrap();
+//! }
+//! producer.signal_done();
+//! let chunk = buffer.next_chunk(None).unwrap().unwrap();
+//! let view = chunk.stacked().unwrap();            // [2, 7] i64, zero copy
+//! assert_eq!(view.shape(), &[2, 7]);
+//! assert_eq!(view.item(1).unwrap()[..8], 10i64.to_le_bytes());
+//! drop(chunk);
+//! let last = buffer.next_chunk(None).unwrap().unwrap();
+//! assert!(last.is_final() && last.len() == 1);
+//! ```
+//!
+//! Across processes, the producer calls [`Producer::create`] and the
+//! consumer [`StreamBuffer::open`] (or [`Consumer::open`]) with the same
+//! [`StreamConfig`].
+
+#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod buffer;
+mod chunk;
+mod chunker;
+mod config;
+mod consumer;
+mod doorbell;
+mod error;
+mod heap;
+mod layout;
+mod open;
+pub mod policy;
+mod producer;
+mod ring;
+#[cfg(not(loom))]
+mod segment;
+mod sync;
+mod tensor;
+mod view;
+
+pub use buffer::StreamBuffer;
+pub use chunk::StreamChunk;
+pub use config::{StreamConfig, DEFAULT_PREFIX, MAX_PREFIX_LEN};
+pub use consumer::Consumer;
+pub use error::{SetupError, StreamError};
+pub use layout::{MAX_CAPACITY, MAX_DIMS, MAX_ID_LEN, MAX_NAME_LEN, MAX_SLOT_BYTES};
+pub use open::{in_process, in_process_buffer};
+pub use producer::{CommitError, Producer, Slot};
+#[cfg(not(loom))]
+pub use segment::{inspect, list_segments, remove_if_dead, SegmentInfo};
+pub use tensor::{DType, TensorMeta};
+pub use view::{Element, ItemView, TensorView};

@@ -1,0 +1,104 @@
+//! The constructors: a stream in shared memory (two processes) or on the
+//! heap (one process; what loom and Miri run).
+
+use crate::buffer::StreamBuffer;
+use crate::config::StreamConfig;
+use crate::consumer::Consumer;
+use crate::error::SetupError;
+use crate::heap::heap_ring;
+use crate::policy::ChunkPolicy;
+use crate::producer::Producer;
+use crate::ring::{ConsumerRing, ProducerRing};
+
+fn names(config: &StreamConfig) -> [String; 3] {
+    [
+        config.request_id.clone(),
+        config.edge_name.clone(),
+        config.from_partition.clone(),
+    ]
+}
+
+/// A stream whose ring lives on this process's heap: a producer and a
+/// consumer for two threads (or one). Same protocol as a shared segment.
+///
+/// # Errors
+///
+/// [`SetupError::InvalidName`] and [`SetupError::InvalidConfig`] for a bad
+/// configuration.
+pub fn in_process(config: &StreamConfig) -> Result<(Producer, Consumer), SetupError> {
+    config.validate()?;
+    let (p, c) = heap_ring(config.capacity, config.slot_bytes);
+    Ok((
+        Producer::from_ring(ProducerRing::new(p), config.timeout),
+        Consumer::from_ring(ConsumerRing::new(c), config.timeout),
+    ))
+}
+
+/// [`in_process`] with a [`StreamBuffer`] on the consumer's side.
+///
+/// # Errors
+///
+/// As [`in_process`], and [`SetupError::WindowExceedsCapacity`].
+pub fn in_process_buffer<E>(
+    config: &StreamConfig,
+    policy: impl ChunkPolicy + 'static,
+) -> Result<(Producer, StreamBuffer<E>), SetupError> {
+    let (producer, consumer) = in_process(config)?;
+    Ok((producer, StreamBuffer::new(consumer, names(config), policy)?))
+}
+
+#[cfg(not(loom))]
+impl Producer {
+    /// Creates the stream's shared-memory segment (mode 0600, never through
+    /// a symlink, reclaiming one whose owner died) and returns its producer.
+    /// The segment is removed when the producer is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::AlreadyExists`] when a live process owns the name,
+    /// [`SetupError::ForeignSegment`] for another user's, and OS errors.
+    pub fn create(config: &StreamConfig) -> Result<Producer, SetupError> {
+        let (mem, name) = crate::segment::create(config)?;
+        let mut producer = Producer::from_ring(ProducerRing::new(mem), config.timeout);
+        producer.unlink_on_drop = Some(name);
+        Ok(producer)
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if let Some(name) = self.unlink_on_drop.take() {
+            crate::segment::unlink(&name);
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl Consumer {
+    /// Opens the stream's segment as its only consumer, after checking its
+    /// owner, mode, magic, version, layout and identity.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::NotFound`], [`SetupError::NotInitialized`] (retry: the
+    /// producer is still creating it), [`SetupError::LayoutMismatch`],
+    /// [`SetupError::IdentityMismatch`], [`SetupError::ForeignSegment`],
+    /// [`SetupError::ConsumerAlreadyAttached`], and OS errors.
+    pub fn open(config: &StreamConfig) -> Result<Consumer, SetupError> {
+        let (mem, _name) = crate::segment::open(config)?;
+        Ok(Consumer::from_ring(ConsumerRing::new(mem), config.timeout))
+    }
+}
+
+#[cfg(not(loom))]
+impl<E> StreamBuffer<E> {
+    /// Opens the stream's segment (as [`Consumer::open`]) with a policy.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::open`], and [`SetupError::WindowExceedsCapacity`].
+    pub fn open(config: &StreamConfig, policy: impl ChunkPolicy + 'static) -> Result<Self, SetupError> {
+        StreamBuffer::new(Consumer::open(config)?, names(config), policy)
+    }
+}

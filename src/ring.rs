@@ -1,0 +1,653 @@
+//! The single-producer single-consumer protocol over raw memory: reserve in
+//! order, commit in any order, the in-order available prefix, release.
+//!
+//! No OS calls here (sleeping is the doorbell's business, liveness the
+//! backing's), so loom, Miri and unit tests run this code on heap memory and
+//! production runs the same code on a mapped segment.
+//!
+//! Positions are 64-bit counters that never wrap; the slot of position `p`
+//! is `p & mask`. Full is `registered - released == capacity`.
+
+use crate::error::StreamError;
+use crate::layout::{
+    Control, Descriptor, ItemMeta, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE,
+    FLAG_PRODUCER_GONE, MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
+};
+use crate::sync::{self, Ordering, ReadGuard, WriteGuard};
+use crate::tensor::TensorMeta;
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which side of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Producer,
+    Consumer,
+}
+
+/// What holds a ring's memory alive and can tell whether the peer lives.
+pub(crate) trait Backing: Send + Sync + fmt::Debug {
+    /// Whether the peer process is alive, by a witness the kernel keeps (a
+    /// lock it drops when the process dies). In-process memory: always true;
+    /// the flags set on drop tell the rest.
+    fn peer_alive(&self, peer: Side) -> bool;
+
+    /// The per-slot access trackers shared by both sides (loom only).
+    #[cfg(loom)]
+    fn trackers(&self) -> &[sync::AccessTracker];
+}
+
+/// Where the shared parts of one ring are, as seen by one side.
+pub(crate) struct RingMem {
+    control: NonNull<Control>,
+    descriptors: NonNull<Descriptor>,
+    payload: NonNull<u8>,
+    capacity: u64,
+    slot_bytes: u64,
+    /// The payload is mapped twice back to back: `capacity` consecutive
+    /// slots from any start are one contiguous range.
+    mirrored: bool,
+    backing: Arc<dyn Backing>,
+}
+
+// SAFETY: the pointers point into memory owned by `backing` (a mapping or a
+// heap block) that lives as long as this value; every shared field behind
+// them is an atomic, and payload bytes are only touched under the protocol
+// (a slot is written only between reserve and commit, read only between
+// commit and release), which is what makes moving a side to another thread
+// sound.
+unsafe impl Send for RingMem {}
+
+impl fmt::Debug for RingMem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RingMem")
+            .field("capacity", &self.capacity)
+            .field("slot_bytes", &self.slot_bytes)
+            .field("mirrored", &self.mirrored)
+            .finish()
+    }
+}
+
+impl RingMem {
+    /// # Safety
+    ///
+    /// `control` points at a `Control`, `descriptors` at `capacity`
+    /// descriptors and `payload` at `capacity * slot_bytes` bytes (twice that,
+    /// the second half a mirror of the first, when `mirrored`), all valid for
+    /// reads and writes for as long as `backing` lives, and shared only with
+    /// the one peer that follows this protocol. `capacity` is a power of two.
+    pub(crate) unsafe fn new(
+        control: NonNull<Control>,
+        descriptors: NonNull<Descriptor>,
+        payload: NonNull<u8>,
+        capacity: u64,
+        slot_bytes: u64,
+        mirrored: bool,
+        backing: Arc<dyn Backing>,
+    ) -> RingMem {
+        debug_assert!(capacity.is_power_of_two());
+        RingMem {
+            control,
+            descriptors,
+            payload,
+            capacity,
+            slot_bytes,
+            mirrored,
+            backing,
+        }
+    }
+
+    pub(crate) fn control(&self) -> &Control {
+        // SAFETY: valid for the life of `backing` (constructor contract).
+        unsafe { self.control.as_ref() }
+    }
+
+    fn descriptor(&self, position: u64) -> &Descriptor {
+        let slot = (position & (self.capacity - 1)) as usize;
+        // SAFETY: `slot < capacity` and the table holds `capacity` entries.
+        unsafe { &*self.descriptors.as_ptr().add(slot) }
+    }
+
+    /// Start of the slot of `position` in the payload area.
+    pub(crate) fn slot_ptr(&self, position: u64) -> *mut u8 {
+        let offset = (position & (self.capacity - 1)) * self.slot_bytes;
+        // SAFETY: `offset < capacity * slot_bytes`, inside the payload area.
+        unsafe { self.payload.as_ptr().add(offset as usize) }
+    }
+
+    pub(crate) fn payload_base(&self) -> *mut u8 {
+        self.payload.as_ptr()
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub(crate) fn slot_bytes(&self) -> u64 {
+        self.slot_bytes
+    }
+
+    pub(crate) fn mirrored(&self) -> bool {
+        self.mirrored
+    }
+
+    pub(crate) fn peer_alive(&self, peer: Side) -> bool {
+        self.backing.peer_alive(peer)
+    }
+
+    pub(crate) fn flags(&self) -> u32 {
+        // Acquire: pairs with the Release `fetch_or` of whoever set a bit, so
+        // e.g. every registration before `done` is visible after seeing it.
+        self.control().flags.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_flag(&self, flag: u32) {
+        self.control().flags.fetch_or(flag, Ordering::Release);
+    }
+
+    pub(crate) fn track_write(&self, _position: u64) -> WriteGuard {
+        #[cfg(loom)]
+        return self.backing.trackers()[(_position & (self.capacity - 1)) as usize].write();
+        #[cfg(not(loom))]
+        return WriteGuard {};
+    }
+
+    #[cfg_attr(not(loom), allow(dead_code))]
+    pub(crate) fn track_read(&self, _position: u64) -> ReadGuard {
+        #[cfg(loom)]
+        return self.backing.trackers()[(_position & (self.capacity - 1)) as usize].read();
+        #[cfg(not(loom))]
+        return ReadGuard {};
+    }
+}
+
+/// How long to spin and to yield before sleeping on a doorbell, and how
+/// long one sleep lasts at most (so a dead peer is noticed in that time).
+const SPINS: u32 = if cfg!(loom) { 0 } else { 64 };
+const YIELDS: u32 = if cfg!(loom) { 0 } else { 8 };
+pub(crate) const SLEEP_SLICE: Duration = Duration::from_millis(20);
+
+/// Result of waiting for a condition.
+pub(crate) enum Waited<T> {
+    Ready(T),
+    TimedOut,
+    PeerGone,
+}
+
+/// Spins briefly, then yields, then sleeps on `bell` in slices, checking
+/// `peer_gone` between slices. `ready` is re-checked after the peer is
+/// found gone, so what the peer completed before it died is not lost.
+/// Never spins without yielding: on two cores a spinning waiter could starve
+/// the peer it waits for.
+pub(crate) fn wait_for<T>(
+    bell: &crate::doorbell::Doorbell,
+    timeout: Option<Duration>,
+    mut ready: impl FnMut() -> Option<T>,
+    mut peer_gone: impl FnMut() -> bool,
+) -> Waited<T> {
+    for _ in 0..SPINS {
+        if let Some(v) = ready() {
+            return Waited::Ready(v);
+        }
+        sync::spin_hint();
+    }
+    for _ in 0..YIELDS {
+        if let Some(v) = ready() {
+            return Waited::Ready(v);
+        }
+        sync::yield_now();
+    }
+    let start = timeout.map(|_| Instant::now());
+    loop {
+        if let Some(v) = ready() {
+            return Waited::Ready(v);
+        }
+        if peer_gone() {
+            return match ready() {
+                Some(v) => Waited::Ready(v),
+                None => Waited::PeerGone,
+            };
+        }
+        let slice = match (timeout, start) {
+            (Some(t), Some(s)) => {
+                let elapsed = s.elapsed();
+                if elapsed >= t {
+                    return Waited::TimedOut;
+                }
+                Some((t - elapsed).min(SLEEP_SLICE))
+            }
+            _ if cfg!(loom) => None,
+            _ => Some(SLEEP_SLICE),
+        };
+        if let Some(v) = bell.sleep(slice, &mut ready) {
+            return Waited::Ready(v);
+        }
+    }
+}
+
+/// The producer's side of the protocol. Its cursors are private; only
+/// `registered` and the descriptors are published.
+#[derive(Debug)]
+pub(crate) struct ProducerRing {
+    mem: RingMem,
+    /// Next position to reserve (the value of `registered` we published).
+    next: u64,
+    /// Last `released` we loaded; reloaded only when the ring looks full.
+    cached_released: u64,
+}
+
+impl ProducerRing {
+    pub(crate) fn new(mem: RingMem) -> Self {
+        ProducerRing {
+            mem,
+            next: 0,
+            cached_released: 0,
+        }
+    }
+
+    pub(crate) fn mem(&self) -> &RingMem {
+        &self.mem
+    }
+
+    pub(crate) fn registered(&self) -> u64 {
+        self.next
+    }
+
+    fn has_space(&mut self) -> Result<bool, StreamError> {
+        if self.next - self.cached_released < self.mem.capacity {
+            return Ok(true);
+        }
+        // Acquire: pairs with the consumer's Release store in `release`, so
+        // its reads of the slots it released happen before we reuse them.
+        let released = self.mem.control().released.load(Ordering::Acquire);
+        if released < self.cached_released || released > self.next {
+            return Err(StreamError::Corrupt(format!(
+                "released count {released} is outside {}..={}",
+                self.cached_released, self.next
+            )));
+        }
+        self.cached_released = released;
+        Ok(self.next - released < self.mem.capacity)
+    }
+
+    fn check_open(&self) -> Result<(), StreamError> {
+        let flags = self.mem.flags();
+        if flags & FLAG_DONE != 0 {
+            return Err(StreamError::AfterDone);
+        }
+        if flags & FLAG_CONSUMER_GONE != 0 {
+            return Err(StreamError::ConsumerGone);
+        }
+        Ok(())
+    }
+
+    /// Reserves the next position for `id` without waiting.
+    pub(crate) fn try_reserve(&mut self, id: &[u8]) -> Result<u64, StreamError> {
+        check_id(id)?;
+        self.check_open()?;
+        if !self.has_space()? {
+            return Err(StreamError::Full {
+                capacity: self.mem.capacity,
+            });
+        }
+        Ok(self.reserve_unchecked(id))
+    }
+
+    /// Reserves the next position for `id`, waiting up to `timeout` (`None`:
+    /// for ever) for the consumer to release a slot.
+    pub(crate) fn reserve(&mut self, id: &[u8], timeout: Option<Duration>) -> Result<u64, StreamError> {
+        match self.try_reserve(id) {
+            Err(StreamError::Full { .. }) => {}
+            other => return other,
+        }
+        let capacity = self.mem.capacity;
+        let mem = &self.mem;
+        let next = self.next;
+        let mut failure = None;
+        let waited = wait_for(
+            &mem.control().space_bell,
+            timeout,
+            || {
+                // Acquire: as in `has_space`.
+                let released = mem.control().released.load(Ordering::Acquire);
+                if released > next {
+                    failure = Some(StreamError::Corrupt(format!(
+                        "released count {released} is ahead of registered {next}"
+                    )));
+                    return Some(released);
+                }
+                let gone = mem.flags() & FLAG_CONSUMER_GONE != 0;
+                (next - released < capacity || gone).then_some(released)
+            },
+            || consumer_gone(mem),
+        );
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        match waited {
+            Waited::Ready(_) => self.try_reserve(id),
+            Waited::TimedOut => Err(StreamError::Timeout {
+                what: "a free slot (the consumer has not released any)",
+                waited: timeout.unwrap_or_default(),
+            }),
+            Waited::PeerGone => Err(StreamError::ConsumerGone),
+        }
+    }
+
+    fn reserve_unchecked(&mut self, id: &[u8]) -> u64 {
+        let position = self.next;
+        self.mem.descriptor(position).write_id(id);
+        self.next = position + 1;
+        // Release: pairs with the consumer's Acquire load of `registered`;
+        // the id written above is visible to it.
+        self.mem
+            .control()
+            .registered
+            .store(self.next, Ordering::Release);
+        position
+    }
+
+    /// Publishes the slot of `position` as complete with `meta`, whose size
+    /// the caller checked against the slot.
+    pub(crate) fn commit(&self, position: u64, meta: &TensorMeta) {
+        let desc = self.mem.descriptor(position);
+        desc.write_meta(
+            STATUS_COMMITTED,
+            meta.dtype().code(),
+            meta.dims_raw(),
+            meta.ndim(),
+            meta.nbytes(),
+        );
+        self.publish(desc, position);
+    }
+
+    /// Publishes the slot of `position` as given up: the consumer reports it
+    /// instead of waiting for it for ever.
+    pub(crate) fn abandon(&self, position: u64) {
+        let desc = self.mem.descriptor(position);
+        desc.write_meta(STATUS_ABANDONED, 0, &[0; 8], 0, 0);
+        self.publish(desc, position);
+    }
+
+    fn publish(&self, desc: &Descriptor, position: u64) {
+        // Release: pairs with the consumer's Acquire load of `seq` in `poll`:
+        // the payload bytes and the metadata written before are visible to a
+        // consumer that sees the sequence. `--cfg shmstream_weaken=
+        // "commit_release"` makes it Relaxed to show loom catching it.
+        #[cfg(not(shmstream_weaken = "commit_release"))]
+        desc.seq.store(position + 1, Ordering::Release);
+        #[cfg(shmstream_weaken = "commit_release")]
+        desc.seq.store(position + 1, Ordering::Relaxed);
+        self.mem.control().data_bell.ring();
+    }
+
+    /// Marks the stream done and wakes the consumer.
+    pub(crate) fn signal_done(&self) {
+        self.mem.set_flag(FLAG_DONE);
+        self.mem.control().data_bell.ring();
+    }
+
+    /// Waits until the consumer released everything registered (or left).
+    pub(crate) fn wait_drained(&mut self, timeout: Option<Duration>) -> Result<(), StreamError> {
+        let mem = &self.mem;
+        let next = self.next;
+        let waited = wait_for(
+            &mem.control().space_bell,
+            timeout,
+            || {
+                let released = mem.control().released.load(Ordering::Acquire);
+                let gone = mem.flags() & FLAG_CONSUMER_GONE != 0;
+                (released >= next || gone).then_some(gone)
+            },
+            || consumer_gone(mem),
+        );
+        match waited {
+            Waited::Ready(false) => Ok(()),
+            Waited::Ready(true) | Waited::PeerGone => Err(StreamError::ConsumerGone),
+            Waited::TimedOut => Err(StreamError::Timeout {
+                what: "the consumer to release every item",
+                waited: timeout.unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+impl Drop for ProducerRing {
+    fn drop(&mut self) {
+        self.mem.set_flag(FLAG_PRODUCER_GONE);
+        self.mem.control().data_bell.wake();
+    }
+}
+
+fn consumer_gone(mem: &RingMem) -> bool {
+    let flags = mem.flags();
+    flags & FLAG_CONSUMER_GONE != 0
+        || (flags & FLAG_CONSUMER_ATTACHED != 0 && !mem.peer_alive(Side::Consumer))
+}
+
+pub(crate) fn check_id(id: &[u8]) -> Result<(), StreamError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(StreamError::BadId {
+            len: id.len(),
+            max: MAX_ID_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// A snapshot of the stream's counters as the consumer sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// Items of the available prefix past the consumer's position.
+    pub(crate) available: u64,
+    /// `done` was seen and every registered item is in the prefix.
+    pub(crate) all_in: bool,
+}
+
+/// The consumer's side: walks the available prefix and releases slots.
+#[derive(Debug)]
+pub(crate) struct ConsumerRing {
+    mem: RingMem,
+    cur: Cursors,
+}
+
+/// The consumer's private cursors, apart from the memory so that a wait can
+/// borrow the bell and the cursors at once.
+#[derive(Debug)]
+struct Cursors {
+    /// First position still in the buffer (not yet advanced past).
+    consumed: u64,
+    /// First position not known to be complete: the prefix is
+    /// `consumed..avail_end`. Never exceeds `cached_registered`.
+    avail_end: u64,
+    /// Last `registered` we loaded; reloaded when the prefix reaches it.
+    cached_registered: u64,
+    /// What we last published as `released` (at most `consumed`).
+    released: u64,
+    /// Validated copies of the descriptors of the prefix, by slot.
+    metas: Box<[ItemMeta]>,
+}
+
+impl ConsumerRing {
+    pub(crate) fn new(mem: RingMem) -> Self {
+        let metas = vec![ItemMeta::EMPTY; mem.capacity as usize].into_boxed_slice();
+        mem.set_flag(FLAG_CONSUMER_ATTACHED);
+        ConsumerRing {
+            mem,
+            cur: Cursors {
+                consumed: 0,
+                avail_end: 0,
+                cached_registered: 0,
+                released: 0,
+                metas,
+            },
+        }
+    }
+
+    pub(crate) fn mem(&self) -> &RingMem {
+        &self.mem
+    }
+
+    pub(crate) fn consumed(&self) -> u64 {
+        self.cur.consumed
+    }
+
+    pub(crate) fn available(&self) -> u64 {
+        self.cur.avail_end - self.cur.consumed
+    }
+
+
+
+    /// Extends the available prefix over every position whose completion is
+    /// published, and returns the snapshot. Checks every value it reads.
+    pub(crate) fn poll(&mut self) -> Result<Snapshot, StreamError> {
+        self.cur.poll(&self.mem)
+    }
+
+    /// Waits until `ready` accepts a fresh snapshot, up to `timeout`.
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        mut ready: impl FnMut(Snapshot) -> bool,
+    ) -> Result<Snapshot, StreamError> {
+        let snap = self.poll()?;
+        if ready(snap) {
+            return Ok(snap);
+        }
+        let mut failure = None;
+        let mem = &self.mem;
+        let cur = &mut self.cur;
+        let waited = wait_for(
+            &mem.control().data_bell,
+            timeout,
+            || match cur.poll(mem) {
+                Ok(s) => ready(s).then_some(s),
+                Err(e) => {
+                    failure = Some(e);
+                    Some(Snapshot {
+                        available: 0,
+                        all_in: false,
+                    })
+                }
+            },
+            || producer_gone(mem),
+        );
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        match waited {
+            Waited::Ready(s) => Ok(s),
+            Waited::TimedOut => Err(StreamError::Timeout {
+                what: "data from the producer",
+                waited: timeout.unwrap_or_default(),
+            }),
+            Waited::PeerGone => Err(StreamError::ProducerGone),
+        }
+    }
+
+    /// The validated metadata of `position`, which must be in the prefix and
+    /// not released.
+    pub(crate) fn meta(&self, position: u64) -> &ItemMeta {
+        debug_assert!(position >= self.cur.released && position < self.cur.avail_end);
+        &self.cur.metas[(position & (self.mem.capacity - 1)) as usize]
+    }
+
+    /// Moves the consumer's position forward by `n` items of the prefix
+    /// (their slots stay unreleased until `release`).
+    pub(crate) fn advance(&mut self, n: u64) {
+        debug_assert!(n <= self.available());
+        self.cur.consumed += n.min(self.available());
+    }
+
+    /// Publishes that every slot before the consumer's position may be
+    /// reused, and wakes the producer if it waits for space.
+    pub(crate) fn release(&mut self) {
+        if self.cur.released == self.cur.consumed {
+            return;
+        }
+        self.cur.released = self.cur.consumed;
+        // Release: pairs with the producer's Acquire load in `has_space`:
+        // our reads of these slots happen before it overwrites them.
+        self.mem
+            .control()
+            .released
+            .store(self.cur.released, Ordering::Release);
+        self.mem.control().space_bell.ring();
+    }
+}
+
+fn producer_gone(mem: &RingMem) -> bool {
+    let flags = mem.flags();
+    flags & FLAG_DONE == 0 && (flags & FLAG_PRODUCER_GONE != 0 || !mem.peer_alive(Side::Producer))
+}
+
+impl Cursors {
+    fn poll(&mut self, mem: &RingMem) -> Result<Snapshot, StreamError> {
+        // Acquire: pairs with the Release of `signal_done`; read before
+        // `registered`, so that when done is seen, the registered count
+        // loaded next is final.
+        let flags = mem.flags();
+        // Two rounds: after walking to `registered`, reload it once, the
+        // producer may have registered and committed meanwhile. Each round
+        // is bounded by capacity: the prefix never runs past `registered`,
+        // which is at most `capacity` ahead of `released`.
+        for _ in 0..2 {
+            self.load_registered(mem)?;
+            while self.avail_end < self.cached_registered {
+                let position = self.avail_end;
+                let desc = mem.descriptor(position);
+                // Acquire: pairs with the producer's Release store in
+                // `publish`; this slot's metadata and payload are visible.
+                if desc.seq.load(Ordering::Acquire) != position + 1 {
+                    break;
+                }
+                let (status, meta) = ItemMeta::read(desc, position, mem.slot_bytes)?;
+                if status == STATUS_ABANDONED {
+                    if self.avail_end == self.consumed {
+                        return Err(StreamError::Abandoned {
+                            position,
+                            id: meta.id().to_string(),
+                        });
+                    }
+                    break;
+                }
+                self.metas[(position & (mem.capacity - 1)) as usize] = meta;
+                self.avail_end = position + 1;
+            }
+            if self.avail_end < self.cached_registered {
+                break;
+            }
+        }
+        Ok(Snapshot {
+            available: self.avail_end - self.consumed,
+            all_in: flags & FLAG_DONE != 0 && self.avail_end == self.cached_registered,
+        })
+    }
+
+    /// Reloads `registered` when the prefix has reached the cached value.
+    fn load_registered(&mut self, mem: &RingMem) -> Result<(), StreamError> {
+        if self.avail_end < self.cached_registered {
+            return Ok(());
+        }
+        // Acquire: pairs with the producer's Release store in `reserve`.
+        let registered = mem.control().registered.load(Ordering::Acquire);
+        if registered < self.cached_registered || registered - self.released > mem.capacity {
+            return Err(StreamError::Corrupt(format!(
+                "registered count {registered} is outside {}..={}",
+                self.cached_registered,
+                self.released + mem.capacity
+            )));
+        }
+        self.cached_registered = registered;
+        Ok(())
+    }
+}
+
+impl Drop for ConsumerRing {
+    fn drop(&mut self) {
+        self.mem.set_flag(FLAG_CONSUMER_GONE);
+        self.mem.control().space_bell.wake();
+    }
+}
