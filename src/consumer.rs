@@ -99,6 +99,13 @@ impl Consumer {
         self.ring.mem().slot_bytes()
     }
 
+    /// The payload area as this process maps it: `capacity * slot_bytes`
+    /// bytes (a shared segment maps the same bytes again right after it).
+    pub fn payload_region(&self) -> (*const u8, usize) {
+        let mem = self.ring.mem();
+        (mem.payload_base(), (mem.capacity() * mem.slot_bytes()) as usize)
+    }
+
     /// Item `i` of the available prefix (0 is the oldest), in place.
     pub fn item(&self, i: u64) -> Option<ItemView<'_>> {
         (i < self.ring.available()).then(|| {

@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests: a deterministic item scheme
+//! with sequence numbers and checksums, and segment cleanup.
+#![allow(dead_code)]
+
+use shmstream::{DType, Slot, StreamConfig, TensorMeta};
+
+/// SplitMix64: a tiny deterministic generator (no crate needed).
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Words of item `seq`: 2 to `max_words`, mixed sizes.
+pub fn item_words(seq: u64, max_words: u64) -> u64 {
+    2 + mix(seq) % (max_words - 1)
+}
+
+/// Fills `out` (whole u64 words) for item `seq`: word 0 is the sequence
+/// number, the middle words are derived from it, the last is a checksum.
+pub fn fill_item(seq: u64, out: &mut [u8]) {
+    let words = out.len() / 8;
+    let mut sum = 0u64;
+    for w in 0..words {
+        let v = if w == 0 {
+            seq
+        } else if w == words - 1 {
+            sum
+        } else {
+            mix(seq ^ (w as u64) << 40)
+        };
+        sum = sum.rotate_left(5) ^ v;
+        out[w * 8..w * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Checks an item's bytes; returns its sequence number.
+pub fn check_item(bytes: &[u8]) -> Result<u64, String> {
+    if bytes.len() < 16 || bytes.len() % 8 != 0 {
+        return Err(format!("item of {} bytes", bytes.len()));
+    }
+    let words = bytes.len() / 8;
+    let word = |w: usize| u64::from_le_bytes(bytes[w * 8..w * 8 + 8].try_into().unwrap());
+    let mut sum = 0u64;
+    for w in 0..words - 1 {
+        sum = sum.rotate_left(5) ^ word(w);
+    }
+    if sum != word(words - 1) {
+        return Err(format!("checksum mismatch in item {}", word(0)));
+    }
+    Ok(word(0))
+}
+
+/// Writes item `seq` of `words` words into the slot and commits it.
+pub fn commit_item(mut slot: Slot<'_>, seq: u64, words: u64) {
+    let n = (words * 8) as usize;
+    fill_item(seq, &mut slot.payload_mut()[..n]);
+    slot.commit(TensorMeta::new(DType::U64, &[words]).unwrap())
+        .map_err(|e| e.error)
+        .unwrap();
+}
+
+/// A unique prefix for this test, so parallel tests never share a segment.
+pub fn unique_prefix(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("sst-{tag}-{}-{}-", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Removes every segment whose name starts with the prefix when dropped,
+/// also when the test fails.
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for name in shmstream::list_segments(&self.0).unwrap_or_default() {
+            let _ = std::fs::remove_file(format!("/dev/shm{name}"));
+        }
+    }
+}
+
+pub fn config(prefix: &str, capacity: u64, slot_bytes: u64) -> StreamConfig {
+    StreamConfig::new("req", "edge", "part")
+        .prefix(prefix)
+        .capacity(capacity)
+        .slot_bytes(slot_bytes)
+}

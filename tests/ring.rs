@@ -1,0 +1,262 @@
+//! The ring between two threads of one process (heap memory): order,
+//! back-pressure, abandoned slots, bad input that leaves the stream intact.
+
+mod common;
+
+use common::{check_item, commit_item, item_words};
+use shmstream::{in_process, DType, StreamConfig, StreamError, TensorMeta};
+use std::time::Duration;
+
+fn cfg(capacity: u64, slot_bytes: u64) -> StreamConfig {
+    StreamConfig::new("r", "e", "p")
+        .capacity(capacity)
+        .slot_bytes(slot_bytes)
+}
+
+/// Produces `n` items of mixed sizes, committed out of order within groups
+/// of `reorder`, and checks that the consumer receives each once, in order.
+fn stream_out_of_order(n: u64, reorder: usize, capacity: u64) {
+    let (producer, mut consumer) = in_process(&cfg(capacity, 512)).unwrap();
+    let handle = std::thread::spawn(move || {
+        let mut seq = 0u64;
+        let mut group = Vec::with_capacity(reorder);
+        while seq < n {
+            let take = (reorder as u64).min(n - seq);
+            for k in 0..take {
+                group.push((seq + k, producer.register(&format!("t{}", seq + k)).unwrap()));
+            }
+            // A fixed permutation per group: reversed, then rotated.
+            group.reverse();
+            let rot = (seq as usize / reorder) % group.len().max(1);
+            group.rotate_left(rot);
+            for (s, slot) in group.drain(..) {
+                commit_item(slot, s, item_words(s, 64));
+            }
+            seq += take;
+        }
+        producer.signal_done();
+    });
+    let mut expected = 0u64;
+    loop {
+        let available = consumer.wait_for(1, Some(Duration::from_secs(20))).unwrap();
+        if available == 0 {
+            assert!(consumer.is_all_in());
+            break;
+        }
+        for i in 0..available {
+            let item = consumer.item(i).unwrap();
+            assert_eq!(item.id(), format!("t{expected}"));
+            assert_eq!(item.shape(), &[item_words(expected, 64)]);
+            assert_eq!(check_item(item.bytes()), Ok(expected));
+            expected += 1;
+        }
+        consumer.consume(available);
+    }
+    handle.join().unwrap();
+    assert_eq!(expected, n, "items lost");
+}
+
+#[test]
+fn items_arrive_in_registration_order_despite_out_of_order_commits() {
+    let n = if cfg!(miri) { 200 } else { 200_000 };
+    stream_out_of_order(n, 8, 64);
+}
+
+#[test]
+fn a_tiny_ring_still_delivers_everything() {
+    stream_out_of_order(if cfg!(miri) { 50 } else { 20_000 }, 3, 8);
+}
+
+#[test]
+fn an_item_committed_early_stays_invisible_until_its_predecessors_arrive() {
+    let (producer, mut consumer) = in_process(&cfg(8, 512)).unwrap();
+    let a = producer.register("a").unwrap();
+    let b = producer.register("b").unwrap();
+    let c = producer.register("c").unwrap();
+    commit_item(c, 2, 4);
+    commit_item(b, 1, 4);
+    assert_eq!(consumer.poll().unwrap(), 0);
+    commit_item(a, 0, 4);
+    assert_eq!(consumer.poll().unwrap(), 3);
+    let ids: Vec<_> = (0..3).map(|i| consumer.item(i).unwrap().id().to_string()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+}
+
+#[test]
+fn try_register_reports_a_full_ring_and_works_again_after_release() {
+    let (producer, mut consumer) = in_process(&cfg(4, 1024)).unwrap();
+    for i in 0..4 {
+        commit_item(producer.try_register(&format!("t{i}")).unwrap(), i, 4);
+    }
+    assert_eq!(
+        producer.try_register("t4").unwrap_err(),
+        StreamError::Full { capacity: 4 }
+    );
+    let err = producer
+        .register_timeout("t4", Some(Duration::from_millis(30)))
+        .unwrap_err();
+    assert!(matches!(err, StreamError::Timeout { .. }), "{err}");
+    // Nothing was lost or overwritten by the refused calls.
+    assert_eq!(consumer.poll().unwrap(), 4);
+    assert_eq!(check_item(consumer.item(0).unwrap().bytes()), Ok(0));
+    consumer.consume(1);
+    commit_item(producer.try_register("t4").unwrap(), 4, 4);
+    assert_eq!(consumer.poll().unwrap(), 4);
+    assert_eq!(consumer.item(3).unwrap().id(), "t4");
+}
+
+#[test]
+fn a_held_view_does_not_change_while_the_producer_runs_into_the_full_ring() {
+    let (producer, mut consumer) = in_process(&cfg(4, 1024)).unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut seq = 0;
+        // Runs at full speed until the ring is full and stays full.
+        loop {
+            match producer.register_timeout(&format!("t{seq}"), Some(Duration::from_millis(200))) {
+                Ok(slot) => commit_item(slot, seq, 100),
+                Err(StreamError::Timeout { .. }) => return seq,
+                Err(e) => panic!("{e}"),
+            }
+            seq += 1;
+        }
+    });
+    consumer.wait_for(1, Some(Duration::from_secs(10))).unwrap();
+    let view = consumer.item(0).unwrap();
+    let before = view.bytes().to_vec();
+    let written = writer.join().unwrap();
+    assert_eq!(written, 4, "the producer wrote past the held slots");
+    assert_eq!(view.bytes(), &before[..]);
+    assert_eq!(check_item(view.bytes()), Ok(0));
+}
+
+#[test]
+fn a_slot_dropped_without_commit_is_reported_not_waited_for() {
+    let (producer, mut consumer) = in_process(&cfg(4, 1024)).unwrap();
+    commit_item(producer.register("ok").unwrap(), 0, 4);
+    drop(producer.register("lost").unwrap());
+    commit_item(producer.register("after").unwrap(), 2, 4);
+    // The item before the hole stays readable.
+    assert_eq!(consumer.poll().unwrap(), 1);
+    assert_eq!(consumer.item(0).unwrap().id(), "ok");
+    consumer.consume(1);
+    assert_eq!(
+        consumer.poll().unwrap_err(),
+        StreamError::Abandoned {
+            position: 1,
+            id: "lost".into()
+        }
+    );
+}
+
+#[test]
+fn a_refused_commit_hands_the_slot_back_and_the_stream_goes_on() {
+    let (producer, mut consumer) = in_process(&cfg(4, 1024)).unwrap();
+    let slot = producer.register("t0").unwrap();
+    let too_big = TensorMeta::new(DType::F32, &[300]).unwrap();
+    let err = slot.commit(too_big).unwrap_err();
+    assert_eq!(
+        err.error,
+        StreamError::TooLarge {
+            nbytes: 1200,
+            slot_bytes: 1024
+        }
+    );
+    assert_eq!(err.to_string(), "a tensor of 1200 bytes does not fit in a slot of 1024 bytes");
+    commit_item(err.slot, 0, 4);
+    assert_eq!(consumer.poll().unwrap(), 1);
+    assert_eq!(check_item(consumer.item(0).unwrap().bytes()), Ok(0));
+}
+
+#[test]
+fn bad_ids_and_late_registrations_are_refused_without_harm() {
+    let (producer, mut consumer) = in_process(&cfg(4, 1024)).unwrap();
+    assert_eq!(producer.register("").unwrap_err(), StreamError::BadId { len: 0, max: 64 });
+    let long = "x".repeat(65);
+    assert_eq!(producer.register(&long).unwrap_err(), StreamError::BadId { len: 65, max: 64 });
+    commit_item(producer.register("t0").unwrap(), 0, 4);
+    producer.signal_done();
+    assert_eq!(producer.register("t1").unwrap_err(), StreamError::AfterDone);
+    assert_eq!(consumer.poll().unwrap(), 1);
+    assert!(consumer.is_all_in());
+    assert_eq!(consumer.item(0).unwrap().id(), "t0");
+}
+
+#[test]
+fn reference_names_register_then_put_by_id_in_any_order() {
+    let (producer, mut consumer) = in_process(&cfg(4, 1024)).unwrap();
+    producer.pre_read_register("a").unwrap();
+    producer.pre_read_register("b").unwrap();
+    assert_eq!(
+        producer.pre_read_register("a").unwrap_err(),
+        StreamError::DuplicateId { id: "a".into() }
+    );
+    let meta = TensorMeta::new(DType::F32, &[2]).unwrap();
+    let bytes: Vec<u8> = [1.5f32, 2.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert_eq!(
+        producer.put("zzz", meta, &bytes).unwrap_err(),
+        StreamError::UnknownId { id: "zzz".into() }
+    );
+    assert_eq!(
+        producer.put("b", meta, &bytes[..4]).unwrap_err(),
+        StreamError::SizeMismatch { given: 4, expected: 8 }
+    );
+    producer.put("b", meta, &bytes).unwrap();
+    assert_eq!(consumer.poll().unwrap(), 0);
+    assert_eq!(
+        producer.put("b", meta, &bytes).unwrap_err(),
+        StreamError::UnknownId { id: "b".into() }
+    );
+    producer.put("a", meta, &bytes).unwrap();
+    assert_eq!(consumer.poll().unwrap(), 2);
+    assert_eq!(consumer.item(1).unwrap().as_slice::<f32>(), Some(&[1.5f32, 2.5][..]));
+    // The id is free again once put: a later tensor may reuse it.
+    producer.pre_read_register("a").unwrap();
+}
+
+#[test]
+fn a_consumer_that_leaves_ends_a_blocked_producer_with_an_error() {
+    let (producer, consumer) = in_process(&cfg(4, 1024)).unwrap();
+    for i in 0..4 {
+        commit_item(producer.register(&format!("t{i}")).unwrap(), i, 4);
+    }
+    let leaver = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        drop(consumer);
+    });
+    assert_eq!(
+        producer.register_timeout("t4", None).unwrap_err(),
+        StreamError::ConsumerGone
+    );
+    leaver.join().unwrap();
+}
+
+#[test]
+fn a_producer_that_leaves_without_done_is_reported_after_its_items() {
+    let (producer, mut consumer) = in_process(&cfg(4, 1024)).unwrap();
+    commit_item(producer.register("t0").unwrap(), 0, 4);
+    drop(producer);
+    assert_eq!(consumer.wait_for(1, None).unwrap(), 1);
+    consumer.consume(1);
+    assert_eq!(consumer.wait_for(1, None).unwrap_err(), StreamError::ProducerGone);
+}
+
+#[test]
+fn bad_layouts_are_refused_with_the_limit_named() {
+    for (capacity, slot, needle) in [
+        (0, 4096, "power of two"),
+        (3, 4096, "power of two"),
+        (4, 100, "multiple of 64"),
+        (2, 64, "multiple of the page size"),
+    ] {
+        let err = in_process(&cfg(capacity, slot)).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+    for (name, needle) in [("", "empty"), ("a/b", "'/'"), ("a\0b", "NUL")] {
+        let err = in_process(&StreamConfig::new(name, "e", "p")).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+    let err = in_process(&StreamConfig::new(&"x".repeat(121), "e", "p"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("limit is 120"), "{err}");
+}
