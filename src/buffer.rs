@@ -44,7 +44,7 @@ impl<E> fmt::Debug for StreamBuffer<E> {
             .field("request_id", &self.names[0])
             .field("edge_name", &self.names[1])
             .field("from_partition", &self.names[2])
-            .field("policy", self.chunker.policy())
+            .field("policy", &self.chunker.policy())
             .field("consumer", &self.consumer)
             .finish()
     }
