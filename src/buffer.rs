@@ -57,7 +57,11 @@ impl<E> StreamBuffer<E> {
     ///
     /// [`SetupError::WindowExceedsCapacity`] when the policy's largest window
     /// does not fit in the ring.
-    pub fn new(consumer: Consumer, names: [String; 3], policy: impl ChunkPolicy + 'static) -> Result<Self, SetupError> {
+    pub fn new(
+        consumer: Consumer,
+        names: [String; 3],
+        policy: impl ChunkPolicy + 'static,
+    ) -> Result<Self, SetupError> {
         let window = policy.max_window();
         if window as u64 > consumer.capacity() {
             return Err(SetupError::WindowExceedsCapacity {
@@ -98,12 +102,13 @@ impl<E> StreamBuffer<E> {
         self.chunker.consumed()
     }
 
-    /// Items of the available prefix not yet discarded (the buffer length).
+    /// Items of the available prefix not yet discarded (the buffer
+    /// length), on a fresh look at the ring.
     ///
     /// # Errors
     ///
     /// As [`Consumer::poll`].
-    pub fn len(&mut self) -> Result<u64, StreamError> {
+    pub fn available(&mut self) -> Result<u64, StreamError> {
         self.consumer.poll()
     }
 
@@ -161,15 +166,18 @@ impl<E> StreamBuffer<E> {
     ///
     /// [`StreamError::Timeout`], [`StreamError::ProducerGone`], and as
     /// [`Consumer::poll`].
-    pub fn next_chunk(&mut self, timeout: Option<Duration>) -> Result<Option<StreamChunk<'_>>, StreamError> {
+    pub fn next_chunk(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<StreamChunk<'_>>, StreamError> {
         if self.chunker.finished() {
             return Ok(None);
         }
         let timeout = timeout.or(self.consumer.timeout);
         let chunker = &self.chunker;
-        let snap = self
-            .consumer
-            .wait_until(timeout, |s| chunker.is_ready(s.available as usize, s.all_in))?;
+        let snap = self.consumer.wait_until(timeout, |s| {
+            chunker.is_ready(s.available as usize, s.all_in)
+        })?;
         self.pop_planned(snap.available).map(Some)
     }
 

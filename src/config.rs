@@ -118,7 +118,10 @@ impl StreamConfig {
             check_name(field, value)?;
         }
         if self.prefix.len() > MAX_PREFIX_LEN
-            || !self.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || !self
+                .prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
             return Err(SetupError::InvalidName {
                 field: "prefix",
@@ -167,7 +170,10 @@ fn check_name(field: &'static str, value: &str) -> Result<(), SetupError> {
     let reason = if value.is_empty() {
         "it is empty".to_string()
     } else if value.len() > MAX_NAME_LEN {
-        format!("it is {} bytes long, the limit is {MAX_NAME_LEN}", value.len())
+        format!(
+            "it is {} bytes long, the limit is {MAX_NAME_LEN}",
+            value.len()
+        )
     } else if value.contains('/') {
         "it contains '/'".to_string()
     } else if value.contains('\0') {

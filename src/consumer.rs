@@ -58,7 +58,11 @@ impl Consumer {
     ///
     /// [`StreamError::Timeout`], [`StreamError::ProducerGone`], and as
     /// [`poll`](Self::poll).
-    pub fn wait_for(&mut self, min_items: u64, timeout: Option<Duration>) -> Result<u64, StreamError> {
+    pub fn wait_for(
+        &mut self,
+        min_items: u64,
+        timeout: Option<Duration>,
+    ) -> Result<u64, StreamError> {
         let snap = self.wait_until(timeout, |s| s.available >= min_items || s.all_in)?;
         Ok(snap.available)
     }
@@ -103,7 +107,10 @@ impl Consumer {
     /// bytes (a shared segment maps the same bytes again right after it).
     pub fn payload_region(&self) -> (*const u8, usize) {
         let mem = self.ring.mem();
-        (mem.payload_base(), (mem.capacity() * mem.slot_bytes()) as usize)
+        (
+            mem.payload_base(),
+            (mem.capacity() * mem.slot_bytes()) as usize,
+        )
     }
 
     /// Item `i` of the available prefix (0 is the oldest), in place.
@@ -156,5 +163,12 @@ pub(crate) fn stacked(ring: &ConsumerRing, start: u64, n: u64) -> Option<TensorV
     // borrow of `ring` (released only through `&mut`); their slots are
     // consecutive in memory, across the wrap thanks to the mirror (checked
     // above), `slot_bytes` apart, each holding `first.nbytes` valid bytes.
-    Some(unsafe { TensorView::new(mem.slot_ptr(start), n as usize, first, mem.slot_bytes() as usize) })
+    Some(unsafe {
+        TensorView::new(
+            mem.slot_ptr(start),
+            n as usize,
+            first,
+            mem.slot_bytes() as usize,
+        )
+    })
 }

@@ -79,7 +79,11 @@ impl Doorbell {
     /// `slice` unless the condition already holds or a ring came in between.
     /// Returns what `ready` returned on the re-check (`None` after a sleep:
     /// the caller checks again).
-    pub(crate) fn sleep<T>(&self, slice: Option<Duration>, ready: impl FnOnce() -> Option<T>) -> Option<T> {
+    pub(crate) fn sleep<T>(
+        &self,
+        slice: Option<Duration>,
+        ready: impl FnOnce() -> Option<T>,
+    ) -> Option<T> {
         // Read the word before the re-check: a ring after this point changes
         // it, and the futex then refuses to sleep on the stale value.
         let seen = self.word.load(Ordering::Acquire);
@@ -126,7 +130,12 @@ impl Doorbell {
         // SAFETY: as in `futex_wait`; FUTEX_WAKE does not touch the word's
         // value, it only wakes the sleepers queued on its address.
         unsafe {
-            libc::syscall(libc::SYS_futex, self.word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+            libc::syscall(
+                libc::SYS_futex,
+                self.word.as_ptr(),
+                libc::FUTEX_WAKE,
+                i32::MAX,
+            );
         }
     }
 
@@ -135,7 +144,11 @@ impl Doorbell {
     #[cfg(all(miri, not(loom)))]
     fn futex_wait(&self, seen: u32, slice: Option<Duration>) {
         if self.word.load(Ordering::Acquire) == seen {
-            std::thread::sleep(slice.unwrap_or(Duration::from_millis(1)).min(Duration::from_millis(1)));
+            std::thread::sleep(
+                slice
+                    .unwrap_or(Duration::from_millis(1))
+                    .min(Duration::from_millis(1)),
+            );
         }
     }
 

@@ -126,7 +126,14 @@ impl Descriptor {
 
     /// Writes dtype, shape, byte count and status (producer, at commit,
     /// before the Release store of `seq`).
-    pub(crate) fn write_meta(&self, status: u32, dtype: u8, dims: &[u64; MAX_DIMS], ndim: u8, nbytes: u64) {
+    pub(crate) fn write_meta(
+        &self,
+        status: u32,
+        dtype: u8,
+        dims: &[u64; MAX_DIMS],
+        ndim: u8,
+        nbytes: u64,
+    ) {
         for (cell, d) in self.dims.iter().zip(dims) {
             cell.store(*d, Ordering::Relaxed);
         }
@@ -175,15 +182,23 @@ impl ItemMeta {
 
     /// Reads and checks the descriptor of `position`, after the Acquire load
     /// of its `seq` showed it complete. Returns the status with the copy.
-    pub(crate) fn read(desc: &Descriptor, position: u64, slot_bytes: u64) -> Result<(u32, ItemMeta), StreamError> {
-        let corrupt = |what: String| StreamError::Corrupt(format!("descriptor of position {position}: {what}"));
+    pub(crate) fn read(
+        desc: &Descriptor,
+        position: u64,
+        slot_bytes: u64,
+    ) -> Result<(u32, ItemMeta), StreamError> {
+        let corrupt = |what: String| {
+            StreamError::Corrupt(format!("descriptor of position {position}: {what}"))
+        };
         let info = desc.info.load(Ordering::Relaxed);
         let status = info & 0xff;
         let dtype_code = (info >> 8) as u8;
         let ndim = (info >> 16) as u8;
         let id_len = (info >> 24) as usize;
         if id_len == 0 || id_len > MAX_ID_LEN {
-            return Err(corrupt(format!("id length {id_len} is outside 1..={MAX_ID_LEN}")));
+            return Err(corrupt(format!(
+                "id length {id_len} is outside 1..={MAX_ID_LEN}"
+            )));
         }
         let mut id = [0u8; MAX_ID_LEN];
         for (i, cell) in desc.id.iter().enumerate() {
@@ -202,9 +217,12 @@ impl ItemMeta {
             STATUS_ABANDONED => return Ok((status, meta)),
             other => return Err(corrupt(format!("status code {other} does not exist"))),
         }
-        meta.dtype = DType::from_code(dtype_code).ok_or_else(|| corrupt(format!("dtype code {dtype_code} does not exist")))?;
+        meta.dtype = DType::from_code(dtype_code)
+            .ok_or_else(|| corrupt(format!("dtype code {dtype_code} does not exist")))?;
         if ndim as usize > MAX_DIMS {
-            return Err(corrupt(format!("{ndim} dimensions exceed the limit of {MAX_DIMS}")));
+            return Err(corrupt(format!(
+                "{ndim} dimensions exceed the limit of {MAX_DIMS}"
+            )));
         }
         meta.ndim = ndim;
         for (d, cell) in meta.dims.iter_mut().zip(&desc.dims).take(ndim as usize) {
@@ -217,10 +235,14 @@ impl ItemMeta {
             .try_fold(meta.dtype.size() as u64, |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| corrupt("the shape's byte count overflows".into()))?;
         if expected != nbytes {
-            return Err(corrupt(format!("nbytes {nbytes} disagrees with the shape's {expected}")));
+            return Err(corrupt(format!(
+                "nbytes {nbytes} disagrees with the shape's {expected}"
+            )));
         }
         if nbytes > slot_bytes {
-            return Err(corrupt(format!("nbytes {nbytes} exceeds the slot size {slot_bytes}")));
+            return Err(corrupt(format!(
+                "nbytes {nbytes} exceeds the slot size {slot_bytes}"
+            )));
         }
         meta.nbytes = nbytes;
         Ok((status, meta))
@@ -259,7 +281,9 @@ impl Geometry {
             ));
         }
         if payload_bytes > 1 << 40 {
-            return Err(format!("capacity x slot size = {payload_bytes} bytes exceeds 1 TiB"));
+            return Err(format!(
+                "capacity x slot size = {payload_bytes} bytes exceeds 1 TiB"
+            ));
         }
         let descriptors_offset = HEADER_BYTES as u64;
         let table = capacity * DESCRIPTOR_BYTES as u64;

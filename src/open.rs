@@ -44,7 +44,10 @@ pub fn in_process_buffer<E>(
     policy: impl ChunkPolicy + 'static,
 ) -> Result<(Producer, StreamBuffer<E>), SetupError> {
     let (producer, consumer) = in_process(config)?;
-    Ok((producer, StreamBuffer::new(consumer, names(config), policy)?))
+    Ok((
+        producer,
+        StreamBuffer::new(consumer, names(config), policy)?,
+    ))
 }
 
 #[cfg(not(loom))]
@@ -98,7 +101,21 @@ impl<E> StreamBuffer<E> {
     /// # Errors
     ///
     /// As [`Consumer::open`], and [`SetupError::WindowExceedsCapacity`].
-    pub fn open(config: &StreamConfig, policy: impl ChunkPolicy + 'static) -> Result<Self, SetupError> {
-        StreamBuffer::new(Consumer::open(config)?, names(config), policy)
+    pub fn open(
+        config: &StreamConfig,
+        policy: impl ChunkPolicy + 'static,
+    ) -> Result<Self, SetupError> {
+        let (mem, _name) = crate::segment::open(config)?;
+        // Refuse before attaching: a consumer handle that came and went
+        // would mark the stream's consumer as gone for good.
+        let window = policy.max_window();
+        if window as u64 > mem.capacity() {
+            return Err(SetupError::WindowExceedsCapacity {
+                window,
+                capacity: mem.capacity(),
+            });
+        }
+        let consumer = Consumer::from_ring(ConsumerRing::new(mem), config.timeout);
+        StreamBuffer::new(consumer, names(config), policy)
     }
 }

@@ -128,7 +128,10 @@ impl Producer {
     pub fn payload_region(&self) -> (*mut u8, usize) {
         let ring = self.ring.borrow();
         let mem = ring.mem();
-        (mem.payload_base(), (mem.capacity() * mem.slot_bytes()) as usize)
+        (
+            mem.payload_base(),
+            (mem.capacity() * mem.slot_bytes()) as usize,
+        )
     }
 
     /// Reserves the next slot of the stream for `id`, waiting up to the
@@ -148,7 +151,11 @@ impl Producer {
     /// # Errors
     ///
     /// As [`register`](Self::register).
-    pub fn register_timeout(&self, id: &str, timeout: Option<Duration>) -> Result<Slot<'_>, StreamError> {
+    pub fn register_timeout(
+        &self,
+        id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Slot<'_>, StreamError> {
         let position = self.ring.borrow_mut().reserve(id.as_bytes(), timeout)?;
         Ok(self.slot(position, id.as_bytes()))
     }
@@ -189,7 +196,12 @@ impl Producer {
     pub fn pre_read_register(&self, id: &str) -> Result<u64, StreamError> {
         check_id(id.as_bytes())?;
         let next = self.registered();
-        if self.pending.borrow_mut().find(id.as_bytes(), next).is_some() {
+        if self
+            .pending
+            .borrow_mut()
+            .find(id.as_bytes(), next)
+            .is_some()
+        {
             return Err(StreamError::DuplicateId { id: id.to_string() });
         }
         let slot = self.register(id)?;
@@ -291,7 +303,9 @@ pub struct Slot<'p> {
 
 impl fmt::Debug for Slot<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Slot").field("position", &self.position).finish()
+        f.debug_struct("Slot")
+            .field("position", &self.position)
+            .finish()
     }
 }
 
@@ -358,7 +372,11 @@ impl<'p> Slot<'p> {
             });
         }
         self.producer.ring.borrow().commit(self.position, &meta);
-        self.producer.pending.borrow_mut().entry(self.position).waiting = false;
+        self.producer
+            .pending
+            .borrow_mut()
+            .entry(self.position)
+            .waiting = false;
         self.done = true;
         Ok(())
     }
@@ -390,7 +408,11 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.producer.ring.borrow().abandon(self.position);
-            self.producer.pending.borrow_mut().entry(self.position).waiting = false;
+            self.producer
+                .pending
+                .borrow_mut()
+                .entry(self.position)
+                .waiting = false;
         }
     }
 }

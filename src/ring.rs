@@ -297,7 +297,11 @@ impl ProducerRing {
 
     /// Reserves the next position for `id`, waiting up to `timeout` (`None`:
     /// for ever) for the consumer to release a slot.
-    pub(crate) fn reserve(&mut self, id: &[u8], timeout: Option<Duration>) -> Result<u64, StreamError> {
+    pub(crate) fn reserve(
+        &mut self,
+        id: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<u64, StreamError> {
         match self.try_reserve(id) {
             Err(StreamError::Full { .. }) => {}
             other => return other,
@@ -497,8 +501,6 @@ impl ConsumerRing {
     pub(crate) fn available(&self) -> u64 {
         self.cur.avail_end - self.cur.consumed
     }
-
-
 
     /// Extends the available prefix over every position whose completion is
     /// published, and returns the snapshot. Checks every value it reads.

@@ -10,8 +10,8 @@
 use crate::config::StreamConfig;
 use crate::error::SetupError;
 use crate::layout::{
-    Control, Descriptor, Geometry, Header, CONTROL_OFFSET, DESCRIPTOR_BYTES, FLAG_CONSUMER_ATTACHED, FLAG_DONE,
-    HEADER_BYTES, MAGIC, MAX_DIMS, MAX_ID_LEN, VERSION,
+    Control, Descriptor, Geometry, Header, CONTROL_OFFSET, DESCRIPTOR_BYTES,
+    FLAG_CONSUMER_ATTACHED, FLAG_DONE, HEADER_BYTES, MAGIC, MAX_DIMS, MAX_ID_LEN, VERSION,
 };
 use crate::ring::{Backing, RingMem, Side};
 use crate::sync::Ordering;
@@ -81,7 +81,9 @@ impl Segment {
         unsafe {
             RingMem::new(
                 NonNull::new_unchecked(base.add(CONTROL_OFFSET).cast::<Control>()),
-                NonNull::new_unchecked(base.add(g.descriptors_offset as usize).cast::<Descriptor>()),
+                NonNull::new_unchecked(
+                    base.add(g.descriptors_offset as usize).cast::<Descriptor>(),
+                ),
                 NonNull::new_unchecked(base.add(g.payload_offset as usize)),
                 g.capacity,
                 g.slot_bytes,
@@ -185,7 +187,10 @@ fn map_double(fd: &OwnedFd, g: &Geometry) -> io::Result<(NonNull<u8>, usize)> {
         unsafe { libc::munmap(base, reserved) };
         return Err(e);
     }
-    Ok((NonNull::new(base.cast()).expect("mmap never returns null on success"), reserved))
+    Ok((
+        NonNull::new(base.cast()).expect("mmap never returns null on success"),
+        reserved,
+    ))
 }
 
 fn c_name(name: &str) -> CString {
@@ -215,7 +220,8 @@ fn probe_owner(name: &str) -> Result<Owner, SetupError> {
         Err(e) => return Err(os_err("open", name)(e)),
     };
     check_owner(&fd, name)?;
-    let alive = lock_held(&fd, LOCK_BYTE_PRODUCER).map_err(|e| io_err("test the lock of", name, e))?;
+    let alive =
+        lock_held(&fd, LOCK_BYTE_PRODUCER).map_err(|e| io_err("test the lock of", name, e))?;
     if !alive {
         return Ok(Owner::Dead);
     }
@@ -223,7 +229,11 @@ fn probe_owner(name: &str) -> Result<Owner, SetupError> {
     let offset = std::mem::offset_of!(Header, producer_pid) as libc::off_t;
     // SAFETY: reads 4 bytes into a local buffer of 4 bytes.
     let n = unsafe { libc::pread(fd.as_raw_fd(), pid.as_mut_ptr().cast(), 4, offset) };
-    Ok(Owner::Alive(if n == 4 { u32::from_ne_bytes(pid) } else { 0 }))
+    Ok(Owner::Alive(if n == 4 {
+        u32::from_ne_bytes(pid)
+    } else {
+        0
+    }))
 }
 
 /// Refuses a segment of another user, or one open to other users.
@@ -239,7 +249,10 @@ fn check_owner(fd: &OwnedFd, name: &str) -> Result<libc::off_t, SetupError> {
     if st.st_mode & 0o077 != 0 {
         return Err(SetupError::ForeignSegment {
             name: name.to_string(),
-            reason: format!("its mode {:o} lets other users in (expected 600)", st.st_mode & 0o777),
+            reason: format!(
+                "its mode {:o} lets other users in (expected 600)",
+                st.st_mode & 0o777
+            ),
         });
     }
     Ok(st.st_size)
@@ -251,10 +264,16 @@ pub(crate) fn create(config: &StreamConfig) -> Result<(RingMem, String), SetupEr
     let name = config.segment_name()?;
     let mut reclaimed = false;
     let fd = loop {
-        match shm_open(c_name(&name).as_c_str(), open_flags(true), Mode::S_IRUSR | Mode::S_IWUSR) {
+        match shm_open(
+            c_name(&name).as_c_str(),
+            open_flags(true),
+            Mode::S_IRUSR | Mode::S_IWUSR,
+        ) {
             Ok(fd) => break fd,
             Err(nix::Error::EEXIST) if !reclaimed => match probe_owner(&name)? {
-                Owner::Alive(owner_pid) => return Err(SetupError::AlreadyExists { name, owner_pid }),
+                Owner::Alive(owner_pid) => {
+                    return Err(SetupError::AlreadyExists { name, owner_pid })
+                }
                 Owner::Dead => {
                     // Its owner died without removing it: reclaim the name.
                     let _ = shm_unlink(c_name(&name).as_c_str());
@@ -271,10 +290,17 @@ pub(crate) fn create(config: &StreamConfig) -> Result<(RingMem, String), SetupEr
     result.map(|mem| (mem, name))
 }
 
-fn init(fd: OwnedFd, geometry: Geometry, config: &StreamConfig, name: &str) -> Result<RingMem, SetupError> {
+fn init(
+    fd: OwnedFd,
+    geometry: Geometry,
+    config: &StreamConfig,
+    name: &str,
+) -> Result<RingMem, SetupError> {
     // The umask may only have removed bits; make the mode exactly 0600.
-    nix::sys::stat::fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR).map_err(os_err("set the mode of", name))?;
-    nix::unistd::ftruncate(&fd, geometry.total_bytes as libc::off_t).map_err(os_err("size", name))?;
+    nix::sys::stat::fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)
+        .map_err(os_err("set the mode of", name))?;
+    nix::unistd::ftruncate(&fd, geometry.total_bytes as libc::off_t)
+        .map_err(os_err("size", name))?;
     if !take_lock(&fd, LOCK_BYTE_PRODUCER).map_err(|e| io_err("lock", name, e))? {
         return Err(SetupError::AlreadyExists {
             name: name.to_string(),
@@ -328,7 +354,12 @@ pub(crate) struct HeaderCopy {
     pub(crate) names: [String; 3],
 }
 
-fn mismatch(name: &str, field: &'static str, expected: impl ToString, found: impl ToString) -> SetupError {
+fn mismatch(
+    name: &str,
+    field: &'static str,
+    expected: impl ToString,
+    found: impl ToString,
+) -> SetupError {
     SetupError::LayoutMismatch {
         name: name.to_string(),
         field,
@@ -343,16 +374,27 @@ fn mismatch(name: &str, field: &'static str, expected: impl ToString, found: imp
 /// # Safety
 ///
 /// `page` points at `HEADER_BYTES` readable bytes (a mapping of the file).
-pub(crate) unsafe fn read_header(page: *const u8, file_len: u64, name: &str) -> Result<HeaderCopy, SetupError> {
+pub(crate) unsafe fn read_header(
+    page: *const u8,
+    file_len: u64,
+    name: &str,
+) -> Result<HeaderCopy, SetupError> {
     // SAFETY: the caller's contract; the header fits in the page.
     let h = unsafe { &*page.cast::<Header>() };
     // Acquire: pairs with the Release store at the end of `init`.
     let magic = h.magic.load(Ordering::Acquire);
     if magic == 0 {
-        return Err(SetupError::NotInitialized { name: name.to_string() });
+        return Err(SetupError::NotInitialized {
+            name: name.to_string(),
+        });
     }
     if magic != MAGIC {
-        return Err(mismatch(name, "magic", format!("{MAGIC:#x}"), format!("{magic:#x}")));
+        return Err(mismatch(
+            name,
+            "magic",
+            format!("{MAGIC:#x}"),
+            format!("{magic:#x}"),
+        ));
     }
     // Volatile copies: the fields are read once, here, and only the copies
     // are trusted afterwards.
@@ -367,11 +409,27 @@ pub(crate) unsafe fn read_header(page: *const u8, file_len: u64, name: &str) -> 
         return Err(mismatch(name, "version", VERSION, version));
     }
     let checks: [(&'static str, u64, u64); 5] = [
-        ("header size", HEADER_BYTES as u64, get!(header_bytes) as u64),
-        ("descriptor size", DESCRIPTOR_BYTES as u64, get!(descriptor_bytes) as u64),
+        (
+            "header size",
+            HEADER_BYTES as u64,
+            get!(header_bytes) as u64,
+        ),
+        (
+            "descriptor size",
+            DESCRIPTOR_BYTES as u64,
+            get!(descriptor_bytes) as u64,
+        ),
         ("dimension limit", MAX_DIMS as u64, get!(max_dims) as u64),
-        ("id length limit", MAX_ID_LEN as u64, get!(max_id_len) as u64),
-        ("control offset", CONTROL_OFFSET as u64, get!(control_offset) as u64),
+        (
+            "id length limit",
+            MAX_ID_LEN as u64,
+            get!(max_id_len) as u64,
+        ),
+        (
+            "control offset",
+            CONTROL_OFFSET as u64,
+            get!(control_offset) as u64,
+        ),
     ];
     for (field, expected, found) in checks {
         if expected != found {
@@ -379,11 +437,25 @@ pub(crate) unsafe fn read_header(page: *const u8, file_len: u64, name: &str) -> 
         }
     }
     let (capacity, slot_bytes) = (get!(capacity), get!(slot_bytes));
-    let geometry =
-        Geometry::new(capacity, slot_bytes).map_err(|why| mismatch(name, "capacity or slot size", why, format!("{capacity} x {slot_bytes}")))?;
+    let geometry = Geometry::new(capacity, slot_bytes).map_err(|why| {
+        mismatch(
+            name,
+            "capacity or slot size",
+            why,
+            format!("{capacity} x {slot_bytes}"),
+        )
+    })?;
     let offsets: [(&'static str, u64, u64); 4] = [
-        ("descriptor offset", geometry.descriptors_offset, get!(descriptors_offset)),
-        ("payload offset", geometry.payload_offset, get!(payload_offset)),
+        (
+            "descriptor offset",
+            geometry.descriptors_offset,
+            get!(descriptors_offset),
+        ),
+        (
+            "payload offset",
+            geometry.payload_offset,
+            get!(payload_offset),
+        ),
         ("payload size", geometry.payload_bytes, get!(payload_bytes)),
         ("total size", geometry.total_bytes, get!(total_bytes)),
     ];
@@ -393,7 +465,12 @@ pub(crate) unsafe fn read_header(page: *const u8, file_len: u64, name: &str) -> 
         }
     }
     if file_len != geometry.total_bytes {
-        return Err(mismatch(name, "file length", geometry.total_bytes, file_len));
+        return Err(mismatch(
+            name,
+            "file length",
+            geometry.total_bytes,
+            file_len,
+        ));
     }
     let lens = get!(name_lens);
     let raw = get!(names);
@@ -401,7 +478,12 @@ pub(crate) unsafe fn read_header(page: *const u8, file_len: u64, name: &str) -> 
     for i in 0..3 {
         let len = lens[i] as usize;
         if len > raw[i].len() {
-            return Err(mismatch(name, "identity length", format!("at most {}", raw[i].len()), len));
+            return Err(mismatch(
+                name,
+                "identity length",
+                format!("at most {}", raw[i].len()),
+                len,
+            ));
         }
         names[i] = String::from_utf8(raw[i][..len].to_vec())
             .map_err(|_| mismatch(name, "identity", "UTF-8", "other bytes"))?;
@@ -418,12 +500,18 @@ pub(crate) unsafe fn read_header(page: *const u8, file_len: u64, name: &str) -> 
 fn open_checked(name: &str) -> Result<(OwnedFd, HeaderCopy), SetupError> {
     let fd = match shm_open(c_name(name).as_c_str(), open_flags(false), Mode::empty()) {
         Ok(fd) => fd,
-        Err(nix::Error::ENOENT) => return Err(SetupError::NotFound { name: name.to_string() }),
+        Err(nix::Error::ENOENT) => {
+            return Err(SetupError::NotFound {
+                name: name.to_string(),
+            })
+        }
         Err(e) => return Err(os_err("open", name)(e)),
     };
     let len = check_owner(&fd, name)? as u64;
     if len < HEADER_BYTES as u64 {
-        return Err(SetupError::NotInitialized { name: name.to_string() });
+        return Err(SetupError::NotInitialized {
+            name: name.to_string(),
+        });
     }
     // SAFETY: maps the first page of a file at least that long, shared,
     // read-only, at an address of the kernel's choosing.

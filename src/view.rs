@@ -37,7 +37,8 @@ impl<'a> ItemView<'a> {
         // SAFETY: the slot holds `slot_bytes >= meta.nbytes` bytes (checked
         // when the descriptor was read), the producer does not write it
         // until it is released, which the caller rules out for `'a`.
-        let bytes = unsafe { std::slice::from_raw_parts(mem.slot_ptr(position), meta.nbytes as usize) };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(mem.slot_ptr(position), meta.nbytes as usize) };
         ItemView {
             meta,
             bytes,
@@ -94,7 +95,9 @@ impl<'a> ItemView<'a> {
         // (`Element` is only implemented for such types), the pointer is
         // aligned (checked) and the byte length is a multiple of the size
         // (nbytes = product of the shape times the element size).
-        Some(unsafe { std::slice::from_raw_parts(ptr.cast::<T>(), self.bytes.len() / std::mem::size_of::<T>()) })
+        Some(unsafe {
+            std::slice::from_raw_parts(ptr.cast::<T>(), self.bytes.len() / std::mem::size_of::<T>())
+        })
     }
 }
 
@@ -133,7 +136,13 @@ pub struct TensorView<'a> {
 
 impl fmt::Debug for TensorView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TensorView({}{:?} stride {})", self.dtype, self.shape(), self.item_stride)
+        write!(
+            f,
+            "TensorView({}{:?} stride {})",
+            self.dtype,
+            self.shape(),
+            self.item_stride
+        )
     }
 }
 
@@ -142,7 +151,12 @@ impl<'a> TensorView<'a> {
     ///
     /// `n` items from `base`, `item_stride` apart, each `item_bytes` long,
     /// are readable and unchanged for `'a`.
-    pub(crate) unsafe fn new(base: *const u8, n: usize, first: &ItemMeta, item_stride: usize) -> Self {
+    pub(crate) unsafe fn new(
+        base: *const u8,
+        n: usize,
+        first: &ItemMeta,
+        item_stride: usize,
+    ) -> Self {
         let mut shape = [0u64; MAX_DIMS + 1];
         shape[0] = n as u64;
         shape[1..=first.ndim as usize].copy_from_slice(first.shape());
@@ -209,7 +223,9 @@ impl<'a> TensorView<'a> {
         (i < self.len()).then(|| {
             // SAFETY: item `i` lies within the span the constructor's
             // caller vouched for.
-            unsafe { std::slice::from_raw_parts(self.base.add(i * self.item_stride), self.item_bytes) }
+            unsafe {
+                std::slice::from_raw_parts(self.base.add(i * self.item_stride), self.item_bytes)
+            }
         })
     }
 

@@ -32,7 +32,9 @@ fn child_config(prefix: &str) -> StreamConfig {
 /// Not a test of its own: the body of the child process.
 #[test]
 fn child_entry() {
-    let Ok(role) = std::env::var(ROLE) else { return };
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
     let prefix = std::env::var(PREFIX).unwrap();
     let items: u64 = std::env::var(ITEMS).unwrap().parse().unwrap();
     let producer = Producer::create(&child_config(&prefix)).unwrap();
@@ -44,7 +46,10 @@ fn child_entry() {
             while seq < items {
                 let take = 8.min(items - seq);
                 for k in 0..take {
-                    group.push((seq + k, producer.register(&format!("t{}", seq + k)).unwrap()));
+                    group.push((
+                        seq + k,
+                        producer.register(&format!("t{}", seq + k)).unwrap(),
+                    ));
                 }
                 group.reverse();
                 let len = group.len();
@@ -64,7 +69,9 @@ fn child_entry() {
         other => panic!("unknown role {other}"),
     }
     producer.signal_done();
-    producer.wait_drained(Some(Duration::from_secs(30))).unwrap();
+    producer
+        .wait_drained(Some(Duration::from_secs(30)))
+        .unwrap();
 }
 
 fn open_retrying<T>(mut open: impl FnMut() -> Result<T, SetupError>) -> T {
@@ -114,8 +121,9 @@ fn a_held_chunk_is_not_overwritten_by_a_producer_at_full_speed() {
     let _cleanup = Cleanup(prefix.clone());
     let n = 2_000;
     let mut child = spawn_child("flood", &prefix, n);
-    let mut buffer: StreamBuffer =
-        open_retrying(|| StreamBuffer::open(&child_config(&prefix), Fixed::new(64, false).unwrap()));
+    let mut buffer: StreamBuffer = open_retrying(|| {
+        StreamBuffer::open(&child_config(&prefix), Fixed::new(64, false).unwrap())
+    });
     let mut seen = 0u64;
     let mut held_once = false;
     while let Some(chunk) = buffer.next_chunk(Some(Duration::from_secs(30))).unwrap() {
@@ -127,7 +135,10 @@ fn a_held_chunk_is_not_overwritten_by_a_producer_at_full_speed() {
             held_once = true;
         }
         for (i, item) in chunk.items().enumerate() {
-            assert_eq!(check_item(item.bytes()), Ok(chunk.start_offset() + i as u64));
+            assert_eq!(
+                check_item(item.bytes()),
+                Ok(chunk.start_offset() + i as u64)
+            );
         }
         assert_eq!(view.item(0).unwrap(), &before[..]);
         seen += chunk.len() as u64;
@@ -160,14 +171,20 @@ fn a_stacked_window_across_the_wrap_is_contiguous_in_the_mapping() {
     let (base, len) = buffer_payload(&chunk);
     let start = view.as_ptr() as usize;
     assert_eq!(start, base + 3 * 1024, "the window starts in slot 3");
-    assert!(start + view.span_bytes() > base + len, "the window runs into the mirror");
+    assert!(
+        start + view.span_bytes() > base + len,
+        "the window runs into the mirror"
+    );
     assert!(start + view.span_bytes() <= base + 2 * len);
     for i in 0..3 {
         assert_eq!(check_item(view.item(i).unwrap()), Ok(3 + i as u64));
         // The bytes are those of the slot itself (or its mirror), not a copy.
         let stacked = view.item(i).unwrap().as_ptr() as usize;
         let slot = chunk.item(i).unwrap().bytes().as_ptr() as usize;
-        assert!(stacked == slot || stacked == slot + len, "item {i} is not in place");
+        assert!(
+            stacked == slot || stacked == slot + len,
+            "item {i} is not in place"
+        );
     }
     assert!(chunk.is_final());
 }

@@ -23,7 +23,10 @@ fn stream_out_of_order(n: u64, reorder: usize, capacity: u64) {
         while seq < n {
             let take = (reorder as u64).min(n - seq);
             for k in 0..take {
-                group.push((seq + k, producer.register(&format!("t{}", seq + k)).unwrap()));
+                group.push((
+                    seq + k,
+                    producer.register(&format!("t{}", seq + k)).unwrap(),
+                ));
             }
             // A fixed permutation per group: reversed, then rotated.
             group.reverse();
@@ -78,7 +81,9 @@ fn an_item_committed_early_stays_invisible_until_its_predecessors_arrive() {
     assert_eq!(consumer.poll().unwrap(), 0);
     commit_item(a, 0, 4);
     assert_eq!(consumer.poll().unwrap(), 3);
-    let ids: Vec<_> = (0..3).map(|i| consumer.item(i).unwrap().id().to_string()).collect();
+    let ids: Vec<_> = (0..3)
+        .map(|i| consumer.item(i).unwrap().id().to_string())
+        .collect();
     assert_eq!(ids, ["a", "b", "c"]);
 }
 
@@ -161,7 +166,10 @@ fn a_refused_commit_hands_the_slot_back_and_the_stream_goes_on() {
             slot_bytes: 1024
         }
     );
-    assert_eq!(err.to_string(), "a tensor of 1200 bytes does not fit in a slot of 1024 bytes");
+    assert_eq!(
+        err.to_string(),
+        "a tensor of 1200 bytes does not fit in a slot of 1024 bytes"
+    );
     commit_item(err.slot, 0, 4);
     assert_eq!(consumer.poll().unwrap(), 1);
     assert_eq!(check_item(consumer.item(0).unwrap().bytes()), Ok(0));
@@ -170,9 +178,15 @@ fn a_refused_commit_hands_the_slot_back_and_the_stream_goes_on() {
 #[test]
 fn bad_ids_and_late_registrations_are_refused_without_harm() {
     let (producer, mut consumer) = in_process(&cfg(4, 1024)).unwrap();
-    assert_eq!(producer.register("").unwrap_err(), StreamError::BadId { len: 0, max: 64 });
+    assert_eq!(
+        producer.register("").unwrap_err(),
+        StreamError::BadId { len: 0, max: 64 }
+    );
     let long = "x".repeat(65);
-    assert_eq!(producer.register(&long).unwrap_err(), StreamError::BadId { len: 65, max: 64 });
+    assert_eq!(
+        producer.register(&long).unwrap_err(),
+        StreamError::BadId { len: 65, max: 64 }
+    );
     commit_item(producer.register("t0").unwrap(), 0, 4);
     producer.signal_done();
     assert_eq!(producer.register("t1").unwrap_err(), StreamError::AfterDone);
@@ -198,7 +212,10 @@ fn reference_names_register_then_put_by_id_in_any_order() {
     );
     assert_eq!(
         producer.put("b", meta, &bytes[..4]).unwrap_err(),
-        StreamError::SizeMismatch { given: 4, expected: 8 }
+        StreamError::SizeMismatch {
+            given: 4,
+            expected: 8
+        }
     );
     producer.put("b", meta, &bytes).unwrap();
     assert_eq!(consumer.poll().unwrap(), 0);
@@ -208,7 +225,10 @@ fn reference_names_register_then_put_by_id_in_any_order() {
     );
     producer.put("a", meta, &bytes).unwrap();
     assert_eq!(consumer.poll().unwrap(), 2);
-    assert_eq!(consumer.item(1).unwrap().as_slice::<f32>(), Some(&[1.5f32, 2.5][..]));
+    assert_eq!(
+        consumer.item(1).unwrap().as_slice::<f32>(),
+        Some(&[1.5f32, 2.5][..])
+    );
     // The id is free again once put: a later tensor may reuse it.
     producer.pre_read_register("a").unwrap();
 }
@@ -237,7 +257,10 @@ fn a_producer_that_leaves_without_done_is_reported_after_its_items() {
     drop(producer);
     assert_eq!(consumer.wait_for(1, None).unwrap(), 1);
     consumer.consume(1);
-    assert_eq!(consumer.wait_for(1, None).unwrap_err(), StreamError::ProducerGone);
+    assert_eq!(
+        consumer.wait_for(1, None).unwrap_err(),
+        StreamError::ProducerGone
+    );
 }
 
 #[test]
@@ -252,7 +275,9 @@ fn bad_layouts_are_refused_with_the_limit_named() {
         assert!(err.contains(needle), "{err}");
     }
     for (name, needle) in [("", "empty"), ("a/b", "'/'"), ("a\0b", "NUL")] {
-        let err = in_process(&StreamConfig::new(name, "e", "p")).unwrap_err().to_string();
+        let err = in_process(&StreamConfig::new(name, "e", "p"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(needle), "{err}");
     }
     let err = in_process(&StreamConfig::new(&"x".repeat(121), "e", "p"))

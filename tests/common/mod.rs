@@ -65,7 +65,11 @@ pub fn commit_item(mut slot: Slot<'_>, seq: u64, words: u64) {
 pub fn unique_prefix(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("sst-{tag}-{}-{}-", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "sst-{tag}-{}-{}-",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Removes every segment whose name starts with the prefix when dropped,

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every test of the project: unit, integration, cross-process, doc tests,
+# the ipc-demo end-to-end tests, the loom models and Miri.
+# Usage: scripts/test.sh            (from anywhere in the repository)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== unit, integration, cross-process and doc tests (workspace)"
+cargo test --workspace
+
+echo "== loom models"
+scripts/test-loom.sh
+
+echo "== Miri on the heap-backed ring and the policies"
+scripts/test-miri.sh

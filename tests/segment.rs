@@ -1,0 +1,221 @@
+//! The OS side: names, permissions, and opening a segment whose header is
+//! wrong in each way gives the specific error.
+
+mod common;
+
+use common::{commit_item, config, unique_prefix, Cleanup};
+use shmstream::policy::Sliding;
+use shmstream::{Consumer, Producer, SetupError, StreamBuffer};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+
+fn shm_path(name: &str) -> String {
+    format!("/dev/shm{name}")
+}
+
+/// Overwrites bytes of a live segment's file at `offset`.
+fn poke(name: &str, offset: u64, bytes: &[u8]) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(name))
+        .unwrap();
+    file.write_all_at(bytes, offset).unwrap();
+}
+
+#[test]
+fn a_segment_is_private_to_its_user_and_removed_with_its_producer() {
+    let prefix = unique_prefix("mode");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 4, 1024);
+    let name = cfg.segment_name().unwrap();
+    let producer = Producer::create(&cfg).unwrap();
+    let meta = std::fs::metadata(shm_path(&name)).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+    drop(producer);
+    assert!(!std::path::Path::new(&shm_path(&name)).exists());
+}
+
+#[test]
+fn opening_a_missing_segment_says_so() {
+    let prefix = unique_prefix("missing");
+    let err = Consumer::open(&config(&prefix, 4, 1024)).unwrap_err();
+    assert!(matches!(err, SetupError::NotFound { .. }), "{err}");
+}
+
+#[test]
+fn a_live_owner_keeps_its_name_and_a_dead_ones_segment_is_reclaimed() {
+    let prefix = unique_prefix("owner");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 4, 1024);
+    let producer = Producer::create(&cfg).unwrap();
+    match Producer::create(&cfg).unwrap_err() {
+        SetupError::AlreadyExists { owner_pid, .. } => assert_eq!(owner_pid, std::process::id()),
+        e => panic!("{e}"),
+    }
+    drop(producer);
+    // A leftover file nobody holds a lock on: its owner is gone.
+    let name = cfg.segment_name().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(shm_path(&name))
+        .unwrap()
+        .write_all_at(b"stale", 0)
+        .unwrap();
+    let producer = Producer::create(&cfg).unwrap();
+    commit_item(producer.register("t0").unwrap(), 0, 4);
+    let mut consumer = Consumer::open(&cfg).unwrap();
+    assert_eq!(consumer.poll().unwrap(), 1);
+}
+
+#[test]
+fn a_symlink_in_the_segments_place_is_never_followed() {
+    let prefix = unique_prefix("link");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 4, 1024);
+    let name = cfg.segment_name().unwrap();
+    let target = std::env::temp_dir().join(format!("{}target", prefix));
+    std::fs::write(&target, b"precious").unwrap();
+    std::os::unix::fs::symlink(&target, shm_path(&name)).unwrap();
+    let err = Producer::create(&cfg).unwrap_err();
+    assert!(matches!(err, SetupError::Os { .. }), "{err}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    std::fs::remove_file(&target).unwrap();
+}
+
+#[test]
+fn a_segment_open_to_other_users_is_refused() {
+    let prefix = unique_prefix("perm");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 4, 1024);
+    let _producer = Producer::create(&cfg).unwrap();
+    let name = cfg.segment_name().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(shm_path(&name), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = Consumer::open(&cfg).unwrap_err();
+    assert!(matches!(err, SetupError::ForeignSegment { .. }), "{err}");
+    assert!(err.to_string().contains("666"), "{err}");
+}
+
+#[test]
+fn only_one_consumer_may_attach() {
+    let prefix = unique_prefix("two");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 4, 1024);
+    let _producer = Producer::create(&cfg).unwrap();
+    let _first = Consumer::open(&cfg).unwrap();
+    let err = Consumer::open(&cfg).unwrap_err();
+    assert!(
+        matches!(err, SetupError::ConsumerAlreadyAttached { .. }),
+        "{err}"
+    );
+}
+
+/// Creates a segment, damages `offset` with `bytes`, and returns the error
+/// of opening it.
+fn open_damaged(tag: &str, offset: u64, bytes: &[u8]) -> SetupError {
+    let prefix = unique_prefix(tag);
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 4, 1024);
+    let _producer = Producer::create(&cfg).unwrap();
+    poke(&cfg.segment_name().unwrap(), offset, bytes);
+    Consumer::open(&cfg).unwrap_err()
+}
+
+#[test]
+fn a_wrong_magic_is_refused() {
+    match open_damaged("magic", 0, b"NOTSHMST") {
+        SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "magic"),
+        e => panic!("{e}"),
+    }
+    match open_damaged("zero", 0, &[0; 8]) {
+        SetupError::NotInitialized { .. } => {}
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_wrong_version_is_refused() {
+    match open_damaged("version", 8, &99u32.to_ne_bytes()) {
+        SetupError::LayoutMismatch {
+            field,
+            expected,
+            found,
+            ..
+        } => {
+            assert_eq!(
+                (field, expected.as_str(), found.as_str()),
+                ("version", "1", "99")
+            );
+        }
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_wrong_layout_is_refused() {
+    // capacity (offset 16) that is not a power of two
+    match open_damaged("cap", 16, &3u64.to_ne_bytes()) {
+        SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "capacity or slot size"),
+        e => panic!("{e}"),
+    }
+    // a larger capacity than the file holds
+    match open_damaged("big", 16, &64u64.to_ne_bytes()) {
+        SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "payload offset"),
+        e => panic!("{e}"),
+    }
+    // slot size (offset 24) changed consistently elsewhere? no: offsets disagree
+    match open_damaged("slot", 24, &2048u64.to_ne_bytes()) {
+        SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "payload size"),
+        e => panic!("{e}"),
+    }
+    // the descriptor size this build does not know
+    match open_damaged("desc", 32, &128u32.to_ne_bytes()) {
+        SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "descriptor size"),
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_segment_of_another_stream_is_refused() {
+    // The stored request id (at offset 104 + 4 bytes of lengths) differs.
+    let names_offset = 92 + 12;
+    match open_damaged("ident", names_offset, b"qqq") {
+        SetupError::IdentityMismatch {
+            field,
+            expected,
+            found,
+        } => {
+            assert_eq!(
+                (field, expected.as_str(), found.as_str()),
+                ("request_id", "req", "qqq")
+            );
+        }
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn a_policy_larger_than_the_ring_is_refused_naming_both_numbers() {
+    let prefix = unique_prefix("window");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 8, 512);
+    let producer = Producer::create(&cfg).unwrap();
+    let err = StreamBuffer::<()>::open(&cfg, Sliding::new(16, 4).unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the policy's largest window of 16 items exceeds the ring's capacity of 8 slots"
+    );
+    // The refusal did not attach: a consumer with a fitting policy can,
+    // and the producer does not take it for gone.
+    let mut buffer = StreamBuffer::<()>::open(&cfg, Sliding::new(8, 4).unwrap()).unwrap();
+    for s in 0..8 {
+        commit_item(producer.register(&format!("t{s}")).unwrap(), s, 4);
+    }
+    let chunk = buffer.pop_chunk().unwrap();
+    assert_eq!(
+        chunk.ids().collect::<Vec<_>>(),
+        ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"]
+    );
+}
