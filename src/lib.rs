@@ -47,6 +47,7 @@ mod config;
 mod consumer;
 mod doorbell;
 mod error;
+#[cfg(any(loom, miri))]
 mod heap;
 mod layout;
 mod open;

@@ -5,6 +5,7 @@ use crate::buffer::StreamBuffer;
 use crate::config::StreamConfig;
 use crate::consumer::Consumer;
 use crate::error::SetupError;
+#[cfg(any(loom, miri))]
 use crate::heap::heap_ring;
 use crate::policy::ChunkPolicy;
 use crate::producer::Producer;
@@ -18,8 +19,9 @@ fn names(config: &StreamConfig) -> [String; 3] {
     ]
 }
 
-/// A stream whose ring lives on this process's heap: a producer and a
-/// consumer for two threads (or one). Same protocol as a shared segment.
+/// A stream within this process: a producer and a consumer for two threads
+/// (or one). Same protocol and layout as a shared segment, in an anonymous
+/// memory file mapped twice (on the heap under loom and Miri).
 ///
 /// # Errors
 ///
@@ -27,7 +29,12 @@ fn names(config: &StreamConfig) -> [String; 3] {
 /// configuration.
 pub fn in_process(config: &StreamConfig) -> Result<(Producer, Consumer), SetupError> {
     config.validate()?;
+    // Loom and Miri run the protocol on the heap; elsewhere a memfd gives
+    // the double mapping, so stacked views work across the wrap.
+    #[cfg(any(loom, miri))]
     let (p, c) = heap_ring(config.capacity, config.slot_bytes);
+    #[cfg(not(any(loom, miri)))]
+    let (p, c) = crate::segment::anonymous(config)?;
     Ok((
         Producer::from_ring(ProducerRing::new(p), config.timeout),
         Consumer::from_ring(ConsumerRing::new(c), config.timeout),

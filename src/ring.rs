@@ -403,7 +403,8 @@ impl ProducerRing {
             || {
                 let released = mem.control().released.load(Ordering::Acquire);
                 let gone = mem.flags() & FLAG_CONSUMER_GONE != 0;
-                (released >= next || gone).then_some(gone)
+                // A consumer that released everything and then left is a normal end.
+                (released >= next || gone).then_some(gone && released < next)
             },
             || consumer_gone(mem),
         );

@@ -36,6 +36,8 @@ pub(crate) struct Segment {
     fd: OwnedFd,
     geometry: Geometry,
     name: String,
+    /// An anonymous segment both of whose sides live in this process.
+    in_process: bool,
 }
 
 // SAFETY: the mapping is process-wide memory owned by this value until drop;
@@ -46,6 +48,10 @@ unsafe impl Sync for Segment {}
 
 impl Backing for Segment {
     fn peer_alive(&self, peer: Side) -> bool {
+        if self.in_process {
+            // Both sides are in this process; the gone flags tell the rest.
+            return true;
+        }
         let byte = match peer {
             Side::Producer => LOCK_BYTE_PRODUCER,
             Side::Consumer => LOCK_BYTE_CONSUMER,
@@ -314,6 +320,7 @@ fn init(
         fd,
         geometry,
         name: name.to_string(),
+        in_process: false,
     });
     // SAFETY: the first page is ours alone until `magic` is published: the
     // consumer refuses a segment whose magic is not set. It was zeroed by
@@ -561,12 +568,35 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
         fd,
         geometry,
         name: name.clone(),
+        in_process: false,
     });
     segment
         .header()
         .consumer_pid
         .store(std::process::id(), Ordering::Relaxed);
     Ok((segment.ring(), name))
+}
+
+/// A nameless segment (a memfd) for both sides of an in-process stream:
+/// the same layout and the same double mapping as a named one, so stacked
+/// views work across the wrap here too.
+pub(crate) fn anonymous(config: &StreamConfig) -> Result<(RingMem, RingMem), SetupError> {
+    let geometry = config.validate()?;
+    let name = "(in-process)";
+    let fd = nix::sys::memfd::memfd_create(c"shmstream", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .map_err(os_err("create", name))?;
+    nix::unistd::ftruncate(&fd, geometry.total_bytes as libc::off_t)
+        .map_err(os_err("size", name))?;
+    let (base, reserved) = map_double(&fd, &geometry).map_err(|e| io_err("map", name, e))?;
+    let segment = Arc::new(Segment {
+        base,
+        reserved,
+        fd,
+        geometry,
+        name: name.to_string(),
+        in_process: true,
+    });
+    Ok((segment.ring(), segment.ring()))
 }
 
 /// Removes a segment's name (mappings stay valid until unmapped).
@@ -612,13 +642,30 @@ pub struct SegmentInfo {
 pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
     let (fd, header) = open_checked(name)?;
     let g = header.geometry;
-    let (base, reserved) = map_double(&fd, &g).map_err(|e| io_err("map", name, e))?;
+    // Only the header page: the cursors live there, the payload is not read.
+    // SAFETY: maps the first page of a file at least that long (checked in
+    // `open_checked`), shared, at an address of the kernel's choosing.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            HEADER_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if page == libc::MAP_FAILED {
+        return Err(io_err("map", name, io::Error::last_os_error()));
+    }
+    let base = NonNull::new(page.cast::<u8>()).expect("mmap never returns null on success");
     let segment = Segment {
         base,
-        reserved,
+        reserved: HEADER_BYTES,
         fd,
         geometry: g,
         name: name.to_string(),
+        in_process: false,
     };
     // SAFETY: the control block lies at CONTROL_OFFSET inside the mapping.
     let control = unsafe { &*base.as_ptr().add(CONTROL_OFFSET).cast::<Control>() };

@@ -1,0 +1,170 @@
+//! `ipc-consumer`: opens a stream by its identity, cuts it into chunks by a
+//! policy, reads every window in place (`chunk.stacked()`, no copy),
+//! verifies it ([`crate::verify`]) and reports ([`crate::report`]).
+
+use crate::args::{at_least_one, seconds, IdentityArgs, DEFAULT_POLICY, DEFAULT_REQUEST_ID};
+use crate::cli::Outcome;
+use crate::clock::{monotonic_ns, voluntary_switches};
+use crate::report::{Latency, Report};
+use crate::verify::Verifier;
+use clap::Args;
+use shmstream::policy::{ChunkPolicy, Policy};
+use shmstream::{SetupError, StreamBuffer, StreamConfig};
+use std::time::{Duration, Instant};
+
+/// The consumer's command line.
+#[derive(Args, Clone, Debug)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: IdentityArgs,
+    /// Chunk policy, e.g. fixed:size=30, sliding:window=28,stride=7, left-context:chunk=10,context=2, ramp:first=4,size=8,growth=2,max=32, scheduled:schedule=4/8/16,chunk=25,context=25
+    #[arg(long, value_name = "POLICY", default_value = DEFAULT_POLICY)]
+    pub policy: Policy,
+    /// Items the stream must carry; fewer or more is an error [default: not checked]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    pub items: Option<u64>,
+    /// Seconds to keep retrying to open the stream while its segment does not exist yet
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    pub open_timeout: Duration,
+    /// Print the report as one JSON line
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ConsumeArgs {
+    /// These settings as arguments, with `request` as the request id.
+    pub fn to_args(&self, request: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.identity.to_args(request, &mut out);
+        out.push("--policy".into());
+        out.push(self.policy.to_string());
+        if let Some(items) = self.items {
+            out.push("--items".into());
+            out.push(items.to_string());
+        }
+        out.push("--open-timeout".into());
+        out.push(self.open_timeout.as_secs_f64().to_string());
+        if self.json {
+            out.push("--json".into());
+        }
+        out
+    }
+}
+
+/// Runs the consumer to the end of the stream and prints its report.
+///
+/// # Errors
+///
+/// A stream that cannot be opened, a dead producer, a failed check; each
+/// as one sentence.
+pub fn run(args: &ConsumeArgs) -> Outcome {
+    let config = args.identity.config(DEFAULT_REQUEST_ID, None);
+    let segment = config.segment_name()?;
+    let mut buffer = open(&config, &args.policy, args.open_timeout)?;
+    let sleeps_before = voluntary_switches();
+    let mut verifier = Verifier::new(&args.policy);
+    let mut first_pop_ns = None;
+    loop {
+        let chunk = match buffer.next_chunk(None).map_err(|e| after(&verifier, e))? {
+            Some(chunk) => chunk,
+            None => break,
+        };
+        let visible = monotonic_ns();
+        first_pop_ns.get_or_insert(visible);
+        verifier.check(&chunk, visible)?;
+        // Under continue-after-done the stream offers empty chunks for
+        // ever once everything was shown: the first one ends it here.
+        let endless = chunk.is_empty() && !chunk.is_final();
+        drop(chunk);
+        if endless {
+            if !buffer.consumer().is_all_in() {
+                return Err("an empty chunk came before the stream was all in".into());
+            }
+            break;
+        }
+    }
+    let end = monotonic_ns();
+    let sleeps = voluntary_switches().saturating_sub(sleeps_before);
+    verifier.finish(args.policy.continue_after_done())?;
+    let report = report(&segment, args, &mut verifier, end, first_pop_ns, sleeps);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    match report.expected_items {
+        Some(n) if n != report.items => {
+            Err(format!("the stream carried {} items, expected {n}", report.items).into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn after(verifier: &Verifier, e: shmstream::StreamError) -> String {
+    format!(
+        "after {} items in {} chunks: {e}",
+        verifier.items(),
+        verifier.chunks
+    )
+}
+
+/// Opens the stream, retrying while its producer has not created it yet.
+fn open(config: &StreamConfig, policy: &Policy, timeout: Duration) -> Result<StreamBuffer, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match StreamBuffer::open(config, policy.clone()) {
+            Ok(buffer) => return Ok(buffer),
+            Err(SetupError::NotFound { .. } | SetupError::NotInitialized { .. })
+                if Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e @ (SetupError::NotFound { .. } | SetupError::NotInitialized { .. })) => {
+                return Err(format!("cannot open the stream within {timeout:?}: {e}"))
+            }
+            Err(e) => return Err(format!("cannot open the stream: {e}")),
+        }
+    }
+}
+
+fn report(
+    segment: &str,
+    args: &ConsumeArgs,
+    verifier: &mut Verifier,
+    end_ns: u64,
+    first_pop_ns: Option<u64>,
+    sleeps: u64,
+) -> Report {
+    let start = verifier.first_commit_ns.or(first_pop_ns).unwrap_or(end_ns);
+    let seconds = end_ns.saturating_sub(start) as f64 / 1e9;
+    let per_s = |x: u64| {
+        if seconds > 0.0 {
+            x as f64 / seconds
+        } else {
+            0.0
+        }
+    };
+    let items = verifier.items();
+    Report {
+        segment: segment.to_string(),
+        policy: args.policy.to_string(),
+        items,
+        expected_items: args.items,
+        lost: args.items.map_or(0, |n| n.saturating_sub(items)),
+        chunks: verifier.chunks,
+        final_chunks: verifier.final_chunks,
+        empty_chunks: verifier.empty_chunks,
+        context_items: verifier.context_items,
+        stacked_windows: verifier.stacked_windows,
+        unstacked_windows: verifier.unstacked_windows,
+        bytes: verifier.bytes,
+        seconds,
+        items_per_s: per_s(items),
+        gb_per_s: per_s(verifier.bytes) / 1e9,
+        latency: Latency::of(&mut verifier.latencies),
+        bytes_copied: 0,
+        bytes_verified: verifier.bytes_verified,
+        consumer_sleeps: sleeps,
+    }
+}

@@ -1,0 +1,40 @@
+//! # ipc-demo
+//!
+//! The two processes of a shmstream stream and the tools around a segment,
+//! as a library so that the three binaries share one implementation:
+//!
+//! - `ipc-producer` ([`produce`]) stands in for the process that receives
+//!   tensors over RDMA: it creates the segment and streams synthetic items
+//!   (committed out of order), or tensors read from a TCP connection
+//!   straight into their slots.
+//! - `ipc-consumer` ([`consume`]) opens the stream, cuts it into chunks by a
+//!   policy, verifies every item and window in place, and reports
+//!   throughput and latency.
+//! - `ipc-demo` ([`launch`]) runs the pair with a progress bar, and offers
+//!   `inspect`, `clean`, `send` and `replay` ([`inspect`], [`clean`],
+//!   [`send`], [`replay`]).
+//!
+//! Every item of a synthetic stream carries its sequence number, a
+//! CLOCK_MONOTONIC timestamp and a checksum ([`item`]), so a lost,
+//! duplicated, reordered or corrupted item is detected.
+
+#![deny(missing_docs, missing_debug_implementations)]
+
+pub mod args;
+pub mod child;
+pub mod clean;
+pub mod cli;
+pub mod clock;
+pub mod consume;
+pub mod inspect;
+pub mod item;
+pub mod launch;
+pub mod pace;
+pub mod produce;
+pub mod replay;
+pub mod report;
+pub mod send;
+pub mod signals;
+pub mod trace;
+pub mod verify;
+pub mod wire;

@@ -1,0 +1,231 @@
+//! `ipc-producer`: creates the stream's segment and fills it, standing in
+//! for the process that receives tensors over RDMA.
+//!
+//! - `--source synthetic`: registers items in order and commits them out
+//!   of order within groups of `--reorder`, as RDMA completions arrive;
+//!   each item's bytes are written straight into its slot ([`crate::item`]).
+//! - `--source tcp`: accepts one connection of `ipc-demo send` and reads
+//!   each framed tensor ([`crate::wire`]) straight into its slot.
+//!
+//! It prints `segment NAME` (and, for TCP, `listening ADDR`) on stdout,
+//! signals done at the end, and waits for the consumer to release every
+//! item before it removes the segment.
+
+use crate::args::{IdentityArgs, ItemArgs, ReorderArgs, RingArgs, Source, DEFAULT_REQUEST_ID};
+use crate::cli::Outcome;
+use crate::clock::monotonic_ns;
+use crate::item::{fill, seal, write_id, SplitMix};
+use crate::pace::Pace;
+use crate::wire;
+use clap::Args;
+use shmstream::{Producer, Slot, StreamError};
+use std::io::{self, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// The producer's command line.
+#[derive(Args, Clone, Debug)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub identity: IdentityArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub ring: RingArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub items: ItemArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub reorder: ReorderArgs,
+    /// Where the tensors come from
+    #[arg(long, value_enum, default_value_t = Source::Synthetic)]
+    pub source: Source,
+    /// Address to accept one `ipc-demo send` connection on (--source tcp); port 0 picks a free port, printed as "listening ADDR"
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Seconds to wait for the sender to connect (--source tcp)
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = crate::args::seconds)]
+    pub accept_timeout: Duration,
+}
+
+impl ProduceArgs {
+    /// These settings as arguments, with `request` as the request id.
+    pub fn to_args(&self, request: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.identity.to_args(request, &mut out);
+        self.ring.to_args(&mut out);
+        self.items.to_args(&mut out);
+        self.reorder.to_args(&mut out);
+        out.push("--source".into());
+        out.push(match self.source {
+            Source::Synthetic => "synthetic".into(),
+            Source::Tcp => "tcp".into(),
+        });
+        if let Some(listen) = &self.listen {
+            out.push("--listen".into());
+            out.push(listen.clone());
+        }
+        out.push("--accept-timeout".into());
+        out.push(self.accept_timeout.as_secs_f64().to_string());
+        out
+    }
+}
+
+/// Runs the producer to the end.
+///
+/// # Errors
+///
+/// Bad settings, a segment that cannot be created, a consumer that stops
+/// releasing or dies, a bad TCP frame; each as one sentence.
+pub fn run(args: &ProduceArgs) -> Outcome {
+    let config = args.identity.config(DEFAULT_REQUEST_ID, Some(&args.ring));
+    let name = config.segment_name()?;
+    if args.reorder.reorder > args.ring.capacity {
+        return Err(format!(
+            "--reorder {} exceeds --capacity {}: a group of registered items must fit in the ring",
+            args.reorder.reorder, args.ring.capacity
+        )
+        .into());
+    }
+    let listener = match (args.source, &args.listen) {
+        (Source::Synthetic, None) => None,
+        (Source::Synthetic, Some(_)) => return Err("--listen is only for --source tcp".into()),
+        (Source::Tcp, None) => return Err("--source tcp needs --listen ADDR".into()),
+        (Source::Tcp, Some(addr)) => {
+            Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
+        }
+    };
+    if listener.is_none() {
+        args.items.meta_fitting(args.ring.slot_bytes)?;
+    }
+    let producer =
+        Producer::create(&config).map_err(|e| format!("cannot create the stream: {e}"))?;
+    crate::signals::remove_on_signal(&name);
+    let mut out = io::stdout().lock();
+    writeln!(out, "segment {name}")?;
+    if let Some(listener) = &listener {
+        writeln!(out, "listening {}", listener.local_addr()?)?;
+    }
+    out.flush()?;
+    drop(out);
+    match listener {
+        None => synthetic(&producer, args)?,
+        Some(listener) => {
+            let stream = accept(&listener, args.accept_timeout)?;
+            stream.set_read_timeout(Some(args.identity.timeout))?;
+            receive(&producer, stream)?;
+        }
+    }
+    producer.signal_done();
+    match producer.wait_drained(Some(args.identity.timeout)) {
+        Ok(()) => Ok(()),
+        // The library reports a consumer that released everything and then
+        // left as gone (see the README); the segment's counters tell.
+        Err(StreamError::ConsumerGone) if drained(&name) => Ok(()),
+        Err(e) => Err(format!("after the last item: {e}").into()),
+    }
+}
+
+/// Whether the consumer released every registered item.
+fn drained(name: &str) -> bool {
+    shmstream::inspect(name).is_ok_and(|info| info.released >= info.registered)
+}
+
+/// Registers the items in order, commits each group in a shuffled order.
+fn synthetic(producer: &Producer, args: &ProduceArgs) -> Outcome {
+    let meta = args.items.meta_fitting(args.ring.slot_bytes)?;
+    let n = meta.nbytes() as usize;
+    let total = args.items.items;
+    let mut rng = SplitMix::new(args.reorder.seed);
+    let pace = Pace::new(args.items.rate);
+    let mut group: Vec<Slot<'_>> = Vec::with_capacity(args.reorder.reorder as usize);
+    let mut id = String::with_capacity(24);
+    let mut seq = 0u64;
+    while seq < total {
+        pace.wait(seq);
+        let want = args.reorder.reorder.min(total - seq);
+        for k in 0..want {
+            write_id(&mut id, seq + k);
+            // Only the first of a group waits for space: with slots of the
+            // group still uncommitted the consumer might need them to make
+            // its next chunk, so a full ring ends the group instead.
+            let slot = if k == 0 {
+                producer.register(&id)
+            } else {
+                match producer.try_register(&id) {
+                    Err(StreamError::Full { .. }) => break,
+                    other => other,
+                }
+            };
+            let mut slot = slot.map_err(|e| format!("registering item {}: {e}", seq + k))?;
+            fill(&mut slot.payload_mut()[..n], seq + k);
+            group.push(slot);
+        }
+        rng.shuffle(&mut group);
+        seq += group.len() as u64;
+        // One stamp for the group: its commits follow within nanoseconds.
+        let now = monotonic_ns();
+        for mut slot in group.drain(..) {
+            seal(&mut slot.payload_mut()[..n], now);
+            slot.commit(meta).map_err(|e| e.error)?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout` for one connection.
+fn accept(listener: &TcpListener, timeout: Duration) -> Result<TcpStream, String> {
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+                return Ok(stream);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(format!("no sender connected within {timeout:?}"));
+            }
+            Err(e) => return Err(format!("accepting a connection: {e}")),
+        }
+    }
+}
+
+/// Reads framed tensors until the end frame, each straight into its slot:
+/// the socket is read without a buffer, so no byte of a tensor passes
+/// through memory other than its slot.
+fn receive(producer: &Producer, mut reader: TcpStream) -> Outcome {
+    let slot_bytes = producer.slot_bytes();
+    for frame in 0u64.. {
+        let header = match wire::read_header(&mut reader) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(format!(
+                    "the sender closed the connection after {frame} frames without an end frame"
+                )
+                .into())
+            }
+            Err(e) => return Err(format!("frame {frame}: {e}").into()),
+        };
+        let nbytes = header.meta.nbytes();
+        if nbytes > slot_bytes {
+            return Err(format!(
+                "frame {frame}: tensor {:?} of {nbytes} bytes does not fit a slot of {slot_bytes} bytes",
+                header.id
+            )
+            .into());
+        }
+        let mut slot = producer
+            .register(&header.id)
+            .map_err(|e| format!("frame {frame}: registering {:?}: {e}", header.id))?;
+        io::Read::read_exact(&mut reader, &mut slot.payload_mut()[..nbytes as usize])
+            .map_err(|e| format!("frame {frame}: reading the bytes of {:?}: {e}", header.id))?;
+        slot.commit(header.meta).map_err(|e| e.error)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `ipc-demo replay`: SPEC section 6 traces through a real segment, the
+//! worked examples of SPEC section 3 line for line, and bad traces.
+
+mod common;
+use common::*;
+
+fn replay(scope: &Scope, policy: &str, extra: &[&str], trace: &str) -> std::process::Output {
+    let mut args = vec!["replay", "--policy", policy, "--prefix", &scope.prefix];
+    args.extend_from_slice(extra);
+    run(DEMO, &args, Some(trace))
+}
+
+fn ok_lines(scope: &Scope, policy: &str, trace: &str) -> Vec<String> {
+    let out = replay(scope, policy, &[], trace);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).lines().map(str::to_string).collect()
+}
+
+fn register_put(ids: std::ops::Range<u32>) -> String {
+    ids.map(|i| {
+        format!("{{\"op\":\"register\",\"id\":\"t{i}\"}}\n{{\"op\":\"put\",\"id\":\"t{i}\"}}\n")
+    })
+    .collect()
+}
+
+#[test]
+fn sliding_4_2_over_7_items_flushes_a_final_chunk() {
+    let scope = Scope::new("rslide");
+    let trace = register_put(0..7) + "{\"op\":\"done\"}\n{\"op\":\"poll\"}\n{\"op\":\"pop\"}\n";
+    assert_eq!(
+        ok_lines(&scope, "sliding:window=4,stride=2", &trace),
+        [
+            r#"{"chunk_index":0,"start_offset":0,"is_final":false,"context_items":0,"ids":["t0","t1","t2","t3"]}"#,
+            r#"{"chunk_index":1,"start_offset":2,"is_final":false,"context_items":2,"ids":["t2","t3","t4","t5"]}"#,
+            r#"{"chunk_index":2,"start_offset":4,"is_final":true,"context_items":2,"ids":["t4","t5","t6"]}"#,
+            r#"{"ready":false}"#,
+        ]
+    );
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn fixed_3_drained_before_done_ends_with_one_empty_final_chunk() {
+    let scope = Scope::new("rfixed");
+    let mut trace = String::new();
+    for i in 0..6 {
+        trace += &register_put(i..i + 1);
+        trace += "{\"op\":\"poll\"}\n";
+    }
+    trace += "{\"op\":\"done\"}\n{\"op\":\"poll\"}\n{\"op\":\"poll\"}\n";
+    assert_eq!(
+        ok_lines(&scope, "fixed:size=3", &trace),
+        [
+            r#"{"chunk_index":0,"start_offset":0,"is_final":false,"context_items":0,"ids":["t0","t1","t2"]}"#,
+            r#"{"chunk_index":1,"start_offset":3,"is_final":false,"context_items":0,"ids":["t3","t4","t5"]}"#,
+            r#"{"chunk_index":2,"start_offset":6,"is_final":true,"context_items":0,"ids":[]}"#,
+        ]
+    );
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn left_context_10_2_windows_overlap_by_two() {
+    let scope = Scope::new("rleft");
+    let trace = register_put(0..30) + "{\"op\":\"done\"}\n{\"op\":\"poll\",\"max\":3}\n";
+    let lines = ok_lines(&scope, "left-context:chunk=10,context=2", &trace);
+    let windows: Vec<(u64, u64, usize)> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["start_offset"].as_u64().unwrap(),
+                v["context_items"].as_u64().unwrap(),
+                v["ids"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    // [0..10), [8..20), [18..30): `max` stopped the poll after three.
+    assert_eq!(windows, [(0, 0, 10), (8, 2, 12), (18, 2, 12)]);
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn an_early_put_waits_invisible_and_values_come_back() {
+    let scope = Scope::new("rorder");
+    let trace = concat!(
+        "{\"op\":\"register\",\"id\":\"a\"}\n",
+        "{\"op\":\"register\",\"id\":\"b\"}\n",
+        "{\"op\":\"put\",\"id\":\"b\",\"dtype\":\"i32\",\"shape\":[2],\"data\":[7,-8]}\n",
+        "{\"op\":\"pop\"}\n",
+        "{\"op\":\"put\",\"id\":\"a\",\"dtype\":\"f32\",\"shape\":[2],\"data\":[1.5,2.5]}\n",
+        "{\"op\":\"done\"}\n",
+        "{\"op\":\"poll\"}\n",
+    );
+    let out = replay(&scope, "fixed:size=1", &["--values"], trace);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().collect::<Vec<_>>(),
+        [
+            r#"{"ready":false}"#,
+            r#"{"chunk_index":0,"start_offset":0,"is_final":false,"context_items":0,"ids":["a"],"values":[[1.5,2.5]]}"#,
+            r#"{"chunk_index":1,"start_offset":1,"is_final":true,"context_items":0,"ids":["b"],"values":[[7,-8]]}"#,
+        ]
+    );
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn bad_traces_stop_at_the_line_that_is_wrong() {
+    let scope = Scope::new("rbad");
+    let reg = "{\"op\":\"register\",\"id\":\"t0\"}\n";
+    let cases: [(String, &[&str]); 6] = [
+        (
+            format!("{reg}{{\"op\":\"pop\"}}\n{{\"op\":\"register\",\n"),
+            &["line 3", "not valid JSON"],
+        ),
+        (
+            format!("{reg}{{\"op\":\"jump\"}}\n"),
+            &["line 2", "unknown variant `jump`"],
+        ),
+        (
+            format!("{reg}{{\"op\":\"put\",\"id\":\"t9\"}}\n"),
+            &["line 2", "\"t9\"", "never registered"],
+        ),
+        (
+            format!("{reg}{reg}"),
+            &["line 2", "\"t0\"", "registered twice"],
+        ),
+        (
+            format!("\n{reg}{{\"op\":\"put\",\"id\":\"t0\"}}\n{{\"op\":\"put\",\"id\":\"t0\"}}\n"),
+            &["line 4", "put twice"],
+        ),
+        (
+            format!("{reg}{{\"op\":\"put\",\"id\":\"t0\",\"dtype\":\"f32\",\"shape\":[2000]}}\n"),
+            &["line 2", "8000 bytes", "does not fit a slot of 4096 bytes"],
+        ),
+    ];
+    for (trace, words) in &cases {
+        let out = replay(&scope, "fixed:size=1", &[], trace);
+        assert_one_line_error(&out, words);
+    }
+    scope.assert_no_leftovers();
+}

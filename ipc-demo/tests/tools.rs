@@ -1,0 +1,152 @@
+//! `ipc-demo inspect` and `ipc-demo clean` on segments of real producer
+//! processes, one of them killed.
+
+mod common;
+use common::*;
+use std::io::BufReader;
+use std::time::{Duration, Instant};
+
+/// Starts a producer of `items` items that then waits (up to 30 s) for a
+/// consumer; returns its child index and segment name.
+fn producer(scope: &mut Scope, request: &str, items: &str) -> (usize, String) {
+    let prefix = scope.prefix.clone();
+    let args = [
+        "--prefix",
+        prefix.as_str(),
+        "--request-id",
+        request,
+        "--items",
+        items,
+        "--timeout",
+        "30",
+    ];
+    let i = scope.spawn(PRODUCER, &args);
+    let mut stdout = BufReader::new(scope.child(i).stdout.take().unwrap());
+    (i, line_after(&mut stdout, "segment"))
+}
+
+fn inspect_json(name: &str) -> serde_json::Value {
+    let out = run(DEMO, &["inspect", name, "--json"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    json(&out.stdout)
+}
+
+#[test]
+fn inspect_shows_a_live_segment() {
+    let mut scope = Scope::new("insp");
+    let (i, name) = producer(&mut scope, "inspected", "10");
+    let pid = scope.child(i).id();
+    let start = Instant::now();
+    let state = loop {
+        let state = inspect_json(&name);
+        if state["done"] == true || start.elapsed() > Duration::from_secs(20) {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(state["name"], name.as_str());
+    assert_eq!(state["request_id"], "inspected");
+    assert_eq!(state["edge_name"], "codec_tokens");
+    assert_eq!(state["from_partition"], "talker");
+    assert_eq!(
+        (state["capacity"].as_u64(), state["slot_bytes"].as_u64()),
+        (Some(1024), Some(4096))
+    );
+    assert_eq!(
+        (state["registered"].as_u64(), state["released"].as_u64()),
+        (Some(10), Some(0))
+    );
+    assert_eq!(state["occupancy"], 10);
+    assert_eq!(state["done"], true);
+    assert_eq!(state["producer_pid"], pid);
+    assert_eq!(state["producer_alive"], true);
+    assert_eq!(state["consumer_attached"], false);
+    // The human forms: the list names it, the detail says who is alive.
+    let list = run(DEMO, &["inspect", "--prefix", &scope.prefix], None);
+    assert!(text(&list.stdout).contains(&name), "{}", text(&list.stdout));
+    let detail = text(&run(DEMO, &["inspect", name.trim_start_matches('/')], None).stdout);
+    assert!(
+        detail.contains(&format!("producer     pid {pid}, alive")),
+        "{detail}"
+    );
+    assert!(detail.contains("occupancy    10 of 1024 slots"), "{detail}");
+    // A consumer drains it; the producer then exits and removes it.
+    let consumed = run(
+        CONSUMER,
+        &[
+            "--prefix",
+            &scope.prefix,
+            "--request-id",
+            "inspected",
+            "--items",
+            "10",
+        ],
+        None,
+    );
+    assert!(consumed.status.success(), "{}", text(&consumed.stderr));
+    assert!(scope.wait(i).status.success());
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn clean_removes_a_dead_segment_and_keeps_a_live_one() {
+    let mut scope = Scope::new("clean");
+    let (dead, dead_name) = producer(&mut scope, "doomed", "5");
+    let (live, live_name) = producer(&mut scope, "alive", "5");
+    scope.child(dead).kill().unwrap(); // SIGKILL: no chance to remove its segment
+    scope.child(dead).wait().unwrap();
+    let file = |name: &str| name.trim_start_matches('/').to_string();
+    assert_eq!(scope.leftovers(), {
+        let mut v = vec![file(&dead_name), file(&live_name)];
+        v.sort();
+        v
+    });
+    let dry = run(
+        DEMO,
+        &["clean", "--dry-run", "--prefix", &scope.prefix],
+        None,
+    );
+    let said = text(&dry.stdout);
+    assert!(dry.status.success());
+    assert!(
+        said.contains(&format!("would remove {dead_name}")),
+        "{said}"
+    );
+    assert!(said.contains(&format!("would keep {live_name}")), "{said}");
+    assert_eq!(scope.leftovers().len(), 2, "a dry run removed something");
+    let cleaned = run(DEMO, &["clean", "--prefix", &scope.prefix], None);
+    let said = text(&cleaned.stdout);
+    assert!(cleaned.status.success());
+    assert!(said.contains(&format!("removed {dead_name}")), "{said}");
+    assert!(said.contains(&format!("kept {live_name}")), "{said}");
+    assert_eq!(scope.leftovers(), [file(&live_name)]);
+    // The live one still works: drain it, and its producer removes it.
+    let consumed = run(
+        CONSUMER,
+        &[
+            "--prefix",
+            &scope.prefix,
+            "--request-id",
+            "alive",
+            "--items",
+            "5",
+        ],
+        None,
+    );
+    assert!(consumed.status.success(), "{}", text(&consumed.stderr));
+    assert!(scope.wait(live).status.success());
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn a_producer_stopped_by_a_signal_removes_its_segment() {
+    let mut scope = Scope::new("sig");
+    let (i, name) = producer(&mut scope, "stopped", "5");
+    assert_eq!(scope.leftovers(), [name.trim_start_matches('/')]);
+    let pid = scope.child(i).id() as libc::pid_t;
+    // SAFETY: sends SIGTERM to our own child, which has not been reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = scope.wait(i);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM));
+    scope.assert_no_leftovers();
+}
