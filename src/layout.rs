@@ -101,8 +101,6 @@ const _: () = assert!(std::mem::size_of::<Descriptor>() == DESCRIPTOR_BYTES);
 const _: () = assert!(CONTROL_OFFSET + std::mem::size_of::<Control>() <= HEADER_BYTES);
 
 impl Descriptor {
-    // Only heap rings build these; segments start from zeroed memory.
-    #[cfg_attr(not(any(loom, miri)), allow(dead_code))]
     pub(crate) fn new() -> Self {
         Descriptor {
             seq: AtomicU64::new(0),

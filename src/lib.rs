@@ -47,6 +47,9 @@ mod config;
 mod consumer;
 mod doorbell;
 mod error;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(any(loom, miri))]
 mod heap;
 mod layout;
