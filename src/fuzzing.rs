@@ -31,7 +31,11 @@ pub fn check_header(page: &[u8], file_len: u64) -> Result<(), SetupError> {
 /// # Errors
 ///
 /// [`StreamError::Corrupt`] for what a correct producer never writes.
-pub fn check_descriptor(bytes: &[u8], position: u64, slot_bytes: u64) -> Result<Option<(String, u64)>, StreamError> {
+pub fn check_descriptor(
+    bytes: &[u8],
+    position: u64,
+    slot_bytes: u64,
+) -> Result<Option<(String, u64)>, StreamError> {
     let mut raw = [0u8; DESCRIPTOR_BYTES];
     let n = bytes.len().min(DESCRIPTOR_BYTES);
     raw[..n].copy_from_slice(&bytes[..n]);

@@ -1,0 +1,195 @@
+//! Bench 1 of issue 6: ring throughput between a producer thread and a
+//! consumer thread, for 8-byte and 56-byte records, shmstream (register +
+//! write + commit, poll + read in place + consume) against rtrb and
+//! crossbeam's `ArrayQueue` moving records of the same size.
+//!
+//! The body ([`transfer`]) is written once and instantiated for each peer
+//! through the [`Spsc`] trait. Every queue holds 1024 records; when it is
+//! full or empty, each side spins 64 times, then yields ([`Backoff`]; for
+//! shmstream's producer, `register` does the same and then sleeps on its
+//! futex). One criterion iteration moves [`BATCH`] records.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use shmstream::{in_process, Consumer, DType, Producer, StreamConfig, TensorMeta};
+use std::hint::spin_loop;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Records in each queue.
+const CAPACITY: usize = 1024;
+/// Records per criterion iteration: thread start and scheduling delays
+/// (large on a loaded 2-core machine) are spread over this many. Criterion
+/// reports the time of a batch; its throughput line is per record.
+const BATCH: u64 = 1 << 16;
+
+/// A single-producer single-consumer queue of `N`-byte records.
+trait Spsc<const N: usize> {
+    type Tx: Send + 'static;
+    type Rx: Send + 'static;
+    fn pair() -> (Self::Tx, Self::Rx);
+    /// Sends one record, spinning while the queue is full.
+    fn send(tx: &mut Self::Tx, record: &[u8; N]);
+    /// Receives what is there (folding each record's first word into
+    /// `sink`), returns how many records it took; 0 when empty.
+    fn recv(rx: &mut Self::Rx, sink: &mut u64) -> u64;
+}
+
+/// How every peer waits for room or for data: spin 64 times, then yield
+/// the core on each further try (what shmstream's own waits do before they
+/// sleep). Pure spinning collapses on a 2-core machine with any other load:
+/// a spinner that shares a core with its peer burns its whole time slice.
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    fn wait(&mut self) {
+        if self.0 < 64 {
+            self.0 += 1;
+            spin_loop();
+        } else {
+            thread::yield_now();
+        }
+    }
+}
+
+fn first_word(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes[..8].try_into().expect("records are at least 8 bytes"))
+}
+
+struct Shmstream;
+
+/// shmstream's producer with the metadata of an `N`-byte U64 tensor.
+struct ShmTx<const N: usize> {
+    producer: Producer,
+    meta: TensorMeta,
+}
+
+impl<const N: usize> Spsc<N> for Shmstream {
+    type Tx = ShmTx<N>;
+    type Rx = Consumer;
+    fn pair() -> (ShmTx<N>, Consumer) {
+        let cfg = StreamConfig::new("bench", "ring", "throughput")
+            .capacity(CAPACITY as u64)
+            .slot_bytes(64);
+        let (producer, consumer) = in_process(&cfg).expect("in-process stream");
+        let meta = TensorMeta::new(DType::U64, &[N as u64 / 8]).expect("meta");
+        (ShmTx { producer, meta }, consumer)
+    }
+    fn send(tx: &mut ShmTx<N>, record: &[u8; N]) {
+        // `register` tries first, then spins, yields and sleeps while full.
+        let slot = tx.producer.register("x").expect("register");
+        slot.write(tx.meta, record).expect("write");
+    }
+    fn recv(rx: &mut Consumer, sink: &mut u64) -> u64 {
+        let n = rx.poll().expect("poll");
+        for i in 0..n {
+            *sink ^= first_word(rx.item(i).expect("available").bytes());
+        }
+        rx.consume(n);
+        n
+    }
+}
+
+struct Rtrb;
+
+impl<const N: usize> Spsc<N> for Rtrb {
+    type Tx = rtrb::Producer<[u8; N]>;
+    type Rx = rtrb::Consumer<[u8; N]>;
+    fn pair() -> (Self::Tx, Self::Rx) {
+        rtrb::RingBuffer::new(CAPACITY)
+    }
+    fn send(tx: &mut Self::Tx, record: &[u8; N]) {
+        let mut backoff = Backoff::default();
+        while tx.push(*record).is_err() {
+            backoff.wait();
+        }
+    }
+    fn recv(rx: &mut Self::Rx, sink: &mut u64) -> u64 {
+        let mut n = 0;
+        while let Ok(record) = rx.pop() {
+            *sink ^= first_word(&record);
+            n += 1;
+        }
+        n
+    }
+}
+
+struct ArrayQueue;
+
+impl<const N: usize> Spsc<N> for ArrayQueue {
+    type Tx = Arc<crossbeam_queue::ArrayQueue<[u8; N]>>;
+    type Rx = Arc<crossbeam_queue::ArrayQueue<[u8; N]>>;
+    fn pair() -> (Self::Tx, Self::Rx) {
+        let q = Arc::new(crossbeam_queue::ArrayQueue::new(CAPACITY));
+        (q.clone(), q)
+    }
+    fn send(tx: &mut Self::Tx, record: &[u8; N]) {
+        let mut record = *record;
+        let mut backoff = Backoff::default();
+        while let Err(back) = tx.push(record) {
+            record = back;
+            backoff.wait();
+        }
+    }
+    fn recv(rx: &mut Self::Rx, sink: &mut u64) -> u64 {
+        let mut n = 0;
+        while let Some(record) = rx.pop() {
+            *sink ^= first_word(&record);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// The bench body: moves `items` records from this thread to a consumer
+/// thread and returns the time until the consumer has taken the last one.
+fn transfer<Q: Spsc<N>, const N: usize>(items: u64) -> Duration {
+    let (mut tx, mut rx) = Q::pair();
+    let consumer = thread::spawn(move || {
+        let (mut got, mut sink) = (0, 0);
+        let mut backoff = Backoff::default();
+        while got < items {
+            match Q::recv(&mut rx, &mut sink) {
+                0 => backoff.wait(),
+                n => {
+                    got += n;
+                    backoff = Backoff::default();
+                }
+            }
+        }
+        black_box(sink);
+    });
+    let mut record = [7u8; N];
+    let start = Instant::now();
+    for i in 0..items {
+        record[..8].copy_from_slice(&i.to_le_bytes());
+        Q::send(&mut tx, &record);
+    }
+    consumer.join().expect("consumer thread");
+    start.elapsed()
+}
+
+fn size<const N: usize>(c: &mut Criterion) {
+    let mut group = c.benchmark_group(format!("ring_throughput/{N}B"));
+    group.throughput(Throughput::Elements(BATCH));
+    group.sample_size(20);
+    group.bench_function(BenchmarkId::from_parameter("shmstream"), |b| {
+        b.iter_custom(|iters| transfer::<Shmstream, N>(iters * BATCH))
+    });
+    group.bench_function(BenchmarkId::from_parameter("rtrb"), |b| {
+        b.iter_custom(|iters| transfer::<Rtrb, N>(iters * BATCH))
+    });
+    group.bench_function(BenchmarkId::from_parameter("crossbeam_arrayqueue"), |b| {
+        b.iter_custom(|iters| transfer::<ArrayQueue, N>(iters * BATCH))
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    size::<8>(c);
+    size::<56>(c);
+}
+
+criterion_group!(ring, benches);
+criterion_main!(ring);

@@ -1,0 +1,71 @@
+//! Bench 4 of issue 6: the cost of `StreamBuffer::pop_chunk` against the
+//! window size (4, 28, 256, 1024 items of one U64 each, a `Fixed` policy,
+//! a shared segment of 2048 slots, producer and consumer in this process;
+//! the segment's mirror mapping makes every window stackable, also across
+//! the wrap). Timed: pop, read the stacked view's
+//! shape and first item, drop the chunk (which releases the slots). Not
+//! timed: the producer refilling the ring between batches of pops.
+//!
+//! Two variants: `pop_chunk` also pays the consumer's scan of the newly
+//! committed descriptors (what a real consumer pays once per item), and
+//! `pop_chunk_prepolled` scans them before the clock starts, so that only
+//! the pop itself is timed.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use shmstream::{policy::Fixed, DType, Producer, StreamBuffer, StreamConfig, TensorMeta};
+use std::time::{Duration, Instant};
+
+/// Two windows of the largest size: the descriptors and the consumer's
+/// metadata copies stay in L2, as with the default capacity of 1024.
+const CAPACITY: u64 = 2048;
+const WINDOWS: [usize; 4] = [4, 28, 256, 1024];
+
+fn pop_chunk(c: &mut Criterion, name: &str, prepoll: bool) {
+    let mut group = c.benchmark_group(name);
+    for window in WINDOWS {
+        let cfg = StreamConfig::new("bench", "pop", "chunk")
+            .capacity(CAPACITY)
+            .slot_bytes(64)
+            .prefix(&format!("bench-{}-", std::process::id()));
+        // Removed from /dev/shm when dropped at the end of this iteration.
+        let producer = Producer::create(&cfg).expect("create the segment");
+        let mut buffer =
+            StreamBuffer::<()>::open(&cfg, Fixed::new(window, false).unwrap()).unwrap();
+        let meta = TensorMeta::new(DType::U64, &[1]).unwrap();
+        let per_fill = CAPACITY / window as u64;
+        group.bench_function(BenchmarkId::from_parameter(window), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let pops = left.min(per_fill);
+                    for i in 0..pops * window as u64 {
+                        let slot = producer.try_register("x").expect("room");
+                        slot.write(meta, &i.to_le_bytes()).unwrap();
+                    }
+                    if prepoll {
+                        buffer.available().unwrap();
+                    }
+                    let start = Instant::now();
+                    for _ in 0..pops {
+                        let chunk = buffer.pop_chunk().expect("a full window");
+                        let view = chunk.stacked().expect("same-shaped items");
+                        black_box((view.shape()[0], view.item(0)));
+                    }
+                    timed += start.elapsed();
+                    left -= pops;
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    pop_chunk(c, "pop_chunk", false);
+    pop_chunk(c, "pop_chunk_prepolled", true);
+}
+
+criterion_group!(pop, benches);
+criterion_main!(pop);
