@@ -153,11 +153,8 @@ pub(crate) fn stacked(ring: &ConsumerRing, start: u64, n: u64) -> Option<TensorV
     if slot + n > mem.capacity() && !mem.mirrored() {
         return None;
     }
-    for p in start + 1..start + n {
-        let m = ring.meta(p);
-        if m.dtype != first.dtype || m.shape() != first.shape() {
-            return None;
-        }
+    if !ring.stackable(start + n - 1, n) {
+        return None;
     }
     // SAFETY: the `n` positions are in the prefix and unreleased for the
     // borrow of `ring` (released only through `&mut`); their slots are

@@ -50,6 +50,7 @@ pub fn check_descriptor(
     for (k, d) in desc.id.iter().enumerate() {
         d.store(u64::from_le(word(11 + k)), Ordering::Relaxed);
     }
-    let (status, meta) = ItemMeta::read(&desc, position, slot_bytes)?;
+    let mut meta = ItemMeta::EMPTY;
+    let status = ItemMeta::read_into(&desc, position, slot_bytes, &mut meta)?;
     Ok((status == crate::layout::STATUS_COMMITTED).then(|| (meta.id().to_string(), meta.nbytes)))
 }

@@ -184,13 +184,16 @@ impl ItemMeta {
         &self.dims[..self.ndim as usize]
     }
 
-    /// Reads and checks the descriptor of `position`, after the Acquire load
-    /// of its `seq` showed it complete. Returns the status with the copy.
-    pub(crate) fn read(
+    /// Reads and checks the descriptor of `position` into `out`, after the
+    /// Acquire load of its `seq` showed it complete; returns the status.
+    /// Writes in place (the copy is ~150 bytes, read for every item): on an
+    /// error `out` holds a partial copy, which the caller does not use.
+    pub(crate) fn read_into(
         desc: &Descriptor,
         position: u64,
         slot_bytes: u64,
-    ) -> Result<(u32, ItemMeta), StreamError> {
+        out: &mut ItemMeta,
+    ) -> Result<u32, StreamError> {
         let corrupt = |what: String| {
             StreamError::Corrupt(format!("descriptor of position {position}: {what}"))
         };
@@ -204,40 +207,34 @@ impl ItemMeta {
                 "id length {id_len} is outside 1..={MAX_ID_LEN}"
             )));
         }
-        let mut id = [0u8; MAX_ID_LEN];
-        for (i, cell) in desc.id.iter().enumerate() {
-            id[i * 8..i * 8 + 8].copy_from_slice(&cell.load(Ordering::Relaxed).to_le_bytes());
+        for (i, cell) in desc.id.iter().enumerate().take(id_len.div_ceil(8)) {
+            out.id[i * 8..i * 8 + 8].copy_from_slice(&cell.load(Ordering::Relaxed).to_le_bytes());
         }
-        if std::str::from_utf8(&id[..id_len]).is_err() {
+        if std::str::from_utf8(&out.id[..id_len]).is_err() {
             return Err(corrupt("the id is not UTF-8".into()));
         }
-        let mut meta = ItemMeta {
-            id,
-            id_len: id_len as u8,
-            ..ItemMeta::EMPTY
-        };
+        out.id_len = id_len as u8;
         match status {
             STATUS_COMMITTED => {}
-            STATUS_ABANDONED => return Ok((status, meta)),
+            STATUS_ABANDONED => return Ok(status),
             other => return Err(corrupt(format!("status code {other} does not exist"))),
         }
-        meta.dtype = DType::from_code(dtype_code)
+        out.dtype = DType::from_code(dtype_code)
             .ok_or_else(|| corrupt(format!("dtype code {dtype_code} does not exist")))?;
         if ndim as usize > MAX_DIMS {
             return Err(corrupt(format!(
                 "{ndim} dimensions exceed the limit of {MAX_DIMS}"
             )));
         }
-        meta.ndim = ndim;
-        for (d, cell) in meta.dims.iter_mut().zip(&desc.dims).take(ndim as usize) {
+        out.ndim = ndim;
+        let mut expected = Some(out.dtype.size() as u64);
+        for (d, cell) in out.dims.iter_mut().zip(&desc.dims).take(ndim as usize) {
             *d = cell.load(Ordering::Relaxed);
+            expected = expected.and_then(|acc| acc.checked_mul(*d));
         }
+        let expected =
+            expected.ok_or_else(|| corrupt("the shape's byte count overflows".into()))?;
         let nbytes = desc.nbytes.load(Ordering::Relaxed);
-        let expected = meta
-            .shape()
-            .iter()
-            .try_fold(meta.dtype.size() as u64, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| corrupt("the shape's byte count overflows".into()))?;
         if expected != nbytes {
             return Err(corrupt(format!(
                 "nbytes {nbytes} disagrees with the shape's {expected}"
@@ -248,8 +245,13 @@ impl ItemMeta {
                 "nbytes {nbytes} exceeds the slot size {slot_bytes}"
             )));
         }
-        meta.nbytes = nbytes;
-        Ok((status, meta))
+        out.nbytes = nbytes;
+        Ok(status)
+    }
+
+    /// Same dtype and shape: the two items stack into one tensor.
+    pub(crate) fn stacks_with(&self, other: &ItemMeta) -> bool {
+        self.dtype == other.dtype && self.shape() == other.shape()
     }
 }
 

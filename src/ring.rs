@@ -473,11 +473,15 @@ struct Cursors {
     released: u64,
     /// Validated copies of the descriptors of the prefix, by slot.
     metas: Box<[ItemMeta]>,
+    /// By slot: how many consecutive items ending at that position share
+    /// dtype and shape (saturating).
+    runs: Box<[u32]>,
 }
 
 impl ConsumerRing {
     pub(crate) fn new(mem: RingMem) -> Self {
-        let metas = vec![ItemMeta::EMPTY; mem.capacity as usize].into_boxed_slice();
+        let capacity = mem.capacity as usize;
+        let metas = vec![ItemMeta::EMPTY; capacity].into_boxed_slice();
         mem.set_flag(FLAG_CONSUMER_ATTACHED);
         ConsumerRing {
             mem,
@@ -487,6 +491,7 @@ impl ConsumerRing {
                 cached_registered: 0,
                 released: 0,
                 metas,
+                runs: vec![0; capacity].into_boxed_slice(),
             },
         }
     }
@@ -557,6 +562,11 @@ impl ConsumerRing {
         &self.cur.metas[(position & (self.mem.capacity - 1)) as usize]
     }
 
+    /// Whether the `n` items ending at `last` share dtype and shape.
+    pub(crate) fn stackable(&self, last: u64, n: u64) -> bool {
+        u64::from(self.cur.runs[(last & (self.mem.capacity - 1)) as usize]) >= n
+    }
+
     /// Moves the consumer's position forward by `n` items of the prefix
     /// (their slots stay unreleased until `release`).
     pub(crate) fn advance(&mut self, n: u64) {
@@ -606,7 +616,13 @@ impl Cursors {
                 if desc.seq.load(Ordering::Acquire) != position + 1 {
                     break;
                 }
-                let (status, meta) = ItemMeta::read(desc, position, mem.slot_bytes)?;
+                let mask = mem.capacity - 1;
+                let slot = (position & mask) as usize;
+                // The slot's previous occupant, `position - capacity`, is
+                // released (registered <= released + capacity), so no view
+                // uses its copy any more.
+                let meta = &mut self.metas[slot];
+                let status = ItemMeta::read_into(desc, position, mem.slot_bytes, meta)?;
                 if status == STATUS_ABANDONED {
                     if self.avail_end == self.consumed {
                         return Err(StreamError::Abandoned {
@@ -616,7 +632,17 @@ impl Cursors {
                     }
                     break;
                 }
-                self.metas[(position & (mem.capacity - 1)) as usize] = meta;
+                // Length of the run of stackable items ending here, so that
+                // a stacked view is checked in O(1), whatever the window.
+                let run = match position.checked_sub(1) {
+                    Some(prev)
+                        if self.metas[slot].stacks_with(&self.metas[(prev & mask) as usize]) =>
+                    {
+                        self.runs[(prev & mask) as usize].saturating_add(1)
+                    }
+                    _ => 1,
+                };
+                self.runs[slot] = run;
                 self.avail_end = position + 1;
             }
             if self.avail_end < self.cached_registered {

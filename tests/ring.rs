@@ -285,3 +285,35 @@ fn bad_layouts_are_refused_with_the_limit_named() {
         .to_string();
     assert!(err.contains("limit is 120"), "{err}");
 }
+
+#[test]
+fn a_window_stacks_only_when_all_its_items_share_dtype_and_shape() {
+    let (producer, mut consumer) = in_process(&cfg(8, 1024)).unwrap();
+    for (s, words) in [(0, 4), (1, 4), (2, 8), (3, 8), (4, 8)] {
+        commit_item(producer.register(&format!("t{s}")).unwrap(), s, words);
+    }
+    let f32_meta = TensorMeta::new(DType::F32, &[16]).unwrap();
+    producer
+        .register("t5")
+        .unwrap()
+        .write(f32_meta, &[0; 64])
+        .unwrap();
+    assert_eq!(consumer.poll().unwrap(), 6);
+    let shape = |i, n| consumer.window(i, n).map(|v| v.shape().to_vec());
+    assert_eq!(shape(0, 2), Some(vec![2, 4]));
+    assert_eq!(shape(1, 2), None);
+    assert_eq!(shape(2, 3), Some(vec![3, 8]));
+    assert_eq!(shape(0, 5), None);
+    assert_eq!(
+        shape(4, 2),
+        None,
+        "u64[8] and f32[16] have the same bytes, not the same dtype"
+    );
+    assert_eq!(shape(5, 1), Some(vec![1, 16]));
+    assert_eq!(shape(5, 2), None, "past the prefix");
+    consumer.consume(3);
+    assert_eq!(
+        consumer.window(0, 2).map(|v| v.shape().to_vec()),
+        Some(vec![2, 8])
+    );
+}
