@@ -128,6 +128,9 @@ impl<'a> StreamChunk<'a> {
 
 impl Drop for StreamChunk<'_> {
     fn drop(&mut self) {
+        // The reads end before the slots are handed back.
+        #[cfg(loom)]
+        self._guards.clear();
         self.ring.release();
     }
 }

@@ -23,13 +23,16 @@ pub const MAX_CAPACITY: u64 = 1 << 20;
 pub const MAX_SLOT_BYTES: u64 = 1 << 30;
 
 /// "SHMSTRM" and a zero byte, read as a little-endian u64.
+#[cfg_attr(loom, allow(dead_code))] // segments only
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMSTRM\0");
 /// Bumped whenever the bytes of a segment change meaning.
+#[cfg_attr(loom, allow(dead_code))] // segments only
 pub(crate) const VERSION: u32 = 1;
 /// The header occupies one page.
 pub(crate) const HEADER_BYTES: usize = 4096;
 pub(crate) const PAGE: usize = 4096;
 /// Where the shared cursors start within the header.
+#[cfg_attr(loom, allow(dead_code))] // segments only
 pub(crate) const CONTROL_OFFSET: usize = 1024;
 pub(crate) const DESCRIPTOR_BYTES: usize = 192;
 
@@ -309,6 +312,7 @@ impl Geometry {
 /// publishes `magic`; the consumer copies and checks it once at open.
 #[repr(C)]
 #[derive(Debug)]
+#[cfg_attr(loom, allow(dead_code))] // segments only
 pub(crate) struct Header {
     /// `MAGIC`, stored last with Release when the segment is ready.
     pub(crate) magic: AtomicU64,

@@ -180,7 +180,7 @@ impl Producer {
         Slot {
             producer: self,
             position,
-            _guard: self.ring.borrow().mem().track_write(position),
+            guard: Some(self.ring.borrow().mem().track_write(position)),
             done: false,
         }
     }
@@ -206,7 +206,7 @@ impl Producer {
         }
         let slot = self.register(id)?;
         let offset = slot.payload_offset();
-        std::mem::forget(slot);
+        slot.keep_pending();
         Ok(offset)
     }
 
@@ -229,7 +229,7 @@ impl Producer {
         let payload = slot.payload_mut();
         if bytes.len() > payload.len() {
             let nbytes = bytes.len() as u64;
-            std::mem::forget(slot);
+            slot.keep_pending();
             return Err(StreamError::TooLarge {
                 nbytes,
                 slot_bytes: self.slot_bytes(),
@@ -238,7 +238,7 @@ impl Producer {
         payload[..bytes.len()].copy_from_slice(bytes);
         slot.commit(meta).map_err(|e| {
             let error = e.error.clone();
-            std::mem::forget(e.slot);
+            e.slot.keep_pending();
             error
         })
     }
@@ -253,7 +253,7 @@ impl Producer {
         let slot = self.pending_slot(id)?;
         slot.commit(meta).map_err(|e| {
             let error = e.error.clone();
-            std::mem::forget(e.slot);
+            e.slot.keep_pending();
             error
         })
     }
@@ -270,7 +270,7 @@ impl Producer {
         Ok(Slot {
             producer: self,
             position,
-            _guard: self.ring.borrow().mem().track_write(position),
+            guard: Some(self.ring.borrow().mem().track_write(position)),
             done: false,
         })
     }
@@ -297,7 +297,8 @@ impl Producer {
 pub struct Slot<'p> {
     producer: &'p Producer,
     position: u64,
-    _guard: WriteGuard,
+    /// Held from reservation to commit (loom's data-race tracking).
+    guard: Option<WriteGuard>,
     done: bool,
 }
 
@@ -371,6 +372,8 @@ impl<'p> Slot<'p> {
                 },
             });
         }
+        // The write ends here, before the completion is published.
+        self.guard = None;
         self.producer.ring.borrow().commit(self.position, &meta);
         self.producer
             .pending
@@ -404,9 +407,19 @@ impl<'p> Slot<'p> {
     }
 }
 
+impl Slot<'_> {
+    /// Lets go of the handle but keeps the slot pending, for the by-id calls
+    /// (`put` finds it again by its id).
+    fn keep_pending(mut self) {
+        self.guard = None;
+        self.done = true;
+    }
+}
+
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if !self.done {
+            self.guard = None;
             self.producer.ring.borrow().abandon(self.position);
             self.producer
                 .pending

@@ -181,6 +181,8 @@ pub(crate) enum Waited<T> {
 /// found gone, so what the peer completed before it died is not lost.
 /// Never spins without yielding: on two cores a spinning waiter could starve
 /// the peer it waits for.
+// Under loom SPINS and YIELDS are 0 and their loops empty, on purpose.
+#[cfg_attr(loom, allow(clippy::reversed_empty_ranges))]
 pub(crate) fn wait_for<T>(
     bell: &crate::doorbell::Doorbell,
     timeout: Option<Duration>,
@@ -221,8 +223,20 @@ pub(crate) fn wait_for<T>(
             _ if cfg!(loom) => None,
             _ => Some(SLEEP_SLICE),
         };
-        if let Some(v) = bell.sleep(slice, &mut ready) {
-            return Waited::Ready(v);
+        // The re-check covers the peer's departure too: a leaving peer sets
+        // its flag and rings, and that ring must not fall between our look
+        // at `peer_gone` above and the sleep.
+        // Once the peer is gone, look again: what it completed before it
+        // left is still delivered.
+        let woke = bell.sleep(slice, || match ready() {
+            Some(v) => Some(Some(v)),
+            None if peer_gone() => Some(ready()),
+            None => None,
+        });
+        match woke {
+            Some(Some(v)) => return Waited::Ready(v),
+            Some(None) => return Waited::PeerGone,
+            None => {}
         }
     }
 }

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the heap-backed tests under Miri (nightly): the library's unit tests,
+# the policy tests and tests/miri_ring.rs (the ring and StreamBuffer between
+# two threads). Nothing that touches the OS (shared-memory segments, other
+# processes) is selected: tests/segment.rs and tests/cross_process.rs are
+# not passed.
+#
+#   scripts/test-miri.sh                                # about 2 min warm, 3 cold
+#   scripts/test-miri.sh --test ring --test buffer      # extra targets (+70 s)
+#   MIRIFLAGS=-Zmiri-many-seeds=0..8 scripts/test-miri.sh   # more schedules
+#   MIRIFLAGS=-Zmiri-tree-borrows scripts/test-miri.sh      # other aliasing model
+#
+# No MIRIFLAGS are needed: nothing here reads files, the environment or the
+# real clock, so Miri's isolation stays on.
+#
+# When Miri cannot be installed (no rustup, no network, no nightly), prints
+# a line starting with "SKIPPED:" and exits 0.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+skip() {
+    echo "SKIPPED: Miri tests not run: $*"
+    exit 0
+}
+
+command -v rustup >/dev/null 2>&1 || skip "rustup is not installed (Miri needs a rustup-managed nightly toolchain)"
+if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    echo "test-miri: installing the nightly toolchain with miri and rust-src" >&2
+    rustup toolchain install nightly --profile minimal --component miri,rust-src >&2 \
+        || skip "the nightly toolchain could not be installed"
+fi
+installed=$(rustup component list --toolchain nightly --installed 2>/dev/null)
+for component in miri rust-src; do
+    if ! grep -q "^$component" <<<"$installed"; then
+        echo "test-miri: adding the $component component to nightly" >&2
+        rustup component add --toolchain nightly "$component" >&2 \
+            || skip "the nightly component '$component' could not be installed"
+    fi
+done
+# Builds Miri's standard library once (cached afterwards).
+cargo +nightly miri setup >&2 || skip "'cargo +nightly miri setup' failed"
+
+targets=(--lib)
+for t in policy miri_ring; do
+    if [[ -f "tests/$t.rs" ]]; then
+        targets+=(--test "$t")
+    else
+        echo "test-miri: tests/$t.rs does not exist; not run" >&2
+    fi
+done
+
+echo "test-miri: cargo +nightly miri test --target-dir target-miri ${targets[*]} $* (MIRIFLAGS='${MIRIFLAGS:-}')" >&2
+start=$SECONDS
+status=0
+cargo +nightly miri test --target-dir target-miri "${targets[@]}" "$@" || status=$?
+echo "test-miri: finished in $((SECONDS - start)) s with status $status" >&2
+exit "$status"
