@@ -119,12 +119,11 @@ impl Descriptor {
     /// Writes the id (producer, at registration). Relaxed: published by the
     /// Release store of `seq` at commit.
     pub(crate) fn write_id(&self, id: &[u8]) {
-        let mut words = [0u64; MAX_ID_LEN / 8];
-        for (i, b) in id.iter().enumerate() {
-            words[i / 8] |= (*b as u64) << ((i % 8) * 8);
-        }
-        for (cell, w) in self.id.iter().zip(words) {
-            cell.store(w, Ordering::Relaxed);
+        // Only the words the id covers: the consumer reads no further.
+        for (cell, chunk) in self.id.iter().zip(id.chunks(8)) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
         }
         self.info.store((id.len() as u32) << 24, Ordering::Relaxed);
     }
@@ -139,7 +138,8 @@ impl Descriptor {
         ndim: u8,
         nbytes: u64,
     ) {
-        for (cell, d) in self.dims.iter().zip(dims) {
+        // Only `ndim` dims: the consumer reads no further.
+        for (cell, d) in self.dims.iter().zip(dims).take(ndim as usize) {
             cell.store(*d, Ordering::Relaxed);
         }
         self.nbytes.store(nbytes, Ordering::Relaxed);

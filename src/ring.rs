@@ -479,9 +479,9 @@ struct Cursors {
     /// First position still in the buffer (not yet advanced past).
     consumed: u64,
     /// First position not known to be complete: the prefix is
-    /// `consumed..avail_end`. Never exceeds `cached_registered`.
+    /// `consumed..avail_end`. At most `released + capacity`.
     avail_end: u64,
-    /// Last `registered` we loaded; reloaded when the prefix reaches it.
+    /// Last `registered` we loaded (only after done), for its monotonicity.
     cached_registered: u64,
     /// What we last published as `released` (at most `consumed`).
     released: u64,
@@ -612,79 +612,83 @@ fn producer_gone(mem: &RingMem) -> bool {
 
 impl Cursors {
     fn poll(&mut self, mem: &RingMem) -> Result<Snapshot, StreamError> {
-        // Acquire: pairs with the Release of `signal_done`; read before
-        // `registered`, so that when done is seen, the registered count
-        // loaded next is final.
+        // Acquire: pairs with the Release of `signal_done`; read before the
+        // walk and before `registered`, so that when done is seen, the
+        // registered count loaded below is final.
         let flags = mem.flags();
-        // Two rounds: after walking to `registered`, reload it once, the
-        // producer may have registered and committed meanwhile. Each round
-        // is bounded by capacity: the prefix never runs past `registered`,
-        // which is at most `capacity` ahead of `released`.
-        for _ in 0..2 {
-            self.load_registered(mem)?;
-            while self.avail_end < self.cached_registered {
-                let position = self.avail_end;
-                let desc = mem.descriptor(position);
-                // Acquire: pairs with the producer's Release store in
-                // `publish`; this slot's metadata and payload are visible.
-                if desc.seq.load(Ordering::Acquire) != position + 1 {
-                    break;
-                }
-                let mask = mem.capacity - 1;
-                let slot = (position & mask) as usize;
-                // The slot's previous occupant, `position - capacity`, is
-                // released (registered <= released + capacity), so no view
-                // uses its copy any more.
-                let meta = &mut self.metas[slot];
-                let status = ItemMeta::read_into(desc, position, mem.slot_bytes, meta)?;
-                if status == STATUS_ABANDONED {
-                    if self.avail_end == self.consumed {
-                        return Err(StreamError::Abandoned {
-                            position,
-                            id: meta.id().to_string(),
-                        });
-                    }
-                    break;
-                }
-                // Length of the run of stackable items ending here, so that
-                // a stacked view is checked in O(1), whatever the window.
-                let run = match position.checked_sub(1) {
-                    Some(prev)
-                        if self.metas[slot].stacks_with(&self.metas[(prev & mask) as usize]) =>
-                    {
-                        self.runs[(prev & mask) as usize].saturating_add(1)
-                    }
-                    _ => 1,
-                };
-                self.runs[slot] = run;
-                self.avail_end = position + 1;
-            }
-            if self.avail_end < self.cached_registered {
+        // The walk needs no look at `registered`: a published completion
+        // implies its registration (the producer registers, then commits),
+        // and a slot not yet registered in this lap still holds the
+        // previous lap's sequence, which never matches. Leaving `registered`
+        // alone keeps its cache line with the producer. The walk is bounded
+        // by what we ourselves released: at most `capacity` items.
+        let limit = self.released + mem.capacity;
+        let start = self.avail_end;
+        while self.avail_end < limit {
+            let position = self.avail_end;
+            let desc = mem.descriptor(position);
+            // Acquire: pairs with the producer's Release store in
+            // `publish`; this slot's metadata and payload are visible.
+            if desc.seq.load(Ordering::Acquire) != position + 1 {
                 break;
             }
+            let mask = mem.capacity - 1;
+            let slot = (position & mask) as usize;
+            // The slot's previous occupant, `position - capacity`, is
+            // released (position < released + capacity), so no view uses
+            // its copy any more.
+            let meta = &mut self.metas[slot];
+            let status = ItemMeta::read_into(desc, position, mem.slot_bytes, meta)?;
+            if status == STATUS_ABANDONED {
+                if self.avail_end == self.consumed {
+                    return Err(StreamError::Abandoned {
+                        position,
+                        id: meta.id().to_string(),
+                    });
+                }
+                break;
+            }
+            // Length of the run of stackable items ending here, so that
+            // a stacked view is checked in O(1), whatever the window.
+            let run = match position.checked_sub(1) {
+                Some(prev) if self.metas[slot].stacks_with(&self.metas[(prev & mask) as usize]) => {
+                    self.runs[(prev & mask) as usize].saturating_add(1)
+                }
+                _ => 1,
+            };
+            self.runs[slot] = run;
+            self.avail_end = position + 1;
         }
+        // `registered` is still checked on every poll that found nothing
+        // new (an idle consumer can afford the cache miss), so a corrupt
+        // count is reported, and after done it decides `all_in`.
+        let registered = if flags & FLAG_DONE != 0 || self.avail_end == start {
+            Some(self.load_registered(mem)?)
+        } else {
+            None
+        };
+        let all_in = flags & FLAG_DONE != 0 && registered == Some(self.avail_end);
         Ok(Snapshot {
             available: self.avail_end - self.consumed,
-            all_in: flags & FLAG_DONE != 0 && self.avail_end == self.cached_registered,
+            all_in,
         })
     }
 
-    /// Reloads `registered` when the prefix has reached the cached value.
-    fn load_registered(&mut self, mem: &RingMem) -> Result<(), StreamError> {
-        if self.avail_end < self.cached_registered {
-            return Ok(());
-        }
+    /// Loads `registered` (only needed once done was seen) and checks it.
+    fn load_registered(&mut self, mem: &RingMem) -> Result<u64, StreamError> {
         // Acquire: pairs with the producer's Release store in `reserve`.
         let registered = mem.control().registered.load(Ordering::Acquire);
-        if registered < self.cached_registered || registered - self.released > mem.capacity {
+        if registered < self.cached_registered.max(self.avail_end)
+            || registered - self.released > mem.capacity
+        {
             return Err(StreamError::Corrupt(format!(
                 "registered count {registered} is outside {}..={}",
-                self.cached_registered,
+                self.cached_registered.max(self.avail_end),
                 self.released + mem.capacity
             )));
         }
         self.cached_registered = registered;
-        Ok(())
+        Ok(registered)
     }
 }
 
