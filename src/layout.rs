@@ -41,6 +41,8 @@ pub(crate) const FLAG_DONE: u32 = 1;
 pub(crate) const FLAG_PRODUCER_GONE: u32 = 2;
 pub(crate) const FLAG_CONSUMER_GONE: u32 = 4;
 pub(crate) const FLAG_CONSUMER_ATTACHED: u32 = 8;
+pub(crate) const FLAG_KNOWN: u32 =
+    FLAG_DONE | FLAG_PRODUCER_GONE | FLAG_CONSUMER_GONE | FLAG_CONSUMER_ATTACHED;
 
 /// Status codes of a descriptor, published with its `seq`.
 pub(crate) const STATUS_COMMITTED: u32 = 1;

@@ -11,7 +11,7 @@
 use crate::error::StreamError;
 use crate::layout::{
     Control, Descriptor, ItemMeta, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE,
-    FLAG_PRODUCER_GONE, MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
+    FLAG_KNOWN, FLAG_PRODUCER_GONE, MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
 };
 use crate::sync::{self, Ordering, ReadGuard, WriteGuard};
 use crate::tensor::TensorMeta;
@@ -411,17 +411,27 @@ impl ProducerRing {
     pub(crate) fn wait_drained(&mut self, timeout: Option<Duration>) -> Result<(), StreamError> {
         let mem = &self.mem;
         let next = self.next;
+        let mut failure = None;
         let waited = wait_for(
             &mem.control().space_bell,
             timeout,
             || {
                 let released = mem.control().released.load(Ordering::Acquire);
+                if released > next {
+                    failure = Some(StreamError::Corrupt(format!(
+                        "released count {released} is ahead of registered {next}"
+                    )));
+                    return Some(false);
+                }
                 let gone = mem.flags() & FLAG_CONSUMER_GONE != 0;
                 // A consumer that released everything and then left is a normal end.
                 (released >= next || gone).then_some(gone && released < next)
             },
             || consumer_gone(mem),
         );
+        if let Some(e) = failure {
+            return Err(e);
+        }
         match waited {
             Waited::Ready(false) => Ok(()),
             Waited::Ready(true) | Waited::PeerGone => Err(StreamError::ConsumerGone),
@@ -616,6 +626,12 @@ impl Cursors {
         // walk and before `registered`, so that when done is seen, the
         // registered count loaded below is final.
         let flags = mem.flags();
+        if flags & !FLAG_KNOWN != 0 {
+            return Err(StreamError::Corrupt(format!(
+                "flags word {flags:#x} has unknown bits {:#x}",
+                flags & !FLAG_KNOWN
+            )));
+        }
         // The walk needs no look at `registered`: a published completion
         // implies its registration (the producer registers, then commits),
         // and a slot not yet registered in this lap still holds the
@@ -629,7 +645,18 @@ impl Cursors {
             let desc = mem.descriptor(position);
             // Acquire: pairs with the producer's Release store in
             // `publish`; this slot's metadata and payload are visible.
-            if desc.seq.load(Ordering::Acquire) != position + 1 {
+            let seq = desc.seq.load(Ordering::Acquire);
+            if seq != position + 1 {
+                // Not yet committed: the slot holds 0 (never used) or an
+                // earlier lap's `position + 1` for this same slot. Anything
+                // else no correct producer writes.
+                let mask = mem.capacity - 1;
+                let stale = seq == 0 || (seq <= position && (seq - 1) & mask == position & mask);
+                if !stale {
+                    return Err(StreamError::Corrupt(format!(
+                        "descriptor of position {position}: completion sequence {seq} is out of range"
+                    )));
+                }
                 break;
             }
             let mask = mem.capacity - 1;

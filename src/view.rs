@@ -188,7 +188,8 @@ impl<'a> TensorView<'a> {
         let mut acc = self.dtype.size();
         for d in (1..self.ndim).rev() {
             strides[d] = acc;
-            acc *= self.shape[d] as usize;
+            // Saturating: a zero dimension lets the others be anything.
+            acc = acc.saturating_mul(self.shape[d] as usize);
         }
         strides[0] = self.item_stride;
         strides

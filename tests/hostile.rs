@@ -1,0 +1,1173 @@
+//! Hostile or corrupted shared memory: an outside writer (a second open file
+//! description of the segment, as another process would have) puts
+//! impossible values into a live segment's control block and descriptors.
+//! The consumer must answer with an error naming the field, never with an
+//! out-of-bounds read, a panic or an endless loop.
+//!
+//! - one targeted test per impossible value;
+//! - `hostile_writes_never_break_the_consumer`: property-based, random and
+//!   adversarial writes before and between the consumer's calls
+//!   (`SHMSTREAM_HOSTILE_CASES` cases, default 10 000; the long run is
+//!   `SHMSTREAM_HOSTILE_CASES=100000 cargo test --release --test hostile`);
+//! - `concurrent_hostile_writes_never_break_the_consumer` and
+//!   `a_free_running_hostile_writer_never_breaks_the_consumer`: the writes
+//!   come from another thread while the consumer reads.
+
+mod common;
+
+use common::{commit_item, config, unique_prefix, Cleanup};
+use proptest::prelude::*;
+use shmstream::policy::{Fixed, Sliding};
+use shmstream::{Consumer, DType, Producer, StreamBuffer, StreamConfig, StreamError, TensorMeta};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// Offsets of docs/design.md, "The segment, byte by byte".
+const REGISTERED: u64 = 1024;
+const RELEASED: u64 = 1152;
+const FLAGS: u64 = 1280;
+const DATA_BELL: u64 = 1408;
+const SPACE_BELL: u64 = 1536;
+const DESCRIPTORS: u64 = 4096;
+const DESCRIPTOR_BYTES: u64 = 192;
+const SEQ: u64 = 0;
+const NBYTES: u64 = 8;
+const INFO: u64 = 16;
+const DIMS: u64 = 24;
+const ID: u64 = 88;
+
+const STATUS_COMMITTED: u32 = 1;
+const STATUS_ABANDONED: u32 = 2;
+const U64_CODE: u32 = 13;
+
+/// A short wait: long enough to show the call does not hang, short enough
+/// to keep the suite fast.
+const SHORT: Duration = Duration::from_millis(50);
+/// Anything slower than this counts as a hang.
+const HANG: Duration = Duration::from_secs(5);
+
+fn desc(slot: u64, field: u64) -> u64 {
+    DESCRIPTORS + slot * DESCRIPTOR_BYTES + field
+}
+
+fn info(status: u32, dtype: u32, ndim: u32, id_len: u32) -> u32 {
+    status | dtype << 8 | ndim << 16 | id_len << 24
+}
+
+/// The outside writer: its own open file description of the segment.
+struct Poker(File);
+
+impl Poker {
+    fn new(cfg: &StreamConfig) -> Poker {
+        let path = format!("/dev/shm{}", cfg.segment_name().unwrap());
+        Poker(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .unwrap(),
+        )
+    }
+
+    fn bytes(&self, offset: u64, bytes: &[u8]) {
+        self.0.write_all_at(bytes, offset).unwrap();
+    }
+
+    fn u64(&self, offset: u64, v: u64) {
+        self.bytes(offset, &v.to_ne_bytes());
+    }
+
+    fn u32(&self, offset: u64, v: u32) {
+        self.bytes(offset, &v.to_ne_bytes());
+    }
+
+    fn read_u32(&self, offset: u64) -> u32 {
+        let mut b = [0u8; 4];
+        self.0.read_exact_at(&mut b, offset).unwrap();
+        u32::from_ne_bytes(b)
+    }
+}
+
+/// A live stream (producer and outside writer) whose segment is removed at
+/// the end, also when the test fails.
+struct Stream {
+    producer: Producer,
+    poker: Poker,
+    cfg: StreamConfig,
+    _cleanup: Cleanup,
+}
+
+fn stream(tag: &str, capacity: u64, slot_bytes: u64) -> Stream {
+    let prefix = unique_prefix(tag);
+    let cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, capacity, slot_bytes);
+    let producer = Producer::create(&cfg).unwrap();
+    let poker = Poker::new(&cfg);
+    Stream {
+        producer,
+        poker,
+        cfg,
+        _cleanup: cleanup,
+    }
+}
+
+/// Commits `n` items `t<k>` of 4 u64 words.
+fn commit(producer: &Producer, n: u64) {
+    for _ in 0..n {
+        let k = producer.registered();
+        commit_item(producer.register(&format!("t{k}")).unwrap(), k, 4);
+    }
+}
+
+/// `r` must be `Corrupt` with a message containing `needle` (the field).
+fn expect_corrupt<T: std::fmt::Debug>(r: Result<T, StreamError>, needle: &str) -> String {
+    match r {
+        Err(StreamError::Corrupt(msg)) if msg.contains(needle) => msg,
+        other => panic!("expected Corrupt naming {needle:?}, got {other:?}"),
+    }
+}
+
+/// Runs `f` and fails if it took long enough to count as a hang.
+fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = f();
+    assert!(start.elapsed() < HANG, "{what} took {:?}", start.elapsed());
+    out
+}
+
+/// Damages a live segment with `damage` (after the items `setup` commits
+/// and, with `poll_first`, after one poll), then checks that every consumer
+/// surface reports `Corrupt` naming `needle`: `Consumer::poll`,
+/// `Consumer::wait_for`, and `StreamBuffer::has_chunk_ready`, `pop_chunk`,
+/// `next_chunk`, each twice (a second call after an error neither panics
+/// nor hangs either).
+fn corrupt_everywhere(
+    tag: &str,
+    poll_first: bool,
+    setup: impl Fn(&Producer),
+    damage: impl Fn(&Poker),
+    needle: &str,
+) -> String {
+    // The low-level consumer.
+    let s = stream(tag, 4, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    setup(&s.producer);
+    if poll_first {
+        consumer.poll().unwrap();
+    }
+    damage(&s.poker);
+    let msg = expect_corrupt(bounded("poll", || consumer.poll()), needle);
+    for _ in 0..2 {
+        expect_corrupt(bounded("poll", || consumer.poll()), needle);
+        expect_corrupt(
+            bounded("wait_for", || consumer.wait_for(1, Some(SHORT))),
+            needle,
+        );
+        expect_corrupt(
+            bounded("wait_for", || consumer.wait_for(u64::MAX, Some(SHORT))),
+            needle,
+        );
+    }
+    drop(consumer);
+    drop(s);
+
+    // The stream buffer.
+    let s = stream(tag, 4, 1024);
+    let mut buffer = StreamBuffer::<()>::open(&s.cfg, Fixed::new(1, false).unwrap()).unwrap();
+    setup(&s.producer);
+    if poll_first {
+        buffer.available().unwrap();
+    }
+    damage(&s.poker);
+    for _ in 0..2 {
+        expect_corrupt(
+            bounded("has_chunk_ready", || buffer.has_chunk_ready()),
+            needle,
+        );
+        expect_corrupt(
+            bounded("pop_chunk", || buffer.pop_chunk().map(|c| c.len())),
+            needle,
+        );
+        expect_corrupt(
+            bounded("next_chunk", || {
+                buffer.next_chunk(Some(SHORT)).map(|c| c.map(|c| c.len()))
+            }),
+            needle,
+        );
+    }
+    msg
+}
+
+// ---------------------------------------------------------------------------
+// The control block.
+
+#[test]
+fn registered_ahead_of_capacity_is_corrupt() {
+    let msg = corrupt_everywhere(
+        "reg-ahead",
+        // `registered` is checked on a poll that finds nothing new.
+        true,
+        |p| commit(p, 2),
+        |w| w.u64(REGISTERED, 5), // capacity 4, nothing released
+        "registered count",
+    );
+    assert!(msg.contains("registered count 5 is outside 2..=4"), "{msg}");
+    corrupt_everywhere(
+        "reg-max",
+        true,
+        |p| commit(p, 1),
+        |w| w.u64(REGISTERED, u64::MAX),
+        "registered count",
+    );
+}
+
+#[test]
+fn registered_going_backwards_is_corrupt() {
+    let msg = corrupt_everywhere(
+        "reg-back",
+        true,
+        |p| commit(p, 3),
+        |w| w.u64(REGISTERED, 1),
+        "registered count",
+    );
+    assert!(msg.contains("registered count 1 is outside 3..="), "{msg}");
+}
+
+#[test]
+fn a_flags_word_with_unknown_bits_is_corrupt() {
+    corrupt_everywhere(
+        "flags",
+        false,
+        |p| commit(p, 1),
+        |w| {
+            let flags = w.read_u32(FLAGS);
+            w.u32(FLAGS, flags | 0x100);
+        },
+        "flags",
+    );
+}
+
+#[test]
+fn released_ahead_of_registered_is_corrupt_for_the_producer() {
+    let s = stream("rel-ahead", 4, 1024);
+    commit(&s.producer, 4); // full: the next registration reloads `released`
+    s.poker.u64(RELEASED, 5);
+    let msg = expect_corrupt(
+        bounded("try_register", || s.producer.try_register("x").map(|_| ())),
+        "released count",
+    );
+    assert!(msg.contains("released count 5 is outside 0..=4"), "{msg}");
+    expect_corrupt(
+        bounded("register_timeout", || {
+            s.producer.register_timeout("x", Some(SHORT)).map(|_| ())
+        }),
+        "released count",
+    );
+    s.poker.u64(RELEASED, u64::MAX);
+    expect_corrupt(
+        bounded("try_register", || s.producer.try_register("x").map(|_| ())),
+        "released count",
+    );
+}
+
+#[test]
+fn released_jumping_ahead_while_the_producer_waits_is_corrupt() {
+    let s = stream("rel-wait", 4, 1024);
+    commit(&s.producer, 4);
+    let poker = Poker::new(&s.cfg);
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        poker.u64(RELEASED, 100);
+    });
+    expect_corrupt(
+        bounded("register_timeout", || {
+            s.producer
+                .register_timeout("x", Some(Duration::from_secs(2)))
+                .map(|_| ())
+        }),
+        "released count",
+    );
+    writer.join().unwrap();
+}
+
+#[test]
+fn released_going_backwards_is_corrupt_for_the_producer() {
+    let s = stream("rel-back", 4, 1024);
+    commit(&s.producer, 4);
+    s.poker.u64(RELEASED, 2); // as if the consumer released two
+    commit(&s.producer, 2); // full again at 6 - 2
+    s.poker.u64(RELEASED, 1);
+    let msg = expect_corrupt(
+        bounded("try_register", || s.producer.try_register("x").map(|_| ())),
+        "released count",
+    );
+    assert!(msg.contains("released count 1 is outside 2..=6"), "{msg}");
+}
+
+#[test]
+fn hostile_bells_and_header_rewrites_do_not_hang_or_matter() {
+    let s = stream("bells", 4, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    commit(&s.producer, 2);
+    for off in [DATA_BELL, DATA_BELL + 4, SPACE_BELL, SPACE_BELL + 4] {
+        s.poker.u32(off, u32::MAX);
+    }
+    // The header was copied at open; rewriting it later changes nothing.
+    s.poker.bytes(0, &[0xff; 1024]);
+    assert_eq!(consumer.poll().unwrap(), 2);
+    assert_eq!(
+        bounded("wait_for", || consumer.wait_for(3, Some(SHORT))),
+        Err(StreamError::Timeout {
+            what: "data from the producer",
+            waited: SHORT
+        })
+    );
+    consumer.consume(2);
+    commit(&s.producer, 4);
+    assert_eq!(consumer.poll().unwrap(), 4);
+    assert_eq!(consumer.item(3).unwrap().id(), "t5");
+}
+
+// ---------------------------------------------------------------------------
+// The descriptors.
+
+#[test]
+fn a_completion_sequence_out_of_range_is_corrupt() {
+    // Slot 0 of a ring of 4 may only ever hold 0 or p + 1 for p = 0, 4, 8,
+    // ..., and never more than `registered`.
+    for (tag, seq) in [("seq-lap", 5u64), ("seq-slot", 2), ("seq-max", u64::MAX)] {
+        corrupt_everywhere(
+            tag,
+            false,
+            |p| commit(p, 2),
+            |w| w.u64(desc(0, SEQ), seq),
+            "sequence",
+        );
+    }
+}
+
+#[test]
+fn a_completion_sequence_out_of_range_does_not_hang() {
+    let s = stream("seq-nohang", 4, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    commit(&s.producer, 2);
+    s.poker.u64(desc(0, SEQ), u64::MAX);
+    let r = bounded("wait_for", || consumer.wait_for(1, Some(SHORT)));
+    assert!(
+        matches!(
+            r,
+            Err(StreamError::Timeout { .. }) | Err(StreamError::Corrupt(_))
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn nbytes_larger_than_a_slot_is_corrupt() {
+    // Consistent with the shape, so only the slot size is wrong.
+    let msg = corrupt_everywhere(
+        "nbytes-slot",
+        false,
+        |p| commit(p, 1),
+        |w| {
+            w.u64(desc(0, DIMS), 256);
+            w.u64(desc(0, NBYTES), 2048);
+        },
+        "nbytes 2048 exceeds the slot size 1024",
+    );
+    assert!(msg.contains("descriptor of position 0"), "{msg}");
+    // Disagreeing with the shape.
+    corrupt_everywhere(
+        "nbytes-shape",
+        false,
+        |p| commit(p, 1),
+        |w| w.u64(desc(0, NBYTES), u64::MAX),
+        "nbytes 18446744073709551615 disagrees with the shape's 32",
+    );
+}
+
+#[test]
+fn a_shape_whose_product_overflows_is_corrupt() {
+    corrupt_everywhere(
+        "shape-ovf",
+        false,
+        |p| commit(p, 1),
+        |w| {
+            w.u32(desc(0, INFO), info(STATUS_COMMITTED, U64_CODE, 2, 2));
+            w.u64(desc(0, DIMS), 1 << 40);
+            w.u64(desc(0, DIMS + 8), 1 << 40);
+        },
+        "the shape's byte count overflows",
+    );
+}
+
+#[test]
+fn too_many_dimensions_are_corrupt() {
+    corrupt_everywhere(
+        "ndim",
+        false,
+        |p| commit(p, 1),
+        |w| w.u32(desc(0, INFO), info(STATUS_COMMITTED, U64_CODE, 9, 2)),
+        "9 dimensions exceed the limit of 8",
+    );
+}
+
+#[test]
+fn an_id_length_past_its_field_is_corrupt() {
+    for len in [65u32, 255] {
+        corrupt_everywhere(
+            "idlen",
+            false,
+            |p| commit(p, 1),
+            |w| w.u32(desc(0, INFO), info(STATUS_COMMITTED, U64_CODE, 1, len)),
+            &format!("id length {len} is outside 1..=64"),
+        );
+    }
+    corrupt_everywhere(
+        "idlen0",
+        false,
+        |p| commit(p, 1),
+        |w| w.u32(desc(0, INFO), info(STATUS_COMMITTED, U64_CODE, 1, 0)),
+        "id length 0 is outside 1..=64",
+    );
+}
+
+#[test]
+fn an_id_that_is_not_utf8_is_corrupt() {
+    corrupt_everywhere(
+        "id-utf8",
+        false,
+        |p| commit(p, 1),
+        |w| w.bytes(desc(0, ID), &[0xff, 0xfe]),
+        "the id is not UTF-8",
+    );
+    // A multi-byte character cut by the id length.
+    corrupt_everywhere(
+        "id-cut",
+        false,
+        |p| commit(p, 1),
+        |w| w.bytes(desc(0, ID), "aé".as_bytes()),
+        "the id is not UTF-8",
+    );
+}
+
+#[test]
+fn a_dtype_code_that_does_not_exist_is_corrupt() {
+    for code in [0u32, 14, 255] {
+        corrupt_everywhere(
+            "dtype",
+            false,
+            |p| commit(p, 1),
+            |w| w.u32(desc(0, INFO), info(STATUS_COMMITTED, code, 1, 2)),
+            &format!("dtype code {code} does not exist"),
+        );
+    }
+}
+
+#[test]
+fn a_status_code_that_does_not_exist_is_corrupt() {
+    for status in [0u32, 3, 255] {
+        corrupt_everywhere(
+            "status",
+            false,
+            |p| commit(p, 1),
+            |w| w.u32(desc(0, INFO), info(status, U64_CODE, 1, 2)),
+            &format!("status code {status} does not exist"),
+        );
+    }
+}
+
+#[test]
+fn a_forged_abandoned_slot_is_reported_not_skipped() {
+    let s = stream("abandon", 4, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    commit(&s.producer, 2);
+    s.poker
+        .u32(desc(1, INFO), info(STATUS_ABANDONED, U64_CODE, 1, 2));
+    assert_eq!(consumer.poll().unwrap(), 1);
+    consumer.consume(1);
+    assert_eq!(
+        consumer.poll(),
+        Err(StreamError::Abandoned {
+            position: 1,
+            id: "t1".into()
+        })
+    );
+}
+
+/// A correct producer may commit a shape with a zero dimension next to huge
+/// ones (its byte count is 0); the stacked view's strides must not overflow.
+#[test]
+fn a_zero_dimension_next_to_huge_ones_does_not_overflow_the_strides() {
+    let s = stream("zero-dim", 4, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    let meta = TensorMeta::new(DType::U64, &[0, u64::MAX, u64::MAX]).unwrap();
+    assert_eq!(meta.nbytes(), 0);
+    s.producer.register("z").unwrap().commit(meta).unwrap();
+    assert_eq!(consumer.poll().unwrap(), 1);
+    let item = consumer.item(0).unwrap();
+    assert!(item.bytes().is_empty());
+    let view = consumer.window(0, 1).unwrap();
+    assert_eq!(view.shape(), &[1, 0, u64::MAX, u64::MAX]);
+    let _ = view.strides();
+}
+
+// ---------------------------------------------------------------------------
+// Property-based: random and adversarial writes.
+
+fn hostile_cases() -> u32 {
+    std::env::var("SHMSTREAM_HOSTILE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+/// Valid (capacity, slot bytes) pairs of 4..=16 slots of 256..=1024 bytes.
+const GEOMETRIES: [(u64, u64); 6] = [
+    (4, 1024),
+    (8, 512),
+    (8, 1024),
+    (16, 256),
+    (16, 512),
+    (16, 1024),
+];
+
+/// Where a write goes.
+#[derive(Clone, Debug)]
+enum Target {
+    Registered,
+    Released,
+    Flags,
+    Bell(u8),
+    Seq(u8),
+    Nbytes(u8),
+    Info(u8),
+    Dim(u8, u8),
+    Id(u8, u8),
+    /// Anywhere in the header, control block and descriptor table.
+    Anywhere(u16),
+    /// Anywhere in the payload (the consumer never trusts it).
+    Payload(u16),
+    /// A whole forged descriptor, published (`seq` = position + 1): dtype
+    /// code, shape, and whether nbytes agrees with the shape. Such a
+    /// descriptor may pass the checks, so the views over it are exercised.
+    Forge {
+        slot: u8,
+        dtype: u8,
+        dims: Vec<u64>,
+        consistent: bool,
+        nbytes: u64,
+    },
+}
+
+/// What is written.
+#[derive(Clone, Debug)]
+enum Value {
+    Zero,
+    Max,
+    /// capacity + d
+    Capacity(i8),
+    /// the natural value of the field + d: `registered` / `released` is the
+    /// committed count, `seq` is the slot's position + 1, a dim or nbytes the
+    /// slot size.
+    Near(i8),
+    Huge(u8),
+    Random(u64),
+    Info {
+        status: u8,
+        dtype: u8,
+        ndim: u8,
+        id_len: u8,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Write {
+    target: Target,
+    /// Moves the offset off the field's start by a few bytes.
+    skew: i8,
+    /// 1, 2, 4 or 8 bytes.
+    width: u8,
+    value: Value,
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        2 => Just(Target::Registered),
+        1 => Just(Target::Released),
+        1 => Just(Target::Flags),
+        1 => (0u8..4).prop_map(Target::Bell),
+        3 => any::<u8>().prop_map(Target::Seq),
+        2 => any::<u8>().prop_map(Target::Nbytes),
+        3 => any::<u8>().prop_map(Target::Info),
+        2 => (any::<u8>(), 0u8..8).prop_map(|(s, d)| Target::Dim(s, d)),
+        1 => (any::<u8>(), 0u8..8).prop_map(|(s, w)| Target::Id(s, w)),
+        2 => any::<u16>().prop_map(Target::Anywhere),
+        1 => any::<u16>().prop_map(Target::Payload),
+        2 => (
+            any::<u8>(),
+            prop_oneof![4 => 1u8..=13, 1 => any::<u8>()],
+            prop::collection::vec(
+                prop_oneof![Just(0u64), Just(1), 1u64..64, Just(1 << 32), Just(u64::MAX)],
+                0..=8,
+            ),
+            prop::bool::weighted(0.8),
+            any::<u64>(),
+        )
+            .prop_map(|(slot, dtype, dims, consistent, nbytes)| Target::Forge {
+                slot,
+                dtype,
+                dims,
+                consistent,
+                nbytes,
+            }),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    let small = prop_oneof![Just(0u8), Just(1), Just(2), Just(3), Just(255), any::<u8>()];
+    prop_oneof![
+        2 => Just(Value::Zero),
+        2 => Just(Value::Max),
+        1 => (-2i8..=2).prop_map(Value::Capacity),
+        3 => (-2i8..=2).prop_map(Value::Near),
+        1 => (0u8..64).prop_map(Value::Huge),
+        2 => any::<u64>().prop_map(Value::Random),
+        3 => (
+            prop_oneof![Just(0u8), Just(1), Just(1), Just(2), Just(3), Just(255)],
+            prop_oneof![0u8..16, Just(13), Just(255)],
+            prop_oneof![0u8..=9, Just(255)],
+            prop_oneof![Just(0u8), Just(1), Just(2), Just(64), Just(65), Just(255)],
+        )
+            .prop_map(|(status, dtype, ndim, id_len)| Value::Info {
+                status,
+                dtype,
+                ndim,
+                id_len,
+            }),
+        1 => small.prop_map(|b| Value::Random(b as u64)),
+    ]
+}
+
+fn write() -> impl Strategy<Value = Write> {
+    (
+        target(),
+        prop_oneof![6 => Just(0i8), 1 => -4i8..=4],
+        prop_oneof![Just(8u8), Just(8), Just(4), Just(2), Just(1)],
+        value(),
+    )
+        .prop_map(|(target, skew, width, value)| Write {
+            target,
+            skew,
+            width,
+            value,
+        })
+}
+
+/// What the resolution of a write needs to know about the stream.
+#[derive(Clone, Copy)]
+struct Geo {
+    capacity: u64,
+    slot_bytes: u64,
+    registered: u64,
+}
+
+impl Geo {
+    fn payload_offset(&self) -> u64 {
+        (DESCRIPTORS + self.capacity * DESCRIPTOR_BYTES).next_multiple_of(4096)
+    }
+}
+
+/// The offset and bytes of `w` in a segment of `g`.
+fn resolve(w: &Write, g: Geo) -> (u64, Vec<u8>) {
+    let slot = |s: u8| s as u64 % g.capacity;
+    // The position a slot's descriptor would hold next, near `registered`.
+    let position = |s: u8| {
+        let s = slot(s);
+        let base = g.registered.saturating_sub(g.capacity);
+        let lap = base / g.capacity * g.capacity;
+        if lap + s < base {
+            lap + g.capacity + s
+        } else {
+            lap + s
+        }
+    };
+    if let Target::Forge {
+        slot: s,
+        dtype,
+        ref dims,
+        consistent,
+        nbytes,
+    } = w.target
+    {
+        let size = DType::ALL
+            .iter()
+            .find(|d| d.code() == dtype)
+            .map_or(1, |d| d.size() as u64);
+        let product = dims.iter().try_fold(size, |acc, &d| acc.checked_mul(d));
+        let nbytes = match product {
+            Some(p) if consistent => p,
+            _ => nbytes,
+        };
+        let id_len = 1 + (nbytes % 64) as u32;
+        let mut d = vec![0u8; ID as usize + 64];
+        d[..8].copy_from_slice(&(position(s) + 1).to_ne_bytes());
+        d[8..16].copy_from_slice(&nbytes.to_ne_bytes());
+        let info = info(STATUS_COMMITTED, dtype as u32, dims.len() as u32, id_len);
+        d[16..20].copy_from_slice(&info.to_ne_bytes());
+        for (k, dim) in dims.iter().enumerate() {
+            let at = DIMS as usize + 8 * k;
+            d[at..at + 8].copy_from_slice(&dim.to_ne_bytes());
+        }
+        d[ID as usize..].fill(b'f');
+        return (desc(slot(s), SEQ), d);
+    }
+    let (offset, natural) = match w.target {
+        Target::Registered => (REGISTERED, g.registered),
+        Target::Released => (RELEASED, g.registered),
+        Target::Flags => (FLAGS, 8),
+        Target::Bell(b) => (
+            [DATA_BELL, DATA_BELL + 4, SPACE_BELL, SPACE_BELL + 4][b as usize],
+            0,
+        ),
+        Target::Seq(s) => (desc(slot(s), SEQ), position(s) + 1),
+        Target::Nbytes(s) => (desc(slot(s), NBYTES), g.slot_bytes),
+        Target::Info(s) => (desc(slot(s), INFO), info(1, U64_CODE, 1, 2) as u64),
+        Target::Dim(s, d) => (desc(slot(s), DIMS + 8 * d as u64), g.slot_bytes / 8),
+        Target::Id(s, k) => (desc(slot(s), ID + 8 * k as u64), 0x3074),
+        Target::Anywhere(o) => (o as u64 % g.payload_offset(), 0),
+        Target::Payload(o) => (
+            g.payload_offset() + o as u64 % (g.capacity * g.slot_bytes),
+            0,
+        ),
+        Target::Forge { .. } => unreachable!("resolved above"),
+    };
+    let v = match w.value {
+        Value::Zero => 0,
+        Value::Max => u64::MAX,
+        Value::Capacity(d) => g.capacity.wrapping_add_signed(d as i64),
+        Value::Near(d) => natural.wrapping_add_signed(d as i64),
+        Value::Huge(shift) => 1u64 << shift,
+        Value::Random(v) => v,
+        Value::Info {
+            status,
+            dtype,
+            ndim,
+            id_len,
+        } => info(status as u32, dtype as u32, ndim as u32, id_len as u32) as u64,
+    };
+    let width = w.width as usize;
+    let bytes = v.to_ne_bytes()[..width].to_vec();
+    let offset = offset.saturating_add_signed(w.skew as i64);
+    // Stay inside the file (header + table + one payload copy).
+    let end = g.payload_offset() + g.capacity * g.slot_bytes;
+    let offset = offset.min(end - width as u64);
+    (offset, bytes)
+}
+
+/// Checks every view the consumer hands out lies inside its payload
+/// mapping and agrees with its own metadata.
+struct Bounds {
+    base: usize,
+    len: usize,
+    slot_bytes: u64,
+}
+
+impl Bounds {
+    fn of(consumer: &Consumer) -> Bounds {
+        let (base, len) = consumer.payload_region();
+        Bounds {
+            base: base as usize,
+            len,
+            slot_bytes: consumer.slot_bytes(),
+        }
+    }
+
+    fn item(&self, item: &shmstream::ItemView<'_>) {
+        let bytes = item.bytes();
+        let start = bytes.as_ptr() as usize;
+        assert!(
+            start >= self.base && start < self.base + self.len,
+            "item {item:?} starts outside the payload"
+        );
+        assert_eq!((start - self.base) as u64 % self.slot_bytes, 0, "{item:?}");
+        assert!(start + bytes.len() <= self.base + 2 * self.len, "{item:?}");
+        assert!(bytes.len() as u64 <= self.slot_bytes, "{item:?}");
+        assert!((1..=64).contains(&item.id().len()), "{item:?}");
+        assert!(item.shape().len() <= 8, "{item:?}");
+        let expected = item
+            .shape()
+            .iter()
+            .try_fold(item.dtype().size() as u64, |acc, &d| acc.checked_mul(d));
+        assert_eq!(expected, Some(bytes.len() as u64), "{item:?}");
+    }
+
+    fn window(&self, view: &shmstream::TensorView<'_>, n: u64) {
+        let start = view.as_ptr() as usize;
+        assert_eq!(view.len() as u64, n);
+        assert!(
+            start >= self.base && start < self.base + self.len,
+            "{view:?}"
+        );
+        assert!(
+            start + view.span_bytes() <= self.base + 2 * self.len,
+            "{view:?}"
+        );
+        for k in 0..view.len() {
+            let item = view.item(k).unwrap();
+            let p = item.as_ptr() as usize;
+            assert!(p >= self.base && p + item.len() <= self.base + 2 * self.len);
+            assert!(item.len() as u64 <= self.slot_bytes);
+        }
+        assert!(view.item(view.len()).is_none());
+        let _ = view.strides();
+        if let Some(all) = view.contiguous() {
+            assert!(all.as_ptr() as usize + all.len() <= self.base + 2 * self.len);
+        }
+    }
+}
+
+/// Errors the consumer may give for damaged memory.
+fn allowed(e: &StreamError) -> bool {
+    match e {
+        StreamError::Corrupt(msg) => {
+            msg.starts_with("descriptor of position ")
+                || msg.starts_with("registered count ")
+                || msg.contains("flags")
+                || msg.contains("sequence")
+        }
+        StreamError::Abandoned { id, .. } => (1..=64).contains(&id.len()),
+        // A forged flags word may say the producer is gone, or done.
+        StreamError::Timeout { .. } | StreamError::ProducerGone | StreamError::NotReady => true,
+        _ => false,
+    }
+}
+
+/// Errors the producer may give when its view of the control block is damaged.
+fn producer_allowed(e: &StreamError) -> bool {
+    matches!(
+        e,
+        StreamError::Full { .. }
+            | StreamError::AfterDone
+            | StreamError::ConsumerGone
+            | StreamError::Timeout { .. }
+    ) || matches!(e, StreamError::Corrupt(m) if m.starts_with("released count "))
+}
+
+/// The producer tries to add one item; whatever it gets, it must not panic.
+fn produce_one(producer: &Producer) {
+    let k = producer.registered();
+    match producer.try_register(&format!("t{k}")) {
+        Ok(slot) => commit_item(slot, k, 2 + k % 4),
+        Err(e) => assert!(producer_allowed(&e), "{e:?}"),
+    }
+}
+
+/// Drives a consumer through a few bounded rounds of poll, items, windows,
+/// waits and consumes; `between` runs between rounds (more damage, more
+/// items). Returns the number of items seen.
+fn drive_consumer(consumer: &mut Consumer, seed: u64, mut between: impl FnMut(u32)) -> u64 {
+    let b = Bounds::of(consumer);
+    let capacity = consumer.capacity();
+    let mut seen = 0;
+    for round in 0..6u32 {
+        let r = if round == 3 {
+            consumer.wait_for(1 + seed % 3, Some(Duration::ZERO))
+        } else {
+            consumer.poll()
+        };
+        match r {
+            Ok(avail) => {
+                assert!(avail <= capacity, "{avail} items in a ring of {capacity}");
+                assert_eq!(avail, consumer.available());
+                for i in 0..avail {
+                    b.item(&consumer.item(i).expect("i < available"));
+                }
+                assert!(consumer.item(avail).is_none());
+                seen += avail;
+                let mix = common::mix(seed ^ round as u64);
+                if avail > 0 {
+                    let i = mix % avail;
+                    let n = 1 + (mix >> 16) % (avail - i);
+                    if let Some(view) = consumer.window(i, n) {
+                        b.window(&view, n);
+                    }
+                    if let Some(view) = consumer.window(0, avail) {
+                        b.window(&view, avail);
+                    }
+                }
+                assert!(consumer.window(0, avail + 1).is_none());
+                assert!(consumer.window(u64::MAX, 2).is_none());
+                consumer.consume((mix >> 32) % (avail + 2));
+            }
+            Err(e) => assert!(allowed(&e), "{e:?}"),
+        }
+        between(round);
+    }
+    seen
+}
+
+/// As `drive_consumer`, through a `StreamBuffer`.
+fn drive_buffer(buffer: &mut StreamBuffer<()>, mut between: impl FnMut(u32)) -> u64 {
+    let b = Bounds::of(buffer.consumer());
+    let capacity = buffer.consumer().capacity();
+    let mut seen = 0;
+    for round in 0..6u32 {
+        if let Err(e) = buffer.has_chunk_ready() {
+            assert!(allowed(&e), "{e:?}");
+        }
+        let r = if round == 3 {
+            buffer.next_chunk(Some(Duration::ZERO)).map(|c| {
+                c.map(|chunk| {
+                    chunk_checks(&b, &chunk, capacity);
+                    chunk.len()
+                })
+            })
+        } else {
+            buffer.pop_chunk().map(|chunk| {
+                chunk_checks(&b, &chunk, capacity);
+                Some(chunk.len())
+            })
+        };
+        match r {
+            Ok(n) => seen += n.unwrap_or(0) as u64,
+            Err(e) => assert!(allowed(&e), "{e:?}"),
+        }
+        between(round);
+    }
+    seen
+}
+
+fn chunk_checks(b: &Bounds, chunk: &shmstream::StreamChunk<'_>, capacity: u64) {
+    assert!(chunk.len() as u64 <= capacity);
+    for item in chunk.items() {
+        b.item(&item);
+    }
+    assert_eq!(chunk.ids().count(), chunk.len());
+    if let Some(view) = chunk.stacked() {
+        b.window(&view, chunk.len() as u64);
+    }
+}
+
+/// One case: a small live stream with a few valid items, damaged by
+/// `writes` (half before the consumer looks, half between its calls),
+/// read through a `Consumer` or a `StreamBuffer`.
+fn hostile_case(
+    prefix: &str,
+    geometry: usize,
+    committed: u64,
+    consumed_before: u64,
+    writes: &[Write],
+    through_buffer: bool,
+    seed: u64,
+) {
+    let (capacity, slot_bytes) = GEOMETRIES[geometry % GEOMETRIES.len()];
+    let committed = committed % (capacity + 1);
+    let cfg = config(prefix, capacity, slot_bytes);
+    let producer = Producer::create(&cfg).unwrap();
+    let poker = Poker::new(&cfg);
+    let geo = |producer: &Producer| Geo {
+        capacity,
+        slot_bytes,
+        registered: producer.registered(),
+    };
+    let (first, later) = writes.split_at(writes.len() / 2);
+    if through_buffer {
+        let mut buffer = StreamBuffer::<()>::open(&cfg, Sliding::new(2, 1).unwrap()).unwrap();
+        commit(&producer, committed);
+        for w in first {
+            let (offset, bytes) = resolve(w, geo(&producer));
+            poker.bytes(offset, &bytes);
+        }
+        drive_buffer(&mut buffer, |round| {
+            produce_one(&producer);
+            if round == 1 {
+                for w in later {
+                    let (offset, bytes) = resolve(w, geo(&producer));
+                    poker.bytes(offset, &bytes);
+                }
+            }
+        });
+    } else {
+        let mut consumer = Consumer::open(&cfg).unwrap();
+        commit(&producer, committed);
+        if consumed_before > 0 {
+            let n = consumer.poll().unwrap();
+            consumer.consume(consumed_before % (n + 1));
+        }
+        for w in first {
+            let (offset, bytes) = resolve(w, geo(&producer));
+            poker.bytes(offset, &bytes);
+        }
+        drive_consumer(&mut consumer, seed, |round| {
+            produce_one(&producer);
+            if round == 1 {
+                for w in later {
+                    let (offset, bytes) = resolve(w, geo(&producer));
+                    poker.bytes(offset, &bytes);
+                }
+            }
+        });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: hostile_cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn hostile_writes_never_break_the_consumer(
+        geometry in 0usize..GEOMETRIES.len(),
+        committed in 0u64..=16,
+        consumed_before in 0u64..4,
+        writes in prop::collection::vec(write(), 1..10),
+        through_buffer in prop::bool::weighted(0.3),
+        seed in any::<u64>(),
+    ) {
+        let prefix = unique_prefix("prop");
+        let _cleanup = Cleanup(prefix.clone());
+        let start = Instant::now();
+        hostile_case(&prefix, geometry, committed, consumed_before, &writes, through_buffer, seed);
+        prop_assert!(start.elapsed() < HANG, "case took {:?}", start.elapsed());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Concurrent: the writes happen while the consumer reads.
+
+/// Applies `writes` in a loop from another thread until `stop`, while the
+/// consumer is driven and the producer keeps adding items.
+fn concurrent_case(prefix: &str, geometry: usize, writes: Vec<Write>, seed: u64) {
+    let (capacity, slot_bytes) = GEOMETRIES[geometry % GEOMETRIES.len()];
+    let cfg = config(prefix, capacity, slot_bytes);
+    let producer = Producer::create(&cfg).unwrap();
+    let mut consumer = Consumer::open(&cfg).unwrap();
+    commit(&producer, capacity / 2);
+    let poker = Poker::new(&cfg);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let registered = producer.registered();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            // Bounded even if `stop` never came.
+            while !stop.load(Ordering::Relaxed) && n < 100_000 {
+                for w in &writes {
+                    let g = Geo {
+                        capacity,
+                        slot_bytes,
+                        registered: registered + n % 4,
+                    };
+                    let (offset, bytes) = resolve(w, g);
+                    poker.bytes(offset, &bytes);
+                }
+                n += 1;
+                if n % 8 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+        })
+    };
+    for _ in 0..4 {
+        drive_consumer(&mut consumer, seed, |_| produce_one(&producer));
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    // And once more after the writer stopped: the damage is final now.
+    drive_consumer(&mut consumer, seed, |_| produce_one(&producer));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: (hostile_cases() / 20).max(32),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn concurrent_hostile_writes_never_break_the_consumer(
+        geometry in 0usize..GEOMETRIES.len(),
+        writes in prop::collection::vec(write(), 1..6),
+        seed in any::<u64>(),
+    ) {
+        let prefix = unique_prefix("conc");
+        let _cleanup = Cleanup(prefix.clone());
+        let start = Instant::now();
+        concurrent_case(&prefix, geometry, writes, seed);
+        prop_assert!(start.elapsed() < HANG, "case took {:?}", start.elapsed());
+    }
+}
+
+/// A writer thread puts random bytes at random interesting places for a
+/// bounded time (`SHMSTREAM_HOSTILE_MILLIS`, default 1000) while a
+/// producer keeps adding items and a consumer keeps reading.
+#[test]
+fn a_free_running_hostile_writer_never_breaks_the_consumer() {
+    let millis = std::env::var("SHMSTREAM_HOSTILE_MILLIS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000u64);
+    let s = stream("soak", 8, 512);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let poker = Poker::new(&s.cfg);
+        std::thread::spawn(move || {
+            let mut x = 0x5eed_u64;
+            let mut writes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                x = common::mix(x);
+                let slot = x % 8;
+                let offset = match (x >> 8) % 10 {
+                    0 => REGISTERED,
+                    1 => RELEASED,
+                    2 => FLAGS,
+                    3 => desc(slot, SEQ),
+                    4 => desc(slot, NBYTES),
+                    5 | 6 => desc(slot, INFO),
+                    7 => desc(slot, DIMS + 8 * ((x >> 12) % 8)),
+                    8 => desc(slot, ID + 8 * ((x >> 12) % 8)),
+                    _ => (x >> 16) % 8192,
+                };
+                let y = common::mix(x);
+                let v = match (x >> 40) % 6 {
+                    0 => 0,
+                    1 => u64::MAX,
+                    2 => y % 32,
+                    3 => info(
+                        (y % 4) as u32,
+                        (y >> 8) as u32 % 16,
+                        (y >> 16) as u32 % 10,
+                        (y >> 24) as u32 % 70,
+                    ) as u64,
+                    _ => y,
+                };
+                let width = [1usize, 2, 4, 8][((x >> 50) % 4) as usize];
+                poker.bytes(offset.min(8192 - 8), &v.to_ne_bytes()[..width]);
+                writes += 1;
+                if writes % 16 == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            writes
+        })
+    };
+    let deadline = Instant::now() + Duration::from_millis(millis);
+    let mut rounds = 0u64;
+    let mut seen = 0u64;
+    while Instant::now() < deadline {
+        seen += drive_consumer(&mut consumer, rounds, |_| produce_one(&s.producer));
+        rounds += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    assert!(rounds > 0 && writes > 0, "{rounds} rounds, {writes} writes");
+    eprintln!("{rounds} consumer rounds, {writes} hostile writes, {seen} items seen");
+}
