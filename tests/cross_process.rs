@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{check_item, commit_item, config, item_words, unique_prefix, Cleanup};
+use common::{
+    check_item, commit_item, config, consume_in_order, produce_reordered, unique_prefix, Cleanup,
+};
 use shmstream::policy::Fixed;
 use shmstream::{Consumer, Producer, SetupError, StreamBuffer, StreamConfig};
 use std::process::{Child, Command};
@@ -40,26 +42,7 @@ fn child_entry() {
     let producer = Producer::create(&child_config(&prefix)).unwrap();
     match role.as_str() {
         // Mixed sizes, out of order within groups of 8.
-        "stream" => {
-            let mut seq = 0;
-            let mut group = Vec::with_capacity(8);
-            while seq < items {
-                let take = 8.min(items - seq);
-                for k in 0..take {
-                    group.push((
-                        seq + k,
-                        producer.register(&format!("t{}", seq + k)).unwrap(),
-                    ));
-                }
-                group.reverse();
-                let len = group.len();
-                group.rotate_left((seq as usize / 8) % len);
-                for (s, slot) in group.drain(..) {
-                    commit_item(slot, s, item_words(s, 64));
-                }
-                seq += take;
-            }
-        }
+        "stream" => produce_reordered(&producer, items, 8),
         // Full speed into a ring the consumer holds, until it drains.
         "flood" => {
             for s in 0..items {
@@ -96,22 +79,8 @@ fn a_million_items_cross_processes_in_order_none_lost_none_duplicated() {
     let n: u64 = 1_000_000;
     let mut child = spawn_child("stream", &prefix, n);
     let mut consumer = open_retrying(|| Consumer::open(&child_config(&prefix)));
-    let mut expected = 0u64;
-    loop {
-        let available = consumer.wait_for(1, Some(Duration::from_secs(30))).unwrap();
-        if available == 0 {
-            assert!(consumer.is_all_in());
-            break;
-        }
-        for i in 0..available {
-            let item = consumer.item(i).unwrap();
-            assert_eq!(item.id(), format!("t{expected}"));
-            assert_eq!(check_item(item.bytes()), Ok(expected));
-            expected += 1;
-        }
-        consumer.consume(available);
-    }
-    assert_eq!(expected, n);
+    let received = consume_in_order(&mut consumer, Duration::from_secs(30));
+    assert_eq!(received, n);
     assert!(child.wait().unwrap().success());
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{check_item, commit_item, item_words};
+use common::{check_item, commit_item, consume_in_order, produce_reordered};
 use shmstream::{in_process, DType, StreamConfig, StreamError, TensorMeta};
 use std::time::Duration;
 
@@ -18,45 +18,12 @@ fn cfg(capacity: u64, slot_bytes: u64) -> StreamConfig {
 fn stream_out_of_order(n: u64, reorder: usize, capacity: u64) {
     let (producer, mut consumer) = in_process(&cfg(capacity, 512)).unwrap();
     let handle = std::thread::spawn(move || {
-        let mut seq = 0u64;
-        let mut group = Vec::with_capacity(reorder);
-        while seq < n {
-            let take = (reorder as u64).min(n - seq);
-            for k in 0..take {
-                group.push((
-                    seq + k,
-                    producer.register(&format!("t{}", seq + k)).unwrap(),
-                ));
-            }
-            // A fixed permutation per group: reversed, then rotated.
-            group.reverse();
-            let rot = (seq as usize / reorder) % group.len().max(1);
-            group.rotate_left(rot);
-            for (s, slot) in group.drain(..) {
-                commit_item(slot, s, item_words(s, 64));
-            }
-            seq += take;
-        }
+        produce_reordered(&producer, n, reorder);
         producer.signal_done();
     });
-    let mut expected = 0u64;
-    loop {
-        let available = consumer.wait_for(1, Some(Duration::from_secs(20))).unwrap();
-        if available == 0 {
-            assert!(consumer.is_all_in());
-            break;
-        }
-        for i in 0..available {
-            let item = consumer.item(i).unwrap();
-            assert_eq!(item.id(), format!("t{expected}"));
-            assert_eq!(item.shape(), &[item_words(expected, 64)]);
-            assert_eq!(check_item(item.bytes()), Ok(expected));
-            expected += 1;
-        }
-        consumer.consume(available);
-    }
+    let received = consume_in_order(&mut consumer, Duration::from_secs(20));
     handle.join().unwrap();
-    assert_eq!(expected, n, "items lost");
+    assert_eq!(received, n, "items lost");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! with sequence numbers and checksums, and segment cleanup.
 #![allow(dead_code)]
 
-use shmstream::{DType, Slot, StreamConfig, TensorMeta};
+use shmstream::{Consumer, DType, Producer, Slot, StreamConfig, TensorMeta};
+use std::time::Duration;
 
 /// SplitMix64: a tiny deterministic generator (no crate needed).
 pub fn mix(mut x: u64) -> u64 {
@@ -89,4 +90,47 @@ pub fn config(prefix: &str, capacity: u64, slot_bytes: u64) -> StreamConfig {
         .prefix(prefix)
         .capacity(capacity)
         .slot_bytes(slot_bytes)
+}
+
+/// Registers `n` items of mixed sizes (up to 64 words) in order and commits
+/// them out of order within groups of `reorder` (reversed, then rotated by
+/// the group's index), as unordered RDMA completions would land.
+pub fn produce_reordered(producer: &Producer, n: u64, reorder: usize) {
+    let mut seq = 0u64;
+    let mut group = Vec::with_capacity(reorder);
+    while seq < n {
+        let take = (reorder as u64).min(n - seq);
+        for k in 0..take {
+            let slot = producer.register(&format!("t{}", seq + k)).unwrap();
+            group.push((seq + k, slot));
+        }
+        group.reverse();
+        let rot = (seq as usize / reorder) % group.len();
+        group.rotate_left(rot);
+        for (s, slot) in group.drain(..) {
+            commit_item(slot, s, item_words(s, 64));
+        }
+        seq += take;
+    }
+}
+
+/// Reads until the stream is all in, checking that every item arrives once,
+/// in registration order, intact; returns how many arrived.
+pub fn consume_in_order(consumer: &mut Consumer, timeout: Duration) -> u64 {
+    let mut expected = 0u64;
+    loop {
+        let available = consumer.wait_for(1, Some(timeout)).unwrap();
+        if available == 0 {
+            assert!(consumer.is_all_in());
+            return expected;
+        }
+        for i in 0..available {
+            let item = consumer.item(i).unwrap();
+            assert_eq!(item.id(), format!("t{expected}"));
+            assert_eq!(item.shape(), &[item_words(expected, 64)]);
+            assert_eq!(check_item(item.bytes()), Ok(expected));
+            expected += 1;
+        }
+        consumer.consume(available);
+    }
 }
