@@ -13,7 +13,7 @@ use crate::layout::{
     Control, Descriptor, ItemMeta, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE,
     FLAG_KNOWN, FLAG_PRODUCER_GONE, MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
 };
-use crate::sync::{self, Ordering, ReadGuard, WriteGuard};
+use crate::sync::{Ordering, ReadGuard, WriteGuard};
 use crate::tensor::TensorMeta;
 use std::fmt;
 use std::ptr::NonNull;
@@ -36,7 +36,7 @@ pub(crate) trait Backing: Send + Sync + fmt::Debug {
 
     /// The per-slot access trackers shared by both sides (loom only).
     #[cfg(loom)]
-    fn trackers(&self) -> &[sync::AccessTracker];
+    fn trackers(&self) -> &[crate::sync::AccessTracker];
 }
 
 /// Where the shared parts of one ring are, as seen by one side.
@@ -163,10 +163,8 @@ impl RingMem {
     }
 }
 
-/// How long to spin and to yield before sleeping on a doorbell, and how
-/// long one sleep lasts at most (so a dead peer is noticed in that time).
-const SPINS: u32 = if cfg!(loom) { 0 } else { 64 };
-const YIELDS: u32 = if cfg!(loom) { 0 } else { 8 };
+/// How long one sleep on a doorbell lasts at most (so a dead peer is
+/// noticed within it).
 pub(crate) const SLEEP_SLICE: Duration = Duration::from_millis(20);
 
 /// Result of waiting for a condition.
@@ -176,30 +174,31 @@ pub(crate) enum Waited<T> {
     PeerGone,
 }
 
-/// Spins briefly, then yields, then sleeps on `bell` in slices, checking
-/// `peer_gone` between slices. `ready` is re-checked after the peer is
-/// found gone, so what the peer completed before it died is not lost.
-/// Never spins without yielding: on two cores a spinning waiter could starve
-/// the peer it waits for.
-// Under loom SPINS and YIELDS are 0 and their loops empty, on purpose.
-#[cfg_attr(loom, allow(clippy::reversed_empty_ranges))]
+/// Spins briefly with growing pauses, then yields, then sleeps on `bell` in
+/// slices, checking `peer_gone` between slices. `ready` is re-checked after
+/// the peer is found gone, so what the peer completed before it died is not
+/// lost. Never spins without yielding: on two cores a spinning waiter could
+/// starve the peer it waits for.
 pub(crate) fn wait_for<T>(
     bell: &crate::doorbell::Doorbell,
     timeout: Option<Duration>,
     mut ready: impl FnMut() -> Option<T>,
     mut peer_gone: impl FnMut() -> bool,
 ) -> Waited<T> {
-    for _ in 0..SPINS {
-        if let Some(v) = ready() {
-            return Waited::Ready(v);
+    // Under loom, straight to the doorbell: spinning only multiplies the
+    // interleavings, the handshake is what must be checked.
+    #[cfg(not(loom))]
+    {
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            if let Some(v) = ready() {
+                return Waited::Ready(v);
+            }
+            // Pauses that double each round (then yields): each look at
+            // the other side's line takes it away from its writer, so
+            // looking less often lets the writer publish a batch.
+            backoff.snooze();
         }
-        sync::spin_hint();
-    }
-    for _ in 0..YIELDS {
-        if let Some(v) = ready() {
-            return Waited::Ready(v);
-        }
-        sync::yield_now();
     }
     let start = timeout.map(|_| Instant::now());
     loop {

@@ -7,21 +7,6 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
-/// Lets the other thread run. Under loom this is a scheduling point.
-pub(crate) fn yield_now() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::thread::yield_now();
-}
-
-/// Tells the CPU we are busy-waiting (no effect under loom, where spinning is
-/// replaced by sleeping on the doorbell straight away).
-pub(crate) fn spin_hint() {
-    #[cfg(not(loom))]
-    std::hint::spin_loop();
-}
-
 /// Tracks who touches a slot's payload, so loom reports a write to a slot
 /// that a held chunk still shows as a data race. The payload bytes themselves
 /// live in plain (mapped or heap) memory; every access to them is bracketed by
