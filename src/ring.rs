@@ -167,6 +167,11 @@ impl RingMem {
 /// noticed within it).
 pub(crate) const SLEEP_SLICE: Duration = Duration::from_millis(20);
 
+/// How long a waiter keeps looking (yielding between looks) before it
+/// sleeps: about the cost of a futex sleep and wake-up on a VM (15-30 us).
+#[cfg(not(loom))]
+const SPIN_BUDGET: Duration = Duration::from_micros(30);
+
 /// Result of waiting for a condition.
 pub(crate) enum Waited<T> {
     Ready(T),
@@ -190,14 +195,25 @@ pub(crate) fn wait_for<T>(
     #[cfg(not(loom))]
     {
         let backoff = crossbeam_utils::Backoff::new();
-        while !backoff.is_completed() {
+        let mut spin_until = None;
+        loop {
             if let Some(v) = ready() {
                 return Waited::Ready(v);
             }
-            // Pauses that double each round (then yields): each look at
-            // the other side's line takes it away from its writer, so
-            // looking less often lets the writer publish a batch.
-            backoff.snooze();
+            if !backoff.is_completed() {
+                // Pauses that double each round, then yields: each look at
+                // the other side's line takes it from its writer, so looking
+                // less often lets the writer publish a batch.
+                backoff.snooze();
+                continue;
+            }
+            // Then keep looking, yielding between looks, for about what a
+            // futex sleep and wake-up cost here; only then sleep.
+            let until = *spin_until.get_or_insert_with(|| Instant::now() + SPIN_BUDGET);
+            if Instant::now() >= until {
+                break;
+            }
+            std::thread::yield_now();
         }
     }
     let start = timeout.map(|_| Instant::now());
