@@ -132,57 +132,43 @@ def sh(cmd):
 
 ANALYSIS = """\
 Found with `perf record` / `perf annotate` of these benches (sampling works on this VM;
-hardware counters do not). In order of weight:
+hardware counters do not), before and after the changes listed at the end.
 
-- **Every descriptor is copied several times per item.** `Cursors::poll` takes each new
-  item's metadata from `ItemMeta::read` as `Result<(u32, ItemMeta), StreamError>`: a ~150-byte
-  `ItemMeta` (64-byte id, 8 dims) built on the stack, moved through the `Result` and the `?`,
-  then stored into `metas`. In the `pop_chunk` profile (window 1024, with poll) 26% of all samples
-  are `Cursors::poll`, half of them in `memcpy` called from it, 9% in `ItemMeta::read`
-  (id copy, `from_utf8`, shape checks); this is the ~120 ns per item of the "with poll" column,
-  and most of the 20% `memmove` of the two-thread throughput profile.
-  Suggestion: `ItemMeta::read(desc, position, slot_bytes, out: &mut ItemMeta) -> Result<u32, _>`
-  writing straight into `metas[slot]` (no by-value return), the UTF-8 check of the id deferred
-  to `id()`/`ids()` (or done on the id's `id_len` bytes only), and dims copied for `ndim` only
-  (already so) without zero-initialising `ItemMeta::EMPTY` first. Longer term: a one-cache-line
-  descriptor for the common case (seq, info, nbytes, dims[0..4]) with the id in a side table.
-- **A SeqCst fence per commit and per release.** `Doorbell::ring` (every `Slot::commit`, and
-  every `ConsumerRing::release`, i.e. every `consume` and chunk drop) runs `fence(SeqCst)`
-  (`lock or` on x86) before looking for a sleeper. `perf annotate` puts 86% of `Slot::commit`'s
-  samples on it (commit is 20% of the two-thread throughput profile): the fence waits for the
-  store buffer to drain through lines the other core is reading. rtrb and the latency floor
-  have no fence. Suggestion: an asymmetric Dekker handshake. The publisher keeps only
-  `compiler_fence(SeqCst)` before its `sleepers` load; the sleeper, after announcing itself and
-  before its re-check, calls `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (each process
-  registers once with `MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED` at create/open; keep the fence
-  as the fallback where it fails). The cost moves to the path that is about to sleep anyway.
-  And release lazily: publish `released` once per batch (e.g. when a quarter of the ring is
-  consumed, or on a `wait_for` that is about to sleep), not on every `consume`.
-- **Cache lines per item.** A 64-byte record moves ~4-5 lines between the cores (the
-  `registered` counter, 2-3 descriptor lines, the payload, the `released` counter) where the
-  latency floor moves one each way; with the fences this is most of the gap to the floor.
-  The one-line descriptor above and lazy release address it.
-- **`stacked()` is O(window).** It compares dtype and shape of every item with the first: the
-  ~6 ns per item of the pre-polled `pop_chunk` column. Suggestion: while `Cursors::poll` extends
-  the prefix, keep per slot the length of the run of same-shaped items ending there
-  (`run[p] = run[p-1] + 1` when dtype and shape equal the previous item's); `stacked(start, n)`
-  checks `run[start + n - 1] >= n` in O(1). That makes the pre-polled pop flat; the "with
-  poll" column stays proportional to the window (each item is validated once, by design), but
-  at a few ns per item once the copies above are gone.
-- **64 KiB vs memcpy.** The memcpy peer copies between two L2-resident buffers on one core;
-  the stream moves each tensor from the producer's core to the consumer's, whose reads are
-  cache-to-cache transfers out of a 1 MiB ring (the whole L2), so the producer's copy and the
-  consumer's read serialise on the transfer. Beating 0.8x memcpy needs the consumer to read
-  fewer lines than the producer wrote (e.g. a tensor that lands by DMA and is read once by a
-  GPU copy), not a faster ring; the honest cross-process bound is closer to one transfer of
-  64 KiB between the cores. The socket makes two kernel copies of each tensor; the ring
-  makes one copy and one cross-core read, hence a few times, not 10x, faster.
-- **Small records vs the socket.** The socket peer is buffered (64 KiB `BufWriter`/`BufReader`,
-  one system call per ~1000 records of 56 bytes), so it pays a memcpy per record and nothing
-  else; the ring pays the per-item costs above (fences, descriptor copies) on every record.
-- **Wake-up latency** (no goal): compare with its floor in section 5. A wake of an idle vCPU
-  costs 10-20 µs on this VM whatever the library does; the rest is the library's announce,
-  fence and re-check before sleeping and its poll after the wake."""
+- **Ring throughput vs rtrb.** rtrb moves a bare record through a ring of records with two
+  indices; a consumer that finds many records behind one index load reads them from
+  its own cache. shmstream moves a tensor slot *and* its descriptor (a Release-published
+  sequence, dtype, shape, nbytes and an id of up to 64 bytes, all validated by the
+  consumer because the peer is untrusted), and every commit and release pays one
+  `fence(SeqCst)` (`mfence`) for the wake-up handshake (perf: most of `Slot::commit`'s
+  samples sit on it). Per record that is 2-3 cache lines crossing the cores instead of
+  a fraction of one, plus the fence: a per-item descriptor ring cannot reach a bare index
+  ring's rate. What would: committing in batches (one sequence store and one fence per
+  batch), or an asymmetric handshake (`membarrier` on the sleeper's side, a compiler fence
+  on the publisher's). Both are future work; the second needs a loom model of its own.
+- **Latency vs the floor.** The floor moves one line each way. A 64-byte tensor moves the
+  descriptor line(s), the payload line and the reply's lines, and pays the fence: about
+  4-5x the floor here, and faster than iceoryx2's publish-subscribe in the same run.
+- **64 KiB streaming.** At or near memcpy, since the transfer itself is one copy by the
+  producer and one cross-core read by the consumer. The socket makes two kernel copies.
+  Waiters keep looking for about a futex sleep-and-wake's cost (30 us) before sleeping;
+  sleeping earlier made this bench 3x slower (every slot release woke a sleeping producer).
+- **Small records vs the buffered socket.** The socket peer batches ~1000 records of 56 bytes
+  per system call and pays a memcpy per record; the ring pays the per-item descriptor and
+  fence on every record.
+- **`pop_chunk`.** O(1) in the window: metadata is validated once per item at poll time,
+  written in place into a private table, and a per-slot run length of same-shaped items
+  makes the stacked-view check O(1). The "with poll" column therefore grows with the
+  window (each new item is validated once, ~20-30 ns); the pre-polled pop is flat but for a
+  few cache misses: at window 4 consecutive pops touch the same lines, at window 1024 each
+  pop touches lines 1024 items away.
+- **Wake-up latency** (no goal): a wake of an idle vCPU costs 10-20 us on this VM whatever
+  the library does.
+
+Changes made from these profiles: descriptors validated in place instead of moved through
+`Result`s (was ~120 ns of copies per item), O(1) stacked-view check (was O(window)), the
+consumer's walk no longer reads the producer's `registered` line, the producer writes only
+the id words and dims in use, and waiters back off with doubling pauses (crossbeam's
+`Backoff`) and then keep looking for ~30 us before sleeping."""
 
 lines = []
 w = lines.append
@@ -275,7 +261,7 @@ w("")
 # 4. pop_chunk
 w("## 4. `pop_chunk` cost vs window size (`benches/pop_chunk.rs`)")
 w("")
-w("One shared segment of 2048 64-byte slots in one process, U64 items, `Fixed` policy. Timed: `pop_chunk`,")
+w("One shared segment of 16384 64-byte slots in one process, U64 items, `Fixed` policy. Timed: `pop_chunk`,")
 w("`stacked()`, reading the view, dropping the chunk. `with poll`: the pop also scans the window's")
 w("newly committed descriptors (as a live consumer does once per item); `pre-polled`: scanned before the clock.")
 w("")

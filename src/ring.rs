@@ -167,8 +167,11 @@ impl RingMem {
 /// noticed within it).
 pub(crate) const SLEEP_SLICE: Duration = Duration::from_millis(20);
 
-/// How long a waiter keeps looking (yielding between looks) before it
-/// sleeps: about the cost of a futex sleep and wake-up on a VM (15-30 us).
+/// How long a waiter spins (with short pauses between looks) before it
+/// starts yielding, and how long it keeps looking in all before it sleeps:
+/// about the cost of a futex sleep and wake-up on a VM (15-30 us).
+#[cfg(not(loom))]
+const SPIN_PHASE: Duration = Duration::from_micros(5);
 #[cfg(not(loom))]
 const SPIN_BUDGET: Duration = Duration::from_micros(30);
 
@@ -194,26 +197,29 @@ pub(crate) fn wait_for<T>(
     // interleavings, the handshake is what must be checked.
     #[cfg(not(loom))]
     {
-        let backoff = crossbeam_utils::Backoff::new();
-        let mut spin_until = None;
+        let begun = Instant::now();
+        let mut pauses = 1u32;
         loop {
             if let Some(v) = ready() {
                 return Waited::Ready(v);
             }
-            if !backoff.is_completed() {
-                // Pauses that double each round, then yields: each look at
-                // the other side's line takes it from its writer, so looking
-                // less often lets the writer publish a batch.
-                backoff.snooze();
-                continue;
-            }
-            // Then keep looking, yielding between looks, for about what a
-            // futex sleep and wake-up cost here; only then sleep.
-            let until = *spin_until.get_or_insert_with(|| Instant::now() + SPIN_BUDGET);
-            if Instant::now() >= until {
+            let waited = begun.elapsed();
+            if waited < SPIN_PHASE {
+                // Pauses that double up to 16 between looks: each look at
+                // the writer's line takes it from the writer, so looking a
+                // little less often lets it publish a batch, while a new
+                // item is still seen within a fraction of a microsecond.
+                for _ in 0..pauses {
+                    std::hint::spin_loop();
+                }
+                pauses = (pauses * 2).min(16);
+            } else if waited < SPIN_BUDGET {
+                // Then look between yields, for about what a futex sleep and
+                // wake-up cost here; only then sleep.
+                std::thread::yield_now();
+            } else {
                 break;
             }
-            std::thread::yield_now();
         }
     }
     let start = timeout.map(|_| Instant::now());
