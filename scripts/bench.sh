@@ -167,8 +167,8 @@ hardware counters do not), before and after the changes listed at the end.
 Changes made from these profiles: descriptors validated in place instead of moved through
 `Result`s (was ~120 ns of copies per item), O(1) stacked-view check (was O(window)), the
 consumer's walk no longer reads the producer's `registered` line, the producer writes only
-the id words and dims in use, and waiters back off with doubling pauses (crossbeam's
-`Backoff`) and then keep looking for ~30 us before sleeping."""
+the id words and dims in use, and waiters look with short doubling pauses (up to 16) for
+5 us, then between yields up to 30 us, before sleeping on the futex."""
 
 lines = []
 w = lines.append
