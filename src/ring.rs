@@ -193,18 +193,21 @@ pub(crate) fn wait_for<T>(
     mut ready: impl FnMut() -> Option<T>,
     mut peer_gone: impl FnMut() -> bool,
 ) -> Waited<T> {
+    let start = timeout.map(|_| Instant::now());
     // Under loom, straight to the doorbell: spinning only multiplies the
     // interleavings, the handshake is what must be checked.
     #[cfg(not(loom))]
     {
         let begun = Instant::now();
+        // A short timeout shortens the spinning too.
+        let budget = timeout.map_or(SPIN_BUDGET, |t| t.min(SPIN_BUDGET));
         let mut pauses = 1u32;
         loop {
             if let Some(v) = ready() {
                 return Waited::Ready(v);
             }
             let waited = begun.elapsed();
-            if waited < SPIN_PHASE {
+            if waited < SPIN_PHASE.min(budget) {
                 // Pauses that double up to 16 between looks: each look at
                 // the writer's line takes it from the writer, so looking a
                 // little less often lets it publish a batch, while a new
@@ -213,7 +216,7 @@ pub(crate) fn wait_for<T>(
                     std::hint::spin_loop();
                 }
                 pauses = (pauses * 2).min(16);
-            } else if waited < SPIN_BUDGET {
+            } else if waited < budget {
                 // Then look between yields, for about what a futex sleep and
                 // wake-up cost here; only then sleep.
                 std::thread::yield_now();
@@ -222,7 +225,6 @@ pub(crate) fn wait_for<T>(
             }
         }
     }
-    let start = timeout.map(|_| Instant::now());
     loop {
         if let Some(v) = ready() {
             return Waited::Ready(v);
