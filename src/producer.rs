@@ -177,6 +177,12 @@ impl Producer {
         entry.waiting = true;
         entry.id_len = id.len() as u8;
         entry.id[..id.len()].copy_from_slice(id);
+        drop(pending);
+        self.handle(position)
+    }
+
+    /// A handle for the reserved, uncommitted slot of `position`.
+    fn handle(&self, position: u64) -> Slot<'_> {
         Slot {
             producer: self,
             position,
@@ -236,11 +242,7 @@ impl Producer {
             });
         }
         payload[..bytes.len()].copy_from_slice(bytes);
-        slot.commit(meta).map_err(|e| {
-            let error = e.error.clone();
-            e.slot.keep_pending();
-            error
-        })
+        slot.commit_or_keep_pending(meta)
     }
 
     /// Commits the slot registered for `id` whose bytes were written in
@@ -250,12 +252,7 @@ impl Producer {
     ///
     /// As [`put`](Self::put), without the size comparison with given bytes.
     pub fn put_in_place(&self, id: &str, meta: TensorMeta) -> Result<(), StreamError> {
-        let slot = self.pending_slot(id)?;
-        slot.commit(meta).map_err(|e| {
-            let error = e.error.clone();
-            e.slot.keep_pending();
-            error
-        })
+        self.pending_slot(id)?.commit_or_keep_pending(meta)
     }
 
     /// The slot pending for `id`, as a handle (re-created: the handle of
@@ -267,12 +264,7 @@ impl Producer {
             .borrow_mut()
             .find(id.as_bytes(), next)
             .ok_or_else(|| StreamError::UnknownId { id: id.to_string() })?;
-        Ok(Slot {
-            producer: self,
-            position,
-            guard: Some(self.ring.borrow().mem().track_write(position)),
-            done: false,
-        })
+        Ok(self.handle(position))
     }
 
     /// The producer's last word: nothing more will be registered.
@@ -413,6 +405,14 @@ impl Slot<'_> {
     fn keep_pending(mut self) {
         self.guard = None;
         self.done = true;
+    }
+
+    /// Commits, or on a refusal keeps the slot pending for a later `put`.
+    fn commit_or_keep_pending(self, meta: TensorMeta) -> Result<(), StreamError> {
+        self.commit(meta).map_err(|e| {
+            e.slot.keep_pending();
+            e.error
+        })
     }
 }
 

@@ -1,9 +1,10 @@
 //! The single-producer single-consumer protocol over raw memory: reserve in
 //! order, commit in any order, the in-order available prefix, release.
 //!
-//! No OS calls here (sleeping is the doorbell's business, liveness the
-//! backing's), so loom, Miri and unit tests run this code on heap memory and
-//! production runs the same code on a mapped segment.
+//! No OS calls here beyond the clock and `sched_yield` of the wait loop
+//! (sleeping is the doorbell's business, liveness the backing's), so loom,
+//! Miri and unit tests run this code on heap memory and production runs the
+//! same code on a mapped segment.
 //!
 //! Positions are 64-bit counters that never wrap; the slot of position `p`
 //! is `p & mask`. Full is `registered - released == capacity`.
@@ -296,15 +297,7 @@ impl ProducerRing {
         if self.next - self.cached_released < self.mem.capacity {
             return Ok(true);
         }
-        // Acquire: pairs with the consumer's Release store in `release`, so
-        // its reads of the slots it released happen before we reuse them.
-        let released = self.mem.control().released.load(Ordering::Acquire);
-        if released < self.cached_released || released > self.next {
-            return Err(StreamError::Corrupt(format!(
-                "released count {released} is outside {}..={}",
-                self.cached_released, self.next
-            )));
-        }
+        let released = load_released(&self.mem, self.cached_released, self.next)?;
         self.cached_released = released;
         Ok(self.next - released < self.mem.capacity)
     }
@@ -344,31 +337,11 @@ impl ProducerRing {
             other => return other,
         }
         let capacity = self.mem.capacity;
-        let mem = &self.mem;
-        let next = self.next;
-        let mut failure = None;
-        let waited = wait_for(
-            &mem.control().space_bell,
-            timeout,
-            || {
-                // Acquire: as in `has_space`.
-                let released = mem.control().released.load(Ordering::Acquire);
-                if released > next {
-                    failure = Some(StreamError::Corrupt(format!(
-                        "released count {released} is ahead of registered {next}"
-                    )));
-                    return Some(released);
-                }
-                let gone = mem.flags() & FLAG_CONSUMER_GONE != 0;
-                (next - released < capacity || gone).then_some(released)
-            },
-            || consumer_gone(mem),
-        );
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        match waited {
-            Waited::Ready(_) => self.try_reserve(id),
+        let waited = self.wait_for_consumer(timeout, |released, gone| {
+            released.map_or(true, |r| self.next - r < capacity) || gone
+        });
+        match waited? {
+            Waited::Ready(()) => self.try_reserve(id),
             Waited::TimedOut => Err(StreamError::Timeout {
                 what: "a free slot (the consumer has not released any)",
                 waited: timeout.unwrap_or_default(),
@@ -432,38 +405,65 @@ impl ProducerRing {
 
     /// Waits until the consumer released everything registered (or left).
     pub(crate) fn wait_drained(&mut self, timeout: Option<Duration>) -> Result<(), StreamError> {
-        let mem = &self.mem;
         let next = self.next;
-        let mut failure = None;
-        let waited = wait_for(
-            &mem.control().space_bell,
-            timeout,
-            || {
-                let released = mem.control().released.load(Ordering::Acquire);
-                if released > next {
-                    failure = Some(StreamError::Corrupt(format!(
-                        "released count {released} is ahead of registered {next}"
-                    )));
-                    return Some(false);
-                }
-                let gone = mem.flags() & FLAG_CONSUMER_GONE != 0;
-                // A consumer that released everything and then left is a normal end.
-                (released >= next || gone).then_some(gone && released < next)
-            },
-            || consumer_gone(mem),
-        );
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let waited = self.wait_for_consumer(timeout, |released, gone| {
+            released.is_none() || released == Some(next) || gone
+        })?;
+        // A consumer that released everything and then left is a normal end.
+        let drained = self.mem.control().released.load(Ordering::Acquire) == next;
         match waited {
-            Waited::Ready(false) => Ok(()),
-            Waited::Ready(true) | Waited::PeerGone => Err(StreamError::ConsumerGone),
+            Waited::Ready(()) if drained => Ok(()),
+            Waited::Ready(()) | Waited::PeerGone => Err(StreamError::ConsumerGone),
             Waited::TimedOut => Err(StreamError::Timeout {
                 what: "the consumer to release every item",
                 waited: timeout.unwrap_or_default(),
             }),
         }
     }
+}
+
+impl ProducerRing {
+    /// Sleeps on the space bell until `done(released, consumer_gone)`
+    /// holds; `released` is `None` when the value read was corrupt, which
+    /// ends the wait with that error.
+    fn wait_for_consumer(
+        &self,
+        timeout: Option<Duration>,
+        mut done: impl FnMut(Option<u64>, bool) -> bool,
+    ) -> Result<Waited<()>, StreamError> {
+        let mem = &self.mem;
+        let mut failure = None;
+        let waited = wait_for(
+            &mem.control().space_bell,
+            timeout,
+            || {
+                let released = load_released(mem, self.cached_released, self.next)
+                    .map_err(|e| failure = Some(e))
+                    .ok();
+                let gone = mem.flags() & FLAG_CONSUMER_GONE != 0;
+                done(released, gone).then_some(())
+            },
+            || consumer_gone(mem),
+        );
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(waited),
+        }
+    }
+}
+
+/// Loads the consumer's `released` and checks it lies in `low..=high` (it
+/// never decreases and never passes what was registered).
+fn load_released(mem: &RingMem, low: u64, high: u64) -> Result<u64, StreamError> {
+    // Acquire: pairs with the consumer's Release store in `release`, so its
+    // reads of the slots it released happen before we reuse them.
+    let released = mem.control().released.load(Ordering::Acquire);
+    if released < low || released > high {
+        return Err(StreamError::Corrupt(format!(
+            "released count {released} is outside {low}..={high}"
+        )));
+    }
+    Ok(released)
 }
 
 impl Drop for ProducerRing {
@@ -514,7 +514,7 @@ struct Cursors {
     /// First position not known to be complete: the prefix is
     /// `consumed..avail_end`. At most `released + capacity`.
     avail_end: u64,
-    /// Last `registered` we loaded (only after done), for its monotonicity.
+    /// Last `registered` we loaded, to check it never goes backwards.
     cached_registered: u64,
     /// What we last published as `released` (at most `consumed`).
     released: u64,
@@ -662,6 +662,7 @@ impl Cursors {
         // alone keeps its cache line with the producer. The walk is bounded
         // by what we ourselves released: at most `capacity` items.
         let limit = self.released + mem.capacity;
+        let mask = mem.capacity - 1;
         let start = self.avail_end;
         while self.avail_end < limit {
             let position = self.avail_end;
@@ -673,7 +674,6 @@ impl Cursors {
                 // Not yet committed: the slot holds 0 (never used) or an
                 // earlier lap's `position + 1` for this same slot. Anything
                 // else no correct producer writes.
-                let mask = mem.capacity - 1;
                 let stale = seq == 0 || (seq <= position && (seq - 1) & mask == position & mask);
                 if !stale {
                     return Err(StreamError::Corrupt(format!(
@@ -682,7 +682,6 @@ impl Cursors {
                 }
                 break;
             }
-            let mask = mem.capacity - 1;
             let slot = (position & mask) as usize;
             // The slot's previous occupant, `position - capacity`, is
             // released (position < released + capacity), so no view uses
@@ -724,7 +723,9 @@ impl Cursors {
         })
     }
 
-    /// Loads `registered` (only needed once done was seen) and checks it.
+    /// Loads `registered` (after done, or on a poll that found nothing new)
+    /// and checks it: monotonic, not behind the completed prefix, at most
+    /// `capacity` past `released`.
     fn load_registered(&mut self, mem: &RingMem) -> Result<u64, StreamError> {
         // Acquire: pairs with the producer's Release store in `reserve`.
         let registered = mem.control().registered.load(Ordering::Acquire);

@@ -35,7 +35,6 @@ pub(crate) struct Segment {
     reserved: usize,
     fd: OwnedFd,
     geometry: Geometry,
-    name: String,
     /// An anonymous segment both of whose sides live in this process.
     in_process: bool,
 }
@@ -52,13 +51,18 @@ impl Backing for Segment {
             // Both sides are in this process; the gone flags tell the rest.
             return true;
         }
-        let byte = match peer {
-            Side::Producer => LOCK_BYTE_PRODUCER,
-            Side::Consumer => LOCK_BYTE_CONSUMER,
-        };
-        // An error of the test itself is not evidence of death.
-        lock_held(&self.fd, byte).unwrap_or(true)
+        peer_holds_lock(&self.fd, peer)
     }
+}
+
+/// Whether `peer` holds its lock on the segment behind `fd`. An error of
+/// the test itself is not evidence of death.
+fn peer_holds_lock(fd: &OwnedFd, peer: Side) -> bool {
+    let byte = match peer {
+        Side::Producer => LOCK_BYTE_PRODUCER,
+        Side::Consumer => LOCK_BYTE_CONSUMER,
+    };
+    lock_held(fd, byte).unwrap_or(true)
 }
 
 impl Drop for Segment {
@@ -220,12 +224,9 @@ enum Owner {
 }
 
 fn probe_owner(name: &str) -> Result<Owner, SetupError> {
-    let fd = match shm_open(c_name(name).as_c_str(), open_flags(false), Mode::empty()) {
-        Ok(fd) => fd,
-        Err(nix::Error::ENOENT) => return Ok(Owner::Dead),
-        Err(e) => return Err(os_err("open", name)(e)),
+    let Some((fd, _len)) = open_existing(name)? else {
+        return Ok(Owner::Dead);
     };
-    check_owner(&fd, name)?;
     let alive =
         lock_held(&fd, LOCK_BYTE_PRODUCER).map_err(|e| io_err("test the lock of", name, e))?;
     if !alive {
@@ -240,6 +241,18 @@ fn probe_owner(name: &str) -> Result<Owner, SetupError> {
     } else {
         0
     }))
+}
+
+/// Opens an existing segment (`None` when there is none) and checks its
+/// owner and mode; returns it with the file's length.
+fn open_existing(name: &str) -> Result<Option<(OwnedFd, u64)>, SetupError> {
+    let fd = match shm_open(c_name(name).as_c_str(), open_flags(false), Mode::empty()) {
+        Ok(fd) => fd,
+        Err(nix::Error::ENOENT) => return Ok(None),
+        Err(e) => return Err(os_err("open", name)(e)),
+    };
+    let len = check_owner(&fd, name)? as u64;
+    Ok(Some((fd, len)))
 }
 
 /// Refuses a segment of another user, or one open to other users.
@@ -319,7 +332,6 @@ fn init(
         reserved,
         fd,
         geometry,
-        name: name.to_string(),
         in_process: false,
     });
     // SAFETY: the first page is ours alone until `magic` is published: the
@@ -502,44 +514,70 @@ pub(crate) unsafe fn read_header(
     })
 }
 
-/// Opens and checks a segment by name without attaching: the header copy
-/// and the open descriptor.
-fn open_checked(name: &str) -> Result<(OwnedFd, HeaderCopy), SetupError> {
-    let fd = match shm_open(c_name(name).as_c_str(), open_flags(false), Mode::empty()) {
-        Ok(fd) => fd,
-        Err(nix::Error::ENOENT) => {
-            return Err(SetupError::NotFound {
-                name: name.to_string(),
-            })
+/// The first page of a segment, mapped read-only on its own: enough to
+/// check the header and read the cursors without mapping the payload.
+struct HeaderPage(NonNull<u8>);
+
+impl HeaderPage {
+    fn map(fd: &OwnedFd, name: &str) -> Result<HeaderPage, SetupError> {
+        // SAFETY: maps the first page of the file (the callers checked it is
+        // at least that long), shared, read-only, at an address of the
+        // kernel's choosing.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                HEADER_BYTES,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(io_err("map", name, io::Error::last_os_error()));
         }
-        Err(e) => return Err(os_err("open", name)(e)),
+        Ok(HeaderPage(
+            NonNull::new(page.cast()).expect("mmap never returns null on success"),
+        ))
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the page holds the header at its start and lives as long
+        // as `self`; its atomics are only loaded.
+        unsafe { &*self.0.as_ptr().cast::<Header>() }
+    }
+
+    fn control(&self) -> &Control {
+        // SAFETY: the control block lies at CONTROL_OFFSET inside the page.
+        unsafe { &*self.0.as_ptr().add(CONTROL_OFFSET).cast::<Control>() }
+    }
+}
+
+impl Drop for HeaderPage {
+    fn drop(&mut self) {
+        // SAFETY: unmaps the page mapped in `map`; nothing borrows it past
+        // `self`.
+        unsafe { libc::munmap(self.0.as_ptr().cast(), HEADER_BYTES) };
+    }
+}
+
+/// Opens and checks a segment by name without attaching: the descriptor,
+/// the header copy and the mapped header page.
+fn open_checked(name: &str) -> Result<(OwnedFd, HeaderCopy, HeaderPage), SetupError> {
+    let Some((fd, len)) = open_existing(name)? else {
+        return Err(SetupError::NotFound {
+            name: name.to_string(),
+        });
     };
-    let len = check_owner(&fd, name)? as u64;
     if len < HEADER_BYTES as u64 {
         return Err(SetupError::NotInitialized {
             name: name.to_string(),
         });
     }
-    // SAFETY: maps the first page of a file at least that long, shared,
-    // read-only, at an address of the kernel's choosing.
-    let page = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            HEADER_BYTES,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if page == libc::MAP_FAILED {
-        return Err(io_err("map", name, io::Error::last_os_error()));
-    }
+    let page = HeaderPage::map(&fd, name)?;
     // SAFETY: `page` is the mapped first page, HEADER_BYTES long.
-    let header = unsafe { read_header(page.cast(), len, name) };
-    // SAFETY: unmaps the page mapped above; nothing refers to it any more.
-    unsafe { libc::munmap(page, HEADER_BYTES) };
-    Ok((fd, header?))
+    let header = unsafe { read_header(page.0.as_ptr(), len, name) }?;
+    Ok((fd, header, page))
 }
 
 /// Opens the segment of `config` as its consumer: checks ownership, layout
@@ -547,7 +585,7 @@ fn open_checked(name: &str) -> Result<(OwnedFd, HeaderCopy), SetupError> {
 pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupError> {
     config.validate()?;
     let name = config.segment_name()?;
-    let (fd, header) = open_checked(&name)?;
+    let (fd, header, _page) = open_checked(&name)?;
     for (i, (field, expected)) in config.names().iter().enumerate() {
         if header.names[i] != *expected {
             return Err(SetupError::IdentityMismatch {
@@ -567,7 +605,6 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
         reserved,
         fd,
         geometry,
-        name: name.clone(),
         in_process: false,
     });
     segment
@@ -593,7 +630,6 @@ pub(crate) fn anonymous(config: &StreamConfig) -> Result<(RingMem, RingMem), Set
         reserved,
         fd,
         geometry,
-        name: name.to_string(),
         in_process: true,
     });
     Ok((segment.ring(), segment.ring()))
@@ -640,48 +676,22 @@ pub struct SegmentInfo {
 ///
 /// As opening a segment: not found, foreign, not initialised, bad layout.
 pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
-    let (fd, header) = open_checked(name)?;
+    let (fd, header, page) = open_checked(name)?;
     let g = header.geometry;
-    // Only the header page: the cursors live there, the payload is not read.
-    // SAFETY: maps the first page of a file at least that long (checked in
-    // `open_checked`), shared, at an address of the kernel's choosing.
-    let page = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            HEADER_BYTES,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if page == libc::MAP_FAILED {
-        return Err(io_err("map", name, io::Error::last_os_error()));
-    }
-    let base = NonNull::new(page.cast::<u8>()).expect("mmap never returns null on success");
-    let segment = Segment {
-        base,
-        reserved: HEADER_BYTES,
-        fd,
-        geometry: g,
-        name: name.to_string(),
-        in_process: false,
-    };
-    // SAFETY: the control block lies at CONTROL_OFFSET inside the mapping.
-    let control = unsafe { &*base.as_ptr().add(CONTROL_OFFSET).cast::<Control>() };
+    let control = page.control();
     let flags = control.flags.load(Ordering::Acquire);
     Ok(SegmentInfo {
-        name: segment.name.clone(),
+        name: name.to_string(),
         identity: header.names,
         capacity: g.capacity,
         slot_bytes: g.slot_bytes,
         producer_pid: header.producer_pid,
-        consumer_pid: segment.header().consumer_pid.load(Ordering::Relaxed),
+        consumer_pid: page.header().consumer_pid.load(Ordering::Relaxed),
         registered: control.registered.load(Ordering::Acquire),
         released: control.released.load(Ordering::Acquire),
         done: flags & FLAG_DONE != 0,
-        producer_alive: segment.peer_alive(Side::Producer),
-        consumer_alive: segment.peer_alive(Side::Consumer),
+        producer_alive: peer_holds_lock(&fd, Side::Producer),
+        consumer_alive: peer_holds_lock(&fd, Side::Consumer),
         consumer_attached: flags & FLAG_CONSUMER_ATTACHED != 0,
     })
 }
