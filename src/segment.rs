@@ -207,12 +207,21 @@ fn c_name(name: &str) -> CString {
     CString::new(name).expect("segment names are checked to hold no NUL")
 }
 
-fn open_flags(create: bool) -> OFlag {
-    let base = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    if create {
-        base | OFlag::O_CREAT | OFlag::O_EXCL
-    } else {
-        base
+/// How a segment is opened: created (the producer), read to be checked
+/// (anyone, before trusting it), or written (the consumer, after the checks).
+#[derive(Clone, Copy)]
+enum Access {
+    Create,
+    Check,
+    Write,
+}
+
+fn open_flags(access: Access) -> OFlag {
+    let base = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match access {
+        Access::Create => base | OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL,
+        Access::Check => base | OFlag::O_RDONLY,
+        Access::Write => base | OFlag::O_RDWR,
     }
 }
 
@@ -243,10 +252,15 @@ fn probe_owner(name: &str) -> Result<Owner, SetupError> {
     }))
 }
 
-/// Opens an existing segment (`None` when there is none) and checks its
-/// owner and mode; returns it with the file's length.
+/// Opens an existing segment read-only (`None` when there is none) and
+/// checks its owner and mode; returns it with the file's length. Read-only:
+/// a segment is opened for writing only once it passed the checks.
 fn open_existing(name: &str) -> Result<Option<(OwnedFd, u64)>, SetupError> {
-    let fd = match shm_open(c_name(name).as_c_str(), open_flags(false), Mode::empty()) {
+    let fd = match shm_open(
+        c_name(name).as_c_str(),
+        open_flags(Access::Check),
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(nix::Error::ENOENT) => return Ok(None),
         Err(e) => return Err(os_err("open", name)(e)),
@@ -285,7 +299,7 @@ pub(crate) fn create(config: &StreamConfig) -> Result<(RingMem, String), SetupEr
     let fd = loop {
         match shm_open(
             c_name(&name).as_c_str(),
-            open_flags(true),
+            open_flags(Access::Create),
             Mode::S_IRUSR | Mode::S_IWUSR,
         ) {
             Ok(fd) => break fd,
@@ -580,6 +594,35 @@ fn open_checked(name: &str) -> Result<(OwnedFd, HeaderCopy, HeaderPage), SetupEr
     Ok((fd, header, page))
 }
 
+/// Opens the checked segment behind `checked` again, for writing, and makes
+/// sure the name still leads to the same file (it could have been replaced
+/// between the two opens) and that it still passes the owner checks.
+fn reopen_for_writing(checked: &OwnedFd, name: &str) -> Result<OwnedFd, SetupError> {
+    let fd = match shm_open(
+        c_name(name).as_c_str(),
+        open_flags(Access::Write),
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(nix::Error::ENOENT) => {
+            return Err(SetupError::NotFound {
+                name: name.to_string(),
+            })
+        }
+        Err(e) => return Err(os_err("open", name)(e)),
+    };
+    let before = nix::sys::stat::fstat(checked).map_err(os_err("inspect", name))?;
+    let after = nix::sys::stat::fstat(&fd).map_err(os_err("inspect", name))?;
+    if (before.st_dev, before.st_ino) != (after.st_dev, after.st_ino) {
+        return Err(SetupError::ForeignSegment {
+            name: name.to_string(),
+            reason: "it was replaced while it was being opened".to_string(),
+        });
+    }
+    check_owner(&fd, name)?;
+    Ok(fd)
+}
+
 /// Opens the segment of `config` as its consumer: checks ownership, layout
 /// and identity, takes the consumer's lock, maps it twice.
 pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupError> {
@@ -595,6 +638,7 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
             });
         }
     }
+    let fd = reopen_for_writing(&fd, &name)?;
     if !take_lock(&fd, LOCK_BYTE_CONSUMER).map_err(|e| io_err("lock", &name, e))? {
         return Err(SetupError::ConsumerAlreadyAttached { name });
     }

@@ -219,3 +219,27 @@ fn a_policy_larger_than_the_ring_is_refused_naming_both_numbers() {
         ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"]
     );
 }
+
+#[test]
+fn another_users_segment_is_refused_before_it_is_opened_for_writing() {
+    let prefix = unique_prefix("uid");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 4, 1024);
+    let _producer = Producer::create(&cfg).unwrap();
+    let name = cfg.segment_name().unwrap();
+    // Only root can give the file away; elsewhere this case cannot arise.
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    if nix::unistd::chown(shm_path(&name).as_str(), Some(nobody), None).is_err() {
+        eprintln!("not root: cannot make a segment of another user; case not run");
+        return;
+    }
+    let err = Consumer::open(&cfg).unwrap_err();
+    assert!(matches!(err, SetupError::ForeignSegment { .. }), "{err}");
+    assert!(err.to_string().contains("belongs to user 65534"), "{err}");
+    // Neither is it taken over: the producer's name stays, the live owner
+    // is reported.
+    assert!(matches!(
+        Producer::create(&cfg).unwrap_err(),
+        SetupError::ForeignSegment { .. } | SetupError::AlreadyExists { .. }
+    ));
+}
