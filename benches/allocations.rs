@@ -7,7 +7,8 @@
 //! `pop_chunk` + `stacked` + drop through a `StreamBuffer` on a segment.
 
 use shmstream::{
-    in_process, policy::Fixed, Consumer, DType, Producer, StreamBuffer, StreamConfig, TensorMeta,
+    in_process, policy::Fixed, Consumer, DType, Producer, StreamBuffer, StreamConfig, StreamId,
+    TensorMeta,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -47,10 +48,14 @@ const ITEMS: u64 = 100_000;
 const WARM_UP: u64 = 1_000;
 
 fn config() -> StreamConfig {
-    StreamConfig::new("bench", "alloc", "count")
-        .capacity(1024)
-        .slot_bytes(64)
-        .prefix(&format!("bench-{}-", std::process::id()))
+    StreamConfig::new(StreamId {
+        request_id: "bench".into(),
+        edge_name: "alloc".into(),
+        from_partition: "count".into(),
+    })
+    .with_capacity(1024)
+    .with_slot_bytes(64)
+    .with_prefix(&format!("bench-{}-", std::process::id()))
 }
 
 /// Allocations made by `step` over `ITEMS` calls, after `WARM_UP` calls.
@@ -106,7 +111,7 @@ fn main() {
     let window = 28;
     let cfg = config();
     let producer = Producer::create(&cfg).expect("create a segment");
-    let mut buffer = StreamBuffer::<()>::open(&cfg, Fixed::new(window, false).unwrap()).unwrap();
+    let mut buffer = StreamBuffer::<()>::open(&cfg, Fixed::new(window).unwrap()).unwrap();
     let meta = TensorMeta::new(DType::U64, &[7]).unwrap();
     let record = [7u8; 56];
     // One step is one item; every `window`-th step pops a chunk.

@@ -12,7 +12,7 @@
 //! the pop itself is timed.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use shmstream::{policy::Fixed, DType, Producer, StreamBuffer, StreamConfig, TensorMeta};
+use shmstream::{policy::Fixed, DType, Producer, StreamBuffer, StreamConfig, StreamId, TensorMeta};
 use std::time::{Duration, Instant};
 
 /// Two windows of the largest size: the descriptors and the consumer's
@@ -25,14 +25,17 @@ const WINDOWS: [usize; 4] = [4, 28, 256, 1024];
 fn pop_chunk(c: &mut Criterion, name: &str, prepoll: bool) {
     let mut group = c.benchmark_group(name);
     for window in WINDOWS {
-        let cfg = StreamConfig::new("bench", "pop", "chunk")
-            .capacity(CAPACITY)
-            .slot_bytes(64)
-            .prefix(&format!("bench-{}-", std::process::id()));
+        let cfg = StreamConfig::new(StreamId {
+            request_id: "bench".into(),
+            edge_name: "pop".into(),
+            from_partition: "chunk".into(),
+        })
+        .with_capacity(CAPACITY)
+        .with_slot_bytes(64)
+        .with_prefix(&format!("bench-{}-", std::process::id()));
         // Removed from /dev/shm when dropped at the end of this iteration.
         let producer = Producer::create(&cfg).expect("create the segment");
-        let mut buffer =
-            StreamBuffer::<()>::open(&cfg, Fixed::new(window, false).unwrap()).unwrap();
+        let mut buffer = StreamBuffer::<()>::open(&cfg, Fixed::new(window).unwrap()).unwrap();
         let meta = TensorMeta::new(DType::U64, &[1]).unwrap();
         let per_fill = CAPACITY / window as u64;
         group.bench_function(BenchmarkId::from_parameter(window), |b| {

@@ -3,6 +3,7 @@
 
 use crate::chunk::StreamChunk;
 use crate::chunker::Chunker;
+use crate::config::StreamId;
 use crate::consumer::Consumer;
 use crate::error::{SetupError, StreamError};
 use crate::policy::ChunkPolicy;
@@ -17,8 +18,8 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use shmstream::{in_process_buffer, policy::Sliding, DType, StreamConfig, TensorMeta};
-/// let cfg = StreamConfig::new("req-7", "codec", "talker").capacity(8);
+/// use shmstream::{in_process_buffer, policy::Sliding, DType, StreamConfig, StreamId, TensorMeta};
+/// let cfg = StreamConfig::new(StreamId { request_id: "req-7".into(), edge_name: "codec".into(), from_partition: "talker".into() }).with_capacity(8);
 /// let (producer, mut buffer) = in_process_buffer::<()>(&cfg, Sliding::new(4, 2).unwrap()).unwrap();
 /// for i in 0..7u32 {
 ///     let slot = producer.register(&format!("t{i}")).unwrap();
@@ -26,7 +27,7 @@ use std::time::Duration;
 /// }
 /// producer.signal_done();
 /// let mut windows = vec![];
-/// while let Some(chunk) = buffer.next_chunk(None).unwrap() {
+/// while let Some(chunk) = buffer.next_chunk().unwrap() {
 ///     windows.push((chunk.start_offset(), chunk.len(), chunk.context_items(), chunk.is_final()));
 /// }
 /// assert_eq!(windows, [(0, 4, 0, false), (2, 4, 2, false), (4, 3, 2, true)]);
@@ -35,15 +36,35 @@ pub struct StreamBuffer<E = ()> {
     consumer: Consumer,
     chunker: Chunker,
     edges: VecDeque<E>,
-    names: [String; 3],
+    id: StreamId,
+}
+
+/// [`StreamBuffer::new`] refused its arguments; the consumer comes back
+/// untouched (dropping it would end the stream for good).
+#[derive(Debug)]
+pub struct NewBufferError {
+    /// The consumer handle, still attached and at its position.
+    pub consumer: Consumer,
+    /// What was wrong.
+    pub error: SetupError,
+}
+
+impl fmt::Display for NewBufferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for NewBufferError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
 }
 
 impl<E> fmt::Debug for StreamBuffer<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamBuffer")
-            .field("request_id", &self.names[0])
-            .field("edge_name", &self.names[1])
-            .field("from_partition", &self.names[2])
+            .field("id", &self.id)
             .field("policy", &self.chunker.policy())
             .field("consumer", &self.consumer)
             .finish()
@@ -51,45 +72,56 @@ impl<E> fmt::Debug for StreamBuffer<E> {
 }
 
 impl<E> StreamBuffer<E> {
-    /// A buffer over an opened consumer handle.
+    /// A buffer over an opened consumer handle. Its first chunk starts at
+    /// the consumer's position (items the consumer already moved past are
+    /// not shown again).
     ///
     /// # Errors
     ///
     /// [`SetupError::WindowExceedsCapacity`] when the policy's largest window
-    /// does not fit in the ring.
+    /// does not fit in the ring; the consumer comes back in the error.
     pub fn new(
         consumer: Consumer,
-        names: [String; 3],
+        id: StreamId,
         policy: impl ChunkPolicy + 'static,
-    ) -> Result<Self, SetupError> {
+    ) -> Result<Self, NewBufferError> {
         let window = policy.max_window();
         if window as u64 > consumer.capacity() {
-            return Err(SetupError::WindowExceedsCapacity {
-                window,
-                capacity: consumer.capacity(),
+            return Err(NewBufferError {
+                error: SetupError::WindowExceedsCapacity {
+                    window,
+                    capacity: consumer.capacity(),
+                },
+                consumer,
             });
         }
+        let start = consumer.position();
         Ok(StreamBuffer {
             consumer,
-            chunker: Chunker::new(Box::new(policy)),
+            chunker: Chunker::at(Box::new(policy), start),
             edges: VecDeque::new(),
-            names,
+            id,
         })
+    }
+
+    /// The stream's identity.
+    pub fn id(&self) -> &StreamId {
+        &self.id
     }
 
     /// The request this stream belongs to.
     pub fn request_id(&self) -> &str {
-        &self.names[0]
+        &self.id.request_id
     }
 
     /// The graph edge it carries.
     pub fn edge_name(&self) -> &str {
-        &self.names[1]
+        &self.id.edge_name
     }
 
     /// The partition it comes from.
     pub fn from_partition(&self) -> &str {
-        &self.names[2]
+        &self.id.from_partition
     }
 
     /// The low-level consumer handle underneath.
@@ -147,6 +179,12 @@ impl<E> StreamBuffer<E> {
             .pop(available as usize, all_in)
             .ok_or(StreamError::NotReady)?;
         let ring = &mut self.consumer.ring;
+        // The chunker and the ring move together, from the same start.
+        assert_eq!(
+            plan.start_offset,
+            ring.consumed(),
+            "chunker and ring disagree"
+        );
         ring.advance(plan.advance as u64);
         Ok(StreamChunk::new(
             ring,
@@ -159,21 +197,32 @@ impl<E> StreamBuffer<E> {
     }
 
     /// Waits (sleeping, not spinning) until a chunk is ready and pops it;
-    /// `None` once the final chunk was popped. `timeout` bounds the wait
-    /// (`None`: the configured timeout of the stream).
+    /// `None` once the final chunk was popped. Waits at most the stream's
+    /// configured timeout ([`StreamConfig::with_timeout`]).
     ///
     /// # Errors
     ///
     /// [`StreamError::Timeout`], [`StreamError::ProducerGone`], and as
     /// [`Consumer::poll`].
-    pub fn next_chunk(
+    pub fn next_chunk(&mut self) -> Result<Option<StreamChunk<'_>>, StreamError> {
+        let timeout = self.consumer.timeout;
+        self.next_chunk_timeout(timeout)
+    }
+
+    /// As [`next_chunk`](Self::next_chunk), waiting at most `timeout`
+    /// (`None`: until a chunk, the end, or the producer's death; the same
+    /// meaning as in every `*_timeout`/`wait_*` call of the crate).
+    ///
+    /// # Errors
+    ///
+    /// As [`next_chunk`](Self::next_chunk).
+    pub fn next_chunk_timeout(
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Option<StreamChunk<'_>>, StreamError> {
         if self.chunker.finished() {
             return Ok(None);
         }
-        let timeout = timeout.or(self.consumer.timeout);
         let chunker = &self.chunker;
         let snap = self.consumer.wait_until(timeout, |s| {
             chunker.is_ready(s.available as usize, s.all_in)

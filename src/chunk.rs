@@ -12,13 +12,14 @@ use std::fmt;
 /// A chunk cannot outlive the buffer, nor coexist with the next pop:
 ///
 /// ```compile_fail
-/// use shmstream::{in_process_buffer, StreamConfig, policy::Fixed};
-/// let (p, mut buf) = in_process_buffer::<()>(&StreamConfig::new("r", "e", "p").capacity(4), Fixed::new(1, false).unwrap()).unwrap();
+/// use shmstream::{in_process_buffer, StreamConfig, StreamId, policy::Fixed};
+/// let (p, mut buf) = in_process_buffer::<()>(&StreamConfig::new(StreamId { request_id: "r".into(), edge_name: "e".into(), from_partition: "p".into() }).with_capacity(4), Fixed::new(1).unwrap()).unwrap();
 /// p.signal_done();
 /// let a = buf.pop_chunk().unwrap();
 /// let b = buf.pop_chunk().unwrap(); // error: `buf` is still borrowed by `a`
 /// drop((a, b));
 /// ```
+#[must_use = "a chunk releases its slots when dropped; popping one and dropping it at once skips its items"]
 pub struct StreamChunk<'a> {
     ring: &'a mut ConsumerRing,
     chunk_index: u64,

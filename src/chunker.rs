@@ -45,11 +45,19 @@ pub(crate) struct ChunkPlan {
 
 impl Chunker {
     /// A chunker at the start of a stream.
+    #[cfg(test)]
     pub(crate) fn new(policy: Box<dyn ChunkPolicy>) -> Self {
-        let shown_until = policy.primed() as u64;
+        Self::at(policy, 0)
+    }
+
+    /// A chunker whose first chunk starts at global position `start` (a
+    /// buffer built over a consumer that already moved on): the policy
+    /// counts from there, primed items included.
+    pub(crate) fn at(policy: Box<dyn ChunkPolicy>, start: u64) -> Self {
+        let shown_until = start.saturating_add(policy.primed() as u64);
         Self {
             policy,
-            consumed: 0,
+            consumed: start,
             chunks_popped: 0,
             final_emitted: false,
             shown_until,
@@ -617,8 +625,15 @@ mod tests {
 
     fn any_policy() -> impl Strategy<Value = Policy> {
         prop_oneof![
-            (1..5usize, any::<bool>())
-                .prop_map(|(size, cont)| Fixed::new(size, cont).unwrap().into()),
+            (1..5usize, any::<bool>()).prop_map(|(size, cont)| {
+                let fixed = Fixed::new(size).unwrap();
+                (if cont {
+                    fixed.continuing_after_done()
+                } else {
+                    fixed
+                })
+                .into()
+            }),
             (1..6usize)
                 .prop_flat_map(|window| (Just(window), 1..=window))
                 .prop_map(|(window, stride)| Sliding::new(window, stride).unwrap().into()),
@@ -634,7 +649,13 @@ mod tests {
             )
                 .prop_map(|(first, size, growth, extra, cont)| {
                     let max = Some(first.max(size) + extra);
-                    Ramp::new(first, size, growth, max, cont).unwrap().into()
+                    let ramp = Ramp::new(first, size, growth, max).unwrap();
+                    (if cont {
+                        ramp.continuing_after_done()
+                    } else {
+                        ramp
+                    })
+                    .into()
                 }),
             (prop::collection::vec(1..4usize, 0..3), 1..4usize, 0..5usize)
                 .prop_flat_map(|(schedule, chunk, context)| {

@@ -11,23 +11,61 @@ pub const MAX_PREFIX_LEN: usize = 32;
 /// The prefix of segment names unless configured otherwise.
 pub const DEFAULT_PREFIX: &str = "shmstream-";
 
+/// Which stream this is (SPEC section 4): the request, the graph edge it
+/// carries and the partition it comes from. Both processes must name the
+/// same identity; the segment stores it and the consumer checks it.
+///
+/// # Examples
+///
+/// ```
+/// use shmstream::StreamId;
+/// let id = StreamId {
+///     request_id: "req-7".into(),
+///     edge_name: "codec_tokens".into(),
+///     from_partition: "talker".into(),
+/// };
+/// assert_eq!(id.to_string(), "req-7/codec_tokens/talker");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StreamId {
+    /// The request the stream belongs to.
+    pub request_id: String,
+    /// The graph edge it carries.
+    pub edge_name: String,
+    /// The partition (model part) it comes from.
+    pub from_partition: String,
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.request_id, self.edge_name, self.from_partition
+        )
+    }
+}
+
 /// How a stream is named and sized. Both processes build the same config;
 /// the consumer's identity must match the one stored in the segment.
 ///
 /// # Examples
 ///
 /// ```
-/// use shmstream::StreamConfig;
-/// let cfg = StreamConfig::new("req-7", "codec_tokens", "talker")
-///     .capacity(256)
-///     .slot_bytes(4096);
+/// use shmstream::{StreamConfig, StreamId};
+/// let cfg = StreamConfig::new(StreamId {
+///     request_id: "req-7".into(),
+///     edge_name: "codec_tokens".into(),
+///     from_partition: "talker".into(),
+/// })
+/// .with_capacity(256)
+/// .with_slot_bytes(4096);
+/// assert_eq!(cfg.capacity(), 256);
 /// assert!(cfg.segment_name().unwrap().starts_with("/shmstream-req-7.codec_tokens.talker-"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamConfig {
-    pub(crate) request_id: String,
-    pub(crate) edge_name: String,
-    pub(crate) from_partition: String,
+    pub(crate) id: StreamId,
     pub(crate) capacity: u64,
     pub(crate) slot_bytes: u64,
     pub(crate) prefix: String,
@@ -35,12 +73,12 @@ pub struct StreamConfig {
 }
 
 impl StreamConfig {
-    /// A stream of 1024 slots of 4096 bytes, named by its identity.
-    pub fn new(request_id: &str, edge_name: &str, from_partition: &str) -> Self {
+    /// A stream of 1024 slots of 4096 bytes, waiting at most 10 s in its
+    /// blocking calls, named by its identity.
+    #[must_use]
+    pub fn new(id: StreamId) -> Self {
         StreamConfig {
-            request_id: request_id.to_string(),
-            edge_name: edge_name.to_string(),
-            from_partition: from_partition.to_string(),
+            id,
             capacity: 1024,
             slot_bytes: 4096,
             prefix: DEFAULT_PREFIX.to_string(),
@@ -49,66 +87,67 @@ impl StreamConfig {
     }
 
     /// Slots in the ring: a power of two.
-    pub fn capacity(mut self, capacity: u64) -> Self {
+    #[must_use]
+    pub fn with_capacity(mut self, capacity: u64) -> Self {
         self.capacity = capacity;
         self
     }
 
     /// Bytes per slot: a multiple of 64, and capacity x slot size a
     /// multiple of the 4096-byte page.
-    pub fn slot_bytes(mut self, slot_bytes: u64) -> Self {
+    #[must_use]
+    pub fn with_slot_bytes(mut self, slot_bytes: u64) -> Self {
         self.slot_bytes = slot_bytes;
         self
     }
 
     /// The prefix of the segment's name (letters, digits, `-`, `_`, `.`).
-    pub fn prefix(mut self, prefix: &str) -> Self {
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.to_string();
         self
     }
 
-    /// How long blocking calls (`register`, `next_chunk`'s default) wait
-    /// before giving up; `None` waits for ever (a dead peer still ends it).
-    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+    /// How long the blocking calls without a timeout argument
+    /// ([`register`](crate::Producer::register),
+    /// [`next_chunk`](crate::StreamBuffer::next_chunk)) wait before giving
+    /// up; `None` waits for ever (a dead peer still ends the wait).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// The request id.
-    pub fn request_id(&self) -> &str {
-        &self.request_id
+    /// The stream's identity.
+    pub fn id(&self) -> &StreamId {
+        &self.id
     }
 
-    /// The graph edge's name.
-    pub fn edge_name(&self) -> &str {
-        &self.edge_name
-    }
-
-    /// The partition the stream comes from.
-    pub fn from_partition(&self) -> &str {
-        &self.from_partition
-    }
-
-    /// The configured capacity.
-    pub fn get_capacity(&self) -> u64 {
+    /// Slots in the ring.
+    pub fn capacity(&self) -> u64 {
         self.capacity
     }
 
-    /// The configured slot size.
-    pub fn get_slot_bytes(&self) -> u64 {
+    /// Bytes per slot.
+    pub fn slot_bytes(&self) -> u64 {
         self.slot_bytes
     }
 
-    /// The configured wait timeout.
-    pub fn get_timeout(&self) -> Option<Duration> {
+    /// The segment-name prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The wait of the blocking calls without a timeout argument.
+    pub fn timeout(&self) -> Option<Duration> {
         self.timeout
     }
 
     pub(crate) fn names(&self) -> [(&'static str, &str); 3] {
         [
-            ("request_id", &self.request_id),
-            ("edge_name", &self.edge_name),
-            ("from_partition", &self.from_partition),
+            ("request_id", &self.id.request_id),
+            ("edge_name", &self.id.edge_name),
+            ("from_partition", &self.id.from_partition),
         ]
     }
 

@@ -224,6 +224,12 @@ pub enum StreamError {
         /// Its id.
         id: String,
     },
+    /// `wait_drained` while a registered position is neither committed nor
+    /// abandoned: the consumer could never release it.
+    Unpublished {
+        /// The oldest such position.
+        position: u64,
+    },
     /// Shared memory holds a value no correct peer writes.
     Corrupt(String),
     /// `pop_chunk` when `has_chunk_ready()` is false.
@@ -278,6 +284,10 @@ impl fmt::Display for StreamError {
             StreamError::Abandoned { position, id } => write!(
                 f,
                 "the producer dropped tensor {id:?} at position {position} without committing it"
+            ),
+            StreamError::Unpublished { position } => write!(
+                f,
+                "position {position} is registered but neither committed nor abandoned, so the stream cannot drain; commit or drop its slot (or put its id) first"
             ),
             StreamError::Corrupt(what) => write!(f, "shared memory is corrupt: {what}"),
             StreamError::NotReady => write!(f, "no chunk is ready; check has_chunk_ready() first"),

@@ -15,21 +15,21 @@
 //!   (the payload is mapped twice back to back).
 //!
 //! ```
-//! use shmstream::{in_process_buffer, policy::Fixed, DType, StreamConfig, TensorMeta};
-//! let cfg = StreamConfig::new("req-7", "codec_tokens", "talker").capacity(8).slot_bytes(512);
-//! let (producer, mut buffer) = in_process_buffer::<()>(&cfg, Fixed::new(2, false).unwrap()).unwrap();
+//! use shmstream::{in_process_buffer, policy::Fixed, DType, StreamConfig, StreamId, TensorMeta};
+//! let cfg = StreamConfig::new(StreamId { request_id: "req-7".into(), edge_name: "codec_tokens".into(), from_partition: "talker".into() }).with_capacity(8).with_slot_bytes(512);
+//! let (producer, mut buffer) = in_process_buffer::<()>(&cfg, Fixed::new(2).unwrap()).unwrap();
 //! for i in 0..3i64 {
 //!     let frame: Vec<u8> = (0..7).flat_map(|k| (i * 10 + k).to_le_bytes()).collect();
 //!     producer.register(&format!("t{i}")).unwrap()
 //!         .write(TensorMeta::new(DType::I64, &[7]).unwrap(), &frame).unwrap();
 //! }
 //! producer.signal_done();
-//! let chunk = buffer.next_chunk(None).unwrap().unwrap();
+//! let chunk = buffer.next_chunk().unwrap().unwrap();
 //! let view = chunk.stacked().unwrap();            // [2, 7] i64, zero copy
 //! assert_eq!(view.shape(), &[2, 7]);
 //! assert_eq!(view.item(1).unwrap()[..8], 10i64.to_le_bytes());
 //! drop(chunk);
-//! let last = buffer.next_chunk(None).unwrap().unwrap();
+//! let last = buffer.next_chunk().unwrap().unwrap();
 //! assert!(last.is_final() && last.len() == 1);
 //! ```
 //!
@@ -63,9 +63,9 @@ mod sync;
 mod tensor;
 mod view;
 
-pub use buffer::StreamBuffer;
+pub use buffer::{NewBufferError, StreamBuffer};
 pub use chunk::StreamChunk;
-pub use config::{StreamConfig, DEFAULT_PREFIX, MAX_PREFIX_LEN};
+pub use config::{StreamConfig, StreamId, DEFAULT_PREFIX, MAX_PREFIX_LEN};
 pub use consumer::Consumer;
 pub use error::{SetupError, StreamError};
 pub use layout::{MAX_CAPACITY, MAX_DIMS, MAX_ID_LEN, MAX_NAME_LEN, MAX_SLOT_BYTES};

@@ -11,14 +11,6 @@ use crate::policy::ChunkPolicy;
 use crate::producer::Producer;
 use crate::ring::{ConsumerRing, ProducerRing};
 
-fn names(config: &StreamConfig) -> [String; 3] {
-    [
-        config.request_id.clone(),
-        config.edge_name.clone(),
-        config.from_partition.clone(),
-    ]
-}
-
 /// A stream within this process: a producer and a consumer for two threads
 /// (or one). Same protocol and layout as a shared segment, in an anonymous
 /// memory file mapped twice (on the heap under loom and Miri).
@@ -53,7 +45,7 @@ pub fn in_process_buffer<E>(
     let (producer, consumer) = in_process(config)?;
     Ok((
         producer,
-        StreamBuffer::new(consumer, names(config), policy)?,
+        StreamBuffer::new(consumer, config.id.clone(), policy).map_err(|e| e.error)?,
     ))
 }
 
@@ -123,6 +115,6 @@ impl<E> StreamBuffer<E> {
             });
         }
         let consumer = Consumer::from_ring(ConsumerRing::new(mem), config.timeout);
-        StreamBuffer::new(consumer, names(config), policy)
+        StreamBuffer::new(consumer, config.id.clone(), policy).map_err(|e| e.error)
     }
 }

@@ -30,7 +30,7 @@
 //!     ramp.register_chunk(stride);
 //! }
 //! assert_eq!(windows, [4, 8, 16, 32, 32]);
-//! assert_eq!(Policy::Ramp(Ramp::new(4, 8, 2.0, Some(32), false)?).to_string(),
+//! assert_eq!(Policy::Ramp(Ramp::new(4, 8, 2.0, Some(32))?).to_string(),
 //!            "ramp:first=4,size=8,growth=2,max=32");
 //! # Ok::<(), shmstream::policy::PolicyError>(())
 //! ```
@@ -329,11 +329,16 @@ fn positive(parameter: &'static str, value: usize) -> Result<(), PolicyError> {
 /// ```
 /// use shmstream::policy::{ChunkPolicy, Fixed};
 ///
-/// let fixed = Fixed::new(30, false)?;
+/// let fixed = Fixed::new(30)?;
 /// assert!(!fixed.is_ready(29));
 /// assert!(fixed.is_ready(30));
 /// assert_eq!((fixed.window(), fixed.stride()), (30, 30));
-/// assert!(Fixed::new(0, false).is_err());
+/// assert!(!fixed.continue_after_done());
+/// assert!(Fixed::new(0).is_err());
+///
+/// let endless = Fixed::new(30)?.continuing_after_done();
+/// assert!(endless.continue_after_done());
+/// assert_eq!(endless.to_string(), "fixed:size=30,continue");
 /// # Ok::<(), shmstream::policy::PolicyError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -344,18 +349,30 @@ pub struct Fixed {
 }
 
 impl Fixed {
-    /// A fixed policy of `size` items; with `continue_after_done`, the stream
-    /// keeps offering empty, never final chunks once every item was shown.
+    /// A fixed policy of `size` items. Its stream ends with a final chunk;
+    /// [`continuing_after_done`](Self::continuing_after_done) makes it
+    /// endless.
     ///
     /// # Errors
     ///
     /// [`PolicyError::NotPositive`] when `size` is 0.
-    pub fn new(size: usize, continue_after_done: bool) -> Result<Self, PolicyError> {
+    pub fn new(size: usize) -> Result<Self, PolicyError> {
         positive("fixed size", size)?;
         Ok(Self {
             size,
-            continue_after_done,
+            continue_after_done: false,
         })
+    }
+
+    /// The same policy, except that once the producer is done and every item
+    /// was shown, its stream keeps offering empty, never final chunks (the
+    /// consumer decides itself when to stop): the name's `continue` flag.
+    #[must_use]
+    pub fn continuing_after_done(self) -> Self {
+        Self {
+            continue_after_done: true,
+            ..self
+        }
     }
 
     /// The chunk size.
@@ -581,7 +598,7 @@ impl fmt::Display for LeftContext {
 /// ```
 /// use shmstream::policy::{ChunkPolicy, Ramp};
 ///
-/// let mut ramp = Ramp::new(4, 5, 1.5, Some(20), false)?;
+/// let mut ramp = Ramp::new(4, 5, 1.5, Some(20))?;
 /// let mut windows = Vec::new();
 /// for _ in 0..6 {
 ///     windows.push(ramp.window());
@@ -589,6 +606,10 @@ impl fmt::Display for LeftContext {
 /// }
 /// // running sizes 5, 7.5, 11.25, 16.875, then capped at 20
 /// assert_eq!(windows, [4, 5, 8, 11, 17, 20]);
+///
+/// let endless = Ramp::new(4, 8, 1.0, None)?.continuing_after_done();
+/// assert!(endless.continue_after_done());
+/// assert_eq!(endless.to_string(), "ramp:first=4,size=8,continue");
 /// # Ok::<(), shmstream::policy::PolicyError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -610,7 +631,10 @@ pub struct Ramp {
 }
 
 impl Ramp {
-    /// A ramp policy; see the type's documentation for the rules.
+    /// A ramp policy; see the type's documentation for the rules. Its
+    /// stream ends with a final chunk;
+    /// [`continuing_after_done`](Self::continuing_after_done) makes it
+    /// endless.
     ///
     /// # Errors
     ///
@@ -624,7 +648,6 @@ impl Ramp {
         size: usize,
         growth: f64,
         max: Option<usize>,
-        continue_after_done: bool,
     ) -> Result<Self, PolicyError> {
         positive("ramp first", first)?;
         positive("ramp size", size)?;
@@ -644,10 +667,21 @@ impl Ramp {
             size,
             growth,
             max,
-            continue_after_done,
+            continue_after_done: false,
             chunks: 0,
             running: size as f64,
         })
+    }
+
+    /// The same policy, except that once the producer is done and every item
+    /// was shown, its stream keeps offering empty, never final chunks (the
+    /// consumer decides itself when to stop): the name's `continue` flag.
+    #[must_use]
+    pub fn continuing_after_done(self) -> Self {
+        Self {
+            continue_after_done: true,
+            ..self
+        }
     }
 
     /// The size of the first chunk.
@@ -1060,7 +1094,10 @@ const KINDS: [Kind; 5] = [
         name: "fixed",
         keys: &["size", "continue"],
         example: "fixed:size=30",
-        build: |p| Ok(Fixed::new(p.required("size")?, p.flag("continue")?)?.into()),
+        build: |p| {
+            let fixed = Fixed::new(p.required("size")?)?;
+            Ok(continuing_if(p.flag("continue")?, fixed, Fixed::continuing_after_done).into())
+        },
     },
     Kind {
         name: "sliding",
@@ -1083,7 +1120,8 @@ const KINDS: [Kind; 5] = [
             let size = p.required("size")?;
             let growth = p.real("growth")?.unwrap_or(1.0);
             let max = p.optional("max")?;
-            Ok(Ramp::new(first, size, growth, max, p.flag("continue")?)?.into())
+            let ramp = Ramp::new(first, size, growth, max)?;
+            Ok(continuing_if(p.flag("continue")?, ramp, Ramp::continuing_after_done).into())
         },
     },
     Kind {
@@ -1099,6 +1137,15 @@ const KINDS: [Kind; 5] = [
         },
     },
 ];
+
+/// `policy`, made to continue after done when the name says `continue`.
+fn continuing_if<P>(flag: bool, policy: P, continuing: fn(P) -> P) -> P {
+    if flag {
+        continuing(policy)
+    } else {
+        policy
+    }
+}
 
 impl Kind {
     fn named(name: &str) -> Option<Kind> {

@@ -3,7 +3,7 @@
 
 use crate::error::StreamError;
 use crate::layout::MAX_ID_LEN;
-use crate::ring::{check_id, ProducerRing};
+use crate::ring::{check_id, ProducerRing, SlotState};
 use crate::sync::WriteGuard;
 use crate::tensor::TensorMeta;
 use std::cell::RefCell;
@@ -18,8 +18,8 @@ use std::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use shmstream::{in_process, DType, StreamConfig, TensorMeta};
-/// let (producer, mut consumer) = in_process(&StreamConfig::new("r", "e", "p").capacity(4)).unwrap();
+/// use shmstream::{in_process, DType, StreamConfig, StreamId, TensorMeta};
+/// let (producer, mut consumer) = in_process(&StreamConfig::new(StreamId { request_id: "r".into(), edge_name: "e".into(), from_partition: "p".into() }).with_capacity(4)).unwrap();
 /// let mut a = producer.register("t0").unwrap();
 /// let mut b = producer.register("t1").unwrap();
 /// b.payload_mut()[..4].copy_from_slice(&2f32.to_le_bytes());
@@ -31,80 +31,63 @@ use std::time::Duration;
 /// ```
 pub struct Producer {
     ring: RefCell<ProducerRing>,
-    pending: RefCell<Pending>,
+    /// By slot: the id a `pre_read_register` position waits under, for the
+    /// by-id calls. Meaningful only where the ring says `Pending`.
+    ids: RefCell<Box<[PendingId]>>,
     timeout: Option<Duration>,
     /// Removes the segment's name when the producer goes (shared memory only).
     #[cfg(not(loom))]
     pub(crate) unlink_on_drop: Option<String>,
 }
 
-/// The producer's private record of registered slots that wait for their
-/// bytes, for the by-id calls (`pre_read_register`, `put`).
-struct Pending {
-    /// By slot: the id registered there and whether it still waits.
-    entries: Box<[PendingEntry]>,
-    /// No position below it waits.
-    oldest: u64,
-}
-
 #[derive(Clone, Copy)]
-struct PendingEntry {
-    waiting: bool,
-    id_len: u8,
-    id: [u8; MAX_ID_LEN],
-}
-
-impl Pending {
-    fn entry(&mut self, position: u64) -> &mut PendingEntry {
-        let mask = self.entries.len() as u64 - 1;
-        &mut self.entries[(position & mask) as usize]
-    }
-
-    /// The waiting position registered under `id`, scanning only the
-    /// positions that may still wait.
-    fn find(&mut self, id: &[u8], next: u64) -> Option<u64> {
-        while self.oldest < next && !self.entry(self.oldest).waiting {
-            self.oldest += 1;
-        }
-        (self.oldest..next).find(|&p| {
-            let e = self.entry(p);
-            e.waiting && &e.id[..e.id_len as usize] == id
-        })
-    }
+struct PendingId {
+    len: u8,
+    bytes: [u8; MAX_ID_LEN],
 }
 
 impl fmt::Debug for Producer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ring = self.ring.borrow();
-        f.debug_struct("Producer")
-            .field("capacity", &ring.mem().capacity())
-            .field("slot_bytes", &ring.mem().slot_bytes())
-            .field("registered", &ring.registered())
-            .finish()
+        let mut out = f.debug_struct("Producer");
+        // `try_borrow`: Debug must not panic when called while a method of
+        // this producer holds the ring (from a panic message, say).
+        match self.ring.try_borrow() {
+            Ok(ring) => out
+                .field("capacity", &ring.mem().capacity())
+                .field("slot_bytes", &ring.mem().slot_bytes())
+                .field("registered", &ring.registered()),
+            Err(_) => out.field("ring", &"<in use>"),
+        };
+        out.finish()
     }
 }
 
 impl Producer {
     pub(crate) fn from_ring(ring: ProducerRing, timeout: Option<Duration>) -> Producer {
         let capacity = ring.mem().capacity() as usize;
+        let empty = PendingId {
+            len: 0,
+            bytes: [0; MAX_ID_LEN],
+        };
         Producer {
             ring: RefCell::new(ring),
-            pending: RefCell::new(Pending {
-                entries: vec![
-                    PendingEntry {
-                        waiting: false,
-                        id_len: 0,
-                        id: [0; MAX_ID_LEN]
-                    };
-                    capacity
-                ]
-                .into_boxed_slice(),
-                oldest: 0,
-            }),
+            ids: RefCell::new(vec![empty; capacity].into_boxed_slice()),
             timeout,
             #[cfg(not(loom))]
             unlink_on_drop: None,
         }
+    }
+
+    /// The pending (`pre_read_register`ed, not yet put) position of `id`,
+    /// scanning only the positions still open.
+    fn find_pending(&self, id: &[u8]) -> Option<u64> {
+        let mut ring = self.ring.borrow_mut();
+        let ids = self.ids.borrow();
+        let mask = ids.len() as u64 - 1;
+        (ring.oldest_open()..ring.registered()).find(|&p| {
+            let entry = &ids[(p & mask) as usize];
+            ring.state(p) == SlotState::Pending && &entry.bytes[..entry.len as usize] == id
+        })
     }
 
     /// Slots in the ring.
@@ -157,7 +140,7 @@ impl Producer {
         timeout: Option<Duration>,
     ) -> Result<Slot<'_>, StreamError> {
         let position = self.ring.borrow_mut().reserve(id.as_bytes(), timeout)?;
-        Ok(self.slot(position, id.as_bytes()))
+        Ok(self.handle(position))
     }
 
     /// Reserves the next slot without waiting.
@@ -168,20 +151,12 @@ impl Producer {
     /// others as [`register`](Self::register).
     pub fn try_register(&self, id: &str) -> Result<Slot<'_>, StreamError> {
         let position = self.ring.borrow_mut().try_reserve(id.as_bytes())?;
-        Ok(self.slot(position, id.as_bytes()))
+        Ok(self.handle(position))
     }
 
-    fn slot(&self, position: u64, id: &[u8]) -> Slot<'_> {
-        let mut pending = self.pending.borrow_mut();
-        let entry = pending.entry(position);
-        entry.waiting = true;
-        entry.id_len = id.len() as u8;
-        entry.id[..id.len()].copy_from_slice(id);
-        drop(pending);
-        self.handle(position)
-    }
-
-    /// A handle for the reserved, uncommitted slot of `position`.
+    /// The handle of a position the ring just made `Held` for it: the only
+    /// one, since only a `Free -> Held` or `Pending -> Held` transition
+    /// makes a handle.
     fn handle(&self, position: u64) -> Slot<'_> {
         Slot {
             producer: self,
@@ -201,23 +176,26 @@ impl Producer {
     /// otherwise as [`register`](Self::register).
     pub fn pre_read_register(&self, id: &str) -> Result<u64, StreamError> {
         check_id(id.as_bytes())?;
-        let next = self.registered();
-        if self
-            .pending
-            .borrow_mut()
-            .find(id.as_bytes(), next)
-            .is_some()
-        {
+        if self.find_pending(id.as_bytes()).is_some() {
             return Err(StreamError::DuplicateId { id: id.to_string() });
         }
         let slot = self.register(id)?;
+        let position = slot.position;
         let offset = slot.payload_offset();
+        let mut ids = self.ids.borrow_mut();
+        let mask = ids.len() as u64 - 1;
+        let entry = &mut ids[(position & mask) as usize];
+        entry.len = id.len() as u8;
+        entry.bytes[..id.len()].copy_from_slice(id.as_bytes());
+        drop(ids);
         slot.keep_pending();
         Ok(offset)
     }
 
     /// The reference's `put`: copies `bytes` into the slot registered for
-    /// `id` and commits it with `meta`.
+    /// `id` by [`pre_read_register`](Self::pre_read_register) and commits it
+    /// with `meta`. (A slot from [`register`](Self::register) is written and
+    /// committed through its handle, not by id.)
     ///
     /// # Errors
     ///
@@ -255,15 +233,18 @@ impl Producer {
         self.pending_slot(id)?.commit_or_keep_pending(meta)
     }
 
-    /// The slot pending for `id`, as a handle (re-created: the handle of
-    /// `pre_read_register` was not kept).
+    /// Takes the pending position of `id` up again as a handle; the ring's
+    /// `Pending -> Held` transition makes it the position's only one.
     fn pending_slot(&self, id: &str) -> Result<Slot<'_>, StreamError> {
-        let next = self.registered();
-        let position = self
-            .pending
+        let unknown = || StreamError::UnknownId { id: id.to_string() };
+        let position = self.find_pending(id.as_bytes()).ok_or_else(unknown)?;
+        if !self
+            .ring
             .borrow_mut()
-            .find(id.as_bytes(), next)
-            .ok_or_else(|| StreamError::UnknownId { id: id.to_string() })?;
+            .transition(position, SlotState::Pending, SlotState::Held)
+        {
+            return Err(unknown());
+        }
         Ok(self.handle(position))
     }
 
@@ -286,6 +267,7 @@ impl Producer {
 /// A reserved slot: write the tensor's bytes in place, then commit. Dropped
 /// without a commit, the slot is published as abandoned, and the consumer
 /// reports it (instead of waiting for it for ever).
+#[must_use = "dropping a slot without committing it abandons its position"]
 pub struct Slot<'p> {
     producer: &'p Producer,
     position: u64,
@@ -340,10 +322,11 @@ impl<'p> Slot<'p> {
         let ptr = mem.slot_ptr(self.position);
         // SAFETY: the slot of a reserved, uncommitted position belongs to
         // this handle alone: the consumer does not read it before the
-        // commit, the producer reserves each position once, and no other
-        // `Slot` for it exists (the by-id calls re-create one only for a
-        // pending position whose handle was forgotten). The borrow of
-        // `self` keeps the bytes from being shared.
+        // commit (nor release it: `released` past an open position is
+        // refused as corrupt), and no other `Slot` for it exists (the ring
+        // hands out a handle only on a `Free/Pending -> Held` transition,
+        // and this one holds it). The borrow of `self` keeps the bytes from
+        // being shared.
         unsafe { std::slice::from_raw_parts_mut(ptr, len) }
     }
 
@@ -366,12 +349,7 @@ impl<'p> Slot<'p> {
         }
         // The write ends here, before the completion is published.
         self.guard = None;
-        self.producer.ring.borrow().commit(self.position, &meta);
-        self.producer
-            .pending
-            .borrow_mut()
-            .entry(self.position)
-            .waiting = false;
+        self.producer.ring.borrow_mut().commit(self.position, &meta);
         self.done = true;
         Ok(())
     }
@@ -404,6 +382,12 @@ impl Slot<'_> {
     /// (`put` finds it again by its id).
     fn keep_pending(mut self) {
         self.guard = None;
+        let kept = self.producer.ring.borrow_mut().transition(
+            self.position,
+            SlotState::Held,
+            SlotState::Pending,
+        );
+        debug_assert!(kept, "a live handle's position is held");
         self.done = true;
     }
 
@@ -420,12 +404,7 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.guard = None;
-            self.producer.ring.borrow().abandon(self.position);
-            self.producer
-                .pending
-                .borrow_mut()
-                .entry(self.position)
-                .waiting = false;
+            self.producer.ring.borrow_mut().abandon(self.position);
         }
     }
 }

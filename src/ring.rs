@@ -265,6 +265,20 @@ pub(crate) fn wait_for<T>(
     }
 }
 
+/// Where a reserved position stands on the producer's side. A position
+/// has at most one live write handle: only `Free -> Held` (reserve),
+/// `Pending -> Held` (a by-id call takes it up again) and back are allowed,
+/// and each transition is checked here, whatever the public call sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    /// Published (committed or abandoned), or never reserved in this lap.
+    Free,
+    /// Reserved; one `Slot` handle writes it.
+    Held,
+    /// Reserved by `pre_read_register`; no handle, a by-id call finds it.
+    Pending,
+}
+
 /// The producer's side of the protocol. Its cursors are private; only
 /// `registered` and the descriptors are published.
 #[derive(Debug)]
@@ -274,15 +288,51 @@ pub(crate) struct ProducerRing {
     next: u64,
     /// Last `released` we loaded; reloaded only when the ring looks full.
     cached_released: u64,
+    /// By slot: the state of the position that last reserved it.
+    states: Box<[SlotState]>,
+    /// No position below it is `Held` or `Pending`; at most `next`. The
+    /// consumer cannot have released past it (it never saw it complete), so
+    /// a `released` beyond it is corrupt, not a licence to reuse the slot.
+    oldest_open: u64,
 }
 
 impl ProducerRing {
     pub(crate) fn new(mem: RingMem) -> Self {
+        let capacity = mem.capacity as usize;
         ProducerRing {
             mem,
             next: 0,
             cached_released: 0,
+            states: vec![SlotState::Free; capacity].into_boxed_slice(),
+            oldest_open: 0,
         }
+    }
+
+    /// The state of a position of the current lap (`position < next` and
+    /// at most `capacity` behind it; older positions read as `Free`).
+    pub(crate) fn state(&self, position: u64) -> SlotState {
+        if position >= self.next || self.next - position > self.mem.capacity {
+            return SlotState::Free;
+        }
+        self.states[(position & (self.mem.capacity - 1)) as usize]
+    }
+
+    /// Moves `position` from `from` to `to`; false (and no change) when it
+    /// is not in `from`.
+    pub(crate) fn transition(&mut self, position: u64, from: SlotState, to: SlotState) -> bool {
+        if self.state(position) != from {
+            return false;
+        }
+        self.states[(position & (self.mem.capacity - 1)) as usize] = to;
+        true
+    }
+
+    /// The oldest position still reserved and unpublished (or `next`).
+    pub(crate) fn oldest_open(&mut self) -> u64 {
+        while self.oldest_open < self.next && self.state(self.oldest_open) == SlotState::Free {
+            self.oldest_open += 1;
+        }
+        self.oldest_open
     }
 
     pub(crate) fn mem(&self) -> &RingMem {
@@ -297,7 +347,8 @@ impl ProducerRing {
         if self.next - self.cached_released < self.mem.capacity {
             return Ok(true);
         }
-        let released = load_released(&self.mem, self.cached_released, self.next)?;
+        let high = self.oldest_open();
+        let released = load_released(&self.mem, self.cached_released, high)?;
         self.cached_released = released;
         Ok(self.next - released < self.mem.capacity)
     }
@@ -336,9 +387,9 @@ impl ProducerRing {
             Err(StreamError::Full { .. }) => {}
             other => return other,
         }
-        let capacity = self.mem.capacity;
+        let (capacity, next) = (self.mem.capacity, self.next);
         let waited = self.wait_for_consumer(timeout, |released, gone| {
-            released.map_or(true, |r| self.next - r < capacity) || gone
+            released.map_or(true, |r| next - r < capacity) || gone
         });
         match waited? {
             Waited::Ready(()) => self.try_reserve(id),
@@ -353,6 +404,7 @@ impl ProducerRing {
     fn reserve_unchecked(&mut self, id: &[u8]) -> u64 {
         let position = self.next;
         self.mem.descriptor(position).write_id(id);
+        self.states[(position & (self.mem.capacity - 1)) as usize] = SlotState::Held;
         self.next = position + 1;
         // Release: pairs with the consumer's Acquire load of `registered`;
         // the id written above is visible to it.
@@ -364,8 +416,9 @@ impl ProducerRing {
     }
 
     /// Publishes the slot of `position` as complete with `meta`, whose size
-    /// the caller checked against the slot.
-    pub(crate) fn commit(&self, position: u64, meta: &TensorMeta) {
+    /// the caller checked against the slot. The position must be `Held`.
+    pub(crate) fn commit(&mut self, position: u64, meta: &TensorMeta) {
+        self.close(position);
         let desc = self.mem.descriptor(position);
         desc.write_meta(
             STATUS_COMMITTED,
@@ -379,10 +432,21 @@ impl ProducerRing {
 
     /// Publishes the slot of `position` as given up: the consumer reports it
     /// instead of waiting for it for ever.
-    pub(crate) fn abandon(&self, position: u64) {
+    pub(crate) fn abandon(&mut self, position: u64) {
+        self.close(position);
         let desc = self.mem.descriptor(position);
         desc.write_meta(STATUS_ABANDONED, 0, &[0; 8], 0, 0);
         self.publish(desc, position);
+    }
+
+    /// Marks a held position published. Anything else is a bug in this
+    /// crate: publishing twice would overwrite a later lap's completion.
+    fn close(&mut self, position: u64) {
+        let closed = self.transition(position, SlotState::Held, SlotState::Free);
+        assert!(
+            closed,
+            "position {position} published without a live handle"
+        );
     }
 
     fn publish(&self, desc: &Descriptor, position: u64) {
@@ -406,6 +470,12 @@ impl ProducerRing {
     /// Waits until the consumer released everything registered (or left).
     pub(crate) fn wait_drained(&mut self, timeout: Option<Duration>) -> Result<(), StreamError> {
         let next = self.next;
+        // The producer is one thread: a position it has not published now
+        // will not be published while it waits here.
+        let open = self.oldest_open();
+        if open < next {
+            return Err(StreamError::Unpublished { position: open });
+        }
         let waited = self.wait_for_consumer(timeout, |released, gone| {
             released.is_none() || released == Some(next) || gone
         })?;
@@ -427,17 +497,18 @@ impl ProducerRing {
     /// holds; `released` is `None` when the value read was corrupt, which
     /// ends the wait with that error.
     fn wait_for_consumer(
-        &self,
+        &mut self,
         timeout: Option<Duration>,
         mut done: impl FnMut(Option<u64>, bool) -> bool,
     ) -> Result<Waited<()>, StreamError> {
+        let high = self.oldest_open();
         let mem = &self.mem;
         let mut failure = None;
         let waited = wait_for(
             &mem.control().space_bell,
             timeout,
             || {
-                let released = load_released(mem, self.cached_released, self.next)
+                let released = load_released(mem, self.cached_released, high)
                     .map_err(|e| failure = Some(e))
                     .ok();
                 let gone = mem.flags() & FLAG_CONSUMER_GONE != 0;
@@ -453,7 +524,8 @@ impl ProducerRing {
 }
 
 /// Loads the consumer's `released` and checks it lies in `low..=high` (it
-/// never decreases and never passes what was registered).
+/// never decreases and never passes a position the producer has not
+/// published: `high` is the oldest one still open).
 fn load_released(mem: &RingMem, low: u64, high: u64) -> Result<u64, StreamError> {
     // Acquire: pairs with the consumer's Release store in `release`, so its
     // reads of the slots it released happen before we reuse them.
@@ -605,7 +677,14 @@ impl ConsumerRing {
     /// The validated metadata of `position`, which must be in the prefix and
     /// not released.
     pub(crate) fn meta(&self, position: u64) -> &ItemMeta {
-        debug_assert!(position >= self.cur.released && position < self.cur.avail_end);
+        // A hard check: a position outside the unreleased prefix may be
+        // rewritten by the producer at any time.
+        assert!(
+            position >= self.cur.released && position < self.cur.avail_end,
+            "position {position} is outside the unreleased prefix {}..{}",
+            self.cur.released,
+            self.cur.avail_end
+        );
         &self.cur.metas[(position & (self.mem.capacity - 1)) as usize]
     }
 
@@ -638,9 +717,12 @@ impl ConsumerRing {
     }
 }
 
+/// Whether the producer left. Also after `done`: a producer may signal
+/// done with slots still in flight and die before committing them; the
+/// waiter's condition is re-checked first, so a stream that is all in is
+/// still delivered whole.
 fn producer_gone(mem: &RingMem) -> bool {
-    let flags = mem.flags();
-    flags & FLAG_DONE == 0 && (flags & FLAG_PRODUCER_GONE != 0 || !mem.peer_alive(Side::Producer))
+    mem.flags() & FLAG_PRODUCER_GONE != 0 || !mem.peer_alive(Side::Producer)
 }
 
 impl Cursors {

@@ -76,8 +76,8 @@ impl<'a> ItemView<'a> {
     /// # Examples
     ///
     /// ```
-    /// use shmstream::{in_process, DType, StreamConfig, TensorMeta};
-    /// let (producer, mut consumer) = in_process(&StreamConfig::new("r", "e", "p").capacity(4)).unwrap();
+    /// use shmstream::{in_process, DType, StreamConfig, StreamId, TensorMeta};
+    /// let (producer, mut consumer) = in_process(&StreamConfig::new(StreamId { request_id: "r".into(), edge_name: "e".into(), from_partition: "p".into() }).with_capacity(4)).unwrap();
     /// let bytes: Vec<u8> = [1i64, 2, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
     /// producer.register("t0").unwrap().write(TensorMeta::new(DType::I64, &[3]).unwrap(), &bytes).unwrap();
     /// consumer.poll().unwrap();

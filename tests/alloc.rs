@@ -3,7 +3,7 @@
 //! counting global allocator, on the test's own thread only.
 
 use shmstream::policy::Sliding;
-use shmstream::{in_process, in_process_buffer, DType, StreamConfig, TensorMeta};
+use shmstream::{in_process, in_process_buffer, DType, StreamConfig, StreamId, TensorMeta};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -60,9 +60,13 @@ fn the_item_and_chunk_paths_allocate_nothing() {
     let frame = [7u8; 56];
 
     // Items: register, write in place, commit, poll, read, consume.
-    let cfg = StreamConfig::new("r", "e", "p")
-        .capacity(64)
-        .slot_bytes(512);
+    let cfg = StreamConfig::new(StreamId {
+        request_id: "r".into(),
+        edge_name: "e".into(),
+        from_partition: "p".into(),
+    })
+    .with_capacity(64)
+    .with_slot_bytes(512);
     let (producer, mut consumer) = in_process(&cfg).unwrap();
     let mut checksum = 0u64;
     let mut round = |range: std::ops::Range<usize>| {
@@ -82,9 +86,13 @@ fn the_item_and_chunk_paths_allocate_nothing() {
     assert!(checksum > 0);
 
     // Chunks: pop_chunk, stacked view, items, drop (release).
-    let cfg = StreamConfig::new("r", "e", "p")
-        .capacity(1024)
-        .slot_bytes(512);
+    let cfg = StreamConfig::new(StreamId {
+        request_id: "r".into(),
+        edge_name: "e".into(),
+        from_partition: "p".into(),
+    })
+    .with_capacity(1024)
+    .with_slot_bytes(512);
     let (producer, mut buffer) =
         in_process_buffer::<()>(&cfg, Sliding::new(28, 7).unwrap()).unwrap();
     let mut shown = 0usize;

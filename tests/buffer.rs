@@ -5,7 +5,8 @@
 use proptest::prelude::*;
 use shmstream::policy::{ChunkPolicy, Policy};
 use shmstream::{
-    in_process_buffer, DType, Producer, StreamBuffer, StreamConfig, StreamError, TensorMeta,
+    in_process_buffer, DType, Producer, StreamBuffer, StreamConfig, StreamError, StreamId,
+    TensorMeta,
 };
 use std::collections::BTreeSet;
 
@@ -24,9 +25,13 @@ fn policy(name: &str) -> Policy {
 }
 
 fn setup(name: &str, capacity: u64) -> (Producer, StreamBuffer) {
-    let cfg = StreamConfig::new("r", "e", "p")
-        .capacity(capacity)
-        .slot_bytes(4096);
+    let cfg = StreamConfig::new(StreamId {
+        request_id: "r".into(),
+        edge_name: "e".into(),
+        from_partition: "p".into(),
+    })
+    .with_capacity(capacity)
+    .with_slot_bytes(4096);
     in_process_buffer(&cfg, policy(name)).unwrap()
 }
 
@@ -130,10 +135,10 @@ fn left_context_10_2_shows_two_items_again_in_each_later_chunk() {
 fn an_empty_stream_yields_one_empty_final_chunk() {
     let (producer, mut buffer) = setup("sliding:window=4,stride=2", 8);
     producer.signal_done();
-    let chunk = buffer.next_chunk(None).unwrap().unwrap();
+    let chunk = buffer.next_chunk().unwrap().unwrap();
     assert!(chunk.is_final() && chunk.is_empty() && chunk.stacked().is_none());
     drop(chunk);
-    assert!(buffer.next_chunk(None).unwrap().is_none());
+    assert!(buffer.next_chunk().unwrap().is_none());
 }
 
 /// Runs `n` items through the ring; `eager` pops whenever ready after each
@@ -209,7 +214,12 @@ fn continue_after_done_offers_empty_chunks_and_never_a_final_one() {
 
 #[test]
 fn waiting_edges_come_back_first_in_first_out() {
-    let cfg = StreamConfig::new("r", "e", "p").capacity(4);
+    let cfg = StreamConfig::new(StreamId {
+        request_id: "r".into(),
+        edge_name: "e".into(),
+        from_partition: "p".into(),
+    })
+    .with_capacity(4);
     let (_producer, mut buffer) =
         in_process_buffer::<(u32, &str)>(&cfg, policy("fixed:size=1")).unwrap();
     assert_eq!(buffer.pop_waiting_edge(), None);
@@ -382,10 +392,10 @@ proptest! {
         let need = p.max_window().max(1) as u64;
         let capacity = if small_ring { need.next_power_of_two() } else { (need * 4).next_power_of_two() };
         // A full ring answers at once instead of waiting for a release.
-        let cfg = StreamConfig::new("r", "e", "p")
-            .capacity(capacity)
-            .slot_bytes(4096)
-            .timeout(Some(std::time::Duration::ZERO));
+        let cfg = StreamConfig::new(StreamId { request_id: "r".into(), edge_name: "e".into(), from_partition: "p".into() })
+            .with_capacity(capacity)
+            .with_slot_bytes(4096)
+            .with_timeout(Some(std::time::Duration::ZERO));
         let (producer, mut buffer) = in_process_buffer::<()>(&cfg, p.clone()).unwrap();
         let mut model = Model::new(p.clone());
         let mut pending: Vec<usize> = vec![];

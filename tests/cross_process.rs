@@ -28,7 +28,7 @@ fn spawn_child(role: &str, prefix: &str, items: u64) -> Child {
 }
 
 fn child_config(prefix: &str) -> StreamConfig {
-    config(prefix, 256, 512).timeout(Some(Duration::from_secs(30)))
+    config(prefix, 256, 512).with_timeout(Some(Duration::from_secs(30)))
 }
 
 /// Not a test of its own: the body of the child process.
@@ -90,12 +90,14 @@ fn a_held_chunk_is_not_overwritten_by_a_producer_at_full_speed() {
     let _cleanup = Cleanup(prefix.clone());
     let n = 2_000;
     let mut child = spawn_child("flood", &prefix, n);
-    let mut buffer: StreamBuffer = open_retrying(|| {
-        StreamBuffer::open(&child_config(&prefix), Fixed::new(64, false).unwrap())
-    });
+    let mut buffer: StreamBuffer =
+        open_retrying(|| StreamBuffer::open(&child_config(&prefix), Fixed::new(64).unwrap()));
     let mut seen = 0u64;
     let mut held_once = false;
-    while let Some(chunk) = buffer.next_chunk(Some(Duration::from_secs(30))).unwrap() {
+    while let Some(chunk) = buffer
+        .next_chunk_timeout(Some(Duration::from_secs(30)))
+        .unwrap()
+    {
         let view = chunk.stacked().unwrap();
         let before: Vec<u8> = view.item(0).unwrap().to_vec();
         if !held_once {
@@ -122,7 +124,7 @@ fn a_stacked_window_across_the_wrap_is_contiguous_in_the_mapping() {
     let _cleanup = Cleanup(prefix.clone());
     let cfg = config(&prefix, 4, 1024);
     let producer = Producer::create(&cfg).unwrap();
-    let mut buffer: StreamBuffer = StreamBuffer::open(&cfg, Fixed::new(3, false).unwrap()).unwrap();
+    let mut buffer: StreamBuffer = StreamBuffer::open(&cfg, Fixed::new(3).unwrap()).unwrap();
     for s in 0..3 {
         commit_item(producer.register(&format!("t{s}")).unwrap(), s, 16);
     }

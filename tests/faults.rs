@@ -57,7 +57,7 @@ fn kill9(child: &mut Killed) -> Instant {
 }
 
 fn cfg(prefix: &str) -> shmstream::StreamConfig {
-    config(prefix, 8, 512).timeout(None)
+    config(prefix, 8, 512).with_timeout(None)
 }
 
 /// Not a test of its own: the body of the child process.

@@ -176,7 +176,7 @@ fn corrupt_everywhere(
 
     // The stream buffer.
     let s = stream(tag, 4, 1024);
-    let mut buffer = StreamBuffer::<()>::open(&s.cfg, Fixed::new(1, false).unwrap()).unwrap();
+    let mut buffer = StreamBuffer::<()>::open(&s.cfg, Fixed::new(1).unwrap()).unwrap();
     setup(&s.producer);
     if poll_first {
         buffer.available().unwrap();

@@ -11,7 +11,8 @@
 
 use shmstream::policy::{Fixed, Sliding};
 use shmstream::{
-    in_process, in_process_buffer, DType, ItemView, Producer, StreamConfig, StreamError, TensorMeta,
+    in_process, in_process_buffer, DType, ItemView, Producer, StreamConfig, StreamError, StreamId,
+    TensorMeta,
 };
 use std::thread;
 use std::time::Duration;
@@ -26,10 +27,14 @@ const PATIENCE: Option<Duration> = Some(Duration::from_secs(60));
 
 /// A ring of `capacity` slots, one page of payload at least.
 fn config(capacity: u64) -> StreamConfig {
-    StreamConfig::new("r", "e", "p")
-        .capacity(capacity)
-        .slot_bytes((4096 / capacity).max(64))
-        .timeout(PATIENCE)
+    StreamConfig::new(StreamId {
+        request_id: "r".into(),
+        edge_name: "e".into(),
+        from_partition: "p".into(),
+    })
+    .with_capacity(capacity)
+    .with_slot_bytes((4096 / capacity).max(64))
+    .with_timeout(PATIENCE)
 }
 
 /// Item `i` holds `1 + i % 5` u32 words `i * 16 + k` (sizes vary, so a
@@ -136,7 +141,7 @@ fn held_chunks_survive_wrap_around_and_stack_when_contiguous() {
     // Items of one shape, so windows stack; the heap ring has no mirror,
     // so a window that wraps is not stacked (None), one that does not is.
     let (producer, mut buffer) =
-        in_process_buffer::<()>(&config(4), Fixed::new(2, false).unwrap()).unwrap();
+        in_process_buffer::<()>(&config(4), Fixed::new(2).unwrap()).unwrap();
     let p = thread::spawn(move || {
         for i in 0..ITEMS {
             let w = [i as u32, !(i as u32)];
@@ -149,7 +154,7 @@ fn held_chunks_survive_wrap_around_and_stack_when_contiguous() {
         producer.signal_done();
     });
     let (mut next, mut finals) = (0u64, 0);
-    while let Some(chunk) = buffer.next_chunk(PATIENCE).unwrap() {
+    while let Some(chunk) = buffer.next_chunk_timeout(PATIENCE).unwrap() {
         assert_eq!(chunk.start_offset(), next);
         let check_all = |chunk: &shmstream::StreamChunk<'_>| {
             for (k, item) in chunk.items().enumerate() {
@@ -190,7 +195,7 @@ fn sliding_windows_keep_the_items_past_the_stride_until_dropped() {
         producer.signal_done();
     });
     let mut starts = Vec::new();
-    while let Some(chunk) = buffer.next_chunk(PATIENCE).unwrap() {
+    while let Some(chunk) = buffer.next_chunk_timeout(PATIENCE).unwrap() {
         let start = chunk.start_offset();
         for (k, item) in chunk.items().enumerate() {
             check(&item, start + k as u64);

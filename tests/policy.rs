@@ -40,11 +40,14 @@ fn parse_error(name: &str) -> String {
 
 #[test]
 fn fixed_chunks_are_size_apart_without_overlap() {
-    let mut fixed = Fixed::new(3, false).unwrap();
+    let mut fixed = Fixed::new(3).unwrap();
     assert!(!fixed.is_ready(2));
     assert_eq!(chunks(&mut fixed, 3), [(3, 3); 3]);
     assert!(!fixed.continue_after_done());
-    assert!(Fixed::new(3, true).unwrap().continue_after_done());
+    assert!(Fixed::new(3)
+        .unwrap()
+        .continuing_after_done()
+        .continue_after_done());
     assert_eq!(fixed.primed(), 0);
     assert_eq!(fixed.max_window(), 3);
 }
@@ -73,7 +76,7 @@ fn left_context_first_chunk_is_shorter_than_the_rest() {
 
 #[test]
 fn ramp_doubles_up_to_its_max() {
-    let mut ramp = Ramp::new(4, 8, 2.0, Some(32), false).unwrap();
+    let mut ramp = Ramp::new(4, 8, 2.0, Some(32)).unwrap();
     let got = chunks(&mut ramp, 6);
     assert_eq!(
         got,
@@ -85,36 +88,35 @@ fn ramp_doubles_up_to_its_max() {
 #[test]
 fn ramp_rounds_its_running_size_half_to_even() {
     // running sizes 5, 7.5, 11.25, 16.875, 25.3125, then capped at 30
-    let mut ramp = Ramp::new(2, 5, 1.5, Some(30), false).unwrap();
+    let mut ramp = Ramp::new(2, 5, 1.5, Some(30)).unwrap();
     assert_eq!(windows(&mut ramp, 7), [2, 5, 8, 11, 17, 25, 30]);
     // running sizes 8, 8.5, 9.03125, 9.5957..., 10.1954...
-    let mut ramp = Ramp::new(1, 8, 1.0625, Some(100), false).unwrap();
+    let mut ramp = Ramp::new(1, 8, 1.0625, Some(100)).unwrap();
     assert_eq!(windows(&mut ramp, 6), [1, 8, 8, 9, 10, 10]);
 }
 
 #[test]
 fn ramp_without_growth_stays_at_size() {
-    let mut ramp = Ramp::new(4, 8, 1.0, None, false).unwrap();
+    let mut ramp = Ramp::new(4, 8, 1.0, None).unwrap();
     assert_eq!(windows(&mut ramp, 4), [4, 8, 8, 8]);
     assert_eq!(ramp.max_window(), 8);
     // A max that growth 1 never reaches is not counted as a window.
-    assert_eq!(
-        Ramp::new(4, 8, 1.0, Some(64), false).unwrap().max_window(),
-        8
-    );
+    assert_eq!(Ramp::new(4, 8, 1.0, Some(64)).unwrap().max_window(), 8);
 }
 
 #[test]
 fn ramp_first_chunk_may_be_the_largest() {
-    let mut ramp = Ramp::new(6, 2, 2.0, Some(6), false).unwrap();
+    let mut ramp = Ramp::new(6, 2, 2.0, Some(6)).unwrap();
     assert_eq!(windows(&mut ramp, 5), [6, 2, 4, 6, 6]);
     assert_eq!(ramp.max_window(), 6);
-    assert_eq!(Ramp::new(9, 2, 1.0, None, false).unwrap().max_window(), 9);
+    assert_eq!(Ramp::new(9, 2, 1.0, None).unwrap().max_window(), 9);
 }
 
 #[test]
 fn ramp_counts_a_flush_as_a_chunk() {
-    let mut ramp = Ramp::new(4, 8, 2.0, Some(32), true).unwrap();
+    let mut ramp = Ramp::new(4, 8, 2.0, Some(32))
+        .unwrap()
+        .continuing_after_done();
     ramp.register_chunk(1);
     ramp.register_chunk(0);
     assert_eq!(ramp.window(), 16);
@@ -214,13 +216,13 @@ fn message(result: Result<impl std::fmt::Debug, PolicyError>) -> String {
 #[test]
 fn zero_counts_are_refused() {
     assert_eq!(
-        Fixed::new(0, false).unwrap_err(),
+        Fixed::new(0).unwrap_err(),
         PolicyError::NotPositive {
             parameter: "fixed size"
         }
     );
     assert_eq!(
-        message(Fixed::new(0, true)),
+        message(Fixed::new(0)),
         "fixed size must be at least 1, got 0"
     );
     assert_eq!(
@@ -232,11 +234,11 @@ fn zero_counts_are_refused() {
         "left-context chunk must be at least 1, got 0"
     );
     assert_eq!(
-        message(Ramp::new(0, 8, 1.0, None, false)),
+        message(Ramp::new(0, 8, 1.0, None)),
         "ramp first must be at least 1, got 0"
     );
     assert_eq!(
-        message(Ramp::new(4, 0, 1.0, None, false)),
+        message(Ramp::new(4, 0, 1.0, None)),
         "ramp size must be at least 1, got 0"
     );
     assert_eq!(
@@ -278,15 +280,15 @@ fn left_context_must_be_below_the_chunk() {
 #[test]
 fn ramp_growth_must_be_finite_and_at_least_one() {
     assert_eq!(
-        message(Ramp::new(4, 8, 0.5, Some(32), false)),
+        message(Ramp::new(4, 8, 0.5, Some(32))),
         "ramp growth 0.5 must be a finite number of at least 1"
     );
     assert_eq!(
-        message(Ramp::new(4, 8, f64::INFINITY, Some(32), false)),
+        message(Ramp::new(4, 8, f64::INFINITY, Some(32))),
         "ramp growth inf must be a finite number of at least 1"
     );
     assert!(matches!(
-        Ramp::new(4, 8, f64::NAN, Some(32), false),
+        Ramp::new(4, 8, f64::NAN, Some(32)),
         Err(PolicyError::GrowthOutOfRange { growth }) if growth.is_nan()
     ));
 }
@@ -294,7 +296,7 @@ fn ramp_growth_must_be_finite_and_at_least_one() {
 #[test]
 fn ramp_growth_above_one_needs_a_max() {
     assert_eq!(
-        message(Ramp::new(4, 8, 1.5, None, false)),
+        message(Ramp::new(4, 8, 1.5, None)),
         "ramp growth 1.5 is above 1, so a max is required to bound the chunk size"
     );
 }
@@ -302,18 +304,18 @@ fn ramp_growth_above_one_needs_a_max() {
 #[test]
 fn ramp_max_must_cover_first_and_size() {
     assert_eq!(
-        message(Ramp::new(4, 8, 2.0, Some(7), false)),
+        message(Ramp::new(4, 8, 2.0, Some(7))),
         "ramp max 7 must be at least the first size 4 and the size 8"
     );
     assert_eq!(
-        Ramp::new(9, 8, 2.0, Some(8), false).unwrap_err(),
+        Ramp::new(9, 8, 2.0, Some(8)).unwrap_err(),
         PolicyError::MaxTooSmall {
             max: 8,
             first: 9,
             size: 8
         }
     );
-    assert!(Ramp::new(8, 8, 2.0, Some(8), false).is_ok());
+    assert!(Ramp::new(8, 8, 2.0, Some(8)).is_ok());
 }
 
 #[test]
@@ -332,11 +334,11 @@ fn scheduled_prime_must_not_exceed_the_context() {
 fn every_documented_name_parses() {
     assert_eq!(
         parse("fixed:size=30"),
-        Policy::Fixed(Fixed::new(30, false).unwrap())
+        Policy::Fixed(Fixed::new(30).unwrap())
     );
     assert_eq!(
         parse("fixed:size=30,continue"),
-        Policy::Fixed(Fixed::new(30, true).unwrap())
+        Policy::Fixed(Fixed::new(30).unwrap().continuing_after_done())
     );
     assert_eq!(
         parse("sliding:window=28,stride=7"),
@@ -348,15 +350,19 @@ fn every_documented_name_parses() {
     );
     assert_eq!(
         parse("ramp:first=4,size=8,growth=2,max=32"),
-        Policy::Ramp(Ramp::new(4, 8, 2.0, Some(32), false).unwrap())
+        Policy::Ramp(Ramp::new(4, 8, 2.0, Some(32)).unwrap())
     );
     assert_eq!(
         parse("ramp:first=4,size=8,growth=1.5,max=32,continue"),
-        Policy::Ramp(Ramp::new(4, 8, 1.5, Some(32), true).unwrap())
+        Policy::Ramp(
+            Ramp::new(4, 8, 1.5, Some(32))
+                .unwrap()
+                .continuing_after_done()
+        )
     );
     assert_eq!(
         parse("ramp:first=4,size=8"),
-        Policy::Ramp(Ramp::new(4, 8, 1.0, None, false).unwrap())
+        Policy::Ramp(Ramp::new(4, 8, 1.0, None).unwrap())
     );
     assert_eq!(
         parse("scheduled:schedule=4/8/16,chunk=25,context=25"),
@@ -592,8 +598,15 @@ fn policy_errors_are_std_errors() {
 fn any_policy() -> impl Strategy<Value = Policy> {
     let count = 1..100_000usize;
     prop_oneof![
-        (count.clone(), any::<bool>())
-            .prop_map(|(size, cont)| Fixed::new(size, cont).unwrap().into()),
+        (count.clone(), any::<bool>()).prop_map(|(size, cont)| {
+            let fixed = Fixed::new(size).unwrap();
+            (if cont {
+                fixed.continuing_after_done()
+            } else {
+                fixed
+            })
+            .into()
+        }),
         count
             .clone()
             .prop_flat_map(|window| (Just(window), 1..=window))
@@ -617,7 +630,13 @@ fn any_policy() -> impl Strategy<Value = Policy> {
                     extra
                 };
                 let max = extra.map(|extra| first.max(size) + extra);
-                Ramp::new(first, size, growth, max, cont).unwrap().into()
+                let ramp = Ramp::new(first, size, growth, max).unwrap();
+                (if cont {
+                    ramp.continuing_after_done()
+                } else {
+                    ramp
+                })
+                .into()
             }),
         (
             prop::collection::vec(count.clone(), 0..5),

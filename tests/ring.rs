@@ -4,13 +4,17 @@
 mod common;
 
 use common::{check_item, commit_item, consume_in_order, produce_reordered};
-use shmstream::{in_process, DType, StreamConfig, StreamError, TensorMeta};
+use shmstream::{in_process, DType, StreamConfig, StreamError, StreamId, TensorMeta};
 use std::time::Duration;
 
 fn cfg(capacity: u64, slot_bytes: u64) -> StreamConfig {
-    StreamConfig::new("r", "e", "p")
-        .capacity(capacity)
-        .slot_bytes(slot_bytes)
+    StreamConfig::new(StreamId {
+        request_id: "r".into(),
+        edge_name: "e".into(),
+        from_partition: "p".into(),
+    })
+    .with_capacity(capacity)
+    .with_slot_bytes(slot_bytes)
 }
 
 /// Produces `n` items of mixed sizes, committed out of order within groups
@@ -242,14 +246,22 @@ fn bad_layouts_are_refused_with_the_limit_named() {
         assert!(err.contains(needle), "{err}");
     }
     for (name, needle) in [("", "empty"), ("a/b", "'/'"), ("a\0b", "NUL")] {
-        let err = in_process(&StreamConfig::new(name, "e", "p"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(needle), "{err}");
-    }
-    let err = in_process(&StreamConfig::new(&"x".repeat(121), "e", "p"))
+        let err = in_process(&StreamConfig::new(StreamId {
+            request_id: String::from(name),
+            edge_name: "e".into(),
+            from_partition: "p".into(),
+        }))
         .unwrap_err()
         .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+    let err = in_process(&StreamConfig::new(StreamId {
+        request_id: String::from(&"x".repeat(121)),
+        edge_name: "e".into(),
+        from_partition: "p".into(),
+    }))
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("limit is 120"), "{err}");
 }
 

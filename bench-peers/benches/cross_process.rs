@@ -25,7 +25,7 @@
 //! ([`latency`], [`stream`]) are written once.
 
 use criterion::{black_box, BenchmarkId, Criterion, SamplingMode, Throughput};
-use shmstream::{Consumer, DType, Producer, SetupError, StreamConfig, TensorMeta};
+use shmstream::{Consumer, DType, Producer, SetupError, StreamConfig, StreamId, TensorMeta};
 use std::env;
 use std::hint::spin_loop;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -50,11 +50,15 @@ fn prefix_of(pid: u32) -> String {
 }
 
 fn config(prefix: &str, edge: &str, capacity: u64, slot_bytes: u64) -> StreamConfig {
-    StreamConfig::new("bench", edge, "peer")
-        .prefix(prefix)
-        .capacity(capacity)
-        .slot_bytes(slot_bytes)
-        .timeout(Some(TIMEOUT))
+    StreamConfig::new(StreamId {
+        request_id: "bench".into(),
+        edge_name: String::from(edge),
+        from_partition: "peer".into(),
+    })
+    .with_prefix(prefix)
+    .with_capacity(capacity)
+    .with_slot_bytes(slot_bytes)
+    .with_timeout(Some(TIMEOUT))
 }
 
 /// Opens the consumer of `cfg`, waiting for the other process to create it.

@@ -10,7 +10,7 @@
 //! futex). One criterion iteration moves [`BATCH`] records.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shmstream::{in_process, Consumer, DType, Producer, StreamConfig, TensorMeta};
+use shmstream::{in_process, Consumer, DType, Producer, StreamConfig, StreamId, TensorMeta};
 use std::hint::spin_loop;
 use std::sync::Arc;
 use std::thread;
@@ -69,9 +69,13 @@ impl<const N: usize> Spsc<N> for Shmstream {
     type Tx = ShmTx<N>;
     type Rx = Consumer;
     fn pair() -> (ShmTx<N>, Consumer) {
-        let cfg = StreamConfig::new("bench", "ring", "throughput")
-            .capacity(CAPACITY as u64)
-            .slot_bytes(64);
+        let cfg = StreamConfig::new(StreamId {
+            request_id: "bench".into(),
+            edge_name: "ring".into(),
+            from_partition: "throughput".into(),
+        })
+        .with_capacity(CAPACITY as u64)
+        .with_slot_bytes(64);
         let (producer, consumer) = in_process(&cfg).expect("in-process stream");
         let meta = TensorMeta::new(DType::U64, &[N as u64 / 8]).expect("meta");
         (ShmTx { producer, meta }, consumer)

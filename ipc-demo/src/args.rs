@@ -4,7 +4,7 @@
 //! `ipc-demo run` hands its settings to the processes it starts.
 
 use clap::{Args, ValueEnum};
-use shmstream::{DType, StreamConfig, TensorMeta, DEFAULT_PREFIX, MAX_DIMS};
+use shmstream::{DType, StreamConfig, StreamId, TensorMeta, DEFAULT_PREFIX, MAX_DIMS};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -43,11 +43,17 @@ impl IdentityArgs {
     /// id was given (ring size as `ring` says, or the library's default).
     pub fn config(&self, default_request: &str, ring: Option<&RingArgs>) -> StreamConfig {
         let request = self.request_id.as_deref().unwrap_or(default_request);
-        let mut config = StreamConfig::new(request, &self.edge, &self.partition)
-            .prefix(&self.prefix)
-            .timeout(Some(self.timeout));
+        let mut config = StreamConfig::new(StreamId {
+            request_id: String::from(request),
+            edge_name: String::from(&self.edge),
+            from_partition: String::from(&self.partition),
+        })
+        .with_prefix(&self.prefix)
+        .with_timeout(Some(self.timeout));
         if let Some(ring) = ring {
-            config = config.capacity(ring.capacity).slot_bytes(ring.slot_bytes);
+            config = config
+                .with_capacity(ring.capacity)
+                .with_slot_bytes(ring.slot_bytes);
         }
         config
     }

@@ -20,7 +20,7 @@
 #![cfg(loom)]
 #![deny(missing_docs, missing_debug_implementations)]
 
-use shmstream::{DType, ItemView, Producer, StreamConfig, StreamError, TensorMeta};
+use shmstream::{DType, ItemView, Producer, StreamConfig, StreamError, StreamId, TensorMeta};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,10 +66,14 @@ where
 /// 1024 bytes, or larger when the ring is smaller than a page (the payload
 /// must be a whole number of 4096-byte pages).
 pub fn config(capacity: u64) -> StreamConfig {
-    StreamConfig::new("r", "e", "p")
-        .capacity(capacity)
-        .slot_bytes((4096 / capacity).max(1024))
-        .timeout(None)
+    StreamConfig::new(StreamId {
+        request_id: "r".into(),
+        edge_name: "e".into(),
+        from_partition: "p".into(),
+    })
+    .with_capacity(capacity)
+    .with_slot_bytes((4096 / capacity).max(1024))
+    .with_timeout(None)
 }
 
 /// The id of item `i`.

@@ -11,7 +11,7 @@ use shmstream::{in_process_buffer, policy::Fixed, StreamBuffer};
 /// Pops until `None`; returns (items, final chunks).
 fn drain(buffer: &mut StreamBuffer) -> (u64, u32) {
     let (mut next, mut finals) = (0, 0);
-    while let Some(chunk) = buffer.next_chunk(None).unwrap() {
+    while let Some(chunk) = buffer.next_chunk().unwrap() {
         assert_eq!(finals, 0, "a chunk after the final one");
         for item in chunk.items() {
             check_item(&item, next);
@@ -27,7 +27,7 @@ fn drain(buffer: &mut StreamBuffer) -> (u64, u32) {
 fn done_after_the_last_commit_gives_one_final_chunk() {
     model(|| {
         let (producer, mut buffer) =
-            in_process_buffer::<()>(&config(4), Fixed::new(1, false).unwrap()).unwrap();
+            in_process_buffer::<()>(&config(4), Fixed::new(1).unwrap()).unwrap();
         let p = thread::spawn(move || {
             send(&producer, 0).unwrap();
             send(&producer, 1).unwrap();
@@ -43,7 +43,7 @@ fn done_after_the_last_commit_gives_one_final_chunk() {
 fn done_before_the_last_commit_gives_one_final_chunk() {
     model(|| {
         let (producer, mut buffer) =
-            in_process_buffer::<()>(&config(4), Fixed::new(1, false).unwrap()).unwrap();
+            in_process_buffer::<()>(&config(4), Fixed::new(1).unwrap()).unwrap();
         let p = thread::spawn(move || {
             send(&producer, 0).unwrap();
             // The last id is registered, then done is said, then its bytes

@@ -11,7 +11,7 @@ use shmstream::{in_process_buffer, policy::Fixed};
 fn consumer_sees_in_order_commits_in_order() {
     model(|| {
         let (producer, mut buffer) =
-            in_process_buffer::<()>(&config(4), Fixed::new(1, false).unwrap()).unwrap();
+            in_process_buffer::<()>(&config(4), Fixed::new(1).unwrap()).unwrap();
         let p = thread::spawn(move || {
             for i in 0..2 {
                 send(&producer, i).unwrap();
@@ -22,7 +22,7 @@ fn consumer_sees_in_order_commits_in_order() {
             producer
         });
         let (mut next, mut finals) = (0, 0);
-        while let Some(chunk) = buffer.next_chunk(None).unwrap() {
+        while let Some(chunk) = buffer.next_chunk().unwrap() {
             assert_eq!(chunk.start_offset(), next, "chunks follow the stream");
             for item in chunk.items() {
                 check_item(&item, next);

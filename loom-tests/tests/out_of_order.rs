@@ -26,14 +26,14 @@ fn send_out_of_order(producer: &Producer) {
 fn out_of_order_commits_reach_chunks_in_stream_order() {
     model(|| {
         let (producer, mut buffer) =
-            in_process_buffer::<()>(&config(4), Fixed::new(1, false).unwrap()).unwrap();
+            in_process_buffer::<()>(&config(4), Fixed::new(1).unwrap()).unwrap();
         let p = thread::spawn(move || {
             send_out_of_order(&producer);
             producer.signal_done();
             producer
         });
         let (mut next, mut finals) = (0, 0);
-        while let Some(chunk) = buffer.next_chunk(None).unwrap() {
+        while let Some(chunk) = buffer.next_chunk().unwrap() {
             for item in chunk.items() {
                 check_item(&item, next);
                 next += 1;

@@ -22,7 +22,7 @@ fn items_past_the_stride_stay_readable_until_the_chunk_is_dropped() {
             producer
         });
         let mut chunks = Vec::new();
-        while let Some(chunk) = buffer.next_chunk(None).unwrap() {
+        while let Some(chunk) = buffer.next_chunk().unwrap() {
             let start = chunk.start_offset();
             for (k, item) in chunk.items().enumerate() {
                 check_item(&item, start + k as u64);

@@ -14,7 +14,7 @@ use shmstream::{in_process_buffer, policy::Fixed, StreamError};
 fn a_full_ring_is_not_overwritten_while_a_chunk_shows_it() {
     model(|| {
         let (producer, mut buffer) =
-            in_process_buffer::<()>(&config(2), Fixed::new(2, false).unwrap()).unwrap();
+            in_process_buffer::<()>(&config(2), Fixed::new(2).unwrap()).unwrap();
         let p = thread::spawn(move || {
             for i in 0..3 {
                 let slot = loop {
@@ -31,7 +31,7 @@ fn a_full_ring_is_not_overwritten_while_a_chunk_shows_it() {
             producer
         });
         let (mut next, mut finals) = (0, 0);
-        while let Some(chunk) = buffer.next_chunk(None).unwrap() {
+        while let Some(chunk) = buffer.next_chunk().unwrap() {
             for (k, item) in chunk.items().enumerate() {
                 check_item(&item, next + k as u64);
             }

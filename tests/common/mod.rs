@@ -2,7 +2,7 @@
 //! with sequence numbers and checksums, and segment cleanup.
 #![allow(dead_code)]
 
-use shmstream::{Consumer, DType, Producer, Slot, StreamConfig, TensorMeta};
+use shmstream::{Consumer, DType, Producer, Slot, StreamConfig, StreamId, TensorMeta};
 use std::time::Duration;
 
 /// SplitMix64: a tiny deterministic generator (no crate needed).
@@ -86,10 +86,14 @@ impl Drop for Cleanup {
 }
 
 pub fn config(prefix: &str, capacity: u64, slot_bytes: u64) -> StreamConfig {
-    StreamConfig::new("req", "edge", "part")
-        .prefix(prefix)
-        .capacity(capacity)
-        .slot_bytes(slot_bytes)
+    StreamConfig::new(StreamId {
+        request_id: "req".into(),
+        edge_name: "edge".into(),
+        from_partition: "part".into(),
+    })
+    .with_prefix(prefix)
+    .with_capacity(capacity)
+    .with_slot_bytes(slot_bytes)
 }
 
 /// Registers `n` items of mixed sizes (up to 64 words) in order and commits
