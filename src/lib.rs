@@ -63,6 +63,11 @@ mod sync;
 mod tensor;
 mod view;
 
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use buffer::{NewBufferError, StreamBuffer};
 pub use chunk::StreamChunk;
 pub use config::{StreamConfig, StreamId, DEFAULT_PREFIX, MAX_PREFIX_LEN};
