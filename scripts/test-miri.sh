@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs the heap-backed tests under Miri (nightly): the library's unit tests,
-# the policy tests and tests/miri_ring.rs (the ring and StreamBuffer between
-# two threads). Nothing that touches the OS (shared-memory segments, other
-# processes) is selected: tests/segment.rs and tests/cross_process.rs are
-# not passed.
+# the policy tests, tests/miri_ring.rs (the ring and StreamBuffer between
+# two threads), and the public-API sequences of tests/soundness.rs,
+# tests/ring.rs and tests/buffer.rs (in_process() is heap-backed under
+# Miri). Tests that touch the OS (segments, other processes) are compiled
+# out with cfg(not(miri)) or not passed (tests/segment.rs,
+# tests/cross_process.rs).
 #
-#   scripts/test-miri.sh                                # about 2 min warm, 3 cold
-#   scripts/test-miri.sh --test ring --test buffer      # extra targets (+70 s)
+#   scripts/test-miri.sh                                # a few minutes
 #   MIRIFLAGS=-Zmiri-many-seeds=0..8 scripts/test-miri.sh   # more schedules
 #   MIRIFLAGS=-Zmiri-tree-borrows scripts/test-miri.sh      # other aliasing model
 #
@@ -41,7 +42,7 @@ done
 cargo +nightly miri setup >&2 || skip "'cargo +nightly miri setup' failed"
 
 targets=(--lib)
-for t in policy miri_ring; do
+for t in policy miri_ring soundness ring buffer; do
     if [[ -f "tests/$t.rs" ]]; then
         targets+=(--test "$t")
     else

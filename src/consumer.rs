@@ -156,6 +156,11 @@ pub(crate) fn stacked(ring: &ConsumerRing, start: u64, n: u64) -> Option<TensorV
     if !ring.stackable(start + n - 1, n) {
         return None;
     }
+    // Loom: the view reads every slot of the window (see `ItemView::new`).
+    #[cfg(loom)]
+    for position in start..start + n {
+        drop(mem.track_read(position));
+    }
     // SAFETY: the `n` positions are in the prefix and unreleased for the
     // borrow of `ring` (released only through `&mut`); their slots are
     // consecutive in memory, across the wrap thanks to the mirror (checked

@@ -34,6 +34,10 @@ impl<'a> ItemView<'a> {
     /// `position` is in the consumer's available prefix and stays
     /// unreleased for `'a`; `meta` is its validated copy.
     pub(crate) unsafe fn new(mem: &'a RingMem, meta: &'a ItemMeta, position: u64) -> Self {
+        // Loom: the view reads the slot now; a producer write to it that
+        // does not happen after the consumer's release is a reported race.
+        #[cfg(loom)]
+        drop(mem.track_read(position));
         // SAFETY: the slot holds `slot_bytes >= meta.nbytes` bytes (checked
         // when the descriptor was read), the producer does not write it
         // until it is released, which the caller rules out for `'a`.
