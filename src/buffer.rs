@@ -198,7 +198,7 @@ impl<E> StreamBuffer<E> {
 
     /// Waits (sleeping, not spinning) until a chunk is ready and pops it;
     /// `None` once the final chunk was popped. Waits at most the stream's
-    /// configured timeout ([`StreamConfig::with_timeout`]).
+    /// configured timeout ([`StreamConfig::with_timeout`](crate::StreamConfig::with_timeout)).
     ///
     /// # Errors
     ///

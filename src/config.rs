@@ -179,7 +179,9 @@ impl StreamConfig {
     ///
     /// # Errors
     ///
-    /// The names are refused as in [`validate`](Self::validate).
+    /// [`SetupError::InvalidName`] for an empty, too long or unusable name
+    /// or prefix, [`SetupError::InvalidConfig`] for a bad capacity or slot
+    /// size.
     pub fn segment_name(&self) -> Result<String, SetupError> {
         self.validate()?;
         let mut readable = String::new();
