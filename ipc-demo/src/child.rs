@@ -1,10 +1,33 @@
 //! A process the launcher starts: its output captured by threads, waited
 //! for with a deadline, and killed if the launcher lets go of it early.
+//!
+//! Each child asks the kernel for SIGTERM when the launcher dies
+//! (`PR_SET_PDEATHSIG`, set between fork and exec), so a launcher killed
+//! with SIGKILL leaves no child running. Right after setting it the child
+//! checks that its parent is still the launcher: a launcher that died
+//! before the request would otherwise never send the signal.
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked exits: the
+//! launcher starts its children from its main thread, which lives until
+//! the process ends.
 
 use std::io::{self, BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// What [`Proc::line_starting`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// The rest of the line that starts with the key.
+    Found(String),
+    /// Stdout ended without such a line.
+    Ended,
+    /// Not yet: ask again.
+    Pending,
+}
 
 /// A started process of ours.
 #[derive(Debug)]
@@ -12,8 +35,8 @@ pub struct Proc {
     /// What it is, for messages ("producer", "consumer", "sender").
     pub role: &'static str,
     child: Child,
-    stdout: Option<ChildStdout>,
-    stdout_text: Option<JoinHandle<String>>,
+    /// Stdout, line by line, read by a thread from the start.
+    stdout_lines: Receiver<String>,
     stderr_text: Option<JoinHandle<String>>,
     status: Option<ExitStatus>,
 }
@@ -33,56 +56,115 @@ impl Proc {
     ///
     /// The program cannot be started.
     pub fn spawn(role: &'static str, exe: &std::path::Path, args: &[String]) -> io::Result<Proc> {
-        let mut child = Command::new(exe)
+        let launcher = std::process::id() as libc::pid_t;
+        let mut command = Command::new(exe);
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot start the {role} ({}): {e}", exe.display()),
-                )
-            })?;
+            .stderr(Stdio::piped());
+        // SAFETY: between fork and exec the closure only makes the
+        // async-signal-safe calls prctl and getppid, and builds errors from
+        // raw OS codes (no allocation).
+        unsafe {
+            command.pre_exec(move || {
+                let term = libc::SIGTERM as libc::c_ulong;
+                if libc::prctl(libc::PR_SET_PDEATHSIG, term, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The launcher may have died before the request: then the
+                // signal will never come, so do not start at all.
+                if libc::getppid() != launcher {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start the {role} ({}): {e}", exe.display()),
+            )
+        })?;
         let stderr_text = child.stderr.take().map(drain);
-        let stdout = child.stdout.take();
+        let (send, stdout_lines) = mpsc::channel();
+        if let Some(stdout) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if send.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         Ok(Proc {
             role,
             child,
-            stdout,
-            stdout_text: None,
+            stdout_lines,
             stderr_text,
             status: None,
         })
     }
 
-    /// Reads stdout lines until one starts with `key `; returns the rest
-    /// of that line, or `None` when stdout ends first.
-    pub fn read_line_starting(&mut self, key: &str) -> Option<String> {
-        let stdout = self.stdout.take()?;
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let mut found = None;
-        while reader.read_line(&mut line).ok()? > 0 {
-            if let Some(rest) = line
-                .trim_end()
-                .strip_prefix(key)
-                .and_then(|r| r.strip_prefix(' '))
-            {
-                found = Some(rest.to_string());
-                break;
-            }
-            line.clear();
-        }
-        self.stdout_text = Some(drain(reader));
-        found
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
-    /// Collects stdout in the background from now on.
-    pub fn capture_stdout(&mut self) {
-        if let Some(stdout) = self.stdout.take() {
-            self.stdout_text = Some(drain(stdout));
+    /// Waits up to `wait` for a stdout line starting with `key `; gives the
+    /// rest of that line. Lines before it are dropped.
+    pub fn line_starting(&mut self, key: &str, wait: Duration) -> Line {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout_lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line
+                        .trim_end()
+                        .strip_prefix(key)
+                        .and_then(|r| r.strip_prefix(' '))
+                    {
+                        return Line::Found(rest.to_string());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => return Line::Pending,
+                Err(RecvTimeoutError::Disconnected) => return Line::Ended,
+            }
+        }
+    }
+
+    /// Sends `signal` to it, unless it was already reaped (then its pid
+    /// may belong to another process).
+    ///
+    /// # Errors
+    ///
+    /// The OS refuses.
+    pub fn signal(&mut self, signal: libc::c_int) -> io::Result<()> {
+        if self.try_wait()?.is_some() {
+            return Ok(());
+        }
+        // SAFETY: kill has no memory effects; the pid is our unreaped child.
+        if unsafe { libc::kill(self.child.id() as libc::pid_t, signal) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits until `deadline` at most; its status if it exited.
+    ///
+    /// # Errors
+    ///
+    /// The OS cannot wait.
+    pub fn wait_until(&mut self, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -98,34 +180,27 @@ impl Proc {
         Ok(self.status)
     }
 
-    /// Waits up to `timeout` for it to exit; kills it after that.
+    /// Kills it (SIGKILL) unless it already exited, and reaps it.
     ///
     /// # Errors
     ///
-    /// The OS cannot wait or kill.
-    pub fn wait_or_kill(&mut self, timeout: Duration) -> io::Result<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                self.child.kill()?;
-                let status = self.child.wait()?;
-                self.status = Some(status);
-                return Ok(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
+    /// The OS cannot kill or wait.
+    pub fn kill(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.try_wait()? {
+            return Ok(status);
         }
+        self.child.kill()?;
+        let status = self.child.wait()?;
+        self.status = Some(status);
+        Ok(status)
     }
 
-    /// Everything it printed on stdout (after it exited).
+    /// Everything it printed on stdout not taken by
+    /// [`line_starting`](Self::line_starting) (after it exited).
     pub fn stdout(&mut self) -> String {
-        self.capture_stdout();
-        self.stdout_text
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default()
+        // Ends when the reader saw the end of stdout.
+        let lines: Vec<String> = self.stdout_lines.iter().collect();
+        lines.join("\n")
     }
 
     /// Everything it printed on stderr (after it exited).

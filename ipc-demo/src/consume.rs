@@ -1,6 +1,8 @@
 //! `ipc-consumer`: opens a stream by its identity, cuts it into chunks by a
 //! policy, reads every window in place (`chunk.stacked()`, no copy),
 //! verifies it ([`crate::verify`]) and reports ([`crate::report`]).
+//! On SIGINT, SIGTERM or SIGHUP it says how many items it received and
+//! exits with 128 + the signal ([`crate::signals`]).
 
 use crate::args::{at_least_one, seconds, IdentityArgs, DEFAULT_POLICY, DEFAULT_REQUEST_ID};
 use crate::cli::Outcome;
@@ -59,6 +61,7 @@ impl ConsumeArgs {
 /// A stream that cannot be opened, a dead producer, a failed check; each
 /// as one sentence.
 pub fn run(args: &ConsumeArgs) -> Outcome {
+    crate::signals::exit_on_signal("ipc-consumer");
     let config = args.identity.config(DEFAULT_REQUEST_ID, None);
     let segment = config.segment_name()?;
     let mut buffer = open(&config, &args.policy, args.open_timeout)?;
@@ -66,13 +69,14 @@ pub fn run(args: &ConsumeArgs) -> Outcome {
     let mut verifier = Verifier::new(&args.policy);
     let mut first_pop_ns = None;
     loop {
-        let chunk = match buffer.next_chunk(None).map_err(|e| after(&verifier, e))? {
+        let chunk = match buffer.next_chunk().map_err(|e| after(&verifier, e))? {
             Some(chunk) => chunk,
             None => break,
         };
         let visible = monotonic_ns();
         first_pop_ns.get_or_insert(visible);
         verifier.check(&chunk, visible)?;
+        crate::signals::count(verifier.items());
         // Under continue-after-done the stream offers empty chunks for
         // ever once everything was shown: the first one ends it here.
         let endless = chunk.is_empty() && !chunk.is_final();
@@ -87,7 +91,7 @@ pub fn run(args: &ConsumeArgs) -> Outcome {
     let end = monotonic_ns();
     let sleeps = voluntary_switches().saturating_sub(sleeps_before);
     verifier.finish(args.policy.continue_after_done())?;
-    let report = report(&segment, args, &mut verifier, end, first_pop_ns, sleeps);
+    let report = report(&segment, args, &verifier, end, first_pop_ns, sleeps);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -131,7 +135,7 @@ fn open(config: &StreamConfig, policy: &Policy, timeout: Duration) -> Result<Str
 fn report(
     segment: &str,
     args: &ConsumeArgs,
-    verifier: &mut Verifier,
+    verifier: &Verifier,
     end_ns: u64,
     first_pop_ns: Option<u64>,
     sleeps: u64,
@@ -162,7 +166,7 @@ fn report(
         seconds,
         items_per_s: per_s(items),
         gb_per_s: per_s(verifier.bytes) / 1e9,
-        latency: Latency::of(&mut verifier.latencies),
+        latency: Latency::of(&verifier.latencies),
         bytes_copied: 0,
         bytes_verified: verifier.bytes_verified,
         consumer_sleeps: sleeps,

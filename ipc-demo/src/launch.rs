@@ -3,12 +3,17 @@
 //! the hidden subcommands `produce` and `consume`), shows a progress bar
 //! read from the segment, and prints the consumer's report.
 //!
+//! The launcher owns its children: it forwards SIGINT, SIGTERM and SIGHUP
+//! to them, waits for them, reports how far the stream got and exits with
+//! 128 + the signal; each child ends when the launcher dies
+//! ([`crate::child`]).
+//!
 //! With `--source tcp` the producer listens on 127.0.0.1 (a port the OS
 //! picks) and a third process, `ipc-demo send`, feeds it.
 
 use crate::args::{seconds, IdentityArgs, ItemArgs, ReorderArgs, RingArgs, Source, DEFAULT_POLICY};
-use crate::child::Proc;
-use crate::cli::Outcome;
+use crate::child::{Line, Proc};
+use crate::cli::{Interrupted, Outcome};
 use crate::consume::ConsumeArgs;
 use crate::produce::ProduceArgs;
 use crate::report::Report;
@@ -19,7 +24,7 @@ use shmstream::policy::{ChunkPolicy, Policy};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitStatus;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The launcher's command line.
 #[derive(Args, Clone, Debug)]
@@ -53,12 +58,125 @@ pub struct RunArgs {
     pub no_progress: bool,
 }
 
+/// How long the children get to end after a forwarded signal before the
+/// launcher kills them.
+pub const STOP_GRACE: Duration = Duration::from_millis(1500);
+/// How often the launcher looks at the segment, its children and signals.
+const TICK: Duration = Duration::from_millis(50);
+
+/// The running pair (and sender): the launcher owns them. Dropping it
+/// (any early return) kills the children still running and removes the
+/// segment if its producer is dead.
+struct Launch {
+    segment: String,
+    total: u64,
+    /// Items the consumer released, as last seen in the segment.
+    released: u64,
+    procs: Vec<Proc>,
+}
+
+impl Launch {
+    /// Reads the segment's counters; `None` once it is gone.
+    fn look(&mut self) -> Option<shmstream::SegmentInfo> {
+        let info = shmstream::inspect(&self.segment).ok()?;
+        self.released = self.released.max(info.released.min(self.total));
+        Some(info)
+    }
+
+    /// An error when SIGINT, SIGTERM or SIGHUP came: the children are
+    /// stopped first.
+    fn check_signals(&mut self) -> Outcome {
+        match crate::signals::received() {
+            Some(signal) => Err(self.stop(signal)),
+            None => Ok(()),
+        }
+    }
+
+    /// Forwards `signal` to every child, waits for them ([`STOP_GRACE`],
+    /// then kills them), removes the segment if it is left, and says what
+    /// was done.
+    fn stop(&mut self, signal: libc::c_int) -> Box<dyn std::error::Error> {
+        self.look();
+        for p in &mut self.procs {
+            let _ = p.signal(signal);
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        let mut killed = Vec::new();
+        for p in &mut self.procs {
+            if !matches!(p.wait_until(deadline), Ok(Some(_))) {
+                let _ = p.kill();
+                killed.push(p.role);
+            }
+        }
+        // A producer killed before it could remove its segment: its lock
+        // is gone with it, so the segment is dead and can go.
+        let _ = shmstream::remove_if_dead(&self.segment);
+        for p in &mut self.procs {
+            for line in p.stderr().lines().filter(|l| !l.trim().is_empty()) {
+                eprintln!("{line}");
+            }
+        }
+        let roles: Vec<&str> = self.procs.iter().map(|p| p.role).collect();
+        let mut message = format!(
+            "interrupted by {} after {} of {} items; {} stopped",
+            crate::signals::name(signal),
+            self.released,
+            self.total,
+            roles.join(" and ")
+        );
+        if !killed.is_empty() {
+            message += &format!(" ({} killed after {STOP_GRACE:?})", killed.join(" and "));
+        }
+        Box::new(Interrupted { signal, message })
+    }
+
+    /// Waits up to `timeout` for every child to exit, watching for
+    /// signals; kills those still running after it.
+    fn wait_all(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Vec<ExitStatus>, Box<dyn std::error::Error>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_signals()?;
+            let mut all = true;
+            for p in &mut self.procs {
+                all &= p.try_wait()?.is_some();
+            }
+            if all || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut statuses = Vec::new();
+        for p in &mut self.procs {
+            statuses.push(p.kill()?);
+        }
+        Ok(statuses)
+    }
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+        }
+        let _ = shmstream::remove_if_dead(&self.segment);
+    }
+}
+
 /// Runs the pair and prints the report.
+///
+/// SIGINT, SIGTERM and SIGHUP are forwarded to the children; the launcher
+/// waits for them (at most [`STOP_GRACE`]), says how many items were
+/// done, and exits with 128 + the signal. The children end by themselves
+/// when the launcher dies (see [`crate::child`]).
 ///
 /// # Errors
 ///
 /// Bad settings (before anything starts), a process that cannot start or
-/// that fails (its own message is printed first).
+/// that fails (its own message is printed first), a signal
+/// ([`Interrupted`]).
 pub fn run(args: &RunArgs) -> Outcome {
     let request = args
         .identity
@@ -85,6 +203,13 @@ pub fn run(args: &RunArgs) -> Outcome {
     }
     let exe = std::env::current_exe()?;
     let tcp = args.source == Source::Tcp;
+    crate::signals::record_signals();
+    let mut launch = Launch {
+        segment,
+        total: args.items.items,
+        released: 0,
+        procs: Vec::new(),
+    };
     let produce = ProduceArgs {
         identity: args.identity.clone(),
         ring: args.ring.clone(),
@@ -94,11 +219,24 @@ pub fn run(args: &RunArgs) -> Outcome {
         listen: tcp.then(|| "127.0.0.1:0".to_string()),
         accept_timeout: args.identity.timeout,
     };
-    let mut producer = spawn("producer", &exe, "produce", produce.to_args(&request))?;
-    let ready = producer.read_line_starting(if tcp { "listening" } else { "segment" });
-    let Some(ready) = ready else {
-        let status = producer.wait_or_kill(args.identity.timeout)?;
-        return Err(failed(&mut [&mut producer], &[status]));
+    launch.procs.push(spawn(
+        "producer",
+        &exe,
+        "produce",
+        produce.to_args(&request),
+    )?);
+    let key = if tcp { "listening" } else { "segment" };
+    let ready = loop {
+        launch.check_signals()?;
+        match launch.procs[0].line_starting(key, TICK) {
+            Line::Found(ready) => break ready,
+            Line::Pending => continue,
+            Line::Ended => {
+                // Its stdout closed: it is exiting.
+                let statuses = launch.wait_all(args.identity.timeout)?;
+                return Err(failed(&mut launch.procs, &statuses));
+            }
+        }
     };
     let consume = ConsumeArgs {
         identity: args.identity.clone(),
@@ -107,37 +245,31 @@ pub fn run(args: &RunArgs) -> Outcome {
         open_timeout: args.open_timeout,
         json: true,
     };
-    let mut consumer = spawn("consumer", &exe, "consume", consume.to_args(&request))?;
-    consumer.capture_stdout();
-    let mut sender = match tcp {
-        true => {
-            let send = SendArgs {
-                to: ready,
-                items: args.items.clone(),
-                connect_timeout: Duration::from_secs(5),
-            };
-            Some(spawn("sender", &exe, "send", send.to_args())?)
-        }
-        false => None,
-    };
-    watch(&segment, args, &mut producer, &mut consumer)?;
+    launch.procs.push(spawn(
+        "consumer",
+        &exe,
+        "consume",
+        consume.to_args(&request),
+    )?);
+    launch.check_signals()?;
+    if tcp {
+        let send = SendArgs {
+            to: ready,
+            items: args.items.clone(),
+            connect_timeout: Duration::from_secs(5),
+        };
+        launch
+            .procs
+            .push(spawn("sender", &exe, "send", send.to_args())?);
+        launch.check_signals()?;
+    }
+    watch(&mut launch, args)?;
     let grace = args.identity.timeout + Duration::from_secs(5);
-    let consumer_status = consumer.wait_or_kill(grace)?;
-    let producer_status = producer.wait_or_kill(grace)?;
-    let sender_status = match &mut sender {
-        Some(s) => Some(s.wait_or_kill(grace)?),
-        None => None,
-    };
-    let mut procs: Vec<&mut Proc> = vec![&mut producer, &mut consumer];
-    let mut statuses = vec![producer_status, consumer_status];
-    if let (Some(s), Some(status)) = (sender.as_mut(), sender_status) {
-        procs.push(s);
-        statuses.push(status);
-    }
+    let statuses = launch.wait_all(grace)?;
     if statuses.iter().any(|s| !s.success()) {
-        return Err(failed(&mut procs, &statuses));
+        return Err(failed(&mut launch.procs, &statuses));
     }
-    let line = consumer.stdout();
+    let line = launch.procs[1].stdout();
     let report: Report = serde_json::from_str(line.trim())
         .map_err(|e| format!("the consumer's report is not readable ({e}): {line:?}"))?;
     if args.json {
@@ -167,8 +299,9 @@ fn spawn(
     Proc::spawn(role, exe, &args)
 }
 
-/// Shows progress until the consumer exits (or the producer fails).
-fn watch(segment: &str, args: &RunArgs, producer: &mut Proc, consumer: &mut Proc) -> Outcome {
+/// Shows progress until the consumer exits (or the producer fails, or a
+/// signal comes).
+fn watch(launch: &mut Launch, args: &RunArgs) -> Outcome {
     let bar = ProgressBar::with_draw_target(
         Some(args.items.items),
         if args.no_progress || !std::io::stderr().is_terminal() {
@@ -183,9 +316,16 @@ fn watch(segment: &str, args: &RunArgs, producer: &mut Proc, consumer: &mut Proc
         )?
         .progress_chars("=> "),
     );
+    let outcome = watch_with(launch, &bar);
+    bar.finish_and_clear();
+    outcome
+}
+
+fn watch_with(launch: &mut Launch, bar: &ProgressBar) -> Outcome {
     loop {
-        if let Ok(info) = shmstream::inspect(segment) {
-            let released = info.released.min(args.items.items);
+        launch.check_signals()?;
+        if let Some(info) = launch.look() {
+            let released = info.released.min(launch.total);
             let seconds = bar.elapsed().as_secs_f64().max(1e-3);
             bar.set_position(released);
             bar.set_message(format!(
@@ -194,25 +334,27 @@ fn watch(segment: &str, args: &RunArgs, producer: &mut Proc, consumer: &mut Proc
                 info.registered.saturating_sub(info.released)
             ));
         }
-        if consumer.try_wait()?.is_some() {
-            break;
+        if launch.procs[1].try_wait()?.is_some() {
+            return Ok(());
         }
-        if let Some(status) = producer.try_wait()? {
+        if let Some(status) = launch.procs[0].try_wait()? {
             if !status.success() {
                 // The consumer notices a dead producer by itself; give it
                 // a moment to say so before it is stopped.
-                consumer.wait_or_kill(Duration::from_secs(2))?;
-                break;
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < deadline && launch.procs[1].try_wait()?.is_none() {
+                    launch.check_signals()?;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                return Ok(());
             }
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(TICK);
     }
-    bar.finish_and_clear();
-    Ok(())
 }
 
 /// Prints what the failed processes said; the error names them.
-fn failed(procs: &mut [&mut Proc], statuses: &[ExitStatus]) -> Box<dyn std::error::Error> {
+fn failed(procs: &mut [Proc], statuses: &[ExitStatus]) -> Box<dyn std::error::Error> {
     let mut names = Vec::new();
     for (p, status) in procs.iter_mut().zip(statuses) {
         let said = p.stderr();

@@ -26,6 +26,7 @@ pub mod clean;
 pub mod cli;
 pub mod clock;
 pub mod consume;
+pub mod fuzzing;
 pub mod inspect;
 pub mod item;
 pub mod launch;

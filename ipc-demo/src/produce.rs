@@ -7,6 +7,10 @@
 //! - `--source tcp`: accepts one connection of `ipc-demo send` and reads
 //!   each framed tensor ([`crate::wire`]) straight into its slot.
 //!
+//! On SIGINT, SIGTERM or SIGHUP it removes the segment, says how many
+//! items it committed, and exits with 128 + the signal
+//! ([`crate::signals`]).
+//!
 //! It prints `segment NAME` (and, for TCP, `listening ADDR`) on stdout,
 //! signals done at the end, and waits for the consumer to release every
 //! item before it removes the segment.
@@ -79,6 +83,7 @@ impl ProduceArgs {
 /// Bad settings, a segment that cannot be created, a consumer that stops
 /// releasing or dies, a bad TCP frame; each as one sentence.
 pub fn run(args: &ProduceArgs) -> Outcome {
+    crate::signals::exit_on_signal("ipc-producer");
     let config = args.identity.config(DEFAULT_REQUEST_ID, Some(&args.ring));
     let name = config.segment_name()?;
     if args.reorder.reorder > args.ring.capacity {
@@ -99,9 +104,8 @@ pub fn run(args: &ProduceArgs) -> Outcome {
     if listener.is_none() {
         args.items.meta_fitting(args.ring.slot_bytes)?;
     }
-    let producer =
-        Producer::create(&config).map_err(|e| format!("cannot create the stream: {e}"))?;
-    crate::signals::remove_on_signal(&name);
+    let producer = crate::signals::create_producer(&config, &name)
+        .map_err(|e| format!("cannot create the stream: {e}"))?;
     let mut out = io::stdout().lock();
     writeln!(out, "segment {name}")?;
     if let Some(listener) = &listener {
@@ -170,6 +174,7 @@ fn synthetic(producer: &Producer, args: &ProduceArgs) -> Outcome {
             seal(&mut slot.payload_mut()[..n], now);
             slot.commit(meta).map_err(|e| e.error)?;
         }
+        crate::signals::count(seq);
     }
     Ok(())
 }
@@ -226,6 +231,7 @@ fn receive(producer: &Producer, mut reader: TcpStream) -> Outcome {
         io::Read::read_exact(&mut reader, &mut slot.payload_mut()[..nbytes as usize])
             .map_err(|e| format!("frame {frame}: reading the bytes of {:?}: {e}", header.id))?;
         slot.commit(header.meta).map_err(|e| e.error)?;
+        crate::signals::count(frame + 1);
     }
     Ok(())
 }

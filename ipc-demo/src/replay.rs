@@ -8,13 +8,19 @@
 //! names the line.
 
 use crate::cli::Outcome;
-use crate::trace::{self, decode, Element, Event, DEFAULT_POLL_MAX};
+use crate::trace::{
+    self, decode, Event, DEFAULT_POLL_MAX, MAX_LINE_BYTES, MAX_POLL, MAX_TENSOR_BYTES,
+};
 use clap::Args;
+use serde::ser::SerializeSeq;
 use serde::Serialize;
 use shmstream::policy::Policy;
-use shmstream::{Producer, StreamBuffer, StreamConfig, StreamError, DEFAULT_PREFIX};
+use shmstream::{
+    Producer, StreamBuffer, StreamChunk, StreamConfig, StreamError, StreamId, TensorMeta,
+    DEFAULT_PREFIX,
+};
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,6 +47,9 @@ pub struct ReplayArgs {
     pub trace: Option<PathBuf>,
 }
 
+/// The largest ring a replay makes: `--capacity` x `--slot-bytes`, bytes.
+pub const MAX_RING_BYTES: u64 = 1 << 30;
+
 /// One printed chunk: exactly these keys, in this order.
 #[derive(Serialize)]
 struct ChunkLine<'a> {
@@ -50,7 +59,34 @@ struct ChunkLine<'a> {
     context_items: usize,
     ids: Vec<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    values: Option<Vec<Vec<Element>>>,
+    values: Option<Values<'a, 'a>>,
+}
+
+/// The elements of every item of a chunk, decoded as they are written:
+/// printing a large chunk allocates nothing per element.
+struct Values<'c, 'b>(&'c StreamChunk<'b>);
+
+impl Serialize for Values<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for item in self.0.items() {
+            seq.serialize_element(&Elements(item.dtype(), item.bytes()))?;
+        }
+        seq.end()
+    }
+}
+
+struct Elements<'a>(shmstream::DType, &'a [u8]);
+
+impl Serialize for Elements<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.0.size();
+        let mut seq = s.serialize_seq(Some(self.1.len() / n))?;
+        for element in self.1.chunks_exact(n) {
+            seq.serialize_element(&decode(self.0, element)[0])?;
+        }
+        seq.end()
+    }
 }
 
 /// What the replay knows of each id: its registration index, and whether
@@ -60,6 +96,48 @@ struct Ids {
     next: u64,
 }
 
+/// The settings of a replay, checked by [`ReplaySetup::check`].
+#[derive(Clone, Debug)]
+pub struct ReplaySetup {
+    /// The chunk policy.
+    pub policy: Policy,
+    /// Slots in the ring.
+    pub capacity: u64,
+    /// Bytes per slot.
+    pub slot_bytes: u64,
+    /// Print each item's elements.
+    pub values: bool,
+}
+
+impl ReplaySetup {
+    /// Checks the ring against [`MAX_RING_BYTES`] before anything is made
+    /// (the library checks the rest of its layout).
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming the arguments and the limit.
+    pub fn check(&self) -> Result<(), String> {
+        match self.capacity.checked_mul(self.slot_bytes) {
+            Some(n) if n <= MAX_RING_BYTES => Ok(()),
+            _ => Err(format!(
+                "--capacity {} x --slot-bytes {} exceeds the replay's limit of {MAX_RING_BYTES} bytes for the ring",
+                self.capacity, self.slot_bytes
+            )),
+        }
+    }
+
+    fn config(&self, request: &str) -> StreamConfig {
+        StreamConfig::new(StreamId {
+            request_id: String::from(request),
+            edge_name: "trace".into(),
+            from_partition: "replay".into(),
+        })
+        .with_capacity(self.capacity)
+        .with_slot_bytes(self.slot_bytes)
+        .with_timeout(Some(Duration::ZERO))
+    }
+}
+
 /// Replays the trace, printing a line per popped chunk.
 ///
 /// # Errors
@@ -67,15 +145,17 @@ struct Ids {
 /// A bad setting, a segment that cannot be made, or a bad line (named by
 /// its number).
 pub fn run(args: &ReplayArgs) -> Outcome {
-    let config = StreamConfig::new(&format!("replay-{}", std::process::id()), "trace", "replay")
-        .capacity(args.capacity)
-        .slot_bytes(args.slot_bytes)
-        .prefix(&args.prefix)
-        .timeout(Some(Duration::ZERO));
-    let producer =
-        Producer::create(&config).map_err(|e| format!("cannot create the stream: {e}"))?;
-    crate::signals::remove_on_signal(&config.segment_name()?);
-    let mut buffer: StreamBuffer = StreamBuffer::open(&config, args.policy.clone())?;
+    crate::signals::exit_on_signal("ipc-demo replay");
+    let setup = ReplaySetup {
+        policy: args.policy.clone(),
+        capacity: args.capacity,
+        slot_bytes: args.slot_bytes,
+        values: args.values,
+    };
+    setup.check()?;
+    let config = setup
+        .config(&format!("replay-{}", std::process::id()))
+        .with_prefix(&args.prefix);
     let input: Box<dyn BufRead> = match &args.trace {
         Some(path) => Box::new(BufReader::new(
             std::fs::File::open(path)
@@ -83,37 +163,86 @@ pub fn run(args: &ReplayArgs) -> Outcome {
         )),
         None => Box::new(io::stdin().lock()),
     };
+    let name = config.segment_name()?;
+    let producer = crate::signals::create_producer(&config, &name)
+        .map_err(|e| format!("cannot create the stream: {e}"))?;
+    let mut buffer: StreamBuffer = StreamBuffer::open(&config, args.policy.clone())?;
     let mut out = BufWriter::new(io::stdout().lock());
+    let result = replay(&producer, &mut buffer, setup.values, input, &mut out);
+    out.flush()?;
+    Ok(result?)
+}
+
+/// Replays a trace on an in-process stream (an anonymous memory file:
+/// nothing appears in /dev/shm), writing the chunk lines to `out`. The
+/// same interpreter as `ipc-demo replay`, for the fuzz targets and tests.
+///
+/// # Errors
+///
+/// As `ipc-demo replay`: a bad setting, or the first bad line.
+pub fn replay_in_process(
+    setup: &ReplaySetup,
+    input: impl BufRead,
+    out: &mut impl Write,
+) -> Result<(), String> {
+    setup.check()?;
+    let config = setup.config("replay");
+    let (producer, mut buffer) = shmstream::in_process_buffer::<()>(&config, setup.policy.clone())
+        .map_err(|e| format!("cannot create the stream: {e}"))?;
+    replay(&producer, &mut buffer, setup.values, input, out)
+}
+
+/// Runs every line of `input` through `producer` and `buffer`; stops at
+/// the first bad line with `line N: ...`.
+///
+/// # Errors
+///
+/// The first bad line, by number.
+pub fn replay(
+    producer: &Producer,
+    buffer: &mut StreamBuffer,
+    values: bool,
+    mut input: impl BufRead,
+    out: &mut impl Write,
+) -> Result<(), String> {
     let mut replay = Replay {
-        producer: &producer,
-        buffer: &mut buffer,
+        producer,
+        buffer,
         ids: Ids {
             by_id: HashMap::new(),
             next: 0,
         },
         done: false,
-        values: args.values,
+        values,
     };
-    let mut result = Ok(());
-    for (i, line) in input.lines().enumerate() {
-        let number = i + 1;
-        let line = match line {
-            Ok(line) => line,
-            Err(e) => {
-                result = Err(format!("line {number}: cannot read it: {e}"));
-                break;
-            }
-        };
+    let mut raw = Vec::new();
+    for number in 1.. {
+        raw.clear();
+        let read = (&mut input)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| format!("line {number}: cannot read it: {e}"))?;
+        if read == 0 {
+            break;
+        }
+        if raw.last() == Some(&b'\n') {
+            raw.pop();
+        }
+        if raw.len() > MAX_LINE_BYTES {
+            return Err(format!(
+                "line {number}: longer than the limit of {MAX_LINE_BYTES} bytes"
+            ));
+        }
+        let line =
+            std::str::from_utf8(&raw).map_err(|_| format!("line {number}: not valid UTF-8"))?;
         if line.trim().is_empty() {
             continue;
         }
-        if let Err(e) = replay.event(&line, &mut out) {
-            result = Err(format!("line {number}: {e}"));
-            break;
-        }
+        replay
+            .event(line, out)
+            .map_err(|e| format!("line {number}: {e}"))?;
     }
-    out.flush()?;
-    Ok(result?)
+    Ok(())
 }
 
 struct Replay<'p, 'b> {
@@ -149,7 +278,13 @@ impl Replay<'_, '_> {
                 Ok(())
             }
             Event::Poll { max } => {
-                for _ in 0..max.unwrap_or(DEFAULT_POLL_MAX) {
+                let max = max.unwrap_or(DEFAULT_POLL_MAX);
+                if max > MAX_POLL {
+                    return Err(format!(
+                        "poll max {max} exceeds the limit of {MAX_POLL} chunks"
+                    ));
+                }
+                for _ in 0..max {
                     if !self.pop(out)? {
                         break;
                     }
@@ -193,15 +328,28 @@ impl Replay<'_, '_> {
             Some((_, true)) => return Err(format!("tensor id {id:?} is put twice")),
             Some(entry) => entry,
         };
-        let (meta, bytes) =
-            trace::tensor(*index, dtype, shape, data).map_err(|e| format!("put {id:?}: {e}"))?;
         let slot_bytes = self.producer.slot_bytes();
-        if meta.nbytes() > slot_bytes {
-            return Err(format!(
-                "tensor {id:?} of {} bytes does not fit a slot of {slot_bytes} bytes (raise --slot-bytes)",
-                meta.nbytes()
-            ));
-        }
+        let fits = |meta: &TensorMeta| {
+            let n = meta.nbytes();
+            if n > slot_bytes {
+                Err(format!(
+                    "tensor {id:?} of {n} bytes does not fit a slot of {slot_bytes} bytes (raise --slot-bytes)"
+                ))
+            } else if n > MAX_TENSOR_BYTES {
+                Err(format!(
+                    "tensor {id:?} of {n} bytes exceeds the replay's limit of {MAX_TENSOR_BYTES} bytes per tensor"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let (meta, bytes) = trace::tensor(*index, dtype, shape, data, fits).map_err(|e| {
+            if e.starts_with("tensor ") {
+                e
+            } else {
+                format!("put {id:?}: {e}")
+            }
+        })?;
         self.producer
             .put(id, meta, &bytes)
             .map_err(|e| format!("put {id:?}: {e}"))?;
@@ -214,7 +362,6 @@ impl Replay<'_, '_> {
         if !self.buffer.has_chunk_ready().map_err(|e| e.to_string())? {
             return Ok(false);
         }
-        let values = self.values;
         let chunk = self.buffer.pop_chunk().map_err(|e| e.to_string())?;
         let line = ChunkLine {
             chunk_index: chunk.chunk_index(),
@@ -222,15 +369,10 @@ impl Replay<'_, '_> {
             is_final: chunk.is_final(),
             context_items: chunk.context_items(),
             ids: chunk.ids().collect(),
-            values: values.then(|| {
-                chunk
-                    .items()
-                    .map(|item| decode(item.dtype(), item.bytes()))
-                    .collect()
-            }),
+            values: self.values.then_some(Values(&chunk)),
         };
-        let text = serde_json::to_string(&line).map_err(|e| e.to_string())?;
-        writeln!(out, "{text}").map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut *out, &line).map_err(|e| e.to_string())?;
+        writeln!(out).map_err(|e| e.to_string())?;
         Ok(true)
     }
 }

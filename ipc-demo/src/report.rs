@@ -2,6 +2,7 @@
 //! copied. Printed as a table, or as one JSON line for the launcher and
 //! the tests.
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -22,21 +23,18 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Percentiles of `samples` (nearest rank); sorts them.
-    pub fn of(samples: &mut [u64]) -> Option<Latency> {
-        if samples.is_empty() {
+    /// Percentiles of the samples in `histogram` (nearest rank, to the
+    /// histogram's precision); `None` without samples.
+    pub fn of(histogram: &Histogram<u64>) -> Option<Latency> {
+        if histogram.is_empty() {
             return None;
         }
-        samples.sort_unstable();
-        let rank = |q: f64| {
-            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
         Some(Latency {
-            samples: samples.len() as u64,
-            p50_ns: rank(0.5),
-            p99_ns: rank(0.99),
-            p999_ns: rank(0.999),
-            max_ns: samples[samples.len() - 1],
+            samples: histogram.len(),
+            p50_ns: histogram.value_at_quantile(0.5),
+            p99_ns: histogram.value_at_quantile(0.99),
+            p999_ns: histogram.value_at_quantile(0.999),
+            max_ns: histogram.max(),
         })
     }
 }
@@ -153,12 +151,20 @@ mod tests {
 
     #[test]
     fn percentiles_take_the_nearest_rank() {
-        let mut v: Vec<u64> = (1..=1000).rev().collect();
-        let l = Latency::of(&mut v).unwrap();
+        let mut h = crate::verify::new_latency_histogram();
+        assert!(Latency::of(&h).is_none());
+        for v in (1..=1000).rev() {
+            h.record(v).unwrap();
+        }
+        let l = Latency::of(&h).unwrap();
         assert_eq!(
-            (l.p50_ns, l.p99_ns, l.p999_ns, l.max_ns),
-            (500, 990, 999, 1000)
+            (l.samples, l.p50_ns, l.p99_ns, l.p999_ns, l.max_ns),
+            (1000, 500, 990, 999, 1000)
         );
-        assert!(Latency::of(&mut []).is_none());
+        // Large values keep 3 significant digits.
+        let mut h = crate::verify::new_latency_histogram();
+        h.record(123_456_789).unwrap();
+        let l = Latency::of(&h).unwrap();
+        assert!(l.max_ns.abs_diff(123_456_789) <= 123_456, "{}", l.max_ns);
     }
 }

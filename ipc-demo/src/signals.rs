@@ -1,40 +1,214 @@
-//! A producer stopped by Ctrl-C, `kill` or a closed terminal still removes
-//! its segment: the handler unlinks the segment's file and exits, without
-//! unwinding (only async-signal-safe calls).
+//! What the processes do on SIGINT, SIGTERM and SIGHUP.
+//!
+//! - The producer, the consumer and `replay` ([`exit_on_signal`]) say how
+//!   far they got (`ipc-producer: interrupted by SIGTERM after N items;
+//!   segment removed`), remove the segment they created if any
+//!   ([`create_producer`]), and exit with 128 + the signal. The handler
+//!   makes only async-signal-safe calls (`unlink`, `write`, `_exit`) on
+//!   values prepared before: it does not unwind and allocates nothing.
+//! - The launcher ([`record_signals`]) only notes the signal; its main
+//!   loop forwards it to the children, waits for them and reports
+//!   (see [`crate::launch`]).
+//!
+//! A segment is registered for removal with the three signals blocked
+//! from just before `Producer::create` to just after the registration, so
+//! no signal can end the process between the two and leave it behind.
 
+use shmstream::{Producer, SetupError, StreamConfig};
 use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-static PATH: OnceLock<CString> = OnceLock::new();
+/// The signals every process of ours handles.
+pub const HANDLED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
-extern "C" fn on_signal(signal: libc::c_int) {
-    if let Some(path) = PATH.get() {
-        // SAFETY: unlink and _exit are async-signal-safe; the path is a
-        // NUL-terminated string that lives for the whole process.
-        unsafe {
-            libc::unlink(path.as_ptr());
-        }
+/// The program's name, for the handler's message.
+static PROG: OnceLock<&'static str> = OnceLock::new();
+/// The file of the segment this process created.
+static PATH: OnceLock<CString> = OnceLock::new();
+/// Items done so far (committed by the producer, delivered to the consumer).
+static ITEMS: AtomicU64 = AtomicU64::new(0);
+/// The signal the launcher received, 0 for none.
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+/// Whether `create_producer` already ran (only one segment per process).
+static CREATED: AtomicBool = AtomicBool::new(false);
+
+/// The usual name of a handled signal.
+pub fn name(signal: libc::c_int) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGKILL => "SIGKILL",
+        _ => "a signal",
     }
-    // SAFETY: _exit is async-signal-safe and never returns.
-    unsafe { libc::_exit(128 + signal) }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP, removes the segment `name` (as created by
-/// `Producer::create`, under /dev/shm) and exits with 128 + the signal.
-/// Only the first call sets the name.
-pub fn remove_on_signal(name: &str) {
-    let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
-    let Ok(path) = CString::new(path) else { return };
-    if PATH.set(path).is_err() {
-        return;
+/// A message built in a fixed buffer, for the handler (no allocation).
+struct Message {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Message {
+    fn push(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
     }
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: installs a handler that only makes async-signal-safe calls.
-        unsafe {
-            libc::signal(
-                signal,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            );
+
+    fn number(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
         }
+        self.push(&digits[i..]);
+    }
+}
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    // OnceLock::get and atomic loads are plain loads: async-signal-safe.
+    let removed = PATH.get().is_some_and(|path| {
+        // SAFETY: unlink is async-signal-safe; the path is a NUL-terminated
+        // string that lives for the whole process.
+        unsafe { libc::unlink(path.as_ptr()) == 0 }
+    });
+    let mut m = Message {
+        buf: [0; 256],
+        len: 0,
+    };
+    m.push(PROG.get().copied().unwrap_or("ipc-demo").as_bytes());
+    m.push(b": interrupted by ");
+    m.push(name(signal).as_bytes());
+    m.push(b" after ");
+    m.number(ITEMS.load(Ordering::Relaxed));
+    m.push(b" items");
+    if removed {
+        m.push(b"; segment removed");
+    }
+    m.push(b"\n");
+    // SAFETY: write and _exit are async-signal-safe; the buffer is ours.
+    unsafe {
+        libc::write(2, m.buf.as_ptr().cast(), m.len);
+        libc::_exit(128 + signal)
+    }
+}
+
+fn install(handler: extern "C" fn(libc::c_int)) {
+    for signal in HANDLED {
+        // SAFETY: a zeroed sigaction is a valid starting point; the handler
+        // only makes async-signal-safe calls; SA_RESTART keeps blocking
+        // calls of other threads from failing with EINTR.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = handler as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: print `PROG: interrupted by SIG after N
+/// items` (N as last given to [`count`]), remove the segment of
+/// [`create_producer`] if there is one, and exit with 128 + the signal.
+/// Only the first call sets the name.
+pub fn exit_on_signal(prog: &'static str) {
+    let _ = PROG.set(prog);
+    install(on_signal);
+}
+
+/// Notes how many items are done, for the message of [`exit_on_signal`].
+#[inline]
+pub fn count(items: u64) {
+    ITEMS.store(items, Ordering::Relaxed);
+}
+
+/// Blocks (or unblocks) the handled signals in this thread.
+fn block(how: libc::c_int) {
+    // SAFETY: the set is initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in HANDLED {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
+/// `Producer::create(config)`, with the segment (named `name`, as
+/// `config.segment_name()` gives) registered for removal by the handler of
+/// [`exit_on_signal`]. The handled signals are blocked until it is
+/// registered: one that arrives meanwhile is handled right after, and
+/// removes it.
+///
+/// # Errors
+///
+/// As `Producer::create`.
+///
+/// # Panics
+///
+/// When called twice in one process.
+pub fn create_producer(config: &StreamConfig, name: &str) -> Result<Producer, SetupError> {
+    assert!(
+        !CREATED.swap(true, Ordering::Relaxed),
+        "one segment per process"
+    );
+    let path = CString::new(format!("/dev/shm/{}", name.trim_start_matches('/')))
+        .expect("a valid segment name has no NUL byte");
+    block(libc::SIG_BLOCK);
+    let producer = Producer::create(config);
+    if producer.is_ok() {
+        let _ = PATH.set(path);
+    }
+    block(libc::SIG_UNBLOCK);
+    producer
+}
+
+extern "C" fn note_signal(signal: libc::c_int) {
+    RECEIVED.store(signal, Ordering::Relaxed);
+}
+
+/// For the launcher: SIGINT, SIGTERM and SIGHUP are only noted, for
+/// [`received`] to report.
+pub fn record_signals() {
+    install(note_signal);
+}
+
+/// The last signal noted by [`record_signals`], if any.
+pub fn received() -> Option<libc::c_int> {
+    match RECEIVED.load(Ordering::Relaxed) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handler_message_writes_numbers_without_allocating() {
+        let mut m = Message {
+            buf: [0; 256],
+            len: 0,
+        };
+        m.push(b"x ");
+        m.number(0);
+        m.push(b" ");
+        m.number(u64::MAX);
+        assert_eq!(&m.buf[..m.len], b"x 0 18446744073709551615");
+        // A message longer than the buffer is cut, not overflowed.
+        for _ in 0..100 {
+            m.push(b"0123456789");
+        }
+        assert_eq!(m.len, 256);
     }
 }

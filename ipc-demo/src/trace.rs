@@ -65,20 +65,37 @@ fn strip_position(e: &serde_json::Error) -> String {
     }
 }
 
+/// The longest trace line the replay reads, in bytes (newline excluded).
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+/// The largest tensor one `put` may carry, in bytes, whatever the slot size:
+/// a put without `data` is zeros of this size at most.
+pub const MAX_TENSOR_BYTES: u64 = 16 << 20;
+/// The largest `max` a `poll` may ask for.
+pub const MAX_POLL: u64 = 1_000_000;
+
 /// The tensor a `put` stands for: its metadata and bytes.
+///
+/// Every size comes from the input, so each is checked before anything is
+/// allocated: the number of elements (the product of the shape) and the
+/// byte count (elements x dtype size) must fit in 64 bits, and `check`
+/// (the caller's limits: the slot size, [`MAX_TENSOR_BYTES`]) sees the
+/// metadata before the bytes exist.
 ///
 /// # Errors
 ///
-/// An unknown dtype, a shape that disagrees with the data, a value the
-/// dtype cannot hold.
+/// An unknown dtype, too many dimensions, a size past 64 bits, a size
+/// `check` refuses, a shape that disagrees with the data, a value the dtype
+/// cannot hold.
 pub fn tensor(
     index: u64,
     dtype: Option<&str>,
     shape: Option<&[u64]>,
     data: Option<&[Value]>,
+    check: impl FnOnce(&TensorMeta) -> Result<(), String>,
 ) -> Result<(TensorMeta, Vec<u8>), String> {
     if dtype.is_none() && shape.is_none() && data.is_none() {
         let meta = TensorMeta::new(DType::F32, &[1]).expect("a valid shape");
+        check(&meta)?;
         return Ok((meta, (index as f32).to_le_bytes().to_vec()));
     }
     let dtype: DType = dtype.unwrap_or("f32").parse().map_err(|e| format!("{e}"))?;
@@ -87,11 +104,22 @@ pub fn tensor(
         (None, Some(d)) => vec![d.len() as u64],
         (None, None) => return Err("a put with a dtype needs a shape or data".to_string()),
     };
-    let meta = TensorMeta::new(dtype, &shape).map_err(|e| e.to_string())?;
-    let count: u64 = shape.iter().product();
+    let count = shape
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} has more elements than fit in 64 bits"))?;
+    let meta = TensorMeta::new(dtype, &shape).map_err(|e| match e {
+        shmstream::StreamError::ShapeOverflow => format!(
+            "a {dtype} tensor of shape {shape:?} ({count} elements of {} bytes) has more bytes than fit in 64 bits",
+            dtype.size()
+        ),
+        e => format!("shape {shape:?}: {e}"),
+    })?;
+    check(&meta)?;
+    // From here on, nbytes is within the caller's limits.
+    let nbytes =
+        usize::try_from(meta.nbytes()).map_err(|_| "the tensor is too large".to_string())?;
     let Some(data) = data else {
-        let nbytes =
-            usize::try_from(meta.nbytes()).map_err(|_| "the tensor is too large".to_string())?;
         return Ok((meta, vec![0; nbytes]));
     };
     if data.len() as u64 != count {
@@ -100,7 +128,7 @@ pub fn tensor(
             data.len()
         ));
     }
-    let mut bytes = Vec::with_capacity(meta.nbytes() as usize);
+    let mut bytes = Vec::with_capacity(nbytes);
     for (i, v) in data.iter().enumerate() {
         encode(dtype, v, &mut bytes)
             .ok_or_else(|| format!("data[{i}] = {v} is not a valid {dtype}"))?;
@@ -279,17 +307,41 @@ mod tests {
 
     #[test]
     fn tensors_encode_and_decode() {
-        let (meta, bytes) = tensor(5, None, None, None).unwrap();
+        let any = |_: &TensorMeta| Ok(());
+        let (meta, bytes) = tensor(5, None, None, None, any).unwrap();
         assert_eq!(decode(meta.dtype(), &bytes), [Element::F32(5.0)]);
         let data = [serde_json::json!(1.5), serde_json::json!(2.5)];
-        let (meta, bytes) = tensor(0, Some("f32"), Some(&[2]), Some(&data)).unwrap();
+        let (meta, bytes) = tensor(0, Some("f32"), Some(&[2]), Some(&data), any).unwrap();
         assert_eq!(meta.nbytes(), 8);
         assert_eq!(
             decode(meta.dtype(), &bytes),
             [Element::F32(1.5), Element::F32(2.5)]
         );
-        assert!(tensor(0, Some("i8"), None, Some(&[serde_json::json!(300)])).is_err());
-        assert!(tensor(0, Some("f32"), Some(&[3]), Some(&data)).is_err());
+        assert!(tensor(0, Some("i8"), None, Some(&[serde_json::json!(300)]), any).is_err());
+        assert!(tensor(0, Some("f32"), Some(&[3]), Some(&data), any).is_err());
+    }
+
+    #[test]
+    fn sizes_are_checked_before_anything_is_allocated() {
+        let limit = |m: &TensorMeta| match m.nbytes() {
+            n if n > 4096 => Err(format!("{n} bytes over 4096")),
+            _ => Ok(()),
+        };
+        // 2^40 f32 elements without data: refused by the limit, no 4 TiB vector.
+        let e = tensor(0, Some("f32"), Some(&[1 << 40]), None, limit).unwrap_err();
+        assert_eq!(e, "4398046511104 bytes over 4096");
+        // More elements than 64 bits count.
+        let e = tensor(0, Some("u8"), Some(&[1 << 32, 1 << 32]), None, limit).unwrap_err();
+        assert!(e.contains("more elements than fit in 64 bits"), "{e}");
+        // Elements that fit, bytes that do not.
+        let e = tensor(0, Some("f64"), Some(&[1 << 62]), None, limit).unwrap_err();
+        assert!(e.contains("more bytes than fit in 64 bits"), "{e}");
+        // The limit sees the size before the data is compared with it.
+        let data = [serde_json::json!(1)];
+        let e = tensor(0, Some("f32"), Some(&[1 << 20]), Some(&data), limit).unwrap_err();
+        assert_eq!(e, "4194304 bytes over 4096");
+        let e = tensor(0, Some("f32"), Some(&[0; 9]), None, limit).unwrap_err();
+        assert!(e.contains("dimensions"), "{e}");
     }
 
     #[test]

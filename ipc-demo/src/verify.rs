@@ -3,6 +3,7 @@
 //! bytes, and at the end the count of items and of final chunks.
 
 use crate::item::{parse_id, still, stored_checksum, verify};
+use hdrhistogram::Histogram;
 use shmstream::policy::{ChunkPolicy, Policy};
 use shmstream::StreamChunk;
 use std::collections::VecDeque;
@@ -39,10 +40,24 @@ pub struct Verifier {
     pub bytes: u64,
     /// Item bytes read in place to verify them.
     pub bytes_verified: u64,
-    /// Commit-to-chunk latency of each distinct item that carries a stamp, ns.
-    pub latencies: Vec<u64>,
+    /// Commit-to-chunk latency of the distinct items that carry a stamp,
+    /// ns: a histogram of fixed size ([`new_latency_histogram`]), so a
+    /// consumer's memory does not grow with the stream.
+    pub latencies: Histogram<u64>,
     /// The earliest commit stamp seen.
     pub first_commit_ns: Option<u64>,
+}
+
+/// The largest latency the histogram tells apart: an hour, in ns.
+pub const MAX_LATENCY_NS: u64 = 3_600 * 1_000_000_000;
+
+/// A latency histogram from 1 ns to [`MAX_LATENCY_NS`] with 3 significant
+/// digits (0.1 %): its bucket array is allocated once, about 250 KiB, and
+/// never resized.
+pub fn new_latency_histogram() -> Histogram<u64> {
+    let mut h = Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid bounds");
+    h.auto(false);
+    h
 }
 
 impl Verifier {
@@ -63,9 +78,15 @@ impl Verifier {
             unstacked_windows: 0,
             bytes: 0,
             bytes_verified: 0,
-            latencies: Vec::new(),
+            latencies: new_latency_histogram(),
             first_commit_ns: None,
         }
+    }
+
+    /// Checksums kept to re-check items shown again: at most a window's
+    /// worth, whatever the length of the stream.
+    pub fn retained(&self) -> usize {
+        self.sums.len()
     }
 
     /// Distinct items delivered so far.
@@ -153,7 +174,9 @@ impl Verifier {
             self.sums.push_back(stored_checksum(bytes));
             self.bytes += bytes.len() as u64;
             if let Some(ts) = stamp {
-                self.latencies.push(visible_ns.saturating_sub(ts));
+                // Past an hour it counts as an hour: the histogram never grows.
+                self.latencies
+                    .saturating_record(visible_ns.saturating_sub(ts));
                 self.first_commit_ns = Some(self.first_commit_ns.map_or(ts, |f| f.min(ts)));
             }
             Ok(())

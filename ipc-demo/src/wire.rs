@@ -84,7 +84,16 @@ pub fn read_header(r: &mut impl Read) -> io::Result<Option<FrameHeader>> {
     }
     let id_len = fixed[4] as usize;
     if id_len == 0 {
+        // The end frame: every other field 0 as well.
+        if fixed[5..].iter().any(|&b| b != 0) {
+            return Err(invalid(
+                "an end-of-stream header (id length 0) whose other fields are not 0".to_string(),
+            ));
+        }
         return Ok(None);
+    }
+    if fixed[7] != 0 {
+        return Err(invalid(format!("reserved byte {}, expected 0", fixed[7])));
     }
     if id_len > MAX_ID_LEN {
         return Err(invalid(format!(
@@ -139,6 +148,23 @@ mod tests {
         let h = read_header(&mut r).unwrap().unwrap();
         assert_eq!((h.id.as_str(), h.meta), ("s12", meta));
         assert!(read_header(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_reserved_byte_or_a_dirty_end_frame_is_refused() {
+        // Found by the fuzz target `wire`: such a header was accepted, and
+        // encoded back to other bytes.
+        let meta = TensorMeta::new(DType::U8, &[1]).unwrap();
+        let mut buf = Vec::new();
+        write_header(&mut buf, "x", &meta).unwrap();
+        buf[7] = 1;
+        let e = read_header(&mut &buf[..]).unwrap_err();
+        assert!(e.to_string().contains("reserved byte 1"), "{e}");
+        let mut end = Vec::new();
+        write_end(&mut end).unwrap();
+        end[9] = 1;
+        let e = read_header(&mut &end[..]).unwrap_err();
+        assert!(e.to_string().contains("end-of-stream"), "{e}");
     }
 
     #[test]

@@ -141,3 +141,83 @@ fn bad_traces_stop_at_the_line_that_is_wrong() {
     }
     scope.assert_no_leftovers();
 }
+
+#[test]
+fn a_huge_shape_without_data_is_a_clean_error_and_leaves_no_segment() {
+    let scope = Scope::new("rhuge");
+    let reg = "{\"op\":\"register\",\"id\":\"t0\"}\n";
+    let put = |rest: &str| format!("{reg}{{\"op\":\"put\",\"id\":\"t0\",{rest}}}\n");
+    let cases: [(&[&str], String, &[&str]); 5] = [
+        // One dimension of 2^40: 4 TiB of f32, refused by the slot size
+        // before anything is allocated (this aborted the process).
+        (
+            &[],
+            put("\"dtype\":\"f32\",\"shape\":[1099511627776]"),
+            &[
+                "line 2",
+                "4398046511104 bytes",
+                "does not fit a slot of 4096 bytes",
+            ],
+        ),
+        // Fits a 32 MiB slot, not the replay's stated limit per tensor.
+        (
+            &["--capacity", "1", "--slot-bytes", "33554432"],
+            put("\"dtype\":\"u8\",\"shape\":[16777217]"),
+            &[
+                "line 2",
+                "16777217 bytes",
+                "limit of 16777216 bytes per tensor",
+            ],
+        ),
+        // More elements than 64 bits count, and more bytes.
+        (
+            &[],
+            put("\"dtype\":\"u8\",\"shape\":[4294967296,4294967296]"),
+            &["line 2", "more elements than fit in 64 bits"],
+        ),
+        (
+            &[],
+            put("\"dtype\":\"f64\",\"shape\":[4611686018427387904]"),
+            &["line 2", "more bytes than fit in 64 bits"],
+        ),
+        // The size is checked before the data is compared with it.
+        (
+            &[],
+            put("\"dtype\":\"f32\",\"shape\":[1099511627776],\"data\":[1]"),
+            &["line 2", "does not fit a slot of 4096 bytes"],
+        ),
+    ];
+    for (extra, trace, words) in &cases {
+        let out = replay(&scope, "fixed:size=1", extra, trace);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "not a clean exit: {:?}",
+            out.status
+        );
+        assert_one_line_error(&out, words);
+        scope.assert_no_leftovers();
+    }
+}
+
+#[test]
+fn replay_limits_are_named_and_checked_before_the_segment_exists() {
+    let scope = Scope::new("rlimit");
+    // A ring past the replay's limit: no segment is made at all.
+    let out = replay(
+        &scope,
+        "fixed:size=1",
+        &["--capacity", "1048576", "--slot-bytes", "1073741824"],
+        "",
+    );
+    assert_one_line_error(&out, &["--capacity 1048576", "limit of 1073741824 bytes"]);
+    // A poll past the stated limit names the line and the limit.
+    let out = replay(
+        &scope,
+        "fixed:size=1",
+        &[],
+        "{\"op\":\"poll\",\"max\":1000001}\n",
+    );
+    assert_one_line_error(&out, &["line 1", "limit of 1000000 chunks"]);
+    scope.assert_no_leftovers();
+}

@@ -1,0 +1,10 @@
+//! Policy-name parsing: `Policy::from_str`, the print -> parse round trip,
+//! the window bound as the policy advances, and a stream cut by it.
+//! The entry point and its invariants live in `ipc_demo::fuzzing`, shared
+//! with the stable test that replays the corpora
+//! (`ipc-demo/tests/fuzz_corpus.rs`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ipc_demo::fuzzing::policy_name(data));

@@ -1,0 +1,10 @@
+//! The replay trace interpreter of `ipc-demo replay` (events, dtypes, shapes,
+//! data, poll limits) on an in-process stream.
+//! The entry point and its invariants live in `ipc_demo::fuzzing`, shared
+//! with the stable test that replays the corpora
+//! (`ipc-demo/tests/fuzz_corpus.rs`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ipc_demo::fuzzing::replay_trace(data));

@@ -1,0 +1,785 @@
+//! In-process entry points for the fuzz targets (`fuzz/`) and for the test
+//! that replays their corpora (`tests/fuzz_corpus.rs`): every input surface
+//! a person or a peer hands the tools, run on arbitrary bytes.
+//!
+//! Each entry point takes raw bytes. Input that starts with [`TEXT`] is
+//! read as text after it (the readable seeds: a trace, a policy name, a
+//! JSON configuration); any other input is decoded with `arbitrary` into a
+//! structured value (events with dtypes, shapes and data; policy kinds with
+//! keys and values; names and sizes), which is then written out as the
+//! text the tools read. Either way the text goes through the tools' own
+//! code, and each entry point panics when an invariant breaks:
+//!
+//! - [`replay_trace`]: the trace interpreter of `ipc-demo replay` on an
+//!   in-process stream. Any trace ends in `Ok` or an error naming its line
+//!   (never a panic or an allocation past the stated limits); the printed
+//!   chunks are consistent (indices 0, 1, 2..., offsets that never go
+//!   back, context within the window, one list of values per item,
+//!   nothing after the final chunk).
+//! - [`policy_name`]: `Policy::from_str`. A parsed policy prints as a name
+//!   that parses back to the same policy and prints the same; its windows
+//!   stay within `max_window` as it advances; a stream cut by it ends.
+//! - [`stream_config`]: `StreamConfig` names and sizes. `segment_name`
+//!   accepts exactly the documented configurations and gives a valid POSIX
+//!   name; an accepted small configuration makes a working in-process
+//!   stream of exactly that size. Also the tools' own `--shape` and
+//!   seconds parsers and the item-fits-a-slot check.
+//! - [`wire_header`]: the TCP frame header decoder of `--source tcp`. A
+//!   decoded header is within the limits and encodes back to the same
+//!   bytes.
+
+use crate::args::{seconds, ItemArgs, Shape};
+use crate::replay::{replay_in_process, ReplaySetup};
+use crate::wire;
+use arbitrary::{Arbitrary, Unstructured};
+use serde_json::{json, Map, Value};
+use shmstream::policy::{ChunkPolicy, Policy};
+use shmstream::{
+    DType, StreamConfig, StreamId, TensorMeta, MAX_CAPACITY, MAX_DIMS, MAX_ID_LEN, MAX_NAME_LEN,
+    MAX_PREFIX_LEN, MAX_SLOT_BYTES,
+};
+use std::io::Write;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The marker of a text input.
+pub const TEXT: &[u8] = b"#text\n";
+
+/// The largest ring a fuzz input may ask for (the stated limit of a replay
+/// is larger; fuzzing keeps every run small and fast).
+const FUZZ_RING_BYTES: u64 = 16 << 20;
+
+/// The text after [`TEXT`], or `None` for a structured input.
+fn text(data: &[u8]) -> Option<&[u8]> {
+    data.strip_prefix(TEXT)
+}
+
+// ---------------------------------------------------------------------------
+// Replay traces
+
+/// A structured trace: settings and lines.
+#[derive(Arbitrary, Debug)]
+pub struct TraceInput {
+    policy: PolicyInput,
+    capacity_log2: u8,
+    slot_factor: u8,
+    values: bool,
+    lines: Vec<LineInput>,
+}
+
+#[derive(Arbitrary, Debug)]
+enum LineInput {
+    Register {
+        id: IdInput,
+    },
+    Put {
+        id: IdInput,
+        dtype: Option<DTypeInput>,
+        shape: Option<Vec<DimInput>>,
+        data: Option<Vec<NumInput>>,
+    },
+    Done,
+    Pop,
+    Poll {
+        max: Option<MaxInput>,
+    },
+    Blank,
+    Raw(String),
+    UnknownKey {
+        op: OpInput,
+        key: String,
+        value: NumInput,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+enum OpInput {
+    Known(u8),
+    Any(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum IdInput {
+    Small(u8),
+    Any(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum DTypeInput {
+    Known(u8),
+    Any(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum DimInput {
+    Small(u8),
+    Power(u8),
+    Any(u64),
+}
+
+#[derive(Arbitrary, Debug)]
+enum NumInput {
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    Null,
+}
+
+#[derive(Arbitrary, Debug)]
+enum MaxInput {
+    Small(u8),
+    Any(u64),
+}
+
+impl IdInput {
+    fn render(&self) -> String {
+        match self {
+            IdInput::Small(n) => format!("t{}", n % 16),
+            IdInput::Any(s) => s.clone(),
+        }
+    }
+}
+
+impl NumInput {
+    fn render(&self) -> Value {
+        match self {
+            NumInput::Int(i) => json!(i),
+            NumInput::UInt(u) => json!(u),
+            NumInput::Float(f) => json!(f),
+            NumInput::Bool(b) => json!(b),
+            NumInput::Str(s) => json!(s),
+            NumInput::Null => Value::Null,
+        }
+    }
+}
+
+const OPS: [&str; 5] = ["register", "put", "done", "pop", "poll"];
+
+impl LineInput {
+    fn render(&self) -> String {
+        let mut m = Map::new();
+        match self {
+            LineInput::Register { id } => {
+                m.insert("op".into(), json!("register"));
+                m.insert("id".into(), json!(id.render()));
+            }
+            LineInput::Put {
+                id,
+                dtype,
+                shape,
+                data,
+            } => {
+                m.insert("op".into(), json!("put"));
+                m.insert("id".into(), json!(id.render()));
+                if let Some(dtype) = dtype {
+                    let name = match dtype {
+                        DTypeInput::Known(k) => {
+                            DType::ALL[*k as usize % DType::ALL.len()].to_string()
+                        }
+                        DTypeInput::Any(s) => s.clone(),
+                    };
+                    m.insert("dtype".into(), json!(name));
+                }
+                if let Some(shape) = shape {
+                    let dims: Vec<u64> = shape
+                        .iter()
+                        .map(|d| match d {
+                            DimInput::Small(n) => u64::from(n % 8),
+                            DimInput::Power(p) => 1u64 << (p % 64),
+                            DimInput::Any(n) => *n,
+                        })
+                        .collect();
+                    m.insert("shape".into(), json!(dims));
+                }
+                if let Some(data) = data {
+                    let values: Vec<Value> = data.iter().map(NumInput::render).collect();
+                    m.insert("data".into(), Value::Array(values));
+                }
+            }
+            LineInput::Done => {
+                m.insert("op".into(), json!("done"));
+            }
+            LineInput::Pop => {
+                m.insert("op".into(), json!("pop"));
+            }
+            LineInput::Poll { max } => {
+                m.insert("op".into(), json!("poll"));
+                match max {
+                    Some(MaxInput::Small(n)) => {
+                        m.insert("max".into(), json!(n));
+                    }
+                    Some(MaxInput::Any(n)) => {
+                        m.insert("max".into(), json!(n));
+                    }
+                    None => {}
+                }
+            }
+            LineInput::Blank => return String::new(),
+            // A line break would split it: the raw text stays one line.
+            LineInput::Raw(s) => return s.replace('\n', " "),
+            LineInput::UnknownKey { op, key, value } => {
+                let op = match op {
+                    OpInput::Known(k) => OPS[*k as usize % OPS.len()].to_string(),
+                    OpInput::Any(s) => s.clone(),
+                };
+                m.insert("op".into(), json!(op));
+                m.insert(key.clone(), value.render());
+            }
+        }
+        Value::Object(m).to_string()
+    }
+}
+
+/// The settings line of a text trace.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextSettings {
+    policy: String,
+    capacity: u64,
+    slot_bytes: u64,
+    #[serde(default)]
+    values: bool,
+}
+
+/// Runs a trace through the replay interpreter (see the module docs).
+///
+/// Text form: [`TEXT`], a settings line
+/// `{"policy":"fixed:size=1","capacity":8,"slot_bytes":512,"values":true}`,
+/// then the trace's lines.
+///
+/// # Panics
+///
+/// When the interpreter breaks an invariant.
+pub fn replay_trace(data: &[u8]) {
+    let (setup, trace) = match text(data) {
+        Some(rest) => {
+            let (first, trace) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..i], rest[i + 1..].to_vec()),
+                None => (rest, Vec::new()),
+            };
+            let Ok(settings) = serde_json::from_slice::<TextSettings>(first) else {
+                return;
+            };
+            let Ok(policy) = settings.policy.parse::<Policy>() else {
+                return;
+            };
+            let setup = ReplaySetup {
+                policy,
+                capacity: settings.capacity,
+                slot_bytes: settings.slot_bytes,
+                values: settings.values,
+            };
+            (setup, trace)
+        }
+        None => {
+            let Ok(input) = TraceInput::arbitrary_take_rest(Unstructured::new(data)) else {
+                return;
+            };
+            let Ok(policy) = input.policy.render().parse::<Policy>() else {
+                return;
+            };
+            // Mostly valid rings: capacity x slot is a multiple of 4096.
+            let capacity = 1u64 << (input.capacity_log2 % 8);
+            let slot_bytes = (4096 / capacity).max(64) * u64::from(input.slot_factor % 8 + 1);
+            let mut trace = String::new();
+            for line in &input.lines {
+                trace += &line.render();
+                trace.push('\n');
+            }
+            let setup = ReplaySetup {
+                policy,
+                capacity,
+                slot_bytes,
+                values: input.values,
+            };
+            (setup, trace.into_bytes())
+        }
+    };
+    if setup.capacity.saturating_mul(setup.slot_bytes) > FUZZ_RING_BYTES {
+        return;
+    }
+    let mut out = ChunkChecker::new();
+    match replay_in_process(&setup, &trace[..], &mut out) {
+        Ok(()) => {}
+        Err(e) => {
+            assert!(
+                e.starts_with("line ") || e.starts_with("cannot create the stream"),
+                "an error that names neither a line nor the setup: {e}"
+            );
+            assert!(!e.contains('\n'), "an error of more than one line: {e:?}");
+        }
+    }
+    out.finish();
+}
+
+/// Checks the replay's output as it is written.
+struct ChunkChecker {
+    partial: Vec<u8>,
+    next_index: u64,
+    last_start: u64,
+    final_seen: bool,
+}
+
+impl ChunkChecker {
+    fn new() -> Self {
+        ChunkChecker {
+            partial: Vec::new(),
+            next_index: 0,
+            last_start: 0,
+            final_seen: false,
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        let v: Value = serde_json::from_slice(line).expect("every output line is JSON");
+        if v == json!({"ready": false}) {
+            return;
+        }
+        assert!(!self.final_seen, "a chunk after the final chunk: {v}");
+        let index = v["chunk_index"].as_u64().expect("chunk_index");
+        assert_eq!(index, self.next_index, "chunk indices go 0, 1, 2...: {v}");
+        let start = v["start_offset"].as_u64().expect("start_offset");
+        assert!(start >= self.last_start, "a chunk went back: {v}");
+        let ids = v["ids"].as_array().expect("ids");
+        let context = v["context_items"].as_u64().expect("context_items");
+        assert!(
+            context as usize <= ids.len(),
+            "more context than items: {v}"
+        );
+        assert!(ids.iter().all(Value::is_string), "ids are strings: {v}");
+        if let Some(values) = v.get("values") {
+            assert_eq!(
+                values.as_array().map(Vec::len),
+                Some(ids.len()),
+                "one list of values per item: {v}"
+            );
+        }
+        self.final_seen = v["is_final"].as_bool().expect("is_final");
+        self.next_index += 1;
+        self.last_start = start;
+    }
+
+    fn finish(&mut self) {
+        assert!(
+            self.partial.is_empty(),
+            "output ends in the middle of a line"
+        );
+    }
+}
+
+impl Write for ChunkChecker {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.partial.extend_from_slice(buf);
+        while let Some(i) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=i).collect();
+            self.line(&line[..line.len() - 1]);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Policy names
+
+/// A structured policy name: a kind and its parameters.
+#[derive(Arbitrary, Debug)]
+pub struct PolicyInput {
+    kind: KindInput,
+    params: Vec<(KeyInput, Option<ValueInput>)>,
+    spaces: bool,
+}
+
+#[derive(Arbitrary, Debug)]
+enum KindInput {
+    Known(u8),
+    Any(String),
+    Raw(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum KeyInput {
+    Known(u8),
+    Any(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum ValueInput {
+    Small(u8),
+    Any(u64),
+    Float(f64),
+    List(Vec<u8>),
+    Any2(String),
+}
+
+const KINDS: [&str; 5] = ["fixed", "sliding", "left-context", "ramp", "scheduled"];
+const KEYS: [&str; 12] = [
+    "size", "continue", "window", "stride", "chunk", "context", "first", "growth", "max",
+    "schedule", "prime", "",
+];
+
+impl PolicyInput {
+    fn render(&self) -> String {
+        let kind = match &self.kind {
+            KindInput::Known(k) => KINDS[*k as usize % KINDS.len()].to_string(),
+            KindInput::Any(s) => s.clone(),
+            KindInput::Raw(s) => return s.clone(),
+        };
+        let sep = if self.spaces { " , " } else { "," };
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| {
+                let key = match k {
+                    KeyInput::Known(k) => KEYS[*k as usize % KEYS.len()].to_string(),
+                    KeyInput::Any(s) => s.clone(),
+                };
+                match v {
+                    None => key,
+                    Some(v) => {
+                        let value = match v {
+                            ValueInput::Small(n) => n.to_string(),
+                            ValueInput::Any(n) => n.to_string(),
+                            ValueInput::Float(f) => f.to_string(),
+                            ValueInput::List(l) => {
+                                l.iter().map(u8::to_string).collect::<Vec<_>>().join("/")
+                            }
+                            ValueInput::Any2(s) => s.clone(),
+                        };
+                        format!("{key}={value}")
+                    }
+                }
+            })
+            .collect();
+        format!("{kind}:{}", params.join(sep))
+    }
+}
+
+/// The largest window for which a fuzzed policy also cuts a real stream.
+const FUZZ_STREAM_WINDOW: usize = 256;
+
+/// Parses a policy name (see the module docs).
+///
+/// # Panics
+///
+/// When a parsed policy does not print back to itself, or breaks its
+/// window bound, or a stream cut by it does not end properly.
+pub fn policy_name(data: &[u8]) {
+    let name = match text(data) {
+        Some(rest) => String::from_utf8_lossy(rest).into_owned(),
+        None => match PolicyInput::arbitrary_take_rest(Unstructured::new(data)) {
+            Ok(input) => input.render(),
+            Err(_) => return,
+        },
+    };
+    let policy = match Policy::from_str(&name) {
+        Ok(policy) => policy,
+        Err(e) => {
+            assert!(!e.to_string().is_empty(), "an empty error for {name:?}");
+            return;
+        }
+    };
+    let printed = policy.to_string();
+    let again: Policy = printed
+        .parse()
+        .unwrap_or_else(|e| panic!("{name:?} printed as {printed:?}, which does not parse: {e}"));
+    assert_eq!(again, policy, "{name:?} -> {printed:?} is another policy");
+    assert_eq!(again.to_string(), printed, "printing is not a fixed point");
+    // As it advances, every window stays within max_window.
+    let max = policy.max_window();
+    let mut model = policy.clone();
+    for _ in 0..64 {
+        let (window, stride) = (model.window(), model.stride());
+        assert!(
+            window <= max,
+            "{printed}: window {window} > max_window {max}"
+        );
+        model.register_chunk(stride.min(window));
+    }
+    if max <= FUZZ_STREAM_WINDOW {
+        cut_a_stream(policy);
+    }
+}
+
+/// Streams a few items through an in-process buffer cut by `policy` and
+/// checks that it ends: one final chunk (or, for a continue-after-done
+/// policy, an empty chunk once everything was shown).
+fn cut_a_stream(policy: Policy) {
+    let capacity = (policy.max_window().max(1) as u64)
+        .next_power_of_two()
+        .max(8);
+    let config = StreamConfig::new(StreamId {
+        request_id: "fuzz".into(),
+        edge_name: "policy".into(),
+        from_partition: "fuzz".into(),
+    })
+    .with_capacity(capacity)
+    .with_slot_bytes(4096 / capacity.min(64))
+    .with_timeout(Some(Duration::ZERO));
+    let continues = policy.continue_after_done();
+    let (producer, mut buffer) = shmstream::in_process_buffer::<()>(&config, policy)
+        .unwrap_or_else(|e| panic!("a policy that fits the ring is refused: {e}"));
+    let meta = TensorMeta::new(DType::U8, &[1]).expect("a valid shape");
+    let items = capacity.min(40);
+    let mut popped = 0u64;
+    let mut next = 0u64;
+    let mut done = false;
+    for _ in 0..10_000 {
+        if next < items && (next - popped) < capacity {
+            if let Ok(mut slot) = producer.try_register(&format!("i{next}")) {
+                slot.payload_mut()[0] = next as u8;
+                slot.commit(meta).expect("a 1-byte item fits");
+                next += 1;
+                continue;
+            }
+        }
+        if next == items && !done {
+            producer.signal_done();
+            done = true;
+        }
+        if !buffer.has_chunk_ready().expect("a healthy stream") {
+            assert!(!done, "the stream is done but no final chunk is ready");
+            continue;
+        }
+        let chunk = buffer.pop_chunk().expect("a ready chunk");
+        popped = popped.max(chunk.start_offset() + chunk.len() as u64);
+        if chunk.is_final() || (continues && done && chunk.is_empty()) {
+            assert_eq!(popped, items, "the stream ended before its last item");
+            return;
+        }
+    }
+    panic!("the stream did not end within 10000 steps");
+}
+
+// ---------------------------------------------------------------------------
+// Stream configurations
+
+/// A structured configuration: the identity, prefix, sizes, and the
+/// tools' own item arguments.
+#[derive(Arbitrary, Debug)]
+pub struct ConfigInput {
+    request_id: NameInput,
+    edge_name: NameInput,
+    from_partition: NameInput,
+    prefix: NameInput,
+    capacity: SizeInput,
+    slot_bytes: SizeInput,
+    shape: String,
+    dtype: u8,
+    seconds: String,
+}
+
+#[derive(Arbitrary, Debug)]
+enum NameInput {
+    Typical(u8),
+    Long(u8, char),
+    Any(String),
+}
+
+#[derive(Arbitrary, Debug)]
+enum SizeInput {
+    Power(u8),
+    Multiple(u8, u16),
+    Any(u64),
+}
+
+impl NameInput {
+    fn render(&self) -> String {
+        match self {
+            NameInput::Typical(n) => format!("n{}", n % 4),
+            NameInput::Long(n, c) => std::iter::repeat_n(*c, *n as usize).collect(),
+            NameInput::Any(s) => s.clone(),
+        }
+    }
+}
+
+impl SizeInput {
+    fn render(&self) -> u64 {
+        match self {
+            SizeInput::Power(p) => 1u64 << (p % 64),
+            SizeInput::Multiple(p, m) => (1u64 << (p % 32)) * u64::from(*m),
+            SizeInput::Any(n) => *n,
+        }
+    }
+}
+
+/// The text form of a configuration.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextConfig {
+    request_id: String,
+    edge_name: String,
+    from_partition: String,
+    #[serde(default = "default_prefix")]
+    prefix: String,
+    capacity: u64,
+    slot_bytes: u64,
+    #[serde(default)]
+    shape: String,
+    #[serde(default)]
+    dtype: u8,
+    #[serde(default)]
+    seconds: String,
+}
+
+fn default_prefix() -> String {
+    shmstream::DEFAULT_PREFIX.to_string()
+}
+
+/// What the documentation promises: these configurations are accepted.
+fn documented_valid(id: &StreamId, prefix: &str, capacity: u64, slot_bytes: u64) -> bool {
+    let name_ok =
+        |s: &str| !s.is_empty() && s.len() <= MAX_NAME_LEN && !s.contains('/') && !s.contains('\0');
+    let prefix_ok = prefix.len() <= MAX_PREFIX_LEN
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    let ring_ok = capacity.is_power_of_two()
+        && capacity <= MAX_CAPACITY
+        && slot_bytes > 0
+        && slot_bytes.is_multiple_of(64)
+        && slot_bytes <= MAX_SLOT_BYTES
+        && (capacity * slot_bytes).is_multiple_of(4096)
+        // The library's stated ceiling for one ring (its error says 1 TiB).
+        && capacity * slot_bytes <= 1 << 40;
+    name_ok(&id.request_id)
+        && name_ok(&id.edge_name)
+        && name_ok(&id.from_partition)
+        && prefix_ok
+        && ring_ok
+}
+
+/// Validates a configuration (see the module docs).
+///
+/// # Panics
+///
+/// When validation disagrees with the documented rules, a segment name is
+/// not a valid POSIX name, or an accepted stream does not work.
+pub fn stream_config(data: &[u8]) {
+    let input = match text(data) {
+        Some(rest) => match serde_json::from_slice::<TextConfig>(rest) {
+            Ok(c) => c,
+            Err(_) => return,
+        },
+        None => match ConfigInput::arbitrary_take_rest(Unstructured::new(data)) {
+            Ok(c) => TextConfig {
+                request_id: c.request_id.render(),
+                edge_name: c.edge_name.render(),
+                from_partition: c.from_partition.render(),
+                prefix: match c.prefix {
+                    NameInput::Typical(_) => default_prefix(),
+                    other => other.render(),
+                },
+                capacity: c.capacity.render(),
+                slot_bytes: c.slot_bytes.render(),
+                shape: c.shape,
+                dtype: c.dtype,
+                seconds: c.seconds,
+            },
+            Err(_) => return,
+        },
+    };
+    let id = StreamId {
+        request_id: input.request_id.clone(),
+        edge_name: input.edge_name.clone(),
+        from_partition: input.from_partition.clone(),
+    };
+    let expected = documented_valid(&id, &input.prefix, input.capacity, input.slot_bytes);
+    let config = StreamConfig::new(id)
+        .with_prefix(&input.prefix)
+        .with_capacity(input.capacity)
+        .with_slot_bytes(input.slot_bytes)
+        .with_timeout(Some(Duration::ZERO));
+    match config.segment_name() {
+        Ok(name) => {
+            assert!(
+                expected,
+                "accepted against the documented rules: {config:?}"
+            );
+            assert!(name.len() <= 255, "segment name of {} bytes", name.len());
+            assert!(name.starts_with(&format!("/{}", input.prefix)), "{name}");
+            assert!(!name[1..].contains(['/', '\0']), "{name:?}");
+            assert_eq!(config.segment_name().ok(), Some(name), "not deterministic");
+            if input.capacity * input.slot_bytes <= 1 << 20 {
+                small_stream(&config);
+            }
+        }
+        Err(e) => {
+            assert!(
+                !expected,
+                "refused ({e}) although documented valid: {config:?}"
+            );
+            assert!(!e.to_string().is_empty());
+        }
+    }
+    // The tools' own item arguments.
+    if let Ok(shape) = input.shape.parse::<Shape>() {
+        assert!(shape.0.len() <= MAX_DIMS && shape.0.iter().all(|&d| d >= 1));
+        assert_eq!(shape.to_string().parse::<Shape>(), Ok(shape.clone()));
+        let items = ItemArgs {
+            items: 1,
+            shape,
+            dtype: DType::ALL[input.dtype as usize % DType::ALL.len()],
+            rate: None,
+        };
+        if let Ok(meta) = items.meta_fitting(input.slot_bytes) {
+            assert!(meta.nbytes() <= input.slot_bytes);
+        }
+    }
+    let _ = seconds(&input.seconds);
+}
+
+/// An accepted configuration makes a stream of exactly its size, and an
+/// item that fills a slot goes through it.
+fn small_stream(config: &StreamConfig) {
+    let policy: Policy = "fixed:size=1".parse().expect("a valid policy");
+    let (producer, mut buffer) = shmstream::in_process_buffer::<()>(config, policy)
+        .unwrap_or_else(|e| panic!("a valid configuration is refused: {e}"));
+    assert_eq!(producer.capacity(), config.capacity());
+    assert_eq!(producer.slot_bytes(), config.slot_bytes());
+    let n = config.slot_bytes();
+    let bytes: Vec<u8> = (0..n).map(|i| i as u8).collect();
+    let meta = TensorMeta::new(DType::U8, &[n]).expect("a valid shape");
+    producer
+        .pre_read_register("x")
+        .expect("an empty ring has room");
+    producer
+        .put("x", meta, &bytes)
+        .expect("a slot-sized item fits");
+    let chunk = buffer
+        .pop_chunk()
+        .expect("one item of a fixed:size=1 stream");
+    let item = chunk.items().next().expect("one item");
+    assert_eq!(item.bytes(), &bytes[..]);
+}
+
+// ---------------------------------------------------------------------------
+// TCP frame headers
+
+/// Decodes a TCP frame header (see the module docs). Raw bytes only: the
+/// decoder reads bytes from a peer.
+///
+/// # Panics
+///
+/// When a decoded header is out of limits or does not encode back to the
+/// bytes it came from.
+pub fn wire_header(data: &[u8]) {
+    let mut reader = data;
+    match wire::read_header(&mut reader) {
+        Ok(Some(header)) => {
+            assert!((1..=MAX_ID_LEN).contains(&header.id.len()));
+            assert!(header.meta.shape().len() <= MAX_DIMS);
+            let used = data.len() - reader.len();
+            let mut again = Vec::new();
+            wire::write_header(&mut again, &header.id, &header.meta).expect("a valid header");
+            assert_eq!(again, &data[..used], "the header does not encode back");
+        }
+        Ok(None) => assert_eq!(&data[..16], b"SHMF\0\0\0\0\0\0\0\0\0\0\0\0"),
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+}
