@@ -32,7 +32,8 @@ pub enum SetupError {
     AlreadyExists {
         /// The segment's name.
         name: String,
-        /// The owner's process id as recorded in the segment.
+        /// The owner's process id as recorded in the segment (0 when the
+        /// owner had not recorded it yet: it is still creating the segment).
         owner_pid: u32,
     },
     /// No segment of that name exists (yet, or any more).
@@ -62,6 +63,30 @@ pub enum SetupError {
         expected: String,
         /// What the segment holds.
         found: String,
+    },
+    /// The segment was written by a build of shmstream whose shared layout
+    /// differs from this one's (see `docs/design.md`, the layout
+    /// fingerprint); producer and consumer must agree on every byte.
+    LayoutFingerprintMismatch {
+        /// The segment's name.
+        name: String,
+        /// This build's fingerprint.
+        expected: u64,
+        /// The fingerprint stored in the segment.
+        found: u64,
+    },
+    /// The shared-memory file system has too little free space for the
+    /// segment; creating it anyway would crash the process (SIGBUS) at the
+    /// first write to a page that could not be allocated.
+    NoSpace {
+        /// The segment's name.
+        name: String,
+        /// Where the segment lives (`/dev/shm`).
+        dir: &'static str,
+        /// Bytes the segment needs.
+        needed: u64,
+        /// Bytes free there when it was tried.
+        available: u64,
     },
     /// The segment was made for another stream.
     IdentityMismatch {
@@ -101,6 +126,10 @@ impl fmt::Display for SetupError {
                 f,
                 "the policy's largest window of {window} items exceeds the ring's capacity of {capacity} slots"
             ),
+            SetupError::AlreadyExists { name, owner_pid: 0 } => write!(
+                f,
+                "segment {name} already exists and its owner, a process still setting it up, is alive"
+            ),
             SetupError::AlreadyExists { name, owner_pid } => write!(
                 f,
                 "segment {name} already exists and its owner, process {owner_pid}, is alive"
@@ -121,6 +150,23 @@ impl fmt::Display for SetupError {
             } => write!(
                 f,
                 "segment {name} has an unusable {field}: expected {expected}, found {found}"
+            ),
+            SetupError::LayoutFingerprintMismatch {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "segment {name} was laid out by a different build of shmstream: its layout fingerprint is {found:#018x}, this build's is {expected:#018x} (producer and consumer must be built from the same layout)"
+            ),
+            SetupError::NoSpace {
+                name,
+                dir,
+                needed,
+                available,
+            } => write!(
+                f,
+                "segment {name} needs {needed} bytes of shared memory but {dir} has only {available} bytes free; enlarge {dir} (docker run --shm-size) or choose a smaller capacity x slot size"
             ),
             SetupError::IdentityMismatch {
                 field,

@@ -9,7 +9,7 @@ use crate::doorbell::Doorbell;
 use crate::error::StreamError;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::tensor::DType;
-use crossbeam_utils::CachePadded;
+use std::ops::Deref;
 
 /// Most dimensions a tensor may have.
 pub const MAX_DIMS: usize = 8;
@@ -48,23 +48,51 @@ pub(crate) const FLAG_KNOWN: u32 =
 pub(crate) const STATUS_COMMITTED: u32 = 1;
 pub(crate) const STATUS_ABANDONED: u32 = 2;
 
-/// The cursors and flags both sides write, each on its own cache line so the
-/// two cores do not bounce one line between them.
+/// Bytes of one padded line of the control block: two 64-byte cache lines,
+/// because adjacent-line prefetchers on x86 pull lines in pairs.
+pub(crate) const LINE_BYTES: usize = 128;
+
+/// `T` alone on a 128-byte line. The crate's own type, not
+/// `crossbeam_utils::CachePadded`: that one's alignment differs by target
+/// and crate version, and the shared layout must not (the offsets are
+/// asserted below and hashed into [`LAYOUT_FINGERPRINT`]).
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub(crate) struct Padded<T>(T);
+
+impl<T> Padded<T> {
+    // Only heap rings build these; segments start from zeroed memory.
+    #[cfg_attr(not(any(loom, miri)), allow(dead_code))]
+    pub(crate) const fn new(value: T) -> Self {
+        Padded(value)
+    }
+}
+
+impl<T> Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// The cursors and flags both sides write, each on its own 128-byte line so
+/// the two cores do not bounce one line between them.
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Control {
     /// Positions reserved so far (the next position to register).
     /// Only the producer writes it; it never decreases.
-    pub(crate) registered: CachePadded<AtomicU64>,
+    pub(crate) registered: Padded<AtomicU64>,
     /// Every position below it may be reused. Only the consumer writes it;
     /// it never decreases and never exceeds `registered`.
-    pub(crate) released: CachePadded<AtomicU64>,
+    pub(crate) released: Padded<AtomicU64>,
     /// `FLAG_*` bits; both sides set bits, nobody clears one.
-    pub(crate) flags: CachePadded<AtomicU32>,
+    pub(crate) flags: Padded<AtomicU32>,
     /// The consumer sleeps here waiting for data; the producer rings.
-    pub(crate) data_bell: CachePadded<Doorbell>,
+    pub(crate) data_bell: Padded<Doorbell>,
     /// The producer sleeps here waiting for space; the consumer rings.
-    pub(crate) space_bell: CachePadded<Doorbell>,
+    pub(crate) space_bell: Padded<Doorbell>,
 }
 
 impl Control {
@@ -72,11 +100,11 @@ impl Control {
     #[cfg_attr(not(any(loom, miri)), allow(dead_code))]
     pub(crate) fn new() -> Self {
         Control {
-            registered: CachePadded::new(AtomicU64::new(0)),
-            released: CachePadded::new(AtomicU64::new(0)),
-            flags: CachePadded::new(AtomicU32::new(0)),
-            data_bell: CachePadded::new(Doorbell::new()),
-            space_bell: CachePadded::new(Doorbell::new()),
+            registered: Padded::new(AtomicU64::new(0)),
+            released: Padded::new(AtomicU64::new(0)),
+            flags: Padded::new(AtomicU32::new(0)),
+            data_bell: Padded::new(Doorbell::new()),
+            space_bell: Padded::new(Doorbell::new()),
         }
     }
 }
@@ -99,11 +127,6 @@ pub(crate) struct Descriptor {
     pub(crate) id: [AtomicU64; MAX_ID_LEN / 8],
     _reserved: [AtomicU64; 5],
 }
-
-#[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Descriptor>() == DESCRIPTOR_BYTES);
-#[cfg(not(loom))]
-const _: () = assert!(CONTROL_OFFSET + std::mem::size_of::<Control>() <= HEADER_BYTES);
 
 impl Descriptor {
     pub(crate) fn new() -> Self {
@@ -178,10 +201,12 @@ impl ItemMeta {
     };
 
     pub(crate) fn id(&self) -> &str {
-        // SAFETY: `read` checked these bytes to be UTF-8 before it built
-        // this private copy (and `EMPTY`'s zero-length id is trivially
-        // UTF-8); nothing writes the copy afterwards. Skipping the re-check
-        // matters: ids are read for every item of every chunk.
+        // SAFETY: `read_into` checks the id bytes in a local buffer and
+        // only then copies them here together with their length, so
+        // `id[..id_len]` is UTF-8 whenever `id_len` is set, also after a
+        // failed read (which leaves both untouched); `EMPTY`'s zero-length
+        // id is trivially UTF-8. Skipping the re-check matters: ids are
+        // read for every item of every chunk.
         unsafe { std::str::from_utf8_unchecked(&self.id[..self.id_len as usize]) }
     }
 
@@ -212,12 +237,16 @@ impl ItemMeta {
                 "id length {id_len} is outside 1..={MAX_ID_LEN}"
             )));
         }
+        // Into a local first: `out.id[..out.id_len]` must hold UTF-8 at all
+        // times (`id()` relies on it), also when this read fails.
+        let mut id = [0u8; MAX_ID_LEN];
         for (i, cell) in desc.id.iter().enumerate().take(id_len.div_ceil(8)) {
-            out.id[i * 8..i * 8 + 8].copy_from_slice(&cell.load(Ordering::Relaxed).to_le_bytes());
+            id[i * 8..i * 8 + 8].copy_from_slice(&cell.load(Ordering::Relaxed).to_le_bytes());
         }
-        if std::str::from_utf8(&out.id[..id_len]).is_err() {
+        if std::str::from_utf8(&id[..id_len]).is_err() {
             return Err(corrupt("the id is not UTF-8".into()));
         }
+        out.id[..id_len].copy_from_slice(&id[..id_len]);
         out.id_len = id_len as u8;
         match status {
             STATUS_COMMITTED => {}
@@ -336,7 +365,155 @@ pub(crate) struct Header {
     pub(crate) name_lens: [u32; 3],
     /// request_id, edge_name, from_partition.
     pub(crate) names: [[u8; 128]; 3],
+    /// [`LAYOUT_FINGERPRINT`] of the build that wrote the segment.
+    pub(crate) layout_fingerprint: u64,
 }
 
+/// The offsets `docs/design.md` documents, checked at compile time: a
+/// change of a type (an atomic of another size, a padding rule) that moves
+/// a byte of the shared layout stops the build here instead of making two
+/// builds misread each other.
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Header>() <= CONTROL_OFFSET);
+mod offsets {
+    use super::*;
+    use core::mem::{align_of, offset_of, size_of};
+
+    const _: () = {
+        // The header page.
+        assert!(offset_of!(Header, magic) == 0);
+        assert!(offset_of!(Header, version) == 8);
+        assert!(offset_of!(Header, header_bytes) == 12);
+        assert!(offset_of!(Header, capacity) == 16);
+        assert!(offset_of!(Header, slot_bytes) == 24);
+        assert!(offset_of!(Header, descriptor_bytes) == 32);
+        assert!(offset_of!(Header, max_dims) == 36);
+        assert!(offset_of!(Header, max_id_len) == 40);
+        assert!(offset_of!(Header, control_offset) == 44);
+        assert!(offset_of!(Header, descriptors_offset) == 48);
+        assert!(offset_of!(Header, payload_offset) == 56);
+        assert!(offset_of!(Header, payload_bytes) == 64);
+        assert!(offset_of!(Header, total_bytes) == 72);
+        assert!(offset_of!(Header, producer_pid) == 80);
+        assert!(offset_of!(Header, consumer_pid) == 84);
+        assert!(offset_of!(Header, producer_uid) == 88);
+        assert!(offset_of!(Header, name_lens) == 92);
+        assert!(offset_of!(Header, names) == 104);
+        assert!(offset_of!(Header, layout_fingerprint) == 488);
+        assert!(size_of::<Header>() == 496);
+        assert!(size_of::<Header>() <= CONTROL_OFFSET);
+        // The control block, from CONTROL_OFFSET: one 128-byte line each.
+        assert!(align_of::<Padded<AtomicU64>>() == LINE_BYTES);
+        assert!(size_of::<Padded<Doorbell>>() == LINE_BYTES);
+        assert!(size_of::<Doorbell>() == 8 && align_of::<Doorbell>() == 4);
+        assert!(offset_of!(Control, registered) == 0);
+        assert!(offset_of!(Control, released) == 128);
+        assert!(offset_of!(Control, flags) == 256);
+        assert!(offset_of!(Control, data_bell) == 384);
+        assert!(offset_of!(Control, space_bell) == 512);
+        assert!(size_of::<Control>() == 640);
+        assert!(CONTROL_OFFSET % LINE_BYTES == 0);
+        assert!(CONTROL_OFFSET + size_of::<Control>() <= HEADER_BYTES);
+        // A descriptor.
+        assert!(offset_of!(Descriptor, seq) == 0);
+        assert!(offset_of!(Descriptor, nbytes) == 8);
+        assert!(offset_of!(Descriptor, info) == 16);
+        assert!(offset_of!(Descriptor, _pad) == 20);
+        assert!(offset_of!(Descriptor, dims) == 24);
+        assert!(offset_of!(Descriptor, id) == 88);
+        assert!(offset_of!(Descriptor, _reserved) == 152);
+        assert!(size_of::<Descriptor>() == DESCRIPTOR_BYTES);
+        assert!(align_of::<Descriptor>() == 8);
+        assert!(HEADER_BYTES % PAGE == 0);
+    };
+}
+
+/// One step of 64-bit FNV-1a over the eight bytes of `value`.
+#[cfg(not(loom))]
+const fn fnv1a(mut hash: u64, value: u64) -> u64 {
+    let bytes = value.to_le_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+/// A hash of everything that fixes the bytes of a segment: the version,
+/// the limits, the size, alignment and every field offset of the header,
+/// the control block and a descriptor, the flag and status codes, the byte
+/// order and the pointer width. Stored in the header by the producer;
+/// `open` refuses a segment whose fingerprint differs, so two builds whose
+/// layouts differ in any of these refuse each other even where every field
+/// the consumer checks one by one happens to agree.
+#[cfg(not(loom))]
+pub(crate) const LAYOUT_FINGERPRINT: u64 = {
+    use core::mem::{align_of, offset_of, size_of};
+    let parts: [u64; 56] = [
+        MAGIC,
+        VERSION as u64,
+        HEADER_BYTES as u64,
+        PAGE as u64,
+        CONTROL_OFFSET as u64,
+        DESCRIPTOR_BYTES as u64,
+        LINE_BYTES as u64,
+        MAX_DIMS as u64,
+        MAX_ID_LEN as u64,
+        MAX_NAME_LEN as u64,
+        MAX_CAPACITY,
+        MAX_SLOT_BYTES,
+        FLAG_KNOWN as u64,
+        FLAG_DONE as u64 | (FLAG_PRODUCER_GONE as u64) << 8 | (FLAG_CONSUMER_GONE as u64) << 16,
+        FLAG_CONSUMER_ATTACHED as u64,
+        STATUS_COMMITTED as u64 | (STATUS_ABANDONED as u64) << 8,
+        cfg!(target_endian = "little") as u64,
+        usize::BITS as u64,
+        size_of::<Header>() as u64,
+        align_of::<Header>() as u64,
+        offset_of!(Header, magic) as u64,
+        offset_of!(Header, version) as u64,
+        offset_of!(Header, header_bytes) as u64,
+        offset_of!(Header, capacity) as u64,
+        offset_of!(Header, slot_bytes) as u64,
+        offset_of!(Header, descriptor_bytes) as u64,
+        offset_of!(Header, max_dims) as u64,
+        offset_of!(Header, max_id_len) as u64,
+        offset_of!(Header, control_offset) as u64,
+        offset_of!(Header, descriptors_offset) as u64,
+        offset_of!(Header, payload_offset) as u64,
+        offset_of!(Header, payload_bytes) as u64,
+        offset_of!(Header, total_bytes) as u64,
+        offset_of!(Header, producer_pid) as u64,
+        offset_of!(Header, consumer_pid) as u64,
+        offset_of!(Header, producer_uid) as u64,
+        offset_of!(Header, name_lens) as u64,
+        offset_of!(Header, names) as u64,
+        offset_of!(Header, layout_fingerprint) as u64,
+        size_of::<Control>() as u64,
+        align_of::<Control>() as u64,
+        offset_of!(Control, registered) as u64,
+        offset_of!(Control, released) as u64,
+        offset_of!(Control, flags) as u64,
+        offset_of!(Control, data_bell) as u64,
+        offset_of!(Control, space_bell) as u64,
+        size_of::<Doorbell>() as u64,
+        size_of::<Descriptor>() as u64,
+        align_of::<Descriptor>() as u64,
+        offset_of!(Descriptor, seq) as u64,
+        offset_of!(Descriptor, nbytes) as u64,
+        offset_of!(Descriptor, info) as u64,
+        offset_of!(Descriptor, dims) as u64,
+        offset_of!(Descriptor, id) as u64,
+        offset_of!(Descriptor, _reserved) as u64,
+        // The descriptor's `info` word: status, dtype, ndim, id length.
+        8 << 8 | 16 << 16 | 24 << 24,
+    ];
+    let mut hash = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < parts.len() {
+        hash = fnv1a(hash, parts[i]);
+        i += 1;
+    }
+    hash
+};

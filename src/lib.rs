@@ -40,6 +40,11 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+// Segment geometry (up to 1 TiB of payload, 64-bit offsets) is turned into
+// addresses with `as usize`; on a narrower target that would truncate.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("shmstream supports 64-bit targets only: segment offsets and sizes are 64-bit and are used as addresses");
+
 mod buffer;
 mod chunk;
 mod chunker;

@@ -2,30 +2,51 @@
 //! validates, double-maps and removes segments, and tells whether the peer
 //! process is alive.
 //!
-//! Liveness: each side holds an open-file-description lock on one byte of
-//! the segment (producer byte 0, consumer byte 1). The kernel drops it when
-//! the process dies, however it dies, so a test of the lock is a witness
-//! that a reused pid cannot fool.
+//! Locks: open-file-description locks (`F_OFD_SETLK`) on single bytes of
+//! the segment file. The kernel drops them when the holder's last
+//! descriptor of that open file closes, however its process dies, so a test
+//! of a lock is a witness that a reused pid cannot fool.
+//!
+//! | byte | who | kind | for |
+//! | --- | --- | --- | --- |
+//! | 0 | the producer, from right after its `O_EXCL` create until its segment is dropped | write | liveness; nobody reclaims a name whose file is write-locked here |
+//! | 0 | a reclaimer, while it checks and unlinks a dead producer's name | read | keeps a starting producer from claiming the file under it (and vice versa) |
+//! | 1 | the consumer, while attached | read | liveness (a read lock needs only a read-only descriptor) |
+//! | 2 | a reclaimer | write | one reclaimer at a time per file |
+//! | 3 | a consumer while it attaches | write | one consumer at a time passes the "is byte 1 free" test |
 
 use crate::config::StreamConfig;
 use crate::error::SetupError;
 use crate::layout::{
     Control, Descriptor, Geometry, Header, CONTROL_OFFSET, DESCRIPTOR_BYTES,
-    FLAG_CONSUMER_ATTACHED, FLAG_DONE, HEADER_BYTES, MAGIC, MAX_DIMS, MAX_ID_LEN, VERSION,
+    FLAG_CONSUMER_ATTACHED, FLAG_DONE, HEADER_BYTES, LAYOUT_FINGERPRINT, MAGIC, MAX_DIMS,
+    MAX_ID_LEN, VERSION,
 };
 use crate::ring::{Backing, RingMem, Side};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
 use nix::sys::stat::Mode;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::ptr::NonNull;
+use std::ptr::{addr_of, addr_of_mut, NonNull};
 use std::sync::Arc;
 
 const LOCK_BYTE_PRODUCER: i64 = 0;
 const LOCK_BYTE_CONSUMER: i64 = 1;
+const LOCK_BYTE_RECLAIM: i64 = 2;
+const LOCK_BYTE_ATTACH: i64 = 3;
+
+/// Where glibc's `shm_open` keeps its files (named in errors about space).
+const SHM_DIR: &str = "/dev/shm";
+
+/// How often `create` and `remove_if_dead` start over when another process
+/// is creating or reclaiming the same name at the same moment. Each retry
+/// follows a step of that other process (it unlinked or created the name),
+/// so a handful suffices; the bound only keeps a pathological storm of
+/// creators and cleaners from looping forever.
+const CLAIM_ATTEMPTS: u32 = 1000;
 
 /// One process's mapping of a segment. The payload is mapped twice, back
 /// to back, right after the descriptor table.
@@ -33,10 +54,16 @@ const LOCK_BYTE_CONSUMER: i64 = 1;
 pub(crate) struct Segment {
     base: NonNull<u8>,
     reserved: usize,
+    /// The producer's: read-write, holding the producer lock. The
+    /// consumer's: read-only, holding the consumer lock (its writable
+    /// descriptor was closed right after mapping the header page).
     fd: OwnedFd,
     geometry: Geometry,
     /// An anonymous segment both of whose sides live in this process.
     in_process: bool,
+    /// The producer's: the name to remove when the segment goes, if it
+    /// still names this file.
+    owned_name: Option<String>,
 }
 
 // SAFETY: the mapping is process-wide memory owned by this value until drop;
@@ -62,11 +89,21 @@ fn peer_holds_lock(fd: &OwnedFd, peer: Side) -> bool {
         Side::Producer => LOCK_BYTE_PRODUCER,
         Side::Consumer => LOCK_BYTE_CONSUMER,
     };
-    lock_held(fd, byte).unwrap_or(true)
+    lock_state(fd, byte).map_or(true, |held| held.is_some())
 }
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        if let Some(name) = &self.owned_name {
+            // Still under our producer lock (the fd closes after this), so
+            // no reclaimer can be removing our file and putting another in
+            // its place: if the name leads to our file now, it does when we
+            // unlink it. If it leads elsewhere (someone removed ours by
+            // hand and another producer took the name), it is not ours.
+            if names_file(name, &self.fd).unwrap_or(false) {
+                let _ = shm_unlink(c_name(name).as_c_str());
+            }
+        }
         // SAFETY: `base..base + reserved` is the reservation made in
         // `map_double`; no reference into it survives the ring handles,
         // which hold the `Arc` this value lives in.
@@ -77,9 +114,20 @@ impl Drop for Segment {
 }
 
 impl Segment {
-    fn header(&self) -> &Header {
-        // SAFETY: the mapping starts with a page that holds the header.
-        unsafe { &*self.base.as_ptr().cast::<Header>() }
+    fn header_ptr(&self) -> *mut Header {
+        self.base.as_ptr().cast::<Header>()
+    }
+
+    fn magic(&self) -> &AtomicU64 {
+        // SAFETY: the mapping starts with the header page and lives as long
+        // as `self`; only the atomic field is borrowed, never the whole
+        // `Header`, whose plain fields the peer could write.
+        unsafe { &*addr_of!((*self.header_ptr()).magic) }
+    }
+
+    fn consumer_pid(&self) -> &AtomicU32 {
+        // SAFETY: as in `magic`.
+        unsafe { &*addr_of!((*self.header_ptr()).consumer_pid) }
     }
 
     fn ring(self: &Arc<Self>) -> RingMem {
@@ -87,7 +135,11 @@ impl Segment {
         let base = self.base.as_ptr();
         // SAFETY: offsets come from the validated geometry; the mapping
         // covers header, table and two copies of the payload, and lives as
-        // long as the `Arc` handed to the ring.
+        // long as the `Arc` handed to the ring. The consumer's table and
+        // payload are mapped read-only: its side of the ring only reads
+        // them (it writes only the control block, in the writable header
+        // page), so the "valid for writes" of `RingMem::new` is needed, and
+        // given, only for what each side writes.
         unsafe {
             RingMem::new(
                 NonNull::new_unchecked(base.add(CONTROL_OFFSET).cast::<Control>()),
@@ -120,6 +172,21 @@ fn io_err(op: &'static str, name: &str, source: io::Error) -> SetupError {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Lock {
+    Read,
+    Write,
+}
+
+impl Lock {
+    fn kind(self) -> libc::c_short {
+        match self {
+            Lock::Read => libc::F_RDLCK as libc::c_short,
+            Lock::Write => libc::F_WRLCK as libc::c_short,
+        }
+    }
+}
+
 fn flock(kind: libc::c_short, byte: i64) -> libc::flock {
     // SAFETY: `flock` is plain old data; all zeroes is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
@@ -130,9 +197,11 @@ fn flock(kind: libc::c_short, byte: i64) -> libc::flock {
     fl
 }
 
-/// Takes the write lock on `byte`; false when another description holds it.
-fn take_lock(fd: &OwnedFd, byte: i64) -> io::Result<bool> {
-    let fl = flock(libc::F_WRLCK as libc::c_short, byte);
+/// Takes a lock on `byte`; false when another description holds a
+/// conflicting one. A write lock needs a descriptor open for writing, a
+/// read lock one open for reading.
+fn take_lock(fd: &OwnedFd, lock: Lock, byte: i64) -> io::Result<bool> {
+    let fl = flock(lock.kind(), byte);
     // SAFETY: F_OFD_SETLK reads the `flock` we pass, which outlives the call.
     let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
     if rc == 0 {
@@ -145,8 +214,9 @@ fn take_lock(fd: &OwnedFd, byte: i64) -> io::Result<bool> {
     }
 }
 
-/// Whether some other open file description holds a lock on `byte`.
-fn lock_held(fd: &OwnedFd, byte: i64) -> io::Result<bool> {
+/// The lock some other open file description holds on `byte`, if any
+/// (works on a read-only descriptor: testing needs no access).
+fn lock_state(fd: &OwnedFd, byte: i64) -> io::Result<Option<Lock>> {
     let mut fl = flock(libc::F_WRLCK as libc::c_short, byte);
     // SAFETY: F_OFD_GETLK reads and writes the `flock` we pass, which
     // outlives the call.
@@ -154,12 +224,36 @@ fn lock_held(fd: &OwnedFd, byte: i64) -> io::Result<bool> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+    Ok(match fl.l_type as libc::c_int {
+        libc::F_UNLCK => None,
+        libc::F_RDLCK => Some(Lock::Read),
+        _ => Some(Lock::Write),
+    })
+}
+
+/// One fixed mapping inside the reservation: `len` bytes at `at`, of the
+/// file behind `fd` from `offset`.
+struct Piece<'a> {
+    at: usize,
+    len: usize,
+    fd: &'a OwnedFd,
+    offset: u64,
+    prot: libc::c_int,
 }
 
 /// Reserves address space for the header, the table and two payload copies,
 /// then maps the file over the first part and the payload again after it.
-fn map_double(fd: &OwnedFd, g: &Geometry) -> io::Result<(NonNull<u8>, usize)> {
+///
+/// `read_only`: the consumer's arrangement. The header page (which holds
+/// the control block the consumer writes) is mapped read-write from `fd`;
+/// the descriptor table and both payload copies read-only from `read_only`,
+/// a descriptor opened `O_RDONLY`, so that not even `mprotect` could make
+/// them writable later. Otherwise everything is mapped read-write from `fd`.
+fn map_double(
+    fd: &OwnedFd,
+    g: &Geometry,
+    read_only: Option<&OwnedFd>,
+) -> io::Result<(NonNull<u8>, usize)> {
     let reserved = (g.payload_offset + 2 * g.payload_bytes) as usize;
     // SAFETY: an anonymous PROT_NONE reservation touches no existing memory.
     let base = unsafe {
@@ -175,27 +269,77 @@ fn map_double(fd: &OwnedFd, g: &Geometry) -> io::Result<(NonNull<u8>, usize)> {
     if base == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    let prot = libc::PROT_READ | libc::PROT_WRITE;
-    let flags = libc::MAP_SHARED | libc::MAP_FIXED;
-    // SAFETY: both fixed mappings lie inside the reservation we own
-    // (`total_bytes + payload_bytes == reserved`), so MAP_FIXED replaces
-    // only our own PROT_NONE pages; the file is `total_bytes` long.
-    let ok = unsafe {
-        libc::mmap(base, g.total_bytes as usize, prot, flags, fd.as_raw_fd(), 0) != libc::MAP_FAILED
-            && libc::mmap(
-                base.cast::<u8>().add(g.total_bytes as usize).cast(),
-                g.payload_bytes as usize,
-                prot,
-                flags,
-                fd.as_raw_fd(),
-                g.payload_offset as libc::off_t,
-            ) != libc::MAP_FAILED
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let total = g.total_bytes as usize;
+    let pieces = match read_only {
+        None => [
+            Piece {
+                at: 0,
+                len: total,
+                fd,
+                offset: 0,
+                prot: rw,
+            },
+            Piece {
+                at: total,
+                len: g.payload_bytes as usize,
+                fd,
+                offset: g.payload_offset,
+                prot: rw,
+            },
+            Piece {
+                at: total,
+                len: 0,
+                fd,
+                offset: 0,
+                prot: rw,
+            },
+        ],
+        Some(ro) => [
+            Piece {
+                at: 0,
+                len: HEADER_BYTES,
+                fd,
+                offset: 0,
+                prot: rw,
+            },
+            Piece {
+                at: HEADER_BYTES,
+                len: total - HEADER_BYTES,
+                fd: ro,
+                offset: HEADER_BYTES as u64,
+                prot: libc::PROT_READ,
+            },
+            Piece {
+                at: total,
+                len: g.payload_bytes as usize,
+                fd: ro,
+                offset: g.payload_offset,
+                prot: libc::PROT_READ,
+            },
+        ],
     };
-    if !ok {
-        let e = io::Error::last_os_error();
-        // SAFETY: undoing our own reservation.
-        unsafe { libc::munmap(base, reserved) };
-        return Err(e);
+    for piece in pieces.iter().filter(|p| p.len > 0) {
+        // SAFETY: every piece lies inside the reservation we own (the
+        // pieces tile `0..total_bytes + payload_bytes == reserved`), so
+        // MAP_FIXED replaces only our own PROT_NONE pages; the file is
+        // `total_bytes` long and each piece's file range lies within it.
+        let ok = unsafe {
+            libc::mmap(
+                base.cast::<u8>().add(piece.at).cast(),
+                piece.len,
+                piece.prot,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                piece.fd.as_raw_fd(),
+                piece.offset as libc::off_t,
+            ) != libc::MAP_FAILED
+        };
+        if !ok {
+            let e = io::Error::last_os_error();
+            // SAFETY: undoing our own reservation.
+            unsafe { libc::munmap(base, reserved) };
+            return Err(e);
+        }
     }
     Ok((
         NonNull::new(base.cast()).expect("mmap never returns null on success"),
@@ -208,7 +352,8 @@ fn c_name(name: &str) -> CString {
 }
 
 /// How a segment is opened: created (the producer), read to be checked
-/// (anyone, before trusting it), or written (the consumer, after the checks).
+/// (anyone, before trusting it), or written (the consumer to map its
+/// header page, a reclaimer to lock; both after the checks).
 #[derive(Clone, Copy)]
 enum Access {
     Create,
@@ -225,31 +370,96 @@ fn open_flags(access: Access) -> OFlag {
     }
 }
 
-/// What an existing segment's owner is: alive (with its recorded pid),
-/// dead, or someone else's.
-enum Owner {
-    Alive(u32),
-    Dead,
+fn same_file(a: &OwnedFd, b: &OwnedFd, name: &str) -> Result<bool, SetupError> {
+    let a = nix::sys::stat::fstat(a).map_err(os_err("inspect", name))?;
+    let b = nix::sys::stat::fstat(b).map_err(os_err("inspect", name))?;
+    Ok((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino))
 }
 
-fn probe_owner(name: &str) -> Result<Owner, SetupError> {
-    let Some((fd, _len)) = open_existing(name)? else {
-        return Ok(Owner::Dead);
-    };
-    let alive =
-        lock_held(&fd, LOCK_BYTE_PRODUCER).map_err(|e| io_err("test the lock of", name, e))?;
-    if !alive {
-        return Ok(Owner::Dead);
+/// Whether `name` leads to the file open as `fd` right now (device and
+/// inode). A name that is gone, or is a symlink, leads elsewhere.
+fn names_file(name: &str, fd: &OwnedFd) -> Result<bool, SetupError> {
+    match shm_open(
+        c_name(name).as_c_str(),
+        open_flags(Access::Check),
+        Mode::empty(),
+    ) {
+        Ok(now) => same_file(&now, fd, name),
+        Err(nix::Error::ENOENT) | Err(nix::Error::ELOOP) => Ok(false),
+        Err(e) => Err(os_err("open", name)(e)),
     }
+}
+
+/// The producer pid recorded in the segment behind `fd`; 0 when the file
+/// is too short to hold it yet.
+fn read_pid(fd: &OwnedFd) -> u32 {
     let mut pid = [0u8; 4];
     let offset = std::mem::offset_of!(Header, producer_pid) as libc::off_t;
     // SAFETY: reads 4 bytes into a local buffer of 4 bytes.
     let n = unsafe { libc::pread(fd.as_raw_fd(), pid.as_mut_ptr().cast(), 4, offset) };
-    Ok(Owner::Alive(if n == 4 {
+    if n == 4 {
         u32::from_ne_bytes(pid)
     } else {
         0
-    }))
+    }
+}
+
+/// What became of an existing name that a creator or cleaner looked at.
+enum Reclaim {
+    /// A producer holds the file's lock: alive (or starting), with the pid
+    /// it recorded (0 if not yet).
+    Alive(u32),
+    /// Its producer was dead; this call unlinked the name.
+    Removed,
+    /// Another reclaimer is checking this file right now.
+    Busy,
+    /// The name is gone or leads to another file by now: look again.
+    Changed,
+}
+
+/// Removes `name` if the producer of the file it leads to is dead, without
+/// ever removing a live or starting producer's file: the dead file is
+/// locked (read lock on the producer byte, which a producer's write lock
+/// excludes both ways; write lock on the reclaim byte, which excludes
+/// other reclaimers), and only then is the name checked to still lead to
+/// it (device and inode) and unlinked. Nothing can put another file under
+/// the name between check and unlink: that takes unlinking this one, which
+/// only a holder of these locks does.
+fn reclaim(name: &str) -> Result<Reclaim, SetupError> {
+    let Some((checked, _len)) = open_existing(name)? else {
+        return Ok(Reclaim::Changed);
+    };
+    // A look first, needing no write access: the common case is a live
+    // producer.
+    match lock_state(&checked, LOCK_BYTE_PRODUCER)
+        .map_err(|e| io_err("test the lock of", name, e))?
+    {
+        Some(Lock::Write) => return Ok(Reclaim::Alive(read_pid(&checked))),
+        Some(Lock::Read) => return Ok(Reclaim::Busy),
+        None => {}
+    }
+    // The reclaim lock is a write lock: open for writing, now that the
+    // owner checks passed, and make sure it is still the same file.
+    let Some(fd) = open_same_for_writing(&checked, name)? else {
+        return Ok(Reclaim::Changed);
+    };
+    let lock_err = |e| io_err("lock", name, e);
+    if !take_lock(&fd, Lock::Write, LOCK_BYTE_RECLAIM).map_err(lock_err)? {
+        return Ok(Reclaim::Busy);
+    }
+    if !take_lock(&fd, Lock::Read, LOCK_BYTE_PRODUCER).map_err(lock_err)? {
+        // A producer locked it since the look: one that was starting.
+        return Ok(Reclaim::Alive(read_pid(&fd)));
+    }
+    if !names_file(name, &fd)? {
+        return Ok(Reclaim::Changed);
+    }
+    match shm_unlink(c_name(name).as_c_str()) {
+        Ok(()) => Ok(Reclaim::Removed),
+        Err(nix::Error::ENOENT) => Ok(Reclaim::Changed),
+        Err(e) => Err(os_err("remove", name)(e)),
+    }
+    // `fd` closes here, releasing both locks after the unlink.
 }
 
 /// Opens an existing segment read-only (`None` when there is none) and
@@ -291,92 +501,164 @@ fn check_owner(fd: &OwnedFd, name: &str) -> Result<libc::off_t, SetupError> {
     Ok(st.st_size)
 }
 
+/// Creates the file of `name` and makes it ours: created with `O_EXCL`,
+/// write-locked on the producer byte at once, then checked to still be the
+/// file the name leads to (a reclaimer that found it in the instant before
+/// the lock may have removed it). Reclaims the name of a dead producer.
+fn claim(name: &str) -> Result<OwnedFd, SetupError> {
+    for _ in 0..CLAIM_ATTEMPTS {
+        match shm_open(
+            c_name(name).as_c_str(),
+            open_flags(Access::Create),
+            Mode::S_IRUSR | Mode::S_IWUSR,
+        ) {
+            Ok(fd) => {
+                // The lock first: until we hold it, a reclaimer cannot tell
+                // this file from a dead producer's.
+                if !take_lock(&fd, Lock::Write, LOCK_BYTE_PRODUCER)
+                    .map_err(|e| io_err("lock", name, e))?
+                {
+                    // A reclaimer holds it and will unlink it; start over.
+                    std::thread::yield_now();
+                    continue;
+                }
+                if !names_file(name, &fd)? {
+                    // A reclaimer unlinked it before we locked it.
+                    continue;
+                }
+                // From here on the name is ours until we unlink it: no
+                // reclaimer can read-lock the producer byte we hold.
+                return Ok(fd);
+            }
+            Err(nix::Error::EEXIST) => match reclaim(name)? {
+                Reclaim::Alive(owner_pid) => {
+                    return Err(SetupError::AlreadyExists {
+                        name: name.to_string(),
+                        owner_pid,
+                    })
+                }
+                Reclaim::Removed | Reclaim::Changed => {}
+                Reclaim::Busy => std::thread::yield_now(),
+            },
+            Err(e) => return Err(os_err("create", name)(e)),
+        }
+    }
+    Err(io_err(
+        "create",
+        name,
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "other processes kept creating or removing the name; gave up after {CLAIM_ATTEMPTS} attempts"
+            ),
+        ),
+    ))
+}
+
+/// Reserves the segment's memory on the shared-memory file system, so that
+/// a full `/dev/shm` is an error here and not a SIGBUS at the first write
+/// to a page that cannot be allocated (`ftruncate` alone allocates nothing).
+fn reserve(fd: &OwnedFd, needed: u64, name: &str) -> Result<(), SetupError> {
+    let no_space = |available: u64| SetupError::NoSpace {
+        name: name.to_string(),
+        dir: SHM_DIR,
+        needed,
+        available,
+    };
+    // Free bytes, or None on a file system without a size limit (tmpfs
+    // with `size=0` reports no blocks at all).
+    let free = || -> Option<u64> {
+        let st = nix::sys::statvfs::fstatvfs(fd).ok()?;
+        (st.blocks() > 0).then(|| st.blocks_available() as u64 * st.fragment_size() as u64)
+    };
+    // Refuse at once what cannot fit: posix_fallocate would first fill the
+    // file system up to the last page (starving every other user of it for
+    // a moment) before failing and giving the pages back.
+    if let Some(available) = free() {
+        if needed > available {
+            return Err(no_space(available));
+        }
+    }
+    loop {
+        match nix::fcntl::posix_fallocate(fd, 0, needed as libc::off_t) {
+            Ok(()) => return Ok(()),
+            Err(nix::Error::EINTR) => continue,
+            Err(nix::Error::ENOSPC) => return Err(no_space(free().unwrap_or(0))),
+            Err(e) => return Err(os_err("reserve memory for", name)(e)),
+        }
+    }
+}
+
 /// Creates the segment of `config` and maps it: the producer's side.
 pub(crate) fn create(config: &StreamConfig) -> Result<(RingMem, String), SetupError> {
     let geometry = config.validate()?;
     let name = config.segment_name()?;
-    let mut reclaimed = false;
-    let fd = loop {
-        match shm_open(
-            c_name(&name).as_c_str(),
-            open_flags(Access::Create),
-            Mode::S_IRUSR | Mode::S_IWUSR,
-        ) {
-            Ok(fd) => break fd,
-            Err(nix::Error::EEXIST) if !reclaimed => match probe_owner(&name)? {
-                Owner::Alive(owner_pid) => {
-                    return Err(SetupError::AlreadyExists { name, owner_pid })
-                }
-                Owner::Dead => {
-                    // Its owner died without removing it: reclaim the name.
-                    let _ = shm_unlink(c_name(&name).as_c_str());
-                    reclaimed = true;
-                }
-            },
-            Err(e) => return Err(os_err("create", &name)(e)),
+    let fd = claim(&name)?;
+    let mapped = prepare(&fd, &geometry, &name);
+    let (base, reserved) = match mapped {
+        Ok(mapped) => mapped,
+        Err(e) => {
+            // Under our producer lock, as in `Segment::drop`.
+            if names_file(&name, &fd).unwrap_or(false) {
+                let _ = shm_unlink(c_name(&name).as_c_str());
+            }
+            return Err(e);
         }
     };
-    let result = init(fd, geometry, config, &name);
-    if result.is_err() {
-        let _ = shm_unlink(c_name(&name).as_c_str());
-    }
-    result.map(|mem| (mem, name))
-}
-
-fn init(
-    fd: OwnedFd,
-    geometry: Geometry,
-    config: &StreamConfig,
-    name: &str,
-) -> Result<RingMem, SetupError> {
-    // The umask may only have removed bits; make the mode exactly 0600.
-    nix::sys::stat::fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)
-        .map_err(os_err("set the mode of", name))?;
-    nix::unistd::ftruncate(&fd, geometry.total_bytes as libc::off_t)
-        .map_err(os_err("size", name))?;
-    if !take_lock(&fd, LOCK_BYTE_PRODUCER).map_err(|e| io_err("lock", name, e))? {
-        return Err(SetupError::AlreadyExists {
-            name: name.to_string(),
-            owner_pid: 0,
-        });
-    }
-    let (base, reserved) = map_double(&fd, &geometry).map_err(|e| io_err("map", name, e))?;
     let segment = Arc::new(Segment {
         base,
         reserved,
         fd,
         geometry,
         in_process: false,
+        owned_name: Some(name.clone()),
     });
-    // SAFETY: the first page is ours alone until `magic` is published: the
-    // consumer refuses a segment whose magic is not set. It was zeroed by
-    // ftruncate, and the header fits in it.
+    let h = segment.header_ptr();
+    // SAFETY: writes through a raw pointer to the header at the start of
+    // our mapping, field by field (no reference to the shared header is
+    // formed). The page is ours alone until `magic` is published: a
+    // consumer refuses a segment whose magic is not set. The file was
+    // zero-filled by posix_fallocate, and the header fits in the page.
     unsafe {
-        let h = base.as_ptr().cast::<Header>();
-        (*h).version = VERSION;
-        (*h).header_bytes = HEADER_BYTES as u32;
-        (*h).capacity = geometry.capacity;
-        (*h).slot_bytes = geometry.slot_bytes;
-        (*h).descriptor_bytes = DESCRIPTOR_BYTES as u32;
-        (*h).max_dims = MAX_DIMS as u32;
-        (*h).max_id_len = MAX_ID_LEN as u32;
-        (*h).control_offset = CONTROL_OFFSET as u32;
-        (*h).descriptors_offset = geometry.descriptors_offset;
-        (*h).payload_offset = geometry.payload_offset;
-        (*h).payload_bytes = geometry.payload_bytes;
-        (*h).total_bytes = geometry.total_bytes;
-        (*h).producer_pid = std::process::id();
-        (*h).producer_uid = nix::unistd::geteuid().as_raw();
+        addr_of_mut!((*h).version).write(VERSION);
+        addr_of_mut!((*h).header_bytes).write(HEADER_BYTES as u32);
+        addr_of_mut!((*h).capacity).write(geometry.capacity);
+        addr_of_mut!((*h).slot_bytes).write(geometry.slot_bytes);
+        addr_of_mut!((*h).descriptor_bytes).write(DESCRIPTOR_BYTES as u32);
+        addr_of_mut!((*h).max_dims).write(MAX_DIMS as u32);
+        addr_of_mut!((*h).max_id_len).write(MAX_ID_LEN as u32);
+        addr_of_mut!((*h).control_offset).write(CONTROL_OFFSET as u32);
+        addr_of_mut!((*h).descriptors_offset).write(geometry.descriptors_offset);
+        addr_of_mut!((*h).payload_offset).write(geometry.payload_offset);
+        addr_of_mut!((*h).payload_bytes).write(geometry.payload_bytes);
+        addr_of_mut!((*h).total_bytes).write(geometry.total_bytes);
+        addr_of_mut!((*h).producer_pid).write(std::process::id());
+        addr_of_mut!((*h).producer_uid).write(nix::unistd::geteuid().as_raw());
+        addr_of_mut!((*h).layout_fingerprint).write(LAYOUT_FINGERPRINT);
+        let lens = addr_of_mut!((*h).name_lens).cast::<u32>();
+        let names = addr_of_mut!((*h).names).cast::<[u8; 128]>();
         for (i, (_, value)) in config.names().iter().enumerate() {
-            (*h).name_lens[i] = value.len() as u32;
-            let names = &mut (*h).names;
-            names[i][..value.len()].copy_from_slice(value.as_bytes());
+            // `validate` bounds each name to MAX_NAME_LEN < 128 bytes.
+            lens.add(i).write(value.len() as u32);
+            std::ptr::copy_nonoverlapping(value.as_ptr(), names.add(i).cast::<u8>(), value.len());
         }
     }
-    // Release: pairs with the Acquire load in `open`; the header written
-    // above is complete for a consumer that sees the magic.
-    segment.header().magic.store(MAGIC, Ordering::Release);
-    Ok(segment.ring())
+    // Release: pairs with the Acquire load in `read_header`; the header
+    // written above is complete for a consumer that sees the magic.
+    segment.magic().store(MAGIC, Ordering::Release);
+    Ok((segment.ring(), name))
+}
+
+/// Mode, memory and mapping of a freshly claimed segment file.
+fn prepare(
+    fd: &OwnedFd,
+    geometry: &Geometry,
+    name: &str,
+) -> Result<(NonNull<u8>, usize), SetupError> {
+    // Again with fchmod, so that the umask cannot matter.
+    nix::sys::stat::fchmod(fd, Mode::S_IRUSR | Mode::S_IWUSR).map_err(os_err("chmod", name))?;
+    reserve(fd, geometry.total_bytes, name)?;
+    map_double(fd, geometry, None).map_err(|e| io_err("map", name, e))
 }
 
 /// A copy of a segment's header, checked.
@@ -404,18 +686,28 @@ fn mismatch(
 /// Copies the header out of the first page and checks every field against
 /// what this build writes and against the file's length.
 ///
+/// The page is memory the peer can write at any time, so no `&Header` is
+/// formed over it (a shared reference to plain fields would promise Rust
+/// that nobody writes them): `magic` is loaded through a reference to that
+/// atomic alone, every other field is read once through a raw pointer
+/// (`addr_of!` + `read_volatile`) into a private copy, and only the copies
+/// are checked and used afterwards.
+///
 /// # Safety
 ///
-/// `page` points at `HEADER_BYTES` readable bytes (a mapping of the file).
+/// `page` points at `HEADER_BYTES` readable bytes (a mapping of the file),
+/// aligned for `Header`.
 pub(crate) unsafe fn read_header(
     page: *const u8,
     file_len: u64,
     name: &str,
 ) -> Result<HeaderCopy, SetupError> {
-    // SAFETY: the caller's contract; the header fits in the page.
-    let h = unsafe { &*page.cast::<Header>() };
-    // Acquire: pairs with the Release store at the end of `init`.
-    let magic = h.magic.load(Ordering::Acquire);
+    let h = page.cast::<Header>();
+    // SAFETY: the caller's contract: `magic` lies inside the readable page,
+    // aligned; an atomic may be shared with a concurrent writer.
+    let magic = unsafe { &*addr_of!((*h).magic) };
+    // Acquire: pairs with the Release store at the end of `create`.
+    let magic = magic.load(Ordering::Acquire);
     if magic == 0 {
         return Err(SetupError::NotInitialized {
             name: name.to_string(),
@@ -429,12 +721,11 @@ pub(crate) unsafe fn read_header(
             format!("{magic:#x}"),
         ));
     }
-    // Volatile copies: the fields are read once, here, and only the copies
-    // are trusted afterwards.
     macro_rules! get {
         ($f:ident) => {
-            // SAFETY: a field of the header inside the mapped page.
-            unsafe { std::ptr::read_volatile(std::ptr::addr_of!(h.$f)) }
+            // SAFETY: a field of the header inside the readable page (the
+            // caller's contract), read through a raw pointer into a copy.
+            unsafe { std::ptr::read_volatile(addr_of!((*h).$f)) }
         };
     }
     let version = get!(version);
@@ -468,6 +759,17 @@ pub(crate) unsafe fn read_header(
         if expected != found {
             return Err(mismatch(name, field, expected, found));
         }
+    }
+    // After the named constants (whose mismatch says more), before the
+    // geometry: a build with another layout is refused even where every
+    // constant it stores happens to agree.
+    let fingerprint = get!(layout_fingerprint);
+    if fingerprint != LAYOUT_FINGERPRINT {
+        return Err(SetupError::LayoutFingerprintMismatch {
+            name: name.to_string(),
+            expected: LAYOUT_FINGERPRINT,
+            found: fingerprint,
+        });
     }
     let (capacity, slot_bytes) = (get!(capacity), get!(slot_bytes));
     let geometry = Geometry::new(capacity, slot_bytes).map_err(|why| {
@@ -555,10 +857,10 @@ impl HeaderPage {
         ))
     }
 
-    fn header(&self) -> &Header {
+    fn consumer_pid(&self) -> &AtomicU32 {
         // SAFETY: the page holds the header at its start and lives as long
-        // as `self`; its atomics are only loaded.
-        unsafe { &*self.0.as_ptr().cast::<Header>() }
+        // as `self`; only the atomic field is borrowed, never the `Header`.
+        unsafe { &*addr_of!((*self.0.as_ptr().cast::<Header>()).consumer_pid) }
     }
 
     fn control(&self) -> &Control {
@@ -594,37 +896,39 @@ fn open_checked(name: &str) -> Result<(OwnedFd, HeaderCopy, HeaderPage), SetupEr
     Ok((fd, header, page))
 }
 
-/// Opens the checked segment behind `checked` again, for writing, and makes
-/// sure the name still leads to the same file (it could have been replaced
-/// between the two opens) and that it still passes the owner checks.
-fn reopen_for_writing(checked: &OwnedFd, name: &str) -> Result<OwnedFd, SetupError> {
+/// Opens the checked segment behind `checked` again, for writing; `None`
+/// when the name is gone or leads to another file by now (it could have
+/// been replaced between the two opens). The new descriptor passes the
+/// owner checks again.
+fn open_same_for_writing(checked: &OwnedFd, name: &str) -> Result<Option<OwnedFd>, SetupError> {
     let fd = match shm_open(
         c_name(name).as_c_str(),
         open_flags(Access::Write),
         Mode::empty(),
     ) {
         Ok(fd) => fd,
-        Err(nix::Error::ENOENT) => {
-            return Err(SetupError::NotFound {
-                name: name.to_string(),
-            })
-        }
+        Err(nix::Error::ENOENT) => return Ok(None),
         Err(e) => return Err(os_err("open", name)(e)),
     };
-    let before = nix::sys::stat::fstat(checked).map_err(os_err("inspect", name))?;
-    let after = nix::sys::stat::fstat(&fd).map_err(os_err("inspect", name))?;
-    if (before.st_dev, before.st_ino) != (after.st_dev, after.st_ino) {
-        return Err(SetupError::ForeignSegment {
-            name: name.to_string(),
-            reason: "it was replaced while it was being opened".to_string(),
-        });
+    if !same_file(checked, &fd, name)? {
+        return Ok(None);
     }
     check_owner(&fd, name)?;
-    Ok(fd)
+    Ok(Some(fd))
 }
 
 /// Opens the segment of `config` as its consumer: checks ownership, layout
 /// and identity, takes the consumer's lock, maps it twice.
+///
+/// Least privilege: the consumer writes only the control block (in the
+/// header page); it reads the descriptors and the payload. So the header
+/// page is mapped read-write from a writable descriptor, everything else
+/// read-only from the read-only descriptor the checks were made on, and the
+/// writable descriptor is closed before returning: the consumer keeps no
+/// descriptor through which it could resize the file under the producer,
+/// and no mapping of the table or payload that `mprotect` could make
+/// writable. Its liveness lock is a read lock, which the read-only
+/// descriptor can hold.
 pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupError> {
     config.validate()?;
     let name = config.segment_name()?;
@@ -638,22 +942,38 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
             });
         }
     }
-    let fd = reopen_for_writing(&fd, &name)?;
-    if !take_lock(&fd, LOCK_BYTE_CONSUMER).map_err(|e| io_err("lock", &name, e))? {
+    let Some(writable) = open_same_for_writing(&fd, &name)? else {
+        return Err(SetupError::ForeignSegment {
+            name,
+            reason: "it was removed or replaced while it was being opened".to_string(),
+        });
+    };
+    // One consumer at a time gets past the attach lock (a write lock, held
+    // by the writable descriptor until it closes below); past it, a
+    // consumer lock held by anyone means another consumer is attached.
+    let lock_err = |e| io_err("lock", &name, e);
+    let attached = !take_lock(&writable, Lock::Write, LOCK_BYTE_ATTACH).map_err(lock_err)?
+        || lock_state(&fd, LOCK_BYTE_CONSUMER)
+            .map_err(lock_err)?
+            .is_some()
+        || !take_lock(&fd, Lock::Read, LOCK_BYTE_CONSUMER).map_err(lock_err)?;
+    if attached {
         return Err(SetupError::ConsumerAlreadyAttached { name });
     }
     let geometry = header.geometry;
-    let (base, reserved) = map_double(&fd, &geometry).map_err(|e| io_err("map", &name, e))?;
+    let (base, reserved) =
+        map_double(&writable, &geometry, Some(&fd)).map_err(|e| io_err("map", &name, e))?;
+    drop(writable);
     let segment = Arc::new(Segment {
         base,
         reserved,
         fd,
         geometry,
         in_process: false,
+        owned_name: None,
     });
     segment
-        .header()
-        .consumer_pid
+        .consumer_pid()
         .store(std::process::id(), Ordering::Relaxed);
     Ok((segment.ring(), name))
 }
@@ -668,21 +988,25 @@ pub(crate) fn anonymous(config: &StreamConfig) -> Result<(RingMem, RingMem), Set
         .map_err(os_err("create", name))?;
     nix::unistd::ftruncate(&fd, geometry.total_bytes as libc::off_t)
         .map_err(os_err("size", name))?;
-    let (base, reserved) = map_double(&fd, &geometry).map_err(|e| io_err("map", name, e))?;
+    let (base, reserved) = map_double(&fd, &geometry, None).map_err(|e| io_err("map", name, e))?;
     let segment = Arc::new(Segment {
         base,
         reserved,
         fd,
         geometry,
         in_process: true,
+        owned_name: None,
     });
     Ok((segment.ring(), segment.ring()))
 }
 
-/// Removes a segment's name (mappings stay valid until unmapped).
-pub(crate) fn unlink(name: &str) {
-    let _ = shm_unlink(c_name(name).as_c_str());
-}
+/// Called by the producer's handle when it goes. Nothing to do here: the
+/// name is removed when the producer's segment is dropped (right after the
+/// handle, which holds its only reference), and only if the name still
+/// leads to that segment's file, checked under its producer lock (see
+/// `Segment::drop`). Removing it here by name alone could remove another
+/// producer's segment that took the name after ours was removed by hand.
+pub(crate) fn unlink(_name: &str) {}
 
 /// A segment's state as seen from outside, for tools: identity, layout,
 /// cursors and whether each peer lives.
@@ -730,7 +1054,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
         capacity: g.capacity,
         slot_bytes: g.slot_bytes,
         producer_pid: header.producer_pid,
-        consumer_pid: page.header().consumer_pid.load(Ordering::Relaxed),
+        consumer_pid: page.consumer_pid().load(Ordering::Relaxed),
         registered: control.registered.load(Ordering::Acquire),
         released: control.released.load(Ordering::Acquire),
         done: flags & FLAG_DONE != 0,
@@ -757,17 +1081,26 @@ pub fn list_segments(prefix: &str) -> io::Result<Vec<String>> {
 }
 
 /// Removes the segment `name` if its producer is dead; returns whether it
-/// did. A live segment, or another user's, is never removed.
+/// did. A live segment, or another user's, is never removed, nor one whose
+/// producer is starting: the file is locked and checked to be the one the
+/// name leads to before the name is removed (see `reclaim`).
 ///
 /// # Errors
 ///
 /// As opening a segment, except that a missing one is `Ok(false)`.
 pub fn remove_if_dead(name: &str) -> Result<bool, SetupError> {
-    match probe_owner(name)? {
-        Owner::Alive(_) => Ok(false),
-        Owner::Dead => {
-            let existed = shm_unlink(c_name(name).as_c_str()).is_ok();
-            Ok(existed)
+    for _ in 0..CLAIM_ATTEMPTS {
+        match reclaim(name)? {
+            Reclaim::Removed => return Ok(true),
+            // Another reclaimer is at it: not removed by this call.
+            Reclaim::Alive(_) | Reclaim::Busy => return Ok(false),
+            // Gone, or another file under the name by now: look again.
+            Reclaim::Changed => {
+                if open_existing(name)?.is_none() {
+                    return Ok(false);
+                }
+            }
         }
     }
+    Ok(false)
 }
