@@ -593,6 +593,136 @@ fn policy_errors_are_std_errors() {
     assert_eq!(error.to_string(), "fixed size must be at least 1, got 0");
 }
 
+// --- accessors ------------------------------------------------------------
+
+/// Builds `policy` again from what its public accessors say, through the
+/// validating constructors: equal to `policy` only if every accessor reads
+/// back its parameter (a fresh policy, as parsed or built, is assumed).
+fn rebuild(policy: &Policy) -> Policy {
+    match policy {
+        Policy::Fixed(p) => {
+            let fixed = Fixed::new(p.size()).unwrap();
+            if p.continue_after_done() {
+                fixed.continuing_after_done().into()
+            } else {
+                fixed.into()
+            }
+        }
+        Policy::Sliding(p) => Sliding::new(Sliding::window(p), Sliding::stride(p))
+            .unwrap()
+            .into(),
+        Policy::LeftContext(p) => LeftContext::new(p.chunk(), p.context()).unwrap().into(),
+        Policy::Ramp(p) => {
+            let ramp = Ramp::new(p.first(), p.size(), p.growth(), p.max()).unwrap();
+            if p.continue_after_done() {
+                ramp.continuing_after_done().into()
+            } else {
+                ramp.into()
+            }
+        }
+        Policy::Scheduled(p) => {
+            Scheduled::new(p.schedule().to_vec(), p.chunk(), p.context(), p.prime())
+                .unwrap()
+                .into()
+        }
+    }
+}
+
+#[test]
+fn every_accessor_reads_back_its_parameter_of_the_name() {
+    // Distinct values, none 0 or 1, so that no accessor is right by chance.
+    let Policy::Fixed(fixed) = parse("fixed:size=30") else {
+        panic!("not fixed")
+    };
+    assert_eq!(fixed.size(), 30);
+    assert!(!fixed.continue_after_done());
+    let Policy::Fixed(fixed) = parse("fixed:size=31,continue") else {
+        panic!("not fixed")
+    };
+    assert_eq!(fixed.size(), 31);
+    assert!(fixed.continue_after_done());
+
+    let Policy::Sliding(sliding) = parse("sliding:window=28,stride=7") else {
+        panic!("not sliding")
+    };
+    assert_eq!(
+        (Sliding::window(&sliding), Sliding::stride(&sliding)),
+        (28, 7)
+    );
+
+    let Policy::LeftContext(left) = parse("left-context:chunk=10,context=3") else {
+        panic!("not left-context")
+    };
+    assert_eq!((left.chunk(), left.context()), (10, 3));
+
+    let Policy::Ramp(ramp) = parse("ramp:first=4,size=6,growth=2.5,max=32,continue") else {
+        panic!("not ramp")
+    };
+    assert_eq!((ramp.first(), ramp.size()), (4, 6));
+    assert_eq!(ramp.growth(), 2.5);
+    assert_eq!(ramp.max(), Some(32));
+    assert!(ramp.continue_after_done());
+    let Policy::Ramp(ramp) = parse("ramp:first=5,size=3") else {
+        panic!("not ramp")
+    };
+    assert_eq!((ramp.first(), ramp.size()), (5, 3));
+    assert_eq!((ramp.growth(), ramp.max()), (1.0, None));
+    assert!(!ramp.continue_after_done());
+
+    let Policy::Scheduled(scheduled) =
+        parse("scheduled:schedule=4/8/16,chunk=25,context=7,prime=5")
+    else {
+        panic!("not scheduled")
+    };
+    assert_eq!(scheduled.schedule(), [4, 8, 16]);
+    assert_eq!(
+        (scheduled.chunk(), scheduled.context(), scheduled.prime()),
+        (25, 7, 5)
+    );
+    assert_eq!(scheduled.primed(), 5);
+    let Policy::Scheduled(scheduled) = parse("scheduled:chunk=2,context=3") else {
+        panic!("not scheduled")
+    };
+    assert_eq!(scheduled.schedule(), [] as [usize; 0]);
+    assert_eq!(
+        (scheduled.chunk(), scheduled.context(), scheduled.prime()),
+        (2, 3, 0)
+    );
+}
+
+#[test]
+fn continuing_after_done_changes_only_that() {
+    let fixed = Fixed::new(7).unwrap();
+    let endless = fixed.clone().continuing_after_done();
+    assert!(endless.continue_after_done());
+    assert_eq!(endless.size(), 7);
+    assert_ne!(endless, fixed);
+    assert_eq!(endless.clone().continuing_after_done(), endless);
+    assert_eq!(endless.to_string(), "fixed:size=7,continue");
+
+    let ramp = Ramp::new(2, 3, 2.0, Some(12)).unwrap();
+    let endless = ramp.clone().continuing_after_done();
+    assert!(endless.continue_after_done());
+    assert_eq!(
+        (
+            endless.first(),
+            endless.size(),
+            endless.growth(),
+            endless.max()
+        ),
+        (2, 3, 2.0, Some(12))
+    );
+    assert_ne!(endless, ramp);
+    assert_eq!(
+        windows(&mut endless.clone(), 5),
+        windows(&mut ramp.clone(), 5)
+    );
+    assert_eq!(
+        endless.to_string(),
+        "ramp:first=2,size=3,growth=2,max=12,continue"
+    );
+}
+
 // --- round trip -----------------------------------------------------------
 
 fn any_policy() -> impl Strategy<Value = Policy> {
@@ -669,6 +799,13 @@ proptest! {
         let parsed: Policy = name.parse().unwrap();
         prop_assert_eq!(&parsed, &policy);
         prop_assert_eq!(parsed.to_string(), name);
+    }
+
+    #[test]
+    fn the_accessors_rebuild_the_policy_before_and_after_its_name(policy in any_policy()) {
+        prop_assert_eq!(&rebuild(&policy), &policy);
+        let parsed: Policy = policy.to_string().parse().unwrap();
+        prop_assert_eq!(&rebuild(&parsed), &policy);
     }
 
     #[test]
