@@ -52,7 +52,7 @@ mod config;
 mod consumer;
 mod doorbell;
 mod error;
-#[cfg(not(loom))]
+#[cfg(all(feature = "fuzzing", not(loom)))]
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(any(loom, miri))]

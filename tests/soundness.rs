@@ -8,9 +8,7 @@
 mod common;
 
 use shmstream::policy::{Fixed, Sliding};
-use shmstream::{
-    in_process, DType, StreamBuffer, StreamConfig, StreamError, StreamId, TensorMeta,
-};
+use shmstream::{in_process, DType, StreamBuffer, StreamConfig, StreamError, StreamId, TensorMeta};
 use std::time::Duration;
 
 fn cfg(capacity: u64) -> StreamConfig {
