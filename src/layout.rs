@@ -129,6 +129,7 @@ pub(crate) struct Descriptor {
 }
 
 impl Descriptor {
+    #[cfg_attr(not(any(loom, miri, feature = "fuzzing")), allow(dead_code))]
     pub(crate) fn new() -> Self {
         Descriptor {
             seq: AtomicU64::new(0),

@@ -15,7 +15,7 @@
 //! | 2 | a reclaimer | write | one reclaimer at a time per file |
 //! | 3 | a consumer while it attaches | write | one consumer at a time passes the "is byte 1 free" test |
 
-use crate::config::StreamConfig;
+use crate::config::{StreamConfig, StreamId};
 use crate::error::SetupError;
 use crate::layout::{
     Control, Descriptor, Geometry, Header, CONTROL_OFFSET, DESCRIPTOR_BYTES,
@@ -1011,11 +1011,12 @@ pub(crate) fn unlink(_name: &str) {}
 /// A segment's state as seen from outside, for tools: identity, layout,
 /// cursors and whether each peer lives.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SegmentInfo {
     /// The shared-memory name.
     pub name: String,
-    /// request_id, edge_name, from_partition.
-    pub identity: [String; 3],
+    /// The stream's identity as stored in the segment.
+    pub identity: StreamId,
     /// Slots.
     pub capacity: u64,
     /// Bytes per slot.
@@ -1050,7 +1051,14 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
     let flags = control.flags.load(Ordering::Acquire);
     Ok(SegmentInfo {
         name: name.to_string(),
-        identity: header.names,
+        identity: {
+            let [request_id, edge_name, from_partition] = header.names;
+            StreamId {
+                request_id,
+                edge_name,
+                from_partition,
+            }
+        },
         capacity: g.capacity,
         slot_bytes: g.slot_bytes,
         producer_pid: header.producer_pid,
@@ -1065,15 +1073,24 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
 }
 
 /// Names of this user's segments whose name starts with `prefix` (without
-/// the leading `/`), from `/dev/shm`.
+/// the leading `/`), from `/dev/shm`. Files of other users are left out
+/// (this user could not open them as segments anyway).
 pub fn list_segments(prefix: &str) -> io::Result<Vec<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
     let mut names = Vec::new();
     for entry in std::fs::read_dir("/dev/shm")? {
         let entry = entry?;
         let file = entry.file_name();
         let Some(file) = file.to_str() else { continue };
-        if file.starts_with(prefix) {
-            names.push(format!("/{file}"));
+        if !file.starts_with(prefix) {
+            continue;
+        }
+        // `symlink_metadata`: a link is listed under its own owner, never
+        // followed. A file gone since `read_dir` is skipped.
+        match entry.path().symlink_metadata() {
+            Ok(meta) if meta.uid() == me => names.push(format!("/{file}")),
+            _ => {}
         }
     }
     names.sort();

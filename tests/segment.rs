@@ -243,3 +243,228 @@ fn another_users_segment_is_refused_before_it_is_opened_for_writing() {
         SetupError::ForeignSegment { .. } | SetupError::AlreadyExists { .. }
     ));
 }
+
+/// The bytes at `offset` of a segment's file.
+fn peek<const N: usize>(name: &str, offset: u64) -> [u8; N] {
+    let mut bytes = [0; N];
+    std::fs::File::open(shm_path(name))
+        .unwrap()
+        .read_exact_at(&mut bytes, offset)
+        .unwrap();
+    bytes
+}
+
+#[test]
+fn a_segment_of_another_layout_fingerprint_is_refused_naming_both() {
+    let prefix = unique_prefix("fingerprint");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 4, 1024);
+    let _producer = Producer::create(&cfg).unwrap();
+    let name = cfg.segment_name().unwrap();
+    // The fingerprint sits after the names (docs/design.md: offset 488).
+    let ours = u64::from_ne_bytes(peek(&name, 488));
+    assert_ne!(ours, 0, "the producer stored no fingerprint");
+    let theirs = ours ^ 0x0100;
+    poke(&name, 488, &theirs.to_ne_bytes());
+    let err = Consumer::open(&cfg).unwrap_err();
+    match &err {
+        SetupError::LayoutFingerprintMismatch {
+            expected, found, ..
+        } => assert_eq!((*expected, *found), (ours, theirs)),
+        e => panic!("{e}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains(&format!("{ours:#018x}")), "{message}");
+    assert!(message.contains(&format!("{theirs:#018x}")), "{message}");
+}
+
+#[test]
+fn a_segment_too_large_for_dev_shm_fails_at_create_and_leaves_nothing() {
+    let st = nix::sys::statvfs::statvfs("/dev/shm").unwrap();
+    if st.blocks() == 0 {
+        eprintln!("/dev/shm has no size limit here; case not run");
+        return;
+    }
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    // The largest slots, and the fewest of them that overflow the free
+    // space (a layout this build accepts: at most 1 TiB of payload).
+    let slot = shmstream::MAX_SLOT_BYTES;
+    let capacity = (free / slot + 1).next_power_of_two();
+    if capacity * slot > 1 << 40 {
+        eprintln!("/dev/shm has more than 1 TiB free; case not run");
+        return;
+    }
+    let prefix = unique_prefix("nospace");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, capacity, slot);
+    let name = cfg.segment_name().unwrap();
+    let err = Producer::create(&cfg).unwrap_err();
+    match &err {
+        SetupError::NoSpace {
+            dir,
+            needed,
+            available,
+            ..
+        } => {
+            assert_eq!(*dir, "/dev/shm");
+            assert!(needed > available, "{err}");
+            assert!(*needed > capacity * slot, "{err}");
+        }
+        e => panic!("{e}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains("/dev/shm"), "{message}");
+    // Header page, descriptor table rounded up to a page, payload.
+    let total = (4096 + capacity * 192).next_multiple_of(4096) + capacity * slot;
+    assert!(
+        message.contains(&format!("needs {total} bytes")),
+        "{message}"
+    );
+    assert!(!std::path::Path::new(&shm_path(&name)).exists());
+    assert!(shmstream::list_segments(&prefix).unwrap().is_empty());
+}
+
+#[test]
+fn a_segments_memory_is_reserved_when_it_is_created() {
+    let prefix = unique_prefix("reserve");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 16, 4096);
+    let _producer = Producer::create(&cfg).unwrap();
+    let meta = std::fs::metadata(shm_path(&cfg.segment_name().unwrap())).unwrap();
+    // ftruncate alone allocates nothing (a sparse file: SIGBUS later on a
+    // full /dev/shm); every byte must be backed from the start.
+    assert!(
+        meta.blocks() * 512 >= meta.len(),
+        "{} of {} bytes allocated",
+        meta.blocks() * 512,
+        meta.len()
+    );
+}
+
+/// The permissions (`rw-s`, `r--s`, ...) of the mapping holding `addr`.
+fn mapping_permissions(addr: usize) -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let range = fields.next().unwrap();
+        let perms = fields.next().unwrap();
+        let (lo, hi) = range.split_once('-').unwrap();
+        let lo = usize::from_str_radix(lo, 16).unwrap();
+        let hi = usize::from_str_radix(hi, 16).unwrap();
+        if (lo..hi).contains(&addr) {
+            return perms.to_string();
+        }
+    }
+    panic!("no mapping holds {addr:#x}");
+}
+
+#[test]
+fn the_consumer_maps_only_its_control_block_writable() {
+    let prefix = unique_prefix("prot");
+    let _cleanup = Cleanup(prefix.clone());
+    // 4 slots of 1 KiB: header page, table (4 x 192 bytes) rounded to a
+    // page, so the payload starts 8192 bytes into the segment.
+    let cfg = config(&prefix, 4, 1024);
+    let producer = Producer::create(&cfg).unwrap();
+    let consumer = Consumer::open(&cfg).unwrap();
+    let (payload, len) = consumer.payload_region();
+    let payload = payload as usize;
+    let header = payload - 8192;
+    assert_eq!(mapping_permissions(header), "rw-s", "control block");
+    assert_eq!(
+        mapping_permissions(header + 4096),
+        "r--s",
+        "descriptor table"
+    );
+    assert_eq!(mapping_permissions(payload), "r--s", "payload");
+    assert_eq!(
+        mapping_permissions(payload + len - 1),
+        "r--s",
+        "payload end"
+    );
+    assert_eq!(mapping_permissions(payload + len), "r--s", "payload mirror");
+    // The producer writes all of it.
+    let (theirs, _) = producer.payload_region();
+    assert_eq!(mapping_permissions(theirs as usize), "rw-s");
+    assert_eq!(mapping_permissions(theirs as usize - 4096), "rw-s");
+}
+
+/// Access modes (`O_RDONLY`, `O_RDWR`) of this process's descriptors of
+/// the segment `name`.
+fn descriptors_of(name: &str) -> Vec<i32> {
+    let target = shm_path(name);
+    let mut modes = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
+        let entry = entry.unwrap();
+        let Ok(link) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if link.to_str() != Some(target.as_str()) {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/self/fdinfo/{}",
+            entry.file_name().to_str().unwrap()
+        ))
+        .unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| i32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        modes.push(flags & libc::O_ACCMODE);
+    }
+    modes.sort();
+    modes
+}
+
+#[test]
+fn the_consumer_keeps_no_descriptor_that_could_resize_the_segment() {
+    let prefix = unique_prefix("fds");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 4, 1024);
+    let name = cfg.segment_name().unwrap();
+    let producer = Producer::create(&cfg).unwrap();
+    assert_eq!(descriptors_of(&name), [libc::O_RDWR]);
+    let consumer = Consumer::open(&cfg).unwrap();
+    // The producer's read-write one, and the consumer's read-only one.
+    assert_eq!(descriptors_of(&name), [libc::O_RDONLY, libc::O_RDWR]);
+    // The read-only descriptor still holds the consumer's lock: a second
+    // consumer is refused, and the producer sees this one alive.
+    assert!(matches!(
+        Consumer::open(&cfg).unwrap_err(),
+        SetupError::ConsumerAlreadyAttached { .. }
+    ));
+    assert!(shmstream::inspect(&name).unwrap().consumer_alive);
+    drop(consumer);
+    assert!(!shmstream::inspect(&name).unwrap().consumer_alive);
+    drop(producer);
+}
+
+#[test]
+fn list_segments_shows_only_this_users_segments() {
+    let prefix = unique_prefix("owner");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 4, 1024);
+    let _producer = Producer::create(&cfg).unwrap();
+    let mine = cfg.segment_name().unwrap();
+    let theirs = format!("/{prefix}theirs");
+    std::fs::write(shm_path(&theirs), b"not a segment").unwrap();
+    let _theirs_cleanup = RemoveOnDrop(shm_path(&theirs));
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    if nix::unistd::chown(shm_path(&theirs).as_str(), Some(nobody), None).is_err() {
+        eprintln!("SKIPPED: not root, cannot make a file of another user; only the own segment is checked");
+        assert!(shmstream::list_segments(&prefix).unwrap().contains(&mine));
+        return;
+    }
+    assert_eq!(shmstream::list_segments(&prefix).unwrap(), vec![mine]);
+}
+
+/// Removes a file when dropped, also when the test fails.
+struct RemoveOnDrop(String);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

@@ -57,7 +57,11 @@ pub struct SegmentState {
 
 impl From<SegmentInfo> for SegmentState {
     fn from(i: SegmentInfo) -> Self {
-        let [request_id, edge_name, from_partition] = i.identity;
+        let shmstream::StreamId {
+            request_id,
+            edge_name,
+            from_partition,
+        } = i.identity;
         SegmentState {
             name: i.name,
             request_id,
