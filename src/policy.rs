@@ -704,9 +704,15 @@ impl Ramp {
         self.max
     }
 
-    /// The largest size the running size can reach.
+    /// The largest size the running size can reach: the max when `growth`
+    /// is above 1 (it then reaches it after finitely many chunks), `size`
+    /// when it is 1 (it never moves, whatever the max).
     fn cap(&self) -> usize {
-        self.max.unwrap_or(self.size)
+        if self.growth > 1.0 {
+            self.max.unwrap_or(self.size)
+        } else {
+            self.size
+        }
     }
 
     /// The size of the next chunk.
@@ -750,14 +756,7 @@ impl ChunkPolicy for Ramp {
         self.continue_after_done
     }
     fn max_window(&self) -> usize {
-        // With growth 1 the running size stays at `size` whatever the max;
-        // above 1 it reaches the max after finitely many chunks.
-        let later = if self.growth > 1.0 {
-            self.cap()
-        } else {
-            self.size
-        };
-        self.first.max(later)
+        self.first.max(self.cap())
     }
 }
 

@@ -113,6 +113,22 @@ fn ramp_first_chunk_may_be_the_largest() {
 }
 
 #[test]
+fn ramp_sizes_beyond_f64_precision_stay_exact() {
+    // 2^54 + 3 is no f64: as one it rounds to 2^54 + 4.
+    let size = (1usize << 54) + 3;
+    assert_ne!(size as f64 as usize, size);
+    // Growth 1 never moves the running size, whatever the max: every chunk
+    // after the first is `size`, and no window passes `max_window`.
+    let mut flat = Ramp::new(1, size, 1.0, Some(usize::MAX)).unwrap();
+    assert_eq!(flat.max_window(), size);
+    assert_eq!(windows(&mut flat, 4), [1, size, size, size]);
+    // The second chunk is `size` itself, not its f64 approximation.
+    let mut growing = Ramp::new(1, size, 2.0, Some(usize::MAX)).unwrap();
+    assert_eq!(windows(&mut growing, 2), [1, size]);
+    assert_eq!(growing.max_window(), usize::MAX);
+}
+
+#[test]
 fn ramp_counts_a_flush_as_a_chunk() {
     let mut ramp = Ramp::new(4, 8, 2.0, Some(32))
         .unwrap()
