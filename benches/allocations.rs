@@ -54,7 +54,7 @@ fn config() -> StreamConfig {
         from_partition: "count".into(),
     })
     .with_capacity(1024)
-    .with_slot_bytes(64)
+    .with_item_bytes(64)
     .with_prefix(&format!("bench-{}-", std::process::id()))
 }
 

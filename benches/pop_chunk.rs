@@ -31,7 +31,7 @@ fn pop_chunk(c: &mut Criterion, name: &str, prepoll: bool) {
             from_partition: "chunk".into(),
         })
         .with_capacity(CAPACITY)
-        .with_slot_bytes(64)
+        .with_item_bytes(64)
         .with_prefix(&format!("bench-{}-", std::process::id()));
         // Removed from /dev/shm when dropped at the end of this iteration.
         let producer = Producer::create(&cfg).expect("create the segment");

@@ -80,6 +80,9 @@ impl<E> StreamBuffer<E> {
     ///
     /// [`SetupError::WindowExceedsCapacity`] when the policy's largest window
     /// does not fit in the ring; the consumer comes back in the error.
+    // The error hands the consumer back by value (once per stream, not on
+    // a hot path), hence its size.
+    #[allow(clippy::result_large_err)]
     pub fn new(
         consumer: Consumer,
         id: StreamId,

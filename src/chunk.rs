@@ -54,7 +54,10 @@ impl<'a> StreamChunk<'a> {
     ) -> Self {
         #[cfg(loom)]
         let _guards = (start_offset..start_offset + len as u64)
-            .map(|p| ring.mem().track_read(p))
+            .map(|p| {
+                let meta = ring.meta(p);
+                ring.mem().track_read(meta.offset, meta.nbytes)
+            })
             .collect();
         StreamChunk {
             ring,

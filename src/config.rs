@@ -59,45 +59,60 @@ impl std::fmt::Display for StreamId {
 ///     from_partition: "talker".into(),
 /// })
 /// .with_capacity(256)
-/// .with_slot_bytes(4096);
+/// .with_item_bytes(4096);
 /// assert_eq!(cfg.capacity(), 256);
+/// assert_eq!(cfg.payload_bytes(), 1 << 20); // 256 x 4096 unless set
+/// let big = cfg.clone().with_payload_bytes(1 << 30); // room for 64 MiB tensors
+/// assert_eq!(big.payload_bytes(), 1 << 30);
 /// assert!(cfg.segment_name().unwrap().starts_with("/shmstream-req-7.codec_tokens.talker-"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamConfig {
     pub(crate) id: StreamId,
     pub(crate) capacity: u64,
-    pub(crate) slot_bytes: u64,
+    pub(crate) item_bytes: u64,
+    pub(crate) payload_bytes: Option<u64>,
     pub(crate) prefix: String,
     pub(crate) timeout: Option<Duration>,
 }
 
 impl StreamConfig {
-    /// A stream of 1024 slots of 4096 bytes, waiting at most 10 s in its
-    /// blocking calls, named by its identity.
+    /// A stream of 1024 items of 4096 bytes by default (a 4 MiB payload),
+    /// waiting at most 10 s in its blocking calls, named by its identity.
     #[must_use]
     pub fn new(id: StreamId) -> Self {
         StreamConfig {
             id,
             capacity: 1024,
-            slot_bytes: 4096,
+            item_bytes: 4096,
+            payload_bytes: None,
             prefix: DEFAULT_PREFIX.to_string(),
             timeout: Some(Duration::from_secs(10)),
         }
     }
 
-    /// Slots in the ring: a power of two.
+    /// Items the ring holds at most (descriptors): a power of two.
     #[must_use]
     pub fn with_capacity(mut self, capacity: u64) -> Self {
         self.capacity = capacity;
         self
     }
 
-    /// Bytes per slot: a multiple of 64, and capacity x slot size a
-    /// multiple of the 4096-byte page.
+    /// Bytes a registration without a size reserves (`register`,
+    /// `pre_read_register`); tensors of any other size use the `_sized`
+    /// calls. At most the payload size.
     #[must_use]
-    pub fn with_slot_bytes(mut self, slot_bytes: u64) -> Self {
-        self.slot_bytes = slot_bytes;
+    pub fn with_item_bytes(mut self, item_bytes: u64) -> Self {
+        self.item_bytes = item_bytes;
+        self
+    }
+
+    /// Bytes of the payload ring where tensors lie back to back: a power of
+    /// two, at least a page. Unset, it is `capacity x item_bytes` rounded up
+    /// to a power of two (at least a page).
+    #[must_use]
+    pub fn with_payload_bytes(mut self, payload_bytes: u64) -> Self {
+        self.payload_bytes = Some(payload_bytes);
         self
     }
 
@@ -128,9 +143,20 @@ impl StreamConfig {
         self.capacity
     }
 
-    /// Bytes per slot.
-    pub fn slot_bytes(&self) -> u64 {
-        self.slot_bytes
+    /// Bytes a registration without a size reserves.
+    pub fn item_bytes(&self) -> u64 {
+        self.item_bytes
+    }
+
+    /// Bytes of the payload ring (see [`with_payload_bytes`](Self::with_payload_bytes)).
+    pub fn payload_bytes(&self) -> u64 {
+        self.payload_bytes.unwrap_or_else(|| {
+            self.capacity
+                .saturating_mul(self.item_bytes)
+                .checked_next_power_of_two()
+                .unwrap_or(u64::MAX)
+                .max(crate::layout::PAGE as u64)
+        })
     }
 
     /// The segment-name prefix.
@@ -170,7 +196,8 @@ impl StreamConfig {
                 ),
             });
         }
-        Geometry::new(self.capacity, self.slot_bytes).map_err(SetupError::InvalidConfig)
+        Geometry::new(self.capacity, self.item_bytes, self.payload_bytes())
+            .map_err(SetupError::InvalidConfig)
     }
 
     /// The POSIX shared-memory name of this stream's segment: the prefix, a

@@ -93,24 +93,27 @@ impl Consumer {
         self.ring.consumed()
     }
 
-    /// Slots in the ring.
+    /// Items the ring holds at most.
     pub fn capacity(&self) -> u64 {
         self.ring.mem().capacity()
     }
 
-    /// Bytes per slot.
-    pub fn slot_bytes(&self) -> u64 {
-        self.ring.mem().slot_bytes()
+    /// Bytes a registration without a size reserves.
+    pub fn item_bytes(&self) -> u64 {
+        self.ring.mem().item_bytes()
     }
 
-    /// The payload area as this process maps it: `capacity * slot_bytes`
-    /// bytes (a shared segment maps the same bytes again right after it).
+    /// Bytes of the payload ring.
+    pub fn payload_bytes(&self) -> u64 {
+        self.ring.mem().payload_bytes()
+    }
+
+    /// The payload area as this process maps it: `payload_bytes`, twice
+    /// that when it is mapped twice back to back (a shared segment or an
+    /// in-process stream outside loom and Miri).
     pub fn payload_region(&self) -> (*const u8, usize) {
         let mem = self.ring.mem();
-        (
-            mem.payload_base(),
-            (mem.capacity() * mem.slot_bytes()) as usize,
-        )
+        (mem.payload_base(), mem.mapped_payload_bytes() as usize)
     }
 
     /// Item `i` of the available prefix (0 is the oldest), in place.
@@ -142,35 +145,40 @@ impl Consumer {
 }
 
 /// `n` items from `start` as one tensor view, when they share dtype and
-/// shape and are contiguous in the mapping (always, with the mirror).
+/// shape and lie at one constant distance (back to back for sizes that are
+/// multiples of 8), within one contiguous range of the mapping (always,
+/// with the mirror).
 pub(crate) fn stacked(ring: &ConsumerRing, start: u64, n: u64) -> Option<TensorView<'_>> {
     if n == 0 {
         return None;
     }
     let mem = ring.mem();
     let first = ring.meta(start);
-    let slot = start & (mem.capacity() - 1);
-    if slot + n > mem.capacity() && !mem.mirrored() {
+    let stride = ring.stack_stride(start + n - 1, n)?;
+    let span = stride * (n - 1) + first.nbytes;
+    if !mem.mirrored() && (first.offset & (mem.payload_bytes() - 1)) + span > mem.payload_bytes() {
         return None;
     }
-    if !ring.stackable(start + n - 1, n) {
-        return None;
-    }
-    // Loom: the view reads every slot of the window (see `ItemView::new`).
+    // Loom: the view reads every item of the window (see `ItemView::new`).
     #[cfg(loom)]
     for position in start..start + n {
-        drop(mem.track_read(position));
+        let meta = ring.meta(position);
+        drop(mem.track_read(meta.offset, meta.nbytes));
     }
     // SAFETY: the `n` positions are in the prefix and unreleased for the
-    // borrow of `ring` (released only through `&mut`); their slots are
-    // consecutive in memory, across the wrap thanks to the mirror (checked
-    // above), `slot_bytes` apart, each holding `first.nbytes` valid bytes.
+    // borrow of `ring` (released only through `&mut`). Their reservations
+    // were checked at poll time to follow each other in the payload, each
+    // within one payload length of the released bytes, so the whole span
+    // (`stride * (n - 1) + nbytes <= payload_bytes`, the last item ending
+    // within the reservations) lies in the mapping: across the wrap thanks
+    // to the mirror, or checked above not to cross it. Each item holds
+    // `first.nbytes` valid bytes, `stride` apart.
     Some(unsafe {
         TensorView::new(
-            mem.slot_ptr(start),
+            mem.payload_ptr(first.offset),
             n as usize,
             first,
-            mem.slot_bytes() as usize,
+            stride as usize,
         )
     })
 }

@@ -195,14 +195,26 @@ impl std::error::Error for SetupError {
     }
 }
 
+/// What a full ring ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    /// Item slots (descriptors): `capacity` items wait for the consumer.
+    Items,
+    /// Payload bytes: the waiting items' bytes fill the payload ring.
+    PayloadBytes,
+}
+
 /// An operation on a running stream failed. The stream itself is left
 /// intact unless the variant says the peer is gone or the memory is corrupt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StreamError {
-    /// Every slot is registered and not yet released by the consumer.
+    /// The ring has no room for the registration until the consumer
+    /// releases some: every item slot waits, or the payload bytes do.
     Full {
-        /// The ring's capacity.
+        /// Which of the two ran out.
+        resource: Resource,
+        /// Its capacity (items, or payload bytes).
         capacity: u64,
     },
     /// The wait ended before the condition held; the call can be retried.
@@ -235,12 +247,19 @@ pub enum StreamError {
         /// The id.
         id: String,
     },
-    /// A tensor larger than a slot.
+    /// A tensor larger than the bytes reserved for it.
     TooLarge {
         /// The tensor's size.
         nbytes: u64,
-        /// The slot size.
-        slot_bytes: u64,
+        /// Bytes reserved at registration.
+        reserved: u64,
+    },
+    /// A registration larger than the whole payload ring.
+    ExceedsPayload {
+        /// Bytes asked for.
+        nbytes: u64,
+        /// The payload ring's size.
+        payload_bytes: u64,
     },
     /// The bytes handed in disagree with the shape.
     SizeMismatch {
@@ -285,9 +304,19 @@ pub enum StreamError {
 impl fmt::Display for StreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StreamError::Full { capacity } => write!(
+            StreamError::Full {
+                resource: Resource::Items,
+                capacity,
+            } => write!(
                 f,
-                "the ring is full: all {capacity} slots are waiting for the consumer"
+                "the ring is full: all {capacity} item slots are waiting for the consumer"
+            ),
+            StreamError::Full {
+                resource: Resource::PayloadBytes,
+                capacity,
+            } => write!(
+                f,
+                "the ring is full: its {capacity} payload bytes are waiting for the consumer"
             ),
             StreamError::Timeout { what, waited } => {
                 write!(f, "gave up waiting for {what} after {waited:?}")
@@ -309,9 +338,16 @@ impl fmt::Display for StreamError {
             StreamError::UnknownId { id } => {
                 write!(f, "tensor id {id:?} is not registered (or was already put)")
             }
-            StreamError::TooLarge { nbytes, slot_bytes } => write!(
+            StreamError::TooLarge { nbytes, reserved } => write!(
                 f,
-                "a tensor of {nbytes} bytes does not fit in a slot of {slot_bytes} bytes"
+                "a tensor of {nbytes} bytes does not fit in the {reserved} bytes reserved for it; register it with its size (register_sized / pre_read_register_sized)"
+            ),
+            StreamError::ExceedsPayload {
+                nbytes,
+                payload_bytes,
+            } => write!(
+                f,
+                "a tensor of {nbytes} bytes exceeds the whole payload ring of {payload_bytes} bytes; configure a larger one (StreamConfig::with_payload_bytes)"
             ),
             StreamError::SizeMismatch { given, expected } => write!(
                 f,

@@ -24,9 +24,25 @@ pub fn check_header(page: &[u8], file_len: u64) -> Result<(), SetupError> {
     unsafe { crate::segment::read_header(copy.0.as_ptr(), file_len, "(fuzz)") }.map(|_| ())
 }
 
+/// What [`check_descriptor`] accepted: the item's id, byte count and
+/// reservation.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The id.
+    pub id: String,
+    /// The tensor's bytes.
+    pub nbytes: u64,
+    /// Payload byte position of its reservation.
+    pub offset: u64,
+    /// Bytes reserved.
+    pub len: u64,
+}
+
 /// Runs the per-item descriptor checks on `bytes` (padded or cut to one
-/// descriptor) as the descriptor of `position` in a ring of `slot_bytes`.
-/// Returns the id and byte count of a committed item.
+/// descriptor) as the descriptor of `position`, after a previous item
+/// ending at `walk_end`, with the bytes up to `released_end` released, in a
+/// payload ring of `payload_bytes` (rounded to a power of two of at least a
+/// page), `mirrored` or not. Returns what a committed item carries.
 ///
 /// # Errors
 ///
@@ -34,8 +50,11 @@ pub fn check_header(page: &[u8], file_len: u64) -> Result<(), SetupError> {
 pub fn check_descriptor(
     bytes: &[u8],
     position: u64,
-    slot_bytes: u64,
-) -> Result<Option<(String, u64)>, StreamError> {
+    walk_end: u64,
+    released_end: u64,
+    payload_bytes: u64,
+    mirrored: bool,
+) -> Result<Option<Accepted>, StreamError> {
     let mut raw = [0u8; DESCRIPTOR_BYTES];
     let n = bytes.len().min(DESCRIPTOR_BYTES);
     raw[..n].copy_from_slice(&bytes[..n]);
@@ -50,7 +69,25 @@ pub fn check_descriptor(
     for (k, d) in desc.id.iter().enumerate() {
         d.store(u64::from_le(word(11 + k)), Ordering::Relaxed);
     }
+    desc.offset.store(word(19), Ordering::Relaxed);
+    desc.len.store(word(20), Ordering::Relaxed);
+    let payload_bytes = payload_bytes
+        .clamp(4096, crate::layout::MAX_PAYLOAD_BYTES)
+        .next_power_of_two();
+    let bounds = crate::layout::Bounds {
+        walk_end,
+        released_end,
+        payload_bytes,
+        mirrored,
+    };
     let mut meta = ItemMeta::EMPTY;
-    let status = ItemMeta::read_into(&desc, position, slot_bytes, &mut meta)?;
-    Ok((status == crate::layout::STATUS_COMMITTED).then(|| (meta.id().to_string(), meta.nbytes)))
+    let status = ItemMeta::read_into(&desc, position, bounds, &mut meta)?;
+    Ok(
+        (status == crate::layout::STATUS_COMMITTED).then(|| Accepted {
+            id: meta.id().to_string(),
+            nbytes: meta.nbytes,
+            offset: meta.offset,
+            len: meta.len,
+        }),
+    )
 }

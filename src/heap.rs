@@ -53,17 +53,17 @@ impl Drop for HeapBacking {
     }
 }
 
-/// Allocates a ring of `capacity` slots of `slot_bytes` (checked by the
-/// caller: capacity a power of two, slot size a positive multiple of 64) and
-/// returns the producer's and the consumer's view of it.
-pub(crate) fn heap_ring(capacity: u64, slot_bytes: u64) -> (RingMem, RingMem) {
+/// Allocates a ring of `capacity` items over `payload_bytes` of payload
+/// (checked by the caller: both powers of two, the payload at least a page)
+/// and returns the producer's and the consumer's view of it.
+pub(crate) fn heap_ring(capacity: u64, item_bytes: u64, payload_bytes: u64) -> (RingMem, RingMem) {
     let control = NonNull::from(Box::leak(Box::new(Control::new())));
     let table: Box<[Descriptor]> = (0..capacity).map(|_| Descriptor::new()).collect();
     let descriptors = NonNull::from(Box::leak(table));
-    let payload_layout = Layout::from_size_align((capacity * slot_bytes) as usize, 4096)
+    let payload_layout = Layout::from_size_align(payload_bytes as usize, 4096)
         .expect("payload size was checked by the caller");
-    // SAFETY: the layout has a non-zero size (capacity and slot size are
-    // positive).
+    // SAFETY: the layout has a non-zero size (the payload is at least a
+    // page).
     let payload = NonNull::new(unsafe { alloc::alloc_zeroed(payload_layout) })
         .unwrap_or_else(|| alloc::handle_alloc_error(payload_layout));
     let backing: Arc<dyn Backing> = Arc::new(HeapBacking {
@@ -72,18 +72,22 @@ pub(crate) fn heap_ring(capacity: u64, slot_bytes: u64) -> (RingMem, RingMem) {
         payload,
         payload_layout,
         #[cfg(loom)]
-        trackers: (0..capacity).map(|_| Default::default()).collect(),
+        trackers: (0..payload_bytes / crate::sync::TRACK_GRANULE)
+            .map(|_| Default::default())
+            .collect(),
     });
     let side = || {
         // SAFETY: the pointers come from the allocations above, sized for
-        // `capacity` slots, owned by `backing`, which each view keeps alive.
+        // `capacity` descriptors and `payload_bytes`, owned by `backing`,
+        // which each view keeps alive.
         unsafe {
             RingMem::new(
                 control,
                 descriptors.cast(),
                 payload,
                 capacity,
-                slot_bytes,
+                item_bytes,
+                payload_bytes,
                 false,
                 backing.clone(),
             )

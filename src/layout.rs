@@ -2,8 +2,10 @@
 //! payload area, and the checks applied to everything read back from them.
 //!
 //! Shared memory holds no pointers: every struct here is `repr(C)`, and
-//! places are offsets from the segment's start and 64-bit stream positions
-//! (a position never wraps; its slot is `position % capacity`).
+//! places are offsets from the segment's start, 64-bit stream positions (a
+//! position never wraps; its descriptor is `position % capacity`) and 64-bit
+//! payload byte positions (never wrap either; the byte lives at
+//! `byte % payload_bytes` of the payload area).
 
 use crate::doorbell::Doorbell;
 use crate::error::StreamError;
@@ -17,17 +19,23 @@ pub const MAX_DIMS: usize = 8;
 pub const MAX_ID_LEN: usize = 64;
 /// Longest name of the stream's identity, in bytes.
 pub const MAX_NAME_LEN: usize = 120;
-/// Largest ring capacity (slots).
+/// Largest item capacity of a ring (descriptors).
 pub const MAX_CAPACITY: u64 = 1 << 20;
-/// Largest slot size in bytes.
-pub const MAX_SLOT_BYTES: u64 = 1 << 30;
+/// Largest payload area of a ring, in bytes (mapped twice).
+pub const MAX_PAYLOAD_BYTES: u64 = 1 << 40;
+/// Where a tensor may start: a multiple of this many bytes at least (every
+/// dtype's elements stay aligned).
+pub const MIN_ALIGN: u64 = 8;
+/// Where a tensor may start: no stricter alignment than this is asked for
+/// (a cache line; see [`placement_align`]).
+pub const MAX_ALIGN: u64 = 64;
 
 /// "SHMSTRM" and a zero byte, read as a little-endian u64.
 #[cfg_attr(loom, allow(dead_code))] // segments only
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMSTRM\0");
 /// Bumped whenever the bytes of a segment change meaning.
 #[cfg_attr(loom, allow(dead_code))] // segments only
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 /// The header occupies one page.
 pub(crate) const HEADER_BYTES: usize = 4096;
 pub(crate) const PAGE: usize = 4096;
@@ -109,7 +117,27 @@ impl Control {
     }
 }
 
-/// One entry per slot. Every field is an atomic because the other process
+/// The alignment of a tensor of `nbytes` in the payload: the largest power
+/// of two that divides `nbytes`, kept within `MIN_ALIGN..=MAX_ALIGN`. A run
+/// of same-sized tensors whose size is a multiple of 8 therefore lies back
+/// to back with no padding (one contiguous `[n, *shape]` tensor), and every
+/// tensor starts 8-byte aligned (64-byte aligned when its size allows,
+/// which suits DMA engines and vector loads).
+pub const fn placement_align(nbytes: u64) -> u64 {
+    if nbytes == 0 {
+        return MIN_ALIGN;
+    }
+    let pow = 1u64 << nbytes.trailing_zeros();
+    if pow < MIN_ALIGN {
+        MIN_ALIGN
+    } else if pow > MAX_ALIGN {
+        MAX_ALIGN
+    } else {
+        pow
+    }
+}
+
+/// One entry per item of the ring. Every field is an atomic because the other process
 /// may write it at any time (a correct peer never does while we read it, a
 /// hostile one might): plain reads racing with writes would be undefined
 /// behaviour, relaxed atomic reads are merely wrong values, which we check.
@@ -125,7 +153,11 @@ pub(crate) struct Descriptor {
     pub(crate) dims: [AtomicU64; MAX_DIMS],
     /// The id's bytes, eight to a word, little-endian.
     pub(crate) id: [AtomicU64; MAX_ID_LEN / 8],
-    _reserved: [AtomicU64; 5],
+    /// Payload byte position of the reservation (never wraps).
+    pub(crate) offset: AtomicU64,
+    /// Bytes reserved there (at least `nbytes`).
+    pub(crate) len: AtomicU64,
+    _reserved: [AtomicU64; 3],
 }
 
 impl Descriptor {
@@ -138,13 +170,17 @@ impl Descriptor {
             _pad: AtomicU32::new(0),
             dims: std::array::from_fn(|_| AtomicU64::new(0)),
             id: std::array::from_fn(|_| AtomicU64::new(0)),
+            offset: AtomicU64::new(0),
+            len: AtomicU64::new(0),
             _reserved: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 
-    /// Writes the id (producer, at registration). Relaxed: published by the
-    /// Release store of `seq` at commit.
-    pub(crate) fn write_id(&self, id: &[u8]) {
+    /// Writes the id and the reservation (producer, at registration).
+    /// Relaxed: published by the Release store of `seq` at commit.
+    pub(crate) fn write_registration(&self, id: &[u8], offset: u64, len: u64) {
+        self.offset.store(offset, Ordering::Relaxed);
+        self.len.store(len, Ordering::Relaxed);
         // Only the words the id covers: the consumer reads no further.
         for (cell, chunk) in self.id.iter().zip(id.chunks(8)) {
             let mut word = [0u8; 8];
@@ -189,6 +225,26 @@ pub(crate) struct ItemMeta {
     pub(crate) ndim: u8,
     pub(crate) dims: [u64; MAX_DIMS],
     pub(crate) nbytes: u64,
+    /// Payload byte position of the item (checked: see [`Bounds`]).
+    pub(crate) offset: u64,
+    /// Bytes reserved for it, `nbytes ..= payload_bytes`.
+    pub(crate) len: u64,
+}
+
+/// What a descriptor's reservation is checked against: the walk is in
+/// stream order, so each reservation starts at or after the end of the one
+/// before it and ends within one payload length of the end of the last
+/// released one (the producer cannot reuse bytes the consumer holds).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bounds {
+    /// End of the previous position's reservation.
+    pub(crate) walk_end: u64,
+    /// End of the last released position's reservation.
+    pub(crate) released_end: u64,
+    /// The payload area's length.
+    pub(crate) payload_bytes: u64,
+    /// The payload is mapped twice: a reservation may cross the wrap.
+    pub(crate) mirrored: bool,
 }
 
 impl ItemMeta {
@@ -199,7 +255,14 @@ impl ItemMeta {
         ndim: 0,
         dims: [0; MAX_DIMS],
         nbytes: 0,
+        offset: 0,
+        len: 0,
     };
+
+    /// The end of the item's reservation (a payload byte position).
+    pub(crate) fn end(&self) -> u64 {
+        self.offset + self.len
+    }
 
     pub(crate) fn id(&self) -> &str {
         // SAFETY: `read_into` checks the id bytes in a local buffer and
@@ -222,7 +285,7 @@ impl ItemMeta {
     pub(crate) fn read_into(
         desc: &Descriptor,
         position: u64,
-        slot_bytes: u64,
+        bounds: Bounds,
         out: &mut ItemMeta,
     ) -> Result<u32, StreamError> {
         let corrupt = |what: String| {
@@ -275,12 +338,30 @@ impl ItemMeta {
                 "nbytes {nbytes} disagrees with the shape's {expected}"
             )));
         }
-        if nbytes > slot_bytes {
+        let offset = desc.offset.load(Ordering::Relaxed);
+        let len = desc.len.load(Ordering::Relaxed);
+        if nbytes > len {
             return Err(corrupt(format!(
-                "nbytes {nbytes} exceeds the slot size {slot_bytes}"
+                "nbytes {nbytes} exceeds the {len} bytes reserved"
+            )));
+        }
+        let limit = bounds.released_end.saturating_add(bounds.payload_bytes);
+        if offset < bounds.walk_end || offset.checked_add(len).map_or(true, |end| end > limit) {
+            return Err(corrupt(format!(
+                "reservation of {len} bytes at payload byte {offset} is outside {}..{limit} (after the previous item, within one payload length of the released bytes)",
+                bounds.walk_end
+            )));
+        }
+        let mask = bounds.payload_bytes - 1;
+        if !bounds.mirrored && (offset & mask) + len > bounds.payload_bytes {
+            return Err(corrupt(format!(
+                "reservation of {len} bytes at payload byte {offset} crosses the end of an unmirrored payload of {} bytes",
+                bounds.payload_bytes
             )));
         }
         out.nbytes = nbytes;
+        out.offset = offset;
+        out.len = len;
         Ok(status)
     }
 
@@ -290,11 +371,13 @@ impl ItemMeta {
     }
 }
 
-/// Sizes and offsets of a segment, derived from capacity and slot size.
+/// Sizes and offsets of a segment, derived from the item capacity, the
+/// default item size and the payload size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
     pub(crate) capacity: u64,
-    pub(crate) slot_bytes: u64,
+    /// What a registration without a size reserves.
+    pub(crate) item_bytes: u64,
     pub(crate) descriptors_offset: u64,
     pub(crate) payload_offset: u64,
     pub(crate) payload_bytes: u64,
@@ -304,26 +387,27 @@ pub(crate) struct Geometry {
 
 impl Geometry {
     /// Checks the layout parameters and computes the offsets.
-    pub(crate) fn new(capacity: u64, slot_bytes: u64) -> Result<Geometry, String> {
+    pub(crate) fn new(
+        capacity: u64,
+        item_bytes: u64,
+        payload_bytes: u64,
+    ) -> Result<Geometry, String> {
         if capacity == 0 || !capacity.is_power_of_two() || capacity > MAX_CAPACITY {
             return Err(format!(
-                "capacity {capacity} must be a power of two between 1 and {MAX_CAPACITY}"
+                "item capacity {capacity} must be a power of two between 1 and {MAX_CAPACITY}"
             ));
         }
-        if slot_bytes == 0 || slot_bytes % 64 != 0 || slot_bytes > MAX_SLOT_BYTES {
+        if payload_bytes < PAGE as u64
+            || !payload_bytes.is_power_of_two()
+            || payload_bytes > MAX_PAYLOAD_BYTES
+        {
             return Err(format!(
-                "slot size {slot_bytes} must be a positive multiple of 64 bytes, at most {MAX_SLOT_BYTES}"
+                "payload size {payload_bytes} bytes must be a power of two between the page size {PAGE} and {MAX_PAYLOAD_BYTES} (the payload is mapped twice back to back)"
             ));
         }
-        let payload_bytes = capacity * slot_bytes;
-        if payload_bytes % PAGE as u64 != 0 {
+        if item_bytes > payload_bytes {
             return Err(format!(
-                "capacity x slot size = {payload_bytes} bytes must be a multiple of the page size {PAGE} (the payload is mapped twice back to back)"
-            ));
-        }
-        if payload_bytes > 1 << 40 {
-            return Err(format!(
-                "capacity x slot size = {payload_bytes} bytes exceeds 1 TiB"
+                "default item size {item_bytes} bytes exceeds the payload size {payload_bytes} bytes"
             ));
         }
         let descriptors_offset = HEADER_BYTES as u64;
@@ -331,7 +415,7 @@ impl Geometry {
         let payload_offset = (descriptors_offset + table).next_multiple_of(PAGE as u64);
         Ok(Geometry {
             capacity,
-            slot_bytes,
+            item_bytes,
             descriptors_offset,
             payload_offset,
             payload_bytes,
@@ -351,7 +435,7 @@ pub(crate) struct Header {
     pub(crate) version: u32,
     pub(crate) header_bytes: u32,
     pub(crate) capacity: u64,
-    pub(crate) slot_bytes: u64,
+    pub(crate) item_bytes: u64,
     pub(crate) descriptor_bytes: u32,
     pub(crate) max_dims: u32,
     pub(crate) max_id_len: u32,
@@ -385,7 +469,7 @@ mod offsets {
         assert!(offset_of!(Header, version) == 8);
         assert!(offset_of!(Header, header_bytes) == 12);
         assert!(offset_of!(Header, capacity) == 16);
-        assert!(offset_of!(Header, slot_bytes) == 24);
+        assert!(offset_of!(Header, item_bytes) == 24);
         assert!(offset_of!(Header, descriptor_bytes) == 32);
         assert!(offset_of!(Header, max_dims) == 36);
         assert!(offset_of!(Header, max_id_len) == 40);
@@ -421,7 +505,9 @@ mod offsets {
         assert!(offset_of!(Descriptor, _pad) == 20);
         assert!(offset_of!(Descriptor, dims) == 24);
         assert!(offset_of!(Descriptor, id) == 88);
-        assert!(offset_of!(Descriptor, _reserved) == 152);
+        assert!(offset_of!(Descriptor, offset) == 152);
+        assert!(offset_of!(Descriptor, len) == 160);
+        assert!(offset_of!(Descriptor, _reserved) == 168);
         assert!(size_of::<Descriptor>() == DESCRIPTOR_BYTES);
         assert!(align_of::<Descriptor>() == 8);
         assert!(HEADER_BYTES % PAGE == 0);
@@ -451,7 +537,7 @@ const fn fnv1a(mut hash: u64, value: u64) -> u64 {
 #[cfg(not(loom))]
 pub(crate) const LAYOUT_FINGERPRINT: u64 = {
     use core::mem::{align_of, offset_of, size_of};
-    let parts: [u64; 56] = [
+    let parts: [u64; 59] = [
         MAGIC,
         VERSION as u64,
         HEADER_BYTES as u64,
@@ -463,7 +549,8 @@ pub(crate) const LAYOUT_FINGERPRINT: u64 = {
         MAX_ID_LEN as u64,
         MAX_NAME_LEN as u64,
         MAX_CAPACITY,
-        MAX_SLOT_BYTES,
+        MAX_PAYLOAD_BYTES,
+        MIN_ALIGN | MAX_ALIGN << 16,
         FLAG_KNOWN as u64,
         FLAG_DONE as u64 | (FLAG_PRODUCER_GONE as u64) << 8 | (FLAG_CONSUMER_GONE as u64) << 16,
         FLAG_CONSUMER_ATTACHED as u64,
@@ -476,7 +563,7 @@ pub(crate) const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(Header, version) as u64,
         offset_of!(Header, header_bytes) as u64,
         offset_of!(Header, capacity) as u64,
-        offset_of!(Header, slot_bytes) as u64,
+        offset_of!(Header, item_bytes) as u64,
         offset_of!(Header, descriptor_bytes) as u64,
         offset_of!(Header, max_dims) as u64,
         offset_of!(Header, max_id_len) as u64,
@@ -506,6 +593,8 @@ pub(crate) const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(Descriptor, info) as u64,
         offset_of!(Descriptor, dims) as u64,
         offset_of!(Descriptor, id) as u64,
+        offset_of!(Descriptor, offset) as u64,
+        offset_of!(Descriptor, len) as u64,
         offset_of!(Descriptor, _reserved) as u64,
         // The descriptor's `info` word: status, dtype, ndim, id length.
         8 << 8 | 16 << 16 | 24 << 24,

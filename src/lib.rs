@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use shmstream::{in_process_buffer, policy::Fixed, DType, StreamConfig, StreamId, TensorMeta};
-//! let cfg = StreamConfig::new(StreamId { request_id: "req-7".into(), edge_name: "codec_tokens".into(), from_partition: "talker".into() }).with_capacity(8).with_slot_bytes(512);
+//! let cfg = StreamConfig::new(StreamId { request_id: "req-7".into(), edge_name: "codec_tokens".into(), from_partition: "talker".into() }).with_capacity(8).with_item_bytes(512);
 //! let (producer, mut buffer) = in_process_buffer::<()>(&cfg, Fixed::new(2).unwrap()).unwrap();
 //! for i in 0..3i64 {
 //!     let frame: Vec<u8> = (0..7).flat_map(|k| (i * 10 + k).to_le_bytes()).collect();
@@ -77,8 +77,11 @@ pub use buffer::{NewBufferError, StreamBuffer};
 pub use chunk::StreamChunk;
 pub use config::{StreamConfig, StreamId, DEFAULT_PREFIX, MAX_PREFIX_LEN};
 pub use consumer::Consumer;
-pub use error::{SetupError, StreamError};
-pub use layout::{MAX_CAPACITY, MAX_DIMS, MAX_ID_LEN, MAX_NAME_LEN, MAX_SLOT_BYTES};
+pub use error::{Resource, SetupError, StreamError};
+pub use layout::{
+    placement_align, MAX_ALIGN, MAX_CAPACITY, MAX_DIMS, MAX_ID_LEN, MAX_NAME_LEN,
+    MAX_PAYLOAD_BYTES, MIN_ALIGN,
+};
 pub use open::{in_process, in_process_buffer};
 pub use producer::{CommitError, Producer, Slot};
 #[cfg(not(loom))]

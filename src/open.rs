@@ -24,7 +24,7 @@ pub fn in_process(config: &StreamConfig) -> Result<(Producer, Consumer), SetupEr
     // Loom and Miri run the protocol on the heap; elsewhere a memfd gives
     // the double mapping, so stacked views work across the wrap.
     #[cfg(any(loom, miri))]
-    let (p, c) = heap_ring(config.capacity, config.slot_bytes);
+    let (p, c) = heap_ring(config.capacity, config.item_bytes, config.payload_bytes());
     #[cfg(not(any(loom, miri)))]
     let (p, c) = crate::segment::anonymous(config)?;
     Ok((
@@ -60,19 +60,8 @@ impl Producer {
     /// [`SetupError::AlreadyExists`] when a live process owns the name,
     /// [`SetupError::ForeignSegment`] for another user's, and OS errors.
     pub fn create(config: &StreamConfig) -> Result<Producer, SetupError> {
-        let (mem, name) = crate::segment::create(config)?;
-        let mut producer = Producer::from_ring(ProducerRing::new(mem), config.timeout);
-        producer.unlink_on_drop = Some(name);
-        Ok(producer)
-    }
-}
-
-#[cfg(not(loom))]
-impl Drop for Producer {
-    fn drop(&mut self) {
-        if let Some(name) = self.unlink_on_drop.take() {
-            crate::segment::unlink(&name);
-        }
+        let (mem, _name) = crate::segment::create(config)?;
+        Ok(Producer::from_ring(ProducerRing::new(mem), config.timeout))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::error::StreamError;
 use crate::layout::MAX_ID_LEN;
-use crate::ring::{check_id, ProducerRing, SlotState};
+use crate::ring::{check_id, ProducerRing, Reservation, SlotState};
 use crate::sync::WriteGuard;
 use crate::tensor::TensorMeta;
 use std::cell::RefCell;
@@ -35,15 +35,14 @@ pub struct Producer {
     /// by-id calls. Meaningful only where the ring says `Pending`.
     ids: RefCell<Box<[PendingId]>>,
     timeout: Option<Duration>,
-    /// Removes the segment's name when the producer goes (shared memory only).
-    #[cfg(not(loom))]
-    pub(crate) unlink_on_drop: Option<String>,
 }
 
 #[derive(Clone, Copy)]
 struct PendingId {
     len: u8,
     bytes: [u8; MAX_ID_LEN],
+    /// Where its bytes were reserved.
+    reservation: Reservation,
 }
 
 impl fmt::Debug for Producer {
@@ -54,7 +53,7 @@ impl fmt::Debug for Producer {
         match self.ring.try_borrow() {
             Ok(ring) => out
                 .field("capacity", &ring.mem().capacity())
-                .field("slot_bytes", &ring.mem().slot_bytes())
+                .field("payload_bytes", &ring.mem().payload_bytes())
                 .field("registered", &ring.registered()),
             Err(_) => out.field("ring", &"<in use>"),
         };
@@ -68,36 +67,47 @@ impl Producer {
         let empty = PendingId {
             len: 0,
             bytes: [0; MAX_ID_LEN],
+            reservation: Reservation {
+                position: 0,
+                offset: 0,
+                len: 0,
+            },
         };
         Producer {
             ring: RefCell::new(ring),
             ids: RefCell::new(vec![empty; capacity].into_boxed_slice()),
             timeout,
-            #[cfg(not(loom))]
-            unlink_on_drop: None,
         }
     }
 
     /// The pending (`pre_read_register`ed, not yet put) position of `id`,
     /// scanning only the positions still open.
-    fn find_pending(&self, id: &[u8]) -> Option<u64> {
+    fn find_pending(&self, id: &[u8]) -> Option<Reservation> {
         let mut ring = self.ring.borrow_mut();
         let ids = self.ids.borrow();
         let mask = ids.len() as u64 - 1;
-        (ring.oldest_open()..ring.registered()).find(|&p| {
-            let entry = &ids[(p & mask) as usize];
-            ring.state(p) == SlotState::Pending && &entry.bytes[..entry.len as usize] == id
-        })
+        (ring.oldest_open()..ring.registered())
+            .map(|p| &ids[(p & mask) as usize])
+            .find(|entry| {
+                ring.state(entry.reservation.position) == SlotState::Pending
+                    && &entry.bytes[..entry.len as usize] == id
+            })
+            .map(|entry| entry.reservation)
     }
 
-    /// Slots in the ring.
+    /// Items the ring holds at most.
     pub fn capacity(&self) -> u64 {
         self.ring.borrow().mem().capacity()
     }
 
-    /// Bytes per slot.
-    pub fn slot_bytes(&self) -> u64 {
-        self.ring.borrow().mem().slot_bytes()
+    /// Bytes a registration without a size reserves.
+    pub fn item_bytes(&self) -> u64 {
+        self.ring.borrow().mem().item_bytes()
+    }
+
+    /// Bytes of the payload ring.
+    pub fn payload_bytes(&self) -> u64 {
+        self.ring.borrow().mem().payload_bytes()
     }
 
     /// Ids registered so far (the next position).
@@ -105,27 +115,27 @@ impl Producer {
         self.ring.borrow().registered()
     }
 
-    /// The payload area, `capacity * slot_bytes` bytes: register it once
-    /// with a NIC or a GPU runtime, then land each tensor at its slot's
-    /// [`payload_offset`](Slot::payload_offset).
+    /// The payload area as one range: register it once with a NIC or a GPU
+    /// runtime, then land each tensor at its slot's
+    /// [`payload_offset`](Slot::payload_offset). It is `payload_bytes`
+    /// long, twice that where the payload is mapped twice back to back (a
+    /// reservation may then run past `payload_bytes`, into the mirror).
     pub fn payload_region(&self) -> (*mut u8, usize) {
         let ring = self.ring.borrow();
         let mem = ring.mem();
-        (
-            mem.payload_base(),
-            (mem.capacity() * mem.slot_bytes()) as usize,
-        )
+        (mem.payload_base(), mem.mapped_payload_bytes() as usize)
     }
 
-    /// Reserves the next slot of the stream for `id`, waiting up to the
-    /// configured timeout while the ring is full.
+    /// Reserves the next position of the stream for `id` with the stream's
+    /// default item size ([`item_bytes`](Self::item_bytes)), waiting up to
+    /// the configured timeout while the ring is full.
     ///
     /// # Errors
     ///
     /// [`StreamError::Timeout`] (retry later), [`StreamError::ConsumerGone`],
     /// [`StreamError::AfterDone`], [`StreamError::BadId`].
     pub fn register(&self, id: &str) -> Result<Slot<'_>, StreamError> {
-        self.register_timeout(id, self.timeout)
+        self.register_sized_timeout(id, self.item_bytes(), self.timeout)
     }
 
     /// As [`register`](Self::register), waiting at most `timeout` (`None`:
@@ -139,54 +149,130 @@ impl Producer {
         id: &str,
         timeout: Option<Duration>,
     ) -> Result<Slot<'_>, StreamError> {
-        let position = self.ring.borrow_mut().reserve(id.as_bytes(), timeout)?;
-        Ok(self.handle(position))
+        self.register_sized_timeout(id, self.item_bytes(), timeout)
     }
 
-    /// Reserves the next slot without waiting.
+    /// Reserves the next position without waiting.
     ///
     /// # Errors
     ///
-    /// [`StreamError::Full`] when every slot waits for the consumer; the
-    /// others as [`register`](Self::register).
+    /// [`StreamError::Full`] when the item slots or the payload bytes all
+    /// wait for the consumer; the others as [`register`](Self::register).
     pub fn try_register(&self, id: &str) -> Result<Slot<'_>, StreamError> {
-        let position = self.ring.borrow_mut().try_reserve(id.as_bytes())?;
-        Ok(self.handle(position))
+        self.try_register_sized(id, self.item_bytes())
+    }
+
+    /// Reserves the next position for `id` with exactly `nbytes` of payload
+    /// (any size from 0 to the payload size), placed after the previous
+    /// reservation (see [`placement_align`](crate::placement_align)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstream::{in_process, DType, StreamConfig, StreamId, TensorMeta};
+    /// let cfg = StreamConfig::new(StreamId { request_id: "r".into(), edge_name: "e".into(), from_partition: "p".into() })
+    ///     .with_capacity(8)
+    ///     .with_payload_bytes(1 << 16);
+    /// let (producer, mut consumer) = in_process(&cfg).unwrap();
+    /// for id in ["a", "b"] {
+    ///     let slot = producer.register_sized(id, 56).unwrap(); // 7 x i64
+    ///     slot.write(TensorMeta::new(DType::I64, &[7]).unwrap(), &[1; 56]).unwrap();
+    /// }
+    /// consumer.poll().unwrap();
+    /// let window = consumer.window(0, 2).unwrap();
+    /// assert_eq!(window.shape(), &[2, 7]);
+    /// assert!(window.is_contiguous()); // 56-byte rows back to back
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::ExceedsPayload`] when `nbytes` exceeds the payload
+    /// ring; otherwise as [`register`](Self::register).
+    pub fn register_sized(&self, id: &str, nbytes: u64) -> Result<Slot<'_>, StreamError> {
+        self.register_sized_timeout(id, nbytes, self.timeout)
+    }
+
+    /// As [`register_sized`](Self::register_sized), waiting at most
+    /// `timeout` (`None`: until space or the consumer's death).
+    ///
+    /// # Errors
+    ///
+    /// As [`register_sized`](Self::register_sized).
+    pub fn register_sized_timeout(
+        &self,
+        id: &str,
+        nbytes: u64,
+        timeout: Option<Duration>,
+    ) -> Result<Slot<'_>, StreamError> {
+        let reservation = self
+            .ring
+            .borrow_mut()
+            .reserve(id.as_bytes(), nbytes, timeout)?;
+        Ok(self.handle(reservation))
+    }
+
+    /// As [`register_sized`](Self::register_sized), without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_register`](Self::try_register) and
+    /// [`register_sized`](Self::register_sized).
+    pub fn try_register_sized(&self, id: &str, nbytes: u64) -> Result<Slot<'_>, StreamError> {
+        let reservation = self.ring.borrow_mut().try_reserve(id.as_bytes(), nbytes)?;
+        Ok(self.handle(reservation))
     }
 
     /// The handle of a position the ring just made `Held` for it: the only
     /// one, since only a `Free -> Held` or `Pending -> Held` transition
     /// makes a handle.
-    fn handle(&self, position: u64) -> Slot<'_> {
+    fn handle(&self, reservation: Reservation) -> Slot<'_> {
         Slot {
             producer: self,
-            position,
-            guard: Some(self.ring.borrow().mem().track_write(position)),
+            reservation,
+            guard: Some(
+                self.ring
+                    .borrow()
+                    .mem()
+                    .track_write(reservation.offset, reservation.len),
+            ),
             done: false,
         }
     }
 
-    /// The reference's `pre_read_register`: reserves the next slot for `id`
-    /// and keeps it pending until [`put`](Self::put) names the id. Returns
-    /// the slot's offset in the payload region, where a NIC may write.
+    /// The reference's `pre_read_register`: reserves the next position for
+    /// `id` with the default item size and keeps it pending until
+    /// [`put`](Self::put) names the id. Returns the reservation's offset in
+    /// the [payload region](Self::payload_region), where a NIC may write.
     ///
     /// # Errors
     ///
     /// [`StreamError::DuplicateId`] when `id` is registered and not yet put;
     /// otherwise as [`register`](Self::register).
     pub fn pre_read_register(&self, id: &str) -> Result<u64, StreamError> {
+        self.pre_read_register_sized(id, self.item_bytes())
+    }
+
+    /// As [`pre_read_register`](Self::pre_read_register), reserving exactly
+    /// `nbytes` (the size a sender announced).
+    ///
+    /// # Errors
+    ///
+    /// As [`pre_read_register`](Self::pre_read_register) and
+    /// [`register_sized`](Self::register_sized).
+    pub fn pre_read_register_sized(&self, id: &str, nbytes: u64) -> Result<u64, StreamError> {
         check_id(id.as_bytes())?;
         if self.find_pending(id.as_bytes()).is_some() {
             return Err(StreamError::DuplicateId { id: id.to_string() });
         }
-        let slot = self.register(id)?;
-        let position = slot.position;
+        let slot = self.register_sized(id, nbytes)?;
+        let reservation = slot.reservation;
         let offset = slot.payload_offset();
         let mut ids = self.ids.borrow_mut();
         let mask = ids.len() as u64 - 1;
-        let entry = &mut ids[(position & mask) as usize];
+        let entry = &mut ids[(reservation.position & mask) as usize];
         entry.len = id.len() as u8;
         entry.bytes[..id.len()].copy_from_slice(id.as_bytes());
+        entry.reservation = reservation;
         drop(ids);
         slot.keep_pending();
         Ok(offset)
@@ -210,16 +296,15 @@ impl Producer {
             });
         }
         let mut slot = self.pending_slot(id)?;
-        let payload = slot.payload_mut();
-        if bytes.len() > payload.len() {
-            let nbytes = bytes.len() as u64;
+        let reserved = slot.len();
+        if bytes.len() as u64 > reserved {
             slot.keep_pending();
             return Err(StreamError::TooLarge {
-                nbytes,
-                slot_bytes: self.slot_bytes(),
+                nbytes: bytes.len() as u64,
+                reserved,
             });
         }
-        payload[..bytes.len()].copy_from_slice(bytes);
+        slot.payload_mut()[..bytes.len()].copy_from_slice(bytes);
         slot.commit_or_keep_pending(meta)
     }
 
@@ -237,15 +322,15 @@ impl Producer {
     /// `Pending -> Held` transition makes it the position's only one.
     fn pending_slot(&self, id: &str) -> Result<Slot<'_>, StreamError> {
         let unknown = || StreamError::UnknownId { id: id.to_string() };
-        let position = self.find_pending(id.as_bytes()).ok_or_else(unknown)?;
-        if !self
-            .ring
-            .borrow_mut()
-            .transition(position, SlotState::Pending, SlotState::Held)
-        {
+        let reservation = self.find_pending(id.as_bytes()).ok_or_else(unknown)?;
+        if !self.ring.borrow_mut().transition(
+            reservation.position,
+            SlotState::Pending,
+            SlotState::Held,
+        ) {
             return Err(unknown());
         }
-        Ok(self.handle(position))
+        Ok(self.handle(reservation))
     }
 
     /// The producer's last word: nothing more will be registered.
@@ -270,7 +355,7 @@ impl Producer {
 #[must_use = "dropping a slot without committing it abandons its position"]
 pub struct Slot<'p> {
     producer: &'p Producer,
-    position: u64,
+    reservation: Reservation,
     /// Held from reservation to commit (loom's data-race tracking).
     guard: Option<WriteGuard>,
     done: bool,
@@ -279,7 +364,9 @@ pub struct Slot<'p> {
 impl fmt::Debug for Slot<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Slot")
-            .field("position", &self.position)
+            .field("position", &self.reservation.position)
+            .field("offset", &self.reservation.offset)
+            .field("len", &self.reservation.len)
             .finish()
     }
 }
@@ -305,51 +392,69 @@ impl std::error::Error for CommitError<'_> {}
 impl<'p> Slot<'p> {
     /// The slot's stream position (0 for the first registered id).
     pub fn position(&self) -> u64 {
-        self.position
+        self.reservation.position
     }
 
-    /// Byte offset of this slot within [`Producer::payload_region`].
+    /// Bytes reserved for the tensor.
+    pub fn len(&self) -> u64 {
+        self.reservation.len
+    }
+
+    /// Whether no bytes were reserved (a tensor with a zero dimension).
+    pub fn is_empty(&self) -> bool {
+        self.reservation.len == 0
+    }
+
+    /// Byte offset of the reservation within [`Producer::payload_region`],
+    /// where a NIC or a device copy may land the tensor (its
+    /// [`len`](Self::len) bytes from there are one range of the region).
     pub fn payload_offset(&self) -> u64 {
         let ring = self.producer.ring.borrow();
-        (self.position & (ring.mem().capacity() - 1)) * ring.mem().slot_bytes()
+        self.reservation.offset & (ring.mem().payload_bytes() - 1)
     }
 
-    /// The slot's bytes, `slot_bytes` long, to write the tensor into.
+    /// The reserved bytes, [`len`](Self::len) long, to write the tensor
+    /// into.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         let ring = self.producer.ring.borrow();
-        let mem = ring.mem();
-        let len = mem.slot_bytes() as usize;
-        let ptr = mem.slot_ptr(self.position);
-        // SAFETY: the slot of a reserved, uncommitted position belongs to
-        // this handle alone: the consumer does not read it before the
-        // commit (nor release it: `released` past an open position is
-        // refused as corrupt), and no other `Slot` for it exists (the ring
-        // hands out a handle only on a `Free/Pending -> Held` transition,
-        // and this one holds it). The borrow of `self` keeps the bytes from
-        // being shared.
-        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+        let ptr = ring.mem().payload_ptr(self.reservation.offset);
+        // SAFETY: the reservation of a registered, uncommitted position
+        // belongs to this handle alone: reservations never overlap (each
+        // starts after the previous one ends and ends within one payload
+        // length of the released bytes), the consumer does not read it
+        // before the commit nor release it (`released` past an open
+        // position is refused as corrupt), and no other `Slot` for it
+        // exists (the ring hands out a handle only on a `Free/Pending ->
+        // Held` transition, and this one holds it). `len <= payload_bytes`
+        // bytes from `ptr` are in the mapping: across the wrap thanks to the
+        // mirror, or placed not to cross it without one. The borrow of
+        // `self` keeps the bytes from being shared.
+        unsafe { std::slice::from_raw_parts_mut(ptr, self.reservation.len as usize) }
     }
 
     /// Publishes the tensor: its metadata, then its completion.
     ///
     /// # Errors
     ///
-    /// [`StreamError::TooLarge`] when `meta.nbytes()` exceeds the slot; the
-    /// slot comes back in the error.
+    /// [`StreamError::TooLarge`] when `meta.nbytes()` exceeds the bytes
+    /// reserved; the slot comes back in the error.
     pub fn commit(mut self, meta: TensorMeta) -> Result<(), CommitError<'p>> {
-        let slot_bytes = self.producer.slot_bytes();
-        if meta.nbytes() > slot_bytes {
+        let reserved = self.reservation.len;
+        if meta.nbytes() > reserved {
             return Err(CommitError {
                 slot: self,
                 error: StreamError::TooLarge {
                     nbytes: meta.nbytes(),
-                    slot_bytes,
+                    reserved,
                 },
             });
         }
         // The write ends here, before the completion is published.
         self.guard = None;
-        self.producer.ring.borrow_mut().commit(self.position, &meta);
+        self.producer
+            .ring
+            .borrow_mut()
+            .commit(self.reservation.position, &meta);
         self.done = true;
         Ok(())
     }
@@ -370,7 +475,7 @@ impl<'p> Slot<'p> {
                 slot: self,
             });
         }
-        if meta.nbytes() <= self.producer.slot_bytes() {
+        if meta.nbytes() <= self.len() {
             self.payload_mut()[..bytes.len()].copy_from_slice(bytes);
         }
         self.commit(meta)
@@ -383,7 +488,7 @@ impl Slot<'_> {
     fn keep_pending(mut self) {
         self.guard = None;
         let kept = self.producer.ring.borrow_mut().transition(
-            self.position,
+            self.reservation.position,
             SlotState::Held,
             SlotState::Pending,
         );
@@ -404,7 +509,10 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.guard = None;
-            self.producer.ring.borrow_mut().abandon(self.position);
+            self.producer
+                .ring
+                .borrow_mut()
+                .abandon(self.reservation.position);
         }
     }
 }

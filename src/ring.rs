@@ -6,13 +6,20 @@
 //! Miri and unit tests run this code on heap memory and production runs the
 //! same code on a mapped segment.
 //!
-//! Positions are 64-bit counters that never wrap; the slot of position `p`
-//! is `p & mask`. Full is `registered - released == capacity`.
+//! Positions are 64-bit counters that never wrap; the descriptor of
+//! position `p` is `p & mask`. Payload bytes are placed by 64-bit byte
+//! positions that never wrap either: reservations follow each other in
+//! registration order (FIFO), and releasing position `p` frees the bytes up
+//! to the end of its reservation. The ring is full when `capacity` items
+//! wait, or when the next reservation would reach past the released bytes
+//! plus the payload length.
 
+use crate::error::Resource;
 use crate::error::StreamError;
 use crate::layout::{
-    Control, Descriptor, ItemMeta, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE,
-    FLAG_KNOWN, FLAG_PRODUCER_GONE, MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
+    placement_align, Bounds, Control, Descriptor, ItemMeta, FLAG_CONSUMER_ATTACHED,
+    FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_KNOWN, FLAG_PRODUCER_GONE, MAX_ID_LEN, STATUS_ABANDONED,
+    STATUS_COMMITTED,
 };
 use crate::sync::{Ordering, ReadGuard, WriteGuard};
 use crate::tensor::TensorMeta;
@@ -45,10 +52,14 @@ pub(crate) struct RingMem {
     control: NonNull<Control>,
     descriptors: NonNull<Descriptor>,
     payload: NonNull<u8>,
+    /// Items (descriptors): a power of two.
     capacity: u64,
-    slot_bytes: u64,
-    /// The payload is mapped twice back to back: `capacity` consecutive
-    /// slots from any start are one contiguous range.
+    /// What a registration without a size reserves.
+    item_bytes: u64,
+    /// Bytes of the payload area: a power of two.
+    payload_bytes: u64,
+    /// The payload is mapped twice back to back: a range of at most
+    /// `payload_bytes` from any start is contiguous.
     mirrored: bool,
     backing: Arc<dyn Backing>,
 }
@@ -56,16 +67,17 @@ pub(crate) struct RingMem {
 // SAFETY: the pointers point into memory owned by `backing` (a mapping or a
 // heap block) that lives as long as this value; every shared field behind
 // them is an atomic, and payload bytes are only touched under the protocol
-// (a slot is written only between reserve and commit, read only between
-// commit and release), which is what makes moving a side to another thread
-// sound.
+// (a reservation is written only between reserve and commit, read only
+// between commit and release), which is what makes moving a side to another
+// thread sound.
 unsafe impl Send for RingMem {}
 
 impl fmt::Debug for RingMem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RingMem")
             .field("capacity", &self.capacity)
-            .field("slot_bytes", &self.slot_bytes)
+            .field("item_bytes", &self.item_bytes)
+            .field("payload_bytes", &self.payload_bytes)
             .field("mirrored", &self.mirrored)
             .finish()
     }
@@ -75,26 +87,31 @@ impl RingMem {
     /// # Safety
     ///
     /// `control` points at a `Control`, `descriptors` at `capacity`
-    /// descriptors and `payload` at `capacity * slot_bytes` bytes (twice that,
-    /// the second half a mirror of the first, when `mirrored`), all valid for
-    /// reads and writes for as long as `backing` lives, and shared only with
-    /// the one peer that follows this protocol. `capacity` is a power of two.
+    /// descriptors and `payload` at `payload_bytes` bytes (twice that, the
+    /// second half a mirror of the first, when `mirrored`), all valid for
+    /// reads for as long as `backing` lives, and for writes where this side
+    /// writes (the producer: descriptors and payload; both: the control
+    /// block; a consumer's table and payload may be mapped read-only), and
+    /// shared only with the one peer that follows this protocol. `capacity` and
+    /// `payload_bytes` are powers of two, `item_bytes <= payload_bytes`.
     pub(crate) unsafe fn new(
         control: NonNull<Control>,
         descriptors: NonNull<Descriptor>,
         payload: NonNull<u8>,
         capacity: u64,
-        slot_bytes: u64,
+        item_bytes: u64,
+        payload_bytes: u64,
         mirrored: bool,
         backing: Arc<dyn Backing>,
     ) -> RingMem {
-        debug_assert!(capacity.is_power_of_two());
+        debug_assert!(capacity.is_power_of_two() && payload_bytes.is_power_of_two());
         RingMem {
             control,
             descriptors,
             payload,
             capacity,
-            slot_bytes,
+            item_bytes,
+            payload_bytes,
             mirrored,
             backing,
         }
@@ -111,11 +128,11 @@ impl RingMem {
         unsafe { &*self.descriptors.as_ptr().add(slot) }
     }
 
-    /// Start of the slot of `position` in the payload area.
-    pub(crate) fn slot_ptr(&self, position: u64) -> *mut u8 {
-        let offset = (position & (self.capacity - 1)) * self.slot_bytes;
-        // SAFETY: `offset < capacity * slot_bytes`, inside the payload area.
-        unsafe { self.payload.as_ptr().add(offset as usize) }
+    /// Where payload byte position `offset` lies in this mapping.
+    pub(crate) fn payload_ptr(&self, offset: u64) -> *mut u8 {
+        let at = offset & (self.payload_bytes - 1);
+        // SAFETY: `at < payload_bytes`, inside the payload area.
+        unsafe { self.payload.as_ptr().add(at as usize) }
     }
 
     pub(crate) fn payload_base(&self) -> *mut u8 {
@@ -126,12 +143,22 @@ impl RingMem {
         self.capacity
     }
 
-    pub(crate) fn slot_bytes(&self) -> u64 {
-        self.slot_bytes
+    pub(crate) fn item_bytes(&self) -> u64 {
+        self.item_bytes
+    }
+
+    pub(crate) fn payload_bytes(&self) -> u64 {
+        self.payload_bytes
     }
 
     pub(crate) fn mirrored(&self) -> bool {
         self.mirrored
+    }
+
+    /// Bytes of the mapping a NIC or device may target: the payload, and
+    /// its mirror when there is one (a reservation may cross the wrap).
+    pub(crate) fn mapped_payload_bytes(&self) -> u64 {
+        self.payload_bytes * if self.mirrored { 2 } else { 1 }
     }
 
     pub(crate) fn peer_alive(&self, peer: Side) -> bool {
@@ -148,19 +175,30 @@ impl RingMem {
         self.control().flags.fetch_or(flag, Ordering::Release);
     }
 
-    pub(crate) fn track_write(&self, _position: u64) -> WriteGuard {
-        #[cfg(loom)]
-        return self.backing.trackers()[(_position & (self.capacity - 1)) as usize].write();
-        #[cfg(not(loom))]
-        return WriteGuard {};
+    /// Loom: the trackers of the bytes `offset .. offset + len`.
+    #[cfg(loom)]
+    fn trackers(&self, offset: u64, len: u64) -> impl Iterator<Item = &crate::sync::AccessTracker> {
+        use crate::sync::TRACK_GRANULE;
+        let trackers = self.backing.trackers();
+        let count = trackers.len() as u64;
+        let first = offset / TRACK_GRANULE;
+        let last = (offset + len).div_ceil(TRACK_GRANULE);
+        (first..last).map(move |g| &trackers[(g % count) as usize])
+    }
+
+    pub(crate) fn track_write(&self, _offset: u64, _len: u64) -> WriteGuard {
+        WriteGuard {
+            #[cfg(loom)]
+            _ptrs: self.trackers(_offset, _len).map(|t| t.write()).collect(),
+        }
     }
 
     #[cfg_attr(not(loom), allow(dead_code))]
-    pub(crate) fn track_read(&self, _position: u64) -> ReadGuard {
-        #[cfg(loom)]
-        return self.backing.trackers()[(_position & (self.capacity - 1)) as usize].read();
-        #[cfg(not(loom))]
-        return ReadGuard {};
+    pub(crate) fn track_read(&self, _offset: u64, _len: u64) -> ReadGuard {
+        ReadGuard {
+            #[cfg(loom)]
+            _ptrs: self.trackers(_offset, _len).map(|t| t.read()).collect(),
+        }
     }
 }
 
@@ -279,6 +317,16 @@ pub(crate) enum SlotState {
     Pending,
 }
 
+/// Where a registration landed: its stream position and its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reservation {
+    pub(crate) position: u64,
+    /// Payload byte position (never wraps).
+    pub(crate) offset: u64,
+    /// Bytes reserved.
+    pub(crate) len: u64,
+}
+
 /// The producer's side of the protocol. Its cursors are private; only
 /// `registered` and the descriptors are published.
 #[derive(Debug)]
@@ -288,6 +336,12 @@ pub(crate) struct ProducerRing {
     next: u64,
     /// Last `released` we loaded; reloaded only when the ring looks full.
     cached_released: u64,
+    /// End of the reservation of each of the last `2 * capacity` positions,
+    /// by `position & (2 * capacity - 1)`: the bytes that releasing a
+    /// position frees (`released - 1` may be a lap behind `next - 1`).
+    ends: Box<[u64]>,
+    /// End of the newest reservation: the next one starts at or after it.
+    head: u64,
     /// By slot: the state of the position that last reserved it.
     states: Box<[SlotState]>,
     /// No position below it is `Held` or `Pending`; at most `next`. The
@@ -303,6 +357,8 @@ impl ProducerRing {
             mem,
             next: 0,
             cached_released: 0,
+            ends: vec![0; 2 * capacity].into_boxed_slice(),
+            head: 0,
             states: vec![SlotState::Free; capacity].into_boxed_slice(),
             oldest_open: 0,
         }
@@ -343,14 +399,40 @@ impl ProducerRing {
         self.next
     }
 
-    fn has_space(&mut self) -> Result<bool, StreamError> {
-        if self.next - self.cached_released < self.mem.capacity {
-            return Ok(true);
+    /// Where a reservation of `len` bytes would start: after the newest
+    /// one, aligned for its size; without a mirror, not across the end of
+    /// the payload area (it moves to the start of the next lap instead).
+    fn place(&self, len: u64) -> u64 {
+        let offset = self.head.next_multiple_of(placement_align(len));
+        let size = self.mem.payload_bytes;
+        if !self.mem.mirrored && (offset & (size - 1)) + len > size {
+            offset.next_multiple_of(size)
+        } else {
+            offset
+        }
+    }
+
+    /// Which resource is short for one more reservation of `len` bytes if
+    /// the consumer has released `released` positions (`None`: it fits).
+    fn short_of(&self, released: u64, len: u64) -> Option<Resource> {
+        if self.next - released >= self.mem.capacity {
+            return Some(Resource::Items);
+        }
+        let freed = match released {
+            0 => 0,
+            r => self.ends[((r - 1) & (2 * self.mem.capacity - 1)) as usize],
+        };
+        (self.place(len) + len - freed > self.mem.payload_bytes).then_some(Resource::PayloadBytes)
+    }
+
+    fn has_space(&mut self, len: u64) -> Result<Option<Resource>, StreamError> {
+        if self.short_of(self.cached_released, len).is_none() {
+            return Ok(None);
         }
         let high = self.oldest_open();
         let released = load_released(&self.mem, self.cached_released, high)?;
         self.cached_released = released;
-        Ok(self.next - released < self.mem.capacity)
+        Ok(self.short_of(released, len))
     }
 
     fn check_open(&self) -> Result<(), StreamError> {
@@ -364,46 +446,68 @@ impl ProducerRing {
         Ok(())
     }
 
-    /// Reserves the next position for `id` without waiting.
-    pub(crate) fn try_reserve(&mut self, id: &[u8]) -> Result<u64, StreamError> {
+    /// Reserves the next position for `id` and `len` payload bytes without
+    /// waiting.
+    pub(crate) fn try_reserve(&mut self, id: &[u8], len: u64) -> Result<Reservation, StreamError> {
         check_id(id)?;
-        self.check_open()?;
-        if !self.has_space()? {
-            return Err(StreamError::Full {
-                capacity: self.mem.capacity,
+        if len > self.mem.payload_bytes {
+            return Err(StreamError::ExceedsPayload {
+                nbytes: len,
+                payload_bytes: self.mem.payload_bytes,
             });
         }
-        Ok(self.reserve_unchecked(id))
+        self.check_open()?;
+        if let Some(resource) = self.has_space(len)? {
+            return Err(StreamError::Full {
+                resource,
+                capacity: match resource {
+                    Resource::Items => self.mem.capacity,
+                    Resource::PayloadBytes => self.mem.payload_bytes,
+                },
+            });
+        }
+        Ok(self.reserve_unchecked(id, len))
     }
 
-    /// Reserves the next position for `id`, waiting up to `timeout` (`None`:
-    /// for ever) for the consumer to release a slot.
+    /// Reserves the next position for `id` and `len` bytes, waiting up to
+    /// `timeout` (`None`: for ever) for the consumer to release room.
     pub(crate) fn reserve(
         &mut self,
         id: &[u8],
+        len: u64,
         timeout: Option<Duration>,
-    ) -> Result<u64, StreamError> {
-        match self.try_reserve(id) {
-            Err(StreamError::Full { .. }) => {}
+    ) -> Result<Reservation, StreamError> {
+        let resource = match self.try_reserve(id, len) {
+            Err(StreamError::Full { resource, .. }) => resource,
             other => return other,
-        }
-        let (capacity, next) = (self.mem.capacity, self.next);
-        let waited = self.wait_for_consumer(timeout, |released, gone| {
-            released.map_or(true, |r| next - r < capacity) || gone
+        };
+        let high = self.oldest_open();
+        let waited = self.wait_for_consumer(high, timeout, |released, gone| {
+            released.map_or(true, |r| self.short_of(r, len).is_none()) || gone
         });
         match waited? {
-            Waited::Ready(()) => self.try_reserve(id),
+            Waited::Ready(()) => self.try_reserve(id, len),
             Waited::TimedOut => Err(StreamError::Timeout {
-                what: "a free slot (the consumer has not released any)",
+                what: match resource {
+                    Resource::Items => "a free item slot (the consumer has not released any)",
+                    Resource::PayloadBytes => {
+                        "free payload bytes (the consumer has not released enough)"
+                    }
+                },
                 waited: timeout.unwrap_or_default(),
             }),
             Waited::PeerGone => Err(StreamError::ConsumerGone),
         }
     }
 
-    fn reserve_unchecked(&mut self, id: &[u8]) -> u64 {
+    fn reserve_unchecked(&mut self, id: &[u8], len: u64) -> Reservation {
         let position = self.next;
-        self.mem.descriptor(position).write_id(id);
+        let offset = self.place(len);
+        self.mem
+            .descriptor(position)
+            .write_registration(id, offset, len);
+        self.head = offset + len;
+        self.ends[(position & (2 * self.mem.capacity - 1)) as usize] = self.head;
         self.states[(position & (self.mem.capacity - 1)) as usize] = SlotState::Held;
         self.next = position + 1;
         // Release: pairs with the consumer's Acquire load of `registered`;
@@ -412,7 +516,11 @@ impl ProducerRing {
             .control()
             .registered
             .store(self.next, Ordering::Release);
-        position
+        Reservation {
+            position,
+            offset,
+            len,
+        }
     }
 
     /// Publishes the slot of `position` as complete with `meta`, whose size
@@ -476,7 +584,7 @@ impl ProducerRing {
         if open < next {
             return Err(StreamError::Unpublished { position: open });
         }
-        let waited = self.wait_for_consumer(timeout, |released, gone| {
+        let waited = self.wait_for_consumer(open, timeout, |released, gone| {
             released.is_none() || released == Some(next) || gone
         })?;
         // A consumer that released everything and then left is a normal end.
@@ -496,12 +604,13 @@ impl ProducerRing {
     /// Sleeps on the space bell until `done(released, consumer_gone)`
     /// holds; `released` is `None` when the value read was corrupt, which
     /// ends the wait with that error.
+    /// `high` is the oldest open position (`released` may not pass it).
     fn wait_for_consumer(
-        &mut self,
+        &self,
+        high: u64,
         timeout: Option<Duration>,
         mut done: impl FnMut(Option<u64>, bool) -> bool,
     ) -> Result<Waited<()>, StreamError> {
-        let high = self.oldest_open();
         let mem = &self.mem;
         let mut failure = None;
         let waited = wait_for(
@@ -590,11 +699,21 @@ struct Cursors {
     cached_registered: u64,
     /// What we last published as `released` (at most `consumed`).
     released: u64,
+    /// End of the reservation of position `released - 1` (0 before any):
+    /// the producer may not place bytes past it plus the payload length.
+    released_end: u64,
+    /// End of the reservation of position `avail_end - 1` (0 before any):
+    /// the next position's reservation starts at or after it.
+    walk_end: u64,
     /// Validated copies of the descriptors of the prefix, by slot.
     metas: Box<[ItemMeta]>,
     /// By slot: how many consecutive items ending at that position share
-    /// dtype and shape (saturating).
+    /// dtype and shape and lie at one constant distance from each other
+    /// (saturating).
     runs: Box<[u32]>,
+    /// By slot: that distance, the stacked view's row stride (meaningful
+    /// for runs longer than one).
+    strides: Box<[u64]>,
 }
 
 impl ConsumerRing {
@@ -609,8 +728,11 @@ impl ConsumerRing {
                 avail_end: 0,
                 cached_registered: 0,
                 released: 0,
+                released_end: 0,
+                walk_end: 0,
                 metas,
                 runs: vec![0; capacity].into_boxed_slice(),
+                strides: vec![0; capacity].into_boxed_slice(),
             },
         }
     }
@@ -688,9 +810,19 @@ impl ConsumerRing {
         &self.cur.metas[(position & (self.mem.capacity - 1)) as usize]
     }
 
-    /// Whether the `n` items ending at `last` share dtype and shape.
-    pub(crate) fn stackable(&self, last: u64, n: u64) -> bool {
-        u64::from(self.cur.runs[(last & (self.mem.capacity - 1)) as usize]) >= n
+    /// The row stride of a stacked view of the `n` items ending at `last`:
+    /// `Some` when they share dtype and shape and lie at one constant
+    /// distance (the item size for `n == 1`).
+    pub(crate) fn stack_stride(&self, last: u64, n: u64) -> Option<u64> {
+        let slot = (last & (self.mem.capacity - 1)) as usize;
+        if u64::from(self.cur.runs[slot]) < n {
+            return None;
+        }
+        Some(if n > 1 {
+            self.cur.strides[slot]
+        } else {
+            self.meta(last).nbytes
+        })
     }
 
     /// Moves the consumer's position forward by `n` items of the prefix
@@ -706,6 +838,10 @@ impl ConsumerRing {
         if self.cur.released == self.cur.consumed {
             return;
         }
+        // Position `consumed - 1` is in the prefix and its slot has not been
+        // polled again (that needs a release past it), so its copy is its own.
+        let last = self.cur.consumed - 1;
+        self.cur.released_end = self.cur.metas[(last & (self.mem.capacity - 1)) as usize].end();
         self.cur.released = self.cur.consumed;
         // Release: pairs with the producer's Acquire load in `has_space`:
         // our reads of these slots happen before it overwrites them.
@@ -769,7 +905,13 @@ impl Cursors {
             // released (position < released + capacity), so no view uses
             // its copy any more.
             let meta = &mut self.metas[slot];
-            let status = ItemMeta::read_into(desc, position, mem.slot_bytes, meta)?;
+            let bounds = Bounds {
+                walk_end: self.walk_end,
+                released_end: self.released_end,
+                payload_bytes: mem.payload_bytes,
+                mirrored: mem.mirrored,
+            };
+            let status = ItemMeta::read_into(desc, position, bounds, meta)?;
             if status == STATUS_ABANDONED {
                 if self.avail_end == self.consumed {
                     return Err(StreamError::Abandoned {
@@ -780,14 +922,27 @@ impl Cursors {
                 break;
             }
             // Length of the run of stackable items ending here, so that
-            // a stacked view is checked in O(1), whatever the window.
-            let run = match position.checked_sub(1) {
-                Some(prev) if self.metas[slot].stacks_with(&self.metas[(prev & mask) as usize]) => {
-                    self.runs[(prev & mask) as usize].saturating_add(1)
+            // a stacked view is checked in O(1), whatever the window. The
+            // previous position is in the prefix or released; either way
+            // its copy is still its own (its slot is polled again only
+            // after this one).
+            let (run, stride) = match position.checked_sub(1) {
+                Some(prev) => {
+                    let p = (prev & mask) as usize;
+                    let (here, before) = (&self.metas[slot], &self.metas[p]);
+                    let stride = here.offset - before.offset;
+                    let continues = self.runs[p] == 1 || self.strides[p] == stride;
+                    if here.stacks_with(before) && continues {
+                        (self.runs[p].saturating_add(1), stride)
+                    } else {
+                        (1, 0)
+                    }
                 }
-                _ => 1,
+                None => (1, 0),
             };
             self.runs[slot] = run;
+            self.strides[slot] = stride;
+            self.walk_end = self.metas[slot].end();
             self.avail_end = position + 1;
         }
         // `registered` is still checked on every poll that found nothing

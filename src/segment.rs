@@ -148,7 +148,8 @@ impl Segment {
                 ),
                 NonNull::new_unchecked(base.add(g.payload_offset as usize)),
                 g.capacity,
-                g.slot_bytes,
+                g.item_bytes,
+                g.payload_bytes,
                 true,
                 self.clone() as Arc<dyn Backing>,
             )
@@ -623,7 +624,7 @@ pub(crate) fn create(config: &StreamConfig) -> Result<(RingMem, String), SetupEr
         addr_of_mut!((*h).version).write(VERSION);
         addr_of_mut!((*h).header_bytes).write(HEADER_BYTES as u32);
         addr_of_mut!((*h).capacity).write(geometry.capacity);
-        addr_of_mut!((*h).slot_bytes).write(geometry.slot_bytes);
+        addr_of_mut!((*h).item_bytes).write(geometry.item_bytes);
         addr_of_mut!((*h).descriptor_bytes).write(DESCRIPTOR_BYTES as u32);
         addr_of_mut!((*h).max_dims).write(MAX_DIMS as u32);
         addr_of_mut!((*h).max_id_len).write(MAX_ID_LEN as u32);
@@ -771,13 +772,16 @@ pub(crate) unsafe fn read_header(
             found: fingerprint,
         });
     }
-    let (capacity, slot_bytes) = (get!(capacity), get!(slot_bytes));
-    let geometry = Geometry::new(capacity, slot_bytes).map_err(|why| {
+    let (capacity, item_bytes, payload_bytes) =
+        (get!(capacity), get!(item_bytes), get!(payload_bytes));
+    let geometry = Geometry::new(capacity, item_bytes, payload_bytes).map_err(|why| {
         mismatch(
             name,
-            "capacity or slot size",
+            "capacity, item size or payload size",
             why,
-            format!("{capacity} x {slot_bytes}"),
+            format!(
+                "{capacity} items, {item_bytes} bytes by default, {payload_bytes} payload bytes"
+            ),
         )
     })?;
     let offsets: [(&'static str, u64, u64); 4] = [
@@ -1000,14 +1004,6 @@ pub(crate) fn anonymous(config: &StreamConfig) -> Result<(RingMem, RingMem), Set
     Ok((segment.ring(), segment.ring()))
 }
 
-/// Called by the producer's handle when it goes. Nothing to do here: the
-/// name is removed when the producer's segment is dropped (right after the
-/// handle, which holds its only reference), and only if the name still
-/// leads to that segment's file, checked under its producer lock (see
-/// `Segment::drop`). Removing it here by name alone could remove another
-/// producer's segment that took the name after ours was removed by hand.
-pub(crate) fn unlink(_name: &str) {}
-
 /// A segment's state as seen from outside, for tools: identity, layout,
 /// cursors and whether each peer lives.
 #[derive(Clone, Debug)]
@@ -1017,10 +1013,15 @@ pub struct SegmentInfo {
     pub name: String,
     /// The stream's identity as stored in the segment.
     pub identity: StreamId,
-    /// Slots.
+    /// Items the ring holds at most.
     pub capacity: u64,
-    /// Bytes per slot.
-    pub slot_bytes: u64,
+    /// Bytes a registration without a size reserves.
+    pub item_bytes: u64,
+    /// Bytes of the payload ring.
+    pub payload_bytes: u64,
+    /// Payload bytes from the oldest unreleased reservation to the end of
+    /// the newest (as the descriptors say; 0 when none is registered).
+    pub bytes_in_use: u64,
     /// Process id recorded by the producer.
     pub producer_pid: u32,
     /// Process id recorded by the consumer (0 before one attached).
@@ -1049,6 +1050,29 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
     let g = header.geometry;
     let control = page.control();
     let flags = control.flags.load(Ordering::Acquire);
+    let registered = control.registered.load(Ordering::Acquire);
+    let released = control.released.load(Ordering::Acquire);
+    // The end of the reservation of `position`, read from its descriptor
+    // (a plain read of the file: the values are only reported).
+    let end = |position: u64| -> u64 {
+        let at = g.descriptors_offset
+            + (position & (g.capacity - 1)) * DESCRIPTOR_BYTES as u64
+            + std::mem::offset_of!(Descriptor, offset) as u64;
+        let mut words = [0u8; 16];
+        match nix::sys::uio::pread(&fd, &mut words, at as libc::off_t) {
+            Ok(16) => {
+                let word = |i: usize| u64::from_ne_bytes(words[i..i + 8].try_into().unwrap());
+                word(0).saturating_add(word(8))
+            }
+            _ => 0,
+        }
+    };
+    let bytes_in_use = match (registered, released) {
+        (0, _) => 0,
+        (r, 0) => end(r - 1),
+        (r, done) if done < r => end(r - 1).saturating_sub(end(done - 1)),
+        _ => 0,
+    };
     Ok(SegmentInfo {
         name: name.to_string(),
         identity: {
@@ -1060,11 +1084,13 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
             }
         },
         capacity: g.capacity,
-        slot_bytes: g.slot_bytes,
+        item_bytes: g.item_bytes,
+        payload_bytes: g.payload_bytes,
+        bytes_in_use,
         producer_pid: header.producer_pid,
         consumer_pid: page.consumer_pid().load(Ordering::Relaxed),
-        registered: control.registered.load(Ordering::Acquire),
-        released: control.released.load(Ordering::Acquire),
+        registered,
+        released,
         done: flags & FLAG_DONE != 0,
         producer_alive: peer_holds_lock(&fd, Side::Producer),
         consumer_alive: peer_holds_lock(&fd, Side::Consumer),

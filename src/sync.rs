@@ -7,6 +7,11 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
+/// Bytes of payload one tracker covers under loom. The models' reservations
+/// are multiples of it, so two items never share a tracker.
+#[cfg_attr(not(loom), allow(dead_code))]
+pub(crate) const TRACK_GRANULE: u64 = 64;
+
 /// Tracks who touches a slot's payload, so loom reports a write to a slot
 /// that a held chunk still shows as a data race. The payload bytes themselves
 /// live in plain (mapped or heap) memory; every access to them is bracketed by
@@ -18,34 +23,29 @@ pub(crate) struct AccessTracker {
     cell: loom::cell::UnsafeCell<()>,
 }
 
-/// Held while a slot's bytes are being written.
+/// Held while a reservation's bytes are being written (every tracker the
+/// range covers).
 #[derive(Debug)]
 pub(crate) struct WriteGuard {
     #[cfg(loom)]
-    _ptr: loom::cell::MutPtr<()>,
+    pub(crate) _ptrs: Vec<loom::cell::MutPtr<()>>,
 }
 
-/// Held while a slot's bytes may be read.
+/// Held while an item's bytes may be read.
 #[derive(Debug)]
 #[cfg_attr(not(loom), allow(dead_code))]
 pub(crate) struct ReadGuard {
     #[cfg(loom)]
-    _ptr: loom::cell::ConstPtr<()>,
+    pub(crate) _ptrs: Vec<loom::cell::ConstPtr<()>>,
 }
 
-#[cfg_attr(not(loom), allow(dead_code))]
+#[cfg(loom)]
 impl AccessTracker {
-    pub(crate) fn write(&self) -> WriteGuard {
-        WriteGuard {
-            #[cfg(loom)]
-            _ptr: self.cell.get_mut(),
-        }
+    pub(crate) fn write(&self) -> loom::cell::MutPtr<()> {
+        self.cell.get_mut()
     }
 
-    pub(crate) fn read(&self) -> ReadGuard {
-        ReadGuard {
-            #[cfg(loom)]
-            _ptr: self.cell.get(),
-        }
+    pub(crate) fn read(&self) -> loom::cell::ConstPtr<()> {
+        self.cell.get()
     }
 }

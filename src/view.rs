@@ -34,15 +34,20 @@ impl<'a> ItemView<'a> {
     /// `position` is in the consumer's available prefix and stays
     /// unreleased for `'a`; `meta` is its validated copy.
     pub(crate) unsafe fn new(mem: &'a RingMem, meta: &'a ItemMeta, position: u64) -> Self {
-        // Loom: the view reads the slot now; a producer write to it that
-        // does not happen after the consumer's release is a reported race.
+        // Loom: the view reads the item now; a producer write to its bytes
+        // that does not happen after the consumer's release is a reported
+        // race.
         #[cfg(loom)]
-        drop(mem.track_read(position));
-        // SAFETY: the slot holds `slot_bytes >= meta.nbytes` bytes (checked
-        // when the descriptor was read), the producer does not write it
-        // until it is released, which the caller rules out for `'a`.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(mem.slot_ptr(position), meta.nbytes as usize) };
+        drop(mem.track_read(meta.offset, meta.nbytes));
+        // SAFETY: the item's reservation of `meta.len >= meta.nbytes` bytes
+        // at `meta.offset` was checked at poll time to lie within one
+        // payload length of the released bytes, so it is inside the mapping
+        // (across the wrap thanks to the mirror, or checked not to cross it
+        // without one); the producer does not write it until it is
+        // released, which the caller rules out for `'a`.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(mem.payload_ptr(meta.offset), meta.nbytes as usize)
+        };
         ItemView {
             meta,
             bytes,
@@ -185,8 +190,9 @@ impl<'a> TensorView<'a> {
         &self.shape[..self.ndim]
     }
 
-    /// Strides in bytes, one per dimension: the slot size for the first,
-    /// row-major contiguous for the rest.
+    /// Strides in bytes, one per dimension: the distance between items for
+    /// the first (the item size when they lie back to back), row-major
+    /// contiguous for the rest.
     pub fn strides(&self) -> [usize; MAX_DIMS + 1] {
         let mut strides = [0usize; MAX_DIMS + 1];
         let mut acc = self.dtype.size();
@@ -234,8 +240,14 @@ impl<'a> TensorView<'a> {
         })
     }
 
-    /// The whole window as one contiguous byte slice, when items fill their
-    /// slots exactly (item bytes = slot size), so there are no gaps.
+    /// Whether the items lie back to back (row stride = item size): the
+    /// window is one C-order `[n, *shape]` tensor.
+    pub fn is_contiguous(&self) -> bool {
+        self.item_bytes == self.item_stride
+    }
+
+    /// The whole window as one contiguous byte slice, when the items lie
+    /// back to back with no gaps (see [`is_contiguous`](Self::is_contiguous)).
     pub fn contiguous(&self) -> Option<&'a [u8]> {
         (self.item_bytes == self.item_stride).then(|| {
             // SAFETY: with no gaps the span is exactly the items' bytes.

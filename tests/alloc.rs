@@ -66,7 +66,7 @@ fn the_item_and_chunk_paths_allocate_nothing() {
         from_partition: "p".into(),
     })
     .with_capacity(64)
-    .with_slot_bytes(512);
+    .with_item_bytes(512);
     let (producer, mut consumer) = in_process(&cfg).unwrap();
     let mut checksum = 0u64;
     let mut round = |range: std::ops::Range<usize>| {
@@ -92,7 +92,7 @@ fn the_item_and_chunk_paths_allocate_nothing() {
         from_partition: "p".into(),
     })
     .with_capacity(1024)
-    .with_slot_bytes(512);
+    .with_item_bytes(512);
     let (producer, mut buffer) =
         in_process_buffer::<()>(&cfg, Sliding::new(28, 7).unwrap()).unwrap();
     let mut shown = 0usize;

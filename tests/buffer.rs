@@ -31,7 +31,7 @@ fn setup(name: &str, capacity: u64) -> (Producer, StreamBuffer) {
         from_partition: "p".into(),
     })
     .with_capacity(capacity)
-    .with_slot_bytes(4096);
+    .with_item_bytes(4096);
     in_process_buffer(&cfg, policy(name)).unwrap()
 }
 
@@ -394,7 +394,7 @@ proptest! {
         // A full ring answers at once instead of waiting for a release.
         let cfg = StreamConfig::new(StreamId { request_id: "r".into(), edge_name: "e".into(), from_partition: "p".into() })
             .with_capacity(capacity)
-            .with_slot_bytes(4096)
+            .with_item_bytes(4096)
             .with_timeout(Some(std::time::Duration::ZERO));
         let (producer, mut buffer) = in_process_buffer::<()>(&cfg, p.clone()).unwrap();
         let mut model = Model::new(p.clone());

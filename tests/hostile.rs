@@ -38,6 +38,8 @@ const NBYTES: u64 = 8;
 const INFO: u64 = 16;
 const DIMS: u64 = 24;
 const ID: u64 = 88;
+const OFFSET: u64 = 152;
+const LEN: u64 = 160;
 
 const STATUS_COMMITTED: u32 = 1;
 const STATUS_ABANDONED: u32 = 2;
@@ -368,8 +370,8 @@ fn a_completion_sequence_out_of_range_does_not_hang() {
 }
 
 #[test]
-fn nbytes_larger_than_a_slot_is_corrupt() {
-    // Consistent with the shape, so only the slot size is wrong.
+fn nbytes_larger_than_its_reservation_is_corrupt() {
+    // Consistent with the shape, so only the reservation is too small.
     let msg = corrupt_everywhere(
         "nbytes-slot",
         false,
@@ -378,7 +380,7 @@ fn nbytes_larger_than_a_slot_is_corrupt() {
             w.u64(desc(0, DIMS), 256);
             w.u64(desc(0, NBYTES), 2048);
         },
-        "nbytes 2048 exceeds the slot size 1024",
+        "nbytes 2048 exceeds the 1024 bytes reserved",
     );
     assert!(msg.contains("descriptor of position 0"), "{msg}");
     // Disagreeing with the shape.
@@ -388,6 +390,35 @@ fn nbytes_larger_than_a_slot_is_corrupt() {
         |p| commit(p, 1),
         |w| w.u64(desc(0, NBYTES), u64::MAX),
         "nbytes 18446744073709551615 disagrees with the shape's 32",
+    );
+}
+
+#[test]
+fn a_reservation_outside_the_payload_window_is_corrupt() {
+    // Item 1 starting inside item 0's bytes (before the end of the previous
+    // reservation).
+    corrupt_everywhere(
+        "rsv-overlap",
+        false,
+        |p| commit(p, 2),
+        |w| w.u64(desc(1, OFFSET), 8),
+        "reservation of 1024 bytes at payload byte 8 is outside 1024..",
+    );
+    // Reaching past the released bytes plus the payload length.
+    corrupt_everywhere(
+        "rsv-far",
+        false,
+        |p| commit(p, 1),
+        |w| w.u64(desc(0, OFFSET), 1 << 40),
+        "reservation of 1024 bytes at payload byte 1099511627776 is outside 0..",
+    );
+    // A length whose end overflows.
+    corrupt_everywhere(
+        "rsv-overflow",
+        false,
+        |p| commit(p, 1),
+        |w| w.u64(desc(0, LEN), u64::MAX),
+        "reservation of 18446744073709551615 bytes at payload byte 0 is outside 0..",
     );
 }
 
@@ -787,7 +818,7 @@ impl Bounds {
         Bounds {
             base: base as usize,
             len,
-            slot_bytes: consumer.slot_bytes(),
+            slot_bytes: consumer.item_bytes(),
         }
     }
 
@@ -838,7 +869,7 @@ impl Bounds {
 /// The field of shared memory a consumer's `Corrupt` message names: each
 /// check the consumer makes, with the words its message uses.
 fn corrupt_field(msg: &str) -> Option<&'static str> {
-    const DESCRIPTOR_FIELDS: [(&str, &str); 8] = [
+    const DESCRIPTOR_FIELDS: [(&str, &str); 9] = [
         ("id length ", "id length"),
         ("the id is not UTF-8", "id"),
         ("status code ", "status"),
@@ -847,6 +878,7 @@ fn corrupt_field(msg: &str) -> Option<&'static str> {
         ("the shape's byte count overflows", "shape"),
         ("nbytes ", "nbytes"),
         ("completion sequence ", "sequence"),
+        ("reservation of ", "reservation"),
     ];
     if let Some(rest) = msg.strip_prefix("descriptor of position ") {
         let (position, what) = rest.split_once(": ")?;

@@ -33,7 +33,7 @@ fn config(capacity: u64) -> StreamConfig {
         from_partition: "p".into(),
     })
     .with_capacity(capacity)
-    .with_slot_bytes((4096 / capacity).max(64))
+    .with_item_bytes((4096 / capacity).max(64))
     .with_timeout(PATIENCE)
 }
 

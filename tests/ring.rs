@@ -4,7 +4,7 @@
 mod common;
 
 use common::{check_item, commit_item, consume_in_order, produce_reordered};
-use shmstream::{in_process, DType, StreamConfig, StreamError, StreamId, TensorMeta};
+use shmstream::{in_process, DType, Resource, StreamConfig, StreamError, StreamId, TensorMeta};
 use std::time::Duration;
 
 fn cfg(capacity: u64, slot_bytes: u64) -> StreamConfig {
@@ -14,7 +14,7 @@ fn cfg(capacity: u64, slot_bytes: u64) -> StreamConfig {
         from_partition: "p".into(),
     })
     .with_capacity(capacity)
-    .with_slot_bytes(slot_bytes)
+    .with_item_bytes(slot_bytes)
 }
 
 /// Produces `n` items of mixed sizes, committed out of order within groups
@@ -66,7 +66,10 @@ fn try_register_reports_a_full_ring_and_works_again_after_release() {
     }
     assert_eq!(
         producer.try_register("t4").unwrap_err(),
-        StreamError::Full { capacity: 4 }
+        StreamError::Full {
+            resource: Resource::Items,
+            capacity: 4
+        }
     );
     let err = producer
         .register_timeout("t4", Some(Duration::from_millis(30)))
@@ -134,12 +137,12 @@ fn a_refused_commit_hands_the_slot_back_and_the_stream_goes_on() {
         err.error,
         StreamError::TooLarge {
             nbytes: 1200,
-            slot_bytes: 1024
+            reserved: 1024
         }
     );
     assert_eq!(
         err.to_string(),
-        "a tensor of 1200 bytes does not fit in a slot of 1024 bytes"
+        "a tensor of 1200 bytes does not fit in the 1024 bytes reserved for it; register it with its size (register_sized / pre_read_register_sized)"
     );
     commit_item(err.slot, 0, 4);
     assert_eq!(consumer.poll().unwrap(), 1);
@@ -236,15 +239,34 @@ fn a_producer_that_leaves_without_done_is_reported_after_its_items() {
 
 #[test]
 fn bad_layouts_are_refused_with_the_limit_named() {
-    for (capacity, slot, needle) in [
-        (0, 4096, "power of two"),
-        (3, 4096, "power of two"),
-        (4, 100, "multiple of 64"),
-        (2, 64, "multiple of the page size"),
+    for (capacity, item, needle) in [
+        (0, 4096, "item capacity 0 must be a power of two"),
+        (3, 4096, "item capacity 3 must be a power of two"),
+        (1 << 21, 8, "between 1 and 1048576"),
     ] {
-        let err = in_process(&cfg(capacity, slot)).unwrap_err().to_string();
+        let err = in_process(&cfg(capacity, item)).unwrap_err().to_string();
         assert!(err.contains(needle), "{err}");
     }
+    for (payload, needle) in [
+        (
+            2048,
+            "payload size 2048 bytes must be a power of two between the page size 4096",
+        ),
+        (12288, "payload size 12288 bytes must be a power of two"),
+        (1 << 41, "and 1099511627776"),
+    ] {
+        let err = in_process(&cfg(4, 8).with_payload_bytes(payload))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+    let err = in_process(&cfg(4, 8192).with_payload_bytes(4096))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("default item size 8192 bytes exceeds the payload size 4096 bytes"),
+        "{err}"
+    );
     for (name, needle) in [("", "empty"), ("a/b", "'/'"), ("a\0b", "NUL")] {
         let err = in_process(&StreamConfig::new(StreamId {
             request_id: String::from(name),

@@ -146,7 +146,7 @@ fn a_wrong_version_is_refused() {
         } => {
             assert_eq!(
                 (field, expected.as_str(), found.as_str()),
-                ("version", "1", "99")
+                ("version", "2", "99")
             );
         }
         e => panic!("{e}"),
@@ -157,7 +157,9 @@ fn a_wrong_version_is_refused() {
 fn a_wrong_layout_is_refused() {
     // capacity (offset 16) that is not a power of two
     match open_damaged("cap", 16, &3u64.to_ne_bytes()) {
-        SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "capacity or slot size"),
+        SetupError::LayoutMismatch { field, .. } => {
+            assert_eq!(field, "capacity, item size or payload size")
+        }
         e => panic!("{e}"),
     }
     // a larger capacity than the file holds
@@ -165,9 +167,17 @@ fn a_wrong_layout_is_refused() {
         SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "payload offset"),
         e => panic!("{e}"),
     }
-    // slot size (offset 24) changed consistently elsewhere? no: offsets disagree
-    match open_damaged("slot", 24, &2048u64.to_ne_bytes()) {
-        SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "payload size"),
+    // a default item size (offset 24) beyond the payload
+    match open_damaged("item", 24, &8192u64.to_ne_bytes()) {
+        SetupError::LayoutMismatch { field, found, .. } => {
+            assert_eq!(field, "capacity, item size or payload size");
+            assert!(found.contains("8192 bytes by default"), "{found}");
+        }
+        e => panic!("{e}"),
+    }
+    // a payload size (offset 64) that disagrees with the file's length
+    match open_damaged("payload", 64, &8192u64.to_ne_bytes()) {
+        SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "total size"),
         e => panic!("{e}"),
     }
     // the descriptor size this build does not know
@@ -288,7 +298,7 @@ fn a_segment_too_large_for_dev_shm_fails_at_create_and_leaves_nothing() {
     let free = st.blocks_available() as u64 * st.fragment_size() as u64;
     // The largest slots, and the fewest of them that overflow the free
     // space (a layout this build accepts: at most 1 TiB of payload).
-    let slot = shmstream::MAX_SLOT_BYTES;
+    let slot = shmstream::MAX_PAYLOAD_BYTES;
     let capacity = (free / slot + 1).next_power_of_two();
     if capacity * slot > 1 << 40 {
         eprintln!("/dev/shm has more than 1 TiB free; case not run");
@@ -376,13 +386,20 @@ fn the_consumer_maps_only_its_control_block_writable() {
         "r--s",
         "descriptor table"
     );
+    // The region covers the payload and its mirror.
+    assert_eq!(len, 2 * 4096);
     assert_eq!(mapping_permissions(payload), "r--s", "payload");
     assert_eq!(
-        mapping_permissions(payload + len - 1),
+        mapping_permissions(payload + len / 2 - 1),
         "r--s",
         "payload end"
     );
-    assert_eq!(mapping_permissions(payload + len), "r--s", "payload mirror");
+    assert_eq!(
+        mapping_permissions(payload + len / 2),
+        "r--s",
+        "payload mirror"
+    );
+    assert_eq!(mapping_permissions(payload + len - 1), "r--s", "mirror end");
     // The producer writes all of it.
     let (theirs, _) = producer.payload_region();
     assert_eq!(mapping_permissions(theirs as usize), "rw-s");

@@ -18,7 +18,7 @@ fn cfg(capacity: u64) -> StreamConfig {
         from_partition: "p".into(),
     })
     .with_capacity(capacity)
-    .with_slot_bytes(4096)
+    .with_item_bytes(4096)
     .with_timeout(Some(Duration::from_secs(10)))
 }
 
@@ -74,8 +74,7 @@ fn a_refused_buffer_gives_its_consumer_back_and_the_stream_goes_on() {
     consumer.poll().unwrap();
     consumer.consume(1);
     let refused = StreamBuffer::<()>::new(consumer, id(), Sliding::new(8, 1).unwrap())
-        .err()
-        .expect("a window of 8 does not fit in 4 slots");
+        .expect_err("a window of 8 does not fit in 4 slots");
     assert!(refused.to_string().contains('8'), "{refused}");
     let mut consumer = refused.consumer;
     assert_eq!(consumer.position(), 1);

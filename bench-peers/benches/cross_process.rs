@@ -57,7 +57,7 @@ fn config(prefix: &str, edge: &str, capacity: u64, slot_bytes: u64) -> StreamCon
     })
     .with_prefix(prefix)
     .with_capacity(capacity)
-    .with_slot_bytes(slot_bytes)
+    .with_item_bytes(slot_bytes)
     .with_timeout(Some(TIMEOUT))
 }
 

@@ -75,7 +75,7 @@ impl<const N: usize> Spsc<N> for Shmstream {
             from_partition: "throughput".into(),
         })
         .with_capacity(CAPACITY as u64)
-        .with_slot_bytes(64);
+        .with_item_bytes(64);
         let (producer, consumer) = in_process(&cfg).expect("in-process stream");
         let meta = TensorMeta::new(DType::U64, &[N as u64 / 8]).expect("meta");
         (ShmTx { producer, meta }, consumer)

@@ -1,32 +1,46 @@
-//! The per-item descriptor checks on arbitrary bytes: the first 8 bytes of
-//! the input are the position, the next 8 the slot size (both native-endian
-//! u64), the rest is one descriptor (192 bytes, padded with zeros). Any input
-//! must give `Ok` or `Err`, never a panic; an accepted item must fit its slot
-//! and carry a valid id.
+//! The per-item descriptor checks on arbitrary bytes: the first 32 bytes of
+//! the input are the position, the end of the previous reservation, the
+//! end of the released bytes and the payload size (native-endian u64s; the
+//! payload size is rounded to a power of two of at least a page, and the
+//! low bit of the position picks a mirrored payload), the rest is one
+//! descriptor (192 bytes, padded with zeros). Any input must give `Ok` or
+//! `Err`, never a panic; an accepted item must lie after the previous one,
+//! within one payload length of the released bytes, hold its tensor in its
+//! reservation and carry a valid id.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((position, rest)) = data.split_first_chunk::<8>() else {
+    let Some((head, bytes)) = data.split_first_chunk::<32>() else {
         return;
     };
-    let Some((slot_bytes, bytes)) = rest.split_first_chunk::<8>() else {
-        return;
-    };
-    let position = u64::from_ne_bytes(*position);
-    let slot_bytes = u64::from_ne_bytes(*slot_bytes);
-    if let Ok(Some((id, nbytes))) =
-        shmstream::fuzzing::check_descriptor(bytes, position, slot_bytes)
-    {
+    let word = |i: usize| u64::from_ne_bytes(head[i * 8..i * 8 + 8].try_into().unwrap());
+    let (position, walk_end, released_end, payload) = (word(0), word(1), word(2), word(3));
+    let mirrored = position & 1 == 1;
+    if let Ok(Some(item)) = shmstream::fuzzing::check_descriptor(
+        bytes,
+        position,
+        walk_end,
+        released_end,
+        payload,
+        mirrored,
+    ) {
+        let payload = payload.clamp(4096, 1 << 40).next_power_of_two();
+        assert!(item.nbytes <= item.len, "{item:?} holds more than it reserved");
+        assert!(item.offset >= walk_end, "{item:?} starts before {walk_end}");
         assert!(
-            nbytes <= slot_bytes,
-            "accepted {nbytes} bytes in a slot of {slot_bytes}"
+            item.offset + item.len <= released_end.saturating_add(payload),
+            "{item:?} reaches past {released_end} + {payload}"
         );
         assert!(
-            (1..=64).contains(&id.len()),
+            mirrored || (item.offset % payload) + item.len <= payload,
+            "{item:?} crosses the end of an unmirrored payload"
+        );
+        assert!(
+            (1..=64).contains(&item.id.len()),
             "accepted an id of {} bytes",
-            id.len()
+            item.id.len()
         );
     }
 });

@@ -72,7 +72,7 @@ pub fn config(capacity: u64) -> StreamConfig {
         from_partition: "p".into(),
     })
     .with_capacity(capacity)
-    .with_slot_bytes((4096 / capacity).max(1024))
+    .with_item_bytes((4096 / capacity).max(1024))
     .with_timeout(None)
 }
 

@@ -20,7 +20,7 @@ fn a_full_ring_is_not_overwritten_while_a_chunk_shows_it() {
                 let slot = loop {
                     match producer.try_register(&id(i)) {
                         Ok(slot) => break slot,
-                        Err(StreamError::Full { capacity: 2 }) => thread::yield_now(),
+                        Err(StreamError::Full { capacity: 2, .. }) => thread::yield_now(),
                         Err(e) => panic!("try_register({i}): {e}"),
                     }
                 };

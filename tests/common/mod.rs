@@ -100,7 +100,7 @@ pub fn config(prefix: &str, capacity: u64, slot_bytes: u64) -> StreamConfig {
     })
     .with_prefix(prefix)
     .with_capacity(capacity)
-    .with_slot_bytes(slot_bytes)
+    .with_item_bytes(slot_bytes)
 }
 
 /// Registers `n` items of mixed sizes (up to 64 words) in order and commits
