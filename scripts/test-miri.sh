@@ -42,7 +42,7 @@ done
 cargo +nightly miri setup >&2 || skip "'cargo +nightly miri setup' failed"
 
 targets=(--lib)
-for t in policy miri_ring soundness ring buffer; do
+for t in policy miri_ring soundness ring buffer payload; do
     if [[ -f "tests/$t.rs" ]]; then
         targets+=(--test "$t")
     else

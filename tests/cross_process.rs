@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    check_item, commit_item, config, consume_in_order, produce_reordered, unique_prefix, Cleanup,
+    check_item, commit_item, config, consume_in_order, consume_sized, produce_reordered,
+    produce_sized, unique_prefix, Cleanup,
 };
 use shmstream::policy::Fixed;
 use shmstream::{Consumer, Producer, SetupError, StreamBuffer, StreamConfig};
@@ -31,6 +32,18 @@ fn child_config(prefix: &str) -> StreamConfig {
     config(prefix, 256, 512).with_timeout(Some(Duration::from_secs(30)))
 }
 
+/// The mixed-size stream: 64 items or 128 MiB of payload in flight,
+/// whichever fills first (small items fill the items, 64 MiB ones the
+/// bytes).
+fn sized_config(prefix: &str) -> StreamConfig {
+    config(prefix, 64, 0)
+        .with_payload_bytes(128 << 20)
+        .with_timeout(Some(Duration::from_secs(60)))
+}
+
+/// One 64 MiB tensor every this many items of the mixed-size stream.
+const HUGE_EVERY: u64 = 250_000;
+
 /// Not a test of its own: the body of the child process.
 #[test]
 fn child_entry() {
@@ -39,8 +52,15 @@ fn child_entry() {
     };
     let prefix = std::env::var(PREFIX).unwrap();
     let items: u64 = std::env::var(ITEMS).unwrap().parse().unwrap();
-    let producer = Producer::create(&child_config(&prefix)).unwrap();
+    let cfg = match role.as_str() {
+        "sized" => sized_config(&prefix),
+        _ => child_config(&prefix),
+    };
+    let producer = Producer::create(&cfg).unwrap();
     match role.as_str() {
+        // Sizes from 0 bytes to 1 MiB and a few of 64 MiB, registered with
+        // their sizes, out of order within groups of 8.
+        "sized" => produce_sized(&producer, items, HUGE_EVERY, 8),
         // Mixed sizes, out of order within groups of 8.
         "stream" => produce_reordered(&producer, items, 8),
         // Full speed into a ring the consumer holds, until it drains.
@@ -115,6 +135,22 @@ fn a_held_chunk_is_not_overwritten_by_a_producer_at_full_speed() {
         seen += chunk.len() as u64;
     }
     assert_eq!(seen, n);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_million_tensors_of_random_sizes_arrive_in_order_and_intact() {
+    let prefix = unique_prefix("sized");
+    let _cleanup = Cleanup(prefix.clone());
+    let n = 1_000_000;
+    let mut child = spawn_child("sized", &prefix, n);
+    let mut consumer = open_retrying(|| Consumer::open(&sized_config(&prefix)));
+    assert_eq!(consumer.payload_bytes(), 128 << 20);
+    let started = Instant::now();
+    let seen = consume_sized(&mut consumer, HUGE_EVERY, Duration::from_secs(60));
+    assert_eq!(seen, n);
+    eprintln!("{n} mixed-size tensors in {:.2?}", started.elapsed());
+    drop(consumer);
     assert!(child.wait().unwrap().success());
 }
 

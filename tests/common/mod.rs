@@ -145,3 +145,111 @@ pub fn consume_in_order(consumer: &mut Consumer, timeout: Duration) -> u64 {
         consumer.consume(available);
     }
 }
+
+/// Bytes of item `seq` of a mixed-size stream: log-uniform from 0 bytes to
+/// 1 MiB (so most items are small and some are large), and 64 MiB for the
+/// items whose `seq % huge_every == huge_every / 2` (none when 0).
+pub fn sized_len(seq: u64, huge_every: u64) -> u64 {
+    if huge_every != 0 && seq % huge_every == huge_every / 2 {
+        return 64 << 20;
+    }
+    let r = mix(seq ^ 0x5eed);
+    let bits = r % 21; // 2^0 .. 2^20
+    let len = (1u64 << bits) + (r >> 32) % (1u64 << bits);
+    // Some empty tensors too.
+    if r % 97 == 0 {
+        0
+    } else {
+        len.min(1 << 20)
+    }
+}
+
+/// Bytes of a sized item at offset `i`: derived from its sequence number.
+fn sized_byte(seq: u64, i: usize) -> u8 {
+    (seq.wrapping_mul(31) ^ (i as u64).wrapping_mul(0x9e37)) as u8
+}
+
+/// How a sized item of `len` bytes is checked: every byte up to 64 KiB
+/// and for the 64 MiB ones; for the others the first and last 4 KiB (which
+/// hold the sequence number too), so a 10^6-item stream stays quick while
+/// a misplaced or overlapping reservation is still caught at both ends.
+fn sized_ranges(len: usize) -> [std::ops::Range<usize>; 2] {
+    if len <= 64 << 10 || len == 64 << 20 {
+        [0..len, 0..0]
+    } else {
+        [0..4096, len - 4096..len]
+    }
+}
+
+/// Fills the sized item `seq` (see [`sized_ranges`]).
+pub fn fill_sized(seq: u64, out: &mut [u8]) {
+    for range in sized_ranges(out.len()) {
+        for i in range {
+            out[i] = sized_byte(seq, i);
+        }
+    }
+}
+
+/// Checks the sized item `seq`: its length and its bytes.
+pub fn check_sized(seq: u64, huge_every: u64, bytes: &[u8]) -> Result<(), String> {
+    let len = sized_len(seq, huge_every);
+    if bytes.len() as u64 != len {
+        return Err(format!("item {seq}: {} bytes, expected {len}", bytes.len()));
+    }
+    for range in sized_ranges(bytes.len()) {
+        for i in range {
+            if bytes[i] != sized_byte(seq, i) {
+                return Err(format!("item {seq}: byte {i} of {len} is wrong"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Registers `n` sized items with their sizes and commits them out of
+/// order within groups of `reorder` (reversed, then rotated), as unordered
+/// RDMA completions would land.
+pub fn produce_sized(producer: &Producer, n: u64, huge_every: u64, reorder: usize) {
+    let mut seq = 0u64;
+    let mut group = Vec::with_capacity(reorder);
+    while seq < n {
+        let take = (reorder as u64).min(n - seq);
+        for k in 0..take {
+            let s = seq + k;
+            let len = sized_len(s, huge_every);
+            let slot = producer.register_sized(&format!("t{s}"), len).unwrap();
+            group.push((s, slot));
+        }
+        group.reverse();
+        let rot = (seq as usize / reorder) % group.len();
+        group.rotate_left(rot);
+        for (s, mut slot) in group.drain(..) {
+            fill_sized(s, slot.payload_mut());
+            let len = slot.len();
+            slot.commit(TensorMeta::new(DType::U8, &[len]).unwrap())
+                .map_err(|e| e.error)
+                .unwrap();
+        }
+        seq += take;
+    }
+}
+
+/// Reads a sized stream until it is all in, checking that every item
+/// arrives once, in order, intact; returns how many arrived.
+pub fn consume_sized(consumer: &mut Consumer, huge_every: u64, timeout: Duration) -> u64 {
+    let mut expected = 0u64;
+    loop {
+        let available = consumer.wait_for(1, Some(timeout)).unwrap();
+        if available == 0 {
+            assert!(consumer.is_all_in());
+            return expected;
+        }
+        for i in 0..available {
+            let item = consumer.item(i).unwrap();
+            assert_eq!(item.id(), format!("t{expected}"));
+            assert_eq!(check_sized(expected, huge_every, item.bytes()), Ok(()));
+            expected += 1;
+        }
+        consumer.consume(available);
+    }
+}

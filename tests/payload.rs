@@ -1,0 +1,280 @@
+//! The byte-granular payload: tensors of any size in one stream, placed back
+//! to back, with back-pressure on items or on bytes. In-process (a memfd
+//! mapped twice, or the heap under Miri, which has no mirror).
+
+use shmstream::policy::Fixed;
+use shmstream::{
+    in_process, in_process_buffer, placement_align, DType, Resource, StreamConfig, StreamError,
+    StreamId, TensorMeta,
+};
+use std::time::Duration;
+
+fn cfg(capacity: u64, payload_bytes: u64) -> StreamConfig {
+    StreamConfig::new(StreamId {
+        request_id: "r".into(),
+        edge_name: "e".into(),
+        from_partition: "p".into(),
+    })
+    .with_capacity(capacity)
+    .with_item_bytes(64)
+    .with_payload_bytes(payload_bytes)
+    .with_timeout(Some(Duration::ZERO))
+}
+
+/// A 7 x i64 codec frame whose words are `seq * 10 + k`.
+fn frame(seq: u64) -> Vec<u8> {
+    (0..7)
+        .flat_map(|k| (seq as i64 * 10 + k).to_le_bytes())
+        .collect()
+}
+
+fn frame_meta() -> TensorMeta {
+    TensorMeta::new(DType::I64, &[7]).unwrap()
+}
+
+#[test]
+fn placement_keeps_elements_aligned_and_same_sized_rows_back_to_back() {
+    assert_eq!(placement_align(0), 8);
+    assert_eq!(placement_align(1), 8);
+    assert_eq!(placement_align(56), 8);
+    assert_eq!(placement_align(96), 32);
+    assert_eq!(placement_align(64 << 10), 64);
+    assert_eq!(placement_align(100), 8);
+}
+
+#[test]
+fn a_window_of_28_codec_frames_is_one_contiguous_tensor() {
+    let (producer, mut buffer) =
+        in_process_buffer::<()>(&cfg(64, 4096), Fixed::new(28).unwrap()).unwrap();
+    for s in 0..28 {
+        let slot = producer.register_sized(&format!("t{s}"), 56).unwrap();
+        slot.write(frame_meta(), &frame(s)).unwrap();
+    }
+    let chunk = buffer.pop_chunk().unwrap();
+    let view = chunk.stacked().unwrap();
+    assert_eq!(view.shape(), &[28, 7]);
+    assert_eq!(view.strides()[0], 56, "row stride");
+    assert!(view.is_contiguous());
+    let bytes = view.contiguous().unwrap();
+    assert_eq!(bytes.len(), 28 * 56);
+    for s in 0..28 {
+        assert_eq!(&bytes[s * 56..s * 56 + 56], &frame(s as u64)[..]);
+        // In place: each row is its item's own bytes.
+        assert_eq!(
+            view.item(s).unwrap().as_ptr(),
+            chunk.item(s).unwrap().bytes().as_ptr()
+        );
+    }
+}
+
+/// With the mirror (not under Miri's heap ring), a window that wraps
+/// around the payload is still one contiguous tensor.
+#[cfg(not(miri))]
+#[test]
+fn a_window_of_codec_frames_across_the_wrap_is_contiguous() {
+    // 4096 bytes hold 73 frames: the second window of 28 starting at frame
+    // 56 runs from byte 3136 past the end at 4096.
+    let (producer, mut buffer) =
+        in_process_buffer::<()>(&cfg(128, 4096), Fixed::new(28).unwrap()).unwrap();
+    let mut next = 0u64;
+    let mut push = |n: u64| {
+        for _ in 0..n {
+            let slot = producer.register_sized(&format!("t{next}"), 56).unwrap();
+            slot.write(frame_meta(), &frame(next)).unwrap();
+            next += 1;
+        }
+    };
+    push(56);
+    for _ in 0..2 {
+        drop(buffer.pop_chunk().unwrap());
+    }
+    push(28);
+    let (base, len) = buffer.consumer().payload_region();
+    let (base, len) = (base as usize, len / 2);
+    let chunk = buffer.pop_chunk().unwrap();
+    assert_eq!(chunk.start_offset(), 56);
+    let view = chunk.stacked().unwrap();
+    assert!(view.is_contiguous());
+    let start = view.as_ptr() as usize;
+    assert_eq!(start, base + 56 * 56);
+    assert!(
+        start + view.span_bytes() > base + len,
+        "runs into the mirror"
+    );
+    for s in 0..28 {
+        assert_eq!(view.item(s).unwrap(), &frame(56 + s as u64)[..]);
+    }
+}
+
+#[test]
+fn a_window_of_mixed_shapes_gives_item_views_only() {
+    let (producer, mut buffer) =
+        in_process_buffer::<()>(&cfg(8, 4096), Fixed::new(3).unwrap()).unwrap();
+    let shapes: [&[u64]; 3] = [&[7], &[2, 3], &[7]];
+    for (s, shape) in shapes.iter().enumerate() {
+        let meta = TensorMeta::new(DType::I64, shape).unwrap();
+        let bytes = vec![s as u8 + 1; meta.nbytes() as usize];
+        let slot = producer
+            .register_sized(&format!("t{s}"), meta.nbytes())
+            .unwrap();
+        slot.write(meta, &bytes).unwrap();
+    }
+    let chunk = buffer.pop_chunk().unwrap();
+    assert!(chunk.stacked().is_none());
+    for (s, item) in chunk.items().enumerate() {
+        assert_eq!(item.shape(), shapes[s]);
+        assert!(item.bytes().iter().all(|&b| b == s as u8 + 1));
+    }
+}
+
+#[test]
+fn same_shaped_rows_with_padding_stack_with_their_row_stride() {
+    // 100-byte u8 rows are placed 8-aligned: 104 bytes apart.
+    let (producer, mut consumer) = in_process(&cfg(8, 4096)).unwrap();
+    for s in 0..3u8 {
+        let slot = producer.register_sized(&format!("t{s}"), 100).unwrap();
+        slot.write(TensorMeta::new(DType::U8, &[100]).unwrap(), &[s; 100])
+            .unwrap();
+    }
+    consumer.poll().unwrap();
+    let view = consumer.window(0, 3).unwrap();
+    assert_eq!(view.shape(), &[3, 100]);
+    assert_eq!(view.strides()[0], 104);
+    assert!(!view.is_contiguous() && view.contiguous().is_none());
+    for s in 0..3u8 {
+        assert_eq!(view.item(s as usize).unwrap(), &[s; 100][..]);
+    }
+}
+
+#[test]
+fn empty_tensors_are_items_too() {
+    let (producer, mut consumer) = in_process(&cfg(8, 4096)).unwrap();
+    for s in 0..3 {
+        let slot = producer.register_sized(&format!("t{s}"), 0).unwrap();
+        assert!(slot.is_empty());
+        slot.commit(TensorMeta::new(DType::F32, &[0, 5]).unwrap())
+            .unwrap();
+    }
+    assert_eq!(consumer.poll().unwrap(), 3);
+    let view = consumer.window(0, 3).unwrap();
+    assert_eq!(view.shape(), &[3, 0, 5]);
+    assert_eq!(view.span_bytes(), 0);
+    assert!(consumer.item(2).unwrap().bytes().is_empty());
+}
+
+#[test]
+fn a_full_payload_is_back_pressure_that_names_the_bytes() {
+    let (producer, mut consumer) = in_process(&cfg(64, 4096)).unwrap();
+    let big = producer.register_sized("a", 3000).unwrap();
+    let err = producer.try_register_sized("b", 2000).unwrap_err();
+    assert_eq!(
+        err,
+        StreamError::Full {
+            resource: Resource::PayloadBytes,
+            capacity: 4096
+        }
+    );
+    assert!(err.to_string().contains("4096 payload bytes"), "{err}");
+    let err = producer
+        .register_sized_timeout("b", 2000, Some(Duration::from_millis(20)))
+        .unwrap_err();
+    assert!(
+        matches!(err, StreamError::Timeout { what, .. } if what.contains("payload bytes")),
+        "{err}"
+    );
+    // A small one still fits in what is left.
+    let small = producer.try_register_sized("c", 1000).unwrap();
+    big.write(TensorMeta::new(DType::U8, &[3000]).unwrap(), &[7; 3000])
+        .unwrap();
+    small
+        .write(TensorMeta::new(DType::U8, &[1000]).unwrap(), &[8; 1000])
+        .unwrap();
+    assert_eq!(consumer.poll().unwrap(), 2);
+    consumer.consume(1);
+    // The 3000 bytes are free again: 2000 fit now, after the 1000.
+    let again = producer.try_register_sized("b", 2000).unwrap();
+    assert_eq!(consumer.item(0).unwrap().bytes(), &[8; 1000][..]);
+    drop(again);
+}
+
+#[test]
+fn a_full_item_ring_is_back_pressure_that_names_the_items() {
+    let (producer, mut consumer) = in_process(&cfg(2, 1 << 16)).unwrap();
+    for s in 0..2 {
+        let slot = producer.register_sized(&format!("t{s}"), 8).unwrap();
+        slot.write(TensorMeta::new(DType::U64, &[1]).unwrap(), &[1; 8])
+            .unwrap();
+    }
+    let err = producer.try_register_sized("t2", 8).unwrap_err();
+    assert_eq!(
+        err,
+        StreamError::Full {
+            resource: Resource::Items,
+            capacity: 2
+        }
+    );
+    consumer.poll().unwrap();
+    consumer.consume(1);
+    assert!(producer.try_register_sized("t2", 8).is_ok());
+}
+
+#[test]
+fn a_tensor_larger_than_the_payload_is_refused_with_both_sizes() {
+    let (producer, _consumer) = in_process(&cfg(4, 4096)).unwrap();
+    let err = producer.register_sized("big", 4097).unwrap_err();
+    assert_eq!(
+        err,
+        StreamError::ExceedsPayload {
+            nbytes: 4097,
+            payload_bytes: 4096
+        }
+    );
+    assert!(err.to_string().contains("with_payload_bytes"), "{err}");
+    // The whole payload is one item.
+    assert_eq!(producer.register_sized("all", 4096).unwrap().len(), 4096);
+}
+
+#[test]
+fn put_of_a_tensor_larger_than_its_default_reservation_names_both_sizes_and_the_fix() {
+    let (producer, mut consumer) = in_process(&cfg(4, 4096)).unwrap();
+    producer.pre_read_register("x").unwrap();
+    let meta = TensorMeta::new(DType::U8, &[100]).unwrap();
+    let err = producer.put("x", meta, &[1; 100]).unwrap_err();
+    assert_eq!(
+        err,
+        StreamError::TooLarge {
+            nbytes: 100,
+            reserved: 64
+        }
+    );
+    assert!(err.to_string().contains("pre_read_register_sized"), "{err}");
+    // Still pending: a fitting tensor goes in; a sized registration takes
+    // the large one.
+    producer
+        .put("x", TensorMeta::new(DType::U8, &[64]).unwrap(), &[2; 64])
+        .unwrap();
+    let offset = producer.pre_read_register_sized("y", 100).unwrap();
+    assert_eq!(offset, 64, "placed right after x");
+    producer.put("y", meta, &[3; 100]).unwrap();
+    assert_eq!(consumer.poll().unwrap(), 2);
+    assert_eq!(consumer.item(1).unwrap().bytes(), &[3; 100][..]);
+}
+
+#[test]
+fn reservations_land_in_the_registrable_region_in_order() {
+    let (producer, _consumer) = in_process(&cfg(16, 4096)).unwrap();
+    let (base, region) = producer.payload_region();
+    let mut previous_end = 0;
+    let mut slots = Vec::new();
+    for (s, len) in [56u64, 100, 64, 0, 1000, 8].into_iter().enumerate() {
+        let mut slot = producer.register_sized(&format!("t{s}"), len).unwrap();
+        let offset = slot.payload_offset();
+        assert_eq!(offset % placement_align(len), 0, "aligned");
+        assert!(offset >= previous_end, "after the previous reservation");
+        assert!(offset + len <= region as u64, "inside the region");
+        let ptr = slot.payload_mut().as_ptr();
+        assert_eq!(ptr as usize, base as usize + offset as usize);
+        previous_end = offset + len;
+        slots.push(slot);
+    }
+}
