@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of the project: unit, integration, cross-process, doc tests,
-# the ipc-demo end-to-end tests, the loom models and Miri.
+# the ipc-demo end-to-end tests, the loom models, Miri and a short run of
+# every fuzz target.
 # Usage: scripts/test.sh            (from anywhere in the repository)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,3 +14,6 @@ scripts/test-loom.sh
 
 echo "== Miri on the heap-backed ring and the policies"
 scripts/test-miri.sh
+
+echo "== every fuzz target briefly (the corpora are also replayed by cargo test)"
+scripts/fuzz.sh "${SHMSTREAM_FUZZ_SECONDS:-5}"
