@@ -33,10 +33,12 @@ use std::time::Duration;
 /// assert_eq!(windows, [(0, 4, 0, false), (2, 4, 2, false), (4, 3, 2, true)]);
 /// ```
 pub struct StreamBuffer<E = ()> {
-    consumer: Consumer,
-    chunker: Chunker,
+    pub(crate) consumer: Consumer,
+    pub(crate) chunker: Chunker,
     edges: VecDeque<E>,
     id: StreamId,
+    /// Chunks popped as leases (`lease.rs`), not yet handed back.
+    pub(crate) leases: crate::lease::Leases,
 }
 
 /// [`StreamBuffer::new`] refused its arguments; the consumer comes back
@@ -104,6 +106,7 @@ impl<E> StreamBuffer<E> {
             chunker: Chunker::at(Box::new(policy), start),
             edges: VecDeque::new(),
             id,
+            leases: crate::lease::Leases::default(),
         })
     }
 

@@ -58,6 +58,7 @@ pub mod fuzzing;
 #[cfg(any(loom, miri))]
 mod heap;
 mod layout;
+mod lease;
 mod open;
 pub mod policy;
 mod producer;
@@ -82,6 +83,7 @@ pub use layout::{
     placement_align, MAX_ALIGN, MAX_CAPACITY, MAX_DIMS, MAX_ID_LEN, MAX_NAME_LEN,
     MAX_PAYLOAD_BYTES, MIN_ALIGN,
 };
+pub use lease::{ChunkLease, ForeignLease};
 pub use open::{in_process, in_process_buffer};
 pub use producer::{CommitError, Producer, Slot};
 #[cfg(not(loom))]

@@ -684,6 +684,10 @@ pub(crate) struct Snapshot {
 pub(crate) struct ConsumerRing {
     mem: RingMem,
     cur: Cursors,
+    /// No release reaches past this position: the oldest position a leased
+    /// chunk still shows (`u64::MAX` when none; see `lease.rs`); never
+    /// below `released`, since a lease starts at or after `consumed`.
+    hold: u64,
 }
 
 /// The consumer's private cursors, apart from the memory so that a wait can
@@ -734,7 +738,15 @@ impl ConsumerRing {
                 runs: vec![0; capacity].into_boxed_slice(),
                 strides: vec![0; capacity].into_boxed_slice(),
             },
+            hold: u64::MAX,
         }
+    }
+
+    /// Sets the position no release may pass (`u64::MAX`: none), for the
+    /// leased chunks of `lease.rs`.
+    pub(crate) fn set_hold(&mut self, hold: u64) {
+        debug_assert!(hold >= self.cur.released, "a hold below what is released");
+        self.hold = hold;
     }
 
     pub(crate) fn mem(&self) -> &RingMem {
@@ -834,15 +846,17 @@ impl ConsumerRing {
 
     /// Publishes that every slot before the consumer's position may be
     /// reused, and wakes the producer if it waits for space.
+    /// A leased chunk's positions (from `hold` on) stay unreleased.
     pub(crate) fn release(&mut self) {
-        if self.cur.released == self.cur.consumed {
+        let upto = self.cur.consumed.min(self.hold);
+        if self.cur.released >= upto {
             return;
         }
-        // Position `consumed - 1` is in the prefix and its slot has not been
+        // Position `upto - 1` is in the prefix and its slot has not been
         // polled again (that needs a release past it), so its copy is its own.
-        let last = self.cur.consumed - 1;
+        let last = upto - 1;
         self.cur.released_end = self.cur.metas[(last & (self.mem.capacity - 1)) as usize].end();
-        self.cur.released = self.cur.consumed;
+        self.cur.released = upto;
         // Release: pairs with the producer's Acquire load in `has_space`:
         // our reads of these slots happen before it overwrites them.
         self.mem
