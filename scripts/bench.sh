@@ -31,7 +31,8 @@ out=target/bench-run
 mkdir -p "$out"
 rm -f "$out"/*.log "$out"/*.txt
 # Only this run's criterion estimates count.
-for group in ring_throughput_8B ring_throughput_56B latency_64B stream_56B stream_64KiB wakeup_64B \
+for group in ring_throughput_8B ring_throughput_56B latency_64B stream_56B stream_64KiB \
+    stream_2MiB stream_64MiB wakeup_64B \
     pop_chunk pop_chunk_prepolled; do
     rm -rf "target/criterion/$group"
 done
@@ -58,6 +59,9 @@ fi
 
 echo "== allocations"
 cargo bench -p shmstream --bench allocations 2>&1 | tee "$out/allocations.log"
+
+echo "== memory"
+cargo bench -p shmstream --bench memory 2>&1 | tee "$out/memory.log"
 echo "== pop_chunk"
 cargo bench -p shmstream --bench pop_chunk -- "${crit[@]}" 2>&1 | tee "$out/pop_chunk.log"
 echo "== ring_throughput"
@@ -241,13 +245,18 @@ w("## 3. Cross-process streaming throughput (`cross_process.rs`, `stream/*`)")
 w("")
 w("The producer writes each tensor in place (one copy from a page-aligned source), the consumer")
 w("(`wait_for`, then `item`) reads every byte in place; the socket is buffered (64 KiB) on both sides;")
-w("memcpy is one copy of the same size in one process, page-aligned.")
+w("memcpy is one copy of the same size in one process, page-aligned. Every size is registered with its")
+w("own size in the byte-granular payload (2 MiB and 64 MiB: 16 and 4 tensors of payload; no socket run).")
 w("")
 w("| size | shmstream | Unix socket | memcpy | shmstream throughput / memcpy | shmstream throughput / socket |")
 w("|---|---|---|---|---|---|")
-for label, size in (("56B", 56), ("64KiB", 65536)):
+for label, size in (("56B", 56), ("64KiB", 65536), ("2MiB", 2 << 20), ("64MiB", 64 << 20)):
     g = f"stream_{label}"
     s, k, m = median(g, "shmstream"), median(g, "unix_socket"), median(g, "memcpy")
+    if label in ("2MiB", "64MiB"):
+        goals.append((f"{label} streaming at 0.8x memcpy or better (issue 11)",
+                      None if s is None or m is None else m / s >= 0.8,
+                      "n/a" if s is None or m is None else f"{m / s:.2f}x of memcpy's throughput"))
     fm = "n/a" if s is None or m is None else f"{m / s:.2f}x"
     fk = "n/a" if s is None or k is None else f"{k / s:.2f}x"
     w(f"| {label} | {ns(s)} ({rate(s, size)}) | {ns(k)} ({rate(k, size)}) | {ns(m)} ({rate(m, size)}) | {fm} | {fk} |")
@@ -327,6 +336,29 @@ for name, what in (("full", "full speed, 56-byte tensors"), ("paced", "one 56-by
     w(f"| {what} | {items} | {f} | {per:.0f} | {y} | {y * 1e6 / items:.0f} |")
 goals.append(("at most 100 futex calls per million items (consumer keeping up, full speed)",
               None if full is None else full <= 100, "n/a" if full is None else f"{full:.0f} per million"))
+w("")
+
+# 7. memory (issue 11)
+w("## 7. Shared memory for 56-byte tensors at window 28 (`benches/memory.rs`)")
+w("")
+w("A stream sized for a window of 28 codec frames (32 items, the smallest payload of one page), after")
+w("28,000 frames went through it; the segment's memory is reserved at create, so the file's allocated")
+w("bytes are what it touches. The first version's fixed 4 KiB slots are computed for comparison.")
+w("")
+w("| layout | segment | payload | descriptors | buffered (28 x 56 B) | segment / buffered | payload / buffered |")
+w("|---|---|---|---|---|---|---|")
+mem_rows = {}
+if os.path.exists(os.path.join(out, "memory.log")):
+    for line in open(os.path.join(out, "memory.log")):
+        if line.startswith("BENCH-RESULT memory"):
+            _, _, name, seg, pay, desc, buf = line.split()
+            mem_rows[name] = tuple(int(x) for x in (seg, pay, desc, buf))
+for name, (seg, pay, desc, buf) in mem_rows.items():
+    w(f"| {name} | {seg} | {pay} | {desc} | {buf} | {seg / buf:.1f}x | {pay / buf:.1f}x |")
+if "byte_granular" in mem_rows:
+    seg, pay, desc, buf = mem_rows["byte_granular"]
+    goals.append(("issue 11: shared memory for 56 B items at window 28 within 2x the buffered bytes",
+                  seg <= 2 * buf, f"segment {seg / buf:.1f}x, payload alone {pay / buf:.1f}x (a page at least; descriptors {desc} B)"))
 w("")
 
 # 6. allocations
