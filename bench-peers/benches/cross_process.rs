@@ -688,6 +688,164 @@ fn child_socket_read(arg: &str) {
     black_box(sink);
 }
 
+/// The floor of a cross-process transfer (issue 14): a bare handoff with
+/// no descriptor, no id, no checks and no sleeping. The producer copies a
+/// record into the next of `k` buffers of a shared mapping and publishes a
+/// counter; the consumer reads the record's bytes and publishes its own
+/// counter; both spin with yields. `k` buffers of the record's size are as
+/// much memory as shmstream's payload for that size (`stream_config`).
+struct HandoffStream {
+    words: Handoff,
+    source: Aligned,
+    sent: u64,
+    child: Child,
+}
+
+/// The shared mapping of a handoff: counters on their own lines, then the
+/// buffers.
+struct Handoff {
+    head: &'static AtomicU64,
+    tail: &'static AtomicU64,
+    done: &'static AtomicU64,
+    data: *mut u8,
+    k: u64,
+    size: usize,
+}
+
+fn handoff_buffers(size: usize) -> u64 {
+    let cfg = stream_config("x", size);
+    cfg.payload_bytes() / size as u64
+}
+
+fn map_handoff(path: &str, size: usize, create: bool) -> Handoff {
+    let k = handoff_buffers(size);
+    let len = 4096 + k as usize * size;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(create)
+        .open(path)
+        .expect("handoff file");
+    file.set_len(len as u64).expect("size the handoff file");
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh shared mapping of the whole file; never unmapped (it
+    // lives as long as the process), hence the 'static references.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED, "mmap the handoff file");
+    let base = base.cast::<u8>();
+    // SAFETY: 8-aligned offsets inside the header page, only ever accessed
+    // as atomics; the data starts after that page.
+    unsafe {
+        Handoff {
+            head: AtomicU64::from_ptr(base.cast()),
+            tail: AtomicU64::from_ptr(base.add(128).cast()),
+            done: AtomicU64::from_ptr(base.add(256).cast()),
+            data: base.add(4096),
+            k,
+            size,
+        }
+    }
+}
+
+impl Handoff {
+    fn buffer(&self, n: u64) -> *mut u8 {
+        // SAFETY: `n % k < k` buffers of `size` bytes follow the header.
+        unsafe { self.data.add((n % self.k) as usize * self.size) }
+    }
+}
+
+/// Spins (with a yield every 64 looks) until `ready`.
+fn spin_until(mut ready: impl FnMut() -> bool) {
+    let mut looks = 0u32;
+    while !ready() {
+        looks += 1;
+        if looks % 64 == 0 {
+            std::thread::yield_now();
+        } else {
+            spin_loop();
+        }
+    }
+}
+
+impl Stream for HandoffStream {
+    fn start(size: usize) -> Self {
+        let path = format!("/dev/shm/{}handoff", prefix_of(std::process::id()));
+        let words = map_handoff(&path, size, true);
+        let child = spawn("handoff-read", &format!("{path},{size}"));
+        // The child marks `done` with 1 once it has mapped the file.
+        spin_until(|| words.done.load(Ordering::Acquire) == 1);
+        std::fs::remove_file(&path).expect("remove the handoff file");
+        HandoffStream {
+            words,
+            source: Aligned::new(size),
+            sent: 0,
+            child,
+        }
+    }
+    fn send_batch(&mut self, items: u64) {
+        let w = &self.words;
+        for _ in 0..items {
+            let n = self.sent;
+            // Pairs with the consumer's Release store of `tail`.
+            spin_until(|| n - w.tail.load(Ordering::Acquire) < w.k);
+            // SAFETY: buffer `n % k` is free (the consumer is past `n - k`)
+            // and `size` bytes long; the source is `size` bytes.
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.source.bytes().as_ptr(), w.buffer(n), w.size)
+            };
+            self.sent = n + 1;
+            // Release: the bytes before the count.
+            w.head.store(self.sent, Ordering::Release);
+        }
+        let sent = self.sent;
+        spin_until(|| w.tail.load(Ordering::Acquire) == sent);
+    }
+    fn stop(self) {
+        self.words.done.store(2, Ordering::Release);
+        reap(self.child);
+    }
+}
+
+fn child_handoff_read(arg: &str) {
+    let (path, size) = arg.split_once(',').unwrap();
+    let size: usize = size.parse().unwrap();
+    let w = map_handoff(path, size, false);
+    w.done.store(1, Ordering::Release);
+    let mut sink = 0u64;
+    let mut read = 0u64;
+    loop {
+        let head = w.head.load(Ordering::Acquire);
+        if head == read {
+            if w.done.load(Ordering::Acquire) == 2 {
+                break;
+            }
+            spin_until(|| {
+                w.head.load(Ordering::Acquire) != read || w.done.load(Ordering::Acquire) == 2
+            });
+            continue;
+        }
+        while read < head {
+            // SAFETY: buffer `read % k` was published by the Acquire load of
+            // `head` and is not reused before our Release of `tail`.
+            let bytes = unsafe { std::slice::from_raw_parts(w.buffer(read), size) };
+            sink = sink.wrapping_add(touch(bytes));
+            read += 1;
+            w.tail.store(read, Ordering::Release);
+        }
+    }
+    black_box(sink);
+}
+
 /// memcpy of one record, in one process: the bound for moving the bytes.
 fn memcpy(c: &mut Criterion, size: usize) {
     let source = Aligned::new(size);
@@ -910,6 +1068,7 @@ fn run_child(role: &str) {
         "iceoryx2-echo" => iox::child_echo(&arg),
         "shm-read" => child_shm_read(&arg),
         "socket-read" => child_socket_read(&arg),
+        "handoff-read" => child_handoff_read(&arg),
         "shm-wakeup" => child_shm_wakeup(&arg),
         "futex-floor" => child_futex_floor(&arg),
         "futex-count" => futex_count(),
@@ -926,12 +1085,14 @@ fn benches(c: &mut Criterion) {
     for size in [56, 65536] {
         stream::<ShmStream>(c, size, "shmstream");
         stream::<SocketStream>(c, size, "unix_socket");
+        stream::<HandoffStream>(c, size, "bare_handoff");
         memcpy(c, size);
     }
     // Sizes only the byte-granular payload carries without a giant ring
     // (issue 11); the socket is left out (it is 10x behind at 64 KiB).
     for size in [2 << 20, 64 << 20] {
         stream::<ShmStream>(c, size, "shmstream");
+        stream::<HandoffStream>(c, size, "bare_handoff");
         memcpy(c, size);
     }
     wakeup::<FutexFloor>(c, "futex_floor");
