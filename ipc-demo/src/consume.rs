@@ -1,6 +1,8 @@
 //! `ipc-consumer`: opens a stream by its identity, cuts it into chunks by a
-//! policy, reads every window in place (`chunk.stacked()`, no copy),
-//! verifies it ([`crate::verify`]) and reports ([`crate::report`]).
+//! policy, reads every window in place (`chunk.stacked()` for a window of
+//! same-shaped items, item by item otherwise; no copy), verifies it
+//! ([`crate::verify`]: with `--sizes`, also every item's size) and reports
+//! ([`crate::report`]).
 //! On SIGINT, SIGTERM or SIGHUP it says how many items it received and
 //! exits with 128 + the signal ([`crate::signals`]).
 
@@ -8,6 +10,7 @@ use crate::args::{at_least_one, seconds, IdentityArgs, DEFAULT_POLICY, DEFAULT_R
 use crate::cli::Outcome;
 use crate::clock::{monotonic_ns, voluntary_switches};
 use crate::report::{Latency, Report};
+use crate::sizes::SizeMix;
 use crate::verify::Verifier;
 use clap::Args;
 use shmstream::policy::{ChunkPolicy, Policy};
@@ -26,6 +29,12 @@ pub struct ConsumeArgs {
     /// Items the stream must carry; fewer or more is an error [default: not checked]
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     pub items: Option<u64>,
+    /// Byte size of every item, checked: the producer's --sizes (a list cycled through, or random:MIN..MAX with --seed), or one size [default: not checked]
+    #[arg(long, value_name = "SIZES")]
+    pub sizes: Option<SizeMix>,
+    /// Seed of random --sizes (as the producer's)
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    pub seed: u64,
     /// Seconds to keep retrying to open the stream while its segment does not exist yet
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     pub open_timeout: Duration,
@@ -45,6 +54,12 @@ impl ConsumeArgs {
             out.push("--items".into());
             out.push(items.to_string());
         }
+        if let Some(sizes) = &self.sizes {
+            out.push("--sizes".into());
+            out.push(sizes.to_string());
+        }
+        out.push("--seed".into());
+        out.push(self.seed.to_string());
         out.push("--open-timeout".into());
         out.push(self.open_timeout.as_secs_f64().to_string());
         if self.json {
@@ -67,6 +82,9 @@ pub fn run(args: &ConsumeArgs) -> Outcome {
     let mut buffer = open(&config, &args.policy, args.open_timeout)?;
     let sleeps_before = voluntary_switches();
     let mut verifier = Verifier::new(&args.policy);
+    if let Some(sizes) = &args.sizes {
+        verifier = verifier.with_sizes(sizes.clone(), args.seed);
+    }
     let mut first_pop_ns = None;
     loop {
         let chunk = match buffer.next_chunk().map_err(|e| after(&verifier, e))? {
@@ -170,5 +188,6 @@ fn report(
         bytes_copied: 0,
         bytes_verified: verifier.bytes_verified,
         consumer_sleeps: sleeps,
+        backpressure: None,
     }
 }

@@ -2,6 +2,7 @@
 //! from outside without attaching to it.
 
 use crate::cli::Outcome;
+use crate::sizes::fmt_bytes;
 use clap::Args;
 use serde::Serialize;
 use shmstream::{inspect, list_segments, SegmentInfo, DEFAULT_PREFIX};
@@ -31,16 +32,21 @@ pub struct SegmentState {
     pub edge_name: String,
     /// Its source partition.
     pub from_partition: String,
-    /// Slots.
+    /// Items the ring holds at most.
     pub capacity: u64,
-    /// Bytes per slot.
-    pub slot_bytes: u64,
+    /// Bytes a registration without a size reserves.
+    pub item_bytes: u64,
+    /// Bytes of the payload ring.
+    pub payload_bytes: u64,
     /// Ids registered.
     pub registered: u64,
     /// Positions released by the consumer.
     pub released: u64,
-    /// Slots in use: registered and not yet released.
-    pub occupancy: u64,
+    /// Items in use: registered and not yet released (of `capacity`).
+    pub items_in_use: u64,
+    /// Payload bytes in use: from the end of the last released item to the
+    /// end of the newest one, padding included (of `payload_bytes`).
+    pub bytes_in_use: u64,
     /// The producer signalled done.
     pub done: bool,
     /// The producer's process id.
@@ -68,10 +74,12 @@ impl From<SegmentInfo> for SegmentState {
             edge_name,
             from_partition,
             capacity: i.capacity,
-            slot_bytes: i.slot_bytes,
+            item_bytes: i.item_bytes,
+            payload_bytes: i.payload_bytes,
             registered: i.registered,
             released: i.released,
-            occupancy: i.registered.saturating_sub(i.released),
+            items_in_use: i.registered.saturating_sub(i.released),
+            bytes_in_use: i.bytes_in_use,
             done: i.done,
             producer_pid: i.producer_pid,
             producer_alive: i.producer_alive,
@@ -126,13 +134,17 @@ pub fn run(args: &InspectArgs) -> Outcome {
                     println!("{}", serde_json::to_string(&s)?);
                 } else {
                     println!(
-                        "{}  {}/{}/{}  registered {} released {}  {}  producer {} {}",
+                        "{}  {}/{}/{}  registered {} released {}  items {}/{} bytes {}/{}  {}  producer {} {}",
                         s.name,
                         s.request_id,
                         s.edge_name,
                         s.from_partition,
                         s.registered,
                         s.released,
+                        s.items_in_use,
+                        s.capacity,
+                        s.bytes_in_use,
+                        s.payload_bytes,
                         if s.done { "done" } else { "streaming" },
                         s.producer_pid,
                         alive(s.producer_alive)
@@ -150,25 +162,32 @@ pub fn run(args: &InspectArgs) -> Outcome {
 }
 
 fn show(s: &SegmentState) {
-    let payload = s.capacity * s.slot_bytes;
+    let percent = |part: u64, whole: u64| 100.0 * part as f64 / whole.max(1) as f64;
     println!("segment      {}", s.name);
     println!(
         "identity     request_id={} edge_name={} from_partition={}",
         s.request_id, s.edge_name, s.from_partition
     );
     println!(
-        "layout       {} slots x {} bytes = {:.1} MiB of payload (mapped twice)",
+        "layout       {} items, a payload ring of {} bytes ({}, mapped twice), {} bytes per registration without a size",
         s.capacity,
-        s.slot_bytes,
-        payload as f64 / (1 << 20) as f64
+        s.payload_bytes,
+        fmt_bytes(s.payload_bytes),
+        s.item_bytes
     );
     println!("registered   {}", s.registered);
     println!("released     {}", s.released);
     println!(
-        "occupancy    {} of {} slots ({:.1} %)",
-        s.occupancy,
+        "items        {} of {} in use ({:.1} %)",
+        s.items_in_use,
         s.capacity,
-        100.0 * s.occupancy as f64 / s.capacity as f64
+        percent(s.items_in_use, s.capacity)
+    );
+    println!(
+        "bytes        {} of {} in use ({:.1} %)",
+        s.bytes_in_use,
+        s.payload_bytes,
+        percent(s.bytes_in_use, s.payload_bytes)
     );
     println!("done         {}", if s.done { "yes" } else { "no" });
     println!(

@@ -10,13 +10,19 @@
 //!
 //! With `--source tcp` the producer listens on 127.0.0.1 (a port the OS
 //! picks) and a third process, `ipc-demo send`, feeds it.
+//!
+//! Before anything starts the launcher checks that the ring can carry the
+//! stream: the policy's largest window fits in `--capacity` items, and in
+//! the payload (a window of the heaviest run of `--sizes`, padding
+//! included); without `--payload-bytes` it picks a payload that does. The
+//! report adds the producer's waits for a full ring (`backpressure`).
 
 use crate::args::{seconds, IdentityArgs, ItemArgs, ReorderArgs, RingArgs, Source, DEFAULT_POLICY};
 use crate::child::{Line, Proc};
 use crate::cli::{Interrupted, Outcome};
 use crate::consume::ConsumeArgs;
 use crate::produce::ProduceArgs;
-use crate::report::Report;
+use crate::report::{Report, Waits};
 use crate::send::SendArgs;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -183,9 +189,7 @@ pub fn run(args: &RunArgs) -> Outcome {
         .request_id
         .clone()
         .unwrap_or_else(|| format!("demo-{}", std::process::id()));
-    let config = args.identity.config(&request, Some(&args.ring));
-    let segment = config.segment_name()?;
-    args.items.meta_fitting(args.ring.slot_bytes)?;
+    let plan = args.items.plan()?;
     let window = args.policy.max_window() as u64;
     if window > args.ring.capacity {
         return Err(format!(
@@ -201,6 +205,28 @@ pub fn run(args: &RunArgs) -> Outcome {
         )
         .into());
     }
+    // The consumer holds up to a window of items while it waits for the
+    // rest of the next one: the payload must hold a window of the largest
+    // run of sizes, or the stream stalls.
+    let need = plan.window_bytes(window.max(1));
+    let what = match window {
+        0 | 1 => format!(
+            "policy {} shows one item at a time, and one item of {} would",
+            args.policy,
+            args.items.describe()
+        ),
+        _ => format!(
+            "policy {} shows up to {window} items at once, and {window} items of {}",
+            args.policy,
+            args.items.describe()
+        ),
+    };
+    let ring = RingArgs {
+        payload_bytes: Some(args.ring.payload_for(need, &what)?),
+        ..args.ring.clone()
+    };
+    let config = args.identity.config(&request, Some(&ring));
+    let segment = config.segment_name()?;
     let exe = std::env::current_exe()?;
     let tcp = args.source == Source::Tcp;
     crate::signals::record_signals();
@@ -212,7 +238,7 @@ pub fn run(args: &RunArgs) -> Outcome {
     };
     let produce = ProduceArgs {
         identity: args.identity.clone(),
-        ring: args.ring.clone(),
+        ring,
         items: args.items.clone(),
         reorder: args.reorder.clone(),
         source: args.source,
@@ -242,6 +268,8 @@ pub fn run(args: &RunArgs) -> Outcome {
         identity: args.identity.clone(),
         policy: args.policy.clone(),
         items: Some(args.items.items),
+        sizes: Some(plan.as_mix().0),
+        seed: plan.as_mix().1,
         open_timeout: args.open_timeout,
         json: true,
     };
@@ -270,18 +298,19 @@ pub fn run(args: &RunArgs) -> Outcome {
         return Err(failed(&mut launch.procs, &statuses));
     }
     let line = launch.procs[1].stdout();
-    let report: Report = serde_json::from_str(line.trim())
+    let mut report: Report = serde_json::from_str(line.trim())
         .map_err(|e| format!("the consumer's report is not readable ({e}): {line:?}"))?;
+    report.backpressure = launch.procs[0]
+        .stdout()
+        .lines()
+        .find_map(|l| Waits::parse(l.strip_prefix("backpressure ")?));
     if args.json {
-        println!("{}", line.trim());
+        println!("{}", serde_json::to_string(&report)?);
     } else {
-        let meta = args.items.meta()?;
         println!(
-            "ipc-demo: {} items of {}[{}] ({} bytes each), {} source, producer and consumer in two processes",
+            "ipc-demo: {} items of {}, {} source, producer and consumer in two processes",
             args.items.items,
-            args.items.dtype,
-            args.items.shape,
-            meta.nbytes(),
+            args.items.describe(),
             if tcp { "tcp" } else { "synthetic" }
         );
         println!("{report}");
@@ -329,9 +358,10 @@ fn watch_with(launch: &mut Launch, bar: &ProgressBar) -> Outcome {
             let seconds = bar.elapsed().as_secs_f64().max(1e-3);
             bar.set_position(released);
             bar.set_message(format!(
-                "{:.0} items/s, {} in the ring",
+                "{:.0} items/s, {} items and {:.1} MiB in the ring",
                 released as f64 / seconds,
-                info.registered.saturating_sub(info.released)
+                info.registered.saturating_sub(info.released),
+                info.bytes_in_use as f64 / (1 << 20) as f64
             ));
         }
         if launch.procs[1].try_wait()?.is_some() {

@@ -16,7 +16,9 @@
 //!
 //! Every item of a synthetic stream carries its sequence number, a
 //! CLOCK_MONOTONIC timestamp and a checksum ([`item`]), so a lost,
-//! duplicated, reordered or corrupted item is detected.
+//! duplicated, reordered or corrupted item is detected; items are of one
+//! shape or of a size mix ([`sizes`]: `56,64K,2M` cycling, or seeded
+//! random sizes), each registered with its own size.
 
 #![deny(missing_docs, missing_debug_implementations)]
 
@@ -36,6 +38,7 @@ pub mod replay;
 pub mod report;
 pub mod send;
 pub mod signals;
+pub mod sizes;
 pub mod trace;
 pub mod verify;
 pub mod wire;

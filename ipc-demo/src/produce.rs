@@ -1,11 +1,19 @@
 //! `ipc-producer`: creates the stream's segment and fills it, standing in
 //! for the process that receives tensors over RDMA.
 //!
-//! - `--source synthetic`: registers items in order and commits them out
+//! - `--source synthetic`: registers items in order, each with its own
+//!   size (`--shape`, or the size mix of `--sizes`), and commits them out
 //!   of order within groups of `--reorder`, as RDMA completions arrive;
-//!   each item's bytes are written straight into its slot ([`crate::item`]).
+//!   each item's bytes are written straight into its reservation
+//!   ([`crate::item`]).
 //! - `--source tcp`: accepts one connection of `ipc-demo send` and reads
-//!   each framed tensor ([`crate::wire`]) straight into its slot.
+//!   each framed tensor ([`crate::wire`]) straight into a reservation of
+//!   its size.
+//!
+//! A registration that finds the ring full (every item slot, or the
+//! payload bytes, waiting for the consumer) waits; the producer counts
+//! those waits by resource and prints them at the end as
+//! `backpressure items=N payload_bytes=M` ([`Waits`]).
 //!
 //! On SIGINT, SIGTERM or SIGHUP it removes the segment, says how many
 //! items it committed, and exits with 128 + the signal
@@ -14,15 +22,22 @@
 //! It prints `segment NAME` (and, for TCP, `listening ADDR`) on stdout,
 //! signals done at the end, and waits for the consumer to release every
 //! item before it removes the segment.
+//!
+//! The payload ring is `--payload-bytes`, by default `--capacity` x
+//! `--item-bytes` raised to hold the largest item, rounded up to a power
+//! of two ([`RingArgs::payload_for`]); `ipc-demo run` passes one that
+//! holds the policy's largest window of items.
 
 use crate::args::{IdentityArgs, ItemArgs, ReorderArgs, RingArgs, Source, DEFAULT_REQUEST_ID};
 use crate::cli::Outcome;
 use crate::clock::monotonic_ns;
 use crate::item::{fill, seal, write_id, SplitMix};
 use crate::pace::Pace;
+use crate::report::Waits;
+use crate::sizes::{fmt_bytes, footprint};
 use crate::wire;
 use clap::Args;
-use shmstream::{Producer, Slot, StreamError};
+use shmstream::{Producer, Resource, Slot, StreamError};
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -84,8 +99,6 @@ impl ProduceArgs {
 /// releasing or dies, a bad TCP frame; each as one sentence.
 pub fn run(args: &ProduceArgs) -> Outcome {
     crate::signals::exit_on_signal("ipc-producer");
-    let config = args.identity.config(DEFAULT_REQUEST_ID, Some(&args.ring));
-    let name = config.segment_name()?;
     if args.reorder.reorder > args.ring.capacity {
         return Err(format!(
             "--reorder {} exceeds --capacity {}: a group of registered items must fit in the ring",
@@ -101,9 +114,17 @@ pub fn run(args: &ProduceArgs) -> Outcome {
             Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
         }
     };
-    if listener.is_none() {
-        args.items.meta_fitting(args.ring.slot_bytes)?;
-    }
+    // Over TCP the sizes come with the frames: each is checked on arrival.
+    let need = match listener {
+        None => footprint(args.items.plan()?.largest()),
+        Some(_) => 0,
+    };
+    let ring = RingArgs {
+        payload_bytes: Some(args.ring.payload_for(need, "the largest item would")?),
+        ..args.ring.clone()
+    };
+    let config = args.identity.config(DEFAULT_REQUEST_ID, Some(&ring));
+    let name = config.segment_name()?;
     let producer = crate::signals::create_producer(&config, &name)
         .map_err(|e| format!("cannot create the stream: {e}"))?;
     let mut out = io::stdout().lock();
@@ -113,14 +134,18 @@ pub fn run(args: &ProduceArgs) -> Outcome {
     }
     out.flush()?;
     drop(out);
+    let mut waits = Waits::default();
     match listener {
-        None => synthetic(&producer, args)?,
+        None => synthetic(&producer, args, &mut waits)?,
         Some(listener) => {
             let stream = accept(&listener, args.accept_timeout)?;
             stream.set_read_timeout(Some(args.identity.timeout))?;
-            receive(&producer, stream)?;
+            receive(&producer, stream, &mut waits)?;
         }
     }
+    // Whoever reads stdout may have stopped after the segment line: a
+    // closed pipe is not the producer's failure.
+    let _ = writeln!(io::stdout(), "{}", waits.line());
     producer.signal_done();
     match producer.wait_drained(Some(args.identity.timeout)) {
         Ok(()) => Ok(()),
@@ -136,14 +161,34 @@ fn drained(name: &str) -> bool {
     shmstream::inspect(name).is_ok_and(|info| info.released >= info.registered)
 }
 
-/// Registers the items in order, commits each group in a shuffled order.
-fn synthetic(producer: &Producer, args: &ProduceArgs) -> Outcome {
-    let meta = args.items.meta_fitting(args.ring.slot_bytes)?;
-    let n = meta.nbytes() as usize;
+/// Reserves `nbytes` for `id`, waiting while the ring is full; each wait
+/// is counted in `waits` by the resource that ran out.
+fn register<'p>(
+    producer: &'p Producer,
+    id: &str,
+    nbytes: u64,
+    waits: &mut Waits,
+) -> Result<Slot<'p>, StreamError> {
+    match producer.try_register_sized(id, nbytes) {
+        Err(StreamError::Full { resource, .. }) => {
+            match resource {
+                Resource::Items => waits.items += 1,
+                Resource::PayloadBytes => waits.payload_bytes += 1,
+            }
+            producer.register_sized(id, nbytes)
+        }
+        other => other,
+    }
+}
+
+/// Registers the items in order, each with its size; commits each group
+/// in a shuffled order.
+fn synthetic(producer: &Producer, args: &ProduceArgs, waits: &mut Waits) -> Outcome {
+    let plan = args.items.plan()?;
     let total = args.items.items;
-    let mut rng = SplitMix::new(args.reorder.seed);
+    let mut rng = SplitMix::new(args.items.sizes.seed);
     let pace = Pace::new(args.items.rate);
-    let mut group: Vec<Slot<'_>> = Vec::with_capacity(args.reorder.reorder as usize);
+    let mut group: Vec<(Slot<'_>, u64)> = Vec::with_capacity(args.reorder.reorder as usize);
     let mut id = String::with_capacity(24);
     let mut seq = 0u64;
     while seq < total {
@@ -151,27 +196,29 @@ fn synthetic(producer: &Producer, args: &ProduceArgs) -> Outcome {
         let want = args.reorder.reorder.min(total - seq);
         for k in 0..want {
             write_id(&mut id, seq + k);
+            let n = plan.nbytes(seq + k);
             // Only the first of a group waits for space: with slots of the
             // group still uncommitted the consumer might need them to make
             // its next chunk, so a full ring ends the group instead.
             let slot = if k == 0 {
-                producer.register(&id)
+                register(producer, &id, n, waits)
             } else {
-                match producer.try_register(&id) {
+                match producer.try_register_sized(&id, n) {
                     Err(StreamError::Full { .. }) => break,
                     other => other,
                 }
             };
             let mut slot = slot.map_err(|e| format!("registering item {}: {e}", seq + k))?;
-            fill(&mut slot.payload_mut()[..n], seq + k);
-            group.push(slot);
+            fill(&mut slot.payload_mut()[..n as usize], seq + k);
+            group.push((slot, seq + k));
         }
         rng.shuffle(&mut group);
         seq += group.len() as u64;
         // One stamp for the group: its commits follow within nanoseconds.
         let now = monotonic_ns();
-        for mut slot in group.drain(..) {
-            seal(&mut slot.payload_mut()[..n], now);
+        for (mut slot, at) in group.drain(..) {
+            let meta = plan.meta(at);
+            seal(&mut slot.payload_mut()[..meta.nbytes() as usize], now);
             slot.commit(meta).map_err(|e| e.error)?;
         }
         crate::signals::count(seq);
@@ -200,11 +247,11 @@ fn accept(listener: &TcpListener, timeout: Duration) -> Result<TcpStream, String
     }
 }
 
-/// Reads framed tensors until the end frame, each straight into its slot:
-/// the socket is read without a buffer, so no byte of a tensor passes
-/// through memory other than its slot.
-fn receive(producer: &Producer, mut reader: TcpStream) -> Outcome {
-    let slot_bytes = producer.slot_bytes();
+/// Reads framed tensors until the end frame, each straight into a
+/// reservation of its size: the socket is read without a buffer, so no
+/// byte of a tensor passes through memory other than its reservation.
+fn receive(producer: &Producer, mut reader: TcpStream, waits: &mut Waits) -> Outcome {
+    let payload = producer.payload_bytes();
     for frame in 0u64.. {
         let header = match wire::read_header(&mut reader) {
             Ok(Some(h)) => h,
@@ -218,15 +265,15 @@ fn receive(producer: &Producer, mut reader: TcpStream) -> Outcome {
             Err(e) => return Err(format!("frame {frame}: {e}").into()),
         };
         let nbytes = header.meta.nbytes();
-        if nbytes > slot_bytes {
+        if nbytes > payload {
             return Err(format!(
-                "frame {frame}: tensor {:?} of {nbytes} bytes does not fit a slot of {slot_bytes} bytes",
-                header.id
+                "frame {frame}: tensor {:?} of {nbytes} bytes exceeds the payload ring of {} ({payload} bytes); raise --payload-bytes",
+                header.id,
+                fmt_bytes(payload)
             )
             .into());
         }
-        let mut slot = producer
-            .register(&header.id)
+        let mut slot = register(producer, &header.id, nbytes, waits)
             .map_err(|e| format!("frame {frame}: registering {:?}: {e}", header.id))?;
         io::Read::read_exact(&mut reader, &mut slot.payload_mut()[..nbytes as usize])
             .map_err(|e| format!("frame {frame}: reading the bytes of {:?}: {e}", header.id))?;

@@ -3,10 +3,12 @@
 //!
 //! The producer ([`Producer::create`]) and the consumer
 //! ([`StreamBuffer::open`]) live in this one process, on one segment;
-//! `register` is [`Producer::pre_read_register`], `put` is
-//! [`Producer::put`]. Waits never block: a full ring is an error that
-//! names the line.
+//! `register` is [`Producer::pre_read_register`] (with `nbytes`,
+//! [`Producer::pre_read_register_sized`]), `put` is [`Producer::put`].
+//! Waits never block: a full ring (its items or its payload bytes) is an
+//! error that names the line.
 
+use crate::args::{item_capacity, item_size, payload_size};
 use crate::cli::Outcome;
 use crate::trace::{
     self, decode, Event, DEFAULT_POLL_MAX, MAX_LINE_BYTES, MAX_POLL, MAX_TENSOR_BYTES,
@@ -16,7 +18,7 @@ use serde::ser::SerializeSeq;
 use serde::Serialize;
 use shmstream::policy::Policy;
 use shmstream::{
-    Producer, StreamBuffer, StreamChunk, StreamConfig, StreamError, StreamId, TensorMeta,
+    Producer, Resource, StreamBuffer, StreamChunk, StreamConfig, StreamError, StreamId, TensorMeta,
     DEFAULT_PREFIX,
 };
 use std::collections::HashMap;
@@ -30,12 +32,15 @@ pub struct ReplayArgs {
     /// Chunk policy, e.g. sliding:window=4,stride=2
     #[arg(long, value_name = "POLICY")]
     pub policy: Policy,
-    /// Slots in the ring (a power of two); registered items not yet popped must fit
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    /// Items the ring holds (a power of two); registered items not yet popped must fit
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = item_capacity)]
     pub capacity: u64,
-    /// Bytes per slot: the largest tensor a put may carry
-    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
-    pub slot_bytes: u64,
+    /// Bytes a register without "nbytes" reserves: the largest tensor its put may carry (K, M, G: powers of 1024)
+    #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = item_size)]
+    pub item_bytes: u64,
+    /// Bytes of the payload ring, a power of two from 4K to 1G; the reservations not yet popped must fit [default: capacity x item-bytes rounded up to a power of two]
+    #[arg(long, value_name = "BYTES", value_parser = payload_size)]
+    pub payload_bytes: Option<u64>,
     /// Add each item's elements to the chunk lines, as a key "values" after "ids"
     #[arg(long)]
     pub values: bool,
@@ -47,7 +52,8 @@ pub struct ReplayArgs {
     pub trace: Option<PathBuf>,
 }
 
-/// The largest ring a replay makes: `--capacity` x `--slot-bytes`, bytes.
+/// The largest payload ring a replay makes, bytes (`--payload-bytes`, or
+/// its default `--capacity` x `--item-bytes` rounded up).
 pub const MAX_RING_BYTES: u64 = 1 << 30;
 
 /// One printed chunk: exactly these keys, in this order.
@@ -89,11 +95,17 @@ impl Serialize for Elements<'_> {
     }
 }
 
-/// What the replay knows of each id: its registration index, and whether
-/// it was put.
+/// What the replay knows of each id: its registration index, the bytes
+/// reserved for it, and whether it was put.
 struct Ids {
-    by_id: HashMap<String, (u64, bool)>,
+    by_id: HashMap<String, Entry>,
     next: u64,
+}
+
+struct Entry {
+    index: u64,
+    reserved: u64,
+    put: bool,
 }
 
 /// The settings of a replay, checked by [`ReplaySetup::check`].
@@ -101,40 +113,65 @@ struct Ids {
 pub struct ReplaySetup {
     /// The chunk policy.
     pub policy: Policy,
-    /// Slots in the ring.
+    /// Items the ring holds.
     pub capacity: u64,
-    /// Bytes per slot.
-    pub slot_bytes: u64,
+    /// Bytes a register without a size reserves.
+    pub item_bytes: u64,
+    /// Bytes of the payload ring (`None`: the library's default).
+    pub payload_bytes: Option<u64>,
     /// Print each item's elements.
     pub values: bool,
 }
 
 impl ReplaySetup {
-    /// Checks the ring against [`MAX_RING_BYTES`] before anything is made
-    /// (the library checks the rest of its layout).
+    /// Checks the payload ring against [`MAX_RING_BYTES`] and the default
+    /// item size against it before anything is made (the library checks
+    /// the rest of its layout).
     ///
     /// # Errors
     ///
     /// A sentence naming the arguments and the limit.
     pub fn check(&self) -> Result<(), String> {
-        match self.capacity.checked_mul(self.slot_bytes) {
-            Some(n) if n <= MAX_RING_BYTES => Ok(()),
-            _ => Err(format!(
-                "--capacity {} x --slot-bytes {} exceeds the replay's limit of {MAX_RING_BYTES} bytes for the ring",
-                self.capacity, self.slot_bytes
-            )),
+        let payload = self.payload_bytes();
+        if payload > MAX_RING_BYTES {
+            return Err(match self.payload_bytes {
+                Some(p) => format!(
+                    "--payload-bytes {p} exceeds the replay's limit of {MAX_RING_BYTES} bytes for the payload ring"
+                ),
+                None => format!(
+                    "--capacity {} x --item-bytes {} makes a payload ring past the replay's limit of {MAX_RING_BYTES} bytes; lower one, or give --payload-bytes",
+                    self.capacity, self.item_bytes
+                ),
+            });
         }
+        if self.item_bytes > payload {
+            return Err(format!(
+                "--item-bytes {} exceeds the payload ring of {payload} bytes (--payload-bytes)",
+                self.item_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The payload ring's size: `--payload-bytes`, or the library's
+    /// default for `--capacity` and `--item-bytes`.
+    pub fn payload_bytes(&self) -> u64 {
+        self.config("size").payload_bytes()
     }
 
     fn config(&self, request: &str) -> StreamConfig {
-        StreamConfig::new(StreamId {
+        let config = StreamConfig::new(StreamId {
             request_id: String::from(request),
             edge_name: "trace".into(),
             from_partition: "replay".into(),
         })
         .with_capacity(self.capacity)
-        .with_slot_bytes(self.slot_bytes)
-        .with_timeout(Some(Duration::ZERO))
+        .with_item_bytes(self.item_bytes)
+        .with_timeout(Some(Duration::ZERO));
+        match self.payload_bytes {
+            Some(p) => config.with_payload_bytes(p),
+            None => config,
+        }
     }
 }
 
@@ -149,7 +186,8 @@ pub fn run(args: &ReplayArgs) -> Outcome {
     let setup = ReplaySetup {
         policy: args.policy.clone(),
         capacity: args.capacity,
-        slot_bytes: args.slot_bytes,
+        item_bytes: args.item_bytes,
+        payload_bytes: args.payload_bytes,
         values: args.values,
     };
     setup.check()?;
@@ -269,7 +307,7 @@ struct Replay<'p, 'b> {
 impl Replay<'_, '_> {
     fn event(&mut self, line: &str, out: &mut impl Write) -> Result<(), String> {
         match trace::parse(line)? {
-            Event::Register { id } => self.register(id),
+            Event::Register { id, nbytes } => self.register(id, nbytes),
             Event::Put {
                 id,
                 dtype,
@@ -307,26 +345,63 @@ impl Replay<'_, '_> {
         }
     }
 
-    fn register(&mut self, id: String) -> Result<(), String> {
+    fn register(&mut self, id: String, nbytes: Option<u64>) -> Result<(), String> {
         if self.done {
             return Err(format!("register {id:?} after done"));
         }
         if self.ids.by_id.contains_key(&id) {
             return Err(format!("tensor id {id:?} is registered twice"));
         }
-        match self.producer.pre_read_register(&id) {
+        let reserved = nbytes.unwrap_or(self.producer.item_bytes());
+        let payload = self.producer.payload_bytes();
+        if reserved > payload {
+            return Err(format!(
+                "cannot register {id:?} with {reserved} bytes: more than the payload ring of {payload} bytes (raise --payload-bytes)"
+            ));
+        }
+        let registered = match nbytes {
+            None => self.producer.pre_read_register(&id),
+            Some(n) => self.producer.pre_read_register_sized(&id, n),
+        };
+        match registered {
             Ok(_) => {}
-            Err(StreamError::Timeout { .. } | StreamError::Full { .. }) => {
-                return Err(format!(
-                    "cannot register {id:?}: the ring is full ({} slots); pop chunks first or raise --capacity",
-                    self.producer.capacity()
-                ))
+            Err(StreamError::Full {
+                resource: Resource::Items,
+                ..
+            }) => return Err(self.full_items(&id)),
+            Err(StreamError::Full {
+                resource: Resource::PayloadBytes,
+                ..
+            }) => return Err(self.full_bytes(&id, reserved)),
+            // No wait in a replay: the zero timeout says what was short.
+            Err(StreamError::Timeout { what, .. }) if what.contains("payload") => {
+                return Err(self.full_bytes(&id, reserved))
             }
+            Err(StreamError::Timeout { .. }) => return Err(self.full_items(&id)),
             Err(e) => return Err(format!("cannot register {id:?}: {e}")),
         }
-        self.ids.by_id.insert(id, (self.ids.next, false));
+        let entry = Entry {
+            index: self.ids.next,
+            reserved,
+            put: false,
+        };
+        self.ids.by_id.insert(id, entry);
         self.ids.next += 1;
         Ok(())
+    }
+
+    fn full_items(&self, id: &str) -> String {
+        format!(
+            "cannot register {id:?}: the ring is full ({} items); pop chunks first or raise --capacity",
+            self.producer.capacity()
+        )
+    }
+
+    fn full_bytes(&self, id: &str, reserved: u64) -> String {
+        format!(
+            "cannot register {id:?}: its {reserved} bytes do not fit in the free part of the payload ring of {} bytes; pop chunks first or raise --payload-bytes",
+            self.producer.payload_bytes()
+        )
     }
 
     fn put(
@@ -336,17 +411,17 @@ impl Replay<'_, '_> {
         shape: Option<&[u64]>,
         data: Option<&[serde_json::Value]>,
     ) -> Result<(), String> {
-        let (index, put) = match self.ids.by_id.get_mut(id) {
+        let entry = match self.ids.by_id.get_mut(id) {
             None => return Err(format!("tensor id {id:?} was never registered")),
-            Some((_, true)) => return Err(format!("tensor id {id:?} is put twice")),
+            Some(Entry { put: true, .. }) => return Err(format!("tensor id {id:?} is put twice")),
             Some(entry) => entry,
         };
-        let slot_bytes = self.producer.slot_bytes();
+        let reserved = entry.reserved;
         let fits = |meta: &TensorMeta| {
             let n = meta.nbytes();
-            if n > slot_bytes {
+            if n > reserved {
                 Err(format!(
-                    "tensor {id:?} of {n} bytes does not fit a slot of {slot_bytes} bytes (raise --slot-bytes)"
+                    "tensor {id:?} of {n} bytes does not fit in the {reserved} bytes reserved for it (register it with \"nbytes\":{n}, or raise --item-bytes)"
                 ))
             } else if n > MAX_TENSOR_BYTES {
                 Err(format!(
@@ -356,7 +431,7 @@ impl Replay<'_, '_> {
                 Ok(())
             }
         };
-        let (meta, bytes) = trace::tensor(*index, dtype, shape, data, fits).map_err(|e| {
+        let (meta, bytes) = trace::tensor(entry.index, dtype, shape, data, fits).map_err(|e| {
             if e.starts_with("tensor ") {
                 e
             } else {
@@ -366,7 +441,7 @@ impl Replay<'_, '_> {
         self.producer
             .put(id, meta, &bytes)
             .map_err(|e| format!("put {id:?}: {e}"))?;
-        *put = true;
+        entry.put = true;
         Ok(())
     }
 

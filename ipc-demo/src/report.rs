@@ -39,6 +39,40 @@ impl Latency {
     }
 }
 
+/// How often the producer found the ring full and waited, by what ran
+/// out: every item slot, or the payload bytes. The producer prints it as
+/// its last stdout line, `backpressure items=N payload_bytes=M`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waits {
+    /// Registrations that waited for an item slot.
+    pub items: u64,
+    /// Registrations that waited for payload bytes.
+    pub payload_bytes: u64,
+}
+
+impl Waits {
+    /// The producer's line: `backpressure items=N payload_bytes=M`.
+    pub fn line(&self) -> String {
+        format!(
+            "backpressure items={} payload_bytes={}",
+            self.items, self.payload_bytes
+        )
+    }
+
+    /// Reads what follows `backpressure ` in [`line`](Self::line).
+    pub fn parse(rest: &str) -> Option<Waits> {
+        let mut waits = Waits::default();
+        for field in rest.split_whitespace() {
+            match field.split_once('=')? {
+                ("items", n) => waits.items = n.parse().ok()?,
+                ("payload_bytes", n) => waits.payload_bytes = n.parse().ok()?,
+                _ => return None,
+            }
+        }
+        Some(waits)
+    }
+}
+
 /// Everything the consumer measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -84,6 +118,10 @@ pub struct Report {
     /// The consumer's voluntary context switches while streaming: an upper
     /// bound on its futex waits (it sleeps only in the library's waits).
     pub consumer_sleeps: u64,
+    /// The producer's waits for a full ring (added by `ipc-demo run`, from
+    /// the producer's last line; absent in the consumer's own report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backpressure: Option<Waits>,
 }
 
 impl fmt::Display for Report {
@@ -137,7 +175,15 @@ impl fmt::Display for Report {
             f,
             "sleeps         {} (voluntary context switches of the consumer)",
             self.consumer_sleeps
-        )
+        )?;
+        if let Some(w) = &self.backpressure {
+            write!(
+                f,
+                "\nbackpressure   the producer waited {} times for an item slot, {} times for payload bytes",
+                w.items, w.payload_bytes
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -148,6 +194,20 @@ fn us(ns: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_backpressure_line_reads_back() {
+        let w = Waits {
+            items: 3,
+            payload_bytes: 12,
+        };
+        assert_eq!(w.line(), "backpressure items=3 payload_bytes=12");
+        let rest = w.line();
+        let rest = rest.strip_prefix("backpressure ").unwrap();
+        assert_eq!(Waits::parse(rest), Some(w));
+        assert_eq!(Waits::parse("items=x"), None);
+        assert_eq!(Waits::parse("slots=1"), None);
+    }
 
     #[test]
     fn percentiles_take_the_nearest_rank() {

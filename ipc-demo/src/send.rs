@@ -1,6 +1,7 @@
 //! `ipc-demo send`: the TCP sender. Connects to `ipc-producer --source tcp`
-//! and sends synthetic items ([`crate::item`]) in the framed format of
-//! [`crate::wire`], each stamped just before it is written.
+//! and sends synthetic items ([`crate::item`]; of one shape or of the
+//! sizes of `--sizes`) in the framed format of [`crate::wire`], each
+//! stamped just before it is written.
 
 use crate::args::{seconds, ItemArgs};
 use crate::cli::Outcome;
@@ -44,21 +45,24 @@ impl SendArgs {
 ///
 /// An address that does not resolve or accept, a broken connection.
 pub fn run(args: &SendArgs) -> Outcome {
-    let meta = args.items.meta()?;
+    let plan = args.items.plan()?;
     let stream = connect(&args.to, args.connect_timeout)?;
     stream.set_nodelay(true)?;
     let mut w = BufWriter::with_capacity(64 * 1024, stream);
-    let mut buf = vec![0u8; meta.nbytes() as usize];
+    // One buffer of the largest item (at most MAX_ITEM_BYTES), reused.
+    let mut buf = vec![0u8; plan.largest() as usize];
     let pace = Pace::new(args.items.rate);
     let broken = |e: std::io::Error| format!("sending to {}: {e}", args.to);
     let mut id = String::with_capacity(24);
     for seq in 0..args.items.items {
         pace.wait(seq);
-        fill(&mut buf, seq);
-        seal(&mut buf, monotonic_ns());
+        let meta = plan.meta(seq);
+        let buf = &mut buf[..meta.nbytes() as usize];
+        fill(buf, seq);
+        seal(buf, monotonic_ns());
         write_id(&mut id, seq);
         wire::write_header(&mut w, &id, &meta).map_err(broken)?;
-        w.write_all(&buf).map_err(broken)?;
+        w.write_all(buf).map_err(broken)?;
         if args.items.rate.is_some() {
             w.flush().map_err(broken)?;
         }

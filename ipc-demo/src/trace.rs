@@ -1,5 +1,10 @@
 //! The replay trace of SPEC section 6: one JSON event per line, and the
 //! tensors a `put` carries, encoded to and decoded from their bytes.
+//!
+//! One extension for tensors of any size: a `register` may say how many
+//! bytes to reserve, `{"op":"register","id":"t0","nbytes":65536}`
+//! (`pre_read_register_sized`); without it the stream's default item size
+//! is reserved, as the reference's `pre_read_register` does.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,10 +17,14 @@ pub const DEFAULT_POLL_MAX: u64 = 100_000;
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Event {
-    /// `pre_read_register(id)`.
+    /// `pre_read_register(id)`, or with `nbytes`
+    /// `pre_read_register_sized(id, nbytes)`.
     Register {
         /// The tensor id.
         id: String,
+        /// Bytes to reserve (default: the stream's default item size,
+        /// `--item-bytes`).
+        nbytes: Option<u64>,
     },
     /// `put(id, tensor)`: without `data`, `dtype` or `shape`, one f32
     /// holding the item's registration index.
@@ -67,8 +76,8 @@ fn strip_position(e: &serde_json::Error) -> String {
 
 /// The longest trace line the replay reads, in bytes (newline excluded).
 pub const MAX_LINE_BYTES: usize = 16 << 20;
-/// The largest tensor one `put` may carry, in bytes, whatever the slot size:
-/// a put without `data` is zeros of this size at most.
+/// The largest tensor one `put` may carry, in bytes, whatever its
+/// reservation: a put without `data` is zeros of this size at most.
 pub const MAX_TENSOR_BYTES: u64 = 16 << 20;
 /// The largest `max` a `poll` may ask for.
 pub const MAX_POLL: u64 = 1_000_000;
@@ -78,8 +87,8 @@ pub const MAX_POLL: u64 = 1_000_000;
 /// Every size comes from the input, so each is checked before anything is
 /// allocated: the number of elements (the product of the shape) and the
 /// byte count (elements x dtype size) must fit in 64 bits, and `check`
-/// (the caller's limits: the slot size, [`MAX_TENSOR_BYTES`]) sees the
-/// metadata before the bytes exist.
+/// (the caller's limits: the bytes reserved for the id,
+/// [`MAX_TENSOR_BYTES`]) sees the metadata before the bytes exist.
 ///
 /// # Errors
 ///
@@ -284,8 +293,19 @@ mod tests {
     fn events_parse_and_unknown_keys_are_refused() {
         assert_eq!(
             parse(r#"{"op":"register","id":"t0"}"#),
-            Ok(Event::Register { id: "t0".into() })
+            Ok(Event::Register {
+                id: "t0".into(),
+                nbytes: None
+            })
         );
+        assert_eq!(
+            parse(r#"{"op":"register","id":"t0","nbytes":65536}"#),
+            Ok(Event::Register {
+                id: "t0".into(),
+                nbytes: Some(65536)
+            })
+        );
+        assert!(parse(r#"{"op":"register","id":"t0","nbytes":-1}"#).is_err());
         assert_eq!(
             parse(r#"{"op":"poll","max":3}"#),
             Ok(Event::Poll { max: Some(3) })

@@ -1,8 +1,10 @@
 //! The consumer's checks of every chunk: its index, its start offset
-//! (against a model of the policy), its context items, every item's id and
-//! bytes, and at the end the count of items and of final chunks.
+//! (against a model of the policy), its context items, every item's id,
+//! size (when the sizes are known) and bytes, and at the end the count of
+//! items and of final chunks.
 
 use crate::item::{parse_id, still, stored_checksum, verify};
+use crate::sizes::SizeMix;
 use hdrhistogram::Histogram;
 use shmstream::policy::{ChunkPolicy, Policy};
 use shmstream::StreamChunk;
@@ -24,6 +26,8 @@ pub struct Verifier {
     /// on: a later window that shows them again must still hold them.
     sums: VecDeque<u64>,
     sums_from: u64,
+    /// The size of every item, when known, and its seed.
+    sizes: Option<(SizeMix, u64)>,
     /// Chunks checked.
     pub chunks: u64,
     /// Chunks marked final.
@@ -70,6 +74,7 @@ impl Verifier {
             seen_until: 0,
             sums: VecDeque::new(),
             sums_from: 0,
+            sizes: None,
             chunks: 0,
             final_chunks: 0,
             empty_chunks: 0,
@@ -81,6 +86,13 @@ impl Verifier {
             latencies: new_latency_histogram(),
             first_commit_ns: None,
         }
+    }
+
+    /// Also checks that item `seq` is `sizes.size(seq, seed)` bytes.
+    #[must_use]
+    pub fn with_sizes(mut self, sizes: SizeMix, seed: u64) -> Self {
+        self.sizes = Some((sizes, seed));
+        self
     }
 
     /// Checksums kept to re-check items shown again: at most a window's
@@ -148,9 +160,10 @@ impl Verifier {
         Ok(())
     }
 
-    /// Every new item: its id names its position, its bytes are that item,
-    /// intact; it gives a latency sample. Every item shown before: its slot
-    /// still holds it.
+    /// Every item: its size is its own (when the sizes are known). Every
+    /// new item: its id names its position, its bytes are that item, intact
+    /// (read whole, whatever its size); it gives a latency sample. Every
+    /// item shown before: its bytes still hold it.
     fn check_items(&mut self, chunk: &StreamChunk<'_>, visible_ns: u64) -> Result<(), String> {
         let start = chunk.start_offset();
         let first_new = self.seen_until.saturating_sub(start) as usize;
@@ -164,6 +177,15 @@ impl Verifier {
         }
         let mut check = |i: usize, bytes: &[u8]| -> Result<(), String> {
             let position = start + i as u64;
+            if let Some((mix, seed)) = &self.sizes {
+                let expected = mix.size(position, *seed);
+                if bytes.len() as u64 != expected {
+                    return Err(format!(
+                        "item {position} is {} bytes, expected {expected}",
+                        bytes.len()
+                    ));
+                }
+            }
             if position < self.seen_until {
                 self.bytes_verified += bytes.len().min(16) as u64;
                 let seen = self.sums.get((position - self.sums_from) as usize).copied();

@@ -9,7 +9,7 @@ use std::net::TcpListener;
 fn bad_arguments_give_one_line_and_a_non_zero_exit() {
     let scope = Scope::new("args");
     let p = scope.prefix.as_str();
-    let cases: [(&str, Vec<&str>, &[&str]); 10] = [
+    let cases: [(&str, Vec<&str>, &[&str]); 18] = [
         (
             DEMO,
             vec!["--policy", "wobbly:size=3"],
@@ -32,13 +32,66 @@ fn bad_arguments_give_one_line_and_a_non_zero_exit() {
         ),
         (
             DEMO,
-            vec!["--shape", "1000"],
-            &["8000 bytes", "does not fit a slot of 4096 bytes"],
+            vec!["--capacity", "1000"],
+            &["--capacity", "must be a power of two from 1 to 1048576"],
+        ),
+        // The size flags: each error names the flag and the limit.
+        (
+            DEMO,
+            vec!["--payload-bytes", "5000"],
+            &["--payload-bytes", "power of two from 4K", "1T"],
         ),
         (
             DEMO,
-            vec!["--capacity", "1000"],
-            &["capacity 1000 must be a power of two"],
+            vec!["--item-bytes", "64X"],
+            &["--item-bytes", "\"64X\" is not a byte size"],
+        ),
+        (
+            DEMO,
+            vec!["--item-bytes", "2G"],
+            &["--item-bytes", "at most 1G"],
+        ),
+        (
+            DEMO,
+            vec!["--sizes", "56,2G"],
+            &["--sizes", "2G bytes is more than the limit of 1G"],
+        ),
+        (
+            DEMO,
+            vec!["--sizes", "random:2M..1M"],
+            &["--sizes", "the smallest size exceeds the largest"],
+        ),
+        // A window of the policy does not fit the payload given.
+        (
+            DEMO,
+            vec!["--sizes", "56,1M", "--payload-bytes", "8M"],
+            &[
+                "policy sliding:window=28,stride=7 shows up to 28 items",
+                "more than --payload-bytes 8M",
+                "raise --payload-bytes to 16M",
+            ],
+        ),
+        (
+            DEMO,
+            vec![
+                "--shape",
+                "1000",
+                "--payload-bytes",
+                "4K",
+                "--policy",
+                "fixed:size=1",
+            ],
+            &["one item of i64[1000]", "8063 bytes", "--payload-bytes 4K"],
+        ),
+        (
+            DEMO,
+            vec!["--item-bytes", "8M", "--payload-bytes", "4M"],
+            &["--item-bytes 8M exceeds the payload ring of 4M"],
+        ),
+        (
+            PRODUCER,
+            vec!["--sizes", "8M", "--payload-bytes", "4M"],
+            &["the largest item would need", "--payload-bytes 4M"],
         ),
         (
             DEMO,
@@ -123,6 +176,8 @@ fn help_names_every_default() {
                 "[default: sliding:window=28,stride=7]",
                 "[default: 1024]",
                 "[default: 4096]",
+                "--payload-bytes",
+                "--sizes",
                 "inspect",
                 "replay",
             ],
@@ -145,7 +200,13 @@ fn help_names_every_default() {
         (
             DEMO,
             vec!["replay", "--help"],
-            vec!["--policy", "--capacity", "--values"],
+            vec![
+                "--policy",
+                "--capacity",
+                "--item-bytes",
+                "--payload-bytes",
+                "--values",
+            ],
         ),
         (DEMO, vec!["clean", "--help"], vec!["--dry-run"]),
     ] {

@@ -35,7 +35,7 @@ fn a_long_stream_leaves_the_verifier_the_size_it_had() {
         from_partition: "talker".into(),
     })
     .with_capacity(64)
-    .with_slot_bytes(64)
+    .with_item_bytes(64)
     .with_timeout(Some(Duration::from_secs(10)));
     let (producer, mut buffer) =
         shmstream::in_process_buffer::<()>(&config, policy.clone()).unwrap();

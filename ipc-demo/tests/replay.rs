@@ -132,7 +132,13 @@ fn bad_traces_stop_at_the_line_that_is_wrong() {
         ),
         (
             format!("{reg}{{\"op\":\"put\",\"id\":\"t0\",\"dtype\":\"f32\",\"shape\":[2000]}}\n"),
-            &["line 2", "8000 bytes", "does not fit a slot of 4096 bytes"],
+            &[
+                "line 2",
+                "tensor \"t0\" of 8000 bytes",
+                "does not fit in the 4096 bytes reserved for it",
+                "\"nbytes\":8000",
+                "--item-bytes",
+            ],
         ),
     ];
     for (trace, words) in &cases {
@@ -148,20 +154,20 @@ fn a_huge_shape_without_data_is_a_clean_error_and_leaves_no_segment() {
     let reg = "{\"op\":\"register\",\"id\":\"t0\"}\n";
     let put = |rest: &str| format!("{reg}{{\"op\":\"put\",\"id\":\"t0\",{rest}}}\n");
     let cases: [(&[&str], String, &[&str]); 5] = [
-        // One dimension of 2^40: 4 TiB of f32, refused by the slot size
-        // before anything is allocated (this aborted the process).
+        // One dimension of 2^40: 4 TiB of f32, refused by the reserved
+        // size before anything is allocated (this aborted the process).
         (
             &[],
             put("\"dtype\":\"f32\",\"shape\":[1099511627776]"),
             &[
                 "line 2",
                 "4398046511104 bytes",
-                "does not fit a slot of 4096 bytes",
+                "does not fit in the 4096 bytes reserved for it",
             ],
         ),
-        // Fits a 32 MiB slot, not the replay's stated limit per tensor.
+        // Fits a 32 MiB reservation, not the replay's stated limit per tensor.
         (
-            &["--capacity", "1", "--slot-bytes", "33554432"],
+            &["--capacity", "1", "--item-bytes", "32M"],
             put("\"dtype\":\"u8\",\"shape\":[16777217]"),
             &[
                 "line 2",
@@ -184,7 +190,7 @@ fn a_huge_shape_without_data_is_a_clean_error_and_leaves_no_segment() {
         (
             &[],
             put("\"dtype\":\"f32\",\"shape\":[1099511627776],\"data\":[1]"),
-            &["line 2", "does not fit a slot of 4096 bytes"],
+            &["line 2", "does not fit in the 4096 bytes reserved for it"],
         ),
     ];
     for (extra, trace, words) in &cases {
@@ -207,10 +213,33 @@ fn replay_limits_are_named_and_checked_before_the_segment_exists() {
     let out = replay(
         &scope,
         "fixed:size=1",
-        &["--capacity", "1048576", "--slot-bytes", "1073741824"],
+        &["--capacity", "1048576", "--item-bytes", "1G"],
         "",
     );
-    assert_one_line_error(&out, &["--capacity 1048576", "limit of 1073741824 bytes"]);
+    assert_one_line_error(
+        &out,
+        &[
+            "--capacity 1048576 x --item-bytes 1073741824",
+            "limit of 1073741824 bytes",
+        ],
+    );
+    let out = replay(&scope, "fixed:size=1", &["--payload-bytes", "2G"], "");
+    assert_one_line_error(
+        &out,
+        &["--payload-bytes 2147483648", "limit of 1073741824 bytes"],
+    );
+    let out = replay(&scope, "fixed:size=1", &["--payload-bytes", "3000"], "");
+    assert_one_line_error(&out, &["--payload-bytes", "power of two from 4K"]);
+    let out = replay(
+        &scope,
+        "fixed:size=1",
+        &["--item-bytes", "8K", "--payload-bytes", "4K"],
+        "",
+    );
+    assert_one_line_error(
+        &out,
+        &["--item-bytes 8192 exceeds the payload ring of 4096"],
+    );
     // A poll past the stated limit names the line and the limit.
     let out = replay(
         &scope,
@@ -219,5 +248,113 @@ fn replay_limits_are_named_and_checked_before_the_segment_exists() {
         "{\"op\":\"poll\",\"max\":1000001}\n",
     );
     assert_one_line_error(&out, &["line 1", "limit of 1000000 chunks"]);
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn registers_with_sizes_carry_tensors_of_any_size() {
+    let scope = Scope::new("rsized");
+    // A 56-byte frame, an empty tensor, 64 KiB and 2 MiB tensors, and one of
+    // the default size, in a payload of 4 MiB.
+    let trace = concat!(
+        "{\"op\":\"register\",\"id\":\"a\",\"nbytes\":56}\n",
+        "{\"op\":\"register\",\"id\":\"b\",\"nbytes\":0}\n",
+        "{\"op\":\"register\",\"id\":\"c\",\"nbytes\":65536}\n",
+        "{\"op\":\"register\",\"id\":\"d\",\"nbytes\":2097152}\n",
+        "{\"op\":\"register\",\"id\":\"e\"}\n",
+        "{\"op\":\"put\",\"id\":\"d\",\"dtype\":\"f32\",\"shape\":[524288]}\n",
+        "{\"op\":\"put\",\"id\":\"c\",\"dtype\":\"u8\",\"shape\":[256,256]}\n",
+        "{\"op\":\"put\",\"id\":\"b\",\"dtype\":\"i64\",\"shape\":[0,7]}\n",
+        "{\"op\":\"put\",\"id\":\"a\",\"dtype\":\"i64\",\"shape\":[7],\"data\":[1,2,3,4,5,6,7]}\n",
+        "{\"op\":\"pop\"}\n",
+        "{\"op\":\"put\",\"id\":\"e\",\"dtype\":\"i32\",\"shape\":[1024]}\n",
+        "{\"op\":\"done\"}\n",
+        "{\"op\":\"poll\"}\n",
+    );
+    let out = replay(
+        &scope,
+        "fixed:size=2",
+        &["--payload-bytes", "4M", "--item-bytes", "4K"],
+        trace,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().collect::<Vec<_>>(),
+        [
+            r#"{"chunk_index":0,"start_offset":0,"is_final":false,"context_items":0,"ids":["a","b"]}"#,
+            r#"{"chunk_index":1,"start_offset":2,"is_final":false,"context_items":0,"ids":["c","d"]}"#,
+            r#"{"chunk_index":2,"start_offset":4,"is_final":true,"context_items":0,"ids":["e"]}"#,
+        ]
+    );
+    // The values come back, the empty tensor as an empty list.
+    let out = replay(
+        &scope,
+        "fixed:size=2",
+        &["--payload-bytes", "4M", "--values"],
+        &trace
+            .replace(",\"nbytes\":2097152", ",\"nbytes\":0")
+            .replace(
+                "{\"op\":\"put\",\"id\":\"d\",\"dtype\":\"f32\",\"shape\":[524288]}\n",
+                "{\"op\":\"put\",\"id\":\"d\",\"dtype\":\"f32\",\"shape\":[0]}\n",
+            ),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first = text(&out.stdout).lines().next().unwrap_or("").to_string();
+    assert_eq!(
+        first,
+        r#"{"chunk_index":0,"start_offset":0,"is_final":false,"context_items":0,"ids":["a","b"],"values":[[1,2,3,4,5,6,7],[]]}"#
+    );
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn a_full_payload_and_a_too_large_register_name_the_flag() {
+    let scope = Scope::new("rpfull");
+    let reg =
+        |id: &str, n: u64| format!("{{\"op\":\"register\",\"id\":\"{id}\",\"nbytes\":{n}}}\n");
+    // Two 2 KiB reservations fill a 4 KiB payload: the third waits for a
+    // pop, which a replay does not do for it.
+    let trace = reg("t0", 2048) + &reg("t1", 2048) + &reg("t2", 2048);
+    let out = replay(&scope, "fixed:size=1", &["--payload-bytes", "4K"], &trace);
+    assert_one_line_error(
+        &out,
+        &[
+            "line 3",
+            "\"t2\"",
+            "its 2048 bytes do not fit",
+            "payload ring of 4096 bytes",
+            "raise --payload-bytes",
+        ],
+    );
+    // Once the first is put and popped, the third fits.
+    let trace = reg("t0", 2048)
+        + &reg("t1", 2048)
+        + "{\"op\":\"put\",\"id\":\"t0\",\"dtype\":\"u8\",\"shape\":[2048]}\n{\"op\":\"pop\"}\n"
+        + &reg("t2", 2048);
+    let out = replay(&scope, "fixed:size=1", &["--payload-bytes", "4K"], &trace);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // More than the whole payload: refused before any waiting.
+    let out = replay(
+        &scope,
+        "fixed:size=1",
+        &[],
+        &reg("big", 18446744073709551615),
+    );
+    assert_one_line_error(
+        &out,
+        &[
+            "line 1",
+            "cannot register \"big\" with 18446744073709551615 bytes",
+            "more than the payload ring of 4194304 bytes",
+            "--payload-bytes",
+        ],
+    );
+    // The item ring full: the other flag.
+    let trace = reg("t0", 8) + &reg("t1", 8) + &reg("t2", 8);
+    let out = replay(&scope, "fixed:size=1", &["--capacity", "2"], &trace);
+    assert_one_line_error(
+        &out,
+        &["line 3", "the ring is full (2 items)", "--capacity"],
+    );
     scope.assert_no_leftovers();
 }

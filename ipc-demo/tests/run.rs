@@ -103,8 +103,9 @@ fn odd_shapes_and_a_tiny_ring_still_verify() {
     );
     assert_complete(&report, 700, 1);
     assert!(report["latency"].is_null());
-    // Items that fill their slots, in a ring that wraps every 8 items and
-    // windows that straddle the wrap (the payload is mapped twice).
+    // Items of 4 KiB in a ring of 8 items and a payload of 32 KiB
+    // (8 x 4K): both wrap every 8 items, and windows straddle the wrap (the
+    // payload is mapped twice).
     let report = demo(
         &scope,
         &[
@@ -116,8 +117,8 @@ fn odd_shapes_and_a_tiny_ring_still_verify() {
             "f64",
             "--capacity",
             "8",
-            "--slot-bytes",
-            "4096",
+            "--item-bytes",
+            "4K",
             "--reorder",
             "3",
             "--policy",
@@ -126,5 +127,169 @@ fn odd_shapes_and_a_tiny_ring_still_verify() {
     );
     assert_complete(&report, 900, 1);
     assert_eq!(report["stacked_windows"], report["chunks"]);
+    scope.assert_no_leftovers();
+}
+
+/// The producer's waits for a full ring, from the launcher's report.
+fn waits(report: &serde_json::Value) -> (u64, u64) {
+    let w = &report["backpressure"];
+    (
+        w["items"].as_u64().unwrap_or_else(|| panic!("{report}")),
+        w["payload_bytes"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{report}")),
+    )
+}
+
+#[test]
+fn a_mix_of_56_byte_64k_and_2m_items_arrives_whole() {
+    let scope = Scope::new("sizes");
+    let report = demo(&scope, &["--sizes", "56,64K,2M", "--items", "300"]);
+    assert_complete(&report, 300, 1);
+    assert_eq!(report["bytes"], 100 * (56 + 65536 + 2 * 1048576));
+    // Windows of mixed sizes are read item by item (no stacked view).
+    assert_eq!(report["unstacked_windows"], report["chunks"]);
+    assert!(report["latency"]["samples"] == 300, "{report}");
+    // The launcher sized the payload for a window of 28: no byte wait is
+    // needed to make progress, and the report says how often it waited.
+    assert!(report["backpressure"].is_object(), "{report}");
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn random_sizes_from_zero_bytes_and_a_64m_item_arrive_whole() {
+    let scope = Scope::new("random");
+    let report = demo(
+        &scope,
+        &[
+            "--sizes",
+            "random:0..256K",
+            "--seed",
+            "5",
+            "--items",
+            "2000",
+        ],
+    );
+    assert_complete(&report, 2000, 1);
+    // Items of 0 to 23 bytes carry no timestamp: fewer samples than items.
+    let samples = report["latency"]["samples"].as_u64().unwrap();
+    assert!(samples < 2000 && samples > 1000, "{report}");
+    // The same seed gives the same stream, another seed another one.
+    let again = demo(
+        &scope,
+        &[
+            "--sizes",
+            "random:0..256K",
+            "--seed",
+            "5",
+            "--items",
+            "2000",
+        ],
+    );
+    assert_eq!(again["bytes"], report["bytes"]);
+    let other = demo(
+        &scope,
+        &[
+            "--sizes",
+            "random:0..256K",
+            "--seed",
+            "6",
+            "--items",
+            "2000",
+        ],
+    );
+    assert_ne!(other["bytes"], report["bytes"]);
+    // The largest sizes of the issue, 64 MiB among them, in one stream.
+    let report = demo(
+        &scope,
+        &[
+            "--sizes",
+            "56,64K,2M,64M",
+            "--items",
+            "8",
+            "--policy",
+            "fixed:size=4",
+        ],
+    );
+    assert_complete(&report, 8, 1);
+    assert_eq!(report["bytes"], 2 * (56 + 65536 + 2097152 + 67108864));
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn a_small_payload_holds_back_big_items_and_the_stream_completes() {
+    let scope = Scope::new("bytesfull");
+    // Two 1.5 MiB items fit a 4 MiB payload, a third does not: the
+    // producer waits for payload bytes, never for an item slot.
+    let report = demo(
+        &scope,
+        &[
+            "--sizes",
+            "1536K",
+            "--payload-bytes",
+            "4M",
+            "--policy",
+            "fixed:size=2",
+            "--items",
+            "60",
+        ],
+    );
+    assert_complete(&report, 60, 1);
+    let (items, bytes) = waits(&report);
+    assert_eq!(items, 0, "{report}");
+    assert!(bytes > 0, "no wait for payload bytes: {report}");
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn a_small_item_capacity_holds_back_tiny_items_and_the_stream_completes() {
+    let scope = Scope::new("itemsfull");
+    // Eight 56-byte items fill the item ring long before its 32 KiB of
+    // payload: the producer waits for item slots, never for bytes.
+    let report = demo(
+        &scope,
+        &[
+            "--sizes",
+            "56",
+            "--capacity",
+            "8",
+            "--policy",
+            "fixed:size=8",
+            "--items",
+            "4000",
+        ],
+    );
+    assert_complete(&report, 4000, 1);
+    assert_eq!(report["stacked_windows"], report["chunks"]);
+    let (items, bytes) = waits(&report);
+    assert!(items > 0, "no wait for an item slot: {report}");
+    assert_eq!(bytes, 0, "{report}");
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn the_table_names_the_sizes_and_the_waits() {
+    let scope = Scope::new("sizetable");
+    let out = run(
+        DEMO,
+        &[
+            "--prefix",
+            &scope.prefix,
+            "--sizes",
+            "56,4K",
+            "--items",
+            "200",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    for expected in [
+        "ipc-demo: 200 items of u8 tensors of 56,4K bytes (cycling)",
+        "items          200 of 200 expected, 0 lost",
+        "backpressure   the producer waited ",
+    ] {
+        assert!(table.contains(expected), "no {expected:?} in\n{table}");
+    }
     scope.assert_no_leftovers();
 }

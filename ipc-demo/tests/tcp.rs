@@ -1,5 +1,5 @@
 //! Tensors over TCP: `ipc-demo send` to `ipc-producer --source tcp`, whose
-//! socket reads land straight in the slots.
+//! socket reads land straight in reservations of each tensor's size.
 
 mod common;
 use common::*;
@@ -76,7 +76,32 @@ fn the_launcher_runs_a_tcp_source_too() {
 }
 
 #[test]
-fn a_frame_larger_than_a_slot_stops_the_producer_with_a_message() {
+fn tensors_of_mixed_sizes_arrive_over_tcp() {
+    let scope = Scope::new("tcpmix");
+    let out = run(
+        DEMO,
+        &[
+            "--source",
+            "tcp",
+            "--sizes",
+            "56,64K,0,3",
+            "--items",
+            "600",
+            "--prefix",
+            &scope.prefix,
+            "--json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = json(&out.stdout);
+    assert_complete(&report, 600, 1);
+    assert_eq!(report["bytes"], 150 * (56 + 65536 + 3));
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn a_frame_larger_than_the_payload_stops_the_producer_with_a_message() {
     let mut scope = Scope::new("tcpbig");
     let prefix = scope.prefix.clone();
     let producer = scope.spawn(
@@ -90,18 +115,28 @@ fn a_frame_larger_than_a_slot_stops_the_producer_with_a_message() {
             "127.0.0.1:0",
             "--capacity",
             "64",
-            "--slot-bytes",
+            "--item-bytes",
             "64",
+            "--payload-bytes",
+            "4K",
         ],
     );
     let mut stdout = BufReader::new(scope.child(producer).stdout.take().unwrap());
     let addr = line_after(&mut stdout, "listening");
     let _ = run(
         DEMO,
-        &["send", "--to", &addr, "--items", "3", "--shape", "100"],
+        &["send", "--to", &addr, "--items", "3", "--shape", "1000"],
         None,
     );
     let out = scope.wait(producer);
-    assert_one_line_error(&out, &["frame 0", "800 bytes", "slot of 64 bytes"]);
+    assert_one_line_error(
+        &out,
+        &[
+            "frame 0",
+            "8000 bytes",
+            "exceeds the payload ring of 4K (4096 bytes)",
+            "--payload-bytes",
+        ],
+    );
     scope.assert_no_leftovers();
 }

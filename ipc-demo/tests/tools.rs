@@ -9,8 +9,13 @@ use std::time::{Duration, Instant};
 /// Starts a producer of `items` items that then waits (up to 30 s) for a
 /// consumer; returns its child index and segment name.
 fn producer(scope: &mut Scope, request: &str, items: &str) -> (usize, String) {
+    producer_with(scope, request, items, &[])
+}
+
+/// As [`producer`], with `extra` arguments.
+fn producer_with(scope: &mut Scope, request: &str, items: &str, extra: &[&str]) -> (usize, String) {
     let prefix = scope.prefix.clone();
-    let args = [
+    let mut args = vec![
         "--prefix",
         prefix.as_str(),
         "--request-id",
@@ -20,6 +25,7 @@ fn producer(scope: &mut Scope, request: &str, items: &str) -> (usize, String) {
         "--timeout",
         "30",
     ];
+    args.extend_from_slice(extra);
     let i = scope.spawn(PRODUCER, &args);
     let mut stdout = BufReader::new(scope.child(i).stdout.take().unwrap());
     (i, line_after(&mut stdout, "segment"))
@@ -49,14 +55,20 @@ fn inspect_shows_a_live_segment() {
     assert_eq!(state["edge_name"], "codec_tokens");
     assert_eq!(state["from_partition"], "talker");
     assert_eq!(
-        (state["capacity"].as_u64(), state["slot_bytes"].as_u64()),
-        (Some(1024), Some(4096))
+        (
+            state["capacity"].as_u64(),
+            state["item_bytes"].as_u64(),
+            state["payload_bytes"].as_u64()
+        ),
+        (Some(1024), Some(4096), Some(4 << 20))
     );
     assert_eq!(
         (state["registered"].as_u64(), state["released"].as_u64()),
         (Some(10), Some(0))
     );
-    assert_eq!(state["occupancy"], 10);
+    // Ten 56-byte items, each reserved with its size, back to back.
+    assert_eq!(state["items_in_use"], 10);
+    assert_eq!(state["bytes_in_use"], 560);
     assert_eq!(state["done"], true);
     assert_eq!(state["producer_pid"], pid);
     assert_eq!(state["producer_alive"], true);
@@ -69,7 +81,14 @@ fn inspect_shows_a_live_segment() {
         detail.contains(&format!("producer     pid {pid}, alive")),
         "{detail}"
     );
-    assert!(detail.contains("occupancy    10 of 1024 slots"), "{detail}");
+    assert!(
+        detail.contains("items        10 of 1024 in use"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("bytes        560 of 4194304 in use"),
+        "{detail}"
+    );
     // A consumer drains it; the producer then exits and removes it.
     let consumed = run(
         CONSUMER,
@@ -85,6 +104,90 @@ fn inspect_shows_a_live_segment() {
     );
     assert!(consumed.status.success(), "{}", text(&consumed.stderr));
     assert!(scope.wait(i).status.success());
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn inspect_counts_the_bytes_of_items_of_any_size() {
+    let mut scope = Scope::new("inspb");
+    let sizes = [1000u64, 65536, 0, 3];
+    let (i, name) = producer_with(
+        &mut scope,
+        "bytes",
+        "6",
+        &["--sizes", "1000,64K,0,3", "--payload-bytes", "1M"],
+    );
+    let start = Instant::now();
+    let state = loop {
+        let state = inspect_json(&name);
+        if state["done"] == true || start.elapsed() > Duration::from_secs(20) {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(state["payload_bytes"], 1 << 20);
+    assert_eq!(state["items_in_use"], 6);
+    // Each item placed after the previous one at its alignment (the
+    // largest power of two dividing its size, 8 to 64).
+    let mut end = 0u64;
+    for seq in 0..6 {
+        let n = sizes[seq % 4];
+        end = end.next_multiple_of(shmstream::placement_align(n)) + n;
+    }
+    assert_eq!(state["bytes_in_use"], end, "{state}");
+    let detail = text(&run(DEMO, &["inspect", &name], None).stdout);
+    assert!(
+        detail.contains(&format!("bytes        {end} of 1048576 in use")),
+        "{detail}"
+    );
+    let list = text(&run(DEMO, &["inspect", "--prefix", &scope.prefix], None).stdout);
+    assert!(
+        list.contains(&format!("items 6/1024 bytes {end}/1048576")),
+        "{list}"
+    );
+    // A consumer that checks the sizes drains it.
+    let consumed = run(
+        CONSUMER,
+        &[
+            "--prefix",
+            &scope.prefix,
+            "--request-id",
+            "bytes",
+            "--items",
+            "6",
+            "--sizes",
+            "1000,64K,0,3",
+            "--policy",
+            "fixed:size=2",
+        ],
+        None,
+    );
+    assert!(consumed.status.success(), "{}", text(&consumed.stderr));
+    assert!(scope.wait(i).status.success());
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn a_consumer_told_other_sizes_says_which_item_differs() {
+    let mut scope = Scope::new("sizebad");
+    let (i, _) = producer_with(&mut scope, "wrong", "4", &["--sizes", "64,128"]);
+    let consumed = run(
+        CONSUMER,
+        &[
+            "--prefix",
+            &scope.prefix,
+            "--request-id",
+            "wrong",
+            "--sizes",
+            "64",
+            "--policy",
+            "fixed:size=1",
+        ],
+        None,
+    );
+    assert_one_line_error(&consumed, &["item 1 is 128 bytes, expected 64"]);
+    // The producer notices its consumer is gone and removes the segment.
+    let _ = scope.wait(i);
     scope.assert_no_leftovers();
 }
 
