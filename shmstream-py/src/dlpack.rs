@@ -1,0 +1,263 @@
+//! DLPack export (hand-written structs of `dlpack.h`, v1.0): a capsule
+//! named `dltensor` (or `dltensor_versioned`, read-only flag set for the
+//! consumer's views) whose deleter drops a keep-alive, the lease on the
+//! slots. The deleter needs no GIL: it only drops Rust values.
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use shmstream::DType;
+use std::ffi::{c_void, CStr};
+use std::sync::Arc;
+
+/// What keeps a view's memory valid (a chunk's lease, a producer's slot).
+pub(crate) type KeepAlive = Arc<dyn Send + Sync>;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct DLDevice {
+    device_type: i32,
+    device_id: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+struct DLDataType {
+    code: u8,
+    bits: u8,
+    lanes: u16,
+}
+
+#[repr(C)]
+#[derive(Debug)]
+struct DLTensor {
+    data: *mut c_void,
+    device: DLDevice,
+    ndim: i32,
+    dtype: DLDataType,
+    shape: *mut i64,
+    strides: *mut i64,
+    byte_offset: u64,
+}
+
+#[repr(C)]
+#[derive(Debug)]
+struct DLManagedTensor {
+    dl_tensor: DLTensor,
+    manager_ctx: *mut c_void,
+    deleter: Option<unsafe extern "C" fn(*mut DLManagedTensor)>,
+}
+
+#[repr(C)]
+#[derive(Debug)]
+struct DLPackVersion {
+    major: u32,
+    minor: u32,
+}
+
+#[repr(C)]
+#[derive(Debug)]
+struct DLManagedTensorVersioned {
+    version: DLPackVersion,
+    manager_ctx: *mut c_void,
+    deleter: Option<unsafe extern "C" fn(*mut DLManagedTensorVersioned)>,
+    flags: u64,
+    dl_tensor: DLTensor,
+}
+
+const KDL_CPU: i32 = 1;
+const FLAG_READ_ONLY: u64 = 1;
+const MAX_NDIM: usize = shmstream::MAX_DIMS + 1;
+
+/// The DLPack device of every view: the CPU, device 0.
+pub(crate) const CPU_DEVICE: (i32, i32) = (KDL_CPU, 0);
+
+const NAME: &CStr = c"dltensor";
+const NAME_VERSIONED: &CStr = c"dltensor_versioned";
+
+/// A strided tensor in memory kept alive by `keep`.
+#[derive(Clone, Debug)]
+pub(crate) struct Strided {
+    pub(crate) ptr: *mut u8,
+    pub(crate) dtype: DType,
+    pub(crate) shape: Vec<u64>,
+    /// Strides in bytes.
+    pub(crate) strides: Vec<usize>,
+}
+
+// SAFETY: a `Strided` is a description (address, shape, strides) of memory
+// that its holder keeps alive; sending the description to another thread
+// reads nothing.
+unsafe impl Send for Strided {}
+// SAFETY: as for `Send`: shared references only read the description.
+unsafe impl Sync for Strided {}
+
+/// Allocated once per export: the managed tensor first (its address is the
+/// capsule's pointer), then the arrays it points into, then the keep-alive.
+#[repr(C)]
+struct Export<M> {
+    managed: M,
+    shape: [i64; MAX_NDIM],
+    strides: [i64; MAX_NDIM],
+    keep: Option<KeepAlive>,
+}
+
+fn dl_dtype(dtype: DType) -> DLDataType {
+    let code = match dtype {
+        DType::Bool => 6,
+        DType::I8 | DType::I16 | DType::I32 | DType::I64 => 0,
+        DType::U8 | DType::U16 | DType::U32 | DType::U64 => 1,
+        DType::F16 | DType::F32 | DType::F64 => 2,
+        DType::BF16 => 4,
+    };
+    DLDataType {
+        code,
+        bits: (dtype.size() * 8) as u8,
+        lanes: 1,
+    }
+}
+
+/// Fills the shape and strides (in elements); `None` when a byte stride is
+/// not a multiple of the element size (DLPack cannot express it).
+fn dims(t: &Strided) -> Option<([i64; MAX_NDIM], [i64; MAX_NDIM])> {
+    let mut shape = [0i64; MAX_NDIM];
+    let mut strides = [0i64; MAX_NDIM];
+    let size = t.dtype.size();
+    for (d, (&n, &s)) in t.shape.iter().zip(&t.strides).enumerate() {
+        if s % size != 0 {
+            return None;
+        }
+        shape[d] = n as i64;
+        strides[d] = (s / size) as i64;
+    }
+    Some((shape, strides))
+}
+
+fn tensor(t: &Strided) -> DLTensor {
+    DLTensor {
+        data: t.ptr.cast(),
+        device: DLDevice {
+            device_type: KDL_CPU,
+            device_id: 0,
+        },
+        ndim: t.shape.len() as i32,
+        dtype: dl_dtype(t.dtype),
+        shape: std::ptr::null_mut(),
+        strides: std::ptr::null_mut(),
+        byte_offset: 0,
+    }
+}
+
+unsafe extern "C" fn delete_unversioned(managed: *mut DLManagedTensor) {
+    // SAFETY: `managed` is the first field of a leaked `Box<Export<_>>`
+    // (repr(C)), and DLPack calls the deleter exactly once.
+    drop(unsafe { Box::from_raw(managed.cast::<Export<DLManagedTensor>>()) });
+}
+
+unsafe extern "C" fn delete_versioned(managed: *mut DLManagedTensorVersioned) {
+    // SAFETY: as in `delete_unversioned`.
+    drop(unsafe { Box::from_raw(managed.cast::<Export<DLManagedTensorVersioned>>()) });
+}
+
+/// The capsule's destructor: when no consumer took the tensor (the capsule
+/// still has its original name), the tensor is deleted here.
+unsafe extern "C" fn destroy_unversioned(capsule: *mut ffi::PyObject) {
+    // SAFETY: called by Python with a live capsule; `PyCapsule_IsValid`
+    // sets no exception, and a valid capsule of this name holds our export.
+    unsafe {
+        if ffi::PyCapsule_IsValid(capsule, NAME.as_ptr()) == 1 {
+            let managed = ffi::PyCapsule_GetPointer(capsule, NAME.as_ptr());
+            delete_unversioned(managed.cast());
+        }
+    }
+}
+
+unsafe extern "C" fn destroy_versioned(capsule: *mut ffi::PyObject) {
+    // SAFETY: as in `destroy_unversioned`.
+    unsafe {
+        if ffi::PyCapsule_IsValid(capsule, NAME_VERSIONED.as_ptr()) == 1 {
+            let managed = ffi::PyCapsule_GetPointer(capsule, NAME_VERSIONED.as_ptr());
+            delete_versioned(managed.cast());
+        }
+    }
+}
+
+/// A DLPack capsule of `t`: versioned (with the read-only flag when
+/// `read_only`) when the caller accepts version 1, else the legacy one.
+pub(crate) fn capsule(
+    py: Python<'_>,
+    t: &Strided,
+    keep: KeepAlive,
+    versioned: bool,
+    read_only: bool,
+) -> PyResult<Py<PyAny>> {
+    let (shape, strides) = dims(t).ok_or_else(|| {
+        pyo3::exceptions::PyBufferError::new_err(format!(
+            "a row stride of {:?} bytes is not a whole number of {} elements; DLPack cannot express it",
+            t.strides,
+            t.dtype
+        ))
+    })?;
+    let raw: *mut c_void;
+    let name: &CStr;
+    let destructor: unsafe extern "C" fn(*mut ffi::PyObject);
+    if versioned {
+        let export = Box::into_raw(Box::new(Export {
+            managed: DLManagedTensorVersioned {
+                version: DLPackVersion { major: 1, minor: 0 },
+                manager_ctx: std::ptr::null_mut(),
+                deleter: Some(delete_versioned),
+                flags: if read_only { FLAG_READ_ONLY } else { 0 },
+                dl_tensor: tensor(t),
+            },
+            shape,
+            strides,
+            keep: Some(keep),
+        }));
+        // SAFETY: `export` is a live, leaked box; the arrays it points into
+        // live in the same allocation, which does not move.
+        unsafe {
+            (*export).managed.manager_ctx = export.cast();
+            (*export).managed.dl_tensor.shape = (*export).shape.as_mut_ptr();
+            (*export).managed.dl_tensor.strides = (*export).strides.as_mut_ptr();
+        }
+        raw = export.cast();
+        name = NAME_VERSIONED;
+        destructor = destroy_versioned;
+    } else {
+        let export = Box::into_raw(Box::new(Export {
+            managed: DLManagedTensor {
+                dl_tensor: tensor(t),
+                manager_ctx: std::ptr::null_mut(),
+                deleter: Some(delete_unversioned),
+            },
+            shape,
+            strides,
+            keep: Some(keep),
+        }));
+        // SAFETY: as above.
+        unsafe {
+            (*export).managed.manager_ctx = export.cast();
+            (*export).managed.dl_tensor.shape = (*export).shape.as_mut_ptr();
+            (*export).managed.dl_tensor.strides = (*export).strides.as_mut_ptr();
+        }
+        raw = export.cast();
+        name = NAME;
+        destructor = destroy_unversioned;
+    }
+    // SAFETY: `raw` is non-null, `name` is a static C string, and the
+    // destructor matches the export's type.
+    let obj = unsafe { ffi::PyCapsule_New(raw, name.as_ptr(), Some(destructor)) };
+    if obj.is_null() {
+        // SAFETY: the capsule was not made; the export is still ours.
+        unsafe {
+            if versioned {
+                delete_versioned(raw.cast());
+            } else {
+                delete_unversioned(raw.cast());
+            }
+        }
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: a new, owned reference.
+    Ok(unsafe { Bound::from_owned_ptr(py, obj) }.unbind())
+}

@@ -1,0 +1,562 @@
+//! The producer's side: `_Producer` and its `Slot`s, whose memory Python
+//! fills in place (numpy through `__array_interface__`, torch through
+//! `__dlpack__`), then commits.
+
+use crate::consumer::{dlpack_args, View, SLICE};
+use crate::dlpack::{self, KeepAlive, Strided};
+use crate::errors::{raise, stream_err};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use shmstream::{DType, Producer, Slot, StreamError, StreamId, TensorMeta};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The producer and the slots Python holds, behind one mutex.
+pub(crate) struct State {
+    /// Declared first: dropped before the producer they borrow.
+    slots: HashMap<u64, Slot<'static>>,
+    next_token: u64,
+    producer: Box<Producer>,
+}
+
+// SAFETY: `Producer` and `Slot` are not `Sync` (their `RefCell`s), so a
+// `Slot` (which holds a `&Producer`) is not `Send`. Here the producer and
+// every slot that borrows it live together in one `State`, and every
+// access to any of them goes through the `Mutex<State>` that owns it: no
+// two threads touch the `RefCell`s at once, and moving the whole `State`
+// to another thread moves every reference with its referent.
+unsafe impl Send for State {}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("producer", &self.producer)
+            .field("open_slots", &self.slots.len())
+            .finish()
+    }
+}
+
+pub(crate) type SharedProducer = Arc<Mutex<State>>;
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn shared(producer: Producer) -> SharedProducer {
+    Arc::new(Mutex::new(State {
+        slots: HashMap::new(),
+        next_token: 0,
+        producer: Box::new(producer),
+    }))
+}
+
+impl State {
+    /// Registers `id` and keeps its slot under a new token.
+    fn register(
+        &mut self,
+        id: &str,
+        nbytes: Option<u64>,
+        timeout: Option<Duration>,
+    ) -> Result<(u64, usize, u64, u64, u64), StreamError> {
+        // SAFETY: the producer is boxed (it does not move while `State`
+        // moves) and outlives every slot: `slots` is dropped first, and a
+        // slot leaves `slots` only to be committed or dropped while the
+        // state (and so the producer) is locked and alive.
+        let producer: &'static Producer = unsafe { &*(&*self.producer as *const Producer) };
+        let nbytes = nbytes.unwrap_or_else(|| producer.item_bytes());
+        let mut slot = producer.register_sized_timeout(id, nbytes, timeout)?;
+        let ptr = slot.payload_mut().as_mut_ptr() as usize;
+        let token = self.next_token;
+        self.next_token += 1;
+        let out = (token, ptr, slot.len(), slot.position(), slot.payload_offset());
+        self.slots.insert(token, slot);
+        Ok(out)
+    }
+}
+
+/// Parses a dtype name and a shape into metadata.
+pub(crate) fn meta(py: Python<'_>, id: &StreamId, dtype: &str, shape: &[u64]) -> PyResult<TensorMeta> {
+    let dtype: DType = dtype.parse().map_err(|e: StreamError| stream_err(py, id, &e))?;
+    TensorMeta::new(dtype, shape).map_err(|e| stream_err(py, id, &e))
+}
+
+/// Registers with the waits of `timeout` cut into slices (Ctrl-C).
+pub(crate) fn register(
+    py: Python<'_>,
+    state: &SharedProducer,
+    id: &StreamId,
+    tensor_id: &str,
+    nbytes: Option<u64>,
+    timeout: Option<Duration>,
+) -> PyResult<(u64, usize, u64, u64, u64)> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let slice = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+            None => SLICE,
+        };
+        let r = py.detach(|| lock(state).register(tensor_id, nbytes, Some(slice)));
+        match r {
+            Err(StreamError::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => {
+                py.check_signals()?;
+            }
+            Err(StreamError::Timeout { .. }) => {
+                let (capacity, payload) = {
+                    let s = lock(state);
+                    (s.producer.capacity(), s.producer.payload_bytes())
+                };
+                return Err(raise(
+                    py,
+                    "RingFull",
+                    format!(
+                        "stream {id}: the ring is full ({capacity} items, {payload} payload bytes) and the consumer released nothing within {:.3} s; pop chunks (and drop them) to make room",
+                        timeout.unwrap_or_default().as_secs_f64()
+                    ),
+                ));
+            }
+            Err(e) => return Err(stream_err(py, id, &e)),
+            Ok(v) => return Ok(v),
+        }
+    }
+}
+
+/// The writing end of a stream (created by `shmstream.Producer`).
+#[pyclass(module = "shmstream._shmstream", name = "_Producer", frozen)]
+#[derive(Debug)]
+pub(crate) struct PyProducer {
+    pub(crate) state: SharedProducer,
+    pub(crate) id: StreamId,
+    pub(crate) timeout: Option<Duration>,
+}
+
+#[pymethods]
+impl PyProducer {
+    #[staticmethod]
+    #[pyo3(signature = (request_id, edge_name, from_partition, capacity, item_bytes, payload_bytes=None, prefix=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        py: Python<'_>,
+        request_id: String,
+        edge_name: String,
+        from_partition: String,
+        capacity: u64,
+        item_bytes: u64,
+        payload_bytes: Option<u64>,
+        prefix: Option<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        let id = StreamId {
+            request_id,
+            edge_name,
+            from_partition,
+        };
+        let timeout = crate::seconds(py, timeout)?;
+        let mut cfg = shmstream::StreamConfig::new(id.clone())
+            .with_capacity(capacity)
+            .with_item_bytes(item_bytes)
+            .with_timeout(timeout);
+        if let Some(p) = payload_bytes {
+            cfg = cfg.with_payload_bytes(p);
+        }
+        if let Some(p) = &prefix {
+            cfg = cfg.with_prefix(p);
+        }
+        let producer = py
+            .detach(|| Producer::create(&cfg))
+            .map_err(|e| crate::errors::setup_err(py, &id, &e))?;
+        Ok(PyProducer {
+            state: shared(producer),
+            id,
+            timeout,
+        })
+    }
+
+    /// Reserves the next position for `tensor_id` (`nbytes`, default the
+    /// stream's item size) and returns its slot to fill and commit.
+    #[pyo3(signature = (tensor_id, nbytes=None, timeout=-1.0))]
+    fn register(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        nbytes: Option<u64>,
+        timeout: Option<f64>,
+    ) -> PyResult<PySlot> {
+        let timeout = self.timeout_arg(py, timeout)?;
+        let (token, ptr, len, position, offset) =
+            register(py, &self.state, &self.id, tensor_id, nbytes, timeout)?;
+        Ok(PySlot {
+            state: self.state.clone(),
+            id: self.id.clone(),
+            tensor_id: tensor_id.to_string(),
+            token,
+            ptr,
+            len,
+            position,
+            offset,
+            open: Mutex::new(true),
+        })
+    }
+
+    /// The reference's `pre_read_register`: reserves the next position for
+    /// `tensor_id` until `put` names it; returns its payload offset.
+    #[pyo3(signature = (tensor_id, nbytes=None))]
+    fn pre_read_register(&self, py: Python<'_>, tensor_id: &str, nbytes: Option<u64>) -> PyResult<u64> {
+        let s = lock(&self.state);
+        let r = match nbytes {
+            Some(n) => s.producer.pre_read_register_sized(tensor_id, n),
+            None => s.producer.pre_read_register(tensor_id),
+        };
+        r.map_err(|e| stream_err(py, &self.id, &e))
+    }
+
+    /// Copies `nbytes` from address `ptr` (a contiguous host array the
+    /// caller keeps alive) into the slot `pre_read_register` reserved for
+    /// `tensor_id`, and commits it.
+    fn _put_raw(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        dtype: &str,
+        shape: Vec<u64>,
+        ptr: usize,
+        nbytes: usize,
+    ) -> PyResult<()> {
+        let meta = meta(py, &self.id, dtype, &shape)?;
+        if meta.nbytes() != nbytes as u64 {
+            return Err(stream_err(
+                py,
+                &self.id,
+                &StreamError::SizeMismatch {
+                    given: nbytes as u64,
+                    expected: meta.nbytes(),
+                },
+            ));
+        }
+        let addr = ptr;
+        let put = move || {
+            // SAFETY: the Python caller passes the address and size of a
+            // contiguous host array it holds a reference to for the call.
+            let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, nbytes) };
+            lock(&self.state).producer.put(tensor_id, meta, bytes)
+        };
+        // Large copies run without the GIL.
+        let r = if nbytes >= 1 << 16 { py.detach(put) } else { put() };
+        r.map_err(|e| stream_err(py, &self.id, &e))
+    }
+
+    /// Registers `tensor_id` with exactly `nbytes`, copies `nbytes` from
+    /// address `ptr` (a contiguous host array the caller keeps alive) into
+    /// the slot and commits it: one copy, without the GIL for large ones.
+    #[pyo3(signature = (tensor_id, dtype, shape, ptr, nbytes, timeout=-1.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn _send_raw(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        dtype: &str,
+        shape: Vec<u64>,
+        ptr: usize,
+        nbytes: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let meta = meta(py, &self.id, dtype, &shape)?;
+        if meta.nbytes() != nbytes as u64 {
+            return Err(stream_err(
+                py,
+                &self.id,
+                &StreamError::SizeMismatch {
+                    given: nbytes as u64,
+                    expected: meta.nbytes(),
+                },
+            ));
+        }
+        let timeout = self.timeout_arg(py, timeout)?;
+        let (token, dst, _, _, _) =
+            register(py, &self.state, &self.id, tensor_id, Some(nbytes as u64), timeout)?;
+        let (src, dst) = (ptr, dst);
+        let copy = move || {
+            let mut state = lock(&self.state);
+            let slot = state.slots.remove(&token).expect("just registered");
+            // SAFETY: `src` is the caller's live array of `nbytes` bytes;
+            // `dst` is the slot's reservation of exactly `nbytes` bytes,
+            // which this handle alone may write until the commit below.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, nbytes);
+            }
+            slot.commit(meta).map_err(|refused| refused.error)
+        };
+        let r = if nbytes >= 1 << 16 { py.detach(copy) } else { copy() };
+        r.map_err(|e| stream_err(py, &self.id, &e))
+    }
+
+    /// Commits the slot of `tensor_id` whose bytes were written in place.
+    fn put_in_place(&self, py: Python<'_>, tensor_id: &str, dtype: &str, shape: Vec<u64>) -> PyResult<()> {
+        let meta = meta(py, &self.id, dtype, &shape)?;
+        lock(&self.state)
+            .producer
+            .put_in_place(tensor_id, meta)
+            .map_err(|e| stream_err(py, &self.id, &e))
+    }
+
+    /// The producer's last word: nothing more will be registered.
+    fn signal_done(&self) {
+        lock(&self.state).producer.signal_done();
+    }
+
+    /// Waits until the consumer released every item (GIL released).
+    #[pyo3(signature = (timeout=None))]
+    fn wait_drained(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = crate::seconds(py, timeout)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+                None => SLICE,
+            };
+            match py.detach(|| lock(&self.state).producer.wait_drained(Some(slice))) {
+                Err(StreamError::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    py.check_signals()?;
+                }
+                r => return r.map_err(|e| stream_err(py, &self.id, &e)),
+            }
+        }
+    }
+
+    #[getter]
+    fn capacity(&self) -> u64 {
+        lock(&self.state).producer.capacity()
+    }
+
+    #[getter]
+    fn item_bytes(&self) -> u64 {
+        lock(&self.state).producer.item_bytes()
+    }
+
+    #[getter]
+    fn payload_bytes(&self) -> u64 {
+        lock(&self.state).producer.payload_bytes()
+    }
+
+    #[getter]
+    fn registered(&self) -> u64 {
+        lock(&self.state).producer.registered()
+    }
+
+    /// `(address, length)` of the payload mapping.
+    #[getter]
+    fn payload_region(&self) -> (usize, usize) {
+        let (p, n) = lock(&self.state).producer.payload_region();
+        (p as usize, n)
+    }
+
+    #[getter]
+    fn request_id(&self) -> &str {
+        &self.id.request_id
+    }
+
+    #[getter]
+    fn edge_name(&self) -> &str {
+        &self.id.edge_name
+    }
+
+    #[getter]
+    fn from_partition(&self) -> &str {
+        &self.id.from_partition
+    }
+}
+
+impl PyProducer {
+    /// `-1.0` (the default) means the stream's timeout; `None` for ever.
+    fn timeout_arg(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
+        match timeout {
+            Some(t) if t == -1.0 => Ok(self.timeout),
+            t => crate::seconds(py, t),
+        }
+    }
+}
+
+/// A reserved slot: fill its memory in place (`numpy.asarray(slot)` is a
+/// writable `uint8` array of its `len` bytes; `slot.__dlpack__` for torch),
+/// then `commit(dtype, shape)`. Dropped uncommitted, the position is
+/// published as abandoned (the consumer reports it).
+#[pyclass(module = "shmstream", name = "Slot", frozen)]
+#[derive(Debug)]
+pub(crate) struct PySlot {
+    state: SharedProducer,
+    id: StreamId,
+    #[pyo3(get)]
+    tensor_id: String,
+    token: u64,
+    ptr: usize,
+    /// Bytes reserved.
+    #[pyo3(get)]
+    len: u64,
+    /// Stream position.
+    #[pyo3(get)]
+    position: u64,
+    /// Offset in the payload region.
+    #[pyo3(get)]
+    offset: u64,
+    open: Mutex<bool>,
+}
+
+impl PySlot {
+    fn check_open(&self, py: Python<'_>) -> PyResult<()> {
+        if *self.open.lock().unwrap_or_else(|e| e.into_inner()) {
+            Ok(())
+        } else {
+            Err(raise(
+                py,
+                "SlotClosed",
+                format!(
+                    "stream {}: slot {:?} (position {}) was committed or abandoned; its memory belongs to the consumer now",
+                    self.id, self.tensor_id, self.position
+                ),
+            ))
+        }
+    }
+
+    fn view(&self, py: Python<'_>) -> PyResult<View> {
+        self.check_open(py)?;
+        let keep: KeepAlive = self.state.clone();
+        Ok(View {
+            t: Strided {
+                ptr: self.ptr as *mut u8,
+                dtype: DType::U8,
+                shape: vec![self.len],
+                strides: vec![1],
+            },
+            keep,
+            writable: true,
+        })
+    }
+}
+
+#[pymethods]
+impl PySlot {
+    /// numpy's array interface: the slot's bytes, writable `uint8`.
+    #[getter]
+    fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+        self.view(py)?.__array_interface__(py)
+    }
+
+    /// The slot's memory as a writable numpy array of `dtype` and `shape`
+    /// (default: all its bytes as `uint8`); write the tensor there, then
+    /// `commit`. Do not write through it after the commit.
+    #[pyo3(signature = (dtype=None, shape=None))]
+    fn numpy(
+        slf: &Bound<'_, Self>,
+        dtype: Option<Bound<'_, PyAny>>,
+        shape: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        static ARRAY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        Ok(ARRAY
+            .import(py, "shmstream._tensors", "slot_array")?
+            .call1((slf, dtype, shape))?
+            .unbind())
+    }
+
+    /// The slot's bytes as a writable view object (numpy/DLPack).
+    fn _view(&self, py: Python<'_>) -> PyResult<View> {
+        self.view(py)
+    }
+
+    /// Address of the slot's first byte.
+    #[getter]
+    fn data_ptr(&self) -> usize {
+        self.ptr
+    }
+
+    /// Publishes the tensor: `dtype` (`"f32"`, ...) and `shape` describe
+    /// the bytes written from the slot's start.
+    fn commit(&self, py: Python<'_>, dtype: &Bound<'_, PyAny>, shape: Vec<u64>) -> PyResult<()> {
+        self.check_open(py)?;
+        let name: String = match dtype.extract::<String>() {
+            Ok(s) => s,
+            Err(_) => {
+                static NAME: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+                NAME.import(py, "shmstream._tensors", "dtype_name")?
+                    .call1((dtype,))?
+                    .extract()?
+            }
+        };
+        let meta = meta(py, &self.id, &name, &shape)?;
+        let mut state = lock(&self.state);
+        let Some(slot) = state.slots.remove(&self.token) else {
+            return Err(raise(py, "SlotClosed", format!("stream {}: slot {:?} is gone", self.id, self.tensor_id)));
+        };
+        match slot.commit(meta) {
+            Ok(()) => {
+                *self.open.lock().unwrap_or_else(|e| e.into_inner()) = false;
+                Ok(())
+            }
+            Err(refused) => {
+                state.slots.insert(self.token, refused.slot);
+                Err(stream_err(py, &self.id, &refused.error))
+            }
+        }
+    }
+
+    /// Gives the position up (the consumer reports it as abandoned).
+    fn abandon(&self) {
+        let was_open = std::mem::replace(&mut *self.open.lock().unwrap_or_else(|e| e.into_inner()), false);
+        if was_open {
+            let slot = lock(&self.state).slots.remove(&self.token);
+            drop(slot);
+        }
+    }
+
+    /// Whether the slot is still open (not committed nor abandoned).
+    #[getter]
+    fn is_open(&self) -> bool {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[pyo3(signature = (*, stream=None, max_version=None, dl_device=None, copy=None))]
+    fn __dlpack__(
+        &self,
+        py: Python<'_>,
+        stream: Option<Bound<'_, PyAny>>,
+        max_version: Option<(u32, u32)>,
+        dl_device: Option<(i32, i32)>,
+        copy: Option<bool>,
+    ) -> PyResult<Py<PyAny>> {
+        dlpack_args(stream.as_ref(), dl_device, copy)?;
+        let v = self.view(py)?;
+        let versioned = max_version.is_some_and(|(major, _)| major >= 1);
+        dlpack::capsule(py, &v.t, v.keep.clone(), versioned, false)
+    }
+
+    fn __dlpack_device__(&self) -> (i32, i32) {
+        dlpack::CPU_DEVICE
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Leaving a `with` block without a commit abandons the slot.
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.abandon();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Slot({:?}, position={}, len={}, {})",
+            self.tensor_id,
+            self.position,
+            self.len,
+            if self.is_open() { "open" } else { "closed" }
+        )
+    }
+}
+
+impl Drop for PySlot {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
