@@ -107,19 +107,33 @@ pub fn config(prefix: &str, capacity: u64, slot_bytes: u64) -> StreamConfig {
 /// them out of order within groups of `reorder` (reversed, then rotated by
 /// the group's index), as unordered RDMA completions would land.
 pub fn produce_reordered(producer: &Producer, n: u64, reorder: usize) {
+    reordered(
+        n,
+        reorder,
+        |s| producer.register(&format!("t{s}")).unwrap(),
+        |s, slot| commit_item(slot, s, item_words(s, 64)),
+    );
+}
+
+/// Registers items `0..n` in order with `register` and commits them with
+/// `commit` out of order within groups of `reorder`: each group reversed,
+/// then rotated by its index.
+pub fn reordered<'p>(
+    n: u64,
+    reorder: usize,
+    mut register: impl FnMut(u64) -> Slot<'p>,
+    mut commit: impl FnMut(u64, Slot<'p>),
+) {
     let mut seq = 0u64;
     let mut group = Vec::with_capacity(reorder);
     while seq < n {
         let take = (reorder as u64).min(n - seq);
-        for k in 0..take {
-            let slot = producer.register(&format!("t{}", seq + k)).unwrap();
-            group.push((seq + k, slot));
-        }
+        group.extend((seq..seq + take).map(|s| (s, register(s))));
         group.reverse();
         let rot = (seq as usize / reorder) % group.len();
         group.rotate_left(rot);
         for (s, slot) in group.drain(..) {
-            commit_item(slot, s, item_words(s, 64));
+            commit(s, slot);
         }
         seq += take;
     }
@@ -207,31 +221,25 @@ pub fn check_sized(seq: u64, huge_every: u64, bytes: &[u8]) -> Result<(), String
 }
 
 /// Registers `n` sized items with their sizes and commits them out of
-/// order within groups of `reorder` (reversed, then rotated), as unordered
-/// RDMA completions would land.
+/// order within groups of `reorder` (see [`reordered`]), as unordered RDMA
+/// completions would land.
 pub fn produce_sized(producer: &Producer, n: u64, huge_every: u64, reorder: usize) {
-    let mut seq = 0u64;
-    let mut group = Vec::with_capacity(reorder);
-    while seq < n {
-        let take = (reorder as u64).min(n - seq);
-        for k in 0..take {
-            let s = seq + k;
-            let len = sized_len(s, huge_every);
-            let slot = producer.register_sized(&format!("t{s}"), len).unwrap();
-            group.push((s, slot));
-        }
-        group.reverse();
-        let rot = (seq as usize / reorder) % group.len();
-        group.rotate_left(rot);
-        for (s, mut slot) in group.drain(..) {
+    reordered(
+        n,
+        reorder,
+        |s| {
+            producer
+                .register_sized(&format!("t{s}"), sized_len(s, huge_every))
+                .unwrap()
+        },
+        |s, mut slot| {
             fill_sized(s, slot.payload_mut());
             let len = slot.len();
             slot.commit(TensorMeta::new(DType::U8, &[len]).unwrap())
                 .map_err(|e| e.error)
                 .unwrap();
-        }
-        seq += take;
-    }
+        },
+    );
 }
 
 /// Reads a sized stream until it is all in, checking that every item
