@@ -348,6 +348,10 @@ pub(crate) struct ProducerRing {
     /// consumer cannot have released past it (it never saw it complete), so
     /// a `released` beyond it is corrupt, not a licence to reuse the slot.
     oldest_open: u64,
+    /// A stream of a worker hub: marks the stream ready in the hub at every
+    /// publication (after the stream's own bell), so the worker waiting on
+    /// all its streams at once wakes up.
+    notifier: Option<crate::hub::Notifier>,
 }
 
 impl ProducerRing {
@@ -361,6 +365,20 @@ impl ProducerRing {
             head: 0,
             states: vec![SlotState::Free; capacity].into_boxed_slice(),
             oldest_open: 0,
+            notifier: None,
+        }
+    }
+
+    /// Makes every publication also mark the stream ready in a hub.
+    pub(crate) fn set_notifier(&mut self, notifier: crate::hub::Notifier) {
+        self.notifier = Some(notifier);
+    }
+
+    /// Tells the hub, if any, that the stream has news for its consumer.
+    #[inline]
+    fn notify_hub(&self) {
+        if let Some(notifier) = &self.notifier {
+            notifier.notify();
         }
     }
 
@@ -567,12 +585,14 @@ impl ProducerRing {
         #[cfg(shmstream_weaken = "commit_release")]
         desc.seq.store(position + 1, Ordering::Relaxed);
         self.mem.control().data_bell.ring();
+        self.notify_hub();
     }
 
     /// Marks the stream done and wakes the consumer.
     pub(crate) fn signal_done(&self) {
         self.mem.set_flag(FLAG_DONE);
         self.mem.control().data_bell.ring();
+        self.notify_hub();
     }
 
     /// Waits until the consumer released everything registered (or left).
@@ -651,6 +671,7 @@ impl Drop for ProducerRing {
     fn drop(&mut self) {
         self.mem.set_flag(FLAG_PRODUCER_GONE);
         self.mem.control().data_bell.wake();
+        self.notify_hub();
     }
 }
 

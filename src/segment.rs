@@ -157,7 +157,10 @@ impl Segment {
     }
 }
 
-fn os_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(nix::Error) -> SetupError + 'a {
+pub(crate) fn os_err<'a>(
+    op: &'static str,
+    name: &'a str,
+) -> impl FnOnce(nix::Error) -> SetupError + 'a {
     move |e| SetupError::Os {
         op,
         name: name.to_string(),
@@ -165,7 +168,7 @@ fn os_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(nix::Error) -> Set
     }
 }
 
-fn io_err(op: &'static str, name: &str, source: io::Error) -> SetupError {
+pub(crate) fn io_err(op: &'static str, name: &str, source: io::Error) -> SetupError {
     SetupError::Os {
         op,
         name: name.to_string(),
@@ -174,7 +177,7 @@ fn io_err(op: &'static str, name: &str, source: io::Error) -> SetupError {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Lock {
+pub(crate) enum Lock {
     Read,
     Write,
 }
@@ -201,7 +204,7 @@ fn flock(kind: libc::c_short, byte: i64) -> libc::flock {
 /// Takes a lock on `byte`; false when another description holds a
 /// conflicting one. A write lock needs a descriptor open for writing, a
 /// read lock one open for reading.
-fn take_lock(fd: &OwnedFd, lock: Lock, byte: i64) -> io::Result<bool> {
+pub(crate) fn take_lock(fd: &OwnedFd, lock: Lock, byte: i64) -> io::Result<bool> {
     let fl = flock(lock.kind(), byte);
     // SAFETY: F_OFD_SETLK reads the `flock` we pass, which outlives the call.
     let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
@@ -217,7 +220,7 @@ fn take_lock(fd: &OwnedFd, lock: Lock, byte: i64) -> io::Result<bool> {
 
 /// The lock some other open file description holds on `byte`, if any
 /// (works on a read-only descriptor: testing needs no access).
-fn lock_state(fd: &OwnedFd, byte: i64) -> io::Result<Option<Lock>> {
+pub(crate) fn lock_state(fd: &OwnedFd, byte: i64) -> io::Result<Option<Lock>> {
     let mut fl = flock(libc::F_WRLCK as libc::c_short, byte);
     // SAFETY: F_OFD_GETLK reads and writes the `flock` we pass, which
     // outlives the call.
@@ -348,7 +351,7 @@ fn map_double(
     ))
 }
 
-fn c_name(name: &str) -> CString {
+pub(crate) fn c_name(name: &str) -> CString {
     CString::new(name).expect("segment names are checked to hold no NUL")
 }
 
@@ -379,7 +382,7 @@ fn same_file(a: &OwnedFd, b: &OwnedFd, name: &str) -> Result<bool, SetupError> {
 
 /// Whether `name` leads to the file open as `fd` right now (device and
 /// inode). A name that is gone, or is a symlink, leads elsewhere.
-fn names_file(name: &str, fd: &OwnedFd) -> Result<bool, SetupError> {
+pub(crate) fn names_file(name: &str, fd: &OwnedFd) -> Result<bool, SetupError> {
     match shm_open(
         c_name(name).as_c_str(),
         open_flags(Access::Check),
@@ -466,7 +469,7 @@ fn reclaim(name: &str) -> Result<Reclaim, SetupError> {
 /// Opens an existing segment read-only (`None` when there is none) and
 /// checks its owner and mode; returns it with the file's length. Read-only:
 /// a segment is opened for writing only once it passed the checks.
-fn open_existing(name: &str) -> Result<Option<(OwnedFd, u64)>, SetupError> {
+pub(crate) fn open_existing(name: &str) -> Result<Option<(OwnedFd, u64)>, SetupError> {
     let fd = match shm_open(
         c_name(name).as_c_str(),
         open_flags(Access::Check),
@@ -506,7 +509,7 @@ fn check_owner(fd: &OwnedFd, name: &str) -> Result<libc::off_t, SetupError> {
 /// write-locked on the producer byte at once, then checked to still be the
 /// file the name leads to (a reclaimer that found it in the instant before
 /// the lock may have removed it). Reclaims the name of a dead producer.
-fn claim(name: &str) -> Result<OwnedFd, SetupError> {
+pub(crate) fn claim(name: &str) -> Result<OwnedFd, SetupError> {
     for _ in 0..CLAIM_ATTEMPTS {
         match shm_open(
             c_name(name).as_c_str(),
@@ -559,7 +562,7 @@ fn claim(name: &str) -> Result<OwnedFd, SetupError> {
 /// Reserves the segment's memory on the shared-memory file system, so that
 /// a full `/dev/shm` is an error here and not a SIGBUS at the first write
 /// to a page that cannot be allocated (`ftruncate` alone allocates nothing).
-fn reserve(fd: &OwnedFd, needed: u64, name: &str) -> Result<(), SetupError> {
+pub(crate) fn reserve(fd: &OwnedFd, needed: u64, name: &str) -> Result<(), SetupError> {
     let no_space = |available: u64| SetupError::NoSpace {
         name: name.to_string(),
         dir: SHM_DIR,
@@ -904,7 +907,10 @@ fn open_checked(name: &str) -> Result<(OwnedFd, HeaderCopy, HeaderPage), SetupEr
 /// when the name is gone or leads to another file by now (it could have
 /// been replaced between the two opens). The new descriptor passes the
 /// owner checks again.
-fn open_same_for_writing(checked: &OwnedFd, name: &str) -> Result<Option<OwnedFd>, SetupError> {
+pub(crate) fn open_same_for_writing(
+    checked: &OwnedFd,
+    name: &str,
+) -> Result<Option<OwnedFd>, SetupError> {
     let fd = match shm_open(
         c_name(name).as_c_str(),
         open_flags(Access::Write),

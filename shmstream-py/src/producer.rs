@@ -202,12 +202,31 @@ impl PyProducer {
     /// `tensor_id` until `put` names it; returns its payload offset.
     #[pyo3(signature = (tensor_id, nbytes=None))]
     fn pre_read_register(&self, py: Python<'_>, tensor_id: &str, nbytes: Option<u64>) -> PyResult<u64> {
-        let s = lock(&self.state);
-        let r = match nbytes {
-            Some(n) => s.producer.pre_read_register_sized(tensor_id, n),
-            None => s.producer.pre_read_register(tensor_id),
-        };
-        r.map_err(|e| stream_err(py, &self.id, &e))
+        // The wait for room (the stream's timeout) runs without the GIL.
+        let r = py.detach(|| {
+            let s = lock(&self.state);
+            match nbytes {
+                Some(n) => s.producer.pre_read_register_sized(tensor_id, n),
+                None => s.producer.pre_read_register(tensor_id),
+            }
+        });
+        r.map_err(|e| match e {
+            StreamError::Timeout { waited, .. } => {
+                let s = lock(&self.state);
+                raise(
+                    py,
+                    "RingFull",
+                    format!(
+                        "stream {}: the ring is full ({} items, {} payload bytes) and the consumer released nothing within {:.3} s; pop chunks (and drop them and their views) to make room",
+                        self.id,
+                        s.producer.capacity(),
+                        s.producer.payload_bytes(),
+                        waited.as_secs_f64()
+                    ),
+                )
+            }
+            e => stream_err(py, &self.id, &e),
+        })
     }
 
     /// Copies `nbytes` from address `ptr` (a contiguous host array the
