@@ -102,6 +102,33 @@ pub enum SetupError {
         /// The segment's name.
         name: String,
     },
+    /// The worker hub has no free entry for another stream: every entry
+    /// holds a stream its consumer has not removed yet.
+    HubFull {
+        /// The hub's name.
+        name: String,
+        /// How many streams the hub holds at most.
+        entries: u32,
+    },
+    /// Every producer slot of the worker hub is taken by a live process.
+    TooManyProducers {
+        /// The hub's name.
+        name: String,
+        /// How many producer processes may attach at once.
+        max: usize,
+    },
+    /// The worker that owns the hub is gone (its process died or dropped
+    /// its stream set); nobody would read a stream announced there.
+    WorkerGone {
+        /// The hub's name.
+        name: String,
+    },
+    /// No producer announced a stream of that identity in the hub (yet),
+    /// or it was adopted already.
+    NotAnnounced {
+        /// The stream's segment name.
+        name: String,
+    },
     /// An operating-system call failed.
     Os {
         /// What was being done.
@@ -179,6 +206,22 @@ impl fmt::Display for SetupError {
             SetupError::ConsumerAlreadyAttached { name } => {
                 write!(f, "segment {name} already has a consumer attached")
             }
+            SetupError::HubFull { name, entries } => write!(
+                f,
+                "worker hub {name} is full: all {entries} stream entries are in use (remove finished streams from the stream set, or create the hub with more entries)"
+            ),
+            SetupError::TooManyProducers { name, max } => write!(
+                f,
+                "worker hub {name} already has {max} producer processes attached, the limit"
+            ),
+            SetupError::WorkerGone { name } => write!(
+                f,
+                "the worker of hub {name} is gone: its consumer process died or dropped its stream set"
+            ),
+            SetupError::NotAnnounced { name } => write!(
+                f,
+                "no producer announced stream {name} in the hub (or it was adopted already)"
+            ),
             SetupError::Os { op, name, source } => {
                 write!(f, "could not {op} segment {name}: {source}")
             }

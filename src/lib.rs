@@ -57,6 +57,10 @@ mod error;
 pub mod fuzzing;
 #[cfg(any(loom, miri))]
 mod heap;
+mod hub;
+mod hub_producer;
+#[cfg(not(loom))]
+mod hub_segment;
 mod layout;
 mod lease;
 mod open;
@@ -65,6 +69,7 @@ mod producer;
 mod ring;
 #[cfg(not(loom))]
 mod segment;
+mod stream_set;
 mod sync;
 mod tensor;
 mod view;
@@ -79,6 +84,10 @@ pub use chunk::StreamChunk;
 pub use config::{StreamConfig, StreamId, DEFAULT_PREFIX, MAX_PREFIX_LEN};
 pub use consumer::Consumer;
 pub use error::{Resource, SetupError, StreamError};
+pub use hub::{DEFAULT_HUB_ENTRIES, MAX_HUB_ENTRIES, MAX_HUB_PRODUCERS, MIN_HUB_ENTRIES};
+pub use hub_producer::Hub;
+#[cfg(not(loom))]
+pub use hub_segment::{hub_name, MAX_WORKER_LEN};
 pub use layout::{
     placement_align, MAX_ALIGN, MAX_CAPACITY, MAX_DIMS, MAX_ID_LEN, MAX_NAME_LEN,
     MAX_PAYLOAD_BYTES, MIN_ALIGN,
@@ -88,5 +97,6 @@ pub use open::{in_process, in_process_buffer};
 pub use producer::{CommitError, Producer, Slot};
 #[cfg(not(loom))]
 pub use segment::{inspect, list_segments, remove_if_dead, SegmentInfo};
+pub use stream_set::{Adopter, StreamKey, StreamSet, WATCH_SLICE};
 pub use tensor::{DType, TensorMeta};
 pub use view::{Element, ItemView, TensorView};

@@ -30,7 +30,7 @@ use std::time::Duration;
 /// assert_eq!(consumer.poll().unwrap(), 2);
 /// ```
 pub struct Producer {
-    ring: RefCell<ProducerRing>,
+    pub(crate) ring: RefCell<ProducerRing>,
     /// By slot: the id a `pre_read_register` position waits under, for the
     /// by-id calls. Meaningful only where the ring says `Pending`.
     ids: RefCell<Box<[PendingId]>>,

@@ -1,0 +1,757 @@
+//! The worker hub's protocol over raw memory: one small shared area per
+//! consumer worker through which any number of producer processes announce
+//! new streams and mark streams ready, and one futex for the whole worker.
+//!
+//! No OS calls here (liveness and locks are the backing's business), so
+//! loom and Miri run exactly this code on heap memory, and production runs
+//! it on the mapped hub segment (`hub_segment.rs`).
+//!
+//! - **Entries**: one per stream. A producer claims a free entry with a CAS
+//!   on its state word (`Free(g) -> Claimed(g + 1, me)`), writes the
+//!   stream's identity into it, and publishes it with a Release store
+//!   (`Published(g + 1, me)`). Only the consumer frees a published entry
+//!   (`retire`). An entry claimed by a producer that died before it
+//!   published is taken over by the next claimer (or freed by the
+//!   consumer's sweep): the claim names the producer's slot and the epoch
+//!   of its attachment, and a slot's liveness is a lock the kernel drops
+//!   when the process dies.
+//! - **Bitmaps**: `announce` (entry `i` was published) and `ready` (the
+//!   stream of entry `i` committed, said done, or its producer left). A
+//!   producer sets a bit with a Release `fetch_or` and rings the bell only
+//!   when the bit was clear (a set bit is still to be taken, and whoever set
+//!   it rang). The consumer takes a word with an Acquire `swap(0)`, so it
+//!   visits only the words that changed: O(words + ready) per look.
+//! - **Bell**: a [`Doorbell`]: the consumer announces itself, fences and
+//!   re-checks the bitmaps before it sleeps; a producer fences after its
+//!   `fetch_or` and wakes it if it sleeps.
+
+use crate::config::MAX_PREFIX_LEN;
+use crate::doorbell::Doorbell;
+use crate::layout::{Padded, MAX_NAME_LEN};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// Fewest streams a hub holds (one bitmap word).
+pub const MIN_HUB_ENTRIES: u32 = 64;
+/// Most streams a hub holds.
+pub const MAX_HUB_ENTRIES: u32 = 4096;
+/// Streams a hub holds unless told otherwise.
+pub const DEFAULT_HUB_ENTRIES: u32 = 1024;
+/// Producer processes (attachments) a hub admits at once.
+pub const MAX_HUB_PRODUCERS: usize = 64;
+
+/// Bytes of one entry.
+pub(crate) const ENTRY_BYTES: usize = 512;
+/// Words of identity text in an entry.
+pub(crate) const TEXT_WORDS: usize = 60;
+/// Where the identity's four strings start in an entry's text and how long
+/// each may be: the prefix, request_id, edge_name, from_partition.
+const TEXT_FIELDS: [(usize, usize); 4] = [
+    (0, MAX_PREFIX_LEN),
+    (MAX_PREFIX_LEN, MAX_NAME_LEN),
+    (MAX_PREFIX_LEN + MAX_NAME_LEN, MAX_NAME_LEN),
+    (MAX_PREFIX_LEN + 2 * MAX_NAME_LEN, MAX_NAME_LEN),
+];
+const _: () = assert!(MAX_PREFIX_LEN + 3 * MAX_NAME_LEN <= TEXT_WORDS * 8);
+
+/// Bytes of the hub's first page (header, then the control block).
+pub(crate) const HUB_HEADER_BYTES: u64 = 4096;
+/// Where the control block starts.
+pub(crate) const HUB_CONTROL_OFFSET: u64 = 1024;
+const ALIGN: u64 = 128;
+
+const KIND_FREE: u64 = 0;
+const KIND_CLAIMED: u64 = 1;
+const KIND_PUBLISHED: u64 = 2;
+
+/// One producer attachment: its slot in the hub and the epoch of the
+/// attachment that holds the slot (the slot is reused by later ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ProducerId {
+    /// `0 .. MAX_HUB_PRODUCERS`.
+    pub(crate) slot: u8,
+    /// The slot's epoch when this producer attached (low 16 bits).
+    pub(crate) epoch: u16,
+}
+
+/// An entry's state word, decoded: `kind` (bits 0-7), producer slot
+/// (8-15), producer epoch (16-31), generation (32-63). The generation grows
+/// by one at every claim, so a stale view of an entry never matches a
+/// later stream's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EntryState {
+    Free {
+        gen: u32,
+    },
+    Claimed {
+        gen: u32,
+        by: ProducerId,
+    },
+    Published {
+        gen: u32,
+        by: ProducerId,
+    },
+    /// A value no correct party writes.
+    Invalid(u64),
+}
+
+impl EntryState {
+    pub(crate) fn decode(word: u64) -> EntryState {
+        let gen = (word >> 32) as u32;
+        let by = ProducerId {
+            slot: (word >> 8) as u8,
+            epoch: (word >> 16) as u16,
+        };
+        match word & 0xff {
+            KIND_FREE if word & 0xffff_ff00 == 0 => EntryState::Free { gen },
+            KIND_CLAIMED if (by.slot as usize) < MAX_HUB_PRODUCERS => {
+                EntryState::Claimed { gen, by }
+            }
+            KIND_PUBLISHED if (by.slot as usize) < MAX_HUB_PRODUCERS => {
+                EntryState::Published { gen, by }
+            }
+            _ => EntryState::Invalid(word),
+        }
+    }
+
+    fn encode(kind: u64, gen: u32, by: ProducerId) -> u64 {
+        kind | (by.slot as u64) << 8 | (by.epoch as u64) << 16 | (gen as u64) << 32
+    }
+}
+
+/// Where the parts of a hub lie, from its number of entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HubGeometry {
+    /// A multiple of 64 in `MIN_HUB_ENTRIES ..= MAX_HUB_ENTRIES`.
+    pub(crate) entries: u32,
+    pub(crate) ready_offset: u64,
+    pub(crate) announce_offset: u64,
+    pub(crate) entries_offset: u64,
+    pub(crate) total_bytes: u64,
+}
+
+impl HubGeometry {
+    /// The layout of a hub of `entries` streams.
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming the limits when `entries` is out of range.
+    pub(crate) fn new(entries: u32) -> Result<HubGeometry, String> {
+        if !(MIN_HUB_ENTRIES..=MAX_HUB_ENTRIES).contains(&entries) || entries % 64 != 0 {
+            return Err(format!(
+                "a hub holds {MIN_HUB_ENTRIES} to {MAX_HUB_ENTRIES} streams in multiples of 64, not {entries}"
+            ));
+        }
+        let bitmap = (entries as u64 / 64 * 8).next_multiple_of(ALIGN);
+        let ready_offset = HUB_HEADER_BYTES;
+        let announce_offset = ready_offset + bitmap;
+        let entries_offset = announce_offset + bitmap;
+        let total_bytes =
+            (entries_offset + entries as u64 * ENTRY_BYTES as u64).next_multiple_of(4096);
+        Ok(HubGeometry {
+            entries,
+            ready_offset,
+            announce_offset,
+            entries_offset,
+            total_bytes,
+        })
+    }
+
+    pub(crate) fn words(&self) -> usize {
+        self.entries as usize / 64
+    }
+}
+
+/// A producer slot: its attachment epoch and its holder's pid (for
+/// messages; liveness is the backing's lock).
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct ProducerSlot {
+    /// Bumped by each attachment that takes the slot.
+    pub(crate) epoch: AtomicU32,
+    pub(crate) pid: AtomicU32,
+}
+
+/// The hub's control block: the worker's bell and the producer slots.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct HubControl {
+    /// The consumer sleeps here; producers ring.
+    pub(crate) bell: Padded<Doorbell>,
+    pub(crate) producers: [ProducerSlot; MAX_HUB_PRODUCERS],
+}
+
+impl HubControl {
+    // Only heap hubs build these; segments start from zeroed memory.
+    pub(crate) fn new() -> Self {
+        HubControl {
+            bell: Padded::new(Doorbell::new()),
+            producers: std::array::from_fn(|_| ProducerSlot {
+                epoch: AtomicU32::new(0),
+                pid: AtomicU32::new(0),
+            }),
+        }
+    }
+}
+
+/// One stream's entry. Every field is an atomic: other processes write it.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// An [`EntryState`], encoded.
+    pub(crate) state: AtomicU64,
+    /// The claimer's pid (for messages and `inspect`).
+    pub(crate) pid: AtomicU32,
+    /// Lengths of the identity's four strings (0 for an in-process stream,
+    /// which is adopted through its own table and needs no text).
+    pub(crate) lens: [AtomicU32; 4],
+    pub(crate) _pad: AtomicU32,
+    /// The strings, at the offsets of `TEXT_FIELDS`, little-endian packed.
+    pub(crate) text: [AtomicU64; TEXT_WORDS],
+}
+
+impl Entry {
+    pub(crate) fn new() -> Self {
+        Entry {
+            state: AtomicU64::new(0),
+            pid: AtomicU32::new(0),
+            lens: std::array::from_fn(|_| AtomicU32::new(0)),
+            _pad: AtomicU32::new(0),
+            text: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<Entry>() == ENTRY_BYTES);
+    assert!(offset_of!(Entry, state) == 0);
+    assert!(offset_of!(Entry, pid) == 8);
+    assert!(offset_of!(Entry, lens) == 12);
+    assert!(offset_of!(Entry, text) == 32);
+    assert!(offset_of!(HubControl, bell) == 0);
+    assert!(offset_of!(HubControl, producers) == 128);
+    assert!(size_of::<ProducerSlot>() == 8);
+    assert!(HUB_CONTROL_OFFSET as usize + size_of::<HubControl>() <= HUB_HEADER_BYTES as usize);
+};
+
+/// What holds a hub's memory and keeps the producer slots' locks.
+pub(crate) trait HubBacking: Send + Sync + fmt::Debug {
+    /// The hub's name, for messages.
+    fn name(&self) -> &str;
+    /// Takes the lock of producer slot `slot` for this attachment; false
+    /// when someone holds it.
+    fn try_lock_slot(&self, slot: usize) -> bool;
+    /// Gives the lock back.
+    fn unlock_slot(&self, slot: usize);
+    /// Whether *another* attachment holds the lock of `slot` (a live
+    /// process; the kernel drops the lock when it dies).
+    fn slot_locked(&self, slot: usize) -> bool;
+    /// Whether the worker that owns the hub is alive.
+    fn owner_alive(&self) -> bool;
+}
+
+/// Which bitmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bitmap {
+    Ready,
+    Announce,
+}
+
+/// Where the shared parts of one hub are, in this process.
+pub(crate) struct HubMem {
+    control: NonNull<HubControl>,
+    ready: NonNull<AtomicU64>,
+    announce: NonNull<AtomicU64>,
+    entries: NonNull<Entry>,
+    geometry: HubGeometry,
+    backing: Box<dyn HubBacking>,
+}
+
+// SAFETY: the pointers point into memory that `backing` owns (a mapping or
+// heap blocks) and that lives as long as this value; every shared field
+// behind them is an atomic.
+unsafe impl Send for HubMem {}
+// SAFETY: as above; `&HubMem` gives only atomic access to shared memory.
+unsafe impl Sync for HubMem {}
+
+impl fmt::Debug for HubMem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubMem")
+            .field("name", &self.backing.name())
+            .field("entries", &self.geometry.entries)
+            .finish()
+    }
+}
+
+impl HubMem {
+    /// # Safety
+    ///
+    /// `control` points at a `HubControl`, `ready` and `announce` at
+    /// `geometry.words()` atomics each, `entries` at `geometry.entries`
+    /// entries, all valid for reads and writes as long as `backing` lives.
+    pub(crate) unsafe fn new(
+        control: NonNull<HubControl>,
+        ready: NonNull<AtomicU64>,
+        announce: NonNull<AtomicU64>,
+        entries: NonNull<Entry>,
+        geometry: HubGeometry,
+        backing: Box<dyn HubBacking>,
+    ) -> HubMem {
+        HubMem {
+            control,
+            ready,
+            announce,
+            entries,
+            geometry,
+            backing,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.backing.name()
+    }
+
+    pub(crate) fn entries(&self) -> u32 {
+        self.geometry.entries
+    }
+
+    pub(crate) fn words(&self) -> usize {
+        self.geometry.words()
+    }
+
+    fn control(&self) -> &HubControl {
+        // SAFETY: valid while `backing` lives (constructor contract).
+        unsafe { self.control.as_ref() }
+    }
+
+    pub(crate) fn bell(&self) -> &Doorbell {
+        &self.control().bell
+    }
+
+    fn word(&self, bitmap: Bitmap, w: usize) -> &AtomicU64 {
+        let base = match bitmap {
+            Bitmap::Ready => self.ready,
+            Bitmap::Announce => self.announce,
+        };
+        assert!(w < self.words(), "bitmap word {w} out of range");
+        // SAFETY: `w < words` and each bitmap holds `words` atomics.
+        unsafe { &*base.as_ptr().add(w) }
+    }
+
+    pub(crate) fn entry(&self, i: u32) -> &Entry {
+        assert!(i < self.geometry.entries, "hub entry {i} out of range");
+        // SAFETY: `i < entries` and the table holds `entries` entries.
+        unsafe { &*self.entries.as_ptr().add(i as usize) }
+    }
+
+    /// Takes a free producer slot for a new attachment, records `pid`,
+    /// and returns the attachment's identity; `None` when every slot is
+    /// held.
+    pub(crate) fn attach_producer(&self, pid: u32) -> Option<ProducerId> {
+        (0..MAX_HUB_PRODUCERS).find_map(|slot| {
+            if !self.backing.try_lock_slot(slot) {
+                return None;
+            }
+            let p = &self.control().producers[slot];
+            // AcqRel: pairs with the Acquire load in `producer_alive`: a
+            // checker that sees the new epoch sees the slot as ours.
+            let epoch = p.epoch.fetch_add(1, Ordering::AcqRel).wrapping_add(1) as u16;
+            p.pid.store(pid, Ordering::Relaxed);
+            Some(ProducerId {
+                slot: slot as u8,
+                epoch,
+            })
+        })
+    }
+
+    /// Whether the worker that owns the hub is alive.
+    pub(crate) fn owner_alive(&self) -> bool {
+        self.backing.owner_alive()
+    }
+
+    /// Gives a producer slot back.
+    pub(crate) fn detach_producer(&self, id: ProducerId) {
+        self.backing.unlock_slot(id.slot as usize);
+    }
+
+    /// Whether the attachment `by` is alive: its slot still carries its
+    /// epoch and someone holds the slot's lock. Not meaningful for the
+    /// caller's own attachment (its own lock is not "another's").
+    pub(crate) fn producer_alive(&self, by: ProducerId) -> bool {
+        let slot = by.slot as usize;
+        if slot >= MAX_HUB_PRODUCERS {
+            return false;
+        }
+        // Acquire: pairs with the AcqRel bump in `attach_producer`.
+        let epoch = self.control().producers[slot].epoch.load(Ordering::Acquire) as u16;
+        epoch == by.epoch && self.backing.slot_locked(slot)
+    }
+
+    /// Claims an entry for `me`, starting the search at `start`: a free
+    /// one, or one claimed by an attachment that died before it published.
+    /// Returns the entry and its new generation; `None` when the hub is
+    /// full. Lock-free: a lost CAS moves on to the next entry.
+    pub(crate) fn claim(&self, me: ProducerId, start: u32) -> Option<(u32, u32)> {
+        let n = self.geometry.entries;
+        for k in 0..n {
+            let i = start.wrapping_add(k) % n;
+            let state = &self.entry(i).state;
+            let seen = state.load(Ordering::Relaxed);
+            let gen = match EntryState::decode(seen) {
+                EntryState::Free { gen } => gen,
+                // A claim never published, by a producer that is gone: the
+                // kernel dropped its slot's lock, or the slot was taken by
+                // a later attachment. Our own claims are never stale (this
+                // attachment is alive; another thread of ours may be
+                // between its claim and its publish).
+                EntryState::Claimed { gen, by } if by != me && !self.producer_alive(by) => gen,
+                _ => continue,
+            };
+            let gen = gen.wrapping_add(1);
+            let mine = EntryState::encode(KIND_CLAIMED, gen, me);
+            // Acquire on success: pairs with the Release of `retire` (and
+            // of a reclaimed claim's writes): the previous user's accesses
+            // to the entry happen before ours.
+            if state
+                .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some((i, gen));
+            }
+        }
+        None
+    }
+
+    /// Writes the identity of the stream into a claimed entry: the segment
+    /// prefix and the three names (each checked by the caller against
+    /// `MAX_PREFIX_LEN` and `MAX_NAME_LEN`).
+    pub(crate) fn write_identity(&self, entry: u32, texts: [&str; 4]) {
+        let e = self.entry(entry);
+        let mut bytes = [0u8; TEXT_WORDS * 8];
+        for (i, (text, (at, max))) in texts.iter().zip(TEXT_FIELDS).enumerate() {
+            let len = text.len().min(max);
+            bytes[at..at + len].copy_from_slice(&text.as_bytes()[..len]);
+            e.lens[i].store(len as u32, Ordering::Relaxed);
+        }
+        for (w, chunk) in bytes.chunks_exact(8).enumerate() {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            e.text[w].store(word, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks an in-process entry as carrying no text.
+    pub(crate) fn clear_identity(&self, entry: u32) {
+        for len in &self.entry(entry).lens {
+            len.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Publishes a claimed entry and announces it to the consumer.
+    pub(crate) fn publish(&self, entry: u32, gen: u32, me: ProducerId, pid: u32) {
+        let e = self.entry(entry);
+        e.pid.store(pid, Ordering::Relaxed);
+        // Release: pairs with the consumer's Acquire load in `state`: the
+        // identity written above is visible to a consumer that sees the
+        // entry published.
+        e.state.store(
+            EntryState::encode(KIND_PUBLISHED, gen, me),
+            Ordering::Release,
+        );
+        self.set_bit(Bitmap::Announce, entry);
+    }
+
+    /// Sets bit `entry` of `bitmap` and wakes the consumer if it sleeps.
+    pub(crate) fn set_bit(&self, bitmap: Bitmap, entry: u32) {
+        let word = self.word(bitmap, entry as usize / 64);
+        let bit = 1u64 << (entry % 64);
+        // Release: pairs with the consumer's Acquire `swap` in `take`:
+        // everything published before (a commit's `seq`, an entry's state)
+        // is visible to the consumer that takes the bit, also when a later
+        // producer's `fetch_or` set it again (an RMW continues the release
+        // sequence).
+        let old = word.fetch_or(bit, Ordering::Release);
+        if old & bit == 0 {
+            // The bit was clear: ours is the event the consumer has not
+            // seen, so we do the handshake (fence, look for a sleeper). A
+            // set bit is still to be taken, and its setter did it.
+            self.bell().ring();
+        }
+    }
+
+    /// Takes (clears) every set bit of `bitmap`, visiting the words from
+    /// `start_word` on and wrapping, and calls `f` with each entry.
+    /// O(words + bits set).
+    pub(crate) fn take(&self, bitmap: Bitmap, start_word: usize, mut f: impl FnMut(u32)) {
+        let words = self.words();
+        for k in 0..words {
+            let w = (start_word + k) % words;
+            let word = self.word(bitmap, w);
+            // A look first: an idle word's line stays shared instead of
+            // being taken for a swap. A bit missed here is seen by the
+            // re-check before sleeping (`any_pending`, after the fence).
+            if word.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut bits = take_word(word);
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                f((w * 64) as u32 + b);
+            }
+        }
+    }
+
+    /// Whether any bit of either bitmap is set (the sleeper's re-check,
+    /// after the doorbell's fence).
+    pub(crate) fn any_pending(&self) -> bool {
+        (0..self.words()).any(|w| {
+            self.word(Bitmap::Ready, w).load(Ordering::Relaxed) != 0
+                || self.word(Bitmap::Announce, w).load(Ordering::Relaxed) != 0
+        })
+    }
+
+    /// The state of entry `i`.
+    pub(crate) fn state(&self, i: u32) -> EntryState {
+        // Acquire: pairs with the Release store in `publish`.
+        EntryState::decode(self.entry(i).state.load(Ordering::Acquire))
+    }
+
+    /// The identity text of entry `i` (prefix, request_id, edge_name,
+    /// from_partition), each length checked against its limit and each
+    /// string checked to be UTF-8; `Ok(None)` for an entry without text.
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming the bad field.
+    pub(crate) fn identity(&self, i: u32) -> Result<Option<[String; 4]>, String> {
+        let e = self.entry(i);
+        let lens: [usize; 4] = std::array::from_fn(|k| e.lens[k].load(Ordering::Relaxed) as usize);
+        if lens == [0; 4] {
+            return Ok(None);
+        }
+        let mut bytes = [0u8; TEXT_WORDS * 8];
+        for (w, chunk) in bytes.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&e.text[w].load(Ordering::Relaxed).to_le_bytes());
+        }
+        const FIELDS: [&str; 4] = ["prefix", "request_id", "edge_name", "from_partition"];
+        let mut out: [String; 4] = Default::default();
+        for k in 0..4 {
+            let (at, max) = TEXT_FIELDS[k];
+            if lens[k] > max {
+                return Err(format!(
+                    "hub entry {i}: {} length {} exceeds the limit of {max}",
+                    FIELDS[k], lens[k]
+                ));
+            }
+            out[k] = std::str::from_utf8(&bytes[at..at + lens[k]])
+                .map_err(|_| format!("hub entry {i}: {} is not UTF-8", FIELDS[k]))?
+                .to_string();
+        }
+        Ok(Some(out))
+    }
+
+    /// The consumer gives entry `i` back once it removed its stream. Only
+    /// the published state it adopted is freed; anything else is left.
+    pub(crate) fn retire(&self, i: u32, gen: u32, by: ProducerId) -> bool {
+        self.entry(i)
+            .state
+            .compare_exchange(
+                EntryState::encode(KIND_PUBLISHED, gen, by),
+                EntryState::encode(KIND_FREE, gen, ProducerId { slot: 0, epoch: 0 }),
+                // Release: pairs with the Acquire of the next `claim`.
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// The consumer frees every entry claimed by an attachment that died
+    /// before publishing. O(entries), one liveness test per claimed entry;
+    /// returns how many it freed.
+    pub(crate) fn sweep_dead_claims(&self) -> usize {
+        (0..self.geometry.entries)
+            .filter(|&i| {
+                let state = &self.entry(i).state;
+                let seen = state.load(Ordering::Relaxed);
+                match EntryState::decode(seen) {
+                    EntryState::Claimed { gen, by } if !self.producer_alive(by) => state
+                        .compare_exchange(
+                            seen,
+                            EntryState::encode(KIND_FREE, gen, ProducerId { slot: 0, epoch: 0 }),
+                            Ordering::Release,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok(),
+                    _ => false,
+                }
+            })
+            .count()
+    }
+}
+
+/// The consumer's take of one bitmap word. `--cfg shmstream_weaken=
+/// "hub_take_acquire"` makes it Relaxed to show the loom model catching
+/// it (the consumer then polls a stream without seeing the commit that set
+/// the bit, clears the bit and sleeps for ever).
+#[inline]
+fn take_word(word: &AtomicU64) -> u64 {
+    // Acquire: pairs with the Release `fetch_or` of `set_bit`.
+    #[cfg(not(shmstream_weaken = "hub_take_acquire"))]
+    return word.swap(0, Ordering::Acquire);
+    #[cfg(shmstream_weaken = "hub_take_acquire")]
+    return word.swap(0, Ordering::Relaxed);
+}
+
+/// One producer attachment to a hub: its slot, held until the last stream
+/// created through it is gone.
+#[derive(Debug)]
+pub(crate) struct Attachment {
+    pub(crate) hub: Arc<HubMem>,
+    pub(crate) id: ProducerId,
+    /// Where the next claim starts looking (claims spread over the table).
+    cursor: AtomicU32,
+}
+
+impl Attachment {
+    pub(crate) fn new(hub: Arc<HubMem>, id: ProducerId) -> Attachment {
+        let start = (id.slot as u32).wrapping_mul(hub.entries() / 8);
+        Attachment {
+            hub,
+            id,
+            cursor: AtomicU32::new(start),
+        }
+    }
+
+    /// Claims an entry for this attachment.
+    pub(crate) fn claim(&self) -> Option<(u32, u32)> {
+        let start = self.cursor.load(Ordering::Relaxed);
+        let claimed = self.hub.claim(self.id, start)?;
+        self.cursor
+            .store(claimed.0.wrapping_add(1), Ordering::Relaxed);
+        Some(claimed)
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.hub.detach_producer(self.id);
+    }
+}
+
+/// What a hub stream's producer calls when it publishes (a commit, an
+/// abandoned slot, done, its departure): sets the stream's ready bit and
+/// wakes the worker if it sleeps.
+#[derive(Debug)]
+pub(crate) struct Notifier {
+    attachment: Arc<Attachment>,
+    entry: u32,
+}
+
+impl Notifier {
+    pub(crate) fn new(attachment: Arc<Attachment>, entry: u32) -> Notifier {
+        Notifier { attachment, entry }
+    }
+
+    #[inline]
+    pub(crate) fn notify(&self) {
+        self.attachment.hub.set_bit(Bitmap::Ready, self.entry);
+    }
+}
+
+/// A hub on the heap: for streams within one process, and what loom and
+/// Miri run. Producer-slot locks are flags here (a thread cannot die alone).
+#[derive(Debug)]
+struct HeapHub {
+    control: NonNull<HubControl>,
+    ready: NonNull<[AtomicU64]>,
+    announce: NonNull<[AtomicU64]>,
+    entries: NonNull<[Entry]>,
+    locks: Box<[AtomicU32]>,
+}
+
+// SAFETY: the backing owns its allocations and touches them only to free
+// them in `drop`, when the last `HubMem` is gone.
+unsafe impl Send for HeapHub {}
+// SAFETY: as above; `&HeapHub` reaches only the lock flags, atomics.
+unsafe impl Sync for HeapHub {}
+
+impl HubBacking for HeapHub {
+    fn name(&self) -> &str {
+        "(in-process hub)"
+    }
+
+    fn try_lock_slot(&self, slot: usize) -> bool {
+        self.locks[slot]
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    fn unlock_slot(&self, slot: usize) {
+        self.locks[slot].store(0, Ordering::Release);
+    }
+
+    fn slot_locked(&self, slot: usize) -> bool {
+        self.locks[slot].load(Ordering::Acquire) != 0
+    }
+
+    fn owner_alive(&self) -> bool {
+        true
+    }
+}
+
+impl Drop for HeapHub {
+    fn drop(&mut self) {
+        // SAFETY: these came from `Box::leak` in `heap_hub` and are freed
+        // once, here, when the `HubMem` holding this backing goes.
+        unsafe {
+            drop(Box::from_raw(self.control.as_ptr()));
+            drop(Box::from_raw(self.ready.as_ptr()));
+            drop(Box::from_raw(self.announce.as_ptr()));
+            drop(Box::from_raw(self.entries.as_ptr()));
+        }
+    }
+}
+
+/// A hub of `entries` streams on the heap.
+///
+/// # Errors
+///
+/// As [`HubGeometry::new`].
+pub(crate) fn heap_hub(entries: u32) -> Result<HubMem, String> {
+    let geometry = HubGeometry::new(entries)?;
+    let words = geometry.words();
+    let bitmap = || -> NonNull<[AtomicU64]> {
+        NonNull::from(Box::leak(
+            (0..words).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>(),
+        ))
+    };
+    let control = NonNull::from(Box::leak(Box::new(HubControl::new())));
+    let ready = bitmap();
+    let announce = bitmap();
+    let table: Box<[Entry]> = (0..entries).map(|_| Entry::new()).collect();
+    let entries = NonNull::from(Box::leak(table));
+    let backing = Box::new(HeapHub {
+        control,
+        ready,
+        announce,
+        entries,
+        locks: (0..MAX_HUB_PRODUCERS).map(|_| AtomicU32::new(0)).collect(),
+    });
+    // SAFETY: the allocations above hold a control block, `words` atomics
+    // per bitmap and `entries` entries; `backing` owns them and the
+    // `HubMem` owns `backing`.
+    Ok(unsafe {
+        HubMem::new(
+            control,
+            ready.cast(),
+            announce.cast(),
+            entries.cast(),
+            geometry,
+            backing,
+        )
+    })
+}

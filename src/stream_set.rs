@@ -1,0 +1,685 @@
+//! `StreamSet`: one consumer worker, many streams, one wait. The worker's
+//! hub tells it which streams were announced and which have news; it
+//! sleeps on one futex for all of them.
+
+use crate::buffer::StreamBuffer;
+use crate::config::{StreamConfig, StreamId};
+use crate::error::SetupError;
+use crate::hub::{Bitmap, EntryState, HubMem, ProducerId};
+use crate::hub_producer::{Hub, LocalStreams};
+use crate::layout::FLAG_PRODUCER_GONE;
+use crate::policy::{ChunkPolicy, Policy};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the set looks at the liveness of the producer processes of
+/// its streams (one lock test per producer process, not per stream): a
+/// producer killed without a word is reported within about this long.
+pub const WATCH_SLICE: Duration = Duration::from_millis(50);
+
+/// Errors of adoption kept at most (the oldest go first).
+const MAX_ADOPT_ERRORS: usize = 64;
+
+/// A stream of a [`StreamSet`]: its hub entry and that entry's generation,
+/// so a key never names a later stream that reuses the entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    entry: u32,
+    gen: u32,
+}
+
+impl StreamKey {
+    /// The hub entry the stream occupies.
+    pub fn entry(&self) -> u32 {
+        self.entry
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stream {}.{}", self.entry, self.gen)
+    }
+}
+
+/// Decides the policy of each announced stream: `None` leaves the stream
+/// announced but not adopted (for [`StreamSet::add`] later).
+pub type Adopter = Box<dyn FnMut(&StreamId) -> Option<Box<dyn ChunkPolicy>> + Send>;
+
+/// A boxed policy as a policy.
+#[derive(Debug)]
+struct Boxed(Box<dyn ChunkPolicy>);
+
+impl ChunkPolicy for Boxed {
+    fn is_ready(&self, available: usize) -> bool {
+        self.0.is_ready(available)
+    }
+    fn window(&self) -> usize {
+        self.0.window()
+    }
+    fn stride(&self) -> usize {
+        self.0.stride()
+    }
+    fn register_chunk(&mut self, advanced: usize) {
+        self.0.register_chunk(advanced)
+    }
+    fn continue_after_done(&self) -> bool {
+        self.0.continue_after_done()
+    }
+    fn primed(&self) -> usize {
+        self.0.primed()
+    }
+    fn max_window(&self) -> usize {
+        self.0.max_window()
+    }
+}
+
+/// Where the set's streams come from.
+enum Origin {
+    /// A hub segment: streams are opened by their announced identity.
+    #[cfg_attr(loom, allow(dead_code))]
+    Shared { worker: String, prefix: String },
+    /// An in-process hub: the consumer halves wait in this table.
+    Local(Arc<LocalStreams>),
+}
+
+/// An announced stream not adopted yet.
+#[derive(Debug)]
+struct Announcement {
+    entry: u32,
+    gen: u32,
+    by: ProducerId,
+    id: StreamId,
+    /// The segment prefix (shared hubs only).
+    prefix: String,
+}
+
+struct Member<E> {
+    gen: u32,
+    by: ProducerId,
+    buffer: StreamBuffer<E>,
+    /// The producer process was found dead (its slot's lock is free).
+    producer_dead: bool,
+    /// Its departure (or an error) was reported once already.
+    reported_end: bool,
+    /// The `wait_any` round that last put it in the result.
+    round: u64,
+}
+
+impl<E> Member<E> {
+    /// Whether to report the stream: a chunk is ready, or it failed, or
+    /// its producer is gone (the last two once).
+    fn is_ready(&mut self) -> bool {
+        if self.buffer.is_finished() {
+            return false;
+        }
+        let news = match self.buffer.has_chunk_ready() {
+            Ok(true) => return true,
+            Err(_) => true,
+            Ok(false) => {
+                self.producer_dead
+                    || self.buffer.consumer().ring.mem().flags() & FLAG_PRODUCER_GONE != 0
+            }
+        };
+        if news && !self.reported_end {
+            self.reported_end = true;
+            return true;
+        }
+        false
+    }
+}
+
+/// A producer process the set watches, with the entries of its streams.
+#[derive(Debug)]
+struct Watched {
+    id: ProducerId,
+    entries: Vec<u32>,
+    dead: bool,
+}
+
+/// The consumer worker's set of streams: adopts the streams producers
+/// announce in its hub, and waits for all of them at once.
+///
+/// [`wait_any`](StreamSet::wait_any) sleeps on one futex and returns the
+/// streams that have a chunk ready, failed, or lost their producer: it
+/// visits only the hub's bitmap words that changed and the streams they
+/// name (O(words + ready)), starting each time one word further
+/// (round-robin), and re-checks the streams it returned last time (a
+/// stream with several chunks ready stays ready without a new commit).
+/// Each stream is a [`StreamBuffer`] with its own policy
+/// ([`get_mut`](StreamSet::get_mut)).
+///
+/// An idle set makes no system calls but its futex sleeps, in slices of
+/// [`WATCH_SLICE`] while it has streams (between slices it tests one lock
+/// per producer process, to notice a producer killed without a word), or
+/// one sleep for the whole timeout when it has none.
+pub struct StreamSet<E = ()> {
+    hub: Arc<HubMem>,
+    origin: Origin,
+    /// By hub entry.
+    members: Vec<Option<Member<E>>>,
+    len: usize,
+    pending: Vec<Announcement>,
+    adopter: Option<Adopter>,
+    /// The timeout of adopted streams' `next_chunk`.
+    timeout: Option<Duration>,
+    /// Keys returned by the last `wait_any`, looked at again first.
+    carry: Vec<StreamKey>,
+    round: u64,
+    start_word: usize,
+    watched: Vec<Watched>,
+    last_watch: Instant,
+    adopt_errors: Vec<(StreamId, SetupError)>,
+    scratch: Vec<u32>,
+}
+
+impl<E> fmt::Debug for StreamSet<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamSet")
+            .field("hub", &self.hub.name())
+            .field("streams", &self.len)
+            .field("pending", &self.pending.len())
+            .field("producers", &self.watched.len())
+            .finish()
+    }
+}
+
+impl<E> StreamSet<E> {
+    fn new(hub: HubMem, origin: Origin) -> Self {
+        let entries = hub.entries() as usize;
+        StreamSet {
+            hub: Arc::new(hub),
+            origin,
+            members: (0..entries).map(|_| None).collect(),
+            len: 0,
+            pending: Vec::new(),
+            adopter: None,
+            timeout: StreamConfig::new(StreamId {
+                request_id: "r".into(),
+                edge_name: "e".into(),
+                from_partition: "p".into(),
+            })
+            .timeout(),
+            carry: Vec::new(),
+            round: 0,
+            start_word: 0,
+            watched: Vec::new(),
+            last_watch: Instant::now(),
+            adopt_errors: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Creates the hub of `worker` under `prefix` (see
+    /// [`hub_name`](crate::hub_name); mode 0600, reclaiming the hub of a
+    /// worker that died) with room for
+    /// [`DEFAULT_HUB_ENTRIES`](crate::DEFAULT_HUB_ENTRIES) streams. The hub
+    /// is removed when the set is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::InvalidName`], [`SetupError::AlreadyExists`] when a
+    /// live worker owns the name, [`SetupError::NoSpace`], OS errors.
+    #[cfg(not(loom))]
+    pub fn create(worker: &str, prefix: &str) -> Result<Self, SetupError> {
+        Self::create_with_entries(worker, prefix, crate::hub::DEFAULT_HUB_ENTRIES)
+    }
+
+    /// As [`create`](Self::create), with room for `entries` streams (a
+    /// multiple of 64, from [`MIN_HUB_ENTRIES`](crate::MIN_HUB_ENTRIES) to
+    /// [`MAX_HUB_ENTRIES`](crate::MAX_HUB_ENTRIES)).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create), and [`SetupError::InvalidConfig`] for
+    /// `entries` out of range.
+    #[cfg(not(loom))]
+    pub fn create_with_entries(
+        worker: &str,
+        prefix: &str,
+        entries: u32,
+    ) -> Result<Self, SetupError> {
+        let hub = crate::hub_segment::create(worker, prefix, entries)?;
+        Ok(Self::new(
+            hub,
+            Origin::Shared {
+                worker: worker.to_string(),
+                prefix: prefix.to_string(),
+            },
+        ))
+    }
+
+    /// A set whose hub lives in this process (streams from other threads,
+    /// through [`hub`](Self::hub)); what loom and Miri run.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::InvalidConfig`] for `entries` out of range.
+    pub fn in_process(entries: u32) -> Result<Self, SetupError> {
+        let hub = crate::hub::heap_hub(entries).map_err(SetupError::InvalidConfig)?;
+        Ok(Self::new(hub, Origin::Local(Arc::default())))
+    }
+
+    /// Adopts every announced stream with a copy of `policy`.
+    pub fn with_default_policy(self, policy: Policy) -> Self {
+        self.with_adopter(Box::new(move |_| Some(Box::new(policy.clone()))))
+    }
+
+    /// Adopts announced streams as `adopter` decides (`None`: leave it to
+    /// [`add`](Self::add)).
+    pub fn with_adopter(mut self, adopter: Adopter) -> Self {
+        self.adopter = Some(adopter);
+        self
+    }
+
+    /// The timeout of adopted streams' [`StreamBuffer::next_chunk`]
+    /// (default: [`StreamConfig`]'s).
+    pub fn with_stream_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The hub's name.
+    pub fn name(&self) -> &str {
+        self.hub.name()
+    }
+
+    /// A producer attachment to this set's hub, for streams made in this
+    /// process (an in-process set's only way in).
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::TooManyProducers`], and as [`Hub::attach`].
+    pub fn hub(&self) -> Result<Hub, SetupError> {
+        match &self.origin {
+            Origin::Local(local) => Hub::from_mem(self.hub.clone(), Some(local.clone())),
+            #[cfg(not(loom))]
+            Origin::Shared { worker, prefix } => Hub::attach(worker, prefix),
+            #[cfg(loom)]
+            Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
+        }
+    }
+
+    /// Streams in the set.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the set holds no stream.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The keys of every stream in the set (O(entries)).
+    pub fn keys(&self) -> Vec<StreamKey> {
+        self.members
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                m.as_ref().map(|m| StreamKey {
+                    entry: i as u32,
+                    gen: m.gen,
+                })
+            })
+            .collect()
+    }
+
+    fn member(&self, key: StreamKey) -> Option<&Member<E>> {
+        self.members
+            .get(key.entry as usize)?
+            .as_ref()
+            .filter(|m| m.gen == key.gen)
+    }
+
+    fn member_mut(&mut self, key: StreamKey) -> Option<&mut Member<E>> {
+        self.members
+            .get_mut(key.entry as usize)?
+            .as_mut()
+            .filter(|m| m.gen == key.gen)
+    }
+
+    /// The stream of `key`.
+    pub fn get(&self, key: StreamKey) -> Option<&StreamBuffer<E>> {
+        self.member(key).map(|m| &m.buffer)
+    }
+
+    /// The stream of `key`, to pop its chunks.
+    pub fn get_mut(&mut self, key: StreamKey) -> Option<&mut StreamBuffer<E>> {
+        self.member_mut(key).map(|m| &mut m.buffer)
+    }
+
+    /// The key of the stream of `id`, if the set holds it (O(entries)).
+    pub fn find(&self, id: &StreamId) -> Option<StreamKey> {
+        self.keys()
+            .into_iter()
+            .find(|&k| self.get(k).is_some_and(|b| b.id() == id))
+    }
+
+    /// Identities announced in the hub and not adopted (looks at the hub's
+    /// announcements first).
+    pub fn announced(&mut self) -> Vec<StreamId> {
+        self.take_announcements(None);
+        self.pending.iter().map(|a| a.id.clone()).collect()
+    }
+
+    /// What went wrong adopting announced streams since the last call (at
+    /// most the last 64): the stream was announced but could not be opened
+    /// (its producer died and its segment went, say).
+    pub fn take_adopt_errors(&mut self) -> Vec<(StreamId, SetupError)> {
+        std::mem::take(&mut self.adopt_errors)
+    }
+
+    /// Adopts the announced stream of `config`'s identity (and prefix)
+    /// with `policy`.
+    ///
+    /// # Errors
+    ///
+    /// [`SetupError::NotAnnounced`] when no producer announced it (yet),
+    /// [`SetupError::WindowExceedsCapacity`], and as
+    /// [`StreamBuffer::open`].
+    pub fn add(
+        &mut self,
+        config: &StreamConfig,
+        policy: impl ChunkPolicy + 'static,
+    ) -> Result<StreamKey, SetupError> {
+        self.take_announcements(None);
+        let is_local = matches!(self.origin, Origin::Local(_));
+        let at = self
+            .pending
+            .iter()
+            .position(|a| a.id == config.id && (is_local || a.prefix == config.prefix()))
+            .ok_or_else(|| SetupError::NotAnnounced {
+                name: config
+                    .segment_name()
+                    .unwrap_or_else(|_| config.id.to_string()),
+            })?;
+        let a = self.pending.swap_remove(at);
+        self.open_member(a, Box::new(policy))
+    }
+
+    /// Removes the stream of `key` from the set and gives its hub entry
+    /// back; returns its buffer (dropping it detaches the consumer).
+    pub fn remove(&mut self, key: StreamKey) -> Option<StreamBuffer<E>> {
+        self.member(key)?;
+        let m = self.members[key.entry as usize].take()?;
+        self.len -= 1;
+        self.hub.retire(key.entry, m.gen, m.by);
+        if let Some(at) = self.watched.iter().position(|w| w.id == m.by) {
+            let w = &mut self.watched[at];
+            w.entries.retain(|&e| e != key.entry);
+            if w.entries.is_empty() {
+                self.watched.swap_remove(at);
+            }
+        }
+        Some(m.buffer)
+    }
+
+    /// Waits until at least one stream has news and returns those that
+    /// do: a chunk ready, an error to report, or a producer gone (the last
+    /// two once per stream). Adopts announced streams on the way. Returns
+    /// an empty vector when `timeout` passed (`None`: wait for ever).
+    ///
+    /// For each key, `get_mut(key).next_chunk_timeout(Some(Duration::ZERO))`
+    /// gives the chunk, `None` at the end, or the error
+    /// ([`StreamError::ProducerGone`](crate::StreamError::ProducerGone), ...).
+    pub fn wait_any(&mut self, timeout: Option<Duration>) -> Vec<StreamKey> {
+        let mut ready = Vec::new();
+        self.wait_any_into(timeout, &mut ready);
+        ready
+    }
+
+    /// As [`wait_any`](Self::wait_any), into `ready` (cleared first), so
+    /// a loop allocates nothing.
+    pub fn wait_any_into(&mut self, timeout: Option<Duration>, ready: &mut Vec<StreamKey>) {
+        ready.clear();
+        let start = Instant::now();
+        loop {
+            self.collect(ready);
+            if !ready.is_empty() {
+                break;
+            }
+            let left = match timeout {
+                Some(t) => match t.checked_sub(start.elapsed()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => break,
+                },
+                None => None,
+            };
+            // Slices only while there is a producer to watch; under loom
+            // no timeouts at all (a lost wake-up must show as a deadlock).
+            let slice = if cfg!(loom) {
+                None
+            } else if self.watched.iter().any(|w| !w.dead) {
+                Some(left.map_or(WATCH_SLICE, |l| l.min(WATCH_SLICE)))
+            } else {
+                left
+            };
+            let hub = &self.hub;
+            hub.bell().sleep(slice, || hub.any_pending().then_some(()));
+        }
+        self.carry.clear();
+        self.carry.extend_from_slice(ready);
+    }
+
+    /// One look at everything: announcements, the streams returned last
+    /// time, the ready bits, and (every `WATCH_SLICE`) the producers.
+    fn collect(&mut self, ready: &mut Vec<StreamKey>) {
+        self.round += 1;
+        self.take_announcements(Some(ready));
+        for k in 0..self.carry.len() {
+            let key = self.carry[k];
+            if self.member(key).is_some() {
+                self.check(key.entry, ready);
+            }
+        }
+        let mut bits = std::mem::take(&mut self.scratch);
+        self.hub
+            .take(Bitmap::Ready, self.start_word, |entry| bits.push(entry));
+        self.start_word = (self.start_word + 1) % self.hub.words();
+        for &entry in &bits {
+            self.check(entry, ready);
+        }
+        bits.clear();
+        self.scratch = bits;
+        if self.last_watch.elapsed() >= WATCH_SLICE {
+            self.watch(ready);
+        }
+    }
+
+    /// Adds the stream of `entry` to `ready` if it has news and is not in
+    /// it already.
+    fn check(&mut self, entry: u32, ready: &mut Vec<StreamKey>) {
+        let round = self.round;
+        let Some(m) = self
+            .members
+            .get_mut(entry as usize)
+            .and_then(Option::as_mut)
+        else {
+            // A bit of an entry we hold no stream for: not adopted yet (the
+            // adoption looks at the stream itself) or already removed.
+            return;
+        };
+        if m.round != round && m.is_ready() {
+            m.round = round;
+            ready.push(StreamKey { entry, gen: m.gen });
+        }
+    }
+
+    /// Tests the liveness of each producer process the set's streams come
+    /// from; the streams of one found dead are reported.
+    fn watch(&mut self, ready: &mut Vec<StreamKey>) {
+        self.last_watch = Instant::now();
+        let mut died = false;
+        for w in 0..self.watched.len() {
+            if self.watched[w].dead || self.hub.producer_alive(self.watched[w].id) {
+                continue;
+            }
+            self.watched[w].dead = true;
+            died = true;
+            for k in 0..self.watched[w].entries.len() {
+                let entry = self.watched[w].entries[k];
+                if let Some(m) = self.members[entry as usize].as_mut() {
+                    m.producer_dead = true;
+                }
+                self.check(entry, ready);
+            }
+        }
+        if died {
+            // A producer that died between claiming an entry and
+            // publishing it left the entry claimed: free it.
+            self.hub.sweep_dead_claims();
+        }
+    }
+
+    /// Takes the hub's announcements: adopts each (when there is an
+    /// adopter that wants it; the new stream goes into `ready` if it has
+    /// news already) or keeps it pending.
+    fn take_announcements(&mut self, mut ready: Option<&mut Vec<StreamKey>>) {
+        let mut entries = std::mem::take(&mut self.scratch);
+        self.hub
+            .take(Bitmap::Announce, 0, |entry| entries.push(entry));
+        for &entry in &entries {
+            let Some(a) = self.announcement(entry) else {
+                continue;
+            };
+            let policy = match self.adopter.as_mut() {
+                Some(adopt) => adopt(&a.id),
+                None => None,
+            };
+            let Some(policy) = policy else {
+                self.pending.push(a);
+                continue;
+            };
+            let id = a.id.clone();
+            match self.open_member(a, policy) {
+                Ok(key) => {
+                    if let Some(ready) = ready.as_deref_mut() {
+                        self.check(key.entry, ready);
+                    }
+                }
+                Err(e) => {
+                    if self.adopt_errors.len() == MAX_ADOPT_ERRORS {
+                        self.adopt_errors.remove(0);
+                    }
+                    self.adopt_errors.push((id, e));
+                }
+            }
+        }
+        entries.clear();
+        self.scratch = entries;
+    }
+
+    /// Reads the announcement of `entry`, checking everything: `None` for
+    /// an entry that is not published, holds a bad identity (it is then
+    /// left alone: a correct producer never writes one), or is held
+    /// already.
+    fn announcement(&self, entry: u32) -> Option<Announcement> {
+        let EntryState::Published { gen, by } = self.hub.state(entry) else {
+            return None;
+        };
+        if self.members[entry as usize].is_some() {
+            return None;
+        }
+        let (id, prefix) = match &self.origin {
+            Origin::Local(local) => {
+                // In-process: the consumer half waits in the table.
+                (local.id((entry, gen))?, String::new())
+            }
+            Origin::Shared { .. } => {
+                let [prefix, request_id, edge_name, from_partition] =
+                    self.hub.identity(entry).ok()??;
+                let id = StreamId {
+                    request_id,
+                    edge_name,
+                    from_partition,
+                };
+                // The names and prefix must make a valid configuration.
+                StreamConfig::new(id.clone())
+                    .with_prefix(&prefix)
+                    .segment_name()
+                    .ok()?;
+                (id, prefix)
+            }
+        };
+        Some(Announcement {
+            entry,
+            gen,
+            by,
+            id,
+            prefix,
+        })
+    }
+
+    /// Opens an announced stream and makes it a member.
+    fn open_member(
+        &mut self,
+        a: Announcement,
+        policy: Box<dyn ChunkPolicy>,
+    ) -> Result<StreamKey, SetupError> {
+        let buffer = match self.open_buffer(&a, policy) {
+            Ok(buffer) => buffer,
+            Err(e) => {
+                // Nobody will read it: give the entry back.
+                self.hub.retire(a.entry, a.gen, a.by);
+                return Err(e);
+            }
+        };
+        let w = match self.watched.iter().position(|w| w.id == a.by) {
+            Some(w) => w,
+            None => {
+                self.watched.push(Watched {
+                    id: a.by,
+                    entries: Vec::new(),
+                    dead: false,
+                });
+                self.watched.len() - 1
+            }
+        };
+        self.watched[w].entries.push(a.entry);
+        self.members[a.entry as usize] = Some(Member {
+            gen: a.gen,
+            by: a.by,
+            buffer,
+            producer_dead: self.watched[w].dead,
+            reported_end: false,
+            round: 0,
+        });
+        self.len += 1;
+        let key = StreamKey {
+            entry: a.entry,
+            gen: a.gen,
+        };
+        // Its bits may have been taken (and passed over) before it was a
+        // member: the next look checks the stream itself.
+        self.carry.push(key);
+        Ok(key)
+    }
+
+    fn open_buffer(
+        &self,
+        a: &Announcement,
+        policy: Box<dyn ChunkPolicy>,
+    ) -> Result<StreamBuffer<E>, SetupError> {
+        match &self.origin {
+            Origin::Local(local) => {
+                let (id, mut consumer) =
+                    local
+                        .take((a.entry, a.gen))
+                        .ok_or_else(|| SetupError::NotAnnounced {
+                            name: a.id.to_string(),
+                        })?;
+                consumer.timeout = self.timeout;
+                StreamBuffer::new(consumer, id, Boxed(policy)).map_err(|e| e.error)
+            }
+            #[cfg(not(loom))]
+            Origin::Shared { .. } => {
+                let config = StreamConfig::new(a.id.clone())
+                    .with_prefix(&a.prefix)
+                    .with_timeout(self.timeout);
+                StreamBuffer::open(&config, Boxed(policy))
+            }
+            #[cfg(loom)]
+            Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! One worker, many streams, one wait: `StreamSet` over an in-process hub
+//! (the heap form of the hub protocol, what Miri runs). Producers in other
+//! threads create streams through `Hub`, commit, finish or leave; the
+//! consumer thread only ever sleeps in `wait_any`.
+//!
+//! `scripts/test-miri.sh` runs it under Miri (counts scaled down);
+//! `cargo test --test stream_set` natively.
+
+#![cfg(not(loom))]
+
+use shmstream::policy::Policy;
+use shmstream::{
+    DType, Hub, Producer, SetupError, StreamConfig, StreamError, StreamId, StreamKey, StreamSet,
+    TensorMeta,
+};
+use std::collections::HashMap;
+use std::thread;
+use std::time::Duration;
+
+/// Streams per producer thread and items per stream.
+const STREAMS: u64 = if cfg!(miri) { 3 } else { 48 };
+const ITEMS: u64 = if cfg!(miri) { 4 } else { 200 };
+
+/// A wait that ends only by timing out is a lost wake-up: fail, not hang.
+const PATIENCE: Option<Duration> = Some(Duration::from_secs(60));
+
+fn id(producer: u64, stream: u64) -> StreamId {
+    StreamId {
+        request_id: format!("req-{producer}-{stream}"),
+        edge_name: "codec".into(),
+        from_partition: format!("p{producer}"),
+    }
+}
+
+fn config(id: StreamId) -> StreamConfig {
+    StreamConfig::new(id)
+        .with_capacity(8)
+        .with_item_bytes(64)
+        .with_timeout(PATIENCE)
+}
+
+/// The value item `seq` of a stream carries.
+fn value(producer: u64, stream: u64, seq: u64) -> u64 {
+    producer << 48 | stream << 24 | seq
+}
+
+fn send(p: &Producer, v: u64, seq: u64) {
+    p.register(&format!("t{seq}"))
+        .unwrap()
+        .write(TensorMeta::new(DType::U64, &[1]).unwrap(), &v.to_le_bytes())
+        .unwrap();
+}
+
+fn fixed1() -> Policy {
+    "fixed:size=1".parse().unwrap()
+}
+
+/// Pops every chunk a reported stream has; returns true once it finished.
+fn drain(set: &mut StreamSet, key: StreamKey, next: &mut HashMap<StreamId, u64>) -> bool {
+    let buffer = set.get_mut(key).expect("a reported key names a stream");
+    let sid = buffer.id().clone();
+    let producer: u64 = sid.from_partition[1..].parse().unwrap();
+    let stream: u64 = sid.request_id.rsplit('-').next().unwrap().parse().unwrap();
+    loop {
+        match buffer.next_chunk_timeout(Some(Duration::ZERO)) {
+            Ok(Some(chunk)) => {
+                for i in 0..chunk.len() {
+                    let item = chunk.item(i).unwrap();
+                    let seq = next.entry(sid.clone()).or_insert(0);
+                    assert_eq!(item.id(), format!("t{seq}"), "{sid}");
+                    let got = u64::from_le_bytes(item.bytes().try_into().unwrap());
+                    assert_eq!(got, value(producer, stream, *seq), "{sid}");
+                    *seq += 1;
+                }
+            }
+            Ok(None) => return true,
+            Err(StreamError::Timeout { .. }) => return false,
+            Err(e) => panic!("{sid}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn two_producers_many_streams_one_wait_every_item_in_order() {
+    let mut set: StreamSet = StreamSet::in_process(64 * 2)
+        .unwrap()
+        .with_default_policy(fixed1());
+    let hubs: Vec<Hub> = (0..2).map(|_| set.hub().unwrap()).collect();
+    let producers: Vec<_> = hubs
+        .into_iter()
+        .enumerate()
+        .map(|(p, hub)| {
+            let p = p as u64;
+            thread::spawn(move || {
+                // Streams are created while the others already run.
+                let mut live: Vec<(u64, Producer)> = Vec::new();
+                for s in 0..STREAMS {
+                    live.push((s, hub.create_stream(&config(id(p, s))).unwrap()));
+                    for (s, producer) in &live {
+                        let seq = producer.registered();
+                        if seq < ITEMS {
+                            send(producer, value(p, *s, seq), seq);
+                        }
+                    }
+                }
+                for (s, producer) in &live {
+                    for seq in producer.registered()..ITEMS {
+                        send(producer, value(p, *s, seq), seq);
+                    }
+                    producer.signal_done();
+                }
+                // Dropped here: finished streams, then gone producers.
+            })
+        })
+        .collect();
+    let mut next = HashMap::new();
+    let mut finished = 0;
+    while finished < 2 * STREAMS {
+        let ready = set.wait_any(PATIENCE);
+        assert!(!ready.is_empty(), "wait_any timed out: a lost wake-up");
+        for key in ready {
+            if drain(&mut set, key, &mut next) {
+                assert!(set.remove(key).is_some());
+                assert!(set.get(key).is_none(), "a removed key names nothing");
+                finished += 1;
+            }
+        }
+    }
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert_eq!(next.len() as u64, 2 * STREAMS);
+    assert!(next.values().all(|&n| n == ITEMS), "{next:?}");
+    assert!(set.is_empty());
+}
+
+#[test]
+fn a_stream_with_several_chunks_ready_is_reported_again_without_a_new_commit() {
+    let mut set: StreamSet = StreamSet::in_process(64)
+        .unwrap()
+        .with_default_policy(fixed1());
+    let hub = set.hub().unwrap();
+    let producer = hub.create_stream(&config(id(0, 0))).unwrap();
+    for seq in 0..3 {
+        send(&producer, value(0, 0, seq), seq);
+    }
+    for _ in 0..3 {
+        let ready = set.wait_any(PATIENCE);
+        assert_eq!(ready.len(), 1);
+        let chunk = set.get_mut(ready[0]).unwrap().pop_chunk().unwrap();
+        assert_eq!(chunk.len(), 1);
+    }
+    // Nothing left: the set now times out.
+    assert!(set.wait_any(Some(Duration::from_millis(1))).is_empty());
+}
+
+#[test]
+fn a_dropped_producer_is_reported_once_and_then_says_producer_gone() {
+    let mut set: StreamSet = StreamSet::in_process(64)
+        .unwrap()
+        .with_default_policy("fixed:size=4".parse().unwrap());
+    let hub = set.hub().unwrap();
+    let producer = hub.create_stream(&config(id(0, 0))).unwrap();
+    send(&producer, 1, 0);
+    // One item of a window of four: nothing to report.
+    assert!(set.wait_any(Some(Duration::from_millis(1))).is_empty());
+    drop(producer);
+    let ready = set.wait_any(PATIENCE);
+    assert_eq!(ready.len(), 1);
+    let err = set
+        .get_mut(ready[0])
+        .unwrap()
+        .next_chunk_timeout(Some(Duration::ZERO));
+    assert_eq!(err.unwrap_err(), StreamError::ProducerGone);
+    // Reported once, not at every call.
+    assert!(set.wait_any(Some(Duration::from_millis(1))).is_empty());
+}
+
+#[test]
+fn without_an_adopter_streams_wait_to_be_added_by_identity() {
+    let mut set: StreamSet = StreamSet::in_process(64).unwrap();
+    let hub = set.hub().unwrap();
+    let missing = config(id(9, 9));
+    assert!(matches!(
+        set.add(&missing, fixed1()),
+        Err(SetupError::NotAnnounced { .. })
+    ));
+    let producer = hub.create_stream(&config(id(0, 1))).unwrap();
+    send(&producer, value(0, 1, 0), 0);
+    assert!(set.wait_any(Some(Duration::from_millis(1))).is_empty());
+    assert_eq!(set.announced(), vec![id(0, 1)]);
+    let key = set.add(&config(id(0, 1)), fixed1()).unwrap();
+    assert_eq!(set.find(&id(0, 1)), Some(key));
+    assert_eq!(set.wait_any(PATIENCE), vec![key]);
+    assert!(
+        set.add(&config(id(0, 1)), fixed1()).is_err(),
+        "adopted once"
+    );
+}
+
+#[test]
+fn a_full_hub_is_an_error_naming_its_size_and_a_removed_stream_frees_its_entry() {
+    let mut set: StreamSet = StreamSet::in_process(64)
+        .unwrap()
+        .with_default_policy(fixed1());
+    let hub = set.hub().unwrap();
+    let producers: Vec<_> = (0..64)
+        .map(|s| hub.create_stream(&config(id(0, s))).unwrap())
+        .collect();
+    let err = hub.create_stream(&config(id(0, 64))).unwrap_err();
+    assert!(
+        matches!(err, SetupError::HubFull { entries: 64, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("all 64 stream entries"), "{err}");
+    // Adopt them all, remove one: its entry serves the next stream.
+    send(&producers[5], value(0, 5, 0), 0);
+    let ready = set.wait_any(PATIENCE);
+    assert_eq!(ready.len(), 1);
+    assert_eq!(set.len(), 64);
+    assert!(set.remove(ready[0]).is_some());
+    let again = hub.create_stream(&config(id(0, 64))).unwrap();
+    send(&again, value(0, 64, 0), 0);
+    let ready2 = set.wait_any(PATIENCE);
+    assert_eq!(ready2.len(), 1);
+    assert_eq!(ready2[0].entry(), ready[0].entry(), "the freed entry");
+    assert_ne!(ready2[0], ready[0], "a new generation");
+    assert!(set.get(ready[0]).is_none());
+    assert_eq!(set.get(ready2[0]).unwrap().id(), &id(0, 64));
+}
+
+#[test]
+fn bad_hub_sizes_are_refused_naming_the_limits() {
+    for entries in [0, 63, 65, 8192] {
+        let err = StreamSet::<()>::in_process(entries).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("64 to 4096 streams in multiples of 64"),
+            "{err}"
+        );
+    }
+}
