@@ -10,9 +10,14 @@
 //! | middle | a fill derived from `seq` |
 //! | `n-8..n` | a checksum of bytes `0..n-8` (when `n >= 16`) |
 //!
-//! Items of fewer than 16 bytes are filled entirely from a hash of `seq`
-//! and compared whole. Either way a lost, duplicated or reordered item
-//! shows as a wrong `seq`, and a corrupted one as a wrong checksum.
+//! Items of fewer than 16 bytes (0 included) are filled entirely from a
+//! hash of `seq` and compared whole. Either way a lost, duplicated or
+//! reordered item shows as a wrong `seq`, and a corrupted one as a wrong
+//! checksum. Any size works the same way, up to the largest: the consumer
+//! reads every new item whole (the checksum runs at several GB/s, a 64 MiB
+//! item costs milliseconds), so no byte goes unchecked; its length is part
+//! of the checksum, and the consumer also compares it with the size the
+//! stream's `--sizes` give ([`crate::verify`]).
 
 /// Bytes an item needs to carry a timestamp.
 pub const MIN_TIMESTAMPED: usize = 24;
@@ -207,7 +212,7 @@ mod tests {
 
     #[test]
     fn every_size_round_trips_and_detects_a_swap_and_a_flip() {
-        for n in [1usize, 7, 15, 16, 23, 24, 56, 100, 4096] {
+        for n in [1usize, 7, 15, 16, 23, 24, 56, 100, 4096, 65536 + 3, 1 << 21] {
             let mut a = vec![0u8; n];
             fill(&mut a, 41);
             seal(&mut a, 123_456);
@@ -218,6 +223,28 @@ mod tests {
             b[n / 2] ^= 0x10;
             assert!(verify(&b, 41).is_err(), "size {n}: a flipped bit passes");
         }
+    }
+
+    #[test]
+    fn an_empty_item_verifies_and_sizes_are_part_of_the_checksum() {
+        let empty: [u8; 0] = [];
+        fill(&mut [], 3);
+        assert_eq!(verify(&empty, 3), Ok(None));
+        assert_eq!(stored_checksum(&empty), 0);
+        // The same bytes cut shorter: the checksum covers the length, so a
+        // truncated item does not pass as another size.
+        let mut a = vec![0u8; 64];
+        fill(&mut a, 9);
+        seal(&mut a, 1);
+        let mut b = a[..56].to_vec();
+        b[48..].copy_from_slice(&a[56..]);
+        assert!(verify(&b, 9).is_err());
+        // A flip far into a large item is found: every byte is checked.
+        let mut big = vec![0u8; 3 << 20];
+        fill(&mut big, 4);
+        seal(&mut big, 5);
+        big[(3 << 20) - 100] ^= 1;
+        assert!(verify(&big, 4).is_err());
     }
 
     #[test]

@@ -147,8 +147,10 @@ fn a_mix_of_56_byte_64k_and_2m_items_arrives_whole() {
     let report = demo(&scope, &["--sizes", "56,64K,2M", "--items", "300"]);
     assert_complete(&report, 300, 1);
     assert_eq!(report["bytes"], 100 * (56 + 65536 + 2 * 1048576));
-    // Windows of mixed sizes are read item by item (no stacked view).
-    assert_eq!(report["unstacked_windows"], report["chunks"]);
+    // Windows of mixed sizes are read item by item (only a final flush of
+    // one item, or none, could stack).
+    assert!(report["unstacked_windows"].as_u64() > Some(30), "{report}");
+    assert!(report["stacked_windows"].as_u64() <= Some(1), "{report}");
     assert!(report["latency"]["samples"] == 300, "{report}");
     // The launcher sized the payload for a window of 28: no byte wait is
     // needed to make progress, and the report says how often it waited.
@@ -260,7 +262,9 @@ fn a_small_item_capacity_holds_back_tiny_items_and_the_stream_completes() {
         ],
     );
     assert_complete(&report, 4000, 1);
-    assert_eq!(report["stacked_windows"], report["chunks"]);
+    // Equal sizes stack (the final chunk may be empty: neither kind).
+    assert_eq!(report["unstacked_windows"], 0, "{report}");
+    assert!(report["stacked_windows"].as_u64() >= Some(500), "{report}");
     let (items, bytes) = waits(&report);
     assert!(items > 0, "no wait for an item slot: {report}");
     assert_eq!(bytes, 0, "{report}");
