@@ -4,7 +4,7 @@
 //! stacked view of a window that wraps around the ring is not available
 //! here (a shared-memory segment maps its payload twice and has it).
 
-use crate::layout::{Control, Descriptor};
+use crate::layout::{Control, Descriptor, Geometry};
 use crate::ring::{Backing, RingMem, Side};
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
@@ -53,10 +53,11 @@ impl Drop for HeapBacking {
     }
 }
 
-/// Allocates a ring of `capacity` items over `payload_bytes` of payload
-/// (checked by the caller: both powers of two, the payload at least a page)
-/// and returns the producer's and the consumer's view of it.
-pub(crate) fn heap_ring(capacity: u64, item_bytes: u64, payload_bytes: u64) -> (RingMem, RingMem) {
+/// Allocates a ring of the checked `geometry` (`capacity` items over
+/// `payload_bytes` of payload, both powers of two, the payload at least a
+/// page) and returns the producer's and the consumer's view of it.
+pub(crate) fn heap_ring(geometry: &Geometry) -> (RingMem, RingMem) {
+    let (capacity, payload_bytes) = (geometry.capacity, geometry.payload_bytes);
     let control = NonNull::from(Box::leak(Box::new(Control::new())));
     let table: Box<[Descriptor]> = (0..capacity).map(|_| Descriptor::new()).collect();
     let descriptors = NonNull::from(Box::leak(table));
@@ -85,9 +86,7 @@ pub(crate) fn heap_ring(capacity: u64, item_bytes: u64, payload_bytes: u64) -> (
                 control,
                 descriptors.cast(),
                 payload,
-                capacity,
-                item_bytes,
-                payload_bytes,
+                &geometry,
                 false,
                 backing.clone(),
             )

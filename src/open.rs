@@ -20,13 +20,16 @@ use crate::ring::{ConsumerRing, ProducerRing};
 /// [`SetupError::InvalidName`] and [`SetupError::InvalidConfig`] for a bad
 /// configuration.
 pub fn in_process(config: &StreamConfig) -> Result<(Producer, Consumer), SetupError> {
-    config.validate()?;
+    let geometry = config.validate()?;
     // Loom and Miri run the protocol on the heap; elsewhere a memfd gives
     // the double mapping, so stacked views work across the wrap.
     #[cfg(any(loom, miri))]
-    let (p, c) = heap_ring(config.capacity, config.item_bytes, config.payload_bytes());
+    let (p, c) = heap_ring(&geometry);
     #[cfg(not(any(loom, miri)))]
-    let (p, c) = crate::segment::anonymous(config)?;
+    let (p, c) = {
+        let _ = geometry; // `anonymous` checks the config itself
+        crate::segment::anonymous(config)?
+    };
     Ok((
         Producer::from_ring(ProducerRing::new(p), config.timeout),
         Consumer::from_ring(ConsumerRing::new(c), config.timeout),

@@ -17,7 +17,7 @@
 use crate::error::Resource;
 use crate::error::StreamError;
 use crate::layout::{
-    placement_align, Bounds, Control, Descriptor, ItemMeta, FLAG_CONSUMER_ATTACHED,
+    placement_align, Bounds, Control, Descriptor, Geometry, ItemMeta, FLAG_CONSUMER_ATTACHED,
     FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_KNOWN, FLAG_PRODUCER_GONE, MAX_ID_LEN, STATUS_ABANDONED,
     STATUS_COMMITTED,
 };
@@ -86,32 +86,30 @@ impl fmt::Debug for RingMem {
 impl RingMem {
     /// # Safety
     ///
-    /// `control` points at a `Control`, `descriptors` at `capacity`
-    /// descriptors and `payload` at `payload_bytes` bytes (twice that, the
+    /// `control` points at a `Control`, `descriptors` at `geometry.capacity`
+    /// descriptors and `payload` at `geometry.payload_bytes` bytes (twice that, the
     /// second half a mirror of the first, when `mirrored`), all valid for
     /// reads for as long as `backing` lives, and for writes where this side
     /// writes (the producer: descriptors and payload; both: the control
     /// block; a consumer's table and payload may be mapped read-only), and
-    /// shared only with the one peer that follows this protocol. `capacity` and
-    /// `payload_bytes` are powers of two, `item_bytes <= payload_bytes`.
+    /// shared only with the one peer that follows this protocol. (A
+    /// `Geometry` is checked when built: powers of two, `item_bytes <=
+    /// payload_bytes`.)
     pub(crate) unsafe fn new(
         control: NonNull<Control>,
         descriptors: NonNull<Descriptor>,
         payload: NonNull<u8>,
-        capacity: u64,
-        item_bytes: u64,
-        payload_bytes: u64,
+        geometry: &Geometry,
         mirrored: bool,
         backing: Arc<dyn Backing>,
     ) -> RingMem {
-        debug_assert!(capacity.is_power_of_two() && payload_bytes.is_power_of_two());
         RingMem {
             control,
             descriptors,
             payload,
-            capacity,
-            item_bytes,
-            payload_bytes,
+            capacity: geometry.capacity,
+            item_bytes: geometry.item_bytes,
+            payload_bytes: geometry.payload_bytes,
             mirrored,
             backing,
         }

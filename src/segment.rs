@@ -147,9 +147,7 @@ impl Segment {
                     base.add(g.descriptors_offset as usize).cast::<Descriptor>(),
                 ),
                 NonNull::new_unchecked(base.add(g.payload_offset as usize)),
-                g.capacity,
-                g.item_bytes,
-                g.payload_bytes,
+                &g,
                 true,
                 self.clone() as Arc<dyn Backing>,
             )

@@ -215,34 +215,41 @@ fn map_floor(path: &str, create: bool) -> (&'static AtomicU64, &'static AtomicU6
     (words[0], words[2])
 }
 
-/// Maps a 4096-byte file of /dev/shm; returns atomics at byte offsets 0,
-/// 64, 128 and 192 (each on its own cache line).
-fn map_words(path: &str, create: bool) -> [&'static AtomicU64; 4] {
+/// Maps `len` bytes of a file of /dev/shm (created, or opened) shared and
+/// writable, for as long as the process lives.
+fn map_shared(path: &str, len: usize, create: bool) -> *mut u8 {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(create)
         .truncate(create)
         .open(path)
-        .expect("floor file");
-    file.set_len(4096).expect("size the floor file");
+        .expect("open the shared file");
+    file.set_len(len as u64).expect("size the shared file");
     use std::os::fd::AsRawFd;
-    // SAFETY: a fresh shared mapping of a 4096-byte file; never unmapped
-    // (it lives as long as the process), hence the 'static references.
+    // SAFETY: a fresh shared mapping of the whole file; never unmapped (it
+    // lives as long as the process, which is what lets callers hand out
+    // 'static references into it).
     let base = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            4096,
+            len,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_SHARED,
             file.as_raw_fd(),
             0,
         )
     };
-    assert_ne!(base, libc::MAP_FAILED, "mmap the floor file");
-    let base = base.cast::<u8>();
-    // SAFETY: the offsets are 8-aligned and inside the mapping; the bytes
-    // are only ever accessed as atomics.
+    assert_ne!(base, libc::MAP_FAILED, "mmap {path}");
+    base.cast()
+}
+
+/// Maps a 4096-byte file of /dev/shm; returns atomics at byte offsets 0,
+/// 64, 128 and 192 (each on its own cache line).
+fn map_words(path: &str, create: bool) -> [&'static AtomicU64; 4] {
+    let base = map_shared(path, 4096, create);
+    // SAFETY: the offsets are 8-aligned and inside the mapping, which is
+    // never unmapped; the bytes are only ever accessed as atomics.
     [0, 64, 128, 192].map(|offset| unsafe { AtomicU64::from_ptr(base.add(offset).cast()) })
 }
 
@@ -719,32 +726,10 @@ fn handoff_buffers(size: usize) -> u64 {
 
 fn map_handoff(path: &str, size: usize, create: bool) -> Handoff {
     let k = handoff_buffers(size);
-    let len = 4096 + k as usize * size;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(create)
-        .open(path)
-        .expect("handoff file");
-    file.set_len(len as u64).expect("size the handoff file");
-    use std::os::fd::AsRawFd;
-    // SAFETY: a fresh shared mapping of the whole file; never unmapped (it
-    // lives as long as the process), hence the 'static references.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(base, libc::MAP_FAILED, "mmap the handoff file");
-    let base = base.cast::<u8>();
-    // SAFETY: 8-aligned offsets inside the header page, only ever accessed
-    // as atomics; the data starts after that page.
+    let base = map_shared(path, 4096 + k as usize * size, create);
+    // SAFETY: 8-aligned offsets inside the header page of a mapping that is
+    // never unmapped, only ever accessed as atomics; the data starts after
+    // that page.
     unsafe {
         Handoff {
             head: AtomicU64::from_ptr(base.cast()),
