@@ -1,0 +1,320 @@
+//! A worker hub between real processes: this test binary spawns itself as
+//! producer processes (selected by an environment variable) that attach to
+//! the worker's hub and create streams there while the others run; the
+//! parent is the worker, one thread sleeping in `StreamSet::wait_any`.
+
+mod common;
+
+use common::{check_item, fill_item, item_words, mix, unique_prefix, Cleanup};
+use shmstream::{
+    DType, Hub, Producer, SetupError, StreamConfig, StreamError, StreamId, StreamKey, StreamSet,
+    TensorMeta,
+};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "SHMSTREAM_HUB_ROLE";
+const PREFIX: &str = "SHMSTREAM_HUB_PREFIX";
+const TAG: &str = "SHMSTREAM_HUB_TAG";
+const STREAMS: &str = "SHMSTREAM_HUB_STREAMS";
+const ITEMS: &str = "SHMSTREAM_HUB_ITEMS";
+const WORKER: &str = "worker";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Kills the child on drop, so a failing test leaves no process behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(role: &str, prefix: &str, tag: u64, streams: u64, items: u64) -> Killed {
+    Killed(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env(ROLE, role)
+            .env(PREFIX, prefix)
+            .env(TAG, tag.to_string())
+            .env(STREAMS, streams.to_string())
+            .env(ITEMS, items.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits until the child printed `ready`.
+fn wait_ready(child: &mut Killed) {
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.trim_end().ends_with("ready") => return,
+            Some(Ok(_)) => continue,
+            other => panic!("child ended before it was ready: {other:?}"),
+        }
+    }
+}
+
+fn stream_id(tag: u64, stream: u64) -> StreamId {
+    StreamId {
+        request_id: format!("req-{stream}"),
+        edge_name: "codec".into(),
+        from_partition: format!("p{tag}"),
+    }
+}
+
+fn config(prefix: &str, id: StreamId) -> StreamConfig {
+    StreamConfig::new(id)
+        .with_prefix(prefix)
+        .with_capacity(16)
+        .with_item_bytes(512)
+        .with_timeout(Some(PATIENCE))
+}
+
+/// What item `seq` of a stream carries as its sequence word: the stream
+/// in the high bits, so an item of another stream fails the check.
+fn tagged(tag: u64, stream: u64, seq: u64) -> u64 {
+    tag << 56 | stream << 32 | seq
+}
+
+fn attach_retrying(prefix: &str) -> Hub {
+    let start = Instant::now();
+    loop {
+        match Hub::attach(WORKER, prefix) {
+            Ok(hub) => return hub,
+            Err(SetupError::NotFound { .. }) if start.elapsed() < PATIENCE => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Commits the next item of `producer` unless its ring is full.
+fn try_send(producer: &Producer, tag: u64, stream: u64) -> bool {
+    let seq = producer.registered();
+    let words = item_words(seq, 64);
+    match producer.try_register(&format!("t{seq}")) {
+        Ok(mut slot) => {
+            fill_item(
+                tagged(tag, stream, seq),
+                &mut slot.payload_mut()[..words as usize * 8],
+            );
+            slot.commit(TensorMeta::new(DType::U64, &[words]).unwrap())
+                .map_err(|e| e.error)
+                .unwrap();
+            true
+        }
+        Err(StreamError::Full { .. }) => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Not a test of its own: the body of the producer processes.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let prefix = std::env::var(PREFIX).unwrap();
+    let var = |name| -> u64 { std::env::var(name).unwrap().parse().unwrap() };
+    let (tag, streams, items) = (var(TAG), var(STREAMS), var(ITEMS));
+    let hub = attach_retrying(&prefix);
+    match role.as_str() {
+        // Streams created one by one while the earlier ones run; items of
+        // mixed sizes at uneven rates (every stream gets a turn in a
+        // shuffled order, some turns pause); then done, and drained.
+        "producer" => {
+            let mut live: Vec<(u64, Producer)> = Vec::new();
+            let mut turn = 0u64;
+            loop {
+                if (live.len() as u64) < streams && turn % 4 == 0 {
+                    let s = live.len() as u64;
+                    live.push((
+                        s,
+                        hub.create_stream(&config(&prefix, stream_id(tag, s)))
+                            .unwrap(),
+                    ));
+                }
+                let mut busy = false;
+                let n = live.len();
+                for k in 0..n {
+                    let (s, producer) = &live[(k + mix(turn) as usize) % n];
+                    if producer.registered() < items {
+                        busy = true;
+                        // Some streams are slow: they skip turns.
+                        if mix(turn ^ s << 20) % 4 != 0 {
+                            try_send(producer, tag, *s);
+                        }
+                        if producer.registered() == items {
+                            producer.signal_done();
+                        }
+                    }
+                }
+                turn += 1;
+                if turn % 64 == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                if !busy && live.len() as u64 == streams {
+                    break;
+                }
+            }
+            for (_, producer) in &live {
+                producer.wait_drained(Some(PATIENCE)).unwrap();
+            }
+        }
+        // A few items in each stream, then it waits to be killed.
+        "victim" => {
+            let live: Vec<Producer> = (0..streams)
+                .map(|s| {
+                    hub.create_stream(&config(&prefix, stream_id(tag, s)))
+                        .unwrap()
+                })
+                .collect();
+            for (s, producer) in live.iter().enumerate() {
+                for _ in 0..items {
+                    assert!(try_send(producer, tag, s as u64));
+                }
+            }
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(120));
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// The worker's bookkeeping: the next sequence number of every stream.
+#[derive(Default)]
+struct Worker {
+    next: HashMap<StreamId, u64>,
+    finished: usize,
+    gone: Vec<(StreamId, Instant)>,
+}
+
+impl Worker {
+    /// Pops what a reported stream has; checks every item.
+    fn drain(&mut self, set: &mut StreamSet, key: StreamKey) {
+        let buffer = set.get_mut(key).unwrap();
+        let id = buffer.id().clone();
+        let tag: u64 = id.from_partition[1..].parse().unwrap();
+        let stream: u64 = id.request_id[4..].parse().unwrap();
+        let end = loop {
+            match buffer.next_chunk_timeout(Some(Duration::ZERO)) {
+                Ok(Some(chunk)) => {
+                    for item in chunk.items() {
+                        let seq = self.next.entry(id.clone()).or_insert(0);
+                        assert_eq!(item.id(), format!("t{seq}"), "{id}");
+                        assert_eq!(item.shape(), &[item_words(*seq, 64)], "{id}");
+                        assert_eq!(
+                            check_item(item.bytes()),
+                            Ok(tagged(tag, stream, *seq)),
+                            "{id}"
+                        );
+                        *seq += 1;
+                    }
+                }
+                Ok(None) => break Some(false),
+                Err(StreamError::Timeout { .. }) => break None,
+                Err(StreamError::ProducerGone) => break Some(true),
+                Err(e) => panic!("{id}: {e}"),
+            }
+        };
+        match end {
+            Some(false) => self.finished += 1,
+            Some(true) => self.gone.push((id, Instant::now())),
+            None => return,
+        }
+        set.remove(key).unwrap();
+    }
+}
+
+fn worker_set(prefix: &str) -> StreamSet {
+    StreamSet::create(WORKER, prefix)
+        .unwrap()
+        .with_default_policy("fixed:size=4".parse().unwrap())
+        .with_stream_timeout(Some(PATIENCE))
+}
+
+#[test]
+fn two_producer_processes_with_many_streams_each_every_item_in_order() {
+    let prefix = unique_prefix("hub2");
+    let _cleanup = Cleanup(prefix.clone());
+    let (streams, items) = (256u64, 120u64);
+    let mut set = worker_set(&prefix);
+    let children: Vec<Killed> = (0..2)
+        .map(|tag| spawn("producer", &prefix, tag, streams, items))
+        .collect();
+    let mut worker = Worker::default();
+    let started = Instant::now();
+    let mut ready = Vec::new();
+    while worker.finished < 2 * streams as usize {
+        set.wait_any_into(Some(PATIENCE), &mut ready);
+        assert!(!ready.is_empty(), "wait_any timed out: a lost wake-up");
+        for &key in &ready {
+            worker.drain(&mut set, key);
+        }
+    }
+    println!(
+        "{} streams x {items} items from 2 processes in {:?}",
+        2 * streams,
+        started.elapsed()
+    );
+    assert!(set.take_adopt_errors().is_empty());
+    assert!(worker.gone.is_empty());
+    assert_eq!(worker.next.len(), 2 * streams as usize);
+    assert!(worker.next.values().all(|&n| n == items));
+    for mut child in children {
+        assert!(child.0.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn a_killed_producers_streams_report_its_death_quickly_and_the_others_go_on() {
+    let prefix = unique_prefix("hubk");
+    let _cleanup = Cleanup(prefix.clone());
+    let mut set = worker_set(&prefix);
+    let (victim_streams, victim_items) = (16u64, 4u64);
+    let (streams, items) = (64u64, 400u64);
+    let mut victim = spawn("victim", &prefix, 1, victim_streams, victim_items);
+    wait_ready(&mut victim);
+    let mut survivor = spawn("producer", &prefix, 0, streams, items);
+    let mut worker = Worker::default();
+    let mut killed_at = None;
+    let mut ready = Vec::new();
+    while worker.finished < streams as usize || worker.gone.len() < victim_streams as usize {
+        set.wait_any_into(Some(PATIENCE), &mut ready);
+        assert!(!ready.is_empty(), "wait_any timed out: a lost wake-up");
+        for &key in &ready {
+            worker.drain(&mut set, key);
+        }
+        // Kill the victim once its items were all read, while the
+        // survivor is in full flow.
+        let victim_read =
+            (0..victim_streams).all(|s| worker.next.get(&stream_id(1, s)) == Some(&victim_items));
+        if killed_at.is_none() && victim_read && worker.next.len() > victim_streams as usize {
+            let pid = nix::unistd::Pid::from_raw(victim.0.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+            killed_at = Some(Instant::now());
+        }
+    }
+    let killed_at = killed_at.expect("the victim was killed");
+    let slowest = worker
+        .gone
+        .iter()
+        .map(|(_, at)| at.duration_since(killed_at))
+        .max()
+        .unwrap();
+    println!("a killed producer's 16 streams reported gone within {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(200),
+        "death reported after {slowest:?}"
+    );
+    assert!(worker.gone.iter().all(|(id, _)| id.from_partition == "p1"));
+    assert!((0..streams).all(|s| worker.next.get(&stream_id(0, s)) == Some(&items)));
+    assert!(survivor.0.wait().unwrap().success());
+}
