@@ -337,6 +337,17 @@ impl PyProducer {
                 Err(StreamError::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => {
                     py.check_signals()?;
                 }
+                Err(StreamError::Timeout { what, .. }) => {
+                    return Err(raise(
+                        py,
+                        "StreamTimeout",
+                        format!(
+                            "stream {}: waited {:.3} s for {what}",
+                            self.id,
+                            timeout.unwrap_or_default().as_secs_f64()
+                        ),
+                    ))
+                }
                 r => return r.map_err(|e| stream_err(py, &self.id, &e)),
             }
         }

@@ -1,0 +1,137 @@
+"""Across processes from Python: a subprocess producer, out-of-order
+commits, checksums, across the wrap; a SIGKILLed producer; Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import shmstream as s
+
+PRODUCER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import shmstream as s
+    rid, edge, part, n, mode = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    p = s.Producer(rid, edge, part, capacity=256, item_bytes=64)
+    print("ready", flush=True)
+    batch = 8
+    for start in range(0, n, batch):
+        ids = [f"t{i}" for i in range(start, min(n, start + batch))]
+        for tid in ids:
+            p.pre_read_register(tid)
+        for tid in reversed(ids):  # out of order
+            i = int(tid[1:])
+            p.put(tid, np.array([i, i * 7 + 3, (i * 2654435761) % 2**31], np.int64))
+    if mode == "hang":
+        time.sleep(60)
+    p.signal_done()
+    p.wait_drained(30)
+    """
+)
+
+
+def spawn(stream_id, n, mode="done"):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PRODUCER, *stream_id, str(n), mode],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def open_buffer(stream_id, policy):
+    return s.StreamBuffer.open(*stream_id, policy=policy, timeout=10)
+
+
+def test_100k_items_with_checksums_out_of_order_across_the_wrap(stream_id):
+    n = 100_000
+    proc = spawn(stream_id, n)
+    buf = open_buffer(stream_id, s.SlidingWindowChunkPolicy(window=28, stride=7))
+    expected_next = 0
+    finals = 0
+    for chunk in buf:
+        a = np.from_dlpack(chunk)
+        idx = a[:, 0]
+        assert (idx == np.arange(chunk.start_offset, chunk.start_offset + len(chunk))).all()
+        assert (a[:, 1] == idx * 7 + 3).all()
+        assert (a[:, 2] == (idx * 2654435761) % 2**31).all()
+        expected_next = max(expected_next, chunk.start_offset + len(chunk))
+        finals += chunk.is_final
+    del chunk, a, idx  # the last views go: the producer's wait_drained returns
+    assert expected_next == n and finals == 1
+    assert proc.wait(30) == 0
+
+
+def test_a_sigkilled_producer_is_noticed_within_200_ms(stream_id):
+    proc = spawn(stream_id, 3, mode="hang")
+    buf = open_buffer(stream_id, s.FixedChunkPolicy(2))
+    first = buf.next_chunk(timeout=5)
+    assert len(first) == 2
+    del first
+    result = {}
+
+    def kill_soon():
+        time.sleep(0.2)
+        result["killed_at"] = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+
+    threading.Thread(target=kill_soon).start()
+    with pytest.raises(s.ProducerGone) as e:
+        buf.next_chunk(timeout=None)
+    elapsed = time.monotonic() - result["killed_at"]
+    assert elapsed < 0.2, elapsed
+    assert isinstance(e.value, s.PeerGone) and stream_id[0] in str(e.value)
+    proc.wait(5)
+
+
+def test_ctrl_c_during_a_blocking_wait_raises_keyboard_interrupt():
+    sb = s.StreamBuffer("r", "e", "p", "fixed:size=2")
+    sent = {}
+
+    def interrupt():
+        time.sleep(0.2)
+        sent["at"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt).start()
+    with pytest.raises(KeyboardInterrupt):
+        sb.next_chunk(timeout=None)
+    assert time.monotonic() - sent["at"] < 0.1
+
+
+def test_a_producer_blocked_on_a_full_ring_honours_ctrl_c(stream_id):
+    producer = s.Producer(*stream_id, capacity=4, item_bytes=64)
+    buf = open_buffer(stream_id, "fixed:size=1")  # attached, never reads
+    for i in range(4):
+        producer.put(f"t{i}", np.zeros(2))
+    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        producer.put("t4", np.zeros(2))
+    assert time.monotonic() - t0 < 0.4
+    del buf
+
+
+def test_opening_a_missing_stream_is_stream_not_found(stream_id):
+    with pytest.raises(s.StreamNotFound) as e:
+        s.StreamBuffer.open(*stream_id, policy="fixed:size=1")
+    assert isinstance(e.value, FileNotFoundError) and stream_id[0] in str(e.value)
+
+
+def test_timeout_is_stream_timeout(stream_id):
+    producer = s.Producer(*stream_id, capacity=4, item_bytes=64)
+    buf = open_buffer(stream_id, "fixed:size=1")
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        buf.next_chunk(timeout=0.15)
+    assert 0.15 <= time.monotonic() - t0 < 0.5
+    del producer
