@@ -4,14 +4,16 @@ the reference's fields and the edge FIFO."""
 
 import numpy as np
 import pytest
-import torch
-
 import shmstream as s
+import torch
 
 
 def buffer(policy, capacity=64):
     return s.StreamBuffer(
-        request_id="r", edge_name="new_token", from_partition="LLM", policy=policy,
+        request_id="r",
+        edge_name="new_token",
+        from_partition="LLM",
+        policy=policy,
         capacity=capacity,
     )
 
@@ -38,7 +40,9 @@ def test_sliding_worked_example():
     chunks = []
     while sb.has_chunk_ready():
         c = sb.pop_chunk()
-        chunks.append((c.start_offset, c.data["data"].flatten().tolist(), c.context_items, c.is_final))
+        chunks.append(
+            (c.start_offset, c.data["data"].flatten().tolist(), c.context_items, c.is_final)
+        )
     assert chunks == [
         (0, [0, 1, 2, 3], 0, False),
         (2, [2, 3, 4, 5], 2, False),
@@ -153,7 +157,10 @@ def test_collation_one_item_mixed_shapes_and_numpy_input():
 def test_reference_fields_and_edges():
     sb = buffer(s.SlidingWindowChunkPolicy(window=28, stride=7))
     assert (sb.request_id, sb.edge_name, sb.from_partition) == ("r", "new_token", "LLM")
-    assert isinstance(sb.policy, s.SlidingWindowChunkPolicy) and str(sb.policy) == "sliding:window=28,stride=7"
+    assert (
+        isinstance(sb.policy, s.SlidingWindowChunkPolicy)
+        and str(sb.policy) == "sliding:window=28,stride=7"
+    )
     assert sb.producer_done is False
     assert sb.pop_waiting_edge() is None
     edges = [object(), {"edge": 2}]
@@ -166,7 +173,10 @@ def test_reference_fields_and_edges():
 
 
 def test_policy_names_and_errors():
-    assert str(s.RampChunkPolicy(first=4, size=8, growth=2, max=32)) == "ramp:first=4,size=8,growth=2,max=32"
+    assert (
+        str(s.RampChunkPolicy(first=4, size=8, growth=2, max=32))
+        == "ramp:first=4,size=8,growth=2,max=32"
+    )
     with pytest.raises(s.BadPolicy) as e:
         s.SlidingWindowChunkPolicy(window=4, stride=5)
     assert isinstance(e.value, ValueError) and "stride" in str(e.value)

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-import torch
-
 import shmstream as s
+import torch
 
 
 def sb(**kw):

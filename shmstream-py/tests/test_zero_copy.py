@@ -9,9 +9,8 @@ import time
 
 import numpy as np
 import pytest
-import torch
-
 import shmstream as s
+import torch
 
 
 def inside(ptr, nbytes, region):
@@ -120,7 +119,7 @@ def test_release_and_with_hand_back_the_slots():
         assert c.alive
     assert not c.alive
     with pytest.raises(s.ChunkReleased):
-        c.data
+        _ = c.data
     c2 = sb.pop_chunk()
     v = c2.stacked()
     c2.release()

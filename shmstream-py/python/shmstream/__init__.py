@@ -12,7 +12,7 @@ to the producer when the chunk and every view made from it are gone.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from . import _shmstream
 from ._errors import (
@@ -123,7 +123,7 @@ class StreamBuffer:
         *,
         capacity: int = 1024,
         item_bytes: int = 4096,
-        payload_bytes: Optional[int] = None,
+        payload_bytes: int | None = None,
     ) -> None:
         self.policy = _as_policy(policy)
         self._b, self._p = _shmstream._Buffer.in_process(
@@ -145,8 +145,8 @@ class StreamBuffer:
         from_partition: str,
         policy: PolicyLike,
         *,
-        prefix: Optional[str] = None,
-        timeout: Optional[float] = None,
+        prefix: str | None = None,
+        timeout: float | None = None,
     ) -> StreamBuffer:
         """Opens the stream a :class:`Producer` created (the only consumer).
 
@@ -184,7 +184,7 @@ class StreamBuffer:
             )
         return self._p
 
-    def pre_read_register(self, tensor_id: str, nbytes: Optional[int] = None) -> None:
+    def pre_read_register(self, tensor_id: str, nbytes: int | None = None) -> None:
         """Reserves the next position of the stream for ``tensor_id``
         (``nbytes``, default the buffer's ``item_bytes``)."""
         self._producer().pre_read_register(tensor_id, nbytes)
@@ -216,7 +216,7 @@ class StreamBuffer:
         """Pops the next chunk; raises :class:`NotReady` when ``has_chunk_ready()`` is false."""
         return self._b.pop_chunk()
 
-    def next_chunk(self, timeout: Optional[float] = None) -> Optional[StreamChunk]:
+    def next_chunk(self, timeout: float | None = None) -> StreamChunk | None:
         """Waits (without the GIL; Ctrl-C raises KeyboardInterrupt) for the
         next chunk; None once the final chunk was popped. ``timeout`` in
         seconds (None: for ever) raises :class:`StreamTimeout` when it passes."""
@@ -300,9 +300,9 @@ class Producer:
         *,
         capacity: int = 1024,
         item_bytes: int = 65536,
-        payload_bytes: Optional[int] = None,
-        prefix: Optional[str] = None,
-        timeout: Optional[float] = None,
+        payload_bytes: int | None = None,
+        prefix: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         self._p = _shmstream._Producer.create(
             request_id,
@@ -316,7 +316,7 @@ class Producer:
         )
 
     def register(
-        self, tensor_id: str, nbytes: Optional[int] = None, timeout: Optional[float] = _DEFAULT
+        self, tensor_id: str, nbytes: int | None = None, timeout: float | None = _DEFAULT
     ) -> Slot:
         """Reserves the next position for ``tensor_id`` and returns its
         :class:`Slot`: fill ``slot.numpy(dtype, shape)`` (or ``recv_into``,
@@ -324,12 +324,12 @@ class Producer:
         ``slot.commit(dtype, shape)``. Waits (Ctrl-C-able) while the ring is full."""
         return self._p.register(tensor_id, nbytes, timeout)
 
-    def pre_read_register(self, tensor_id: str, nbytes: Optional[int] = None) -> int:
+    def pre_read_register(self, tensor_id: str, nbytes: int | None = None) -> int:
         """Reserves the next position for ``tensor_id`` until ``put`` names it;
         returns its offset in the payload region."""
         return self._p.pre_read_register(tensor_id, nbytes)
 
-    def put(self, tensor_id: str, item: Any, timeout: Optional[float] = _DEFAULT) -> None:
+    def put(self, tensor_id: str, item: Any, timeout: float | None = _DEFAULT) -> None:
         """Copies ``item`` (a contiguous host torch.Tensor or numpy.ndarray) into
         the stream: into the slot ``pre_read_register`` reserved for
         ``tensor_id``, or else into a newly registered one of its exact size."""
@@ -344,7 +344,7 @@ class Producer:
         """No more items will be registered."""
         self._p.signal_done()
 
-    def wait_drained(self, timeout: Optional[float] = None) -> None:
+    def wait_drained(self, timeout: float | None = None) -> None:
         """Waits until the consumer released every item (so the producer may exit)."""
         self._p.wait_drained(timeout)
 

@@ -4,7 +4,6 @@ known by its name (``str(policy)``), which the stream parses."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 from . import _shmstream
 
@@ -85,7 +84,7 @@ class RampChunkPolicy(ChunkPolicy):
         first: int,
         size: int,
         growth: float = 1.0,
-        max: Union[int, None] = None,  # noqa: A002 (the name's key)
+        max: int | None = None,  # noqa: A002 (the name's key)
         continue_after_done: bool = False,
     ) -> None:
         self.first, self.size, self.growth, self.max = first, size, growth, max
@@ -109,7 +108,7 @@ class ScheduledChunkPolicy(ChunkPolicy):
         self._set(f"scheduled:schedule={sched},chunk={chunk},context={context},prime={prime}")
 
 
-def policy_name(policy: Union[ChunkPolicy, str]) -> str:
+def policy_name(policy: ChunkPolicy | str) -> str:
     if isinstance(policy, ChunkPolicy):
         return policy.name
     if isinstance(policy, str):

@@ -103,9 +103,7 @@ def host_array(item: Any) -> tuple[str, list[int], int, int, Any]:
         return name, list(item.shape), item.__array_interface__["data"][0], item.nbytes, item
     if isinstance(item, np.generic):
         return host_array(np.asarray(item))
-    raise TypeError(
-        f"put takes a torch.Tensor or a numpy.ndarray, not {type(item).__name__}"
-    )
+    raise TypeError(f"put takes a torch.Tensor or a numpy.ndarray, not {type(item).__name__}")
 
 
 def numpy_of(view: Any) -> np.ndarray:
