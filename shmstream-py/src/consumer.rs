@@ -473,9 +473,8 @@ impl Chunk {
                 }
             }
             None => {
-                let t = self.with_lease(py, |buf, lease| {
-                    buf.lease_item(lease, i).map(item_strided)
-                })?;
+                let t =
+                    self.with_lease(py, |buf, lease| buf.lease_item(lease, i).map(item_strided))?;
                 t.ok_or_else(|| {
                     pyo3::exceptions::PyIndexError::new_err(format!("item {i} is not in the chunk"))
                 })?
@@ -537,9 +536,9 @@ impl Chunk {
             }
             (_, None) => {
                 return Err(pyo3::exceptions::PyBufferError::new_err(format!(
-                    "chunk {}'s {} items differ in dtype or shape; take them one by one with item(i)",
-                    self.chunk_index, self.len
-                )))
+                "chunk {}'s {} items differ in dtype or shape; take them one by one with item(i)",
+                self.chunk_index, self.len
+            )))
             }
         };
         view.__dlpack__(py, stream, max_version, dl_device, copy)

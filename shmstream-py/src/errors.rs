@@ -10,9 +10,7 @@ use shmstream::{SetupError, StreamError, StreamId};
 /// Raises `shmstream._errors.<class>(message)`.
 pub(crate) fn raise(py: Python<'_>, class: &'static str, message: String) -> PyErr {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    let module = MODULE.get_or_try_init(py, || {
-        py.import("shmstream._errors").map(Bound::unbind)
-    });
+    let module = MODULE.get_or_try_init(py, || py.import("shmstream._errors").map(Bound::unbind));
     let class: PyResult<Bound<'_, PyType>> = module
         .and_then(|m| m.bind(py).getattr(class))
         .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));

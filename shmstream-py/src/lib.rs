@@ -216,6 +216,7 @@ impl PyStreamBuffer {
     }
 
     #[getter]
+    #[allow(clippy::wrong_self_convention)] // the reference's field name
     fn from_partition(&self) -> &str {
         &self.shared.id.from_partition
     }
@@ -228,12 +229,18 @@ impl PyStreamBuffer {
 
     /// The reference's `store_uningested_edge`: first in, first out.
     fn store_uningested_edge(&self, edge: Py<PyAny>) {
-        self.edges.lock().unwrap_or_else(|e| e.into_inner()).push_back(edge);
+        self.edges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(edge);
     }
 
     /// The reference's `pop_waiting_edge`: the oldest edge, or None.
     fn pop_waiting_edge(&self) -> Option<Py<PyAny>> {
-        self.edges.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+        self.edges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
     }
 
     /// Whether this buffer has its own in-process producer.

@@ -69,15 +69,28 @@ impl State {
         let ptr = slot.payload_mut().as_mut_ptr() as usize;
         let token = self.next_token;
         self.next_token += 1;
-        let out = (token, ptr, slot.len(), slot.position(), slot.payload_offset());
+        let out = (
+            token,
+            ptr,
+            slot.len(),
+            slot.position(),
+            slot.payload_offset(),
+        );
         self.slots.insert(token, slot);
         Ok(out)
     }
 }
 
 /// Parses a dtype name and a shape into metadata.
-pub(crate) fn meta(py: Python<'_>, id: &StreamId, dtype: &str, shape: &[u64]) -> PyResult<TensorMeta> {
-    let dtype: DType = dtype.parse().map_err(|e: StreamError| stream_err(py, id, &e))?;
+pub(crate) fn meta(
+    py: Python<'_>,
+    id: &StreamId,
+    dtype: &str,
+    shape: &[u64],
+) -> PyResult<TensorMeta> {
+    let dtype: DType = dtype
+        .parse()
+        .map_err(|e: StreamError| stream_err(py, id, &e))?;
     TensorMeta::new(dtype, shape).map_err(|e| stream_err(py, id, &e))
 }
 
@@ -201,7 +214,12 @@ impl PyProducer {
     /// The reference's `pre_read_register`: reserves the next position for
     /// `tensor_id` until `put` names it; returns its payload offset.
     #[pyo3(signature = (tensor_id, nbytes=None))]
-    fn pre_read_register(&self, py: Python<'_>, tensor_id: &str, nbytes: Option<u64>) -> PyResult<u64> {
+    fn pre_read_register(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        nbytes: Option<u64>,
+    ) -> PyResult<u64> {
         // The wait for room (the stream's timeout) runs without the GIL.
         let r = py.detach(|| {
             let s = lock(&self.state);
@@ -260,7 +278,11 @@ impl PyProducer {
             lock(&self.state).producer.put(tensor_id, meta, bytes)
         };
         // Large copies run without the GIL.
-        let r = if nbytes >= 1 << 16 { py.detach(put) } else { put() };
+        let r = if nbytes >= 1 << 16 {
+            py.detach(put)
+        } else {
+            put()
+        };
         r.map_err(|e| stream_err(py, &self.id, &e))
     }
 
@@ -291,8 +313,14 @@ impl PyProducer {
             ));
         }
         let timeout = self.timeout_arg(py, timeout)?;
-        let (token, dst, _, _, _) =
-            register(py, &self.state, &self.id, tensor_id, Some(nbytes as u64), timeout)?;
+        let (token, dst, _, _, _) = register(
+            py,
+            &self.state,
+            &self.id,
+            tensor_id,
+            Some(nbytes as u64),
+            timeout,
+        )?;
         let (src, dst) = (ptr, dst);
         let copy = move || {
             let mut state = lock(&self.state);
@@ -305,12 +333,22 @@ impl PyProducer {
             }
             slot.commit(meta).map_err(|refused| refused.error)
         };
-        let r = if nbytes >= 1 << 16 { py.detach(copy) } else { copy() };
+        let r = if nbytes >= 1 << 16 {
+            py.detach(copy)
+        } else {
+            copy()
+        };
         r.map_err(|e| stream_err(py, &self.id, &e))
     }
 
     /// Commits the slot of `tensor_id` whose bytes were written in place.
-    fn put_in_place(&self, py: Python<'_>, tensor_id: &str, dtype: &str, shape: Vec<u64>) -> PyResult<()> {
+    fn put_in_place(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        dtype: &str,
+        shape: Vec<u64>,
+    ) -> PyResult<()> {
         let meta = meta(py, &self.id, dtype, &shape)?;
         lock(&self.state)
             .producer
@@ -391,6 +429,7 @@ impl PyProducer {
     }
 
     #[getter]
+    #[allow(clippy::wrong_self_convention)] // the reference's field name
     fn from_partition(&self) -> &str {
         &self.id.from_partition
     }
@@ -400,7 +439,7 @@ impl PyProducer {
     /// `-1.0` (the default) means the stream's timeout; `None` for ever.
     fn timeout_arg(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
         match timeout {
-            Some(t) if t == -1.0 => Ok(self.timeout),
+            Some(-1.0) => Ok(self.timeout),
             t => crate::seconds(py, t),
         }
     }
@@ -467,7 +506,10 @@ impl PySlot {
 impl PySlot {
     /// numpy's array interface: the slot's bytes, writable `uint8`.
     #[getter]
-    fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    fn __array_interface__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
         self.view(py)?.__array_interface__(py)
     }
 
@@ -515,7 +557,11 @@ impl PySlot {
         let meta = meta(py, &self.id, &name, &shape)?;
         let mut state = lock(&self.state);
         let Some(slot) = state.slots.remove(&self.token) else {
-            return Err(raise(py, "SlotClosed", format!("stream {}: slot {:?} is gone", self.id, self.tensor_id)));
+            return Err(raise(
+                py,
+                "SlotClosed",
+                format!("stream {}: slot {:?} is gone", self.id, self.tensor_id),
+            ));
         };
         match slot.commit(meta) {
             Ok(()) => {
@@ -531,7 +577,10 @@ impl PySlot {
 
     /// Gives the position up (the consumer reports it as abandoned).
     fn abandon(&self) {
-        let was_open = std::mem::replace(&mut *self.open.lock().unwrap_or_else(|e| e.into_inner()), false);
+        let was_open = std::mem::replace(
+            &mut *self.open.lock().unwrap_or_else(|e| e.into_inner()),
+            false,
+        );
         if was_open {
             let slot = lock(&self.state).slots.remove(&self.token);
             drop(slot);

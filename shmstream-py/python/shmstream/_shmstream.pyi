@@ -1,0 +1,91 @@
+"""The native half of shmstream (PyO3). Use the package ``shmstream``."""
+
+from typing import Any
+
+class _View:
+    """A tensor in the stream's memory: ``numpy.asarray(view)``, ``torch.from_dlpack(view)``."""
+
+    __array_interface__: dict[str, Any]
+    dtype: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    data_ptr: int
+    readonly: bool
+    def __dlpack__(
+        self,
+        *,
+        stream: Any = None,
+        max_version: Any = None,
+        dl_device: Any = None,
+        copy: Any = None,
+    ) -> Any: ...
+    def __dlpack_device__(self) -> tuple[int, int]: ...
+
+class StreamChunk:
+    """A chunk popped from a StreamBuffer. Its slots go back to the producer
+    when the chunk and every view made from it are gone, or at ``release()``
+    (views made before keep theirs)."""
+
+    chunk_index: int
+    start_offset: int
+    is_final: bool
+    context_items: int
+    data: dict[str, Any]
+    """``{"data": None}`` (no items), the item (one), the stacked ``[n, *shape]``
+    view (same shapes) or a list (mixed); torch tensors if torch imports, else
+    read-only numpy arrays."""
+    ids: list[str]
+    alive: bool
+    def __len__(self) -> int: ...
+    def stacked(self) -> _View | None:
+        """The window as one read-only ``[n, *shape]`` view (None: empty or mixed)."""
+    def item(self, i: int) -> _View:
+        """Item ``i`` as a read-only view of its own shape."""
+    def release(self) -> None:
+        """Gives up the chunk's lease (views made before keep theirs)."""
+    def __enter__(self) -> StreamChunk: ...
+    def __exit__(self, *exc: object) -> bool: ...
+    def __dlpack__(
+        self,
+        *,
+        stream: Any = None,
+        max_version: Any = None,
+        dl_device: Any = None,
+        copy: Any = None,
+    ) -> Any: ...
+    def __dlpack_device__(self) -> tuple[int, int]: ...
+
+class Slot:
+    """A reserved producer slot: fill it in place, then ``commit(dtype, shape)``.
+    Dropped (or left in a ``with``) uncommitted, it is abandoned."""
+
+    tensor_id: str
+    len: int
+    position: int
+    offset: int
+    data_ptr: int
+    is_open: bool
+    __array_interface__: dict[str, Any]
+    def numpy(self, dtype: Any = None, shape: Any = None) -> Any:
+        """A writable numpy view of the slot (default: its bytes as uint8)."""
+    def commit(self, dtype: Any, shape: list[int]) -> None:
+        """Publishes the tensor written from the slot's start."""
+    def abandon(self) -> None: ...
+    def __enter__(self) -> Slot: ...
+    def __exit__(self, *exc: object) -> bool: ...
+    def __dlpack__(
+        self,
+        *,
+        stream: Any = None,
+        max_version: Any = None,
+        dl_device: Any = None,
+        copy: Any = None,
+    ) -> Any: ...
+    def __dlpack_device__(self) -> tuple[int, int]: ...
+
+class _Buffer: ...
+class _Producer: ...
+
+def policy_name(name: str) -> str: ...
+def policy_max_window(name: str) -> int: ...
+def list_segments(prefix: str | None = None) -> list[str]: ...
