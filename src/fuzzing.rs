@@ -40,7 +40,8 @@ pub struct Accepted {
 
 /// Runs the per-item descriptor checks on `bytes` (padded or cut to one
 /// descriptor) as the descriptor of `position`, after a previous item
-/// ending at `walk_end`, with the bytes up to `released_end` released, in a
+/// ending at `walk_end`, with the oldest unreleased item starting at
+/// `oldest_start` (`u64::MAX`: this is the oldest unreleased one), in a
 /// payload ring of `payload_bytes` (rounded to a power of two of at least a
 /// page), `mirrored` or not. Returns what a committed item carries.
 ///
@@ -51,7 +52,7 @@ pub fn check_descriptor(
     bytes: &[u8],
     position: u64,
     walk_end: u64,
-    released_end: u64,
+    oldest_start: u64,
     payload_bytes: u64,
     mirrored: bool,
 ) -> Result<Option<Accepted>, StreamError> {
@@ -76,7 +77,7 @@ pub fn check_descriptor(
         .next_power_of_two();
     let bounds = crate::layout::Bounds {
         walk_end,
-        released_end,
+        oldest_start: (oldest_start != u64::MAX).then_some(oldest_start),
         payload_bytes,
         mirrored,
     };

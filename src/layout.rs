@@ -233,14 +233,16 @@ pub(crate) struct ItemMeta {
 
 /// What a descriptor's reservation is checked against: the walk is in
 /// stream order, so each reservation starts at or after the end of the one
-/// before it and ends within one payload length of the end of the last
-/// released one (the producer cannot reuse bytes the consumer holds).
+/// before it and ends within one payload length of the start of the oldest
+/// unreleased one (the bytes from there on are the consumer's until it
+/// releases them, so the producer cannot place anything over them).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Bounds {
     /// End of the previous position's reservation.
     pub(crate) walk_end: u64,
-    /// End of the last released position's reservation.
-    pub(crate) released_end: u64,
+    /// Start of the oldest unreleased position's reservation; `None` when
+    /// the position checked is that one (its own start is the floor).
+    pub(crate) oldest_start: Option<u64>,
     /// The payload area's length.
     pub(crate) payload_bytes: u64,
     /// The payload is mapped twice: a reservation may cross the wrap.
@@ -345,10 +347,19 @@ impl ItemMeta {
                 "nbytes {nbytes} exceeds the {len} bytes reserved"
             )));
         }
-        let limit = bounds.released_end.saturating_add(bounds.payload_bytes);
+        let align = placement_align(len);
+        if offset % align != 0 {
+            return Err(corrupt(format!(
+                "reservation of {len} bytes at payload byte {offset} is not aligned to {align}"
+            )));
+        }
+        let limit = bounds
+            .oldest_start
+            .unwrap_or(offset)
+            .saturating_add(bounds.payload_bytes);
         if offset < bounds.walk_end || offset.checked_add(len).map_or(true, |end| end > limit) {
             return Err(corrupt(format!(
-                "reservation of {len} bytes at payload byte {offset} is outside {}..{limit} (after the previous item, within one payload length of the released bytes)",
+                "reservation of {len} bytes at payload byte {offset} is outside {}..{limit} (after the previous item, within one payload length of the oldest unreleased one)",
                 bounds.walk_end
             )));
         }

@@ -334,10 +334,10 @@ pub(crate) struct ProducerRing {
     next: u64,
     /// Last `released` we loaded; reloaded only when the ring looks full.
     cached_released: u64,
-    /// End of the reservation of each of the last `2 * capacity` positions,
-    /// by `position & (2 * capacity - 1)`: the bytes that releasing a
-    /// position frees (`released - 1` may be a lap behind `next - 1`).
-    ends: Box<[u64]>,
+    /// By slot: where the reservation of the position that last reserved it
+    /// starts. The oldest unreleased position's start is the floor of free
+    /// space: nothing may be placed past it plus the payload length.
+    starts: Box<[u64]>,
     /// End of the newest reservation: the next one starts at or after it.
     head: u64,
     /// By slot: the state of the position that last reserved it.
@@ -359,7 +359,7 @@ impl ProducerRing {
             mem,
             next: 0,
             cached_released: 0,
-            ends: vec![0; 2 * capacity].into_boxed_slice(),
+            starts: vec![0; capacity].into_boxed_slice(),
             head: 0,
             states: vec![SlotState::Free; capacity].into_boxed_slice(),
             oldest_open: 0,
@@ -430,15 +430,20 @@ impl ProducerRing {
 
     /// Which resource is short for one more reservation of `len` bytes if
     /// the consumer has released `released` positions (`None`: it fits).
+    /// The bytes in use run from the start of the oldest unreleased
+    /// reservation (padding before it is free); with none unreleased, any
+    /// reservation of at most the payload length fits.
     fn short_of(&self, released: u64, len: u64) -> Option<Resource> {
         if self.next - released >= self.mem.capacity {
             return Some(Resource::Items);
         }
-        let freed = match released {
-            0 => 0,
-            r => self.ends[((r - 1) & (2 * self.mem.capacity - 1)) as usize],
+        let offset = self.place(len);
+        let floor = if released < self.next {
+            self.starts[(released & (self.mem.capacity - 1)) as usize]
+        } else {
+            offset
         };
-        (self.place(len) + len - freed > self.mem.payload_bytes).then_some(Resource::PayloadBytes)
+        (offset + len - floor > self.mem.payload_bytes).then_some(Resource::PayloadBytes)
     }
 
     fn has_space(&mut self, len: u64) -> Result<Option<Resource>, StreamError> {
@@ -523,7 +528,7 @@ impl ProducerRing {
             .descriptor(position)
             .write_registration(id, offset, len);
         self.head = offset + len;
-        self.ends[(position & (2 * self.mem.capacity - 1)) as usize] = self.head;
+        self.starts[(position & (self.mem.capacity - 1)) as usize] = offset;
         self.states[(position & (self.mem.capacity - 1)) as usize] = SlotState::Held;
         self.next = position + 1;
         // Release: pairs with the consumer's Acquire load of `registered`;
@@ -722,9 +727,6 @@ struct Cursors {
     cached_registered: u64,
     /// What we last published as `released` (at most `consumed`).
     released: u64,
-    /// End of the reservation of position `released - 1` (0 before any):
-    /// the producer may not place bytes past it plus the payload length.
-    released_end: u64,
     /// End of the reservation of position `avail_end - 1` (0 before any):
     /// the next position's reservation starts at or after it.
     walk_end: u64,
@@ -751,7 +753,6 @@ impl ConsumerRing {
                 avail_end: 0,
                 cached_registered: 0,
                 released: 0,
-                released_end: 0,
                 walk_end: 0,
                 metas,
                 runs: vec![0; capacity].into_boxed_slice(),
@@ -871,10 +872,6 @@ impl ConsumerRing {
         if self.cur.released >= upto {
             return;
         }
-        // Position `upto - 1` is in the prefix and its slot has not been
-        // polled again (that needs a release past it), so its copy is its own.
-        let last = upto - 1;
-        self.cur.released_end = self.cur.metas[(last & (self.mem.capacity - 1)) as usize].end();
         self.cur.released = upto;
         // Release: pairs with the producer's Acquire load in `has_space`:
         // our reads of these slots happen before it overwrites them.
@@ -937,13 +934,16 @@ impl Cursors {
             // The slot's previous occupant, `position - capacity`, is
             // released (position < released + capacity), so no view uses
             // its copy any more.
-            let meta = &mut self.metas[slot];
             let bounds = Bounds {
                 walk_end: self.walk_end,
-                released_end: self.released_end,
+                // The oldest unreleased position is in the prefix (its copy
+                // is its own until a release passes it), or it is this one.
+                oldest_start: (self.released < position)
+                    .then(|| self.metas[(self.released & mask) as usize].offset),
                 payload_bytes: mem.payload_bytes,
                 mirrored: mem.mirrored,
             };
+            let meta = &mut self.metas[slot];
             let status = ItemMeta::read_into(desc, position, bounds, meta)?;
             if status == STATUS_ABANDONED {
                 if self.avail_end == self.consumed {

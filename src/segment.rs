@@ -1023,8 +1023,8 @@ pub struct SegmentInfo {
     pub item_bytes: u64,
     /// Bytes of the payload ring.
     pub payload_bytes: u64,
-    /// Payload bytes from the oldest unreleased reservation to the end of
-    /// the newest (as the descriptors say; 0 when none is registered).
+    /// Payload bytes from the start of the oldest unreleased reservation to
+    /// the end of the newest (as the descriptors say; 0 when none waits).
     pub bytes_in_use: u64,
     /// Process id recorded by the producer.
     pub producer_pid: u32,
@@ -1056,9 +1056,9 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
     let flags = control.flags.load(Ordering::Acquire);
     let registered = control.registered.load(Ordering::Acquire);
     let released = control.released.load(Ordering::Acquire);
-    // The end of the reservation of `position`, read from its descriptor
+    // The reservation (offset, len) of `position`, read from its descriptor
     // (a plain read of the file: the values are only reported).
-    let end = |position: u64| -> u64 {
+    let reservation = |position: u64| -> (u64, u64) {
         let at = g.descriptors_offset
             + (position & (g.capacity - 1)) * DESCRIPTOR_BYTES as u64
             + std::mem::offset_of!(Descriptor, offset) as u64;
@@ -1066,16 +1066,20 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
         match nix::sys::uio::pread(&fd, &mut words, at as libc::off_t) {
             Ok(16) => {
                 let word = |i: usize| u64::from_ne_bytes(words[i..i + 8].try_into().unwrap());
-                word(0).saturating_add(word(8))
+                (word(0), word(8))
             }
-            _ => 0,
+            _ => (0, 0),
         }
     };
-    let bytes_in_use = match (registered, released) {
-        (0, _) => 0,
-        (r, 0) => end(r - 1),
-        (r, done) if done < r => end(r - 1).saturating_sub(end(done - 1)),
-        _ => 0,
+    // From the start of the oldest unreleased reservation to the end of
+    // the newest.
+    let bytes_in_use = if released < registered {
+        let (newest, len) = reservation(registered - 1);
+        newest
+            .saturating_add(len)
+            .saturating_sub(reservation(released).0)
+    } else {
+        0
     };
     Ok(SegmentInfo {
         name: name.to_string(),

@@ -401,16 +401,26 @@ fn a_reservation_outside_the_payload_window_is_corrupt() {
         "rsv-overlap",
         false,
         |p| commit(p, 2),
-        |w| w.u64(desc(1, OFFSET), 8),
-        "reservation of 1024 bytes at payload byte 8 is outside 1024..",
+        |w| w.u64(desc(1, OFFSET), 64),
+        "reservation of 1024 bytes at payload byte 64 is outside 1024..",
     );
-    // Reaching past the released bytes plus the payload length.
+    // Reaching past the oldest unreleased reservation plus the payload
+    // length (item 0 at byte 0 is unreleased).
     corrupt_everywhere(
         "rsv-far",
         false,
-        |p| commit(p, 1),
-        |w| w.u64(desc(0, OFFSET), 1 << 40),
-        "reservation of 1024 bytes at payload byte 1099511627776 is outside 0..",
+        |p| commit(p, 2),
+        |w| w.u64(desc(1, OFFSET), 1 << 40),
+        "reservation of 1024 bytes at payload byte 1099511627776 is outside 1024..4096",
+    );
+    // Not aligned for its size (the producer places a 1024-byte
+    // reservation 64-byte aligned).
+    corrupt_everywhere(
+        "rsv-align",
+        false,
+        |p| commit(p, 2),
+        |w| w.u64(desc(1, OFFSET), 1028),
+        "reservation of 1024 bytes at payload byte 1028 is not aligned to 64",
     );
     // A length whose end overflows.
     corrupt_everywhere(

@@ -278,3 +278,66 @@ fn reservations_land_in_the_registrable_region_in_order() {
         slots.push(slot);
     }
 }
+
+#[test]
+fn a_payload_sized_tensor_fits_an_empty_ring_after_unaligned_ones() {
+    // The padding before a reservation is free once everything before it
+    // is released: the whole payload is one tensor again.
+    let (producer, mut consumer) = in_process(&cfg(4, 4096)).unwrap();
+    for round in 0..3u8 {
+        let small = producer.register_sized("small", 1).unwrap();
+        small
+            .write(TensorMeta::new(DType::U8, &[1]).unwrap(), &[round])
+            .unwrap();
+        assert_eq!(consumer.poll().unwrap(), 1);
+        consumer.consume(1);
+        let mut all = producer.try_register_sized("all", 4096).unwrap();
+        assert_eq!(all.payload_offset() % 64, 0);
+        all.payload_mut().fill(round);
+        all.commit(TensorMeta::new(DType::U8, &[4096]).unwrap())
+            .unwrap();
+        assert_eq!(consumer.poll().unwrap(), 1);
+        assert!(consumer
+            .item(0)
+            .unwrap()
+            .bytes()
+            .iter()
+            .all(|&b| b == round));
+        consumer.consume(1);
+    }
+}
+
+#[test]
+fn the_bytes_of_the_oldest_unreleased_tensor_are_never_reused() {
+    // 3000 bytes held at the start; once the 1000 after them are released
+    // too, 2000 more fit only after the 3000 are released.
+    let (producer, mut consumer) = in_process(&cfg(8, 4096)).unwrap();
+    let meta = |n: u64| TensorMeta::new(DType::U8, &[n]).unwrap();
+    producer
+        .register_sized("a", 3000)
+        .unwrap()
+        .write(meta(3000), &[1; 3000])
+        .unwrap();
+    producer
+        .register_sized("b", 1000)
+        .unwrap()
+        .write(meta(1000), &[2; 1000])
+        .unwrap();
+    assert_eq!(consumer.poll().unwrap(), 2);
+    assert!(matches!(
+        producer.try_register_sized("c", 2000),
+        Err(StreamError::Full {
+            resource: Resource::PayloadBytes,
+            ..
+        })
+    ));
+    consumer.consume(1);
+    producer
+        .register_sized("c", 2000)
+        .unwrap()
+        .write(meta(2000), &[3; 2000])
+        .unwrap();
+    assert_eq!(consumer.poll().unwrap(), 2);
+    assert_eq!(consumer.item(0).unwrap().bytes(), &[2; 1000][..]);
+    assert_eq!(consumer.item(1).unwrap().bytes(), &[3; 2000][..]);
+}

@@ -1,11 +1,12 @@
 //! The per-item descriptor checks on arbitrary bytes: the first 32 bytes of
 //! the input are the position, the end of the previous reservation, the
-//! end of the released bytes and the payload size (native-endian u64s; the
+//! start of the oldest unreleased one (all ones: the item itself) and the
+//! payload size (native-endian u64s; the
 //! payload size is rounded to a power of two of at least a page, and the
 //! low bit of the position picks a mirrored payload), the rest is one
 //! descriptor (192 bytes, padded with zeros). Any input must give `Ok` or
 //! `Err`, never a panic; an accepted item must lie after the previous one,
-//! within one payload length of the released bytes, hold its tensor in its
+//! within one payload length of the oldest unreleased one, hold its tensor in its
 //! reservation and carry a valid id.
 #![no_main]
 
@@ -16,22 +17,23 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let word = |i: usize| u64::from_ne_bytes(head[i * 8..i * 8 + 8].try_into().unwrap());
-    let (position, walk_end, released_end, payload) = (word(0), word(1), word(2), word(3));
+    let (position, walk_end, oldest_start, payload) = (word(0), word(1), word(2), word(3));
     let mirrored = position & 1 == 1;
     if let Ok(Some(item)) = shmstream::fuzzing::check_descriptor(
         bytes,
         position,
         walk_end,
-        released_end,
+        oldest_start,
         payload,
         mirrored,
     ) {
         let payload = payload.clamp(4096, 1 << 40).next_power_of_two();
         assert!(item.nbytes <= item.len, "{item:?} holds more than it reserved");
         assert!(item.offset >= walk_end, "{item:?} starts before {walk_end}");
+        let floor = if oldest_start == u64::MAX { item.offset } else { oldest_start };
         assert!(
-            item.offset + item.len <= released_end.saturating_add(payload),
-            "{item:?} reaches past {released_end} + {payload}"
+            item.offset + item.len <= floor.saturating_add(payload),
+            "{item:?} reaches past {floor} + {payload}"
         );
         assert!(
             mirrored || (item.offset % payload) + item.len <= payload,
