@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project: unit, integration, cross-process, doc tests,
-# the ipc-demo end-to-end tests, the loom models, Miri and a short run of
-# every fuzz target.
+# the ipc-demo end-to-end tests, the loom models, Miri, the Python package
+# (ruff and pytest over numpy and torch) and a short run of every fuzz
+# target.
 # Usage: scripts/test.sh            (from anywhere in the repository)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,9 @@ scripts/test-loom.sh
 
 echo "== Miri on the heap-backed ring and the policies"
 scripts/test-miri.sh
+
+echo "== the Python package: wheel into a venv, ruff, pytest over numpy and torch"
+scripts/test-python.sh
 
 echo "== every fuzz target briefly (the corpora are also replayed by cargo test)"
 scripts/fuzz.sh "${SHMSTREAM_FUZZ_SECONDS:-5}"
