@@ -272,3 +272,43 @@ impl Fnv {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> StreamId {
+        StreamId {
+            request_id: "req-7".into(),
+            edge_name: "codec_tokens".into(),
+            from_partition: "talker".into(),
+        }
+    }
+
+    #[test]
+    fn a_stream_id_shows_its_three_names_joined_by_slashes() {
+        assert_eq!(id().to_string(), "req-7/codec_tokens/talker");
+    }
+
+    #[test]
+    fn every_setting_reads_back_as_given() {
+        let cfg = StreamConfig::new(id())
+            .with_capacity(64)
+            .with_item_bytes(192)
+            .with_prefix("sst-x.")
+            .with_timeout(None);
+        assert_eq!(cfg.id(), &id());
+        assert_eq!(cfg.capacity(), 64);
+        assert_eq!(cfg.item_bytes(), 192);
+        assert_eq!(cfg.prefix(), "sst-x.");
+        assert_eq!(cfg.timeout(), None);
+        // 64 x 192 rounded up to a power of two.
+        assert_eq!(cfg.payload_bytes(), 16384);
+        assert!(cfg.segment_name().unwrap().starts_with("/sst-x.req-7."));
+        let defaults = StreamConfig::new(id());
+        assert_eq!(defaults.capacity(), 1024);
+        assert_eq!(defaults.item_bytes(), 4096);
+        assert_eq!(defaults.prefix(), DEFAULT_PREFIX);
+        assert_eq!(defaults.timeout(), Some(Duration::from_secs(10)));
+    }
+}

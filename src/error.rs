@@ -421,3 +421,193 @@ impl fmt::Display for StreamError {
 }
 
 impl std::error::Error for StreamError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// The sentences users see for the errors they meet most: each names
+    /// what ran out or went wrong, the numbers involved and the way out.
+    #[test]
+    fn stream_error_messages_name_the_cause_and_the_remedy() {
+        let cases = [
+            (
+                StreamError::Full {
+                    resource: Resource::Items,
+                    capacity: 8,
+                },
+                "the ring is full: all 8 item slots are waiting for the consumer",
+            ),
+            (
+                StreamError::Full {
+                    resource: Resource::PayloadBytes,
+                    capacity: 4096,
+                },
+                "the ring is full: its 4096 payload bytes are waiting for the consumer",
+            ),
+            (
+                StreamError::Timeout {
+                    what: "data from the producer",
+                    waited: Duration::from_millis(5),
+                },
+                "gave up waiting for data from the producer after 5ms",
+            ),
+            (
+                StreamError::AfterDone,
+                "the producer already signalled done; nothing more can be registered",
+            ),
+            (StreamError::ConsumerGone, "the consumer process is gone"),
+            (
+                StreamError::ProducerGone,
+                "the producer process died before signalling done",
+            ),
+            (
+                StreamError::BadId { len: 65, max: 64 },
+                "a tensor id must be 1 to 64 bytes long, this one has 65",
+            ),
+            (
+                StreamError::DuplicateId { id: "t0".into() },
+                "tensor id \"t0\" is already registered and not yet put",
+            ),
+            (
+                StreamError::UnknownId { id: "t9".into() },
+                "tensor id \"t9\" is not registered (or was already put)",
+            ),
+            (
+                StreamError::TooLarge {
+                    nbytes: 100,
+                    reserved: 64,
+                },
+                "a tensor of 100 bytes does not fit in the 64 bytes reserved for it; register it with its size (register_sized / pre_read_register_sized)",
+            ),
+            (
+                StreamError::ExceedsPayload {
+                    nbytes: 8192,
+                    payload_bytes: 4096,
+                },
+                "a tensor of 8192 bytes exceeds the whole payload ring of 4096 bytes; configure a larger one (StreamConfig::with_payload_bytes)",
+            ),
+            (
+                StreamError::SizeMismatch {
+                    given: 3,
+                    expected: 4,
+                },
+                "3 bytes were given but the dtype and shape call for 4",
+            ),
+            (
+                StreamError::TooManyDims { ndim: 9, max: 8 },
+                "a tensor of 9 dimensions exceeds the limit of 8",
+            ),
+            (
+                StreamError::ShapeOverflow,
+                "the shape's byte count does not fit in 64 bits",
+            ),
+            (
+                StreamError::Abandoned {
+                    position: 3,
+                    id: "t3".into(),
+                },
+                "the producer dropped tensor \"t3\" at position 3 without committing it",
+            ),
+            (
+                StreamError::Unpublished { position: 2 },
+                "position 2 is registered but neither committed nor abandoned, so the stream cannot drain; commit or drop its slot (or put its id) first",
+            ),
+            (
+                StreamError::Corrupt("flags word 0x80 has unknown bits 0x80".into()),
+                "shared memory is corrupt: flags word 0x80 has unknown bits 0x80",
+            ),
+            (
+                StreamError::NotReady,
+                "no chunk is ready; check has_chunk_ready() first",
+            ),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn setup_error_messages_name_the_segment_and_the_way_out() {
+        let cases = [
+            (
+                SetupError::AlreadyExists {
+                    name: "/s".into(),
+                    owner_pid: 0,
+                },
+                "segment /s already exists and its owner, a process still setting it up, is alive",
+            ),
+            (
+                SetupError::AlreadyExists {
+                    name: "/s".into(),
+                    owner_pid: 42,
+                },
+                "segment /s already exists and its owner, process 42, is alive",
+            ),
+            (
+                SetupError::NotFound { name: "/s".into() },
+                "no segment named /s exists",
+            ),
+            (
+                SetupError::NoSpace {
+                    name: "/s".into(),
+                    dir: "/dev/shm",
+                    needed: 100,
+                    available: 10,
+                },
+                "segment /s needs 100 bytes of shared memory but /dev/shm has only 10 bytes free; enlarge /dev/shm (docker run --shm-size) or choose a smaller capacity x slot size",
+            ),
+            (
+                SetupError::WindowExceedsCapacity {
+                    window: 32,
+                    capacity: 16,
+                },
+                "the policy's largest window of 32 items exceeds the ring's capacity of 16 slots",
+            ),
+            (
+                SetupError::HubFull {
+                    name: "/h".into(),
+                    entries: 64,
+                },
+                "worker hub /h is full: all 64 stream entries are in use (remove finished streams from the stream set, or create the hub with more entries)",
+            ),
+            (
+                SetupError::WorkerGone { name: "/h".into() },
+                "the worker of hub /h is gone: its consumer process died or dropped its stream set",
+            ),
+            (
+                SetupError::ConsumerAlreadyAttached { name: "/s".into() },
+                "segment /s already has a consumer attached",
+            ),
+            (
+                SetupError::IdentityMismatch {
+                    field: "edge_name",
+                    expected: "a".into(),
+                    found: "b".into(),
+                },
+                "the segment belongs to another stream: its edge_name is \"b\", not \"a\"",
+            ),
+        ];
+        for (error, message) in cases {
+            assert_eq!(error.to_string(), message, "{error:?}");
+            assert!(error.source().is_none(), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn an_os_error_keeps_the_os_cause_as_its_source() {
+        let error = SetupError::Os {
+            op: "open",
+            name: "/s".into(),
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert!(
+            error.to_string().starts_with("could not open segment /s: "),
+            "{error}"
+        );
+        let source = error.source().expect("the OS error is the source");
+        let io = source.downcast_ref::<io::Error>().expect("an io::Error");
+        assert_eq!(io.raw_os_error(), Some(libc::EACCES));
+    }
+}

@@ -618,3 +618,76 @@ pub(crate) const LAYOUT_FINGERPRINT: u64 = {
     }
     hash
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A committed `[len]` u8 descriptor whose reservation is `len` bytes
+    /// at payload byte `offset`.
+    fn committed(offset: u64, len: u64) -> Descriptor {
+        let desc = Descriptor::new();
+        desc.write_registration(b"t0", offset, len);
+        let mut dims = [0; MAX_DIMS];
+        dims[0] = len;
+        desc.write_meta(STATUS_COMMITTED, DType::U8.code(), &dims, 1, len);
+        desc
+    }
+
+    /// Reads `desc` as position 0 of a 4096-byte payload whose bytes
+    /// before `walk_end` are walked past and released (the oldest
+    /// unreleased reservation starts there).
+    fn read(desc: &Descriptor, walk_end: u64, mirrored: bool) -> Result<ItemMeta, StreamError> {
+        let bounds = Bounds {
+            walk_end,
+            oldest_start: Some(walk_end),
+            payload_bytes: 4096,
+            mirrored,
+        };
+        let mut out = ItemMeta::EMPTY;
+        ItemMeta::read_into(desc, 0, bounds, &mut out).map(|_| out)
+    }
+
+    fn crosses(result: Result<ItemMeta, StreamError>) -> bool {
+        matches!(result, Err(StreamError::Corrupt(what)) if what.contains("crosses the end of an unmirrored payload of 4096 bytes"))
+    }
+
+    #[test]
+    fn an_unmirrored_reservation_may_end_at_the_payload_end_but_not_cross_it() {
+        // In the first lap and in a later one (the byte position is taken
+        // modulo the payload length).
+        for lap in [0, 4096, 5 * 4096] {
+            // Everything before byte `lap + 3968` is released.
+            let after = lap + 3968;
+            let to_end = read(&committed(lap + 3968, 128), after, false).unwrap();
+            assert_eq!((to_end.offset, to_end.len), (lap + 3968, 128));
+            assert!(crosses(read(&committed(lap + 4032, 128), after, false)));
+            assert!(crosses(read(&committed(lap + 4080, 48), after, false)));
+            // Where the payload is mapped twice, crossing is fine.
+            let across = read(&committed(lap + 4032, 128), after, true).unwrap();
+            assert_eq!((across.offset, across.len), (lap + 4032, 128));
+            // A reservation at the start of a lap does not cross anything.
+            assert!(read(&committed(lap, 4096), lap, false).is_ok());
+        }
+    }
+
+    #[test]
+    fn placement_align_is_the_size_s_power_of_two_within_8_to_64() {
+        for (nbytes, align) in [
+            (0, 8),
+            (1, 8),
+            (4, 8),
+            (8, 8),
+            (24, 8),
+            (16, 16),
+            (48, 16),
+            (32, 32),
+            (64, 64),
+            (128, 64),
+            (192, 64),
+            (1 << 40, 64),
+        ] {
+            assert_eq!(placement_align(nbytes), align, "{nbytes}");
+        }
+    }
+}

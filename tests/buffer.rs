@@ -456,3 +456,13 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_buffer_debugs_as_its_stream_its_policy_and_its_consumer() {
+    let (_producer, buffer) = setup("sliding:window=4,stride=2", 8);
+    let shown = format!("{buffer:?}");
+    assert!(shown.starts_with("StreamBuffer {"), "{shown}");
+    assert!(shown.contains("request_id: \"r\""), "{shown}");
+    assert!(shown.contains("window: 4"), "{shown}");
+    assert!(shown.contains("consumer: Consumer"), "{shown}");
+}

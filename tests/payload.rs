@@ -341,3 +341,74 @@ fn the_bytes_of_the_oldest_unreleased_tensor_are_never_reused() {
     assert_eq!(consumer.item(0).unwrap().bytes(), &[2; 1000][..]);
     assert_eq!(consumer.item(1).unwrap().bytes(), &[3; 2000][..]);
 }
+
+#[test]
+fn both_ends_report_the_configured_sizes_and_one_region() {
+    let (producer, consumer) = in_process(&cfg(16, 8192).with_item_bytes(96)).unwrap();
+    assert_eq!(
+        (
+            producer.capacity(),
+            producer.item_bytes(),
+            producer.payload_bytes()
+        ),
+        (16, 96, 8192)
+    );
+    assert_eq!(
+        (
+            consumer.capacity(),
+            consumer.item_bytes(),
+            consumer.payload_bytes()
+        ),
+        (16, 96, 8192)
+    );
+    // The payload mapped twice back to back (Miri's heap ring: once).
+    let mapped = if cfg!(miri) { 8192 } else { 2 * 8192 };
+    let (theirs, theirs_len) = producer.payload_region();
+    let (ours, ours_len) = consumer.payload_region();
+    assert_eq!((theirs_len, ours_len), (mapped, mapped));
+    assert!(!theirs.is_null() && !ours.is_null());
+}
+
+/// Eight 512-byte rows fill a 4096-byte payload; the ninth lands at byte
+/// 4096, the start of the next lap. A window that ends exactly at the end
+/// of the payload stacks everywhere; one that runs past it stacks only
+/// with the mirror (under Miri's heap ring its rows are not one range).
+#[test]
+fn a_window_up_to_the_payload_end_stacks_and_one_past_it_needs_the_mirror() {
+    let (producer, mut consumer) = in_process(&cfg(16, 4096)).unwrap();
+    let row = |s: u64| vec![s as u8 + 1; 512];
+    let push = |s: u64| {
+        let slot = producer.register_sized(&format!("t{s}"), 512).unwrap();
+        slot.write(TensorMeta::new(DType::U8, &[512]).unwrap(), &row(s))
+            .unwrap();
+    };
+    (0..8).for_each(push);
+    assert_eq!(consumer.poll().unwrap(), 8);
+    // Releasing t0 frees its bytes for t8, at the next lap's start.
+    consumer.consume(1);
+    push(8);
+    assert_eq!(consumer.poll().unwrap(), 8);
+
+    // t4..t8: bytes 2048..4096, up to the end of the payload.
+    let to_end = consumer.window(3, 4).expect("rows up to the end stack");
+    assert_eq!(to_end.shape(), &[4, 512]);
+    assert_eq!(to_end.span_bytes(), 2048);
+    for k in 0..4 {
+        assert_eq!(to_end.item(k).unwrap(), &row(4 + k as u64)[..]);
+    }
+    // t5..t9: bytes 2560..4608, across the end.
+    let across = consumer.window(4, 4);
+    if cfg!(miri) {
+        assert!(across.is_none(), "no mirror: the rows are not one range");
+    } else {
+        let across = across.expect("the mirror makes the rows one range");
+        assert!(across.is_contiguous());
+        for k in 0..4 {
+            assert_eq!(across.item(k).unwrap(), &row(5 + k as u64)[..]);
+        }
+    }
+    // Every item still reads whole in place, wherever it lies.
+    for k in 0..8 {
+        assert_eq!(consumer.item(k).unwrap().bytes(), &row(1 + k)[..]);
+    }
+}
