@@ -412,3 +412,36 @@ fn a_window_up_to_the_payload_end_stacks_and_one_past_it_needs_the_mirror() {
         assert_eq!(consumer.item(k).unwrap().bytes(), &row(1 + k)[..]);
     }
 }
+
+/// Two 1536-byte tensors take bytes 0..3072 of a 4096-byte payload; a
+/// third would run past the end. With the mirror it does (its bytes are
+/// one range of the doubled mapping); without one (Miri's heap ring) it
+/// moves to the start of the next lap. Either way it is read whole.
+#[test]
+fn a_reservation_across_the_payload_end_wraps_only_with_the_mirror() {
+    let (producer, mut consumer) = in_process(&cfg(8, 4096)).unwrap();
+    let meta = TensorMeta::new(DType::U8, &[1536]).unwrap();
+    for s in 0..2u8 {
+        let slot = producer.register_sized(&format!("t{s}"), 1536).unwrap();
+        assert_eq!(slot.payload_offset(), 1536 * s as u64);
+        slot.write(meta, &[s + 1; 1536]).unwrap();
+    }
+    assert_eq!(consumer.poll().unwrap(), 2);
+    // 4608 bytes do not fit in 4096 while t0 is unreleased.
+    assert!(matches!(
+        producer.try_register_sized("t2", 1536),
+        Err(StreamError::Full {
+            resource: Resource::PayloadBytes,
+            ..
+        })
+    ));
+    consumer.consume(1);
+    let mut third = producer.try_register_sized("t2", 1536).unwrap();
+    let expected = if cfg!(miri) { 0 } else { 3072 };
+    assert_eq!(third.payload_offset(), expected);
+    third.payload_mut().fill(3);
+    third.commit(meta).unwrap();
+    consumer.poll().unwrap();
+    let last = consumer.available() - 1;
+    assert_eq!(consumer.item(last).unwrap().bytes(), &[3; 1536][..]);
+}

@@ -318,3 +318,23 @@ fn a_window_stacks_only_when_all_its_items_share_dtype_and_shape() {
         Some(vec![2, 8])
     );
 }
+
+#[test]
+fn producer_and_slot_debug_show_the_ring_and_the_reservation() {
+    let (producer, _consumer) = in_process(&cfg(8, 512).with_payload_bytes(8192)).unwrap();
+    assert_eq!(
+        format!("{producer:?}"),
+        "Producer { capacity: 8, payload_bytes: 8192, registered: 0 }"
+    );
+    let a = producer.register_sized("a", 100).unwrap();
+    let b = producer.register_sized("b", 64).unwrap();
+    assert_eq!((a.position(), b.position()), (0, 1));
+    assert_eq!((a.len(), b.len()), (100, 64));
+    assert!(!a.is_empty() && !b.is_empty());
+    // "a" takes bytes 0..100; "b" is 64-aligned after it.
+    assert_eq!(
+        format!("{b:?}"),
+        "Slot { position: 1, offset: 128, len: 64 }"
+    );
+    assert!(format!("{producer:?}").ends_with("registered: 2 }"));
+}
