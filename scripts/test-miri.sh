@@ -3,7 +3,8 @@
 # the policy tests, tests/miri_ring.rs (the ring and StreamBuffer between
 # two threads), and the public-API sequences of tests/soundness.rs,
 # tests/ring.rs and tests/buffer.rs (in_process() is heap-backed under
-# Miri). Tests that touch the OS (segments, other processes) are compiled
+# Miri), and tests/stream_set.rs (the worker hub's protocol on the heap:
+# producer threads announcing and committing, one wait_any thread). Tests that touch the OS (segments, other processes) are compiled
 # out with cfg(not(miri)) or not passed (tests/segment.rs,
 # tests/cross_process.rs).
 #
@@ -42,7 +43,7 @@ done
 cargo +nightly miri setup >&2 || skip "'cargo +nightly miri setup' failed"
 
 targets=(--lib)
-for t in policy miri_ring soundness ring buffer payload; do
+for t in policy miri_ring soundness ring buffer payload stream_set; do
     if [[ -f "tests/$t.rs" ]]; then
         targets+=(--test "$t")
     else

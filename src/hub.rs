@@ -429,6 +429,7 @@ impl HubMem {
     /// Writes the identity of the stream into a claimed entry: the segment
     /// prefix and the three names (each checked by the caller against
     /// `MAX_PREFIX_LEN` and `MAX_NAME_LEN`).
+    #[cfg_attr(loom, allow(dead_code))] // segments only
     pub(crate) fn write_identity(&self, entry: u32, texts: [&str; 4]) {
         let e = self.entry(entry);
         let mut bytes = [0u8; TEXT_WORDS * 8];
@@ -754,4 +755,129 @@ pub(crate) fn heap_hub(entries: u32) -> Result<HubMem, String> {
             backing,
         )
     })
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn hub() -> Arc<HubMem> {
+        Arc::new(heap_hub(64).unwrap())
+    }
+
+    #[test]
+    fn a_claim_left_by_a_dead_producer_is_taken_over_by_the_next_claimer() {
+        let hub = hub();
+        let a = hub.attach_producer(1).unwrap();
+        let (entry, gen) = hub.claim(a, 0).unwrap();
+        // Alive: the entry stays a's, also for the consumer's sweep.
+        let b = hub.attach_producer(2).unwrap();
+        assert_ne!(hub.claim(b, entry).unwrap().0, entry);
+        assert_eq!(hub.sweep_dead_claims(), 0);
+        // `a` dies between claim and publish: its slot's lock goes.
+        hub.detach_producer(a);
+        let (taken, gen2) = hub.claim(b, entry).unwrap();
+        assert_eq!((taken, gen2), (entry, gen + 1));
+        hub.publish(taken, gen2, b, 2);
+        assert_eq!(hub.state(entry), EntryState::Published { gen: gen2, by: b });
+    }
+
+    #[test]
+    fn a_later_attachment_in_the_same_slot_makes_the_old_claim_stale() {
+        let hub = hub();
+        let a = hub.attach_producer(1).unwrap();
+        let (entry, _) = hub.claim(a, 7).unwrap();
+        hub.detach_producer(a);
+        let a2 = hub.attach_producer(3).unwrap();
+        assert_eq!(a2.slot, a.slot, "the slot is reused");
+        assert_ne!(a2.epoch, a.epoch);
+        assert!(!hub.producer_alive(a), "the old epoch is dead");
+        assert_eq!(hub.sweep_dead_claims(), 1);
+        assert!(matches!(hub.state(entry), EntryState::Free { .. }));
+    }
+
+    #[test]
+    fn a_producers_own_claim_in_flight_is_never_taken_from_it() {
+        let hub = hub();
+        let a = hub.attach_producer(1).unwrap();
+        let (first, _) = hub.claim(a, 0).unwrap();
+        // Another thread of the same attachment claims meanwhile: the
+        // heap backing reports no other holder, as an OFD lock test from
+        // one's own description would not.
+        let (second, _) = hub.claim(a, first).unwrap();
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn a_full_hub_has_no_entry_to_claim_and_a_retired_one_frees_one() {
+        let hub = hub();
+        let a = hub.attach_producer(1).unwrap();
+        let claims: Vec<_> = (0..64).map(|_| hub.claim(a, 0).unwrap()).collect();
+        assert!(hub.claim(a, 0).is_none());
+        let (entry, gen) = claims[10];
+        hub.publish(entry, gen, a, 1);
+        let mut announced = vec![];
+        hub.take(Bitmap::Announce, 0, |e| announced.push(e));
+        assert_eq!(announced, [entry]);
+        assert!(
+            !hub.retire(entry, gen + 1, a),
+            "only the adopted generation"
+        );
+        assert!(hub.retire(entry, gen, a));
+        assert_eq!(hub.claim(a, 0), Some((entry, gen + 1)));
+    }
+
+    #[test]
+    fn bits_are_taken_once_from_a_rotating_start() {
+        let hub = Arc::new(heap_hub(192).unwrap());
+        for e in [3, 70, 130, 191] {
+            hub.set_bit(Bitmap::Ready, e);
+            hub.set_bit(Bitmap::Ready, e);
+        }
+        assert!(hub.any_pending());
+        let mut seen = vec![];
+        hub.take(Bitmap::Ready, 1, |e| seen.push(e));
+        assert_eq!(seen, [70, 130, 191, 3]);
+        assert!(!hub.any_pending());
+        hub.take(Bitmap::Ready, 0, |_| panic!("taken already"));
+    }
+
+    #[test]
+    fn identities_round_trip_and_bad_lengths_name_their_limit() {
+        let hub = hub();
+        hub.write_identity(5, ["pre-", "req", "edge", "part"]);
+        assert_eq!(
+            hub.identity(5).unwrap().unwrap(),
+            ["pre-", "req", "edge", "part"].map(String::from)
+        );
+        hub.clear_identity(5);
+        assert_eq!(hub.identity(5).unwrap(), None);
+        hub.entry(6).lens[2].store(121, Ordering::Relaxed);
+        let err = hub.identity(6).unwrap_err();
+        assert!(
+            err.contains("edge_name length 121 exceeds the limit of 120"),
+            "{err}"
+        );
+        hub.write_identity(7, ["p", "r", "e", "f"]);
+        hub.entry(7).text[0].store(u64::MAX, Ordering::Relaxed);
+        assert!(hub.identity(7).unwrap_err().contains("not UTF-8"));
+    }
+
+    #[test]
+    fn state_words_decode_or_are_invalid() {
+        let by = ProducerId { slot: 63, epoch: 9 };
+        for (kind, state) in [
+            (KIND_CLAIMED, EntryState::Claimed { gen: 4, by }),
+            (KIND_PUBLISHED, EntryState::Published { gen: 4, by }),
+        ] {
+            assert_eq!(EntryState::decode(EntryState::encode(kind, 4, by)), state);
+        }
+        let bad_slot = EntryState::encode(KIND_PUBLISHED, 1, ProducerId { slot: 64, epoch: 0 });
+        assert!(matches!(
+            EntryState::decode(bad_slot),
+            EntryState::Invalid(_)
+        ));
+        assert!(matches!(EntryState::decode(7), EntryState::Invalid(7)));
+        assert!(matches!(EntryState::decode(0x100), EntryState::Invalid(_)));
+    }
 }
