@@ -1,0 +1,171 @@
+//! Issue 12: the wake-up latency of `StreamSet::wait_any` with 1, 64 and
+//! 1024 open streams when one of them gets an item, against the floor of a
+//! single stream's own futex (`StreamBuffer::next_chunk_timeout`).
+//!
+//! A producer thread owns every stream (shared segments, a shared hub, one
+//! process); it waits until the worker has popped the previous item and
+//! has had 100 us to fall asleep, stamps the time into the item, and
+//! commits it into one stream (a different one each time). The worker,
+//! asleep in `wait_any`, wakes, pops the chunk and reads the stamp; the
+//! measured time is stamp to pop. So each sample is one futex wake-up plus
+//! the set's look for the ready stream.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use shmstream::policy::Policy;
+use shmstream::{
+    DType, Hub, Producer, StreamBuffer, StreamConfig, StreamId, StreamSet, TensorMeta,
+};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const STREAMS: [u64; 3] = [1, 64, 1024];
+/// How long the producer lets the worker fall asleep before each item.
+const NAP: Duration = Duration::from_micros(100);
+
+fn prefix() -> String {
+    format!("benchw-{}-", std::process::id())
+}
+
+fn config(prefix: &str, s: u64) -> StreamConfig {
+    StreamConfig::new(StreamId {
+        request_id: format!("r{s}"),
+        edge_name: "wake".into(),
+        from_partition: "bench".into(),
+    })
+    .with_prefix(prefix)
+    .with_capacity(8)
+    .with_item_bytes(64)
+    .with_timeout(Some(Duration::from_secs(10)))
+}
+
+/// The producer side: commits stamped items on request, one stream after
+/// the other, until told to stop.
+struct Pacer {
+    /// Items the worker has popped (the producer sends item `popped`).
+    popped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pacer {
+    fn start(producers: Vec<Producer>, base: Instant) -> Pacer {
+        let popped = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (popped.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let meta = TensorMeta::new(DType::U64, &[1]).unwrap();
+            let mut sent = 0u64;
+            while !s.load(Ordering::Acquire) {
+                if p.load(Ordering::Acquire) < sent {
+                    // Not a spin: on two cores it would take the worker's.
+                    std::thread::sleep(Duration::from_micros(10));
+                    continue;
+                }
+                std::thread::sleep(NAP);
+                let producer = &producers[(sent % producers.len() as u64) as usize];
+                let slot = producer.register("t").unwrap();
+                let stamp = base.elapsed().as_nanos() as u64;
+                slot.write(meta, &stamp.to_le_bytes()).unwrap();
+                sent += 1;
+            }
+        });
+        Pacer {
+            popped,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.popped.store(u64::MAX, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn stamp_of(buffer: &mut StreamBuffer) -> u64 {
+    let chunk = buffer.pop_chunk().unwrap();
+    u64::from_le_bytes(chunk.item(0).unwrap().bytes().try_into().unwrap())
+}
+
+fn wait_any_latency(c: &mut Criterion) {
+    let mut group = c.benchmark_group("wait_any_wakeup");
+    group.sample_size(20);
+    for n in STREAMS {
+        let prefix = prefix();
+        let mut set: StreamSet = StreamSet::create_with_entries("bench", &prefix, 1024)
+            .unwrap()
+            .with_default_policy("fixed:size=1".parse::<Policy>().unwrap());
+        let hub = Hub::attach("bench", &prefix).unwrap();
+        let producers: Vec<Producer> = (0..n)
+            .map(|s| hub.create_stream(&config(&prefix, s)).unwrap())
+            .collect();
+        // Adopt them all before the clock starts.
+        while set.len() < n as usize {
+            set.wait_any(Some(Duration::from_millis(1)));
+        }
+        let base = Instant::now();
+        let pacer = Pacer::start(producers, base);
+        let mut ready = Vec::new();
+        group.bench_function(BenchmarkId::new("streams", n), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    loop {
+                        set.wait_any_into(Some(Duration::from_secs(10)), &mut ready);
+                        if let Some(&key) = ready.first() {
+                            let stamp = stamp_of(set.get_mut(key).unwrap());
+                            let now = base.elapsed().as_nanos() as u64;
+                            total += Duration::from_nanos(now.saturating_sub(stamp));
+                            pacer.popped.fetch_add(1, Ordering::AcqRel);
+                            break;
+                        }
+                    }
+                }
+                total
+            })
+        });
+        drop(pacer);
+        drop(hub);
+    }
+    group.finish();
+}
+
+/// The floor: one stream, its consumer asleep on the stream's own futex.
+fn single_stream_latency(c: &mut Criterion) {
+    let prefix = prefix();
+    let cfg = config(&prefix, 0);
+    let producer = Producer::create(&cfg).unwrap();
+    let mut buffer: StreamBuffer =
+        StreamBuffer::open(&cfg, "fixed:size=1".parse::<Policy>().unwrap()).unwrap();
+    let base = Instant::now();
+    let pacer = Pacer::start(vec![producer], base);
+    let mut group = c.benchmark_group("wait_any_wakeup");
+    group.sample_size(20);
+    group.bench_function("single_stream_next_chunk", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let chunk = buffer
+                    .next_chunk_timeout(Some(Duration::from_secs(10)))
+                    .unwrap()
+                    .unwrap();
+                let stamp = u64::from_le_bytes(chunk.item(0).unwrap().bytes().try_into().unwrap());
+                let now = base.elapsed().as_nanos() as u64;
+                total += Duration::from_nanos(now.saturating_sub(stamp));
+                drop(chunk);
+                pacer.popped.fetch_add(1, Ordering::AcqRel);
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, single_stream_latency, wait_any_latency);
+criterion_main!(benches);
