@@ -391,6 +391,16 @@ impl HubMem {
         epoch == by.epoch && self.backing.slot_locked(slot)
     }
 
+    /// The pid recorded in producer slot `slot` when another process
+    /// (or description) holds the slot's lock; `None` for a free slot.
+    #[cfg_attr(loom, allow(dead_code))] // tools only
+    pub(crate) fn slot_holder(&self, slot: usize) -> Option<u32> {
+        let p = self.control().producers.get(slot)?;
+        self.backing
+            .slot_locked(slot)
+            .then(|| p.pid.load(Ordering::Relaxed))
+    }
+
     /// Claims an entry for `me`, starting the search at `start`: a free
     /// one, or one claimed by an attachment that died before it published.
     /// Returns the entry and its new generation; `None` when the hub is

@@ -11,11 +11,11 @@
 //! | 2 | a reclaimer | write | as for a stream segment |
 //! | 64 + k | the producer attachment in slot k | write | its liveness: an entry it claimed and never published is taken over once the lock is free |
 
-use crate::config::MAX_PREFIX_LEN;
+use crate::config::{StreamId, MAX_PREFIX_LEN};
 use crate::error::SetupError;
 use crate::hub::{
-    Entry, HubBacking, HubControl, HubGeometry, HubMem, ENTRY_BYTES, HUB_CONTROL_OFFSET,
-    HUB_HEADER_BYTES, MAX_HUB_PRODUCERS,
+    Entry, EntryState, HubBacking, HubControl, HubGeometry, HubMem, ENTRY_BYTES,
+    HUB_CONTROL_OFFSET, HUB_HEADER_BYTES, MAX_HUB_PRODUCERS,
 };
 use crate::segment::{
     claim, io_err, lock_state, names_file, open_existing, open_same_for_writing, os_err, reserve,
@@ -226,13 +226,22 @@ fn c_name(name: &str) -> CString {
 }
 
 fn map(fd: &OwnedFd, len: usize, name: &str) -> Result<NonNull<u8>, SetupError> {
+    map_prot(fd, len, name, libc::PROT_READ | libc::PROT_WRITE)
+}
+
+fn map_prot(
+    fd: &OwnedFd,
+    len: usize,
+    name: &str,
+    prot: libc::c_int,
+) -> Result<NonNull<u8>, SetupError> {
     // SAFETY: a fresh shared mapping of `len` bytes of the file, at an
     // address of the kernel's choosing; the callers checked the length.
     let base = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
             len,
-            libc::PROT_READ | libc::PROT_WRITE,
+            prot,
             libc::MAP_SHARED,
             fd.as_raw_fd(),
             0,
@@ -429,4 +438,124 @@ fn check_header(segment: &HubSegment, len: u64) -> Result<HubGeometry, SetupErro
         return Err(mismatch("file length", g.total_bytes, len));
     }
     Ok(g)
+}
+
+/// A stream announced in a hub (see [`HubInfo`]).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HubStreamInfo {
+    /// The hub entry it occupies.
+    pub entry: u32,
+    /// Its identity (`None` for an in-process stream, which has no text).
+    pub identity: Option<StreamId>,
+    /// The segment prefix it was created under.
+    pub prefix: String,
+    /// The pid of the producer that announced it.
+    pub producer_pid: u32,
+}
+
+/// A worker hub's state as seen from outside, for tools.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HubInfo {
+    /// The shared-memory name.
+    pub name: String,
+    /// The worker's name as stored in the hub.
+    pub worker: String,
+    /// The worker's process id.
+    pub worker_pid: u32,
+    /// The worker holds its lock (is alive).
+    pub worker_alive: bool,
+    /// Streams the hub holds at most.
+    pub entries: u32,
+    /// Streams announced and not removed by the worker.
+    pub streams: Vec<HubStreamInfo>,
+    /// Entries claimed by a producer that has not published them (yet).
+    pub claimed: u32,
+    /// Pids of the producer attachments that hold a slot.
+    pub producer_pids: Vec<u32>,
+}
+
+/// Reads a worker hub's state without attaching to it (a read-only
+/// mapping; no lock taken).
+///
+/// # Errors
+///
+/// As [`Hub::attach`](crate::Hub::attach), except that a dead worker's hub
+/// is read too.
+pub fn inspect_hub(name: &str) -> Result<HubInfo, SetupError> {
+    let Some((fd, len)) = open_existing(name)? else {
+        return Err(SetupError::NotFound {
+            name: name.to_string(),
+        });
+    };
+    if len < HUB_HEADER_BYTES {
+        return Err(SetupError::NotInitialized {
+            name: name.to_string(),
+        });
+    }
+    let base = map_prot(&fd, len as usize, name, libc::PROT_READ)?;
+    let worker_alive = lock_state(&fd, 0).map_or(true, |l| l.is_some());
+    let segment = HubSegment {
+        base,
+        len: len as usize,
+        fd,
+        name: name.to_string(),
+        owned: false,
+    };
+    let g = check_header(&segment, len)?;
+    let h = base.as_ptr().cast::<HubHeader>();
+    // SAFETY: volatile copies of plain header fields inside the mapping
+    // (checked to be at least a page long); the worker length is bounded
+    // before the name is sliced.
+    let (worker, worker_pid) = unsafe {
+        let worker_len = (addr_of!((*h).worker_len).read_volatile() as usize).min(MAX_WORKER_LEN);
+        let bytes = addr_of!((*h).worker).read_volatile();
+        (
+            String::from_utf8_lossy(&bytes[..worker_len]).into_owned(),
+            (*addr_of!((*h).consumer_pid)).load(Ordering::Relaxed),
+        )
+    };
+    let hub = hub_mem(segment, g);
+    let mut streams = Vec::new();
+    let mut claimed = 0;
+    for entry in 0..hub.entries() {
+        match hub.state(entry) {
+            EntryState::Published { .. } => {
+                let text = hub.identity(entry).ok().flatten();
+                let (identity, prefix) = match text {
+                    Some([prefix, request_id, edge_name, from_partition]) => (
+                        Some(StreamId {
+                            request_id,
+                            edge_name,
+                            from_partition,
+                        }),
+                        prefix,
+                    ),
+                    None => (None, String::new()),
+                };
+                streams.push(HubStreamInfo {
+                    entry,
+                    identity,
+                    prefix,
+                    producer_pid: hub.entry(entry).pid.load(Ordering::Relaxed),
+                });
+            }
+            EntryState::Claimed { .. } => claimed += 1,
+            _ => {}
+        }
+    }
+    let producer_pids = (0..MAX_HUB_PRODUCERS)
+        .filter_map(|slot| hub.slot_holder(slot))
+        .collect();
+    Ok(HubInfo {
+        name: name.to_string(),
+        worker,
+        worker_pid,
+        worker_alive,
+        entries: g.entries,
+        streams,
+        claimed,
+        producer_pids,
+    })
 }

@@ -87,7 +87,7 @@ pub use error::{Resource, SetupError, StreamError};
 pub use hub::{DEFAULT_HUB_ENTRIES, MAX_HUB_ENTRIES, MAX_HUB_PRODUCERS, MIN_HUB_ENTRIES};
 pub use hub_producer::Hub;
 #[cfg(not(loom))]
-pub use hub_segment::{hub_name, MAX_WORKER_LEN};
+pub use hub_segment::{hub_name, inspect_hub, HubInfo, HubStreamInfo, MAX_WORKER_LEN};
 pub use layout::{
     placement_align, MAX_ALIGN, MAX_CAPACITY, MAX_DIMS, MAX_ID_LEN, MAX_NAME_LEN,
     MAX_PAYLOAD_BYTES, MIN_ALIGN,

@@ -7,8 +7,8 @@ mod common;
 
 use common::{check_item, fill_item, item_words, mix, unique_prefix, Cleanup};
 use shmstream::{
-    DType, Hub, Producer, SetupError, StreamConfig, StreamError, StreamId, StreamKey, StreamSet,
-    TensorMeta,
+    hub_name, inspect_hub, remove_if_dead, DType, Hub, Producer, SetupError, StreamConfig,
+    StreamError, StreamId, StreamKey, StreamSet, TensorMeta,
 };
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -124,6 +124,13 @@ fn child_entry() {
     let prefix = std::env::var(PREFIX).unwrap();
     let var = |name| -> u64 { std::env::var(name).unwrap().parse().unwrap() };
     let (tag, streams, items) = (var(TAG), var(STREAMS), var(ITEMS));
+    if role == "worker" {
+        // A worker that holds its hub until it is killed.
+        let _set = worker_set(&prefix);
+        println!("ready");
+        std::thread::sleep(Duration::from_secs(120));
+        return;
+    }
     let hub = attach_retrying(&prefix);
     match role.as_str() {
         // Streams created one by one while the earlier ones run; items of
@@ -317,4 +324,63 @@ fn a_killed_producers_streams_report_its_death_quickly_and_the_others_go_on() {
     assert!(worker.gone.iter().all(|(id, _)| id.from_partition == "p1"));
     assert!((0..streams).all(|s| worker.next.get(&stream_id(0, s)) == Some(&items)));
     assert!(survivor.0.wait().unwrap().success());
+}
+
+#[test]
+fn inspect_shows_a_hubs_streams_and_producers() {
+    let prefix = unique_prefix("hubi");
+    let _cleanup = Cleanup(prefix.clone());
+    let name = hub_name(WORKER, &prefix).unwrap();
+    let set: StreamSet = StreamSet::create(WORKER, &prefix).unwrap();
+    let hub = Hub::attach(WORKER, &prefix).unwrap();
+    let _producer = hub
+        .create_stream(&config(&prefix, stream_id(0, 7)))
+        .unwrap();
+    let info = inspect_hub(&name).unwrap();
+    assert_eq!(info.worker, WORKER);
+    assert_eq!(info.worker_pid, std::process::id());
+    assert!(info.worker_alive);
+    assert_eq!(info.entries, shmstream::DEFAULT_HUB_ENTRIES);
+    assert_eq!(info.streams.len(), 1);
+    assert_eq!(info.streams[0].identity, Some(stream_id(0, 7)));
+    assert_eq!(info.streams[0].prefix, prefix);
+    assert_eq!(info.producer_pids, [std::process::id()]);
+    assert_eq!(info.claimed, 0);
+    // The worker leaves: its hub goes, and producers are told.
+    drop(set);
+    assert!(matches!(
+        inspect_hub(&name),
+        Err(SetupError::NotFound { .. })
+    ));
+    let err = hub
+        .create_stream(&config(&prefix, stream_id(0, 8)))
+        .unwrap_err();
+    assert!(matches!(err, SetupError::WorkerGone { .. }), "{err}");
+}
+
+#[test]
+fn a_killed_workers_hub_is_refused_to_producers_and_reclaimed() {
+    let prefix = unique_prefix("hubw");
+    let _cleanup = Cleanup(prefix.clone());
+    let name = hub_name(WORKER, &prefix).unwrap();
+    let mut worker = spawn("worker", &prefix, 0, 0, 0);
+    wait_ready(&mut worker);
+    // Alive: a second worker of that name is refused, a producer attaches.
+    assert!(matches!(
+        StreamSet::<()>::create(WORKER, &prefix),
+        Err(SetupError::AlreadyExists { owner_pid, .. }) if owner_pid == worker.0.id()
+    ));
+    assert!(!remove_if_dead(&name).unwrap());
+    drop(Hub::attach(WORKER, &prefix).unwrap());
+    let pid = nix::unistd::Pid::from_raw(worker.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    worker.0.wait().unwrap();
+    assert!(!inspect_hub(&name).unwrap().worker_alive);
+    assert!(matches!(
+        Hub::attach(WORKER, &prefix),
+        Err(SetupError::WorkerGone { .. })
+    ));
+    // `ipc-demo clean`'s call removes it; a new worker could also take it.
+    assert!(remove_if_dead(&name).unwrap());
+    let _again: StreamSet = StreamSet::create(WORKER, &prefix).unwrap();
 }
