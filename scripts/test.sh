@@ -16,8 +16,8 @@ scripts/test-loom.sh
 echo "== Miri on the heap-backed ring and the policies"
 scripts/test-miri.sh
 
-echo "== the Python package: wheel into a venv, ruff, pytest over numpy and torch"
-scripts/test-python.sh
-
 echo "== every fuzz target briefly (the corpora are also replayed by cargo test)"
 scripts/fuzz.sh "${SHMSTREAM_FUZZ_SECONDS:-5}"
+
+echo "== the Python package: wheel into a venv, ruff, pytest over numpy and torch"
+scripts/test-python.sh
