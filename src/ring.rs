@@ -419,10 +419,13 @@ impl ProducerRing {
     /// one, aligned for its size; without a mirror, not across the end of
     /// the payload area (it moves to the start of the next lap instead).
     fn place(&self, len: u64) -> u64 {
-        let offset = self.head.next_multiple_of(placement_align(len));
+        // Both are powers of two: round up with masks, not a division (this
+        // runs twice per registration).
+        let align = placement_align(len);
+        let offset = (self.head + align - 1) & !(align - 1);
         let size = self.mem.payload_bytes;
         if !self.mem.mirrored && (offset & (size - 1)) + len > size {
-            offset.next_multiple_of(size)
+            (offset + size - 1) & !(size - 1)
         } else {
             offset
         }
