@@ -37,6 +37,11 @@ fi
 echo "test-python: building the wheel into $VENV"
 (cd shmstream-py && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --release --quiet)
 
+# The replay parity test runs traces through `ipc-demo replay` too.
+echo "test-python: building ipc-demo (for the replay parity test)"
+cargo build --release --quiet -p ipc-demo --bin ipc-demo
+export SHMSTREAM_IPC_DEMO="${CARGO_TARGET_DIR:-$PWD/target}/release/ipc-demo"
+
 echo "test-python: ruff"
 "$VENV/bin/ruff" check shmstream-py
 "$VENV/bin/ruff" format --check shmstream-py

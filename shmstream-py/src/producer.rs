@@ -81,6 +81,20 @@ impl State {
     }
 }
 
+/// The longest single wait of a call that waits up to `timeout`: at most
+/// [`SLICE`], and a whole fraction of `timeout`, so that whole slices add
+/// up to it (0.12 s is three of 40 ms). `None` (for ever): [`SLICE`].
+pub(crate) fn slice_of(timeout: Option<Duration>) -> Duration {
+    match timeout {
+        None => SLICE,
+        Some(t) if t <= SLICE => t,
+        Some(t) => {
+            let n = t.as_nanos().div_ceil(SLICE.as_nanos());
+            Duration::from_nanos((t.as_nanos() / n) as u64).max(Duration::from_millis(1))
+        }
+    }
+}
+
 /// Parses a dtype name and a shape into metadata.
 pub(crate) fn meta(
     py: Python<'_>,
@@ -165,10 +179,13 @@ impl PyProducer {
             from_partition,
         };
         let timeout = crate::seconds(py, timeout)?;
+        // The core producer waits at most one slice per call (its only
+        // use of the timeout is `pre_read_register`'s wait for room); the
+        // binding loops over slices up to `timeout`, checking for Ctrl-C.
         let mut cfg = shmstream::StreamConfig::new(id.clone())
             .with_capacity(capacity)
             .with_item_bytes(item_bytes)
-            .with_timeout(timeout);
+            .with_timeout(Some(slice_of(timeout)));
         if let Some(p) = payload_bytes {
             cfg = cfg.with_payload_bytes(p);
         }
@@ -220,31 +237,42 @@ impl PyProducer {
         tensor_id: &str,
         nbytes: Option<u64>,
     ) -> PyResult<u64> {
-        // The wait for room (the stream's timeout) runs without the GIL.
-        let r = py.detach(|| {
-            let s = lock(&self.state);
-            match nbytes {
-                Some(n) => s.producer.pre_read_register_sized(tensor_id, n),
-                None => s.producer.pre_read_register(tensor_id),
-            }
-        });
-        r.map_err(|e| match e {
-            StreamError::Timeout { waited, .. } => {
+        // The wait for room runs without the GIL, one slice (the core
+        // producer's configured timeout, see `create`) at a time, with
+        // Ctrl-C checked in between and the mutex free for other threads.
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        loop {
+            let r = py.detach(|| {
                 let s = lock(&self.state);
-                raise(
-                    py,
-                    "RingFull",
-                    format!(
-                        "stream {}: the ring is full ({} items, {} payload bytes) and the consumer released nothing within {:.3} s; pop chunks (and drop them and their views) to make room",
-                        self.id,
-                        s.producer.capacity(),
-                        s.producer.payload_bytes(),
-                        waited.as_secs_f64()
-                    ),
-                )
+                match nbytes {
+                    Some(n) => s.producer.pre_read_register_sized(tensor_id, n),
+                    None => s.producer.pre_read_register(tensor_id),
+                }
+            });
+            match r {
+                Err(StreamError::Timeout { .. })
+                    if deadline.is_none_or(|d| Instant::now() + SLICE / 10 < d) =>
+                {
+                    py.check_signals()?;
+                }
+                Err(StreamError::Timeout { .. }) => {
+                    let s = lock(&self.state);
+                    return Err(raise(
+                        py,
+                        "RingFull",
+                        format!(
+                            "stream {}: the ring is full ({} items, {} payload bytes) and the consumer released nothing within {:.3} s; pop chunks (and drop them and their views) to make room",
+                            self.id,
+                            s.producer.capacity(),
+                            s.producer.payload_bytes(),
+                            self.timeout.unwrap_or_default().as_secs_f64()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(stream_err(py, &self.id, &e)),
+                Ok(offset) => return Ok(offset),
             }
-            e => stream_err(py, &self.id, &e),
-        })
+        }
     }
 
     /// Copies `nbytes` from address `ptr` (a contiguous host array the

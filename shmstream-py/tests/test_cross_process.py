@@ -120,6 +120,46 @@ def test_a_producer_blocked_on_a_full_ring_honours_ctrl_c(stream_id):
     del buf
 
 
+@pytest.mark.parametrize("call", ["pre_read_register", "put", "register"])
+def test_every_wait_for_room_honours_ctrl_c_within_400_ms(stream_id, call):
+    producer = s.Producer(*stream_id, capacity=4, item_bytes=64)  # waits for ever
+    buf = open_buffer(stream_id, "fixed:size=1")  # attached, never reads
+    for i in range(4):
+        producer.pre_read_register(f"t{i}")
+    sent = {}
+
+    def interrupt():
+        sent["at"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Timer(0.2, interrupt).start()
+    with pytest.raises(KeyboardInterrupt):
+        if call == "pre_read_register":
+            producer.pre_read_register("t4")
+        elif call == "put":
+            producer.put("t4", np.zeros(2))
+        else:
+            producer.register("t4")
+    assert time.monotonic() - sent["at"] < 0.4
+    # The interrupted call reserved nothing: the ring still takes t4 once
+    # the consumer makes room.
+    assert producer.registered == 4
+    del buf
+
+
+def test_a_timed_wait_for_room_lasts_its_timeout(stream_id):
+    producer = s.Producer(*stream_id, capacity=2, item_bytes=64, timeout=0.12)
+    buf = open_buffer(stream_id, "fixed:size=1")
+    producer.pre_read_register("a")
+    producer.pre_read_register("b")
+    t0 = time.monotonic()
+    with pytest.raises(s.RingFull) as e:
+        producer.pre_read_register("c")
+    assert 0.11 <= time.monotonic() - t0 < 0.3
+    assert "0.120 s" in str(e.value) and stream_id[0] in str(e.value)
+    del buf
+
+
 def test_opening_a_missing_stream_is_stream_not_found(stream_id):
     with pytest.raises(s.StreamNotFound) as e:
         s.StreamBuffer.open(*stream_id, policy="fixed:size=1")
