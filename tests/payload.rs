@@ -144,6 +144,11 @@ fn same_shaped_rows_with_padding_stack_with_their_row_stride() {
     for s in 0..3u8 {
         assert_eq!(view.item(s as usize).unwrap(), &[s; 100][..]);
     }
+    // A window of one row has no padding: its stride is its size.
+    let one = consumer.window(1, 1).unwrap();
+    assert_eq!((one.shape(), one.strides()[0]), (&[1, 100][..], 100));
+    assert!(one.is_contiguous());
+    assert_eq!(one.contiguous().unwrap(), &[1; 100][..]);
 }
 
 #[test]

@@ -338,3 +338,26 @@ fn producer_and_slot_debug_show_the_ring_and_the_reservation() {
     );
     assert!(format!("{producer:?}").ends_with("registered: 2 }"));
 }
+
+#[test]
+fn wait_drained_returns_once_everything_is_released_and_not_before() {
+    let (producer, mut consumer) = in_process(&cfg(8, 64)).unwrap();
+    // Nothing registered: drained already.
+    producer.wait_drained(Some(Duration::ZERO)).unwrap();
+    for s in 0..3 {
+        commit_item(producer.register(&format!("t{s}")).unwrap(), s, 2);
+    }
+    assert!(matches!(
+        producer.wait_drained(Some(Duration::from_millis(10))),
+        Err(StreamError::Timeout { .. })
+    ));
+    assert_eq!(consumer.poll().unwrap(), 3);
+    consumer.consume(2);
+    assert!(matches!(
+        producer.wait_drained(Some(Duration::from_millis(10))),
+        Err(StreamError::Timeout { .. })
+    ));
+    consumer.consume(1);
+    producer.wait_drained(Some(Duration::ZERO)).unwrap();
+    producer.wait_drained(None).unwrap();
+}
