@@ -672,6 +672,35 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_id_and_the_most_dimensions_are_read_and_one_more_is_corrupt() {
+        let id = [b'x'; MAX_ID_LEN];
+        let dims = [1; MAX_DIMS];
+        let desc = Descriptor::new();
+        desc.write_registration(&id, 0, 8);
+        desc.write_meta(STATUS_COMMITTED, DType::U8.code(), &dims, 8, 1);
+        let meta = read(&desc, 0, false).unwrap();
+        assert_eq!(meta.id(), std::str::from_utf8(&id).unwrap());
+        assert_eq!(meta.shape(), &dims[..]);
+
+        let corrupt = |result: Result<ItemMeta, StreamError>, needle: &str| matches!(result, Err(StreamError::Corrupt(what)) if what.contains(needle));
+        let long = Descriptor::new();
+        long.write_registration(&id, 0, 8);
+        long.write_meta(STATUS_COMMITTED, DType::U8.code(), &dims, 8, 1);
+        long.info.fetch_add(1 << 24, Ordering::Relaxed); // id length 65
+        assert!(corrupt(
+            read(&long, 0, false),
+            "id length 65 is outside 1..=64"
+        ));
+        let deep = Descriptor::new();
+        deep.write_registration(b"t0", 0, 8);
+        deep.write_meta(STATUS_COMMITTED, DType::U8.code(), &dims, 9, 1);
+        assert!(corrupt(
+            read(&deep, 0, false),
+            "9 dimensions exceed the limit of 8"
+        ));
+    }
+
+    #[test]
     fn placement_align_is_the_size_s_power_of_two_within_8_to_64() {
         for (nbytes, align) in [
             (0, 8),
