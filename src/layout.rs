@@ -701,6 +701,43 @@ mod tests {
     }
 
     #[test]
+    fn a_geometry_takes_every_limit_itself_and_refuses_one_past_it() {
+        let largest = Geometry::new(MAX_CAPACITY, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES).unwrap();
+        let table = MAX_CAPACITY * DESCRIPTOR_BYTES as u64;
+        assert_eq!(largest.descriptors_offset, HEADER_BYTES as u64);
+        assert_eq!(
+            largest.payload_offset,
+            (HEADER_BYTES as u64 + table).next_multiple_of(PAGE as u64)
+        );
+        assert_eq!(
+            largest.total_bytes,
+            largest.payload_offset + MAX_PAYLOAD_BYTES
+        );
+        let smallest = Geometry::new(1, 0, PAGE as u64).unwrap();
+        // The header page, one descriptor rounded up to a page, one payload.
+        assert_eq!(
+            (smallest.payload_offset, smallest.total_bytes),
+            (
+                HEADER_BYTES as u64 + PAGE as u64,
+                HEADER_BYTES as u64 + 2 * PAGE as u64
+            )
+        );
+        for (capacity, item_bytes, payload_bytes) in [
+            (MAX_CAPACITY * 2, 0, PAGE as u64),
+            (0, 0, PAGE as u64),
+            (3, 0, PAGE as u64),
+            (1, 0, PAGE as u64 / 2),
+            (1, 0, MAX_PAYLOAD_BYTES * 2),
+            (1, PAGE as u64 + 1, PAGE as u64),
+        ] {
+            assert!(
+                Geometry::new(capacity, item_bytes, payload_bytes).is_err(),
+                "{capacity} {item_bytes} {payload_bytes}"
+            );
+        }
+    }
+
+    #[test]
     fn placement_align_is_the_size_s_power_of_two_within_8_to_64() {
         for (nbytes, align) in [
             (0, 8),
