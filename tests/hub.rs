@@ -384,3 +384,43 @@ fn a_killed_workers_hub_is_refused_to_producers_and_reclaimed() {
     assert!(remove_if_dead(&name).unwrap());
     let _again: StreamSet = StreamSet::create(WORKER, &prefix).unwrap();
 }
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage writes the `rusage` we pass, which outlives the call.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[test]
+fn an_idle_worker_with_a_thousand_streams_uses_almost_no_cpu() {
+    let prefix = unique_prefix("hubidle");
+    let _cleanup = Cleanup(prefix.clone());
+    let mut set = worker_set(&prefix);
+    let hub = Hub::attach(WORKER, &prefix).unwrap();
+    let producers: Vec<Producer> = (0..1000)
+        .map(|s| {
+            let cfg = config(&prefix, stream_id(0, s))
+                .with_capacity(4)
+                .with_item_bytes(64);
+            hub.create_stream(&cfg).unwrap()
+        })
+        .collect();
+    while set.len() < producers.len() {
+        assert!(set.wait_any(Some(Duration::from_millis(10))).is_empty());
+        let errors = set.take_adopt_errors();
+        assert!(errors.is_empty(), "{}", errors[0].1);
+    }
+    let (cpu, wall) = (thread_cpu(), Instant::now());
+    assert!(set.wait_any(Some(Duration::from_secs(1))).is_empty());
+    let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
+    println!("idle wait_any over 1000 streams: {cpu:?} of CPU in {wall:?}");
+    assert!(wall >= Duration::from_secs(1));
+    // 20 sleep slices, each one lock test of the one producer process.
+    assert!(cpu < Duration::from_millis(20), "{cpu:?}");
+}
