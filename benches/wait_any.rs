@@ -9,6 +9,9 @@
 //! asleep in `wait_any`, wakes, pops the chunk and reads the stamp; the
 //! measured time is stamp to pop. So each sample is one futex wake-up plus
 //! the set's look for the ready stream.
+//!
+//! `stream_lifecycle`: the cost of one stream's whole life through a hub
+//! (create + announce + open + drain + remove), per stream.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use shmstream::policy::Policy;
@@ -167,5 +170,44 @@ fn single_stream_latency(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, single_stream_latency, wait_any_latency);
+/// A stream's whole life through a hub, one after the other: create its
+/// segment and announce it, commit one item and say done (producer); adopt
+/// it (open the segment), pop its one final chunk, remove it (worker);
+/// drop the producer (which removes the segment). Per stream.
+fn stream_lifecycle(c: &mut Criterion) {
+    let prefix = prefix();
+    let mut set: StreamSet = StreamSet::create_with_entries("life", &prefix, 1024)
+        .unwrap()
+        .with_default_policy("fixed:size=1".parse::<Policy>().unwrap());
+    let hub = Hub::attach("life", &prefix).unwrap();
+    let meta = TensorMeta::new(DType::U64, &[1]).unwrap();
+    let mut ready = Vec::new();
+    let mut group = c.benchmark_group("stream_lifecycle");
+    group.sample_size(20);
+    group.bench_function("create_announce_open_drain_remove", |b| {
+        b.iter(|| {
+            let producer = hub.create_stream(&config(&prefix, 0)).unwrap();
+            producer
+                .register("t")
+                .unwrap()
+                .write(meta, &0u64.to_le_bytes())
+                .unwrap();
+            producer.signal_done();
+            set.wait_any_into(Some(Duration::from_secs(10)), &mut ready);
+            let key = ready[0];
+            let buffer = set.get_mut(key).unwrap();
+            assert!(buffer.pop_chunk().unwrap().is_final());
+            drop(set.remove(key));
+            drop(producer);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    single_stream_latency,
+    wait_any_latency,
+    stream_lifecycle
+);
 criterion_main!(benches);
