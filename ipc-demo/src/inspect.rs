@@ -5,7 +5,7 @@ use crate::cli::Outcome;
 use crate::sizes::fmt_bytes;
 use clap::Args;
 use serde::Serialize;
-use shmstream::{inspect, list_segments, SegmentInfo, DEFAULT_PREFIX};
+use shmstream::{inspect, inspect_hub, list_segments, HubInfo, SegmentInfo, DEFAULT_PREFIX};
 
 /// The inspector's command line.
 #[derive(Args, Clone, Debug)]
@@ -114,7 +114,16 @@ fn alive(yes: bool) -> &'static str {
 /// The named segment cannot be read, or `/dev/shm` cannot be listed.
 pub fn run(args: &InspectArgs) -> Outcome {
     if let Some(name) = &args.name {
-        let s = SegmentState::from(inspect(&full_name(name))?);
+        let name = full_name(name);
+        let info = match inspect(&name) {
+            Ok(info) => info,
+            // Not a stream: perhaps a worker hub (issue 12).
+            Err(e) => match inspect_hub(&name) {
+                Ok(hub) => return show_hub(&hub, args.json, true),
+                Err(_) => return Err(e.into()),
+            },
+        };
+        let s = SegmentState::from(info);
         if args.json {
             println!("{}", serde_json::to_string(&s)?);
         } else {
@@ -151,11 +160,59 @@ pub fn run(args: &InspectArgs) -> Outcome {
                     );
                 }
             }
-            Err(e) if args.json => println!(
-                "{}",
-                serde_json::json!({ "name": name, "error": e.to_string() })
-            ),
-            Err(e) => println!("{name}  cannot be read: {e}"),
+            // Not a stream: perhaps a worker hub (issue 12).
+            Err(e) => match inspect_hub(&name) {
+                Ok(hub) => show_hub(&hub, args.json, false)?,
+                Err(_) if args.json => println!(
+                    "{}",
+                    serde_json::json!({ "name": name, "error": e.to_string() })
+                ),
+                Err(_) => println!("{name}  cannot be read: {e}"),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// A worker hub: one line (a listing) or every stream it announces.
+fn show_hub(hub: &HubInfo, json: bool, full: bool) -> Outcome {
+    let streams: Vec<String> = hub
+        .streams
+        .iter()
+        .map(|s| match &s.identity {
+            Some(id) => format!("{id} (entry {}, producer {})", s.entry, s.producer_pid),
+            None => format!("in-process stream (entry {})", s.entry),
+        })
+        .collect();
+    if json {
+        let value = serde_json::json!({
+            "name": hub.name,
+            "hub": true,
+            "worker": hub.worker,
+            "worker_pid": hub.worker_pid,
+            "worker_alive": hub.worker_alive,
+            "entries": hub.entries,
+            "streams": streams,
+            "claimed": hub.claimed,
+            "producer_pids": hub.producer_pids,
+        });
+        println!("{}", serde_json::to_string(&value)?);
+        return Ok(());
+    }
+    println!(
+        "{}  worker hub of {:?}  streams {}/{} ({} being announced)  producers {:?}  worker {} {}",
+        hub.name,
+        hub.worker,
+        hub.streams.len(),
+        hub.entries,
+        hub.claimed,
+        hub.producer_pids,
+        hub.worker_pid,
+        alive(hub.worker_alive)
+    );
+    if full {
+        for s in &streams {
+            println!("  {s}");
         }
     }
     Ok(())
