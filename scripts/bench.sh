@@ -250,9 +250,12 @@ w("own size in the byte-granular payload (2 MiB and 64 MiB: 16 and 4 tensors of 
 w("")
 w("The bare handoff is the floor of a cross-process transfer (issue 14): the producer copies each record")
 w("into the next of as many shared buffers as shmstream's payload holds and publishes a counter, the")
-w("consumer reads the bytes and publishes its counter; no descriptor, no checks, no sleeping.")
+w("consumer reads the bytes and publishes its counter once per batch; each side reloads the other's")
+w("counter only when its cached copy says full or empty; no descriptor, no checks, no sleeping.")
 w("")
-w("| size | shmstream | bare handoff | Unix socket | memcpy | shmstream / handoff | shmstream / memcpy | shmstream / socket |")
+w("Ratios are of throughput: shmstream's over the peer's (above 1: shmstream moves more).")
+w("")
+w("| size | shmstream | bare handoff | Unix socket | memcpy | vs handoff | vs memcpy | vs socket |")
 w("|---|---|---|---|---|---|---|---|")
 for label, size in (("56B", 56), ("64KiB", 65536), ("2MiB", 2 << 20), ("64MiB", 64 << 20)):
     g = f"stream_{label}"

@@ -701,10 +701,15 @@ fn child_socket_read(arg: &str) {
 /// counter; the consumer reads the record's bytes and publishes its own
 /// counter; both spin with yields. `k` buffers of the record's size are as
 /// much memory as shmstream's payload for that size (`stream_config`).
+/// Each side caches the other's counter and reloads it only when the ring
+/// looks full or empty, and the consumer publishes its counter once per
+/// batch it found (as rtrb does): the least a correct ring can do.
 struct HandoffStream {
     words: Handoff,
     source: Aligned,
     sent: u64,
+    /// The consumer's counter as last loaded.
+    cached_tail: u64,
     child: Child,
 }
 
@@ -774,6 +779,7 @@ impl Stream for HandoffStream {
             words,
             source: Aligned::new(size),
             sent: 0,
+            cached_tail: 0,
             child,
         }
     }
@@ -781,8 +787,14 @@ impl Stream for HandoffStream {
         let w = &self.words;
         for _ in 0..items {
             let n = self.sent;
-            // Pairs with the consumer's Release store of `tail`.
-            spin_until(|| n - w.tail.load(Ordering::Acquire) < w.k);
+            if n - self.cached_tail >= w.k {
+                // Pairs with the consumer's Release store of `tail`.
+                let cached = &mut self.cached_tail;
+                spin_until(|| {
+                    *cached = w.tail.load(Ordering::Acquire);
+                    n - *cached < w.k
+                });
+            }
             // SAFETY: buffer `n % k` is free (the consumer is past `n - k`)
             // and `size` bytes long; the source is `size` bytes.
             unsafe {
@@ -825,8 +837,9 @@ fn child_handoff_read(arg: &str) {
             let bytes = unsafe { std::slice::from_raw_parts(w.buffer(read), size) };
             sink = sink.wrapping_add(touch(bytes));
             read += 1;
-            w.tail.store(read, Ordering::Release);
         }
+        // Once per batch found.
+        w.tail.store(read, Ordering::Release);
     }
     black_box(sink);
 }
