@@ -354,8 +354,8 @@ goals.append(("at most 100 futex calls per million items (consumer keeping up, f
               None if full is None else full <= 100, "n/a" if full is None else f"{full:.0f} per million"))
 w("")
 
-# 7. memory (issue 11)
-w("## 7. Shared memory for 56-byte tensors at window 28 (`benches/memory.rs`)")
+# 6. memory (issue 11)
+w("## 6. Shared memory for 56-byte tensors at window 28 (`benches/memory.rs`)")
 w("")
 w("A stream sized for a window of 28 codec frames (32 items, the smallest payload of one page), after")
 w("28,000 frames went through it; the segment's memory is reserved at create, so the file's allocated")
@@ -377,8 +377,8 @@ if "byte_granular" in mem_rows:
                   seg <= 2 * buf, f"segment {seg / buf:.1f}x, payload alone {pay / buf:.1f}x (a page at least; descriptors {desc} B)"))
 w("")
 
-# 6. allocations
-w("## 6. Allocations per item on the hot path (`benches/allocations.rs`)")
+# 7. allocations
+w("## 7. Allocations per item on the hot path (`benches/allocations.rs`)")
 w("")
 w("A counting global allocator; 1000 warm-up items, then 100 000 counted.")
 w("")
