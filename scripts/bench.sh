@@ -152,8 +152,15 @@ hardware counters do not), before and after the changes listed at the end.
 - **Latency vs the floor.** The floor moves one line each way. A 64-byte tensor moves the
   descriptor line(s), the payload line and the reply's lines, and pays the fence: about
   4-5x the floor here, and faster than iceoryx2's publish-subscribe in the same run.
-- **64 KiB streaming.** At or near memcpy, since the transfer itself is one copy by the
-  producer and one cross-core read by the consumer. The socket makes two kernel copies.
+- **Streaming vs memcpy, 64 KiB to 64 MiB (issues 6 and 11).** The memcpy peer copies within
+  one process, so up to 2 MiB its source and destination stay in that core's caches; a
+  transfer between processes must move every byte the producer wrote to the other core
+  (through L3, or DRAM once the payload ring outgrows the 32 MiB L3). The honest floor is
+  the bare handoff (same bytes, same buffer count, two counters and nothing else): compare
+  the "vs handoff" column, where shmstream is close to the floor from 64 KiB up (the rest is
+  run-to-run noise on this shared VM and the per-item descriptor). A 0.8x-of-memcpy goal
+  cannot be met by any cross-process transfer on this machine for sizes that fit one core's
+  cache. The socket makes two kernel copies.
   Waiters keep looking for about a futex sleep-and-wake's cost (30 us) before sleeping;
   sleeping earlier made this bench 3x slower (every slot release woke a sleeping producer).
 - **Small records vs the buffered socket.** The socket peer batches ~1000 records of 56 bytes
@@ -165,6 +172,12 @@ hardware counters do not), before and after the changes listed at the end.
   window (each new item is validated once, ~20-30 ns); the pre-polled pop is flat but for a
   few cache misses: at window 4 consecutive pops touch the same lines, at window 1024 each
   pop touches lines 1024 items away.
+- **Shared memory at window 28 (issue 11).** The byte-granular payload packs the 28 frames
+  back to back (56 bytes apart), so the payload is one page, the double-mapping minimum:
+  2.6x the 1568 bytes buffered (the first version's slots took 84x). The segment adds the
+  header page and 32 descriptors of 192 bytes (6 KiB, rounded to two pages): 10.4x in all.
+  Issue 14's compact descriptor (a cache line or less, ids in a side table) is what would
+  bring the table down; the page floor of the payload stays.
 - **Wake-up latency** (no goal): a wake of an idle vCPU costs 10-20 us on this VM whatever
   the library does.
 
