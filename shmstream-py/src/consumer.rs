@@ -327,6 +327,19 @@ fn item_strided(item: shmstream::ItemView<'_>) -> Strided {
     }
 }
 
+/// Row `i` of a stacked view: item `i` with its own shape.
+fn row(s: &Strided, i: usize) -> Strided {
+    // SAFETY: callers pass `i < n`: `n` rows of `strides[0]` bytes each
+    // lie in the stacked view's span.
+    let ptr = unsafe { s.ptr.add(i * s.strides[0]) };
+    Strided {
+        ptr,
+        dtype: s.dtype,
+        shape: s.shape[1..].to_vec(),
+        strides: s.strides[1..].to_vec(),
+    }
+}
+
 /// What a popped chunk shows, captured at the pop.
 #[derive(Debug)]
 pub(crate) struct Popped {
@@ -403,6 +416,61 @@ impl Chunk {
         })
     }
 
+    /// `data` without Python in between when torch is there and the items
+    /// stack (or there are none): one versioned, read-only DLPack capsule
+    /// straight into `torch._C._from_dlpack`, which is where
+    /// `torch.from_dlpack` ends (its Python wrapper costs about a
+    /// microsecond). None: take the general path (`_collate.collate`).
+    fn fast_data(&self, py: Python<'_>, handle: Arc<LeaseHandle>) -> PyResult<Option<Py<PyAny>>> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        /// Cleared for good when the converter refuses a capsule (a torch
+        /// without versioned DLPack): the general path then serves.
+        static FAST: AtomicBool = AtomicBool::new(true);
+        static CONVERT: pyo3::sync::PyOnceLock<Option<Py<PyAny>>> = pyo3::sync::PyOnceLock::new();
+        let d = PyDict::new(py);
+        if self.len == 0 {
+            d.set_item("data", py.None())?;
+            return Ok(Some(d.into_any().unbind()));
+        }
+        // Relaxed: a hint; a stale `true` costs one refused conversion.
+        let (Some(stacked), true) = (&self.stacked, FAST.load(Ordering::Relaxed)) else {
+            return Ok(None);
+        };
+        static COLLATE: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+        let collate = COLLATE.get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("shmstream._collate")?.unbind())
+        })?;
+        // Whether torch is there is `_collate`'s word, asked every time (a
+        // test may take torch away); None until its first look, which the
+        // general path makes.
+        if collate.bind(py).getattr("_torch")?.is_none() {
+            return Ok(None);
+        }
+        let convert = CONVERT.get_or_try_init(py, || -> PyResult<_> {
+            let c = collate.bind(py).getattr("capsule_converter")?.call0()?;
+            Ok((!c.is_none()).then(|| c.unbind()))
+        })?;
+        let Some(convert) = convert else {
+            return Ok(None);
+        };
+        let t = if self.len == 1 {
+            row(stacked, 0)
+        } else {
+            stacked.clone()
+        };
+        let capsule = dlpack::capsule(py, &t, handle, true, true)?;
+        match convert.call1(py, (capsule,)) {
+            Ok(tensor) => {
+                d.set_item("data", tensor)?;
+                Ok(Some(d.into_any().unbind()))
+            }
+            Err(_) => {
+                FAST.store(false, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
     /// Reads through the buffer for the lease (the mixed-shape path).
     fn with_lease<T: Send>(
         &self,
@@ -432,14 +500,20 @@ impl Chunk {
     #[getter]
     fn data(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        if let Some(d) = lock(&slf.get().data).as_ref() {
+        let this = slf.get();
+        if let Some(d) = lock(&this.data).as_ref() {
             return Ok(d.clone_ref(py));
         }
-        slf.get().handle(py)?;
-        static COLLATE: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-        let collate = COLLATE.import(py, "shmstream._collate", "collate")?;
-        let d = collate.call1((slf,))?.unbind();
-        *lock(&slf.get().data) = Some(d.clone_ref(py));
+        let handle = this.handle(py)?;
+        let d = match this.fast_data(py, handle)? {
+            Some(d) => d,
+            None => {
+                static COLLATE: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+                let collate = COLLATE.import(py, "shmstream._collate", "collate")?;
+                collate.call1((slf,))?.unbind()
+            }
+        };
+        *lock(&this.data) = Some(d.clone_ref(py));
         Ok(d)
     }
 
@@ -461,17 +535,7 @@ impl Chunk {
             )));
         }
         let t = match &self.stacked {
-            Some(s) => {
-                // SAFETY: `i < n` rows of `strides[0]` bytes each lie in the
-                // stacked view's span.
-                let ptr = unsafe { s.ptr.add(i * s.strides[0]) };
-                Strided {
-                    ptr,
-                    dtype: s.dtype,
-                    shape: s.shape[1..].to_vec(),
-                    strides: s.strides[1..].to_vec(),
-                }
-            }
+            Some(s) => row(s, i),
             None => {
                 let t =
                     self.with_lease(py, |buf, lease| buf.lease_item(lease, i).map(item_strided))?;
@@ -525,9 +589,11 @@ impl Chunk {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
-        let view = match (self.len, &self.stacked) {
-            (_, Some(_)) if self.len == 1 => self.item(py, 0)?,
-            (_, Some(t)) => self.view_of(py, t.clone())?,
+        dlpack_args(stream.as_ref(), dl_device, copy)?;
+        let versioned = max_version.is_some_and(|(major, _)| major >= 1);
+        let t = match (self.len, &self.stacked) {
+            (1, Some(t)) => std::borrow::Cow::Owned(row(t, 0)),
+            (_, Some(t)) => std::borrow::Cow::Borrowed(t),
             (0, None) => {
                 return Err(pyo3::exceptions::PyBufferError::new_err(format!(
                     "chunk {} has no items, so no tensor",
@@ -541,7 +607,8 @@ impl Chunk {
             )))
             }
         };
-        view.__dlpack__(py, stream, max_version, dl_device, copy)
+        // The capsule's deleter holds the lease, as a view's would.
+        dlpack::capsule(py, &t, self.handle(py)?, versioned, true)
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {

@@ -288,30 +288,32 @@ impl PyProducer {
         nbytes: usize,
     ) -> PyResult<()> {
         let meta = meta(py, &self.id, dtype, &shape)?;
-        if meta.nbytes() != nbytes as u64 {
-            return Err(stream_err(
-                py,
-                &self.id,
-                &StreamError::SizeMismatch {
-                    given: nbytes as u64,
-                    expected: meta.nbytes(),
-                },
-            ));
+        self.put_pending(py, tensor_id, meta, ptr, nbytes)
+            .map_err(|e| stream_err(py, &self.id, &e))
+    }
+
+    /// `put` by id: into the slot `pre_read_register` reserved for
+    /// `tensor_id`, or else (an id not pending) into a newly registered one
+    /// of exactly `nbytes` (`_send_raw`), without an exception in between.
+    #[pyo3(signature = (tensor_id, dtype, shape, ptr, nbytes, timeout=-1.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn _put_any_raw(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        dtype: &str,
+        shape: Vec<u64>,
+        ptr: usize,
+        nbytes: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let meta = meta(py, &self.id, dtype, &shape)?;
+        match self.put_pending(py, tensor_id, meta, ptr, nbytes) {
+            Err(StreamError::UnknownId { .. }) => {
+                self._send_raw(py, tensor_id, dtype, shape, ptr, nbytes, timeout)
+            }
+            r => r.map_err(|e| stream_err(py, &self.id, &e)),
         }
-        let addr = ptr;
-        let put = move || {
-            // SAFETY: the Python caller passes the address and size of a
-            // contiguous host array it holds a reference to for the call.
-            let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, nbytes) };
-            lock(&self.state).producer.put(tensor_id, meta, bytes)
-        };
-        // Large copies run without the GIL.
-        let r = if nbytes >= 1 << 16 {
-            py.detach(put)
-        } else {
-            put()
-        };
-        r.map_err(|e| stream_err(py, &self.id, &e))
     }
 
     /// Registers `tensor_id` with exactly `nbytes`, copies `nbytes` from
@@ -464,6 +466,36 @@ impl PyProducer {
 }
 
 impl PyProducer {
+    /// Copies `nbytes` from `ptr` into the slot `pre_read_register` reserved
+    /// for `tensor_id` and commits it (without the GIL for large copies).
+    fn put_pending(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        meta: TensorMeta,
+        ptr: usize,
+        nbytes: usize,
+    ) -> Result<(), StreamError> {
+        if meta.nbytes() != nbytes as u64 {
+            return Err(StreamError::SizeMismatch {
+                given: nbytes as u64,
+                expected: meta.nbytes(),
+            });
+        }
+        let put = move || {
+            // SAFETY: the Python caller passes the address and size of a
+            // contiguous host array it holds a reference to for the call.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, nbytes) };
+            lock(&self.state).producer.put(tensor_id, meta, bytes)
+        };
+        // Large copies run without the GIL.
+        if nbytes >= 1 << 16 {
+            py.detach(put)
+        } else {
+            put()
+        }
+    }
+
     /// `-1.0` (the default) means the stream's timeout; `None` for ever.
     fn timeout_arg(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
         match timeout {
@@ -631,8 +663,8 @@ impl PySlot {
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
         dlpack_args(stream.as_ref(), dl_device, copy)?;
-        let v = self.view(py)?;
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
+        let v = self.view(py)?;
         dlpack::capsule(py, &v.t, v.keep.clone(), versioned, false)
     }
 

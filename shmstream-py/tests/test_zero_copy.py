@@ -106,7 +106,9 @@ def test_a_view_kept_after_del_chunk_keeps_its_bytes_while_the_producer_runs(str
         popped += 1
     writer.join(5)
     assert not writer.is_alive()
-    assert popped == total // 4 - 1
+    # When done lands after the last full chunk was popped, one empty
+    # final chunk follows (SPEC section 2): either count is right.
+    assert popped in (total // 4 - 1, total // 4)
     assert buf.live_chunks == 0
 
 

@@ -334,10 +334,7 @@ class Producer:
         the stream: into the slot ``pre_read_register`` reserved for
         ``tensor_id``, or else into a newly registered one of its exact size."""
         dtype, shape, ptr, nbytes, keep = host_array(item)
-        try:
-            self._p._put_raw(tensor_id, dtype, shape, ptr, nbytes)
-        except UnknownId:
-            self._p._send_raw(tensor_id, dtype, shape, ptr, nbytes, timeout)
+        self._p._put_any_raw(tensor_id, dtype, shape, ptr, nbytes, timeout)
         del keep
 
     def signal_done(self) -> None:

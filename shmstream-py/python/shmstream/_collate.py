@@ -25,6 +25,19 @@ def torch_module() -> Any:
     return _torch
 
 
+def capsule_converter() -> Any:
+    """What turns a DLPack capsule into a torch tensor (``torch._C._from_dlpack``,
+    where ``torch.from_dlpack`` ends), or None without torch. ``StreamChunk.data``
+    calls it straight from Rust when the chunk's items stack."""
+    torch = torch_module()
+    if torch is None:
+        return None
+    convert = getattr(torch._C, "_from_dlpack", None)
+    if convert is None:
+        from torch.utils.dlpack import from_dlpack as convert
+    return convert
+
+
 def tensor_of(view: Any) -> Any:
     """A torch tensor (when torch is importable) or a numpy array of a view."""
     torch = torch_module()
