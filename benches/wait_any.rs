@@ -12,6 +12,16 @@
 //!
 //! `stream_lifecycle`: the cost of one stream's whole life through a hub
 //! (create + announce + open + drain + remove), per stream.
+//!
+//! `ready_k_of_n`: with N open streams of which k each hold one committed
+//! item, the time for one `wait_any` to return the k ready streams and for
+//! the worker to pop their chunks (k in 1, 16, 64; N in 64, 1024). The
+//! commits are not timed. It should grow with k and stay flat in N.
+//!
+//! `idle_cpu`: the CPU time (getrusage) of a worker thread in `wait_any`
+//! over 1000 open streams of which none gets an item, for
+//! `SHMSTREAM_BENCH_IDLE_SECS` seconds (default 3), printed as
+//! `BENCH-RESULT idle_cpu STREAMS WALL_NS CPU_NS`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use shmstream::policy::Policy;
@@ -204,10 +214,113 @@ fn stream_lifecycle(c: &mut Criterion) {
     group.finish();
 }
 
+/// k of N streams ready at once: one look, k pops.
+fn ready_k_of_n(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ready_k_of_n");
+    group.sample_size(20);
+    for n in [64u64, 1024] {
+        let prefix = prefix();
+        let mut set: StreamSet = StreamSet::create_with_entries("kofn", &prefix, 1024)
+            .unwrap()
+            .with_default_policy("fixed:size=1".parse::<Policy>().unwrap());
+        let hub = Hub::attach("kofn", &prefix).unwrap();
+        let producers: Vec<Producer> = (0..n)
+            .map(|s| hub.create_stream(&config(&prefix, s)).unwrap())
+            .collect();
+        while set.len() < n as usize {
+            set.wait_any(Some(Duration::from_millis(1)));
+        }
+        let meta = TensorMeta::new(DType::U64, &[1]).unwrap();
+        let mut ready = Vec::new();
+        let mut round = 0u64;
+        for k in [1u64, 16, 64] {
+            group.bench_function(BenchmarkId::new(format!("k{k}"), n), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        // k streams spread over the N, a different set each round.
+                        round += 1;
+                        for i in 0..k {
+                            let s = (i * n / k + round) % n;
+                            producers[s as usize]
+                                .register("t")
+                                .unwrap()
+                                .write(meta, &s.to_le_bytes())
+                                .unwrap();
+                        }
+                        let start = Instant::now();
+                        let mut popped = 0;
+                        while popped < k {
+                            set.wait_any_into(Some(Duration::from_secs(10)), &mut ready);
+                            for &key in &ready {
+                                let buffer = set.get_mut(key).unwrap();
+                                while let Ok(chunk) = buffer.pop_chunk() {
+                                    criterion::black_box(chunk.item(0).unwrap().bytes()[0]);
+                                    popped += 1;
+                                }
+                            }
+                        }
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            });
+        }
+        drop(producers);
+        drop(hub);
+    }
+    group.finish();
+}
+
+/// CPU time of this thread (user + system).
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage writes the `rusage` we pass, which outlives the call.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// An idle worker: 1000 open streams, no items, `wait_any` for a few seconds.
+fn idle_cpu(_: &mut Criterion) {
+    const N: u64 = 1000;
+    let secs: u64 = std::env::var("SHMSTREAM_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let prefix = prefix();
+    let mut set: StreamSet = StreamSet::create_with_entries("idle", &prefix, 1024)
+        .unwrap()
+        .with_default_policy("fixed:size=1".parse::<Policy>().unwrap());
+    let hub = Hub::attach("idle", &prefix).unwrap();
+    let producers: Vec<Producer> = (0..N)
+        .map(|s| hub.create_stream(&config(&prefix, s)).unwrap())
+        .collect();
+    while set.len() < N as usize {
+        set.wait_any(Some(Duration::from_millis(1)));
+    }
+    let (cpu, wall) = (thread_cpu(), Instant::now());
+    let woke = set.wait_any(Some(Duration::from_secs(secs)));
+    let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
+    assert!(woke.is_empty(), "an idle stream reported news");
+    println!(
+        "BENCH-RESULT idle_cpu {N} {} {}",
+        wall.as_nanos(),
+        cpu.as_nanos()
+    );
+    println!("idle wait_any over {N} streams: {cpu:?} of CPU in {wall:?}");
+    drop(producers);
+}
+
 criterion_group!(
     benches,
     single_stream_latency,
     wait_any_latency,
-    stream_lifecycle
+    ready_k_of_n,
+    stream_lifecycle,
+    idle_cpu
 );
 criterion_main!(benches);

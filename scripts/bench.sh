@@ -7,7 +7,8 @@
 # 2-core machine); without it criterion's defaults (3 s and 5 s).
 # --no-iceoryx2: skip the iceoryx2 peer (otherwise built if it builds).
 #
-# Benches: shmstream's benches/pop_chunk.rs and benches/allocations.rs, and
+# Benches: shmstream's benches/pop_chunk.rs, benches/allocations.rs and
+# benches/wait_any.rs (issue 12), and
 # bench-peers/benches/{ring_throughput,cross_process}.rs. The futex count
 # runs the cross_process binary in its futex-count role under strace.
 set -euo pipefail
@@ -33,7 +34,7 @@ rm -f "$out"/*.log "$out"/*.txt
 # Only this run's criterion estimates count.
 for group in ring_throughput_8B ring_throughput_56B latency_64B stream_56B stream_64KiB \
     stream_2MiB stream_64MiB wakeup_64B \
-    pop_chunk pop_chunk_prepolled; do
+    pop_chunk pop_chunk_prepolled wait_any_wakeup ready_k_of_n stream_lifecycle; do
     rm -rf "target/criterion/$group"
 done
 
@@ -69,6 +70,9 @@ cargo bench -p bench-peers --bench ring_throughput -- "${crit[@]}" 2>&1 | tee "$
 echo "== cross_process"
 cargo bench -p bench-peers "${features[@]}" --bench cross_process -- "${crit[@]}" 2>&1 \
     | tee "$out/cross_process.log"
+
+echo "== wait_any (issue 12)"
+cargo bench -p shmstream --bench wait_any -- "${crit[@]}" 2>&1 | tee "$out/wait_any.log"
 
 echo "== futex calls (strace)"
 exe=$(cargo bench -p bench-peers --bench cross_process --no-run --message-format=json 2>/dev/null \
@@ -408,6 +412,80 @@ try:
 except OSError:
     pass
 goals.append(("0 allocations per item on the hot path", allocs_ok, "see the table"))
+w("")
+
+# 8. many streams (issue 12)
+w("## 8. Many streams (issue 12, `benches/wait_any.rs`)")
+w("")
+w("One process: a producer thread owns every stream (shared segments, announced through one worker")
+w("hub), the worker waits in `StreamSet::wait_any`. Wake-up latency: the worker has had 100 µs to fall")
+w("asleep, then one stream (a different one each time) gets a stamped item; from the stamp to the pop.")
+w("Floor: one stream, its consumer asleep on the stream's own futex (`next_chunk_timeout`).")
+w("")
+w("| open streams | wake-up latency | vs 1 stream | vs floor |")
+w("|---|---|---|---|")
+floor1 = median("wait_any_wakeup", "single_stream_next_chunk")
+w(f"| floor (1 stream, its own futex) | {ns(floor1)} | | |")
+one = median("wait_any_wakeup", "streams/1")
+for n in (1, 64, 1024):
+    t = median("wait_any_wakeup", f"streams/{n}")
+    w(f"| {n} | {ns(t)} | {ratio(t, one)} | {ratio(t, floor1)} |")
+big = median("wait_any_wakeup", "streams/1024")
+goals.append(("issue 12: wait_any wake-up with 1024 streams within 1.5x of 1 stream",
+              None if big is None or one is None else big <= 1.5 * one, f"{ratio(big, one)} of 1 stream"))
+goals.append(("issue 12: wait_any wake-up with 1024 streams within 2x the single-stream futex floor",
+              None if big is None or floor1 is None else big <= 2 * floor1, f"{ratio(big, floor1)} of the floor"))
+w("")
+w("Finding and popping the ready chunks when k of N open streams each hold one committed item (the")
+w("commits are not timed): one `wait_any` and k pops (goal: grows with k, flat in N).")
+w("")
+w("| k ready | N = 64 | N = 1024 | 1024 / 64 | per ready stream (N = 1024) |")
+w("|---|---|---|---|---|")
+flat_ok = None
+for k in (1, 16, 64):
+    a, b = median("ready_k_of_n", f"k{k}/64"), median("ready_k_of_n", f"k{k}/1024")
+    per = "n/a" if b is None else ns(b / k)
+    w(f"| {k} | {ns(a)} | {ns(b)} | {ratio(b, a)} | {per} |")
+    if a is not None and b is not None:
+        flat_ok = (flat_ok is not False) and b <= 1.5 * a
+k1, k64 = median("ready_k_of_n", "k1/1024"), median("ready_k_of_n", "k64/1024")
+goals.append(("issue 12: k of N ready flat in N (N = 1024 within 1.5x of N = 64 for each k)",
+              flat_ok, "see the table"))
+goals.append(("issue 12: k of N ready grows with k (k = 64 costs more than k = 1)",
+              None if k1 is None or k64 is None else k64 > k1, f"k=64 costs {ratio(k64, k1)} of k=1"))
+w("")
+life = median("stream_lifecycle", "create_announce_open_drain_remove")
+w("Stream lifecycle, one stream after the other through a hub, both sides in one process: create the")
+w("segment and announce it, commit one item and say done, adopt (open) it, pop its final chunk, remove")
+w("it, drop the producer (which removes the segment).")
+w("")
+w("| per stream | streams per second (sequential) |")
+w("|---|---|")
+w(f"| {ns(life)} | {'n/a' if life is None else f'{1e9 / life:,.0f}'} |")
+goals.append(("issue 12: 1000 new streams per second per worker",
+              None if life is None else 1e9 / life >= 1000,
+              "n/a" if life is None else f"{1e9 / life:,.0f} per second"))
+w("")
+idle = None
+if os.path.exists(os.path.join(out, "wait_any.log")):
+    for line in open(os.path.join(out, "wait_any.log")):
+        m = re.match(r"BENCH-RESULT idle_cpu (\d+) (\d+) (\d+)", line)
+        if m:
+            idle = tuple(int(x) for x in m.groups())
+w("Idle worker: 1000 open streams, no items, one `wait_any` with a timeout of a few seconds; the")
+w("worker thread's CPU time (getrusage, user + system).")
+w("")
+w("| open streams | wall | CPU | CPU per second |")
+w("|---|---|---|---|")
+if idle:
+    streams, wall, cpu = idle
+    w(f"| {streams} | {wall / 1e9:.1f} s | {ns(cpu)} | {ns(cpu / (wall / 1e9))} |")
+    goals.append(("issue 12: idle worker with 1000 streams uses ~0 CPU (under 20 ms per second)",
+                  cpu / (wall / 1e9) < 20e6, f"{ns(cpu / (wall / 1e9))} per second"))
+else:
+    w("| 1000 | n/a | n/a | n/a |")
+    goals.append(("issue 12: idle worker with 1000 streams uses ~0 CPU (under 20 ms per second)",
+                  None, "n/a"))
 w("")
 
 # goals
