@@ -134,10 +134,15 @@ class RefStreamBuffer:
         return chunk
 
 
-def filler(sb: Any, window: int) -> Callable[[], int]:
-    """Tops the ring up to CAP items; returns the chunks then ready."""
+POLL_NS: list[float] = []  # the consumer's poll, per new item (see filler)
+
+
+def filler(sb: Any, window: int, stride: int | None = None) -> Callable[[], int]:
+    """Tops the ring up to CAP items and lets the consumer poll them (it
+    checks each new item's descriptor once, when it arrives: a per-item
+    cost, timed apart into POLL_NS); returns the chunks then ready."""
     state = {"next": 0}
-    stride = max(1, window // 4)
+    stride = stride or max(1, window // 4)
 
     def fill() -> int:
         held = state["next"] - sb._consumed
@@ -146,14 +151,30 @@ def filler(sb: Any, window: int) -> Callable[[], int]:
             sb.pre_read_register(tid)
             sb.put(tid, ITEM)
             state["next"] += 1
+        if isinstance(sb, s.StreamBuffer) and CAP - held >= 1000:
+            t0 = now()
+            sb.has_chunk_ready()
+            POLL_NS.append((now() - t0) / (CAP - held))
         return (CAP - window) // stride + 1
 
     return fill
 
 
-def bench_chunks(window: int, variant: str) -> float:
-    """Median over batches of the time per chunk (ns)."""
-    stride = max(1, window // 4)
+def timer_overhead() -> float:
+    """What timing one operation adds (two clock reads and an append)."""
+    ts: list[int] = []
+    for _ in range(20000):
+        t = now()
+        ts.append(now() - t)
+    return median(ts)
+
+
+def bench_chunks(
+    window: int, variant: str, overhead: float, stride: int | None = None
+) -> tuple[float, float]:
+    """Median and mean time per chunk (ns), each chunk timed alone (a shared
+    VM preempts now and then: a median of single chunks shrugs that off)."""
+    stride = stride or max(1, window // 4)
     if variant == "reference":
         sb: Any = RefStreamBuffer(RefSlidingPolicy(window, stride))
     else:
@@ -166,45 +187,81 @@ def bench_chunks(window: int, variant: str) -> float:
             item_bytes=56,
             payload_bytes=CAP * 64,
         )
-    fill = filler(sb, window)
+    fill = filler(sb, window, stride)
     pop = sb.pop_chunk
-    target = 400 if QUICK else 1500
-    batches: list[float] = []
-    done = 0
-    while done < target or len(batches) < 5:
-        k = min(fill(), 600)
+    target = 400 if QUICK else 2000
+    ts: list[int] = []
+    from_dlpack = torch.from_dlpack
+    np_from_dlpack = np.from_dlpack
+    while len(ts) < target:
+        k = min(fill(), 600) - 1
         gc.collect()
+        # The first pop after a refill finds cold caches (the refill's 8192
+        # puts evicted them): not timed, for every variant.
+        c = pop()
+        del c
+        x: Any = None
         if variant in ("reference", "data"):
-            t0 = now()
             for _ in range(k):
+                t = now()
                 c = pop()
                 x = c.data["data"]
-            t1 = now()
+                ts.append(now() - t)
         elif variant == "pop":
-            t0 = now()
             for _ in range(k):
+                t = now()
                 c = pop()
-            t1 = now()
-            x = None
+                ts.append(now() - t)
         elif variant == "torch.from_dlpack":
-            from_dlpack = torch.from_dlpack
-            t0 = now()
             for _ in range(k):
+                t = now()
                 c = pop()
                 x = from_dlpack(c)
-            t1 = now()
+                ts.append(now() - t)
         else:
-            np_from_dlpack = np.from_dlpack
-            t0 = now()
             for _ in range(k):
+                t = now()
                 c = pop()
                 x = np_from_dlpack(c)
-            t1 = now()
+                ts.append(now() - t)
         assert x is None or x.shape[0] == window
         del c, x
-        batches.append((t1 - t0) / k)
-        done += k
-    return median(batches)
+    return median(ts) - overhead, statistics.fmean(ts) - overhead
+
+
+def floors() -> dict[str, float]:
+    """The view-making calls alone, on a chunk's stacked view held apart
+    (window 28): what a chunk's tensor costs at least."""
+    sb = s.StreamBuffer("bench", "floors", "py", "sliding:window=28,stride=7", capacity=64)
+    for i in range(28):
+        sb.pre_read_register(f"t{i}")
+        sb.put(f"t{i}", ITEM)
+    chunk = sb.pop_chunk()
+    view = chunk.stacked()
+    convert = torch._C._from_dlpack
+    calls: dict[str, Callable[[], Any]] = {
+        "`torch.from_dlpack(view)`": lambda: torch.from_dlpack(view),
+        "`torch._C._from_dlpack(capsule)` (where `torch.from_dlpack` ends)": lambda: convert(
+            view.__dlpack__(max_version=(1, 0))
+        ),
+        "`view.__dlpack__(max_version=(1, 0))` (the capsule alone)": lambda: view.__dlpack__(
+            max_version=(1, 0)
+        ),
+        "`numpy.from_dlpack(view)`": lambda: np.from_dlpack(view),
+        "`torch.stack` of 28 x `[7]` i64 (the reference's per-chunk copy)": lambda: torch.stack(
+            [ITEM] * 28
+        ),
+    }
+    out = {}
+    for name, call in calls.items():
+        reps = []
+        for _ in range(7):
+            t0 = now()
+            for _ in range(2000):
+                call()
+            reps.append((now() - t0) / 2000)
+        out[name] = median(reps)
+    return out
 
 
 # --- 2. cross-process -----------------------------------------------------------
@@ -224,7 +281,7 @@ PRODUCER = textwrap.dedent(
         t0 = time.perf_counter_ns()
         for i in range(n):
             p.put(f"r{r}.{i}", src[i])
-        print(t0, flush=True)
+        print(t0, time.perf_counter_ns(), flush=True)
     p.signal_done()
     p.wait_drained(30)
     """
@@ -242,7 +299,16 @@ def warm_rounds(n: int, size: int) -> int:
     return payload_of(n, size) // (n * size) + 1
 
 
-def shmstream_cross(n: int, size: int, rounds: int) -> list[float]:
+PUTS_NS: dict[tuple[int, int, bool], list[float]] = {}  # the producer's puts alone
+
+
+def shmstream_cross_after(n: int, size: int, rounds: int) -> list[float]:
+    """As ``shmstream_cross``, the consumer waiting on the producer's pipe
+    instead of the stream (not woken by each commit)."""
+    return shmstream_cross(n, size, rounds, wait_in_stream=False)
+
+
+def shmstream_cross(n: int, size: int, rounds: int, wait_in_stream: bool = True) -> list[float]:
     rid = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(
         [sys.executable, "-c", PRODUCER, rid, str(n), str(size), str(rounds)],
@@ -257,12 +323,14 @@ def shmstream_cross(n: int, size: int, rounds: int) -> list[float]:
     for _ in range(rounds):
         proc.stdin.write("go\n")
         proc.stdin.flush()
+        line = "" if wait_in_stream else proc.stdout.readline()
         chunk = buf.next_chunk(timeout=30)
         x = torch.from_dlpack(chunk)
         t1 = now()
-        t0 = int(proc.stdout.readline())
+        t0, t_puts = (int(v) for v in (line or proc.stdout.readline()).split())
         assert x.shape == ((n, size) if n > 1 else (size,)) and int(x.reshape(-1)[-1]) == n
         times.append(t1 - t0)
+        PUTS_NS.setdefault((n, size, wait_in_stream), []).append(t_puts - t0)
         del x, chunk
     while buf.next_chunk(timeout=30) is not None:  # up to the (empty) final chunk
         pass
@@ -349,6 +417,29 @@ def memcpy(n: int, size: int, rounds: int) -> list[float]:
         t0 = now()
         np.copyto(dst, src)
         times.append(now() - t0)
+    return times
+
+
+def memcpy_shm(n: int, size: int, rounds: int) -> list[float]:
+    """One copy of the same bytes into shared memory (/dev/shm, 4 KiB
+    pages, as the stream's segment) cycling through as much of it as the
+    stream's ring (``payload_of``), as a put's copy does."""
+    src = np.full(n * size, 7, np.uint8)
+    shm = shared_memory.SharedMemory(create=True, size=payload_of(n, size))
+    try:
+        ring = np.ndarray((shm.size,), np.uint8, buffer=shm.buf)
+        ring.fill(0)  # every page faulted in once
+        laps = len(ring) // len(src)
+        times = []
+        for r in range(max(rounds, 20)):
+            dst = ring[(r % laps) * len(src) : (r % laps + 1) * len(src)]
+            t0 = now()
+            np.copyto(dst, src)
+            times.append(now() - t0)
+        del dst, ring
+    finally:
+        shm.close()
+        shm.unlink()
     return times
 
 
@@ -489,7 +580,12 @@ def main() -> None:
     print("bench: the chunk path", file=sys.stderr)
     windows = [4, 28, 256, 1024]
     variants = ["pop", "data", "torch.from_dlpack", "numpy.from_dlpack", "reference"]
-    chunk_ns = {(win, v): bench_chunks(win, v) for win in windows for v in variants}
+    overhead = timer_overhead()
+    timed = {(win, v): bench_chunks(win, v, overhead) for win in windows for v in variants}
+    chunk_ns = {key: med for key, (med, _) in timed.items()}
+    stride1 = bench_chunks(1024, "data", overhead, stride=1)[0]
+    floor_ns = floors()
+    chunk_mean = {key: mean for key, (_, mean) in timed.items()}
 
     print("bench: cross-process", file=sys.stderr)
     shapes = [(32, 64 << 10, "32 x 64 KiB"), (4, 2 << 20, "4 x 2 MiB"), (1, 64 << 20, "1 x 64 MiB")]
@@ -500,9 +596,11 @@ def main() -> None:
             rounds = max(5, rounds // 3)
         for peer, fn in [
             ("shmstream", shmstream_cross),
+            ("shmstream, consumer not waiting", shmstream_cross_after),
             ("mp.Queue", queue_cross),
             ("shared_memory", shm_cross),
             ("memcpy", memcpy),
+            ("memcpy into the ring's memory", memcpy_shm),
         ]:
             warm = warm_rounds(n, size)
             cross[(label, peer)] = median(fn(n, size, warm + rounds)[warm:])
@@ -538,23 +636,41 @@ def main() -> None:
     w(
         "56-byte i64 items (`[7]`), `sliding(window, stride = window / 4)`, drop-in "
         "`shmstream.StreamBuffer` (ring of 8192 items); time per chunk including dropping "
-        "the previous chunk. Reference: the reference's algorithm in pure Python (a list of "
+        "the previous chunk; each chunk timed alone, median, less the timer's own "
+        f"{overhead:.0f} ns. Reference: the reference's algorithm in pure Python (a list of "
         "tensors, `torch.stack` of the window per chunk), same run. Goal: flat in the "
         "window, <= 2.5 us with a torch tensor, < 1 us with numpy."
     )
     w("")
     w(
-        "| window | `pop_chunk` alone | + `chunk.data` (torch) | + `torch.from_dlpack(chunk)` "
-        "| + `numpy.from_dlpack(chunk)` | reference (`torch.stack`) | reference / `chunk.data` |"
+        f"Not in the table: the consumer's poll, which checks each new item's descriptor "
+        f"once when it arrives (the items were put before the timed pops): "
+        f"{median(POLL_NS):.0f} ns per item, so a chunk that advances by `stride` new items "
+        f"costs `stride` x that more (window 1024, stride 256: "
+        f"+{us(256 * median(POLL_NS))}). The reference pays its per-item cost in `put` "
+        f"(not timed either)."
     )
-    w("|---|---|---|---|---|---|---|")
+    w("")
+    w(
+        "| window | `pop_chunk` alone | + `chunk.data` (torch) | + `torch.from_dlpack(chunk)` "
+        "| + `numpy.from_dlpack(chunk)` | reference (`torch.stack`) | reference / `chunk.data` "
+        "| means: `chunk.data`, reference |"
+    )
+    w("|---|---|---|---|---|---|---|---|")
     for win in windows:
         g = {v: chunk_ns[(win, v)] for v in variants}
         w(
             f"| {win} | {us(g['pop'])} | {us(g['data'])} | {us(g['torch.from_dlpack'])} "
             f"| {us(g['numpy.from_dlpack'])} | {us(g['reference'])} "
-            f"| {g['reference'] / g['data']:.1f}x |"
+            f"| {g['reference'] / g['data']:.1f}x "
+            f"| {us(chunk_mean[(win, 'data')])}, {us(chunk_mean[(win, 'reference')])} |"
         )
+    w("")
+    w(
+        f"Window 1024 with stride 1: {us(stride1)} per chunk with `chunk.data` (median): "
+        "what grows in the table is the stride (how far the next chunk starts: colder "
+        "descriptors), not the window."
+    )
     w("")
     torch_worst = max(
         min(chunk_ns[(win, "data")], chunk_ns[(win, "torch.from_dlpack")]) for win in windows
@@ -576,6 +692,13 @@ def main() -> None:
         ("< 1 us per chunk with a numpy view, any window", us(np_worst), np_worst < 1000),
     ]
 
+    w("The calls that make a view, alone (a held chunk's stacked view, window 28):")
+    w("")
+    w("| call | time |")
+    w("|---|---|")
+    for name, ns in floor_ns.items():
+        w(f"| {name} | {us(ns)} |")
+    w("")
     w("### Cross-process: a Python producer process to a Python consumer process")
     w("")
     w(
@@ -587,22 +710,32 @@ def main() -> None:
         "`fixed(n)` chunks). `mp.Queue`: numpy arrays through a `multiprocessing` queue "
         "(pickled). `shared_memory`: `multiprocessing.shared_memory`, one `numpy.copyto` in, "
         "a pipe message, one `numpy.copyto` out into a preallocated array. memcpy: one "
-        "`numpy.copyto` of the same bytes in one process."
+        "`numpy.copyto` of the same bytes in one process, between the same two arrays each "
+        "time (hot caches), and into shared memory (/dev/shm) cycling through as much of it "
+        "as shmstream's ring (as a put's copy does)."
     )
     w("")
     w(
-        "| tensors | shmstream | mp.Queue | shared_memory | memcpy | shmstream / memcpy "
+        "| tensors | shmstream | of which the puts | mp.Queue | shared_memory | memcpy "
+        "| memcpy into /dev/shm, cycling through the ring's size | shmstream / memcpy "
         "| mp.Queue / shmstream | shared_memory / shmstream |"
     )
-    w("|---|---|---|---|---|---|---|---|")
-    for _, _, label in shapes:
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for n, size, label in shapes:
+        warm = warm_rounds(n, size)
+        puts = median(PUTS_NS[(n, size, True)][warm:])
+        cross[(label, "puts")] = puts
+        cross[(label, "puts, consumer not waiting")] = median(PUTS_NS[(n, size, False)][warm:])
+        cold = cross[(label, "memcpy into the ring's memory")]
         g = {
             peer: cross[(label, peer)]
             for peer in ["shmstream", "mp.Queue", "shared_memory", "memcpy"]
         }
         w(
-            f"| {label} | {us(g['shmstream'])} | {us(g['mp.Queue'])} | {us(g['shared_memory'])} "
-            f"| {us(g['memcpy'])} | {g['shmstream'] / g['memcpy']:.2f}x "
+            f"| {label} | {us(g['shmstream'])} | {us(puts)} | {us(g['mp.Queue'])} "
+            f"| {us(g['shared_memory'])} "
+            f"| {us(g['memcpy'])} | {us(cold)} "
+            f"| {g['shmstream'] / g['memcpy']:.2f}x "
             f"| {g['mp.Queue'] / g['shmstream']:.1f}x "
             f"| {g['shared_memory'] / g['shmstream']:.1f}x |"
         )
@@ -634,11 +767,75 @@ def main() -> None:
     for goal, how, ok in goals:
         w(f"| {goal} | {how} | {'met' if ok else '**missed**'} |")
     w("")
+    w("### Where the time goes (this run's numbers)")
+    w("")
+    for para in analysis(chunk_ns, floor_ns, cross, shapes, POLL_NS):
+        w(para)
+        w("")
     text = "\n".join(lines)
     print(text)
     if args.write:
         write_section(Path(args.write), text)
         print(f"bench: wrote the section into {args.write}", file=sys.stderr)
+
+
+def analysis(
+    chunk_ns: dict[tuple[int, str], float],
+    floor_ns: dict[str, float],
+    cross: dict[tuple[str, str], float],
+    shapes: list[tuple[int, int, str]],
+    poll_ns: list[float],
+) -> list[str]:
+    """The causes, as measured above, in sentences."""
+    torch_floor = next(v for k, v in floor_ns.items() if k.startswith("`torch._C"))
+    capsule = next(v for k, v in floor_ns.items() if k.startswith("`view.__dlpack__"))
+    np_floor = next(v for k, v in floor_ns.items() if k.startswith("`numpy"))
+    pop28, data28 = chunk_ns[(28, "pop")], chunk_ns[(28, "data")]
+    np28 = chunk_ns[(28, "numpy.from_dlpack")]
+    out = [
+        f"- Chunk + torch tensor (`chunk.data`, window 28: {us(data28)}): `pop_chunk` "
+        f"{us(pop28)} (the Python call, the core's pop with its lease bookkeeping, the "
+        f"`StreamChunk` object, dropping the previous chunk) plus the tensor: "
+        f"`torch._C._from_dlpack` of a capsule, where `torch.from_dlpack` ends, costs "
+        f"{us(torch_floor)} alone (the capsule {us(capsule)} of it); `chunk.data` calls it "
+        "straight from Rust, skipping `torch.from_dlpack`'s Python wrapper (compare the "
+        "`torch.from_dlpack(chunk)` column). Flat in the window: the stacked view is "
+        "checked in O(1) (the consumer keeps the length of the run of same-shaped items "
+        "at each position).",
+        f"- Chunk + numpy view (window 28: {us(np28)}): `numpy.from_dlpack(view)` alone "
+        f"costs {us(np_floor)}; it calls `__dlpack__` with keyword arguments, which an "
+        "abi3-py39 extension receives as a dict (no vectorcall): about 0.15 us of it "
+        "(measured: a keyword-less `__dlpack__()` 0.09 us, with any keyword 0.25 us). "
+        "A wheel for CPython >= 3.10 (abi3-py310, `METH_FASTCALL` in the limited API) "
+        "would cut that.",
+        f"- Per item, not per chunk: the consumer checks each new item's descriptor once "
+        f"({median(poll_ns):.0f} ns per item), at the poll that first sees it; a chunk "
+        "that advances by `stride` items pays `stride` of those when items arrive while it "
+        "waits (here they were polled before the timed pops).",
+    ]
+    for n, size, label in shapes:
+        total, puts, mem = (cross[(label, k)] for k in ("shmstream", "puts", "memcpy"))
+        cold = cross[(label, "memcpy into the ring's memory")]
+        quiet = cross[(label, "puts, consumer not waiting")]
+        rest = total - puts
+        after = (
+            f"the remaining {us(rest)} is"
+            if rest > 0.02 * total
+            else f"the rest ({us(max(rest, 0.0))}, within the noise of separate medians) is"
+        )
+        out.append(
+            f"- {label}: {us(total)} in all, {total / mem:.2f}x one memcpy between hot arrays "
+            f"({us(mem)}) and {total / cold:.2f}x one memcpy into /dev/shm memory cycling "
+            f"through the ring's {payload_of(n, size) >> 20} MiB ({us(cold)}). "
+            f"The producer's {n} put(s) take {us(puts)}: the copies, plus ~1.4 us of "
+            f"Python per put; {after} the "
+            "consumer's wake-up (a futex wake and a reschedule on a 2-core VM shared with the "
+            "producer), `next_chunk` and `torch.from_dlpack`. With the consumer not waiting "
+            f"in the stream during the puts, they take {us(quiet)}: a waiting consumer is "
+            "woken by every commit (it cannot know that its chunk needs them all), and on two "
+            "cores its wake-ups compete with the producer."
+        )
+    return out
 
 
 def write_section(path: Path, text: str) -> None:
