@@ -43,7 +43,7 @@ done
 cargo +nightly miri setup >&2 || skip "'cargo +nightly miri setup' failed"
 
 targets=(--lib)
-for t in policy miri_ring soundness ring buffer payload stream_set; do
+for t in policy miri_ring soundness ring buffer payload lease stream_set; do
     if [[ -f "tests/$t.rs" ]]; then
         targets+=(--test "$t")
     else
