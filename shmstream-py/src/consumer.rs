@@ -11,9 +11,10 @@
 
 use crate::dlpack::{self, KeepAlive, Strided};
 use crate::errors::{raise, stream_err};
+use crate::stream_set::{SetCore, SetState};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use shmstream::{ChunkLease, StreamBuffer, StreamError, StreamId};
+use shmstream::{ChunkLease, StreamBuffer, StreamError, StreamId, StreamKey};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -21,60 +22,129 @@ use std::time::{Duration, Instant};
 /// (`check_signals`) and queued leases are handed back in between.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
 
-/// The buffer and the leases waiting to be handed back to it.
+/// A stream's buffer, where it lives, and the leases waiting to be handed
+/// back to it.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    buf: Mutex<StreamBuffer>,
-    /// Leases whose last holder went while the buffer was busy.
-    pending: Mutex<Vec<ChunkLease>>,
+    home: Home,
     pub(crate) id: StreamId,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+#[derive(Debug)]
+enum Home {
+    /// A buffer of its own (`StreamBuffer(...)`, `StreamBuffer.open`).
+    Own {
+        buf: Box<Mutex<StreamBuffer>>,
+        /// Leases whose last holder went while the buffer was busy.
+        pending: Mutex<Vec<ChunkLease>>,
+    },
+    /// A stream of a `StreamSet`: its buffer lives in the set, behind the
+    /// set's lock (`stream_set.rs`).
+    Set { core: Arc<SetCore>, key: StreamKey },
+}
+
+/// The locked buffer of a [`Shared`].
+enum Guard<'a> {
+    Own(MutexGuard<'a, StreamBuffer>),
+    Set(MutexGuard<'a, SetState>, StreamKey),
+}
+
+impl Guard<'_> {
+    fn buf(&mut self) -> &mut StreamBuffer {
+        match self {
+            Guard::Own(b) => b,
+            // A `Shared` of a set's stream keeps the stream's buffer in the
+            // set (or parked after `remove`) while it lives.
+            Guard::Set(s, key) => s.buffer(*key).expect("a set's stream outlives its handles"),
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves the buffer as consistent as
     // any early return would (every core call checks its own state).
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+pub(crate) fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
 impl Shared {
     pub(crate) fn new(buf: StreamBuffer, id: StreamId) -> Arc<Self> {
         Arc::new(Shared {
-            buf: Mutex::new(buf),
-            pending: Mutex::new(Vec::new()),
+            home: Home::Own {
+                buf: Box::new(Mutex::new(buf)),
+                pending: Mutex::new(Vec::new()),
+            },
             id,
         })
     }
 
-    fn drain(&self, buf: &mut StreamBuffer) {
-        let queued = std::mem::take(&mut *lock(&self.pending));
-        for lease in queued {
-            // Every queued lease came from this buffer.
-            let _ = buf.release_lease(lease);
+    /// The handle of the stream `key` of a set.
+    pub(crate) fn in_set(core: Arc<SetCore>, key: StreamKey, id: StreamId) -> Arc<Self> {
+        Arc::new(Shared {
+            home: Home::Set { core, key },
+            id,
+        })
+    }
+
+    fn drain(&self, g: &mut Guard<'_>) {
+        match (&self.home, g) {
+            (Home::Own { pending, .. }, Guard::Own(buf)) => {
+                let queued = std::mem::take(&mut *lock(pending));
+                for lease in queued {
+                    // Every queued lease came from this buffer.
+                    let _ = buf.release_lease(lease);
+                }
+            }
+            (Home::Set { core, .. }, Guard::Set(state, _)) => core.drain(state),
+            _ => unreachable!("a guard of another home"),
         }
     }
 
-    fn try_buf(&self) -> Option<MutexGuard<'_, StreamBuffer>> {
-        match self.buf.try_lock() {
-            Ok(g) => Some(g),
-            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
+    fn has_pending(&self) -> bool {
+        match &self.home {
+            Home::Own { pending, .. } => !lock(pending).is_empty(),
+            Home::Set { core, .. } => core.has_pending(),
+        }
+    }
+
+    fn try_buf(&self) -> Option<Guard<'_>> {
+        match &self.home {
+            Home::Own { buf, .. } => try_lock(buf).map(Guard::Own),
+            Home::Set { core, key } => core.try_state().map(|s| Guard::Set(s, *key)),
+        }
+    }
+
+    fn lock_buf(&self) -> Guard<'_> {
+        match &self.home {
+            Home::Own { buf, .. } => Guard::Own(lock(buf)),
+            Home::Set { core, key } => Guard::Set(core.state(), *key),
         }
     }
 
     /// Hands a lease back now, or queues it when the buffer is busy. Never
     /// blocks and needs no GIL (it may run in a DLPack deleter).
     fn give_back(&self, lease: ChunkLease) {
-        if let Some(mut buf) = self.try_buf() {
-            let _ = buf.release_lease(lease);
-            self.drain(&mut buf);
+        if let Some(mut g) = self.try_buf() {
+            let _ = g.buf().release_lease(lease);
+            self.drain(&mut g);
             return;
         }
-        lock(&self.pending).push(lease);
+        match &self.home {
+            Home::Own { pending, .. } => lock(pending).push(lease),
+            Home::Set { core, key } => core.queue(*key, lease),
+        }
         // The holder may have unlocked (and looked at the queue) between
         // our try and our push: look again. Either this try succeeds, or
         // someone holds the lock and drains when done.
-        if let Some(mut buf) = self.try_buf() {
-            self.drain(&mut buf);
+        if let Some(mut g) = self.try_buf() {
+            self.drain(&mut g);
         }
     }
 
@@ -86,19 +156,19 @@ impl Shared {
         f: impl FnOnce(&mut StreamBuffer) -> T + Send,
     ) -> T {
         let out = match self.try_buf() {
-            Some(mut buf) => {
-                self.drain(&mut buf);
-                f(&mut buf)
+            Some(mut g) => {
+                self.drain(&mut g);
+                f(g.buf())
             }
             None => py.detach(|| {
-                let mut buf = lock(&self.buf);
-                self.drain(&mut buf);
-                f(&mut buf)
+                let mut g = self.lock_buf();
+                self.drain(&mut g);
+                f(g.buf())
             }),
         };
-        if !lock(&self.pending).is_empty() {
-            if let Some(mut buf) = self.try_buf() {
-                self.drain(&mut buf);
+        if self.has_pending() {
+            if let Some(mut g) = self.try_buf() {
+                self.drain(&mut g);
             }
         }
         out
@@ -119,9 +189,9 @@ impl Shared {
                 None => SLICE,
             };
             let r = py.detach(|| {
-                let mut buf = lock(&self.buf);
-                self.drain(&mut buf);
-                f(&mut buf, slice)
+                let mut g = self.lock_buf();
+                self.drain(&mut g);
+                f(g.buf(), slice)
             });
             match r {
                 Err(StreamError::Timeout { what, .. })

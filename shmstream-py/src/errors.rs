@@ -63,6 +63,10 @@ pub(crate) fn setup_err(py: Python<'_>, id: &StreamId, e: &SetupError) -> PyErr 
         | SetupError::InvalidConfig(_)
         | SetupError::WindowExceedsCapacity { .. } => "BadConfig",
         SetupError::NoSpace { .. } => "SetupFailed",
+        SetupError::HubFull { .. } => "HubFull",
+        SetupError::TooManyProducers { .. } => "TooManyProducers",
+        SetupError::WorkerGone { .. } => "WorkerGone",
+        SetupError::NotAnnounced { .. } => "NotAnnounced",
         SetupError::IdentityMismatch { .. }
         | SetupError::LayoutMismatch { .. }
         | SetupError::LayoutFingerprintMismatch { .. }

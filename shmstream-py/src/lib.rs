@@ -6,12 +6,15 @@
 //! - `StreamChunk`: a popped chunk that owns a lease on its slots
 //!   (`consumer.rs`), exported to numpy and torch without a copy
 //!   (`dlpack.rs`);
-//! - `_Producer` and `Slot`: the writing end (`producer.rs`).
+//! - `_Producer` and `Slot`: the writing end (`producer.rs`);
+//! - `_StreamSet`, `StreamKey` and `_Hub`: one consumer worker's many
+//!   streams and one wait, and a producer's way in (`stream_set.rs`).
 
 mod consumer;
 mod dlpack;
 mod errors;
 mod producer;
+mod stream_set;
 
 use consumer::{capture, Chunk, Shared, View};
 use errors::{policy_err, raise, setup_err, stream_err};
@@ -309,5 +312,6 @@ fn _shmstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(policy_name, m)?)?;
     m.add_function(wrap_pyfunction!(policy_max_window, m)?)?;
     m.add_function(wrap_pyfunction!(list_segments, m)?)?;
+    stream_set::register(m)?;
     Ok(())
 }

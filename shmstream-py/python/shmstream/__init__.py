@@ -4,7 +4,9 @@ cut into chunks the way a streaming model needs them.
 In one process, :class:`StreamBuffer` is a drop-in for the reference
 ``StreamBuffer`` (``pre_read_register``, ``put``, ``has_chunk_ready``,
 ``pop_chunk``, ...). Across processes, a :class:`Producer` creates the
-stream and ``StreamBuffer.open`` reads it. A chunk's ``data`` and its
+stream and ``StreamBuffer.open`` reads it. A worker reading many streams
+waits for all of them at once with a :class:`StreamSet`; producers create
+its streams through a :class:`Hub`. A chunk's ``data`` and its
 ``__dlpack__`` are views of the shared memory (no copy); its slots go back
 to the producer when the chunk and every view made from it are gone.
 """
@@ -27,6 +29,8 @@ from ._errors import (
     ConsumerGone,
     CorruptStream,
     DuplicateId,
+    HubFull,
+    NotAnnounced,
     NotReady,
     PeerGone,
     ProducerGone,
@@ -37,7 +41,9 @@ from ._errors import (
     StreamExists,
     StreamNotFound,
     StreamTimeout,
+    TooManyProducers,
     UnknownId,
+    WorkerGone,
 )
 from ._policies import (
     ChunkPolicy,
@@ -49,7 +55,7 @@ from ._policies import (
     SlidingWindowChunkPolicy,
     policy_name,
 )
-from ._shmstream import Slot, StreamChunk
+from ._shmstream import Slot, StreamChunk, StreamKey
 from ._tensors import host_array
 
 __all__ = [
@@ -66,8 +72,11 @@ __all__ = [
     "CorruptStream",
     "DuplicateId",
     "FixedChunkPolicy",
+    "Hub",
+    "HubFull",
     "LeftContextChunkPolicy",
     "NamedChunkPolicy",
+    "NotAnnounced",
     "NotReady",
     "PeerGone",
     "Producer",
@@ -83,9 +92,13 @@ __all__ = [
     "StreamChunk",
     "StreamError",
     "StreamExists",
+    "StreamKey",
     "StreamNotFound",
+    "StreamSet",
     "StreamTimeout",
+    "TooManyProducers",
     "UnknownId",
+    "WorkerGone",
 ]
 
 PolicyLike = Union[ChunkPolicy, str]
@@ -382,3 +395,7 @@ class Producer:
             f"Producer({self._p.request_id!r}, {self._p.edge_name!r}, {self._p.from_partition!r}, "
             f"capacity={self.capacity}, registered={self.registered})"
         )
+
+
+# After StreamBuffer and Producer, which the stream set hands out.
+from ._stream_set import Hub, StreamSet  # noqa: E402

@@ -20,6 +20,18 @@ class StreamExists(SetupFailed, FileExistsError):
     """A live process already owns a segment of that stream."""
 
 
+class HubFull(SetupFailed):
+    """Every entry of the worker's hub holds a stream (remove some, or make a bigger hub)."""
+
+
+class TooManyProducers(SetupFailed):
+    """Every producer slot of the worker's hub is taken."""
+
+
+class NotAnnounced(StreamNotFound):
+    """``StreamSet.add`` of a stream no producer announced (yet)."""
+
+
 class BadConfig(StreamError, ValueError):
     """A stream's configuration (names, sizes, timeout) is unusable."""
 
@@ -38,6 +50,10 @@ class ProducerGone(PeerGone):
 
 class ConsumerGone(PeerGone):
     """The consumer died or dropped its end."""
+
+
+class WorkerGone(SetupFailed, ConsumerGone):
+    """The worker (the consumer that created the hub) is gone."""
 
 
 class StreamTimeout(StreamError, TimeoutError):

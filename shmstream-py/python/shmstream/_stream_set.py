@@ -1,0 +1,256 @@
+"""One consumer worker, many streams, one wait (issue 12): :class:`StreamSet`
+on the worker's side, :class:`Hub` on a producer's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from . import _shmstream
+from ._errors import StreamTimeout
+from ._policies import ChunkPolicy, NamedChunkPolicy, policy_name
+from ._shmstream import StreamChunk, StreamKey
+
+_DEFAULT = object()
+
+
+def _buffer(b: Any) -> Any:
+    """A :class:`StreamBuffer` around a set's native buffer."""
+    from . import StreamBuffer  # noqa: PLC0415 (the package imports this module)
+
+    sb = StreamBuffer.__new__(StreamBuffer)
+    sb._b = b
+    sb._p = None
+    sb._done = False
+    sb.policy = NamedChunkPolicy(b.policy_name)
+    return sb
+
+
+class StreamSet:
+    """The consumer worker's streams: creates the worker's hub, adopts the
+    streams producers announce there, and waits for all of them at once.
+
+    ``StreamSet(worker, prefix=None, default_policy=None)`` creates the hub
+    ``/<prefix>hub-<worker>`` (mode 0600; removed at :meth:`close`, at the
+    end of a ``with`` block, or when the set is collected). With a
+    ``default_policy`` every announced stream is adopted with it as
+    :meth:`wait_any` finds it; without, announced streams wait for
+    :meth:`add`.
+
+    :meth:`wait_any` sleeps (without the GIL) on one futex for every stream
+    and returns the keys of the streams with news: a chunk ready, the end
+    after the final chunk, an error, or a producer gone (the last ones once
+    per stream). ``set[key]`` is the stream's :class:`StreamBuffer`; pop its
+    chunks with :meth:`ready_chunks` (or ``pop_chunk`` while
+    ``has_chunk_ready()``)::
+
+        with StreamSet("worker-0", default_policy="fixed:size=4") as streams:
+            while True:
+                for key in streams.wait_any(timeout=1.0):
+                    try:
+                        for chunk in streams.ready_chunks(key):
+                            use(chunk.data)
+                    except ProducerGone:
+                        streams.remove(key)
+                        continue
+                    if streams[key].finished:
+                        streams.remove(key)
+    """
+
+    __slots__ = ("_s", "_buffers", "__weakref__")
+
+    def __init__(
+        self,
+        worker: str,
+        *,
+        prefix: str | None = None,
+        default_policy: ChunkPolicy | str | None = None,
+        entries: int | None = None,
+    ) -> None:
+        name = None if default_policy is None else policy_name(default_policy)
+        self._s = _shmstream._StreamSet.create(worker, prefix, name, entries)
+        self._buffers: dict[StreamKey, Any] = {}
+
+    # --- waiting --------------------------------------------------------
+    def wait_any(self, timeout: float | None = None) -> list[StreamKey]:
+        """Waits until a stream has news and returns the keys of those that
+        do (adopting announced streams on the way); ``[]`` once ``timeout``
+        seconds passed (None: wait for ever, 0: just look). Fair: a stream
+        with news is returned by the next call that finds any, and keeps
+        being returned while it has chunks ready. Ctrl-C raises
+        KeyboardInterrupt within about 50 ms."""
+        return self._s.wait_any(timeout)
+
+    def ready_chunks(self, key: StreamKey) -> Iterator[StreamChunk]:
+        """The chunks of stream ``key`` ready now, in order, without waiting.
+        Raises the stream's error (:class:`ProducerGone` when its producer
+        died without signalling done, ...) once its chunks before are out."""
+        b = self[key]._b
+        while True:
+            try:
+                chunk = b.next_chunk(0.0)
+            except StreamTimeout:
+                return
+            if chunk is None:
+                return
+            yield chunk
+
+    # --- membership -----------------------------------------------------
+    def add(
+        self,
+        request_id: str,
+        edge_name: str,
+        from_partition: str,
+        policy: ChunkPolicy | str,
+        *,
+        prefix: str | None = None,
+    ) -> StreamKey:
+        """Adopts the announced stream of that identity with ``policy``
+        (segment ``prefix``: default the set's). Raises :class:`NotAnnounced`
+        when no producer announced it yet."""
+        return self._s.add(request_id, edge_name, from_partition, policy_name(policy), prefix)
+
+    def remove(self, key: StreamKey) -> Any:
+        """Takes stream ``key`` out of the set and returns its
+        :class:`StreamBuffer` (chunks already popped stay valid; drop it to
+        detach). KeyError if it is not in the set."""
+        cached = self._buffers.pop(key, None)
+        b = self._s.remove(key)
+        return cached if cached is not None else _buffer(b)
+
+    def discard(self, key: StreamKey) -> None:
+        """Takes stream ``key`` out of the set if it is there."""
+        self._buffers.pop(key, None)
+        self._s.discard(key)
+
+    def __getitem__(self, key: StreamKey) -> Any:
+        """The :class:`StreamBuffer` of stream ``key`` (KeyError if not in the set)."""
+        b = self._buffers.get(key)
+        if b is None:
+            b = self._buffers[key] = _buffer(self._s.buffer(key))
+        return b
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, StreamKey) and self._s.__contains__(key)
+
+    def __len__(self) -> int:
+        return len(self._s)
+
+    def __iter__(self) -> Iterator[StreamKey]:
+        return iter(self._s.keys())
+
+    def keys(self) -> list[StreamKey]:
+        """The keys of every stream in the set."""
+        return self._s.keys()
+
+    def find(self, request_id: str, edge_name: str, from_partition: str) -> StreamKey | None:
+        """The key of the stream of that identity, or None."""
+        return self._s.find(request_id, edge_name, from_partition)
+
+    def announced(self) -> list[tuple[str, str, str]]:
+        """``(request_id, edge_name, from_partition)`` of each stream announced
+        and not adopted (without a default policy: what :meth:`add` takes)."""
+        return self._s.announced()
+
+    def take_adopt_errors(self) -> list[tuple[tuple[str, str, str], Exception]]:
+        """``(identity, exception)`` for each announced stream that could not be
+        opened since the last call (its producer died and its segment went, say)."""
+        return self._s.take_adopt_errors()
+
+    # --- the hub --------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The hub's segment name (``<prefix>hub-<worker>``)."""
+        return self._s.name
+
+    @property
+    def prefix(self) -> str:
+        return self._s.prefix
+
+    @property
+    def default_policy(self) -> str | None:
+        """The policy of adopted streams (None: :meth:`add` only)."""
+        return self._s.default_policy
+
+    @property
+    def closed(self) -> bool:
+        return self._s.closed
+
+    def close(self) -> None:
+        """Removes every stream and the hub; producers can no longer create
+        streams for the worker. Buffers and chunks still held stay readable."""
+        self._buffers.clear()
+        self._s.close()
+
+    def __enter__(self) -> StreamSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"StreamSet({self.name!r}, closed)"
+        return (
+            f"StreamSet({self.name!r}, streams={len(self)}, default_policy={self.default_policy!r})"
+        )
+
+
+class Hub:
+    """A producer process's attachment to a worker's hub:
+    ``Hub.attach(worker, prefix=None)``, then :meth:`create_stream` for each
+    stream the worker is to read. The attachment lives as long as the
+    ``Hub`` and every stream created through it."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self) -> None:
+        raise TypeError("use Hub.attach(worker, prefix=...)")
+
+    @classmethod
+    def attach(cls, worker: str, *, prefix: str | None = None) -> Hub:
+        """Attaches to the hub of ``worker`` (made by its :class:`StreamSet`).
+        Raises :class:`StreamNotFound` (no such hub yet), :class:`WorkerGone`,
+        :class:`TooManyProducers`."""
+        self = cls.__new__(cls)
+        self._h = _shmstream._Hub.attach(worker, prefix)
+        return self
+
+    def create_stream(
+        self,
+        request_id: str,
+        edge_name: str,
+        from_partition: str,
+        *,
+        capacity: int = 1024,
+        item_bytes: int = 65536,
+        payload_bytes: int | None = None,
+        prefix: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Creates a stream for the worker (as :class:`Producer`, segment
+        ``prefix`` default the hub's) and announces it in the hub; its
+        commits, ``signal_done`` and close then wake the worker. Raises
+        :class:`HubFull`, :class:`WorkerGone`, :class:`StreamExists`."""
+        from . import Producer  # noqa: PLC0415 (the package imports this module)
+
+        p = Producer.__new__(Producer)
+        p._p = self._h.create_stream(
+            request_id,
+            edge_name,
+            from_partition,
+            capacity,
+            item_bytes,
+            payload_bytes,
+            prefix,
+            timeout,
+        )
+        return p
+
+    @property
+    def name(self) -> str:
+        """The hub's segment name."""
+        return self._h.name
+
+    def __repr__(self) -> str:
+        return f"Hub({self.name!r})"

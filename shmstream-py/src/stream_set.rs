@@ -1,0 +1,539 @@
+//! The worker hub from Python (issue 12): `_StreamSet` (the consumer
+//! worker's Rust `StreamSet` behind a mutex), `StreamKey`, and `_Hub` (a
+//! producer's attachment to a worker's hub).
+//!
+//! A stream of the set is read through an ordinary `_Buffer` whose
+//! [`Shared`] lives in the set (`Home::Set` in `consumer.rs`): its chunks,
+//! leases and views are those of any stream. The set's lock guards every
+//! stream of the set; a lease whose last holder goes while the set is busy
+//! (a `wait_any` in another thread) is queued and handed back at the set's
+//! next step, at most one wait slice later. A stream removed from the set
+//! while Python still holds its buffer or chunks of it is *parked*: its
+//! buffer (and mapping) stays until the last of those goes.
+
+use crate::consumer::{lock, try_lock, Shared, SLICE};
+use crate::errors::{raise, setup_err};
+use crate::producer::{shared as shared_producer, slice_of, PyProducer};
+use crate::PyStreamBuffer;
+use pyo3::exceptions::PyKeyError;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use shmstream::policy::Policy;
+use shmstream::{ChunkLease, Hub, StreamBuffer, StreamConfig, StreamId, StreamSet};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
+
+/// What the set's lock guards.
+#[derive(Debug)]
+pub(crate) struct SetState {
+    /// `None` once closed.
+    set: Option<StreamSet>,
+    /// The one `Shared` of each stream Python has a buffer of.
+    handles: HashMap<shmstream::StreamKey, Weak<Shared>>,
+    /// Removed streams Python still holds (a buffer, a chunk, a view).
+    parked: Vec<(shmstream::StreamKey, StreamBuffer, Weak<Shared>)>,
+    /// Policies of streams added with another than the default.
+    policies: HashMap<shmstream::StreamKey, String>,
+}
+
+impl SetState {
+    /// The buffer of `key`: in the set, or parked.
+    pub(crate) fn buffer(&mut self, key: shmstream::StreamKey) -> Option<&mut StreamBuffer> {
+        if self.set.as_ref().is_some_and(|s| s.get(key).is_some()) {
+            return self.set.as_mut().and_then(|s| s.get_mut(key));
+        }
+        self.parked
+            .iter_mut()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, b, _)| b)
+    }
+
+    /// Takes `key` out of the set: parked if Python holds it, else dropped
+    /// (detaching the consumer).
+    fn take_out(&mut self, key: shmstream::StreamKey) -> Option<Weak<Shared>> {
+        let buf = self.set.as_mut()?.remove(key)?;
+        self.policies.remove(&key);
+        match self.handles.remove(&key) {
+            Some(w) if w.strong_count() > 0 => {
+                self.parked.push((key, buf, w.clone()));
+                Some(w)
+            }
+            _ => Some(Weak::new()),
+        }
+    }
+}
+
+/// The set's state and the leases waiting to be handed back to it.
+#[derive(Debug)]
+pub(crate) struct SetCore {
+    state: Mutex<SetState>,
+    pending: Mutex<Vec<(shmstream::StreamKey, ChunkLease)>>,
+    name: String,
+    prefix: String,
+    default_policy: Option<String>,
+}
+
+impl SetCore {
+    pub(crate) fn state(&self) -> MutexGuard<'_, SetState> {
+        lock(&self.state)
+    }
+
+    pub(crate) fn try_state(&self) -> Option<MutexGuard<'_, SetState>> {
+        try_lock(&self.state)
+    }
+
+    pub(crate) fn queue(&self, key: shmstream::StreamKey, lease: ChunkLease) {
+        lock(&self.pending).push((key, lease));
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !lock(&self.pending).is_empty()
+    }
+
+    /// Hands queued leases back, then drops parked streams nobody holds.
+    pub(crate) fn drain(&self, state: &mut SetState) {
+        let queued = std::mem::take(&mut *lock(&self.pending));
+        for (key, lease) in queued {
+            if let Some(buf) = state.buffer(key) {
+                // Every queued lease came from this stream's buffer.
+                let _ = buf.release_lease(lease);
+            }
+        }
+        state.parked.retain(|(_, _, w)| w.strong_count() > 0);
+    }
+
+    /// The locked state, without the GIL while it is busy.
+    fn locked(&self, py: Python<'_>) -> MutexGuard<'_, SetState> {
+        /// A guard carried out of `detach`, which runs its closure on this
+        /// thread: the guard never leaves the thread that locked.
+        struct OnThisThread<'a>(MutexGuard<'a, SetState>);
+        // SAFETY: `Python::detach` calls the closure on the calling thread
+        // and returns its value there; `Send` is asked only because the
+        // closure must not touch Python objects. The guard is unwrapped at
+        // once on the same thread, so it is unlocked by the thread that
+        // locked it.
+        unsafe impl Send for OnThisThread<'_> {}
+        let mut st = match self.try_state() {
+            Some(st) => st,
+            None => py.detach(|| OnThisThread(self.state())).0,
+        };
+        self.drain(&mut st);
+        st
+    }
+}
+
+/// Which stream of a `StreamSet`: its hub entry and that entry's
+/// generation (a key never names a later stream of the same entry).
+#[pyclass(module = "shmstream", name = "StreamKey", frozen, eq, hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PyStreamKey(shmstream::StreamKey);
+
+#[pymethods]
+impl PyStreamKey {
+    /// The hub entry the stream occupies.
+    #[getter]
+    fn entry(&self) -> u32 {
+        self.0.entry()
+    }
+
+    fn __repr__(&self) -> String {
+        // "stream 3.1": entry 3, generation 1.
+        format!(
+            "StreamKey({})",
+            self.0.to_string().trim_start_matches("stream ")
+        )
+    }
+}
+
+fn stream_id(request_id: String, edge_name: String, from_partition: String) -> StreamId {
+    StreamId {
+        request_id,
+        edge_name,
+        from_partition,
+    }
+}
+
+fn id_tuple<'py>(py: Python<'py>, id: &StreamId) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(
+        py,
+        [
+            id.request_id.as_str(),
+            id.edge_name.as_str(),
+            id.from_partition.as_str(),
+        ],
+    )
+}
+
+fn parse_policy(py: Python<'_>, name: &str) -> PyResult<Policy> {
+    name.parse::<Policy>()
+        .map_err(|e| crate::errors::policy_err(py, name, &e))
+}
+
+fn closed(py: Python<'_>, name: &str) -> PyErr {
+    raise(py, "StreamError", format!("stream set {name} is closed"))
+}
+
+fn no_key(key: &PyStreamKey) -> PyErr {
+    PyKeyError::new_err(format!(
+        "{} is not in the set (removed, or never adopted)",
+        key.0
+    ))
+}
+
+/// The consumer worker's stream set (wrapped by `shmstream.StreamSet`).
+#[pyclass(module = "shmstream._shmstream", name = "_StreamSet", frozen)]
+#[derive(Debug)]
+pub(crate) struct PyStreamSet {
+    core: Arc<SetCore>,
+}
+
+impl PyStreamSet {
+    /// The buffer object of `key` (one `Shared` per stream).
+    fn buffer_of(
+        &self,
+        st: &mut SetState,
+        key: shmstream::StreamKey,
+        id: StreamId,
+    ) -> PyStreamBuffer {
+        let shared = match st.handles.get(&key).and_then(Weak::upgrade) {
+            Some(s) => s,
+            None => {
+                let s = Shared::in_set(self.core.clone(), key, id);
+                st.handles.insert(key, Arc::downgrade(&s));
+                s
+            }
+        };
+        let policy = st
+            .policies
+            .get(&key)
+            .or(self.core.default_policy.as_ref())
+            .cloned()
+            .unwrap_or_default();
+        PyStreamBuffer {
+            shared,
+            producer: None,
+            policy,
+            edges: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+#[pymethods]
+impl PyStreamSet {
+    /// Creates the hub of `worker` (removed again when the set is closed
+    /// or collected).
+    #[staticmethod]
+    #[pyo3(signature = (worker, prefix=None, default_policy=None, entries=None))]
+    fn create(
+        py: Python<'_>,
+        worker: &str,
+        prefix: Option<String>,
+        default_policy: Option<String>,
+        entries: Option<u32>,
+    ) -> PyResult<Self> {
+        let prefix = prefix.unwrap_or_else(|| shmstream::DEFAULT_PREFIX.to_string());
+        let policy = default_policy
+            .as_deref()
+            .map(|p| parse_policy(py, p))
+            .transpose()?;
+        let hub_id = stream_id(format!("hub-{worker}"), String::new(), String::new());
+        let made = py.detach(|| match entries {
+            Some(n) => StreamSet::create_with_entries(worker, &prefix, n),
+            None => StreamSet::create(worker, &prefix),
+        });
+        let mut set = made.map_err(|e| setup_err(py, &hub_id, &e))?;
+        let default_policy = policy.as_ref().map(|p| p.to_string());
+        if let Some(p) = policy {
+            set = set.with_default_policy(p);
+        }
+        Ok(PyStreamSet {
+            core: Arc::new(SetCore {
+                name: set.name().to_string(),
+                state: Mutex::new(SetState {
+                    set: Some(set),
+                    handles: HashMap::new(),
+                    parked: Vec::new(),
+                    policies: HashMap::new(),
+                }),
+                pending: Mutex::new(Vec::new()),
+                prefix,
+                default_policy,
+            }),
+        })
+    }
+
+    /// Waits (GIL released, Ctrl-C honoured every slice) until a stream
+    /// has news; `[]` when `timeout` seconds passed (None: for ever).
+    #[pyo3(signature = (timeout=None))]
+    fn wait_any(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<PyStreamKey>> {
+        let timeout = crate::seconds(py, timeout)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+                None => SLICE,
+            };
+            let keys = py.detach(|| {
+                let mut st = self.core.state();
+                self.core.drain(&mut st);
+                st.set.as_mut().map(|s| s.wait_any(Some(slice)))
+            });
+            let Some(keys) = keys else {
+                return Err(closed(py, &self.core.name));
+            };
+            if !keys.is_empty() {
+                return Ok(keys.into_iter().map(PyStreamKey).collect());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Vec::new());
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// Adopts the announced stream of that identity with `policy`.
+    #[pyo3(signature = (request_id, edge_name, from_partition, policy, prefix=None))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        request_id: String,
+        edge_name: String,
+        from_partition: String,
+        policy: &str,
+        prefix: Option<String>,
+    ) -> PyResult<PyStreamKey> {
+        let parsed = parse_policy(py, policy)?;
+        let name = parsed.to_string();
+        let id = stream_id(request_id, edge_name, from_partition);
+        let cfg = StreamConfig::new(id.clone())
+            .with_prefix(prefix.as_deref().unwrap_or(&self.core.prefix));
+        let mut st = self.core.locked(py);
+        let set = st.set.as_mut().ok_or_else(|| closed(py, &self.core.name))?;
+        let key = py
+            .detach(|| set.add(&cfg, parsed))
+            .map_err(|e| setup_err(py, &id, &e))?;
+        st.policies.insert(key, name);
+        Ok(PyStreamKey(key))
+    }
+
+    /// Takes the stream out of the set; its buffer (chunks still held stay
+    /// valid). KeyError if it is not in the set.
+    fn remove(&self, py: Python<'_>, key: &Bound<'_, PyStreamKey>) -> PyResult<PyStreamBuffer> {
+        let key = *key.get();
+        let mut st = self.core.locked(py);
+        let id = st
+            .set
+            .as_ref()
+            .and_then(|s| s.get(key.0))
+            .map(|b| b.id().clone())
+            .ok_or_else(|| no_key(&key))?;
+        // Make sure there is a handle, so the buffer is parked for it.
+        let out = self.buffer_of(&mut st, key.0, id);
+        st.take_out(key.0);
+        Ok(out)
+    }
+
+    /// Takes the stream out of the set and drops it unless Python holds it.
+    fn discard(&self, py: Python<'_>, key: &Bound<'_, PyStreamKey>) -> bool {
+        let key = *key.get();
+        self.core.locked(py).take_out(key.0).is_some()
+    }
+
+    /// The buffer of the stream `key` (KeyError if it is not in the set).
+    fn buffer(&self, py: Python<'_>, key: &Bound<'_, PyStreamKey>) -> PyResult<PyStreamBuffer> {
+        let key = *key.get();
+        let mut st = self.core.locked(py);
+        let id = st
+            .set
+            .as_ref()
+            .and_then(|s| s.get(key.0))
+            .map(|b| b.id().clone())
+            .ok_or_else(|| no_key(&key))?;
+        Ok(self.buffer_of(&mut st, key.0, id))
+    }
+
+    fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyStreamKey>) -> bool {
+        let key = *key.get();
+        let st = self.core.locked(py);
+        st.set.as_ref().is_some_and(|s| s.get(key.0).is_some())
+    }
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        let st = self.core.locked(py);
+        st.set.as_ref().map_or(0, |s| s.len())
+    }
+
+    /// The keys of every stream in the set.
+    fn keys(&self, py: Python<'_>) -> Vec<PyStreamKey> {
+        let st = self.core.locked(py);
+        st.set.as_ref().map_or_else(Vec::new, |s| {
+            s.keys().into_iter().map(PyStreamKey).collect()
+        })
+    }
+
+    /// The key of the stream of that identity, or None.
+    fn find(
+        &self,
+        py: Python<'_>,
+        request_id: String,
+        edge_name: String,
+        from_partition: String,
+    ) -> Option<PyStreamKey> {
+        let id = stream_id(request_id, edge_name, from_partition);
+        let st = self.core.locked(py);
+        st.set.as_ref()?.find(&id).map(PyStreamKey)
+    }
+
+    /// `(request_id, edge_name, from_partition)` of each stream announced
+    /// and not adopted.
+    fn announced<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        let ids = {
+            let mut st = self.core.locked(py);
+            st.set.as_mut().map(|s| s.announced()).unwrap_or_default()
+        };
+        ids.iter().map(|id| id_tuple(py, id)).collect()
+    }
+
+    /// `((request_id, edge_name, from_partition), exception)` for each
+    /// announced stream that could not be adopted since the last call.
+    fn take_adopt_errors<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Vec<(Bound<'py, PyTuple>, Py<PyAny>)>> {
+        let errors = {
+            let mut st = self.core.locked(py);
+            st.set
+                .as_mut()
+                .map(|s| s.take_adopt_errors())
+                .unwrap_or_default()
+        };
+        errors
+            .iter()
+            .map(|(id, e)| {
+                Ok((
+                    id_tuple(py, id)?,
+                    setup_err(py, id, e).into_value(py).into_any(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The hub's segment name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    #[getter]
+    fn prefix(&self) -> &str {
+        &self.core.prefix
+    }
+
+    /// The policy of adopted streams (None: `add` only).
+    #[getter]
+    fn default_policy(&self) -> Option<&str> {
+        self.core.default_policy.as_deref()
+    }
+
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.core.locked(py).set.is_none()
+    }
+
+    /// Removes every stream and the hub (streams Python holds stay
+    /// readable until dropped).
+    fn close(&self, py: Python<'_>) {
+        let mut st = self.core.locked(py);
+        let keys = st.set.as_ref().map(|s| s.keys()).unwrap_or_default();
+        for key in keys {
+            st.take_out(key);
+        }
+        let set = st.set.take();
+        drop(st);
+        py.detach(|| drop(set));
+    }
+}
+
+/// A producer process's attachment to a worker's hub (wrapped by
+/// `shmstream.Hub`).
+#[pyclass(module = "shmstream._shmstream", name = "_Hub", frozen)]
+#[derive(Debug)]
+pub(crate) struct PyHub {
+    hub: Mutex<Hub>,
+    name: String,
+    prefix: String,
+}
+
+#[pymethods]
+impl PyHub {
+    #[staticmethod]
+    #[pyo3(signature = (worker, prefix=None))]
+    fn attach(py: Python<'_>, worker: &str, prefix: Option<String>) -> PyResult<Self> {
+        let prefix = prefix.unwrap_or_else(|| shmstream::DEFAULT_PREFIX.to_string());
+        let hub_id = stream_id(format!("hub-{worker}"), String::new(), String::new());
+        let hub = py
+            .detach(|| Hub::attach(worker, &prefix))
+            .map_err(|e| setup_err(py, &hub_id, &e))?;
+        Ok(PyHub {
+            name: hub.name().to_string(),
+            hub: Mutex::new(hub),
+            prefix,
+        })
+    }
+
+    /// Creates a stream for the worker and announces it in the hub.
+    #[pyo3(signature = (request_id, edge_name, from_partition, capacity, item_bytes, payload_bytes=None, prefix=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_stream(
+        &self,
+        py: Python<'_>,
+        request_id: String,
+        edge_name: String,
+        from_partition: String,
+        capacity: u64,
+        item_bytes: u64,
+        payload_bytes: Option<u64>,
+        prefix: Option<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<PyProducer> {
+        let id = stream_id(request_id, edge_name, from_partition);
+        let timeout = crate::seconds(py, timeout)?;
+        // As `_Producer.create`: the core waits one slice per call, the
+        // binding loops over slices checking for Ctrl-C.
+        let mut cfg = StreamConfig::new(id.clone())
+            .with_capacity(capacity)
+            .with_item_bytes(item_bytes)
+            .with_timeout(Some(slice_of(timeout)))
+            .with_prefix(prefix.as_deref().unwrap_or(&self.prefix));
+        if let Some(p) = payload_bytes {
+            cfg = cfg.with_payload_bytes(p);
+        }
+        let producer = py
+            .detach(|| lock(&self.hub).create_stream(&cfg))
+            .map_err(|e| setup_err(py, &id, &e))?;
+        Ok(PyProducer {
+            state: shared_producer(producer),
+            id,
+            timeout,
+        })
+    }
+
+    /// The hub's segment name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyStreamSet>()?;
+    m.add_class::<PyStreamKey>()?;
+    m.add_class::<PyHub>()?;
+    Ok(())
+}
