@@ -67,6 +67,16 @@ impl IdentityArgs {
         config
     }
 
+    /// As [`config`](Self::config), for the request id `request` whatever
+    /// `--request-id` says (a stream of a many-streams run).
+    pub fn config_of(&self, request: &str, ring: Option<&RingArgs>) -> StreamConfig {
+        let identity = IdentityArgs {
+            request_id: Some(request.to_string()),
+            ..self.clone()
+        };
+        identity.config(request, ring)
+    }
+
     /// These settings as arguments, with `request` as the request id.
     pub fn to_args(&self, request: &str, out: &mut Vec<String>) {
         push(out, "--request-id", request);

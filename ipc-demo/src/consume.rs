@@ -5,6 +5,13 @@
 //! ([`crate::report`]).
 //! On SIGINT, SIGTERM or SIGHUP it says how many items it received and
 //! exits with 128 + the signal ([`crate::signals`]).
+//!
+//! With `--hub WORKER` (many-streams mode, issue 12) it creates the worker
+//! hub (printing `hub NAME`), takes every stream announced there into one
+//! `StreamSet` and waits for all of them at once (`wait_any`), verifying
+//! each stream as above; it ends when `--streams N` streams
+//! `REQUEST-s0..REQUEST-s<N-1>` have ended, and prints one line per stream
+//! and a total ([`crate::many`]).
 
 use crate::args::{at_least_one, seconds, IdentityArgs, DEFAULT_POLICY, DEFAULT_REQUEST_ID};
 use crate::cli::Outcome;
@@ -14,7 +21,7 @@ use crate::sizes::SizeMix;
 use crate::verify::Verifier;
 use clap::Args;
 use shmstream::policy::{ChunkPolicy, Policy};
-use shmstream::{SetupError, StreamBuffer, StreamConfig};
+use shmstream::{SetupError, StreamBuffer, StreamConfig, StreamError};
 use std::time::{Duration, Instant};
 
 /// The consumer's command line.
@@ -41,6 +48,12 @@ pub struct ConsumeArgs {
     /// Print the report as one JSON line
     #[arg(long)]
     pub json: bool,
+    /// Many-streams mode: create the hub of this worker and take every stream announced there, waiting for all at once
+    #[arg(long, value_name = "WORKER")]
+    pub hub: Option<String>,
+    /// With --hub: the streams to take (REQUEST-s0 .. REQUEST-s<N-1>); --items is then per stream
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
+    pub streams: u64,
 }
 
 impl ConsumeArgs {
@@ -65,6 +78,10 @@ impl ConsumeArgs {
         if self.json {
             out.push("--json".into());
         }
+        if let Some(hub) = &self.hub {
+            out.extend(["--hub".into(), hub.clone()]);
+            out.extend(["--streams".into(), self.streams.to_string()]);
+        }
         out
     }
 }
@@ -77,33 +94,20 @@ impl ConsumeArgs {
 /// as one sentence.
 pub fn run(args: &ConsumeArgs) -> Outcome {
     crate::signals::exit_on_signal("ipc-consumer");
+    if let Some(worker) = &args.hub {
+        return crate::many::consume(args, worker);
+    }
     let config = args.identity.config(DEFAULT_REQUEST_ID, None);
     let segment = config.segment_name()?;
     let mut buffer = open(&config, &args.policy, args.open_timeout)?;
     let sleeps_before = voluntary_switches();
-    let mut verifier = Verifier::new(&args.policy);
-    if let Some(sizes) = &args.sizes {
-        verifier = verifier.with_sizes(sizes.clone(), args.seed);
-    }
+    let mut verifier = verifier(args);
     let mut first_pop_ns = None;
     loop {
-        let chunk = match buffer.next_chunk().map_err(|e| after(&verifier, e))? {
-            Some(chunk) => chunk,
-            None => break,
-        };
-        let visible = monotonic_ns();
-        first_pop_ns.get_or_insert(visible);
-        verifier.check(&chunk, visible)?;
-        crate::signals::count(verifier.items());
-        // Under continue-after-done the stream offers empty chunks for
-        // ever once everything was shown: the first one ends it here.
-        let endless = chunk.is_empty() && !chunk.is_final();
-        drop(chunk);
-        if endless {
-            if !buffer.consumer().is_all_in() {
-                return Err("an empty chunk came before the stream was all in".into());
-            }
-            break;
+        match take(&mut buffer, &mut verifier, &mut first_pop_ns, false)? {
+            Next::Chunk => crate::signals::count(verifier.items()),
+            Next::End => break,
+            Next::NotYet => unreachable!("next_chunk waits"),
         }
     }
     let end = monotonic_ns();
@@ -121,6 +125,61 @@ pub fn run(args: &ConsumeArgs) -> Outcome {
         }
         _ => Ok(()),
     }
+}
+
+/// A verifier for one stream of these settings.
+pub(crate) fn verifier(args: &ConsumeArgs) -> Verifier {
+    let verifier = Verifier::new(&args.policy);
+    match &args.sizes {
+        Some(sizes) => verifier.with_sizes(sizes.clone(), args.seed),
+        None => verifier,
+    }
+}
+
+/// What [`take`] found.
+pub(crate) enum Next {
+    /// A chunk, verified.
+    Chunk,
+    /// The end of the stream (a final chunk was taken before, or a
+    /// `continue` policy's first empty chunk after the end).
+    End,
+    /// No chunk ready yet (only when `now`).
+    NotYet,
+}
+
+/// Takes the next chunk of `buffer` and verifies it: waiting for it
+/// (the stream's timeout), or only when one is ready (`now`).
+pub(crate) fn take(
+    buffer: &mut StreamBuffer,
+    verifier: &mut Verifier,
+    first_pop_ns: &mut Option<u64>,
+    now: bool,
+) -> Result<Next, String> {
+    let next = if now {
+        buffer.next_chunk_timeout(Some(Duration::ZERO))
+    } else {
+        buffer.next_chunk()
+    };
+    let Some(chunk) = (match next {
+        Err(StreamError::Timeout { .. }) if now => return Ok(Next::NotYet),
+        other => other.map_err(|e| after(verifier, e))?,
+    }) else {
+        return Ok(Next::End);
+    };
+    let visible = monotonic_ns();
+    first_pop_ns.get_or_insert(visible);
+    verifier.check(&chunk, visible)?;
+    // Under continue-after-done the stream offers empty chunks for
+    // ever once everything was shown: the first one ends it here.
+    let endless = chunk.is_empty() && !chunk.is_final();
+    drop(chunk);
+    if endless {
+        if !buffer.consumer().is_all_in() {
+            return Err("an empty chunk came before the stream was all in".into());
+        }
+        return Ok(Next::End);
+    }
+    Ok(Next::Chunk)
 }
 
 fn after(verifier: &Verifier, e: shmstream::StreamError) -> String {

@@ -16,12 +16,22 @@
 //! the payload (a window of the heaviest run of `--sizes`, padding
 //! included); without `--payload-bytes` it picks a payload that does. The
 //! report adds the producer's waits for a full ring (`backpressure`).
+//!
+//! With `--streams N` or `--producers P` above 1 (many-streams mode, issue
+//! 12) it starts one consumer with a worker hub first (`consume --hub`,
+//! [`crate::many`]), then P producers, each creating its share of the N
+//! streams through that hub (`produce --hub --streams K --stream-offset
+//! S`), and prints the consumer's per-stream summary and the producers'
+//! waits summed. Signals and the end work as for one stream, over every
+//! stream's segment and the hub.
 
-use crate::args::{seconds, IdentityArgs, ItemArgs, ReorderArgs, RingArgs, Source, DEFAULT_POLICY};
+use crate::args::{
+    at_least_one, seconds, IdentityArgs, ItemArgs, ReorderArgs, RingArgs, Source, DEFAULT_POLICY,
+};
 use crate::child::{Line, Proc};
 use crate::cli::{Interrupted, Outcome};
 use crate::consume::ConsumeArgs;
-use crate::produce::ProduceArgs;
+use crate::produce::{stream_request, ProduceArgs};
 use crate::report::{Report, Waits};
 use crate::send::SendArgs;
 use clap::Args;
@@ -62,6 +72,12 @@ pub struct RunArgs {
     /// Do not show the progress bar (it is shown only on a terminal anyway)
     #[arg(long)]
     pub no_progress: bool,
+    /// Many-streams mode: this many streams through one worker hub, taken by one consumer with wait_any (--items is then per stream)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
+    pub streams: u64,
+    /// Many-streams mode: producer processes sharing the streams
+    #[arg(long, value_name = "P", default_value_t = 1, value_parser = at_least_one)]
+    pub producers: u64,
 }
 
 /// How long the children get to end after a forwarded signal before the
@@ -70,23 +86,79 @@ pub const STOP_GRACE: Duration = Duration::from_millis(1500);
 /// How often the launcher looks at the segment, its children and signals.
 const TICK: Duration = Duration::from_millis(50);
 
-/// The running pair (and sender): the launcher owns them. Dropping it
-/// (any early return) kills the children still running and removes the
-/// segment if its producer is dead.
+/// The running processes: the launcher owns them. Dropping it (any early
+/// return) kills the children still running and removes the segments
+/// (and the hub) whose owner is dead.
 struct Launch {
-    segment: String,
-    total: u64,
-    /// Items the consumer released, as last seen in the segment.
-    released: u64,
+    /// Every stream's segment.
+    segments: Vec<String>,
+    /// The worker hub (many-streams mode).
+    hub: Option<String>,
+    /// Items of each stream.
+    per_stream: u64,
+    /// Items the consumer released, per stream, as last seen in its segment.
+    released: Vec<u64>,
     procs: Vec<Proc>,
+    /// Which of `procs` is the consumer (the others produce or send).
+    consumer: usize,
 }
 
 impl Launch {
-    /// Reads the segment's counters; `None` once it is gone.
+    fn new(segments: Vec<String>, hub: Option<String>, per_stream: u64, consumer: usize) -> Self {
+        Launch {
+            released: vec![0; segments.len()],
+            segments,
+            hub,
+            per_stream,
+            procs: Vec::new(),
+            consumer,
+        }
+    }
+
+    /// Reads every segment's counters; the first one's info (`None` once
+    /// it is gone).
     fn look(&mut self) -> Option<shmstream::SegmentInfo> {
-        let info = shmstream::inspect(&self.segment).ok()?;
-        self.released = self.released.max(info.released.min(self.total));
-        Some(info)
+        let mut first = None;
+        for (segment, released) in self.segments.iter().zip(&mut self.released) {
+            if let Ok(info) = shmstream::inspect(segment) {
+                *released = (*released).max(info.released.min(self.per_stream));
+                first.get_or_insert(info);
+            }
+        }
+        first
+    }
+
+    fn total(&self) -> u64 {
+        self.per_stream * self.segments.len() as u64
+    }
+
+    /// Removes every segment and the hub whose owner is dead.
+    fn remove_dead(&self) {
+        for name in self.segments.iter().chain(&self.hub) {
+            let _ = shmstream::remove_if_dead(name);
+        }
+    }
+
+    /// Waits for the line of child `at` that starts with `key`, watching
+    /// for signals; a child that exits first fails the launch.
+    fn line_of(
+        &mut self,
+        at: usize,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<String, Box<dyn std::error::Error>> {
+        loop {
+            self.check_signals()?;
+            match self.procs[at].line_starting(key, TICK) {
+                Line::Found(line) => return Ok(line),
+                Line::Pending => continue,
+                Line::Ended => {
+                    // Its stdout closed: it is exiting.
+                    let statuses = self.wait_all(timeout)?;
+                    return Err(failed(&mut self.procs, &statuses));
+                }
+            }
+        }
     }
 
     /// An error when SIGINT, SIGTERM or SIGHUP came: the children are
@@ -116,18 +188,26 @@ impl Launch {
         }
         // A producer killed before it could remove its segment: its lock
         // is gone with it, so the segment is dead and can go.
-        let _ = shmstream::remove_if_dead(&self.segment);
+        self.remove_dead();
         for p in &mut self.procs {
             for line in p.stderr().lines().filter(|l| !l.trim().is_empty()) {
                 eprintln!("{line}");
             }
         }
-        let roles: Vec<&str> = self.procs.iter().map(|p| p.role).collect();
+        // Each role once, plural when several processes have it.
+        let mut roles: Vec<String> = Vec::new();
+        for p in &self.procs {
+            match roles.iter_mut().find(|r| r.trim_end_matches('s') == p.role) {
+                Some(role) if !role.ends_with('s') => role.push('s'),
+                Some(_) => {}
+                None => roles.push(p.role.to_string()),
+            }
+        }
         let mut message = format!(
             "interrupted by {} after {} of {} items; {} stopped",
             crate::signals::name(signal),
-            self.released,
-            self.total,
+            self.released.iter().sum::<u64>(),
+            self.total(),
             roles.join(" and ")
         );
         if !killed.is_empty() {
@@ -167,7 +247,7 @@ impl Drop for Launch {
         for p in &mut self.procs {
             let _ = p.kill();
         }
-        let _ = shmstream::remove_if_dead(&self.segment);
+        self.remove_dead();
     }
 }
 
@@ -225,17 +305,15 @@ pub fn run(args: &RunArgs) -> Outcome {
         payload_bytes: Some(args.ring.payload_for(need, &what)?),
         ..args.ring.clone()
     };
+    if args.streams > 1 || args.producers > 1 {
+        return run_many(args, &request, ring, &plan);
+    }
     let config = args.identity.config(&request, Some(&ring));
     let segment = config.segment_name()?;
     let exe = std::env::current_exe()?;
     let tcp = args.source == Source::Tcp;
     crate::signals::record_signals();
-    let mut launch = Launch {
-        segment,
-        total: args.items.items,
-        released: 0,
-        procs: Vec::new(),
-    };
+    let mut launch = Launch::new(vec![segment], None, args.items.items, 1);
     let produce = ProduceArgs {
         identity: args.identity.clone(),
         ring,
@@ -244,6 +322,9 @@ pub fn run(args: &RunArgs) -> Outcome {
         source: args.source,
         listen: tcp.then(|| "127.0.0.1:0".to_string()),
         accept_timeout: args.identity.timeout,
+        hub: None,
+        streams: 1,
+        stream_offset: 0,
     };
     launch.procs.push(spawn(
         "producer",
@@ -252,18 +333,7 @@ pub fn run(args: &RunArgs) -> Outcome {
         produce.to_args(&request),
     )?);
     let key = if tcp { "listening" } else { "segment" };
-    let ready = loop {
-        launch.check_signals()?;
-        match launch.procs[0].line_starting(key, TICK) {
-            Line::Found(ready) => break ready,
-            Line::Pending => continue,
-            Line::Ended => {
-                // Its stdout closed: it is exiting.
-                let statuses = launch.wait_all(args.identity.timeout)?;
-                return Err(failed(&mut launch.procs, &statuses));
-            }
-        }
-    };
+    let ready = launch.line_of(0, key, args.identity.timeout)?;
     let consume = ConsumeArgs {
         identity: args.identity.clone(),
         policy: args.policy.clone(),
@@ -272,6 +342,8 @@ pub fn run(args: &RunArgs) -> Outcome {
         seed: plan.as_mix().1,
         open_timeout: args.open_timeout,
         json: true,
+        hub: None,
+        streams: 1,
     };
     launch.procs.push(spawn(
         "consumer",
@@ -318,6 +390,129 @@ pub fn run(args: &RunArgs) -> Outcome {
     Ok(())
 }
 
+/// Many-streams mode: one consumer with the hub, then the producers.
+fn run_many(
+    args: &RunArgs,
+    request: &str,
+    ring: RingArgs,
+    plan: &crate::sizes::ItemPlan,
+) -> Outcome {
+    let (n, p) = (args.streams, args.producers);
+    if p > n {
+        return Err(
+            format!("--producers {p} exceeds --streams {n}: each producer needs a stream").into(),
+        );
+    }
+    if args.source == Source::Tcp {
+        return Err("--streams and --producers work with --source synthetic only".into());
+    }
+    let segments = (0..n)
+        .map(|i| {
+            args.identity
+                .config_of(&stream_request(request, i), Some(&ring))
+                .segment_name()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let hub = shmstream::hub_name(request, &args.identity.prefix)?;
+    let exe = std::env::current_exe()?;
+    crate::signals::record_signals();
+    let mut launch = Launch::new(segments, Some(hub), args.items.items, 0);
+    let consume = ConsumeArgs {
+        identity: args.identity.clone(),
+        policy: args.policy.clone(),
+        items: Some(args.items.items),
+        sizes: Some(plan.as_mix().0),
+        seed: plan.as_mix().1,
+        open_timeout: args.open_timeout,
+        json: true,
+        hub: Some(request.to_string()),
+        streams: n,
+    };
+    launch.procs.push(spawn(
+        "consumer",
+        &exe,
+        "consume",
+        consume.to_args(request),
+    )?);
+    launch.line_of(0, "hub", args.identity.timeout)?;
+    let mut offset = 0;
+    for j in 0..p {
+        let streams = n / p + u64::from(j < n % p);
+        let produce = ProduceArgs {
+            identity: args.identity.clone(),
+            ring: ring.clone(),
+            items: args.items.clone(),
+            reorder: args.reorder.clone(),
+            source: Source::Synthetic,
+            listen: None,
+            accept_timeout: args.identity.timeout,
+            hub: Some(request.to_string()),
+            streams,
+            stream_offset: offset,
+        };
+        offset += streams;
+        launch.procs.push(spawn(
+            "producer",
+            &exe,
+            "produce",
+            produce.to_args(request),
+        )?);
+        launch.check_signals()?;
+    }
+    watch(&mut launch, args)?;
+    let grace = args.identity.timeout + Duration::from_secs(5);
+    let statuses = launch.wait_all(grace)?;
+    if statuses.iter().any(|s| !s.success()) {
+        return Err(failed(&mut launch.procs, &statuses));
+    }
+    let line = launch.procs[0].stdout();
+    let mut value: serde_json::Value = serde_json::from_str(line.trim())
+        .map_err(|e| format!("the consumer's summary is not readable ({e}): {line:?}"))?;
+    let mut waits = Waits::default();
+    for proc in &mut launch.procs[1..] {
+        if let Some(w) = proc
+            .stdout()
+            .lines()
+            .find_map(|l| Waits::parse(l.strip_prefix("backpressure ")?))
+        {
+            waits.items += w.items;
+            waits.payload_bytes += w.payload_bytes;
+        }
+    }
+    if args.json {
+        value["backpressure"] = serde_json::to_value(waits)?;
+        println!("{}", serde_json::to_string(&value)?);
+        return Ok(());
+    }
+    println!(
+        "ipc-demo: {n} streams of {} items of {} each, from {p} producer processes, one consumer process with wait_any",
+        args.items.items,
+        args.items.describe()
+    );
+    println!("hub            {}", value["hub"].as_str().unwrap_or("?"));
+    println!("policy         {}", value["policy"].as_str().unwrap_or("?"));
+    for s in value["streams"].as_array().into_iter().flatten() {
+        println!(
+            "stream {}  items {}  bytes {}  chunks {}",
+            s["stream"].as_str().unwrap_or("?"),
+            s["items"],
+            s["bytes"],
+            s["chunks"]
+        );
+    }
+    let t = &value["total"];
+    println!(
+        "total          {} streams, {} items of {} expected, {} bytes, {} chunks, every item verified, in {:.3} s",
+        t["streams"], t["items"], n * args.items.items, t["bytes"], t["chunks"],
+        t["seconds"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "backpressure   the producers waited {} times for an item slot, {} times for payload bytes",
+        waits.items, waits.payload_bytes
+    );
+    Ok(())
+}
+
 fn spawn(
     role: &'static str,
     exe: &Path,
@@ -351,10 +546,13 @@ fn watch(launch: &mut Launch, args: &RunArgs) -> Outcome {
 }
 
 fn watch_with(launch: &mut Launch, bar: &ProgressBar) -> Outcome {
+    let consumer = launch.consumer;
     loop {
         launch.check_signals()?;
-        if let Some(info) = launch.look() {
-            let released = info.released.min(launch.total);
+        // Many streams: no bar (a look would open every segment each tick).
+        let one = launch.segments.len() == 1;
+        if let Some(info) = launch.look().filter(|_| one) {
+            let released = info.released.min(launch.per_stream);
             let seconds = bar.elapsed().as_secs_f64().max(1e-3);
             bar.set_position(released);
             bar.set_message(format!(
@@ -364,20 +562,24 @@ fn watch_with(launch: &mut Launch, bar: &ProgressBar) -> Outcome {
                 info.bytes_in_use as f64 / (1 << 20) as f64
             ));
         }
-        if launch.procs[1].try_wait()?.is_some() {
+        if launch.procs[consumer].try_wait()?.is_some() {
             return Ok(());
         }
-        if let Some(status) = launch.procs[0].try_wait()? {
-            if !status.success() {
-                // The consumer notices a dead producer by itself; give it
-                // a moment to say so before it is stopped.
-                let deadline = Instant::now() + Duration::from_secs(2);
-                while Instant::now() < deadline && launch.procs[1].try_wait()?.is_none() {
-                    launch.check_signals()?;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                return Ok(());
+        let mut producer_failed = false;
+        for (i, p) in launch.procs.iter_mut().enumerate() {
+            if i != consumer && p.role == "producer" {
+                producer_failed |= p.try_wait()?.is_some_and(|s| !s.success());
             }
+        }
+        if producer_failed {
+            // The consumer notices a dead producer by itself; give it
+            // a moment to say so before it is stopped.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline && launch.procs[consumer].try_wait()?.is_none() {
+                launch.check_signals()?;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return Ok(());
         }
         std::thread::sleep(TICK);
     }

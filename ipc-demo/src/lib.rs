@@ -32,6 +32,7 @@ pub mod fuzzing;
 pub mod inspect;
 pub mod item;
 pub mod launch;
+pub mod many;
 pub mod pace;
 pub mod produce;
 pub mod replay;

@@ -23,12 +23,21 @@
 //! signals done at the end, and waits for the consumer to release every
 //! item before it removes the segment.
 //!
+//! With `--hub WORKER` (many-streams mode, issue 12) it attaches to the
+//! worker hub of `ipc-consumer --hub WORKER` and creates `--streams K`
+//! streams through it, `REQUEST-s<S>` to `REQUEST-s<S+K-1>` (`S`:
+//! `--stream-offset`), one after the other while the earlier ones already
+//! run, each streamed by its own thread as above; it prints `hub NAME`
+//! first, and one `backpressure` line summed over its streams.
+//!
 //! The payload ring is `--payload-bytes`, by default `--capacity` x
 //! `--item-bytes` raised to hold the largest item, rounded up to a power
 //! of two ([`RingArgs::payload_for`]); `ipc-demo run` passes one that
 //! holds the policy's largest window of items.
 
-use crate::args::{IdentityArgs, ItemArgs, ReorderArgs, RingArgs, Source, DEFAULT_REQUEST_ID};
+use crate::args::{
+    at_least_one, IdentityArgs, ItemArgs, ReorderArgs, RingArgs, Source, DEFAULT_REQUEST_ID,
+};
 use crate::cli::Outcome;
 use crate::clock::monotonic_ns;
 use crate::item::{fill, seal, write_id, SplitMix};
@@ -37,7 +46,7 @@ use crate::report::Waits;
 use crate::sizes::{fmt_bytes, footprint};
 use crate::wire;
 use clap::Args;
-use shmstream::{Producer, Resource, Slot, StreamError};
+use shmstream::{Hub, Producer, Resource, SetupError, Slot, StreamError};
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -66,6 +75,15 @@ pub struct ProduceArgs {
     /// Seconds to wait for the sender to connect (--source tcp)
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = crate::args::seconds)]
     pub accept_timeout: Duration,
+    /// Many-streams mode: create the streams through the hub of this worker (made by `ipc-consumer --hub WORKER`; waits up to --timeout for it)
+    #[arg(long, value_name = "WORKER")]
+    pub hub: Option<String>,
+    /// With --hub: streams to create, each named REQUEST-s<NUMBER> and streamed by its own thread
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = at_least_one)]
+    pub streams: u64,
+    /// With --hub: the number of this producer's first stream
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub stream_offset: u64,
 }
 
 impl ProduceArgs {
@@ -87,6 +105,11 @@ impl ProduceArgs {
         }
         out.push("--accept-timeout".into());
         out.push(self.accept_timeout.as_secs_f64().to_string());
+        if let Some(hub) = &self.hub {
+            out.extend(["--hub".into(), hub.clone()]);
+            out.extend(["--streams".into(), self.streams.to_string()]);
+            out.extend(["--stream-offset".into(), self.stream_offset.to_string()]);
+        }
         out
     }
 }
@@ -109,6 +132,9 @@ pub fn run(args: &ProduceArgs) -> Outcome {
     let listener = match (args.source, &args.listen) {
         (Source::Synthetic, None) => None,
         (Source::Synthetic, Some(_)) => return Err("--listen is only for --source tcp".into()),
+        (Source::Tcp, _) if args.hub.is_some() => {
+            return Err("--hub works with --source synthetic only".into())
+        }
         (Source::Tcp, None) => return Err("--source tcp needs --listen ADDR".into()),
         (Source::Tcp, Some(addr)) => {
             Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
@@ -123,6 +149,9 @@ pub fn run(args: &ProduceArgs) -> Outcome {
         payload_bytes: Some(args.ring.payload_for(need, "the largest item would")?),
         ..args.ring.clone()
     };
+    if let Some(worker) = &args.hub {
+        return many_streams(args, worker, &ring);
+    }
     let config = args.identity.config(DEFAULT_REQUEST_ID, Some(&ring));
     let name = config.segment_name()?;
     let producer = crate::signals::create_producer(&config, &name)
@@ -146,13 +175,103 @@ pub fn run(args: &ProduceArgs) -> Outcome {
     // Whoever reads stdout may have stopped after the segment line: a
     // closed pipe is not the producer's failure.
     let _ = writeln!(io::stdout(), "{}", waits.line());
+    end(&producer, &name, args.identity.timeout)
+}
+
+/// Signals done and waits up to `timeout` for the consumer to release
+/// every item of the segment `name`.
+fn end(producer: &Producer, name: &str, timeout: Duration) -> Outcome {
     producer.signal_done();
-    match producer.wait_drained(Some(args.identity.timeout)) {
+    match producer.wait_drained(Some(timeout)) {
         Ok(()) => Ok(()),
         // The library reports a consumer that released everything and then
         // left as gone (see the README); the segment's counters tell.
-        Err(StreamError::ConsumerGone) if drained(&name) => Ok(()),
+        Err(StreamError::ConsumerGone) if drained(name) => Ok(()),
         Err(e) => Err(format!("after the last item: {e}").into()),
+    }
+}
+
+/// The request id of stream `number` of a many-streams run.
+pub fn stream_request(request: &str, number: u64) -> String {
+    format!("{request}-s{number}")
+}
+
+/// `--hub`: creates the streams through the worker's hub, one after the
+/// other, each streamed (and ended) by its own thread.
+fn many_streams(args: &ProduceArgs, worker: &str, ring: &RingArgs) -> Outcome {
+    let timeout = args.identity.timeout;
+    let hub = attach(worker, &args.identity.prefix, timeout)?;
+    let request = args
+        .identity
+        .request_id
+        .as_deref()
+        .unwrap_or(DEFAULT_REQUEST_ID);
+    let mut out = io::stdout().lock();
+    writeln!(out, "hub {}", hub.name())?;
+    out.flush()?;
+    drop(out);
+    let waits = std::thread::scope(|scope| {
+        let mut failed = None;
+        let mut threads = Vec::new();
+        for number in args.stream_offset..args.stream_offset.saturating_add(args.streams) {
+            let config = args
+                .identity
+                .config_of(&stream_request(request, number), Some(ring));
+            let made = config.segment_name().and_then(|name| {
+                crate::signals::create_registered(&name, || hub.create_stream(&config))
+                    .map(|producer| (name, producer))
+            });
+            let (name, producer) = match made {
+                Ok(made) => made,
+                Err(e) => {
+                    failed = Some(format!("cannot create stream {number}: {e}"));
+                    break;
+                }
+            };
+            threads.push(scope.spawn(move || -> Result<Waits, String> {
+                let mut waits = Waits::default();
+                synthetic(&producer, args, &mut waits)
+                    .and_then(|()| end(&producer, &name, timeout))
+                    .map_err(|e| format!("stream {number}: {e}"))?;
+                Ok(waits)
+            }));
+        }
+        let mut total = Waits::default();
+        for thread in threads {
+            match thread.join() {
+                Ok(Ok(waits)) => {
+                    total.items += waits.items;
+                    total.payload_bytes += waits.payload_bytes;
+                }
+                Ok(Err(e)) => {
+                    failed.get_or_insert(e);
+                }
+                Err(_) => {
+                    failed.get_or_insert_with(|| "a stream's thread panicked".into());
+                }
+            }
+        }
+        failed.map_or(Ok(total), Err)
+    })?;
+    let _ = writeln!(io::stdout(), "{}", waits.line());
+    Ok(())
+}
+
+/// Attaches to `worker`'s hub, retrying while it does not exist yet.
+fn attach(worker: &str, prefix: &str, timeout: Duration) -> Result<Hub, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match Hub::attach(worker, prefix) {
+            Ok(hub) => return Ok(hub),
+            Err(SetupError::NotFound { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot attach to the hub of worker {worker:?}: {e}"
+                ))
+            }
+        }
     }
 }
 
@@ -213,7 +332,8 @@ fn synthetic(producer: &Producer, args: &ProduceArgs, waits: &mut Waits) -> Outc
             group.push((slot, seq + k));
         }
         rng.shuffle(&mut group);
-        seq += group.len() as u64;
+        let registered = group.len() as u64;
+        seq += registered;
         // One stamp for the group: its commits follow within nanoseconds.
         let now = monotonic_ns();
         for (mut slot, at) in group.drain(..) {
@@ -221,7 +341,7 @@ fn synthetic(producer: &Producer, args: &ProduceArgs, waits: &mut Waits) -> Outc
             seal(&mut slot.payload_mut()[..meta.nbytes() as usize], now);
             slot.commit(meta).map_err(|e| e.error)?;
         }
-        crate::signals::count(seq);
+        crate::signals::add(registered);
     }
     Ok(())
 }

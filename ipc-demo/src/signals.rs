@@ -16,7 +16,7 @@
 
 use shmstream::{Producer, SetupError, StreamConfig};
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// The signals every process of ours handles.
@@ -24,14 +24,19 @@ pub const HANDLED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP
 
 /// The program's name, for the handler's message.
 static PROG: OnceLock<&'static str> = OnceLock::new();
-/// The file of the segment this process created.
-static PATH: OnceLock<CString> = OnceLock::new();
+/// Most segments one process registers for removal (a many-streams
+/// producer creates one per stream).
+pub const MAX_SEGMENTS: usize = 4096;
+/// The files of the segments this process created (NUL-terminated
+/// strings leaked for the process's life; the first `SEGMENTS` are set).
+static PATHS: [AtomicPtr<libc::c_char>; MAX_SEGMENTS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_SEGMENTS];
+/// How many entries of `PATHS` are taken.
+static SEGMENTS: AtomicUsize = AtomicUsize::new(0);
 /// Items done so far (committed by the producer, delivered to the consumer).
 static ITEMS: AtomicU64 = AtomicU64::new(0);
 /// The signal the launcher received, 0 for none.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
-/// Whether `create_producer` already ran (only one segment per process).
-static CREATED: AtomicBool = AtomicBool::new(false);
 
 /// The usual name of a handled signal.
 pub fn name(signal: libc::c_int) -> &'static str {
@@ -74,11 +79,15 @@ impl Message {
 
 extern "C" fn on_signal(signal: libc::c_int) {
     // OnceLock::get and atomic loads are plain loads: async-signal-safe.
-    let removed = PATH.get().is_some_and(|path| {
-        // SAFETY: unlink is async-signal-safe; the path is a NUL-terminated
-        // string that lives for the whole process.
-        unsafe { libc::unlink(path.as_ptr()) == 0 }
-    });
+    let mut removed = 0u64;
+    for path in &PATHS[..SEGMENTS.load(Ordering::Acquire).min(MAX_SEGMENTS)] {
+        let path = path.load(Ordering::Acquire);
+        // SAFETY: unlink is async-signal-safe; a non-null path is a
+        // NUL-terminated string that lives for the whole process.
+        if !path.is_null() && unsafe { libc::unlink(path) } == 0 {
+            removed += 1;
+        }
+    }
     let mut m = Message {
         buf: [0; 256],
         len: 0,
@@ -89,8 +98,14 @@ extern "C" fn on_signal(signal: libc::c_int) {
     m.push(b" after ");
     m.number(ITEMS.load(Ordering::Relaxed));
     m.push(b" items");
-    if removed {
-        m.push(b"; segment removed");
+    match removed {
+        0 => {}
+        1 => m.push(b"; segment removed"),
+        n => {
+            m.push(b"; ");
+            m.number(n);
+            m.push(b" segments removed");
+        }
     }
     m.push(b"\n");
     // SAFETY: write and _exit are async-signal-safe; the buffer is ours.
@@ -130,6 +145,12 @@ pub fn count(items: u64) {
     ITEMS.store(items, Ordering::Relaxed);
 }
 
+/// Notes `items` more done (several streams of one process).
+#[inline]
+pub fn add(items: u64) {
+    ITEMS.fetch_add(items, Ordering::Relaxed);
+}
+
 /// Blocks (or unblocks) the handled signals in this thread.
 fn block(how: libc::c_int) {
     // SAFETY: the set is initialised by sigemptyset before use.
@@ -145,28 +166,41 @@ fn block(how: libc::c_int) {
 
 /// `Producer::create(config)`, with the segment (named `name`, as
 /// `config.segment_name()` gives) registered for removal by the handler of
-/// [`exit_on_signal`]. The handled signals are blocked until it is
-/// registered: one that arrives meanwhile is handled right after, and
-/// removes it.
+/// [`exit_on_signal`]; see [`create_registered`].
 ///
 /// # Errors
 ///
 /// As `Producer::create`.
+pub fn create_producer(config: &StreamConfig, name: &str) -> Result<Producer, SetupError> {
+    create_registered(name, || Producer::create(config))
+}
+
+/// Runs `create` (which makes the segment or hub `name`) with the segment
+/// registered for removal by the handler of [`exit_on_signal`]. The
+/// handled signals are blocked in this thread until it is registered: one
+/// that arrives meanwhile is handled right after, and removes it.
+///
+/// # Errors
+///
+/// As `create`.
 ///
 /// # Panics
 ///
-/// When called twice in one process.
-pub fn create_producer(config: &StreamConfig, name: &str) -> Result<Producer, SetupError> {
-    assert!(
-        !CREATED.swap(true, Ordering::Relaxed),
-        "one segment per process"
-    );
+/// When more than [`MAX_SEGMENTS`] segments were registered.
+pub fn create_registered<T>(
+    name: &str,
+    create: impl FnOnce() -> Result<T, SetupError>,
+) -> Result<T, SetupError> {
     let path = CString::new(format!("/dev/shm/{}", name.trim_start_matches('/')))
         .expect("a valid segment name has no NUL byte");
     block(libc::SIG_BLOCK);
-    let producer = Producer::create(config);
+    let producer = create();
     if producer.is_ok() {
-        let _ = PATH.set(path);
+        let at = SEGMENTS.fetch_add(1, Ordering::AcqRel);
+        assert!(at < MAX_SEGMENTS, "more than {MAX_SEGMENTS} segments");
+        // Pairs with the Acquire loads in `on_signal`: the string is
+        // written before its pointer is seen.
+        PATHS[at].store(path.into_raw(), Ordering::Release);
     }
     block(libc::SIG_UNBLOCK);
     producer

@@ -1,0 +1,185 @@
+//! `ipc-demo run --streams N --producers P` (issue 12): P producer
+//! processes create N streams through one worker hub, one consumer process
+//! takes them all with `wait_any`; every stream verified, a line per
+//! stream, nothing left in /dev/shm.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+const STREAMS: u64 = 16;
+const ITEMS: u64 = 200;
+
+#[test]
+fn many_streams_from_two_producers_arrive_whole_with_a_line_per_stream() {
+    let scope = Scope::new("many");
+    let out = run(
+        DEMO,
+        &[
+            "--prefix",
+            &scope.prefix,
+            "--no-progress",
+            "--streams",
+            &STREAMS.to_string(),
+            "--producers",
+            "2",
+            "--items",
+            &ITEMS.to_string(),
+            "--sizes",
+            "56,4K",
+            "--policy",
+            "fixed:size=8",
+        ],
+        None,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}{stdout}", text(&out.stderr));
+    // 100 items of 56 bytes and 100 of 4096 in each stream; 25 chunks of 8.
+    let bytes = ITEMS / 2 * (56 + 4096);
+    for s in 0..STREAMS {
+        let line = stdout
+            .lines()
+            .find(|l| {
+                l.starts_with("stream ")
+                    && l.split_whitespace()
+                        .nth(1)
+                        .unwrap()
+                        .ends_with(&format!("-s{s}"))
+            })
+            .unwrap_or_else(|| panic!("no line for stream {s}: {stdout}"));
+        assert_eq!(
+            line.split_whitespace().skip(2).collect::<Vec<_>>(),
+            [
+                "items",
+                &ITEMS.to_string(),
+                "bytes",
+                &bytes.to_string(),
+                "chunks",
+                "25"
+            ],
+            "{line}"
+        );
+    }
+    let total = stdout
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .expect(&stdout);
+    assert!(
+        total.contains(&format!(
+            "{STREAMS} streams, {} items of {} expected, {} bytes, {} chunks, every item verified",
+            STREAMS * ITEMS,
+            STREAMS * ITEMS,
+            STREAMS * bytes,
+            STREAMS * 25
+        )),
+        "{total}"
+    );
+    assert!(stdout.contains("from 2 producer processes"), "{stdout}");
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn the_json_summary_has_every_stream_and_the_producers_waits() {
+    let scope = Scope::new("manyjson");
+    let out = run(
+        DEMO,
+        &[
+            "--prefix",
+            &scope.prefix,
+            "--json",
+            "--streams",
+            "5",
+            "--producers",
+            "3",
+            "--items",
+            "50",
+            "--capacity",
+            "32",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = json(&out.stdout);
+    let streams = report["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 5);
+    for s in streams {
+        assert_eq!(s["items"], 50);
+        assert_eq!(s["bytes"], 50 * 56);
+    }
+    assert_eq!(report["total"]["items"], 250);
+    assert!(report["backpressure"]["items"].is_u64());
+    assert!(report["hub"].as_str().unwrap().contains("hub-"));
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn more_producers_than_streams_is_refused_before_anything_starts() {
+    let scope = Scope::new("manyargs");
+    let out = run(
+        DEMO,
+        &[
+            "--prefix",
+            &scope.prefix,
+            "--streams",
+            "2",
+            "--producers",
+            "3",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--producers 3 exceeds --streams 2"),
+        "{}",
+        text(&out.stderr)
+    );
+    scope.assert_no_leftovers();
+}
+
+#[test]
+fn sigterm_stops_every_process_and_leaves_no_segment_or_hub() {
+    let mut scope = Scope::new("manysig");
+    let prefix = scope.prefix.clone();
+    let i = scope.spawn(
+        DEMO,
+        &[
+            "--prefix",
+            &prefix,
+            "--no-progress",
+            "--streams",
+            "8",
+            "--producers",
+            "2",
+            "--items",
+            "1000000",
+            "--rate",
+            "1000",
+        ],
+    );
+    // Wait until the streams exist (the hub and some segments).
+    let start = Instant::now();
+    while scope.leftovers().len() < 9 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            scope.leftovers()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = scope.child(i).id() as libc::pid_t;
+    // SAFETY: kill has no memory effects; the pid is our live child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = scope.wait(i);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("ipc-demo: interrupted by SIGTERM after"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("consumer and producers stopped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("segments removed"), "{stderr}");
+    scope.assert_no_leftovers();
+}
