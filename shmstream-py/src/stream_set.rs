@@ -11,15 +11,15 @@
 //! while Python still holds its buffer or chunks of it is *parked*: its
 //! buffer (and mapping) stays until the last of those goes.
 
-use crate::consumer::{lock, try_lock, Shared, SLICE};
-use crate::errors::{raise, setup_err};
+use crate::consumer::{capture, lock, try_lock, Chunk, Shared, SLICE};
+use crate::errors::{raise, setup_err, stream_err};
 use crate::producer::{shared as shared_producer, slice_of, PyProducer};
 use crate::PyStreamBuffer;
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use shmstream::policy::Policy;
-use shmstream::{ChunkLease, Hub, StreamBuffer, StreamConfig, StreamId, StreamSet};
+use shmstream::{ChunkLease, Hub, StreamBuffer, StreamConfig, StreamError, StreamId, StreamSet};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
@@ -531,7 +531,28 @@ impl PyHub {
     }
 }
 
+/// The next chunk of `buffer` if one is ready now; None when none is (or
+/// the final chunk was popped); the stream's error (`ProducerGone`, ...)
+/// once the chunks before it are out. What `StreamSet.ready_chunks` pops
+/// with, without an exception per empty look.
+#[pyfunction]
+fn _ready_chunk(py: Python<'_>, buffer: &Bound<'_, PyStreamBuffer>) -> PyResult<Option<Chunk>> {
+    let shared = &buffer.get().shared;
+    let popped = shared.with(py, |b| {
+        match b.next_lease_timeout(Some(std::time::Duration::ZERO)) {
+            Ok(Some(lease)) => Ok(Some(capture(b, lease))),
+            Ok(None) | Err(StreamError::Timeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    });
+    match popped {
+        Ok(p) => Ok(p.map(|p| Chunk::new(shared, p))),
+        Err(e) => Err(stream_err(py, &shared.id, &e)),
+    }
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(_ready_chunk, m)?)?;
     m.add_class::<PyStreamSet>()?;
     m.add_class::<PyStreamKey>()?;
     m.add_class::<PyHub>()?;

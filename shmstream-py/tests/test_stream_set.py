@@ -3,6 +3,7 @@ that producers create through a Hub, in threads and in other processes."""
 
 import _thread
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -246,3 +247,42 @@ def test_hub_errors(worker):
         del ps
         with pytest.raises(shmstream.StreamExists):
             shmstream.StreamSet(worker)
+
+
+def test_chunks_dropped_in_another_thread_while_waiting(worker):
+    """A chunk's lease handed back while wait_any holds the set is queued and
+    handed back within a slice: a producer with a 4-item ring gets through."""
+    items = 60
+    handoff = queue.Queue()
+
+    def drop_later():
+        while (chunk := handoff.get()) is not None:
+            time.sleep(0.001)
+            del chunk
+
+    def produce():
+        hub = shmstream.Hub.attach(worker)
+        p = hub.create_stream("small", "e", "p", capacity=4, item_bytes=64, timeout=20)
+        for i in range(items):
+            p.put(f"x{i}", item(0, i))
+        p.signal_done()
+        p.wait_drained(20)
+
+    with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
+        threads = [threading.Thread(target=drop_later), threading.Thread(target=produce)]
+        for t in threads:
+            t.start()
+        seen = 0
+        t0 = time.monotonic()
+        while seen < items and time.monotonic() - t0 < 30:
+            for key in streams.wait_any(timeout=1.0):
+                for chunk in streams.ready_chunks(key):
+                    if len(chunk):
+                        np.testing.assert_array_equal(np.asarray(chunk.item(0)), item(0, seen))
+                        seen += 1
+                    handoff.put(chunk)
+                    del chunk
+        handoff.put(None)
+        for t in threads:
+            t.join(timeout=30)
+        assert seen == items

@@ -7,11 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import _shmstream
-from ._errors import StreamTimeout
 from ._policies import ChunkPolicy, NamedChunkPolicy, policy_name
-from ._shmstream import StreamChunk, StreamKey
-
-_DEFAULT = object()
+from ._shmstream import StreamChunk, StreamKey, _ready_chunk
 
 
 def _buffer(b: Any) -> Any:
@@ -86,13 +83,7 @@ class StreamSet:
         Raises the stream's error (:class:`ProducerGone` when its producer
         died without signalling done, ...) once its chunks before are out."""
         b = self[key]._b
-        while True:
-            try:
-                chunk = b.next_chunk(0.0)
-            except StreamTimeout:
-                return
-            if chunk is None:
-                return
+        while (chunk := _ready_chunk(b)) is not None:
             yield chunk
 
     # --- membership -----------------------------------------------------
