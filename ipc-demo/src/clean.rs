@@ -4,7 +4,7 @@
 
 use crate::cli::Outcome;
 use clap::Args;
-use shmstream::{inspect, list_segments, remove_if_dead, DEFAULT_PREFIX};
+use shmstream::{inspect, inspect_hub, list_segments, remove_if_dead, SetupError, DEFAULT_PREFIX};
 
 /// The cleaner's command line.
 #[derive(Args, Clone, Debug)]
@@ -26,28 +26,30 @@ pub fn run(args: &CleanArgs) -> Outcome {
     let names = list_segments(&args.prefix).map_err(|e| format!("cannot list /dev/shm: {e}"))?;
     let (mut removed, mut kept) = (0, 0);
     for name in names {
+        let owner = owner(&name);
         if args.dry_run {
-            match inspect(&name) {
-                Ok(info) if info.producer_alive => {
+            match owner {
+                Ok((role, pid, true)) => {
                     kept += 1;
-                    println!("would keep {name} (producer {} alive)", info.producer_pid);
+                    println!("would keep {name} ({role} {pid} alive)");
                 }
-                Ok(info) => {
+                Ok((role, pid, false)) => {
                     removed += 1;
-                    println!("would remove {name} (producer {} dead)", info.producer_pid);
+                    println!("would remove {name} ({role} {pid} dead)");
                 }
                 Err(e) => println!("would skip {name}: {e}"),
             }
             continue;
         }
+        let role = owner.map_or("owner", |(role, _, _)| role);
         match remove_if_dead(&name) {
             Ok(true) => {
                 removed += 1;
-                println!("removed {name} (producer dead)");
+                println!("removed {name} ({role} dead)");
             }
             Ok(false) => {
                 kept += 1;
-                println!("kept {name} (producer alive)");
+                println!("kept {name} ({role} alive)");
             }
             Err(e) => println!("skipped {name}: {e}"),
         }
@@ -59,4 +61,16 @@ pub fn run(args: &CleanArgs) -> Outcome {
     };
     println!("{verb} {removed}, kept {kept}");
     Ok(())
+}
+
+/// Who owns the segment `name` (a stream's producer, a worker hub's
+/// worker), its pid, and whether it is alive.
+fn owner(name: &str) -> Result<(&'static str, u32, bool), SetupError> {
+    match inspect(name) {
+        Ok(info) => Ok(("producer", info.producer_pid, info.producer_alive)),
+        Err(e) => match inspect_hub(name) {
+            Ok(hub) => Ok(("worker", hub.worker_pid, hub.worker_alive)),
+            Err(_) => Err(e),
+        },
+    }
 }
