@@ -95,6 +95,16 @@ impl Verifier {
         self
     }
 
+    /// Keeps no latencies (a histogram of one bucket, a few bytes instead
+    /// of about 250 KiB): for a worker of many streams, which reports none.
+    #[must_use]
+    pub fn without_latencies(mut self) -> Self {
+        let mut h = Histogram::new_with_bounds(1, 2, 1).expect("valid bounds");
+        h.auto(false);
+        self.latencies = h;
+        self
+    }
+
     /// Checksums kept to re-check items shown again: at most a window's
     /// worth, whatever the length of the stream.
     pub fn retained(&self) -> usize {
