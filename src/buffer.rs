@@ -226,6 +226,18 @@ impl<E> StreamBuffer<E> {
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Option<StreamChunk<'_>>, StreamError> {
+        match self.wait_chunk(timeout)? {
+            Some(available) => self.pop_planned(available).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Waits until a chunk is ready; the items available then, or `None`
+    /// once the final chunk was popped.
+    pub(crate) fn wait_chunk(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<u64>, StreamError> {
         if self.chunker.finished() {
             return Ok(None);
         }
@@ -233,7 +245,7 @@ impl<E> StreamBuffer<E> {
         let snap = self.consumer.wait_until(timeout, |s| {
             chunker.is_ready(s.available as usize, s.all_in)
         })?;
-        self.pop_planned(snap.available).map(Some)
+        Ok(Some(snap.available))
     }
 
     /// The reference's `store_uningested_edge`: keeps an edge the consumer

@@ -171,14 +171,10 @@ impl<E> StreamBuffer<E> {
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Option<ChunkLease>, StreamError> {
-        if self.chunker.finished() {
-            return Ok(None);
+        match self.wait_chunk(timeout)? {
+            Some(available) => self.lease_planned(available).map(Some),
+            None => Ok(None),
         }
-        let chunker = &self.chunker;
-        let snap = self.consumer.wait_until(timeout, |s| {
-            chunker.is_ready(s.available as usize, s.all_in)
-        })?;
-        self.lease_planned(snap.available).map(Some)
     }
 
     fn lease_planned(&mut self, available: u64) -> Result<ChunkLease, StreamError> {

@@ -117,3 +117,28 @@ pub fn check_item(item: &ItemView<'_>, i: u64) {
     );
     assert_eq!(item.bytes(), &bytes(i), "wrong bytes at position {i}");
 }
+
+/// Pops chunks until the stream ends, checking every item twice: when the
+/// chunk arrives and again after yielding to the producer while the chunk
+/// is held (a write to a slot it shows is a loom error). Returns the items
+/// and the final chunks seen.
+///
+/// # Panics
+///
+/// When an item is not the one expected at its position.
+pub fn drain_holding(buffer: &mut shmstream::StreamBuffer) -> (u64, u32) {
+    let (mut next, mut finals) = (0, 0);
+    while let Some(chunk) = buffer.next_chunk().unwrap() {
+        for (k, item) in chunk.items().enumerate() {
+            check_item(&item, next + k as u64);
+        }
+        // Let the producer run while the chunk is held, then look again.
+        loom::thread::yield_now();
+        for (k, item) in chunk.items().enumerate() {
+            check_item(&item, next + k as u64);
+        }
+        next += chunk.len() as u64;
+        finals += u32::from(chunk.is_final());
+    }
+    (next, finals)
+}

@@ -9,7 +9,7 @@
 #![cfg(loom)]
 
 use loom::thread;
-use loom_tests::{bytes, check_item, config, id, meta, model};
+use loom_tests::{bytes, config, drain_holding, id, meta, model};
 use shmstream::{in_process_buffer, policy::Fixed, Producer};
 
 /// Registers item `i` with `len` bytes (waiting for ever) and commits its
@@ -33,20 +33,7 @@ fn stream_of(len: u64) {
             producer.signal_done();
             producer
         });
-        let (mut next, mut finals) = (0, 0);
-        while let Some(chunk) = buffer.next_chunk().unwrap() {
-            for (k, item) in chunk.items().enumerate() {
-                check_item(&item, next + k as u64);
-            }
-            // Let the producer run while the chunk is held, then look again.
-            thread::yield_now();
-            for (k, item) in chunk.items().enumerate() {
-                check_item(&item, next + k as u64);
-            }
-            next += chunk.len() as u64;
-            finals += u32::from(chunk.is_final());
-        }
-        assert_eq!((next, finals), (3, 1), "(items, final chunks)");
+        assert_eq!(drain_holding(&mut buffer), (3, 1), "(items, final chunks)");
         drop(p.join().unwrap());
     });
 }
