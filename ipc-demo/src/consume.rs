@@ -51,7 +51,7 @@ pub struct ConsumeArgs {
     /// Many-streams mode: create the hub of this worker and take every stream announced there, waiting for all at once
     #[arg(long, value_name = "WORKER")]
     pub hub: Option<String>,
-    /// With --hub: the streams to take (REQUEST-s0 .. REQUEST-s<N-1>); --items is then per stream
+    /// With --hub: the streams to take (REQUEST-s0, REQUEST-s1, ...); --items is then per stream
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
     pub streams: u64,
 }

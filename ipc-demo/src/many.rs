@@ -6,7 +6,7 @@
 //! and SIGHUP like a producer's segment), prints `hub NAME`, adopts every
 //! stream the producers announce there, and takes the chunks of the
 //! streams `wait_any` returns as ready, verifying each stream on its own
-//! ([`crate::consume::take`], the single stream's code). A stream that
+//! (`consume::take`, the single stream's code). A stream that
 //! ended is checked (its final chunk, `--items`) and removed from the set,
 //! which gives its hub entry back. It ends when streams `REQUEST-s0` to
 //! `REQUEST-s<N-1>` have all ended, and prints one line per stream

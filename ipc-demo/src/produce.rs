@@ -78,7 +78,7 @@ pub struct ProduceArgs {
     /// Many-streams mode: create the streams through the hub of this worker (made by `ipc-consumer --hub WORKER`; waits up to --timeout for it)
     #[arg(long, value_name = "WORKER")]
     pub hub: Option<String>,
-    /// With --hub: streams to create, each named REQUEST-s<NUMBER> and streamed by its own thread
+    /// With --hub: streams to create, each named REQUEST-sK (K its number) and streamed by its own thread
     #[arg(long, value_name = "K", default_value_t = 1, value_parser = at_least_one)]
     pub streams: u64,
     /// With --hub: the number of this producer's first stream
