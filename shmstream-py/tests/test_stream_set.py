@@ -142,6 +142,10 @@ def test_killed_producer_streams_are_reported(worker):
 def test_threads_in_order_with_checksums(worker):
     n_streams, items = 16, 50
     done = []
+    # A producer keeps its streams until the worker read them: dropping a
+    # stream's producer removes its segment, and a stream not adopted by
+    # then is lost (reported by take_adopt_errors).
+    drained = threading.Event()
 
     def produce(k):
         hub = shmstream.Hub.attach(worker)
@@ -154,15 +158,20 @@ def test_threads_in_order_with_checksums(worker):
                 p.put(f"x{i}", item(s, i))
         for p in ps:
             p.signal_done()
+        drained.wait(30)
         done.append(k)
 
     with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
         threads = [threading.Thread(target=produce, args=(k,)) for k in range(2)]
         for t in threads:
             t.start()
-        got, ended = drain_all(streams, 2 * n_streams)
-        for t in threads:
-            t.join()
+        try:
+            got, ended = drain_all(streams, 2 * n_streams)
+        finally:
+            drained.set()
+            for t in threads:
+                t.join()
+        assert streams.take_adopt_errors() == []
     assert sorted(done) == [0, 1]
     assert set(got.values()) == {items} and len(got) == 2 * n_streams
 
@@ -286,3 +295,18 @@ def test_chunks_dropped_in_another_thread_while_waiting(worker):
         for t in threads:
             t.join(timeout=30)
         assert seen == items
+
+
+def test_a_stream_dropped_before_adoption_is_reported_not_lost_silently(worker):
+    with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
+        hub = shmstream.Hub.attach(worker)
+        p = hub.create_stream("early", "e", "p", capacity=8, item_bytes=64)
+        p.put("a", np.arange(4, dtype=np.float32))
+        p.signal_done()
+        del p  # before the worker looked: the segment goes with it
+        assert streams.wait_any(timeout=0.2) == []
+        errors = streams.take_adopt_errors()
+        assert [(rid, type(e)) for (rid, _, _), e in errors] == [
+            ("early", shmstream.StreamNotFound)
+        ]
+        assert len(streams) == 0

@@ -355,7 +355,10 @@ class Producer:
         self._p.signal_done()
 
     def wait_drained(self, timeout: float | None = None) -> None:
-        """Waits until the consumer released every item (so the producer may exit)."""
+        """Waits until the consumer released every item, so the producer may
+        exit: dropping a producer removes its stream's segment, and a consumer
+        that has not opened it by then (a worker that has not adopted it yet)
+        never will."""
         self._p.wait_drained(timeout)
 
     @property
