@@ -338,6 +338,12 @@ pub enum StreamError {
         /// The oldest such position.
         position: u64,
     },
+    /// [`Producer::commit_many`](crate::Producer::commit_many) was handed
+    /// a slot that another producer (another stream) registered.
+    ForeignSlot {
+        /// The slot's position in its own stream.
+        position: u64,
+    },
     /// Shared memory holds a value no correct peer writes.
     Corrupt(String),
     /// `pop_chunk` when `has_chunk_ready()` is false.
@@ -413,6 +419,10 @@ impl fmt::Display for StreamError {
             StreamError::Unpublished { position } => write!(
                 f,
                 "position {position} is registered but neither committed nor abandoned, so the stream cannot drain; commit or drop its slot (or put its id) first"
+            ),
+            StreamError::ForeignSlot { position } => write!(
+                f,
+                "the slot at position {position} was registered by another producer; commit it through that producer"
             ),
             StreamError::Corrupt(what) => write!(f, "shared memory is corrupt: {what}"),
             StreamError::NotReady => write!(f, "no chunk is ready; check has_chunk_ready() first"),

@@ -45,6 +45,7 @@
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("shmstream supports 64-bit targets only: segment offsets and sizes are 64-bit and are used as addresses");
 
+mod batch;
 mod buffer;
 mod chunk;
 mod chunker;
@@ -79,6 +80,7 @@ mod view;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub use batch::{BatchError, BatchItem};
 pub use buffer::{NewBufferError, StreamBuffer};
 pub use chunk::StreamChunk;
 pub use config::{StreamConfig, StreamId, DEFAULT_PREFIX, MAX_PREFIX_LEN};

@@ -34,7 +34,7 @@ pub struct Producer {
     /// By slot: the id a `pre_read_register` position waits under, for the
     /// by-id calls. Meaningful only where the ring says `Pending`.
     ids: RefCell<Box<[PendingId]>>,
-    timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 #[derive(Clone, Copy)]
@@ -82,7 +82,7 @@ impl Producer {
 
     /// The pending (`pre_read_register`ed, not yet put) position of `id`,
     /// scanning only the positions still open.
-    fn find_pending(&self, id: &[u8]) -> Option<Reservation> {
+    pub(crate) fn find_pending(&self, id: &[u8]) -> Option<Reservation> {
         let mut ring = self.ring.borrow_mut();
         let ids = self.ids.borrow();
         let mask = ids.len() as u64 - 1;
@@ -354,11 +354,12 @@ impl Producer {
 /// reports it (instead of waiting for it for ever).
 #[must_use = "dropping a slot without committing it abandons its position"]
 pub struct Slot<'p> {
-    producer: &'p Producer,
-    reservation: Reservation,
+    pub(crate) producer: &'p Producer,
+    pub(crate) reservation: Reservation,
     /// Held from reservation to commit (loom's data-race tracking).
-    guard: Option<WriteGuard>,
-    done: bool,
+    pub(crate) guard: Option<WriteGuard>,
+    /// Published (or kept pending): the drop abandons nothing.
+    pub(crate) done: bool,
 }
 
 impl fmt::Debug for Slot<'_> {

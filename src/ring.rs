@@ -474,14 +474,7 @@ impl ProducerRing {
     /// waiting.
     pub(crate) fn try_reserve(&mut self, id: &[u8], len: u64) -> Result<Reservation, StreamError> {
         check_id(id)?;
-        if len > self.mem.payload_bytes {
-            return Err(StreamError::ExceedsPayload {
-                nbytes: len,
-                payload_bytes: self.mem.payload_bytes,
-            });
-        }
-        self.check_open()?;
-        if let Some(resource) = self.has_space(len)? {
+        if let Some(resource) = self.fits(len)? {
             return Err(StreamError::Full {
                 resource,
                 capacity: match resource {
@@ -505,12 +498,27 @@ impl ProducerRing {
             Err(StreamError::Full { resource, .. }) => resource,
             other => return other,
         };
+        self.wait_for_space(resource, len, timeout)?;
+        self.try_reserve(id, len)
+    }
+
+    /// Waits up to `timeout` until one more reservation of `len` bytes
+    /// fits (or the consumer left: the next try says so), after a try that
+    /// found `resource` short. Publishes nothing: a caller that published
+    /// before waiting has rung the data bell already (a consumer asleep on
+    /// it while we sleep on the space bell would be a deadlock).
+    pub(crate) fn wait_for_space(
+        &mut self,
+        resource: Resource,
+        len: u64,
+        timeout: Option<Duration>,
+    ) -> Result<(), StreamError> {
         let high = self.oldest_open();
         let waited = self.wait_for_consumer(high, timeout, |released, gone| {
             released.map_or(true, |r| self.short_of(r, len).is_none()) || gone
         });
         match waited? {
-            Waited::Ready(()) => self.try_reserve(id, len),
+            Waited::Ready(()) => Ok(()),
             Waited::TimedOut => Err(StreamError::Timeout {
                 what: match resource {
                     Resource::Items => "a free item slot (the consumer has not released any)",
@@ -525,6 +533,17 @@ impl ProducerRing {
     }
 
     fn reserve_unchecked(&mut self, id: &[u8], len: u64) -> Reservation {
+        let reservation = self.reserve_quiet(id, len);
+        self.publish_registered();
+        reservation
+    }
+
+    /// Takes the next position for `id` and `len` bytes (which the caller
+    /// checked: `check_id`, `check_open`, `fits`) and makes it `Held`,
+    /// without publishing `registered`: a batch publishes it once, with
+    /// [`publish_registered`](Self::publish_registered), before it
+    /// publishes any of the batch's completions.
+    pub(crate) fn reserve_quiet(&mut self, id: &[u8], len: u64) -> Reservation {
         let position = self.next;
         let offset = self.place(len);
         self.mem
@@ -534,12 +553,6 @@ impl ProducerRing {
         self.starts[(position & (self.mem.capacity - 1)) as usize] = offset;
         self.states[(position & (self.mem.capacity - 1)) as usize] = SlotState::Held;
         self.next = position + 1;
-        // Release: pairs with the consumer's Acquire load of `registered`;
-        // the id written above is visible to it.
-        self.mem
-            .control()
-            .registered
-            .store(self.next, Ordering::Release);
         Reservation {
             position,
             offset,
@@ -547,9 +560,46 @@ impl ProducerRing {
         }
     }
 
+    /// Publishes how many positions are registered. Must come before the
+    /// completion of any of them is published: a consumer that sees a
+    /// completion past `registered` reports the count as corrupt.
+    pub(crate) fn publish_registered(&self) {
+        // Release: pairs with the consumer's Acquire load of `registered`;
+        // the ids written before are visible to it. Program order puts it
+        // before the Release stores of the positions' `seq`, so a consumer
+        // that acquired one of those sees this count or a later one.
+        self.mem
+            .control()
+            .registered
+            .store(self.next, Ordering::Release);
+    }
+
+    /// Checks, before a reservation of `len` bytes, that the stream is
+    /// open and the bytes fit the payload at all; `Ok(Some(resource))` when
+    /// they fit only after the consumer releases `resource` (reloading its
+    /// `released` only when the cached value says short).
+    pub(crate) fn fits(&mut self, len: u64) -> Result<Option<Resource>, StreamError> {
+        if len > self.mem.payload_bytes {
+            return Err(StreamError::ExceedsPayload {
+                nbytes: len,
+                payload_bytes: self.mem.payload_bytes,
+            });
+        }
+        self.check_open()?;
+        self.has_space(len)
+    }
+
     /// Publishes the slot of `position` as complete with `meta`, whose size
     /// the caller checked against the slot. The position must be `Held`.
     pub(crate) fn commit(&mut self, position: u64, meta: &TensorMeta) {
+        self.commit_quiet(position, meta);
+        self.ring_bells();
+    }
+
+    /// As [`commit`](Self::commit), without ringing: the `seq` store only.
+    /// A batch commits its items this way and then calls
+    /// [`ring_bells`](Self::ring_bells) once, before it returns.
+    pub(crate) fn commit_quiet(&mut self, position: u64, meta: &TensorMeta) {
         self.close(position);
         let desc = self.mem.descriptor(position);
         desc.write_meta(
@@ -559,7 +609,7 @@ impl ProducerRing {
             meta.ndim(),
             meta.nbytes(),
         );
-        self.publish(desc, position);
+        self.publish_quiet(desc, position);
     }
 
     /// Publishes the slot of `position` as given up: the consumer reports it
@@ -582,6 +632,12 @@ impl ProducerRing {
     }
 
     fn publish(&self, desc: &Descriptor, position: u64) {
+        self.publish_quiet(desc, position);
+        self.ring_bells();
+    }
+
+    /// The completion store alone.
+    fn publish_quiet(&self, desc: &Descriptor, position: u64) {
         // Release: pairs with the consumer's Acquire load of `seq` in `poll`:
         // the payload bytes and the metadata written before are visible to a
         // consumer that sees the sequence. `--cfg shmstream_weaken=
@@ -590,6 +646,13 @@ impl ProducerRing {
         desc.seq.store(position + 1, Ordering::Release);
         #[cfg(shmstream_weaken = "commit_release")]
         desc.seq.store(position + 1, Ordering::Relaxed);
+    }
+
+    /// Tells a sleeping consumer (and the worker hub, if any) about every
+    /// completion stored before: the handshake's fence orders all of them
+    /// before the look at `sleepers`, so one ring after the last store of a
+    /// batch covers the whole batch.
+    pub(crate) fn ring_bells(&self) {
         self.mem.control().data_bell.ring();
         self.notify_hub();
     }
