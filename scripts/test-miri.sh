@@ -4,7 +4,8 @@
 # two threads), and the public-API sequences of tests/soundness.rs,
 # tests/ring.rs and tests/buffer.rs (in_process() is heap-backed under
 # Miri), and tests/stream_set.rs (the worker hub's protocol on the heap:
-# producer threads announcing and committing, one wait_any thread). Tests that touch the OS (segments, other processes) are compiled
+# producer threads announcing and committing, one wait_any thread), and
+# tests/batch.rs (put_many, commit_many, put_in_place_many). Tests that touch the OS (segments, other processes) are compiled
 # out with cfg(not(miri)) or not passed (tests/segment.rs,
 # tests/cross_process.rs).
 #
@@ -43,7 +44,7 @@ done
 cargo +nightly miri setup >&2 || skip "'cargo +nightly miri setup' failed"
 
 targets=(--lib)
-for t in policy miri_ring soundness ring buffer payload lease stream_set; do
+for t in policy miri_ring soundness ring buffer payload lease stream_set batch; do
     if [[ -f "tests/$t.rs" ]]; then
         targets+=(--test "$t")
     else
