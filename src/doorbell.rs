@@ -2,11 +2,24 @@
 //! the sleeper waits on and a count of sleepers that the publisher looks at.
 //!
 //! The handshake is the Dekker pattern. The sleeper announces itself, issues
-//! a SeqCst fence and re-checks its condition; the publisher publishes,
-//! issues a SeqCst fence and looks for an announcement. The two fences are
-//! totally ordered, so either the publisher sees the announcement (and rings)
-//! or the sleeper sees the publication (and does not sleep). Without a
-//! sleeper the publisher makes no system call.
+//! a full barrier and re-checks its condition; the publisher publishes,
+//! issues a barrier and looks for an announcement. Either the publisher sees
+//! the announcement (and rings) or the sleeper sees the publication (and
+//! does not sleep). Without a sleeper the publisher makes no system call.
+//!
+//! The barrier is **asymmetric** where the kernel allows it: publishing is
+//! the hot path (every commit, every release) and sleeping the rare one, so
+//! the publisher issues only a compiler fence and the sleeper pays for both
+//! with `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which runs a full
+//! memory barrier on every CPU that runs a thread of a process registered
+//! for it (each publishing process registers once, on its first ring). A
+//! CPU that runs none of them is ordered by its context switch. So every
+//! publisher's store either is visible to the sleeper's re-check or was
+//! followed by a full barrier before its load of `sleepers`, which then sees
+//! the announcement: the same either-or as two SeqCst fences. Where the
+//! kernel refuses membarrier, both sides fall back to SeqCst fences (see
+//! `publish_barrier` and `sleep_barrier`; docs/design.md gives the proof).
+//! Loom cannot express membarrier: its models run the symmetric fences.
 //!
 //! The futex is a *shared* one (no `FUTEX_PRIVATE_FLAG`): the word lives in a
 //! segment mapped by two processes, and private futexes are keyed by the
@@ -31,14 +44,135 @@ pub(crate) struct Doorbell {
     model: FutexModel,
 }
 
-/// The fence of the handshake. `--cfg shmstream_weaken="wake_seqcst"`
-/// weakens it to AcqRel so that the loom model shows the lost wake-up.
+/// The fence of the handshake under loom and Miri, and wherever membarrier
+/// is not available. `--cfg shmstream_weaken="wake_seqcst"` weakens it to
+/// AcqRel so that the loom model shows the lost wake-up.
 #[inline]
 fn handshake_fence() {
     #[cfg(not(shmstream_weaken = "wake_seqcst"))]
     fence(Ordering::SeqCst);
     #[cfg(shmstream_weaken = "wake_seqcst")]
     fence(Ordering::AcqRel);
+}
+
+/// The publisher's half of the barrier: a compiler fence once this process
+/// is registered for global expedited membarrier, a SeqCst fence otherwise.
+#[inline]
+fn publish_barrier() {
+    #[cfg(not(any(loom, miri)))]
+    if membarrier::publisher_is_light() {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        return;
+    }
+    handshake_fence();
+}
+
+/// The sleeper's half: a SeqCst fence, then the membarrier that orders
+/// every registered publisher. Returns false when the kernel refused the
+/// membarrier: a publisher with the light barrier may then miss this
+/// sleeper, and the caller bounds its sleep ([`UNORDERED_SLICE`]).
+#[inline]
+fn sleep_barrier() -> bool {
+    handshake_fence();
+    #[cfg(not(any(loom, miri)))]
+    return membarrier::heavy();
+    #[cfg(any(loom, miri))]
+    return true;
+}
+
+/// The longest sleep when the sleeper's membarrier failed (a seccomp filter
+/// that lets the peer register but not this process call it): a wake-up the
+/// peer skipped then costs at most this much latency, never a hang.
+#[cfg_attr(any(loom, miri), allow(dead_code))]
+const UNORDERED_SLICE: Duration = Duration::from_millis(1);
+
+/// The process-wide membarrier state (not under loom or Miri: no syscalls).
+#[cfg(not(any(loom, miri)))]
+mod membarrier {
+    use std::sync::atomic::{fence, AtomicU8, Ordering};
+
+    const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
+    const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
+    const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+
+    const UNKNOWN: u8 = 0;
+    const LIGHT: u8 = 1;
+    const FULL: u8 = 2;
+
+    /// Whether this process publishes with the light barrier: UNKNOWN until
+    /// its first ring registers it.
+    static PUBLISHER: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+    fn membarrier(cmd: libc::c_long) -> libc::c_long {
+        // SAFETY: membarrier takes two integers (command, flags; a third,
+        // cpu_id, only for RSEQ commands) and touches no memory of ours.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                cmd,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            )
+        }
+    }
+
+    /// Whether the publisher may use the light barrier. The first call
+    /// registers the process and answers false, so that ring uses a full
+    /// fence, after the registration: a sleeper whose membarrier ran before
+    /// the registration took effect (and so sent this CPU no barrier) saw
+    /// the registration's per-CPU state unset after its own full barrier,
+    /// so this full fence, after that state was set, orders our next load
+    /// of `sleepers` after its announcement (store buffering with a full
+    /// barrier on both sides).
+    #[inline]
+    pub(super) fn publisher_is_light() -> bool {
+        match PUBLISHER.load(Ordering::Relaxed) {
+            LIGHT => true,
+            FULL => false,
+            _ => {
+                register();
+                false
+            }
+        }
+    }
+
+    /// A forked child is a new process: it registers again on its first
+    /// ring (the kernel's registration belongs to the parent's mm).
+    extern "C" fn forget_in_child() {
+        PUBLISHER.store(UNKNOWN, Ordering::Relaxed);
+    }
+
+    #[cold]
+    fn register() {
+        static AT_FORK: std::sync::Once = std::sync::Once::new();
+        AT_FORK.call_once(|| {
+            // SAFETY: the handler only stores to an atomic, which is
+            // async-signal-safe as a child-after-fork handler must be.
+            unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+        });
+        let supported = membarrier(MEMBARRIER_CMD_QUERY);
+        let wanted = MEMBARRIER_CMD_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED;
+        let ok = supported >= 0
+            && supported & wanted == wanted
+            && membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+        // Relaxed is enough: a thread that reads LIGHT and skips the fence
+        // is ordered by the registration's effect on the kernel's per-CPU
+        // state, which does not depend on this store; the fence after it
+        // covers the registering thread's own next load.
+        PUBLISHER.store(if ok { LIGHT } else { FULL }, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// The sleeper's membarrier; false when the kernel refused it.
+    #[inline]
+    pub(super) fn heavy() -> bool {
+        // `--cfg shmstream_weaken="wake_membarrier"` leaves it out, to show
+        // the stress test in `tests` catching the lost wake-ups.
+        if cfg!(shmstream_weaken = "wake_membarrier") {
+            return true;
+        }
+        membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0
+    }
 }
 
 impl Doorbell {
@@ -58,12 +192,14 @@ impl Doorbell {
     }
 
     /// Called by the publisher after it published (a completion, a release,
-    /// a flag). Cheap when nobody sleeps: one fence and one load.
+    /// a flag). Cheap when nobody sleeps: a compiler fence (a SeqCst fence
+    /// without membarrier) and one load.
     #[inline]
     pub(crate) fn ring(&self) {
-        // Pairs with the fence in `sleep`: orders our publication before the
-        // look at `sleepers`.
-        handshake_fence();
+        // Pairs with the sleeper's barrier in `sleep`: our publication is
+        // ordered before the look at `sleepers`, or the sleeper's re-check
+        // sees it.
+        publish_barrier();
         if self.sleepers.load(Ordering::Relaxed) != 0 {
             self.wake();
         }
@@ -86,24 +222,40 @@ impl Doorbell {
         slice: Option<Duration>,
         ready: impl FnOnce() -> Option<T>,
     ) -> Option<T> {
+        self.sleep_reporting(slice, ready).0
+    }
+
+    /// As [`sleep`](Self::sleep), and whether the futex wait ended by its
+    /// timeout (the stress test counts those: in a ping-pong none should).
+    fn sleep_reporting<T>(
+        &self,
+        slice: Option<Duration>,
+        ready: impl FnOnce() -> Option<T>,
+    ) -> (Option<T>, bool) {
         // Read the word before the re-check: a ring after this point changes
         // it, and the futex then refuses to sleep on the stale value.
         let seen = self.word.load(Ordering::Acquire);
         self.sleepers.fetch_add(1, Ordering::Relaxed);
-        // Pairs with the fence in `ring`: the announcement is ordered before
-        // the re-check of the condition.
-        handshake_fence();
+        // Pairs with the publisher's barrier in `ring`: the announcement is
+        // ordered before the re-check of the condition.
+        let ordered = sleep_barrier();
         if let Some(value) = ready() {
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
-            return Some(value);
+            return (Some(value), false);
         }
-        self.futex_wait(seen, slice);
+        let slice = if ordered {
+            slice
+        } else {
+            Some(slice.map_or(UNORDERED_SLICE, |s| s.min(UNORDERED_SLICE)))
+        };
+        let timed_out = self.futex_wait(seen, slice);
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
-        None
+        (None, timed_out)
     }
 
+    /// Returns whether the wait ended by its timeout.
     #[cfg(not(any(loom, miri)))]
-    fn futex_wait(&self, seen: u32, slice: Option<Duration>) {
+    fn futex_wait(&self, seen: u32, slice: Option<Duration>) -> bool {
         let timeout = slice.map(|d| libc::timespec {
             tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: d.subsec_nanos() as libc::c_long,
@@ -116,15 +268,16 @@ impl Doorbell {
         // only reads it and the timespec pointer is null or points at a live
         // local. Errors (EAGAIN when the word changed, EINTR, ETIMEDOUT) all
         // mean "check again", which the caller does.
-        unsafe {
+        let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
                 self.word.as_ptr(),
                 libc::FUTEX_WAIT,
                 seen,
                 timeout_ptr,
-            );
-        }
+            )
+        };
+        r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
     }
 
     #[cfg(not(any(loom, miri)))]
@@ -144,7 +297,7 @@ impl Doorbell {
     /// Miri has no shared futex: sleep briefly instead (correctness of the
     /// handshake is loom's job, Miri checks the memory accesses).
     #[cfg(all(miri, not(loom)))]
-    fn futex_wait(&self, seen: u32, slice: Option<Duration>) {
+    fn futex_wait(&self, seen: u32, slice: Option<Duration>) -> bool {
         if self.word.load(Ordering::Acquire) == seen {
             std::thread::sleep(
                 slice
@@ -152,14 +305,16 @@ impl Doorbell {
                     .min(Duration::from_millis(1)),
             );
         }
+        false
     }
 
     #[cfg(all(miri, not(loom)))]
     fn futex_wake(&self) {}
 
     #[cfg(loom)]
-    fn futex_wait(&self, seen: u32, _slice: Option<Duration>) {
+    fn futex_wait(&self, seen: u32, _slice: Option<Duration>) -> bool {
         self.model.wait(&self.word, seen);
+        false
     }
 
     #[cfg(loom)]
@@ -190,5 +345,141 @@ impl FutexModel {
     fn wake(&self) {
         let _guard = self.lock.lock().unwrap();
         self.cond.notify_all();
+    }
+}
+
+/// The handshake on real processes and real cores, where loom cannot go:
+/// the membarrier half is what makes the publisher's compiler fence enough.
+#[cfg(all(test, not(loom), not(miri)))]
+mod tests {
+    use super::*;
+    use std::hint::spin_loop;
+    use std::sync::atomic::AtomicU64;
+
+    /// What the two processes share.
+    #[repr(C)]
+    struct Shared {
+        /// The child sleeps here for `ping`.
+        bell: Doorbell,
+        _pad: [u64; 15],
+        ping: AtomicU64,
+        _pad2: [u64; 15],
+        /// The child's answer: the last ping it saw.
+        ack: AtomicU64,
+        /// Futex waits of the child that ran into their timeout.
+        timeouts: AtomicU64,
+    }
+
+    /// A sleep no healthy publisher leaves unanswered this long: a wait that
+    /// runs into it is a wake-up the publisher skipped.
+    const SLICE: Duration = Duration::from_millis(100);
+    const ROUNDS: u64 = 50_000;
+    /// A weakened build loses wake-ups; stop after a few, each costs SLICE.
+    const ENOUGH: u64 = 3;
+    /// How long the child looks before it sleeps, and about when the parent
+    /// publishes: the two meet in the handshake's window often.
+    const SPINS: u64 = 200;
+
+    fn spin(n: u64) {
+        for _ in 0..n {
+            spin_loop();
+        }
+    }
+
+    /// The child: waits for each ping, a short look first and then through
+    /// the handshake, and counts the waits that timed out.
+    fn child(shared: &Shared) {
+        let mut timeouts = 0;
+        for round in 1..=ROUNDS {
+            let arrived = || shared.ping.load(Ordering::Acquire) >= round;
+            let mut looks = 0;
+            while !arrived() && looks < SPINS {
+                spin_loop();
+                looks += 1;
+            }
+            while !arrived() {
+                let (_, timed_out) = shared
+                    .bell
+                    .sleep_reporting(Some(SLICE), || arrived().then_some(()));
+                timeouts += u64::from(timed_out);
+            }
+            shared.ack.store(round, Ordering::Release);
+            if timeouts >= ENOUGH || shared.ping.load(Ordering::Acquire) == u64::MAX {
+                break;
+            }
+        }
+        shared.timeouts.store(timeouts, Ordering::Release);
+        shared.ack.store(u64::MAX, Ordering::Release);
+    }
+
+    #[test]
+    fn a_sleeper_meeting_publications_across_processes_loses_no_wake_up() {
+        let len = std::mem::size_of::<Shared>();
+        // SAFETY: a fresh anonymous shared mapping, zeroed by the kernel
+        // (all zeroes is a valid `Shared`: an idle bell, counters at 0); it
+        // is unmapped at the end of the test, after the child exited.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED);
+        // SAFETY: as above; the fields read across processes are atomics.
+        let shared = unsafe { &*(ptr as *const Shared) };
+        // SAFETY: the child runs only atomics, spins and raw syscalls
+        // (futex, membarrier) on the shared mapping and leaves with
+        // `_exit`: no allocation, no lock another thread of the test harness
+        // may hold.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            child(shared);
+            // SAFETY: ends the forked child without running the harness's
+            // exit handlers or destructors.
+            unsafe { libc::_exit(0) };
+        }
+        // The parent publishes each ping after a varying delay around the
+        // child's look, so publications land before, in and after the
+        // child's announce/barrier/re-check.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for round in 1..=ROUNDS {
+            let mut looks = 0u32;
+            while shared.ack.load(Ordering::Acquire) < round - 1 {
+                looks += 1;
+                if looks % 64 == 0 {
+                    std::thread::yield_now();
+                } else {
+                    spin_loop();
+                }
+            }
+            if shared.ack.load(Ordering::Acquire) == u64::MAX {
+                break;
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            spin(x % (2 * SPINS));
+            shared.ping.store(round, Ordering::Release);
+            shared.bell.ring();
+        }
+        shared.ping.store(u64::MAX, Ordering::Release);
+        shared.bell.wake();
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        let timeouts = shared.timeouts.load(Ordering::Acquire);
+        let acked = shared.ack.load(Ordering::Acquire);
+        // SAFETY: the child is gone and `shared` is not used past here.
+        unsafe { libc::munmap(ptr, len) };
+        assert_eq!(
+            timeouts, 0,
+            "the child's waits ran into their timeout: lost wake-ups"
+        );
+        assert_eq!(acked, u64::MAX, "the child did not finish");
     }
 }
