@@ -59,6 +59,7 @@ const _: () = assert!(MAX_PREFIX_LEN + 3 * MAX_NAME_LEN <= TEXT_WORDS * 8);
 /// Bytes of the hub's first page (header, then the control block).
 pub(crate) const HUB_HEADER_BYTES: u64 = 4096;
 /// Where the control block starts.
+#[cfg_attr(loom, allow(dead_code))] // segments only
 pub(crate) const HUB_CONTROL_OFFSET: u64 = 1024;
 const ALIGN: u64 = 128;
 

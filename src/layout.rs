@@ -58,6 +58,7 @@ pub(crate) const STATUS_ABANDONED: u32 = 2;
 
 /// Bytes of one padded line of the control block: two 64-byte cache lines,
 /// because adjacent-line prefetchers on x86 pull lines in pairs.
+#[cfg_attr(loom, allow(dead_code))] // layout asserts and segments only
 pub(crate) const LINE_BYTES: usize = 128;
 
 /// `T` alone on a 128-byte line. The crate's own type, not
