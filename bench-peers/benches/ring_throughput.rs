@@ -8,9 +8,17 @@
 //! full or empty, each side spins 64 times, then yields ([`Backoff`]; for
 //! shmstream's producer, `register` does the same and then sleeps on its
 //! futex). One criterion iteration moves [`BATCH`] records.
+//!
+//! Batch mode (issue 14), `*_batch64`: the producer hands over
+//! [`CHUNK`] records at a time (shmstream: one `put_many` of 64
+//! `BatchItem`s, one fence; rtrb: `write_chunk_uninit` +
+//! `fill_from_iter`, whose consumer reads with `read_chunk`). The consumer
+//! of every peer takes whatever is there at each look, as in single mode.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shmstream::{in_process, Consumer, DType, Producer, StreamConfig, StreamId, TensorMeta};
+use shmstream::{
+    in_process, BatchItem, Consumer, DType, Producer, StreamConfig, StreamId, TensorMeta,
+};
 use std::hint::spin_loop;
 use std::sync::Arc;
 use std::thread;
@@ -22,6 +30,8 @@ const CAPACITY: usize = 1024;
 /// (large on a loaded 2-core machine) are spread over this many. Criterion
 /// reports the time of a batch; its throughput line is per record.
 const BATCH: u64 = 1 << 16;
+/// Records per hand-over in batch mode.
+const CHUNK: usize = 64;
 
 /// A single-producer single-consumer queue of `N`-byte records.
 trait Spsc<const N: usize> {
@@ -30,6 +40,13 @@ trait Spsc<const N: usize> {
     fn pair() -> (Self::Tx, Self::Rx);
     /// Sends one record, spinning while the queue is full.
     fn send(tx: &mut Self::Tx, record: &[u8; N]);
+    /// Sends several records at once (batch mode), waiting while the queue
+    /// has no room for them; by default one `send` each.
+    fn send_many(tx: &mut Self::Tx, records: &[[u8; N]]) {
+        for record in records {
+            Self::send(tx, record);
+        }
+    }
     /// Receives what is there (folding each record's first word into
     /// `sink`), returns how many records it took; 0 when empty.
     fn recv(rx: &mut Self::Rx, sink: &mut u64) -> u64;
@@ -85,6 +102,17 @@ impl<const N: usize> Spsc<N> for Shmstream {
         let slot = tx.producer.register("x").expect("register");
         slot.write(tx.meta, record).expect("write");
     }
+    fn send_many(tx: &mut ShmTx<N>, records: &[[u8; N]]) {
+        // One `put_many`: the round that fits is reserved with one store of
+        // `registered`, committed with a `seq` store each and one fence;
+        // a full ring makes it wait (spin, yield, futex) as `register` does.
+        let meta = tx.meta;
+        let items: [BatchItem; CHUNK] =
+            std::array::from_fn(|i| BatchItem::new("x", meta, &records[i.min(records.len() - 1)]));
+        tx.producer
+            .put_many(&items[..records.len()])
+            .expect("put_many");
+    }
     fn recv(rx: &mut Consumer, sink: &mut u64) -> u64 {
         let n = rx.poll().expect("poll");
         for i in 0..n {
@@ -116,6 +144,46 @@ impl<const N: usize> Spsc<N> for Rtrb {
             n += 1;
         }
         n
+    }
+}
+
+/// rtrb through its chunked API: `write_chunk_uninit` + `fill_from_iter`
+/// (one index store per chunk), `read_chunk` of everything there.
+struct RtrbChunks;
+
+impl<const N: usize> Spsc<N> for RtrbChunks {
+    type Tx = rtrb::Producer<[u8; N]>;
+    type Rx = rtrb::Consumer<[u8; N]>;
+    fn pair() -> (Self::Tx, Self::Rx) {
+        rtrb::RingBuffer::new(CAPACITY)
+    }
+    fn send(tx: &mut Self::Tx, record: &[u8; N]) {
+        Self::send_many(tx, std::slice::from_ref(record));
+    }
+    fn send_many(tx: &mut Self::Tx, records: &[[u8; N]]) {
+        let mut backoff = Backoff::default();
+        loop {
+            match tx.write_chunk_uninit(records.len()) {
+                Ok(chunk) => {
+                    chunk.fill_from_iter(records.iter().copied());
+                    return;
+                }
+                Err(_) => backoff.wait(),
+            }
+        }
+    }
+    fn recv(rx: &mut Self::Rx, sink: &mut u64) -> u64 {
+        let n = rx.slots();
+        if n == 0 {
+            return 0;
+        }
+        let chunk = rx.read_chunk(n).expect("n slots are there");
+        let (a, b) = chunk.as_slices();
+        for record in a.iter().chain(b) {
+            *sink ^= first_word(record);
+        }
+        chunk.commit_all();
+        n as u64
     }
 }
 
@@ -174,6 +242,39 @@ fn transfer<Q: Spsc<N>, const N: usize>(items: u64) -> Duration {
     start.elapsed()
 }
 
+/// The bench body in batch mode: as [`transfer`], the producer handing
+/// over [`CHUNK`] records at a time.
+fn transfer_batched<Q: Spsc<N>, const N: usize>(items: u64) -> Duration {
+    let (mut tx, mut rx) = Q::pair();
+    let consumer = thread::spawn(move || {
+        let (mut got, mut sink) = (0, 0);
+        let mut backoff = Backoff::default();
+        while got < items {
+            match Q::recv(&mut rx, &mut sink) {
+                0 => backoff.wait(),
+                n => {
+                    got += n;
+                    backoff = Backoff::default();
+                }
+            }
+        }
+        black_box(sink);
+    });
+    let mut records = [[7u8; N]; CHUNK];
+    let start = Instant::now();
+    let mut i = 0;
+    while i < items {
+        let k = (items - i).min(CHUNK as u64) as usize;
+        for (j, record) in records[..k].iter_mut().enumerate() {
+            record[..8].copy_from_slice(&(i + j as u64).to_le_bytes());
+        }
+        Q::send_many(&mut tx, &records[..k]);
+        i += k as u64;
+    }
+    consumer.join().expect("consumer thread");
+    start.elapsed()
+}
+
 fn size<const N: usize>(c: &mut Criterion) {
     let mut group = c.benchmark_group(format!("ring_throughput/{N}B"));
     group.throughput(Throughput::Elements(BATCH));
@@ -186,6 +287,12 @@ fn size<const N: usize>(c: &mut Criterion) {
     });
     group.bench_function(BenchmarkId::from_parameter("crossbeam_arrayqueue"), |b| {
         b.iter_custom(|iters| transfer::<ArrayQueue, N>(iters * BATCH))
+    });
+    group.bench_function(BenchmarkId::from_parameter("shmstream_batch64"), |b| {
+        b.iter_custom(|iters| transfer_batched::<Shmstream, N>(iters * BATCH))
+    });
+    group.bench_function(BenchmarkId::from_parameter("rtrb_chunk64"), |b| {
+        b.iter_custom(|iters| transfer_batched::<RtrbChunks, N>(iters * BATCH))
     });
     group.finish();
 }
