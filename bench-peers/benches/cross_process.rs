@@ -10,7 +10,9 @@
 //!   written in place by the producer and read in place (every byte summed)
 //!   by the consumer, which waits with the library's own wait (spin, yield,
 //!   futex): shmstream against a Unix socket (buffered on both sides) and a
-//!   plain in-process memcpy of the same size.
+//!   plain in-process memcpy of the same size. `stream/56B/shmstream_batch64`
+//!   (issue 14): the producer publishes 64 tensors per `put_many` (one
+//!   fence per batch); the consumer is the same.
 //! - `wakeup/shmstream`: a 64-byte tensor sent 2 ms after the last one, so
 //!   the consumer is asleep on the futex; the time from just before
 //!   `register` to the consumer's return from its wait (CLOCK_MONOTONIC in
@@ -25,7 +27,9 @@
 //! ([`latency`], [`stream`]) are written once.
 
 use criterion::{black_box, BenchmarkId, Criterion, SamplingMode, Throughput};
-use shmstream::{Consumer, DType, Producer, SetupError, StreamConfig, StreamId, TensorMeta};
+use shmstream::{
+    BatchItem, Consumer, DType, Producer, SetupError, StreamConfig, StreamId, TensorMeta,
+};
 use std::env;
 use std::hint::spin_loop;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -620,6 +624,37 @@ impl Stream for ShmStream {
     }
 }
 
+/// shmstream in batch mode (issue 14): 64 tensors per `put_many`, each
+/// registered with its size, copied from the source and committed, with
+/// one fence per batch; read by the same child as [`ShmStream`].
+struct ShmBatchStream(ShmStream);
+
+/// Tensors per `put_many` in batch mode.
+const STREAM_CHUNK: usize = 64;
+
+impl Stream for ShmBatchStream {
+    fn start(size: usize) -> Self {
+        ShmBatchStream(ShmStream::start(size))
+    }
+    fn send_batch(&mut self, items: u64) {
+        let s = &self.0;
+        let batch: [BatchItem; STREAM_CHUNK] =
+            std::array::from_fn(|_| BatchItem::new("x", s.meta, s.source.bytes()));
+        let mut sent = 0;
+        while sent < items {
+            let k = (items - sent).min(STREAM_CHUNK as u64) as usize;
+            s.producer.put_many(&batch[..k]).expect("put_many");
+            sent += k as u64;
+        }
+        s.producer
+            .wait_drained(Some(TIMEOUT))
+            .expect("wait drained");
+    }
+    fn stop(self) {
+        self.0.stop();
+    }
+}
+
 fn child_shm_read(arg: &str) {
     let (prefix, size) = arg.split_once(',').unwrap();
     let size: usize = size.parse().unwrap();
@@ -1082,6 +1117,9 @@ fn benches(c: &mut Criterion) {
     latency::<iox::Iceoryx2>(c, "iceoryx2");
     for size in [56, 65536] {
         stream::<ShmStream>(c, size, "shmstream");
+        if size == 56 {
+            stream::<ShmBatchStream>(c, size, "shmstream_batch64");
+        }
         stream::<SocketStream>(c, size, "unix_socket");
         stream::<HandoffStream>(c, size, "bare_handoff");
         memcpy(c, size);
