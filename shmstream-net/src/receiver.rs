@@ -1,0 +1,658 @@
+//! The receiver: runs in the producer process, accepts one sender, and
+//! lands each offered tensor straight in the slot it reserves for it.
+//!
+//! For each offer, in the sender's order (`seq`), it validates the header
+//! ([`crate::wire::parse`]), reserves the next position of the stream with
+//! the tensor's size ([`Producer::try_register_sized`]), and has UCX receive
+//! the rendezvous payload at `region_base + slot.payload_offset()`
+//! (`ucp_am_recv_data_nbx` into the payload region registered once with
+//! `ucp_mem_map`). The slot is committed when that receive completes, so
+//! completions, and commits, come in any order, and nothing is visible to
+//! the consumer before its bytes are all there. A refused offer touches
+//! nothing; a failed transfer abandons its position (the consumer reports
+//! it), and the receiver stops with an error.
+//!
+//! Flow control: offers are admitted only while the ring has room; the
+//! others wait, unreceived, at the sender, whose buffers stay registered
+//! until the receiver acknowledges them.
+
+use crate::error::{NetError, OfferError};
+use crate::ucx::{AmData, Context, DataDesc, Endpoint, Event, Listener, MemRegion, Worker};
+use crate::wire::{self, AckStatus, Message, Offer};
+use shmstream::{Producer, Slot, StreamError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Offers further ahead of the next expected one than this are refused
+/// (`seq`): the reorder buffer stays bounded.
+pub const MAX_REORDER: u64 = 1 << 16;
+
+/// The receiver's settings.
+#[derive(Clone, Debug)]
+pub struct ReceiverOptions {
+    /// How long to wait for the sender to connect.
+    pub accept_timeout: Duration,
+    /// How long nothing may arrive or complete, while transfers are in
+    /// flight or the sender has not ended, before the receiver gives up
+    /// (a link that went down without a reset is only noticed this way).
+    pub stall_timeout: Duration,
+    /// Transfers in flight at most (the ring's room bounds them too).
+    pub max_in_flight: usize,
+}
+
+impl Default for ReceiverOptions {
+    fn default() -> Self {
+        ReceiverOptions {
+            accept_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(10),
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// What a receiver did, for its report.
+#[derive(Clone, Debug, Default)]
+pub struct ReceiveReport {
+    /// Tensors landed and committed.
+    pub committed: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Offers refused (each with the field at fault); the stream never saw
+    /// them.
+    pub refused: Vec<OfferError>,
+    /// Transfers started straight into a slot (rendezvous receives).
+    pub zero_copy: u64,
+    /// Offers whose bytes came with the message (eager) and were copied in.
+    pub copied: u64,
+    /// The lowest offset, in the payload region, any transfer landed at.
+    pub lowest_offset: u64,
+    /// The highest end offset (offset + length) of any transfer.
+    pub highest_end: u64,
+    /// The payload region's mapped length: every transfer landed inside
+    /// `0 .. region_len`.
+    pub region_len: u64,
+    /// Times an offer waited for room in the ring.
+    pub ring_full_waits: u64,
+    /// From the sender's connection to its end.
+    pub elapsed: Duration,
+}
+
+impl ReceiveReport {
+    /// Bytes per second landed.
+    pub fn bandwidth(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// What [`Receiver::admit_one`] did.
+enum Admitted {
+    /// Took the next offer (started or refused it).
+    Done,
+    /// The next offer waits for room in the ring or for a transfer slot.
+    Blocked,
+    /// The next offer in order has not arrived.
+    Nothing,
+}
+
+/// An offer as it arrived, waiting for its turn.
+enum Queued {
+    Valid(Offer, AmData),
+    Refused(OfferError, AmData),
+}
+
+/// A transfer in flight: the slot it lands in, held until completion.
+struct Transfer<'p> {
+    slot: Slot<'p>,
+    offer: Offer,
+}
+
+/// The receiving end of a stream's network ingress.
+pub struct Receiver<'p> {
+    // Field order is drop order: the endpoint first (a forced close fails
+    // the requests in flight), then the transfers (their slots abandon
+    // their positions), then the region, the listener and the worker.
+    ep: Option<Endpoint>,
+    in_flight: HashMap<usize, Transfer<'p>>,
+    queued: BTreeMap<u64, Queued>,
+    /// Acknowledgement headers until their sends complete.
+    acks: HashMap<usize, Vec<u8>>,
+    region: MemRegion,
+    listener: Listener,
+    worker: Rc<Worker>,
+    _ctx: Rc<Context>,
+    producer: &'p Producer,
+    opts: ReceiverOptions,
+    next_seq: u64,
+    end: Option<u64>,
+    ids: HashSet<String>,
+    report: ReceiveReport,
+    failure: Option<NetError>,
+}
+
+impl fmt::Debug for Receiver<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("listening", &self.listener.local_addr())
+            .field("next_seq", &self.next_seq)
+            .field("in_flight", &self.in_flight.len())
+            .field("queued", &self.queued.len())
+            .finish()
+    }
+}
+
+impl<'p> Receiver<'p> {
+    /// Registers the producer's payload region with UCX and listens on
+    /// `addr` (port 0: a free port, see [`local_addr`](Self::local_addr)).
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Unavailable`] without libucx, [`NetError::Ucx`] when the
+    /// region cannot be registered or the address not bound.
+    pub fn bind(
+        producer: &'p Producer,
+        addr: &SocketAddr,
+        opts: ReceiverOptions,
+    ) -> Result<Receiver<'p>, NetError> {
+        let ctx = Context::new()?;
+        let worker = Worker::new(&ctx)?;
+        worker.set_am_handler(wire::AM_ID)?;
+        let (base, len) = producer.payload_region();
+        // SAFETY: the payload region is mapped as long as the producer
+        // lives, and the receiver borrows the producer ('p), so the region
+        // (dropped with the receiver) never outlives the mapping.
+        let region = unsafe { ctx.map(base, len) }?;
+        let listener = Listener::bind(&worker, addr)?;
+        Ok(Receiver {
+            ep: None,
+            in_flight: HashMap::new(),
+            queued: BTreeMap::new(),
+            acks: HashMap::new(),
+            report: ReceiveReport {
+                lowest_offset: u64::MAX,
+                region_len: len as u64,
+                ..ReceiveReport::default()
+            },
+            region,
+            listener,
+            worker,
+            _ctx: ctx,
+            producer,
+            opts,
+            next_seq: 0,
+            end: None,
+            ids: HashSet::new(),
+            failure: None,
+        })
+    }
+
+    /// The address the listener is bound to, with the port the OS chose.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Receives the sender's stream to its end: every offer committed or
+    /// refused. The caller signals done on the producer afterwards.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::NoSender`], [`NetError::PeerFailed`] (the link or the
+    /// sender failed), [`NetError::TransferFailed`], [`NetError::Stalled`],
+    /// [`NetError::Stream`] (the consumer is gone, say). On every error
+    /// the transfers in flight are cancelled and their positions
+    /// abandoned: no half-written slot is ever committed.
+    pub fn run(&mut self) -> Result<ReceiveReport, NetError> {
+        match self.serve() {
+            Ok(()) => {
+                self.flush_acks();
+                if let Some(ep) = self.ep.take() {
+                    ep.close(false, Duration::from_secs(1));
+                }
+                if self.report.committed == 0 {
+                    self.report.lowest_offset = 0;
+                }
+                Ok(self.report.clone())
+            }
+            Err(e) => {
+                self.abort();
+                Err(e)
+            }
+        }
+    }
+
+    /// The report so far (also after an error).
+    pub fn report(&self) -> &ReceiveReport {
+        &self.report
+    }
+
+    fn serve(&mut self) -> Result<(), NetError> {
+        let started = Instant::now();
+        let mut connected_at = None;
+        let mut last_activity = Instant::now();
+        loop {
+            self.worker.progress();
+            let events = self.worker.take_events();
+            let active = !events.is_empty();
+            for event in events {
+                self.handle(event)?;
+            }
+            if let Some(e) = self.failure.take() {
+                return Err(e);
+            }
+            if self.ep.is_some() && connected_at.is_none() {
+                connected_at = Some(Instant::now());
+            }
+            let blocked = self.admit()?;
+            if let Some(e) = self.failure.take() {
+                return Err(e);
+            }
+            if let Some(at) = connected_at {
+                self.report.elapsed = at.elapsed();
+            }
+            if self.finished() {
+                return Ok(());
+            }
+            if active {
+                last_activity = Instant::now();
+                continue;
+            }
+            if connected_at.is_none() {
+                if started.elapsed() > self.opts.accept_timeout {
+                    return Err(NetError::NoSender {
+                        secs: self.opts.accept_timeout.as_secs_f64(),
+                    });
+                }
+            } else if (!blocked || !self.in_flight.is_empty())
+                && last_activity.elapsed() > self.opts.stall_timeout
+            {
+                return Err(NetError::Stalled {
+                    secs: self.opts.stall_timeout.as_secs_f64(),
+                    in_flight: self.in_flight.len(),
+                    offers: self.next_seq,
+                });
+            }
+            if blocked && self.in_flight.is_empty() {
+                // Only the consumer can make room: sleep on the ring's
+                // futex (a short timeout keeps UCX progressing).
+                self.wait_for_room()?;
+            } else {
+                let t = if blocked { 1 } else { 50 };
+                self.worker.wait(Duration::from_millis(t))?;
+            }
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.end == Some(self.next_seq) && self.queued.is_empty() && self.in_flight.is_empty()
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), NetError> {
+        match event {
+            Event::ConnRequest(req) => {
+                if self.ep.is_some() {
+                    self.listener.reject(req); // one sender per stream
+                } else {
+                    self.ep = Some(Endpoint::accept(&self.worker, req)?);
+                }
+            }
+            Event::EpError(status) => {
+                return Err(NetError::PeerFailed {
+                    status,
+                    in_flight: self.in_flight.len(),
+                })
+            }
+            Event::Am(msg) => self.arrived(msg.header, msg.length, msg.data)?,
+            Event::RecvDone {
+                request,
+                status,
+                length,
+            } => self.completed(request, status, length)?,
+            Event::SendDone { request, .. } => {
+                if self.acks.remove(&request).is_some() {
+                    self.worker.free_request(request);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn arrived(&mut self, header: Vec<u8>, length: usize, data: AmData) -> Result<(), NetError> {
+        let capacity = self.producer.payload_bytes();
+        match wire::parse(&header, length, capacity) {
+            Ok(Message::Offer(offer)) => {
+                let seq = offer.seq;
+                self.enqueue(seq, Queued::Valid(offer, data));
+            }
+            Ok(Message::End { count }) => {
+                self.release(data);
+                if self.end.is_some() || count < self.next_seq {
+                    return Err(NetError::Protocol(format!(
+                        "an end after {count} offers, but {} were taken (or a second end)",
+                        self.next_seq
+                    )));
+                }
+                self.end = Some(count);
+            }
+            Ok(Message::Ack { .. }) => {
+                self.release(data);
+                return Err(NetError::Protocol(
+                    "the sender sent an acknowledgement".into(),
+                ));
+            }
+            Err(e) => match e.seq {
+                // A readable seq keeps its place in the order.
+                Some(seq) => self.enqueue(seq, Queued::Refused(e, data)),
+                _ => {
+                    self.release(data);
+                    self.refuse(e);
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn enqueue(&mut self, seq: u64, q: Queued) {
+        let problem = if seq < self.next_seq || self.queued.contains_key(&seq) {
+            Some(format!("{seq} was offered before"))
+        } else if seq - self.next_seq >= MAX_REORDER {
+            Some(format!(
+                "{seq} is {} ahead of the next expected {}, the limit is {MAX_REORDER}",
+                seq - self.next_seq,
+                self.next_seq
+            ))
+        } else {
+            None
+        };
+        match problem {
+            None => {
+                self.queued.insert(seq, q);
+            }
+            Some(detail) => {
+                let (id, data) = match q {
+                    Queued::Valid(o, d) => (Some(o.id), d),
+                    Queued::Refused(e, d) => (e.id, d),
+                };
+                self.release(data);
+                self.refuse(OfferError {
+                    seq: Some(seq),
+                    id,
+                    field: "seq",
+                    detail,
+                });
+            }
+        }
+    }
+
+    fn release(&self, data: AmData) {
+        if let AmData::Rendezvous(desc) = data {
+            self.worker.release_data(desc);
+        }
+    }
+
+    /// Starts the transfers of the queued offers in order while the ring
+    /// has room; whether it stopped for want of room.
+    fn admit(&mut self) -> Result<bool, NetError> {
+        loop {
+            match self.admit_one(None)? {
+                Admitted::Done => {}
+                Admitted::Blocked => return Ok(true),
+                Admitted::Nothing => return Ok(false),
+            }
+        }
+    }
+
+    /// Takes the next offer in order, if it is there: refuses it, or
+    /// reserves its slot (waiting up to `wait` for room) and starts its
+    /// transfer.
+    fn admit_one(&mut self, wait: Option<Duration>) -> Result<Admitted, NetError> {
+        if self.queued.first_key_value().map(|(seq, _)| *seq) != Some(self.next_seq) {
+            return Ok(Admitted::Nothing);
+        }
+        if self.in_flight.len() >= self.opts.max_in_flight {
+            return Ok(Admitted::Blocked);
+        }
+        let Some((seq, q)) = self.queued.pop_first() else {
+            return Ok(Admitted::Nothing);
+        };
+        let (offer, data) = match q {
+            Queued::Refused(e, data) => {
+                self.next_seq += 1;
+                self.release(data);
+                self.refuse(e);
+                return Ok(Admitted::Done);
+            }
+            Queued::Valid(offer, data) => (offer, data),
+        };
+        if self.ids.contains(&offer.id) {
+            self.next_seq += 1;
+            self.release(data);
+            self.refuse(OfferError {
+                seq: Some(seq),
+                id: Some(offer.id),
+                field: "id",
+                detail: "a duplicate: this stream already has a tensor of that id".into(),
+            });
+            return Ok(Admitted::Done);
+        }
+        let nbytes = offer.meta.nbytes();
+        let reserved = match wait {
+            None => self.producer.try_register_sized(&offer.id, nbytes),
+            // Sleeps on the ring's futex until the consumer makes room.
+            Some(t) => self
+                .producer
+                .register_sized_timeout(&offer.id, nbytes, Some(t)),
+        };
+        match reserved {
+            Ok(slot) => {
+                self.next_seq += 1;
+                self.start(slot, offer, data)?;
+                Ok(Admitted::Done)
+            }
+            Err(StreamError::Full { .. }) | Err(StreamError::Timeout { .. }) => {
+                self.report.ring_full_waits += 1;
+                self.queued.insert(seq, Queued::Valid(offer, data));
+                Ok(Admitted::Blocked)
+            }
+            Err(StreamError::BadId { len, max }) => {
+                self.next_seq += 1;
+                self.release(data);
+                self.refuse(OfferError {
+                    seq: Some(seq),
+                    id: Some(offer.id),
+                    field: "id",
+                    detail: format!("{len} bytes, the limit is {max}"),
+                });
+                Ok(Admitted::Done)
+            }
+            Err(e) => {
+                self.release(data);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Reports a refusal and acknowledges it under the seq it claimed.
+    fn refuse(&mut self, e: OfferError) {
+        let seq = e.seq.unwrap_or(u64::MAX);
+        self.ack(seq, AckStatus::Refused, &e.to_string());
+        self.report.refused.push(e);
+    }
+
+    /// Lands `offer` in `slot`: a rendezvous receive straight into the
+    /// slot, or a copy of eager bytes.
+    fn start(&mut self, mut slot: Slot<'p>, offer: Offer, data: AmData) -> Result<(), NetError> {
+        self.ids.insert(offer.id.clone());
+        let len = offer.meta.nbytes() as usize;
+        let offset = slot.payload_offset();
+        // In bounds: the offset is below payload_bytes and a reservation
+        // of `len` bytes from it lies in the mapping (mirror included);
+        // checked all the same before UCX is told to write there.
+        let dst = self.region.addr().wrapping_add(offset as usize);
+        if !self.region.contains(dst, len) {
+            self.release(data);
+            drop(slot); // abandons the position
+            return Err(NetError::Protocol(format!(
+                "slot at offset {offset} + {len} bytes lies outside the {}-byte payload mapping",
+                self.region.len()
+            )));
+        }
+        self.report.lowest_offset = self.report.lowest_offset.min(offset);
+        self.report.highest_end = self.report.highest_end.max(offset + len as u64);
+        match data {
+            AmData::Eager(bytes) => {
+                self.report.copied += 1;
+                slot.payload_mut()[..len].copy_from_slice(&bytes[..len]);
+                self.commit(slot, offer)
+            }
+            AmData::Rendezvous(desc) => {
+                self.report.zero_copy += 1;
+                self.receive_into(slot, offer, desc, dst, len)
+            }
+        }
+    }
+
+    fn receive_into(
+        &mut self,
+        slot: Slot<'p>,
+        offer: Offer,
+        desc: DataDesc,
+        dst: *mut u8,
+        len: usize,
+    ) -> Result<(), NetError> {
+        // SAFETY: `dst .. dst + len` is the reservation of `slot`, inside
+        // the registered region (checked by the caller): nobody else
+        // writes it (the slot handle is its only writer, held in
+        // `in_flight` until the receive completes), the consumer does not
+        // read it before the commit, and the mapping lives as long as the
+        // producer this receiver borrows. On an error the endpoint's
+        // forced close or the worker's destruction ends the receive before
+        // the slot is dropped (field order of `Receiver`).
+        match unsafe { self.worker.recv_data(desc, dst, len, Some(&self.region)) } {
+            Ok(None) => self.commit(slot, offer),
+            Ok(Some(request)) => {
+                self.in_flight.insert(request, Transfer { slot, offer });
+                Ok(())
+            }
+            Err(NetError::Ucx { status, .. }) => {
+                drop(slot); // abandons the position
+                self.ack(offer.seq, AckStatus::Failed, &status.to_string());
+                Err(NetError::TransferFailed {
+                    id: offer.id,
+                    status,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn completed(
+        &mut self,
+        request: usize,
+        status: ucx_sys::ucs_status_t,
+        length: usize,
+    ) -> Result<(), NetError> {
+        let Some(Transfer { slot, offer }) = self.in_flight.remove(&request) else {
+            return Ok(()); // a receive cancelled by abort()
+        };
+        self.worker.free_request(request);
+        if status != ucx_sys::ucs_status_t::UCS_OK || length as u64 != offer.meta.nbytes() {
+            drop(slot); // abandons the position: never published half written
+            let status = if status == ucx_sys::ucs_status_t::UCS_OK {
+                ucx_sys::ucs_status_t::UCS_ERR_MESSAGE_TRUNCATED
+            } else {
+                status
+            };
+            self.ack(offer.seq, AckStatus::Failed, &status.to_string());
+            return Err(NetError::TransferFailed {
+                id: offer.id,
+                status,
+            });
+        }
+        self.commit(slot, offer)
+    }
+
+    fn commit(&mut self, slot: Slot<'p>, offer: Offer) -> Result<(), NetError> {
+        let nbytes = offer.meta.nbytes();
+        match slot.commit(offer.meta) {
+            Ok(()) => {
+                self.report.committed += 1;
+                self.report.bytes += nbytes;
+                self.ack(offer.seq, AckStatus::Committed, "");
+                Ok(())
+            }
+            // The reservation is the offer's own size, so a refusal means
+            // a bug; the returned slot is dropped (abandoned).
+            Err(refused) => Err(NetError::Stream(refused.error)),
+        }
+    }
+
+    fn ack(&mut self, seq: u64, status: AckStatus, message: &str) {
+        let Some(ep) = &self.ep else { return };
+        let header = wire::encode_ack(seq, status, message);
+        // SAFETY: the header is kept in `self.acks` until its send
+        // completes (or the endpoint is closed and the worker destroyed).
+        match unsafe { ep.am_send(wire::AM_ID, &header, &[], false, None) } {
+            Ok(Some(request)) => {
+                self.acks.insert(request, header);
+            }
+            Ok(None) => {}
+            // The endpoint is failing: its error event ends the run.
+            Err(_) => {}
+        }
+    }
+
+    fn wait_for_room(&mut self) -> Result<(), NetError> {
+        // A short wait keeps UCX progressing (acknowledgements, new
+        // offers) while the consumer drains.
+        self.admit_one(Some(Duration::from_millis(5)))?;
+        Ok(())
+    }
+
+    fn flush_acks(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.acks.is_empty() && Instant::now() < deadline {
+            for event in self.worker.take_events() {
+                if let Event::SendDone { request, .. } = event {
+                    if self.acks.remove(&request).is_some() {
+                        self.worker.free_request(request);
+                    }
+                }
+            }
+            if self.acks.is_empty() {
+                break;
+            }
+            let _ = self.worker.wait(Duration::from_millis(10));
+        }
+    }
+
+    /// Ends every transfer in flight: the endpoint is closed by force (UCX
+    /// completes its requests with an error), their slots are dropped,
+    /// which abandons their positions, and queued offers are released.
+    fn abort(&mut self) {
+        if let Some(ep) = self.ep.take() {
+            ep.close(true, Duration::from_millis(500));
+        }
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !self.in_flight.is_empty() && Instant::now() < deadline {
+            for event in self.worker.take_events() {
+                if let Event::RecvDone { request, .. } = event {
+                    if self.in_flight.remove(&request).is_some() {
+                        self.worker.free_request(request);
+                    }
+                }
+            }
+            let _ = self.worker.wait(Duration::from_millis(10));
+        }
+        for (request, transfer) in self.in_flight.drain() {
+            self.worker.cancel_request(request);
+            drop(transfer.slot);
+        }
+        while let Some((_, q)) = self.queued.pop_first() {
+            match q {
+                Queued::Valid(_, d) | Queued::Refused(_, d) => self.release(d),
+            }
+        }
+    }
+}
