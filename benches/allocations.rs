@@ -4,11 +4,13 @@
 //! Prints one line per path: `BENCH-RESULT alloc <path> <allocations>
 //! <items>`. The paths: register + write + commit + poll + item + consume
 //! (in-process and on a shared segment), and register + write + commit +
-//! `pop_chunk` + `stacked` + drop through a `StreamBuffer` on a segment.
+//! `pop_chunk` + `stacked` + drop through a `StreamBuffer` on a segment,
+//! and batch publication (issue 14): `put_many` of 64 unnamed items +
+//! poll + item + consume, in-process.
 
 use shmstream::{
-    in_process, policy::Fixed, Consumer, DType, Producer, StreamBuffer, StreamConfig, StreamId,
-    TensorMeta,
+    in_process, policy::Fixed, BatchItem, Consumer, DType, Producer, StreamBuffer, StreamConfig,
+    StreamId, TensorMeta,
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -82,6 +84,22 @@ fn consumer_path(producer: &Producer, consumer: &mut Consumer) -> u64 {
     })
 }
 
+/// One step is one item; every 64th step publishes a batch of 64 unnamed
+/// frames with `put_many` and reads them.
+fn put_many_path(producer: &Producer, consumer: &mut Consumer) -> u64 {
+    let meta = TensorMeta::new(DType::U64, &[7]).unwrap();
+    let frames = [[7u8; 56]; 64];
+    let batch: [BatchItem; 64] = std::array::from_fn(|i| BatchItem::unnamed(meta, &frames[i]));
+    count(|i| {
+        if i % 64 == 63 {
+            producer.put_many(&batch).unwrap();
+            let n = consumer.poll().unwrap();
+            black_box(consumer.item(n - 1).unwrap().bytes()[0]);
+            consumer.consume(n);
+        }
+    })
+}
+
 fn report(path: &str, allocations: u64) {
     println!("BENCH-RESULT alloc {path} {allocations} {ITEMS}");
     println!(
@@ -95,6 +113,12 @@ fn main() {
     report(
         "in_process_consumer",
         consumer_path(&producer, &mut consumer),
+    );
+
+    let (producer, mut consumer) = in_process(&config()).unwrap();
+    report(
+        "in_process_put_many_64",
+        put_many_path(&producer, &mut consumer),
     );
 
     let cfg = config();

@@ -28,14 +28,17 @@ if [ "$quick" = 1 ]; then
     crit=(--warm-up-time 1 --measurement-time 2)
 fi
 
-out=target/bench-run
+# Honours CARGO_TARGET_DIR (criterion writes its estimates under it).
+target="${CARGO_TARGET_DIR:-target}"
+export SHMSTREAM_BENCH_TARGET="$target"
+out="$target/bench-run"
 mkdir -p "$out"
 rm -f "$out"/*.log "$out"/*.txt
 # Only this run's criterion estimates count.
 for group in ring_throughput_8B ring_throughput_56B latency_64B stream_56B stream_64KiB \
     stream_2MiB stream_64MiB wakeup_64B \
     pop_chunk pop_chunk_prepolled wait_any_wakeup ready_k_of_n stream_lifecycle; do
-    rm -rf "target/criterion/$group"
+    rm -rf "$target/criterion/$group"
 done
 
 # iceoryx2 keeps its management files in /dev/shm/iox2_* and /tmp/iceoryx2;
@@ -99,7 +102,7 @@ python3 - "$out" "$quick" "$iceoryx2_note" "$futex_tool" "$leftover" "$load" "$*
 import json, os, re, subprocess, sys, datetime
 
 out, quick, iox_note, futex_tool, leftover, load, args = sys.argv[1:8]
-crit = "target/criterion"
+crit = os.path.join(os.environ.get("SHMSTREAM_BENCH_TARGET", "target"), "criterion")
 
 def median(group, bench):
     """Median point estimate, ns per iteration, or None."""
@@ -203,7 +206,7 @@ w(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:
 w(f"- Machine: {sh('nproc')} cores, {model or '?'}, kernel {sh('uname -r')}, {sh('rustc --version')}")
 w(f"- Mode: {'quick (criterion `--warm-up-time 1 --measurement-time 2`)' if quick == '1' else 'full (criterion defaults)'}")
 w(f"- Reproduce: `scripts/bench.sh{' ' + args if args else ''}` from the repository root "
-  "(results land in `target/criterion/`, logs in `target/bench-run/`).")
+  "(results land in `$CARGO_TARGET_DIR/criterion/` (default `target/`), logs in `bench-run/` beside it).")
 w(f"- iceoryx2 peer: {iox_note}.")
 w("")
 w(f"- Load average when the run started: {load} (other work on the machine shares its 2 cores).")
@@ -234,6 +237,24 @@ for size in ("8B", "56B"):
     ok = None if s is None or r is None else s <= r
     goals.append((f"ring throughput {size}: at least as fast as rtrb", ok,
                   f"{ratio(s, r)} of rtrb's time per record"))
+    goals.append((f"issue 14: ring throughput {size} one by one within 4x rtrb",
+                  None if s is None or r is None else s <= 4 * r, f"{ratio(s, r)} of rtrb's time per record"))
+w("")
+w("Batch mode (issue 14): the producer hands over 64 records at a time. shmstream: one `put_many` of 64")
+w("`BatchItem`s (the round that fits reserved with one store of `registered`, a `seq` store per record, one")
+w("doorbell ring per round); rtrb: `write_chunk_uninit(64)` + `fill_from_iter`, its consumer `read_chunk` of")
+w("all there is. Consumers as above (shmstream's releases what it read with one store per look).")
+w("")
+w("| record | shmstream `put_many` x64 | rtrb chunks of 64 | shmstream / rtrb chunks | vs shmstream one by one |")
+w("|---|---|---|---|---|")
+for size in ("8B", "56B"):
+    g = f"ring_throughput_{size}"
+    s, r, one = (None if t is None else t / 65536
+                 for t in (median(g, "shmstream_batch64"), median(g, "rtrb_chunk64"), median(g, "shmstream")))
+    speedup = "n/a" if s is None or one is None else f"{one / s:.2f}x faster"
+    w(f"| {size} | {ns(s)} ({rate(s)}) | {ns(r)} ({rate(r)}) | {ratio(s, r)} | {speedup} |")
+    goals.append((f"issue 14: ring throughput {size} in batches of 64 within 2x rtrb's chunked API",
+                  None if s is None or r is None else s <= 2 * r, f"{ratio(s, r)} of rtrb's time per record"))
 w("")
 
 # 2. latency
@@ -298,6 +319,21 @@ for label, size in (("56B", 56), ("64KiB", 65536), ("2MiB", 2 << 20), ("64MiB", 
                       None if s is None or m is None else m / s >= 0.8, f"{fm} of memcpy's throughput"))
         goals.append(("64 KiB streaming at 10x the socket",
                       None if s is None or k is None else k / s >= 10, f"{fk} of the socket's throughput"))
+w("")
+b, s1, k1, h1 = (median("stream_56B", n) for n in ("shmstream_batch64", "shmstream", "unix_socket", "bare_handoff"))
+w("Batch mode (issue 14), 56-byte tensors: the producer publishes 64 tensors per `put_many` (each registered")
+w("with its size, copied, committed; one doorbell ring per batch); the consumer is the same. Items per second;")
+w("ratios of throughput (above 1: shmstream moves more).")
+w("")
+w("| shmstream `put_many` x64 | one by one | Unix socket | bare handoff | vs one by one | vs socket | vs handoff |")
+w("|---|---|---|---|---|---|---|")
+def thr(a, b):
+    return "n/a" if a is None or b is None else f"{b / a:.2f}x"
+w(f"| {ns(b)} ({rate(b)}) | {ns(s1)} ({rate(s1)}) | {ns(k1)} ({rate(k1)}) | {ns(h1)} ({rate(h1)}) | {thr(b, s1)} | {thr(b, k1)} | {thr(b, h1)} |")
+goals.append(("issue 14: 56 B streaming in batch mode at 20 M items/s or more",
+              None if b is None else 1e9 / b >= 20e6, "n/a" if b is None else f"{1e3 / b:.1f} M items/s"))
+goals.append(("issue 14: 56 B streaming in batch mode at 1x the buffered socket or better",
+              None if b is None or k1 is None else k1 / b >= 1.0, f"{thr(b, k1)} of the socket's items/s"))
 w("")
 
 # 4. pop_chunk
