@@ -7,7 +7,7 @@ use crate::dlpack::{self, KeepAlive, Strided};
 use crate::errors::{raise, stream_err};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use shmstream::{DType, Producer, Slot, StreamError, StreamId, TensorMeta};
+use shmstream::{BatchItem, DType, Producer, Slot, StreamError, StreamId, TensorMeta};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -146,6 +146,18 @@ pub(crate) fn register(
             Ok(v) => return Ok(v),
         }
     }
+}
+
+/// `err` with its message prefixed by the batch item it is about and
+/// followed by what became of the batch (same class): "item 3 of the
+/// batch: ... (the 3 items before it are published; ...)".
+fn batch_context(py: Python<'_>, index: usize, err: PyErr, outcome: &str) -> PyErr {
+    let message = err.value(py).to_string();
+    let class = err.get_type(py);
+    PyErr::from_type(
+        class,
+        format!("item {index} of the batch: {message} ({outcome})"),
+    )
 }
 
 /// The writing end of a stream (created by `shmstream.Producer`).
@@ -371,6 +383,92 @@ impl PyProducer {
         r.map_err(|e| stream_err(py, &self.id, &e))
     }
 
+    /// `put_many` of a list of arrays: item `i` is `nbytes[i]` bytes at
+    /// address `ptrs[i]` (contiguous host arrays the caller keeps alive),
+    /// of `dtypes[i]` and `shapes[i]`, registered under `ids[i]` (`None`:
+    /// its stream position). Every item is registered anew, in order, and
+    /// published with one doorbell ring per batch (per round that fits).
+    #[pyo3(signature = (ids, dtypes, shapes, ptrs, nbytes, timeout=-1.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn _put_many_raw(
+        &self,
+        py: Python<'_>,
+        ids: Vec<Option<String>>,
+        dtypes: Vec<String>,
+        shapes: Vec<Vec<u64>>,
+        ptrs: Vec<usize>,
+        nbytes: Vec<usize>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let n = ids.len();
+        if [dtypes.len(), shapes.len(), ptrs.len(), nbytes.len()] != [n; 4] {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "put_many: {n} ids but {} dtypes, {} shapes, {} addresses and {} sizes",
+                dtypes.len(),
+                shapes.len(),
+                ptrs.len(),
+                nbytes.len()
+            )));
+        }
+        let mut metas = Vec::with_capacity(n);
+        for (i, (dtype, shape)) in dtypes.iter().zip(&shapes).enumerate() {
+            metas.push(
+                meta(py, &self.id, dtype, shape)
+                    .map_err(|e| batch_context(py, i, e, "nothing was published"))?,
+            );
+        }
+        // SAFETY: each (address, size) is a live contiguous host array the
+        // Python caller keeps alive (`host_array`'s keepalive) until this
+        // call returns; the slices are only read, by the copy in put_many.
+        let items: Vec<BatchItem<'_>> = (0..n)
+            .map(|i| BatchItem {
+                id: ids[i].as_deref(),
+                meta: metas[i],
+                bytes: unsafe { std::slice::from_raw_parts(ptrs[i] as *const u8, nbytes[i]) },
+            })
+            .collect();
+        let timeout = self.timeout_arg(py, timeout)?;
+        self.put_items(py, &items, timeout)
+    }
+
+    /// `put_many` of one stacked array: `n = len(ids)` items of
+    /// `item_nbytes` bytes each, back to back from address `ptr` (a
+    /// contiguous host array `[n, *item_shape]` the caller keeps alive),
+    /// each of `dtype` and `item_shape`.
+    #[pyo3(signature = (ids, dtype, item_shape, ptr, item_nbytes, timeout=-1.0))]
+    #[allow(clippy::too_many_arguments)]
+    fn _put_stacked_raw(
+        &self,
+        py: Python<'_>,
+        ids: Vec<Option<String>>,
+        dtype: &str,
+        item_shape: Vec<u64>,
+        ptr: usize,
+        item_nbytes: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let meta = meta(py, &self.id, dtype, &item_shape)?;
+        // SAFETY: `ptr` starts the caller's live contiguous array of
+        // `len(ids) * item_nbytes` bytes, kept alive until this call
+        // returns; row `i` is `item_nbytes` bytes from `i * item_nbytes`.
+        let items: Vec<BatchItem<'_>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| BatchItem {
+                id: id.as_deref(),
+                meta,
+                bytes: unsafe {
+                    std::slice::from_raw_parts(
+                        (ptr as *const u8).add(i * item_nbytes),
+                        item_nbytes,
+                    )
+                },
+            })
+            .collect();
+        let timeout = self.timeout_arg(py, timeout)?;
+        self.put_items(py, &items, timeout)
+    }
+
     /// Commits the slot of `tensor_id` whose bytes were written in place.
     fn put_in_place(
         &self,
@@ -497,6 +595,66 @@ impl PyProducer {
     }
 
     /// `-1.0` (the default) means the stream's timeout; `None` for ever.
+    /// Publishes `items` with `put_many`, without the GIL, in waits of at
+    /// most one slice (Ctrl-C checked between them) up to `timeout`.
+    fn put_items(
+        &self,
+        py: Python<'_>,
+        items: &[BatchItem<'_>],
+        timeout: Option<Duration>,
+    ) -> PyResult<()> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut done = 0;
+        while done < items.len() {
+            let slice = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+                None => SLICE,
+            };
+            let rest = &items[done..];
+            let r = py.detach(|| lock(&self.state).producer.put_many_timeout(rest, Some(slice)));
+            match r {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    done += e.index;
+                    match e.error {
+                        StreamError::Timeout { .. }
+                            if deadline.is_none_or(|d| Instant::now() < d) =>
+                        {
+                            py.check_signals()?;
+                        }
+                        StreamError::Timeout { .. } => {
+                            let (capacity, payload) = {
+                                let s = lock(&self.state);
+                                (s.producer.capacity(), s.producer.payload_bytes())
+                            };
+                            return Err(raise(
+                                py,
+                                "RingFull",
+                                format!(
+                                    "stream {}: item {done} of the batch: the ring is full ({capacity} items, {payload} payload bytes) and the consumer released nothing within {:.3} s; the {done} items before it are published, it and the rest are not",
+                                    self.id,
+                                    timeout.unwrap_or_default().as_secs_f64()
+                                ),
+                            ));
+                        }
+                        other => {
+                            let before = format!(
+                                "the {done} items before it are published; it and the rest are not"
+                            );
+                            return Err(batch_context(
+                                py,
+                                done,
+                                stream_err(py, &self.id, &other),
+                                &before,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn timeout_arg(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
         match timeout {
             Some(-1.0) => Ok(self.timeout),

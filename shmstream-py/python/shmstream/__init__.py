@@ -13,7 +13,7 @@ to the producer when the chunk and every view made from it are gone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Union
 
 from . import _shmstream
@@ -348,6 +348,62 @@ class Producer:
         ``tensor_id``, or else into a newly registered one of its exact size."""
         dtype, shape, ptr, nbytes, keep = host_array(item)
         self._p._put_any_raw(tensor_id, dtype, shape, ptr, nbytes, timeout)
+        del keep
+
+    def put_many(
+        self,
+        items: Sequence[tuple[str | None, Any]] | Sequence[str | None],
+        stacked: Any = None,
+        timeout: float | None = _DEFAULT,
+    ) -> None:
+        """Copies a batch of tensors into the stream in one call, without the
+        GIL, waking the consumer once per batch instead of once per item.
+
+        Either ``items`` is a list of ``(tensor_id, array)`` pairs (contiguous
+        host torch.Tensors or numpy.ndarrays, any mix of dtypes and shapes),
+        or ``items`` is a list of ``n`` ids and ``stacked`` one contiguous
+        array ``[n, *shape]`` whose row ``i`` is the tensor of ``items[i]``.
+        An id of ``None`` names the tensor by its stream position (``"17"``).
+        Every tensor is registered anew, in order, with its exact size (ids
+        reserved with ``pre_read_register`` go through ``put``).
+
+        Waits (Ctrl-C-able) while the ring is full, up to ``timeout`` per
+        wait. An error names the item (``"item 3 of the batch: ..."``): the
+        items before it are published, it and the rest are not registered.
+        """
+        if stacked is not None:
+            ids = list(items)
+            dtype, shape, ptr, nbytes, keep = host_array(stacked)
+            n = len(ids)
+            if len(shape) == 0 or shape[0] != n:
+                raise BadTensor(
+                    f"put_many: {n} ids but a stacked array of shape {tuple(shape)}; "
+                    f"its first dimension must be {n}"
+                )
+            item_nbytes = nbytes // n if n else 0
+            self._p._put_stacked_raw(ids, dtype, list(shape[1:]), ptr, item_nbytes, timeout)
+            del keep
+            return
+        ids, dtypes, shapes, ptrs, sizes, keep = [], [], [], [], [], []
+        for i, pair in enumerate(items):
+            try:
+                tensor_id, item = pair
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"item {i} of the batch: put_many takes (tensor_id, array) pairs, or ids "
+                    f"and stacked=[n, *shape]; got {type(pair).__name__} (nothing was published)"
+                ) from None
+            try:
+                dtype, shape, ptr, nbytes, k = host_array(item)
+            except (StreamError, TypeError) as e:
+                raise type(e)(f"item {i} of the batch: {e} (nothing was published)") from None
+            ids.append(tensor_id)
+            dtypes.append(dtype)
+            shapes.append(list(shape))
+            ptrs.append(ptr)
+            sizes.append(nbytes)
+            keep.append(k)
+        self._p._put_many_raw(ids, dtypes, shapes, ptrs, sizes, timeout)
         del keep
 
     def signal_done(self) -> None:
