@@ -417,13 +417,14 @@ impl PyProducer {
                     .map_err(|e| batch_context(py, i, e, "nothing was published"))?,
             );
         }
-        // SAFETY: each (address, size) is a live contiguous host array the
-        // Python caller keeps alive (`host_array`'s keepalive) until this
-        // call returns; the slices are only read, by the copy in put_many.
         let items: Vec<BatchItem<'_>> = (0..n)
             .map(|i| BatchItem {
                 id: ids[i].as_deref(),
                 meta: metas[i],
+                // SAFETY: each (address, size) is a live contiguous host
+                // array the Python caller keeps alive (`host_array`'s
+                // keepalive) until this call returns; the slices are only
+                // read, by put_many's copy, within this call.
                 bytes: unsafe { std::slice::from_raw_parts(ptrs[i] as *const u8, nbytes[i]) },
             })
             .collect();
@@ -448,20 +449,18 @@ impl PyProducer {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let meta = meta(py, &self.id, dtype, &item_shape)?;
-        // SAFETY: `ptr` starts the caller's live contiguous array of
-        // `len(ids) * item_nbytes` bytes, kept alive until this call
-        // returns; row `i` is `item_nbytes` bytes from `i * item_nbytes`.
         let items: Vec<BatchItem<'_>> = ids
             .iter()
             .enumerate()
             .map(|(i, id)| BatchItem {
                 id: id.as_deref(),
                 meta,
+                // SAFETY: `ptr` starts the caller's live contiguous array
+                // of `len(ids) * item_nbytes` bytes (the wrapper checked its
+                // first dimension), kept alive until this call returns; row
+                // `i` is the `item_nbytes` bytes from `i * item_nbytes`.
                 bytes: unsafe {
-                    std::slice::from_raw_parts(
-                        (ptr as *const u8).add(i * item_nbytes),
-                        item_nbytes,
-                    )
+                    std::slice::from_raw_parts((ptr as *const u8).add(i * item_nbytes), item_nbytes)
                 },
             })
             .collect();
@@ -611,7 +610,11 @@ impl PyProducer {
                 None => SLICE,
             };
             let rest = &items[done..];
-            let r = py.detach(|| lock(&self.state).producer.put_many_timeout(rest, Some(slice)));
+            let r = py.detach(|| {
+                lock(&self.state)
+                    .producer
+                    .put_many_timeout(rest, Some(slice))
+            });
             match r {
                 Ok(()) => return Ok(()),
                 Err(e) => {
