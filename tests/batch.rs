@@ -121,6 +121,9 @@ fn check_stops_at_index_2(bad: BatchItem<'_>, expected: StreamError, words: &[&s
     let err = producer.put_many(&batch).unwrap_err();
     assert_eq!(err.index, 2);
     assert_eq!(err.error, expected);
+    // The inner error is its source, for `?` chains and reporters.
+    let source = std::error::Error::source(&err).expect("a source");
+    assert_eq!(source.to_string(), expected.to_string());
     let message = err.to_string();
     assert!(message.starts_with("item 2 of the batch: "), "{message}");
     for word in words {
