@@ -5,7 +5,7 @@
 #   replay      the replay trace interpreter   (ipc_demo::fuzzing::replay_trace)
 #   policy      policy-name parsing            (ipc_demo::fuzzing::policy_name)
 #   config      stream configuration values    (ipc_demo::fuzzing::stream_config)
-#   wire        the TCP frame header decoder   (ipc_demo::fuzzing::wire_header)
+#   wire        the UCX offer header decoder   (ipc_demo::fuzzing::wire_header)
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #   each target (default: all) runs SECONDS (default 60)
 # Needs the nightly toolchain (rustup toolchain install nightly); installs

@@ -1,4 +1,4 @@
-//! The TCP frame header decoder of `ipc-producer --source tcp`.
+//! The offer header decoder of `ipc-producer --source ucx` (shmstream_net::wire).
 //! The entry point and its invariants live in `ipc_demo::fuzzing`, shared
 //! with the stable test that replays the corpora
 //! (`ipc-demo/tests/fuzz_corpus.rs`).

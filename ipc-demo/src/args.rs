@@ -291,8 +291,8 @@ impl ReorderArgs {
 pub enum Source {
     /// Generated items, committed out of order
     Synthetic,
-    /// Framed tensors from one TCP connection of `ipc-demo send`
-    Tcp,
+    /// Tensors offered over UCX by one `ipc-demo send --transport ucx`, each landed straight in its slot (UCX_TLS picks the transport)
+    Ucx,
 }
 
 /// An item shape: one to [`MAX_DIMS`] positive dimensions.

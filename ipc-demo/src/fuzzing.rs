@@ -27,14 +27,13 @@
 //!   size and then one filling the whole payload pass. Also the tools' own
 //!   `--shape`, `--sizes` (size suffixes, cycles, random ranges) and
 //!   seconds parsers.
-//! - [`wire_header`]: the TCP frame header decoder of `--source tcp`. A
-//!   decoded header is within the limits and encodes back to the same
-//!   bytes.
+//! - [`wire_header`]: the offer header decoder of `--source ucx`
+//!   ([`shmstream_net::wire::parse`]). A decoded offer is within the
+//!   limits and encodes back to the same bytes; a refusal names a field.
 
 use crate::args::{seconds, ItemArgs, Shape, SizeArgs};
 use crate::replay::{replay_in_process, ReplaySetup};
 use crate::sizes::{fmt_bytes, parse_bytes, ItemPlan, SizeMix, MAX_ITEM_BYTES};
-use crate::wire;
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{json, Map, Value};
 use shmstream::policy::{ChunkPolicy, Policy};
@@ -872,27 +871,37 @@ fn small_stream(config: &StreamConfig) {
 }
 
 // ---------------------------------------------------------------------------
-// TCP frame headers
+// Offer headers of the UCX ingress
 
-/// Decodes a TCP frame header (see the module docs). Raw bytes only: the
-/// decoder reads bytes from a peer.
+/// Decodes a message header of the UCX ingress (see
+/// [`shmstream_net::wire`]), with a payload length and a capacity taken
+/// from the input's first bytes. Raw bytes only: the decoder reads bytes
+/// from a peer.
 ///
 /// # Panics
 ///
-/// When a decoded header is out of limits or does not encode back to the
-/// bytes it came from.
+/// When a decoded offer is out of limits or does not encode back to the
+/// bytes it came from, or a refusal names no field.
 pub fn wire_header(data: &[u8]) {
-    let mut reader = data;
-    match wire::read_header(&mut reader) {
-        Ok(Some(header)) => {
-            assert!((1..=MAX_ID_LEN).contains(&header.id.len()));
-            assert!(header.meta.shape().len() <= MAX_DIMS);
-            let used = data.len() - reader.len();
+    use shmstream_net::wire::{encode_offer, parse, Message};
+    let (len, capacity, header) = match data {
+        [a, b, rest @ ..] => (*a as usize * 8, 1u64 << (*b % 40), rest),
+        _ => (0, 0, data),
+    };
+    match parse(header, len, capacity) {
+        Ok(Message::Offer(offer)) => {
+            assert!((1..=MAX_ID_LEN).contains(&offer.id.len()));
+            assert!(offer.meta.shape().len() <= MAX_DIMS);
+            assert!(offer.meta.nbytes() <= capacity);
+            assert_eq!(offer.meta.nbytes(), len as u64);
             let mut again = Vec::new();
-            wire::write_header(&mut again, &header.id, &header.meta).expect("a valid header");
-            assert_eq!(again, &data[..used], "the header does not encode back");
+            encode_offer(&mut again, offer.seq, &offer.id, &offer.meta);
+            assert_eq!(again, header, "the offer does not encode back");
         }
-        Ok(None) => assert_eq!(&data[..16], b"SHMF\0\0\0\0\0\0\0\0\0\0\0\0"),
-        Err(e) => assert!(!e.to_string().is_empty()),
+        Ok(_) => {}
+        Err(e) => {
+            assert!(!e.field.is_empty() && !e.detail.is_empty());
+            assert!(!e.to_string().is_empty());
+        }
     }
 }

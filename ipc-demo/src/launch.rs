@@ -8,8 +8,10 @@
 //! 128 + the signal; each child ends when the launcher dies
 //! ([`crate::child`]).
 //!
-//! With `--source tcp` the producer listens on 127.0.0.1 (a port the OS
-//! picks) and a third process, `ipc-demo send`, feeds it.
+//! With `--source ucx` the producer listens on 127.0.0.1 (a port the OS
+//! picks) and a third process, `ipc-demo send --transport ucx`, offers it
+//! the tensors over UCX (sender -> receiver -> consumer; `UCX_TLS` picks
+//! the transport, tcp on loopback).
 //!
 //! Before anything starts the launcher checks that the ring can carry the
 //! stream: the policy's largest window fits in `--capacity` items, and in
@@ -60,7 +62,7 @@ pub struct RunArgs {
     /// Chunk policy of the consumer, e.g. fixed:size=30, sliding:window=28,stride=7, left-context:chunk=10,context=2, ramp:first=4,size=8,growth=2,max=32, scheduled:schedule=4/8/16,chunk=25,context=25
     #[arg(long, value_name = "POLICY", default_value = DEFAULT_POLICY)]
     pub policy: Policy,
-    /// Where the producer's tensors come from (tcp: a third process sends them over 127.0.0.1)
+    /// Where the producer's tensors come from (ucx: a third process offers them over UCX on 127.0.0.1)
     #[arg(long, value_enum, default_value_t = Source::Synthetic)]
     pub source: Source,
     /// Seconds the consumer retries opening the stream
@@ -311,7 +313,7 @@ pub fn run(args: &RunArgs) -> Outcome {
     let config = args.identity.config(&request, Some(&ring));
     let segment = config.segment_name()?;
     let exe = std::env::current_exe()?;
-    let tcp = args.source == Source::Tcp;
+    let ucx = args.source == Source::Ucx;
     crate::signals::record_signals();
     let mut launch = Launch::new(vec![segment], None, args.items.items, 1);
     let produce = ProduceArgs {
@@ -320,7 +322,7 @@ pub fn run(args: &RunArgs) -> Outcome {
         items: args.items.clone(),
         reorder: args.reorder.clone(),
         source: args.source,
-        listen: tcp.then(|| "127.0.0.1:0".to_string()),
+        listen: ucx.then(|| "127.0.0.1:0".to_string()),
         accept_timeout: args.identity.timeout,
         hub: None,
         streams: 1,
@@ -332,7 +334,7 @@ pub fn run(args: &RunArgs) -> Outcome {
         "produce",
         produce.to_args(&request),
     )?);
-    let key = if tcp { "listening" } else { "segment" };
+    let key = if ucx { "listening" } else { "segment" };
     let ready = launch.line_of(0, key, args.identity.timeout)?;
     let consume = ConsumeArgs {
         identity: args.identity.clone(),
@@ -352,11 +354,13 @@ pub fn run(args: &RunArgs) -> Outcome {
         consume.to_args(&request),
     )?);
     launch.check_signals()?;
-    if tcp {
+    if ucx {
         let send = SendArgs {
             to: ready,
+            transport: crate::send::Transport::Ucx,
             items: args.items.clone(),
-            connect_timeout: Duration::from_secs(5),
+            window: 64,
+            stall_timeout: args.identity.timeout,
         };
         launch
             .procs
@@ -383,7 +387,7 @@ pub fn run(args: &RunArgs) -> Outcome {
             "ipc-demo: {} items of {}, {} source, producer and consumer in two processes",
             args.items.items,
             args.items.describe(),
-            if tcp { "tcp" } else { "synthetic" }
+            if ucx { "ucx" } else { "synthetic" }
         );
         println!("{report}");
     }
@@ -403,7 +407,7 @@ fn run_many(
             format!("--producers {p} exceeds --streams {n}: each producer needs a stream").into(),
         );
     }
-    if args.source == Source::Tcp {
+    if args.source == Source::Ucx {
         return Err("--streams and --producers work with --source synthetic only".into());
     }
     let segments = (0..n)

@@ -5,8 +5,8 @@
 //!
 //! - `ipc-producer` ([`produce`]) stands in for the process that receives
 //!   tensors over RDMA: it creates the segment and streams synthetic items
-//!   (committed out of order), or tensors read from a TCP connection
-//!   straight into their slots.
+//!   (committed out of order), or tensors a sender offers over UCX,
+//!   landed by the network straight in their slots ([`shmstream_net`]).
 //! - `ipc-consumer` ([`consume`]) opens the stream, cuts it into chunks by a
 //!   policy, verifies every item and window in place, and reports
 //!   throughput and latency.
@@ -42,4 +42,3 @@ pub mod signals;
 pub mod sizes;
 pub mod trace;
 pub mod verify;
-pub mod wire;

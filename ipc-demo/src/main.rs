@@ -33,7 +33,7 @@ enum Command {
     Inspect(InspectArgs),
     /// Remove segments whose producer is dead (never a live one)
     Clean(CleanArgs),
-    /// Send synthetic tensors over TCP to `ipc-producer --source tcp`
+    /// Offer synthetic tensors over UCX to `ipc-producer --source ucx`
     Send(SendArgs),
     /// Run a JSON-lines trace through a real segment and print every chunk
     Replay(ReplayArgs),

@@ -6,9 +6,14 @@
 //!   of order within groups of `--reorder`, as RDMA completions arrive;
 //!   each item's bytes are written straight into its reservation
 //!   ([`crate::item`]).
-//! - `--source tcp`: accepts one connection of `ipc-demo send` and reads
-//!   each framed tensor ([`crate::wire`]) straight into a reservation of
-//!   its size.
+//! - `--source ucx`: accepts one `ipc-demo send --transport ucx` on
+//!   `--listen ADDR` and lands each tensor it offers straight in a
+//!   reservation of its size, committing as transfers complete (in any
+//!   order; [`shmstream_net::Receiver`]). It prints `ucx landed ...` (the
+//!   transfers and the offsets they landed at in the payload mapping) and
+//!   one `ucx refused ...` line per refused offer. A transfer or link that
+//!   fails (or stalls for `--timeout`) abandons the slots in flight and
+//!   ends the producer with an error: no half-written slot is published.
 //!
 //! A registration that finds the ring full (every item slot, or the
 //! payload bytes, waiting for the consumer) waits; the producer counts
@@ -19,7 +24,7 @@
 //! items it committed, and exits with 128 + the signal
 //! ([`crate::signals`]).
 //!
-//! It prints `segment NAME` (and, for TCP, `listening ADDR`) on stdout,
+//! It prints `segment NAME` (and, for UCX, `listening ADDR`) on stdout,
 //! signals done at the end, and waits for the consumer to release every
 //! item before it removes the segment.
 //!
@@ -43,12 +48,11 @@ use crate::clock::monotonic_ns;
 use crate::item::{fill, seal, write_id, SplitMix};
 use crate::pace::Pace;
 use crate::report::Waits;
-use crate::sizes::{fmt_bytes, footprint};
-use crate::wire;
+use crate::sizes::footprint;
 use clap::Args;
 use shmstream::{Hub, Producer, Resource, SetupError, Slot, StreamError};
+use shmstream_net::{Receiver, ReceiverOptions};
 use std::io::{self, Write};
-use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 /// The producer's command line.
@@ -69,10 +73,10 @@ pub struct ProduceArgs {
     /// Where the tensors come from
     #[arg(long, value_enum, default_value_t = Source::Synthetic)]
     pub source: Source,
-    /// Address to accept one `ipc-demo send` connection on (--source tcp); port 0 picks a free port, printed as "listening ADDR"
+    /// Address to accept one `ipc-demo send --transport ucx` on (--source ucx); port 0 picks a free port, printed as "listening ADDR"
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Seconds to wait for the sender to connect (--source tcp)
+    /// Seconds to wait for the sender to connect (--source ucx)
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = crate::args::seconds)]
     pub accept_timeout: Duration,
     /// Many-streams mode: create the streams through the hub of this worker (made by `ipc-consumer --hub WORKER`; waits up to --timeout for it)
@@ -97,7 +101,7 @@ impl ProduceArgs {
         out.push("--source".into());
         out.push(match self.source {
             Source::Synthetic => "synthetic".into(),
-            Source::Tcp => "tcp".into(),
+            Source::Ucx => "ucx".into(),
         });
         if let Some(listen) = &self.listen {
             out.push("--listen".into());
@@ -129,19 +133,17 @@ pub fn run(args: &ProduceArgs) -> Outcome {
         )
         .into());
     }
-    let listener = match (args.source, &args.listen) {
+    let listen = match (args.source, &args.listen) {
         (Source::Synthetic, None) => None,
-        (Source::Synthetic, Some(_)) => return Err("--listen is only for --source tcp".into()),
-        (Source::Tcp, _) if args.hub.is_some() => {
+        (Source::Synthetic, Some(_)) => return Err("--listen is only for --source ucx".into()),
+        (Source::Ucx, _) if args.hub.is_some() => {
             return Err("--hub works with --source synthetic only".into())
         }
-        (Source::Tcp, None) => return Err("--source tcp needs --listen ADDR".into()),
-        (Source::Tcp, Some(addr)) => {
-            Some(TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?)
-        }
+        (Source::Ucx, None) => return Err("--source ucx needs --listen ADDR".into()),
+        (Source::Ucx, Some(addr)) => Some(crate::send::resolve(addr)?),
     };
-    // Over TCP the sizes come with the frames: each is checked on arrival.
-    let need = match listener {
+    // Over UCX the sizes come with the offers: each is checked on arrival.
+    let need = match listen {
         None => footprint(args.items.plan()?.largest()),
         Some(_) => 0,
     };
@@ -158,19 +160,12 @@ pub fn run(args: &ProduceArgs) -> Outcome {
         .map_err(|e| format!("cannot create the stream: {e}"))?;
     let mut out = io::stdout().lock();
     writeln!(out, "segment {name}")?;
-    if let Some(listener) = &listener {
-        writeln!(out, "listening {}", listener.local_addr()?)?;
-    }
     out.flush()?;
     drop(out);
     let mut waits = Waits::default();
-    match listener {
+    match listen {
         None => synthetic(&producer, args, &mut waits)?,
-        Some(listener) => {
-            let stream = accept(&listener, args.accept_timeout)?;
-            stream.set_read_timeout(Some(args.identity.timeout))?;
-            receive(&producer, stream, &mut waits)?;
-        }
+        Some(addr) => receive(&producer, &addr, args)?,
     }
     // Whoever reads stdout may have stopped after the segment line: a
     // closed pipe is not the producer's failure.
@@ -346,59 +341,44 @@ fn synthetic(producer: &Producer, args: &ProduceArgs, waits: &mut Waits) -> Outc
     Ok(())
 }
 
-/// Waits up to `timeout` for one connection.
-fn accept(listener: &TcpListener, timeout: Duration) -> Result<TcpStream, String> {
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-                return Ok(stream);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(format!("no sender connected within {timeout:?}"));
-            }
-            Err(e) => return Err(format!("accepting a connection: {e}")),
-        }
+/// `--source ucx`: listens on `addr`, prints `listening ADDR`, and lands
+/// the sender's stream in the ring.
+fn receive(producer: &Producer, addr: &std::net::SocketAddr, args: &ProduceArgs) -> Outcome {
+    let opts = ReceiverOptions {
+        accept_timeout: args.accept_timeout,
+        stall_timeout: args.identity.timeout,
+        ..ReceiverOptions::default()
+    };
+    let mut receiver = Receiver::bind(producer, addr, opts)
+        .map_err(|e| format!("cannot listen on {addr} over UCX: {e}"))?;
+    let bound = receiver
+        .local_addr()
+        .ok_or("UCX does not say which address it listens on")?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "listening {bound}")?;
+    out.flush()?;
+    drop(out);
+    let result = receiver.run();
+    let report = receiver.report().clone();
+    let mut out = io::stdout().lock();
+    for refused in &report.refused {
+        let _ = writeln!(out, "ucx refused {refused}");
     }
-}
-
-/// Reads framed tensors until the end frame, each straight into a
-/// reservation of its size: the socket is read without a buffer, so no
-/// byte of a tensor passes through memory other than its reservation.
-fn receive(producer: &Producer, mut reader: TcpStream, waits: &mut Waits) -> Outcome {
-    let payload = producer.payload_bytes();
-    for frame in 0u64.. {
-        let header = match wire::read_header(&mut reader) {
-            Ok(Some(h)) => h,
-            Ok(None) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(format!(
-                    "the sender closed the connection after {frame} frames without an end frame"
-                )
-                .into())
-            }
-            Err(e) => return Err(format!("frame {frame}: {e}").into()),
-        };
-        let nbytes = header.meta.nbytes();
-        if nbytes > payload {
-            return Err(format!(
-                "frame {frame}: tensor {:?} of {nbytes} bytes exceeds the payload ring of {} ({payload} bytes); raise --payload-bytes",
-                header.id,
-                fmt_bytes(payload)
-            )
-            .into());
-        }
-        let mut slot = register(producer, &header.id, nbytes, waits)
-            .map_err(|e| format!("frame {frame}: registering {:?}: {e}", header.id))?;
-        io::Read::read_exact(&mut reader, &mut slot.payload_mut()[..nbytes as usize])
-            .map_err(|e| format!("frame {frame}: reading the bytes of {:?}: {e}", header.id))?;
-        slot.commit(header.meta).map_err(|e| e.error)?;
-        crate::signals::count(frame + 1);
-    }
+    let _ = writeln!(
+        out,
+        "ucx landed {} transfers ({} zero-copy, {} copied), {} bytes at offsets {}..{} of the {}-byte payload mapping, {:.3} GB/s, {} waits for room",
+        report.committed,
+        report.zero_copy,
+        report.copied,
+        report.bytes,
+        if report.committed == 0 { 0 } else { report.lowest_offset },
+        report.highest_end,
+        report.region_len,
+        report.bandwidth() / 1e9,
+        report.ring_full_waits
+    );
+    drop(out);
+    crate::signals::count(report.committed);
+    result.map_err(|e| format!("receiving over UCX: {e}"))?;
     Ok(())
 }

@@ -61,13 +61,16 @@ fn the_entry_points_read_the_documented_text_forms() {
     fuzzing::replay_trace(trace);
     // A policy entry point that parses a policy prints it back.
     fuzzing::policy_name(b"#text\nsliding:window=4,stride=2");
-    // A decoded frame must encode back: a header with a non-zero reserved
-    // byte is refused, not accepted and changed.
-    let mut frame = b"SHMF\x01\x01\x00\x00".to_vec();
-    frame.extend_from_slice(&1u64.to_le_bytes());
-    frame.push(b'x');
+    // A decoded offer must encode back: a header with a non-zero reserved
+    // byte is refused, not accepted and changed. The first two bytes are
+    // the payload length / 8 and log2 of the capacity.
+    let meta = shmstream::TensorMeta::new(shmstream::DType::U8, &[8]).unwrap();
+    let mut frame = vec![1u8, 20];
+    let mut header = Vec::new();
+    shmstream_net::wire::encode_offer(&mut header, 0, "x", &meta);
+    frame.extend_from_slice(&header);
     fuzzing::wire_header(&frame);
-    frame[7] = 1;
+    frame[2 + 27] = 1;
     fuzzing::wire_header(&frame);
 }
 

@@ -129,7 +129,7 @@ impl fmt::Display for NetError {
                 offers,
             } => write!(
                 f,
-                "nothing arrived or completed for {secs:.1} s (--stall-timeout) after {offers} offers; \
+                "nothing arrived or completed for {secs:.1} s (the stall timeout) after {offers} offers; \
                  {in_flight} transfers in flight were abandoned, none published"
             ),
             NetError::NoSender { secs } => write!(f, "no sender connected within {secs:.1} s"),

@@ -100,6 +100,7 @@ pub struct Sender {
     started: Option<Instant>,
     last_activity: Instant,
     end_sent: bool,
+    unplaced: u64,
 }
 
 /// The request map's key for the end message.
@@ -143,6 +144,7 @@ impl Sender {
             started: None,
             last_activity: Instant::now(),
             end_sent: false,
+            unplaced: 0,
         })
     }
 
@@ -186,14 +188,20 @@ impl Sender {
         let data = unsafe { std::slice::from_raw_parts_mut(b.region.addr(), len) };
         fill(data);
         b.busy = true;
-        self.send_raw(header, buffer, nbytes)
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.send_raw(header, buffer, nbytes, seq)
     }
 
     /// Offers a message with the given header and the first `nbytes` of
     /// buffer `buffer`; the buffer stays busy until acknowledged.
-    fn send_raw(&mut self, header: Vec<u8>, buffer: usize, nbytes: u64) -> Result<(), NetError> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+    fn send_raw(
+        &mut self,
+        header: Vec<u8>,
+        buffer: usize,
+        nbytes: u64,
+        seq: u64,
+    ) -> Result<(), NetError> {
         let b = &self.buffers[buffer];
         // SAFETY: the first `nbytes` of the buffer are initialised memory
         // owned by it.
@@ -362,7 +370,9 @@ impl Sender {
 
     fn acked(&mut self, seq: u64, status: AckStatus, message: String) -> Result<(), NetError> {
         let Some(o) = self.out.get_mut(&seq) else {
-            return Err(match status {
+            // A refusal of a message whose seq the receiver could not read
+            // comes under seq u64::MAX; reported by the next call.
+            let e = match status {
                 AckStatus::Committed => NetError::Protocol(format!(
                     "an acknowledgement of offer #{seq}, which is not out"
                 )),
@@ -370,7 +380,9 @@ impl Sender {
                     seq,
                     reason: message,
                 },
-            });
+            };
+            self.failure.get_or_insert(e);
+            return Ok(());
         };
         o.acked = true;
         match status {
@@ -428,22 +440,45 @@ impl Sender {
     }
 
     /// Sends a raw header (tests of the receiver's validation): `data`
-    /// bytes go as the rendezvous payload, from a registered buffer.
+    /// goes as the rendezvous payload, from a registered buffer. With
+    /// `placed` false (a header whose seq the receiver cannot read) the
+    /// offer retires when its send completes, and the refusal comes
+    /// through [`wait_failure`](Self::wait_failure).
     ///
     /// # Errors
     ///
     /// As [`send`](Self::send).
     #[doc(hidden)]
-    pub fn send_raw_header(&mut self, header: Vec<u8>, data: &[u8]) -> Result<u64, NetError> {
+    pub fn send_raw_header(
+        &mut self,
+        header: Vec<u8>,
+        data: &[u8],
+        placed: bool,
+    ) -> Result<u64, NetError> {
+        self.started.get_or_insert_with(Instant::now);
         let buffer = self.buffer_for(data.len() as u64)?;
         let b = &mut self.buffers[buffer];
-        // SAFETY: a free buffer of at least data.len() bytes, accessed
-        // only here until it is sent.
+        // SAFETY: a free buffer of at least data.len() bytes (buffer_for),
+        // accessed only here until it is sent.
         unsafe { std::slice::from_raw_parts_mut(b.region.addr(), data.len()) }
             .copy_from_slice(data);
         b.busy = true;
-        let seq = self.next_seq;
-        self.send_raw(header, buffer, data.len() as u64)?;
+        let seq = if placed {
+            self.next_seq += 1;
+            self.next_seq - 1
+        } else {
+            // Keys of their own, far from the seqs (and from END_SEQ).
+            self.unplaced += 1;
+            END_SEQ - self.unplaced
+        };
+        self.send_raw(header, buffer, data.len() as u64, seq)?;
+        if !placed {
+            self.report.offered -= 1;
+            if let Some(o) = self.out.get_mut(&seq) {
+                o.acked = true;
+            }
+            self.retire(seq);
+        }
         Ok(seq)
     }
 
@@ -455,13 +490,25 @@ impl Sender {
     /// [`send`](Self::send).
     #[doc(hidden)]
     pub fn wait_acked(&mut self, seq: u64) -> Result<(), NetError> {
-        while self.out.contains_key(&seq) {
+        while self.out.contains_key(&seq) && self.failure.is_none() {
             self.pump(true)?;
         }
         match self.failure.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Progresses until an error is reported or `timeout` passes (tests).
+    #[doc(hidden)]
+    pub fn wait_failure(&mut self, timeout: Duration) -> Option<NetError> {
+        let deadline = Instant::now() + timeout;
+        while self.failure.is_none() && Instant::now() < deadline {
+            if let Err(e) = self.pump(true) {
+                return Some(e);
+            }
+        }
+        self.failure.take()
     }
 
     /// The sequence number the next offer gets.

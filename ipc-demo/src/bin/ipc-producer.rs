@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// Creates a shmstream segment and streams tensors into it, standing in for
 /// the process that receives them over RDMA.
 ///
-/// Prints "segment NAME" (and with --source tcp "listening ADDR") on stdout,
+/// Prints "segment NAME" (and with --source ucx "listening ADDR") on stdout,
 /// signals done after the last item, and waits for the consumer to release
 /// every item before it removes the segment.
 #[derive(Parser, Debug)]
