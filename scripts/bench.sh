@@ -245,13 +245,13 @@ w("`BatchItem`s (the round that fits reserved with one store of `registered`, a 
 w("doorbell ring per round); rtrb: `write_chunk_uninit(64)` + `fill_from_iter`, its consumer `read_chunk` of")
 w("all there is. Consumers as above (shmstream's releases what it read with one store per look).")
 w("")
-w("| record | shmstream `put_many` x64 | rtrb chunks of 64 | shmstream / rtrb chunks | vs shmstream one by one |")
+w("| record | shmstream `put_many` x64 | rtrb chunks of 64 | shmstream / rtrb chunks | speed-up over shmstream one by one |")
 w("|---|---|---|---|---|")
 for size in ("8B", "56B"):
     g = f"ring_throughput_{size}"
     s, r, one = (None if t is None else t / 65536
                  for t in (median(g, "shmstream_batch64"), median(g, "rtrb_chunk64"), median(g, "shmstream")))
-    speedup = "n/a" if s is None or one is None else f"{one / s:.2f}x faster"
+    speedup = "n/a" if s is None or one is None else f"{one / s:.2f}x"
     w(f"| {size} | {ns(s)} ({rate(s)}) | {ns(r)} ({rate(r)}) | {ratio(s, r)} | {speedup} |")
     goals.append((f"issue 14: ring throughput {size} in batches of 64 within 2x rtrb's chunked API",
                   None if s is None or r is None else s <= 2 * r, f"{ratio(s, r)} of rtrb's time per record"))
