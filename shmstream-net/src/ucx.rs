@@ -235,6 +235,31 @@ impl MemRegion {
     }
 }
 
+impl MemRegion {
+    /// The remote key of the range, packed for a peer
+    /// ([`Endpoint::unpack_rkey`]) that reads it with [`Endpoint::get`].
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Ucx`].
+    pub fn pack_rkey(&self) -> Result<Vec<u8>, NetError> {
+        let mut buf = ptr::null_mut();
+        let mut len = 0usize;
+        // SAFETY: live context and handle; UCX allocates the buffer,
+        // released below after the copy.
+        check("ucp_rkey_pack", unsafe {
+            self.ctx
+                .ucp
+                .ucp_rkey_pack(self.ctx.handle, self.memh, &mut buf, &mut len)
+        })?;
+        // SAFETY: UCX wrote `len` bytes at `buf`.
+        let out = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) }.to_vec();
+        // SAFETY: `buf` came from ucp_rkey_pack and is released once.
+        unsafe { self.ctx.ucp.ucp_rkey_buffer_release(buf) };
+        Ok(out)
+    }
+}
+
 impl Drop for MemRegion {
     fn drop(&mut self) {
         // SAFETY: the handle came from ucp_mem_map on this live context and
@@ -708,6 +733,26 @@ impl Drop for Listener {
     }
 }
 
+/// A peer's remote key, unpacked on an endpoint; destroyed on drop.
+pub struct RemoteKey {
+    ucp: &'static Ucp,
+    handle: ucp_rkey_h,
+}
+
+impl fmt::Debug for RemoteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteKey").finish_non_exhaustive()
+    }
+}
+
+impl Drop for RemoteKey {
+    fn drop(&mut self) {
+        // SAFETY: the key came from ucp_ep_rkey_unpack and is destroyed
+        // once; callers of `get` keep it alive until their reads complete.
+        unsafe { self.ucp.ucp_rkey_destroy(self.handle) };
+    }
+}
+
 /// A connection to the peer, with error handling on (a failed peer or
 /// link becomes an [`Event::EpError`] and fails the requests in flight).
 pub struct Endpoint {
@@ -835,6 +880,66 @@ impl Endpoint {
             )
         };
         request_result("ucp_am_send_nbx", r)
+    }
+
+    /// Unpacks a peer's packed remote key for [`get`](Self::get).
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Ucx`] for bytes that are not a remote key UCX can use
+    /// on this endpoint's transports (the field `rkey` of an offer).
+    pub fn unpack_rkey(&self, packed: &[u8]) -> Result<RemoteKey, NetError> {
+        let mut rkey = ptr::null_mut();
+        // SAFETY: live endpoint; `packed` is read during the call only
+        // (UCX validates what it parses and fails on a foreign format).
+        check("ucp_ep_rkey_unpack", unsafe {
+            self.worker
+                .ucp()
+                .ucp_ep_rkey_unpack(self.handle, packed.as_ptr().cast(), &mut rkey)
+        })?;
+        Ok(RemoteKey {
+            ucp: self.worker.ucp(),
+            handle: rkey,
+        })
+    }
+
+    /// Reads `len` bytes of the peer's memory at `remote` (covered by
+    /// `rkey`) into `dst` (`ucp_get_nbx`). `Ok(None)`: done already;
+    /// `Ok(Some(r))`: an [`Event::SendDone`] with request `r` follows.
+    ///
+    /// # Safety
+    ///
+    /// As [`Worker::recv_data`] for `dst`; `rkey` must stay alive until
+    /// the read completes.
+    ///
+    /// # Errors
+    ///
+    /// [`NetError::Ucx`].
+    pub unsafe fn get(
+        &self,
+        dst: *mut u8,
+        len: usize,
+        remote: u64,
+        rkey: &RemoteKey,
+        memh: Option<&MemRegion>,
+    ) -> Result<Option<usize>, NetError> {
+        // SAFETY: all-zero is a valid ucp_request_param_t.
+        let mut param: ucp_request_param_t = unsafe { MaybeUninit::zeroed().assume_init() };
+        param.op_attr_mask =
+            ucp_op_attr_t::UCP_OP_ATTR_FIELD_CALLBACK | ucp_op_attr_t::UCP_OP_ATTR_FIELD_USER_DATA;
+        param.cb.send = Some(send_cb);
+        param.user_data = self.worker.events_arg();
+        if let Some(region) = memh {
+            param.op_attr_mask |= ucp_op_attr_t::UCP_OP_ATTR_FIELD_MEMH;
+            param.memh = region.memh;
+        }
+        // SAFETY: live endpoint and key; the caller guarantees `dst`.
+        let r = unsafe {
+            self.worker
+                .ucp()
+                .ucp_get_nbx(self.handle, dst.cast(), len, remote, rkey.handle, &param)
+        };
+        request_result("ucp_get_nbx", r)
     }
 
     /// Closes the endpoint, flushing (or with `force`, failing) what is in
