@@ -544,14 +544,16 @@ else:
     w("")
     w(ANALYSIS)
 w("")
-# Keep the Python section (scripts/bench-python.sh writes it between markers).
+# Keep the sections other scripts write between markers: the network
+# ingress (scripts/bench-ucx.sh) and Python (scripts/bench-python.sh).
 path = os.path.join("docs", "benchmarks.md")
 py_section = ""
 if os.path.exists(path):
     old = open(path).read()
-    start, end = "<!-- python-bench:start -->", "<!-- python-bench:end -->"
-    if start in old and end in old:
-        py_section = "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
+    for tag in ("ucx-bench", "python-bench"):
+        start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+        if start in old and end in old:
+            py_section += "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
 with open(path, "w") as f:
     f.write("\n".join(lines) + py_section)
 print("\n".join(lines))
