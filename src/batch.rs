@@ -1,5 +1,6 @@
 //! Batch publication (issue 14): the producer publishes many items with one
-//! doorbell ring (one `fence(SeqCst)`) and one hub notification per batch,
+//! doorbell ring (one publisher barrier: a compiler fence with the asymmetric
+//! handshake, a `fence(SeqCst)` without) and one hub notification per batch,
 //! instead of one per item.
 //!
 //! - [`Producer::put_many`] registers, copies and commits a batch of
@@ -25,14 +26,15 @@
 //! caller (`commit_many`), still pending (`put_in_place_many`). So a batch
 //! can be resumed from `index` after fixing the input or waiting.
 //!
-//! **Why one fence per batch is enough.** The wake-up is the Dekker
-//! handshake of `doorbell.rs`: the sleeper announces itself, fences and
-//! re-checks; the publisher stores, fences and looks for an announcement.
-//! The publisher's fence orders *every* store before it, so one fence after
+//! **Why one barrier per batch is enough.** The wake-up is the Dekker
+//! handshake of `doorbell.rs`: the sleeper announces itself, issues its
+//! barrier and re-checks; the publisher stores, issues its barrier and looks
+//! for an announcement. The publisher's barrier orders *every* store before
+//! it, so one barrier after
 //! the batch's last `seq` store orders all of them before the look at
 //! `sleepers`: either the look sees the sleeper (and wakes it), or the
 //! sleeper's re-check sees every completion of the batch. A completion
-//! stored without a fence after it is only delayed until the batch's ring,
+//! stored without a barrier after it is only delayed until the batch's ring,
 //! which happens before the call returns.
 
 use crate::error::StreamError;
@@ -191,7 +193,7 @@ fn put_round(ring: &mut ProducerRing, items: &[BatchItem<'_>]) -> (usize, Option
         for (k, item) in items[..reserved].iter().enumerate() {
             ring.commit_quiet(first + k as u64, &item.meta);
         }
-        // One fence and one hub notification for the round.
+        // One barrier and one hub notification for the round.
         ring.ring_bells();
     }
     (reserved, stop)
@@ -199,7 +201,7 @@ fn put_round(ring: &mut ProducerRing, items: &[BatchItem<'_>]) -> (usize, Option
 
 impl Producer {
     /// Registers, copies and commits a batch of tensors in order, with one
-    /// doorbell ring (one fence) and one hub notification per round: a
+    /// doorbell ring (one barrier) and one hub notification per round: a
     /// round is what fits in the ring at once, all of the batch when the
     /// consumer keeps up. The round's positions are reserved with one
     /// store of `registered`; each item is still published by its own
