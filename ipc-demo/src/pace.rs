@@ -19,10 +19,15 @@ impl Pace {
         }
     }
 
+    /// When item `n` is due (`None`: no pacing).
+    pub fn due(&self, n: u64) -> Option<Instant> {
+        self.rate
+            .map(|rate| self.start + Duration::from_secs_f64(n as f64 / rate))
+    }
+
     /// Waits until item `n` is due.
     pub fn wait(&self, n: u64) {
-        if let Some(rate) = self.rate {
-            let due = self.start + Duration::from_secs_f64(n as f64 / rate);
+        if let Some(due) = self.due(n) {
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);

@@ -67,7 +67,8 @@ fn receiver(method: Method, size: usize, count: usize, tx: mpsc::Sender<SocketAd
                         }
                         (Method::Get, AmData::Eager(_)) => {
                             let e = ep.as_ref().unwrap();
-                            let key = rkey.get_or_insert_with(|| e.unpack_rkey(&msg.header[16..]).unwrap());
+                            let key = rkey
+                                .get_or_insert_with(|| e.unpack_rkey(&msg.header[16..]).unwrap());
                             let remote = u64::from_le_bytes(msg.header[8..16].try_into().unwrap());
                             // SAFETY: as above; the key lives to the end.
                             unsafe { e.get(dst, size, remote, key, Some(&region)) }.unwrap()
@@ -81,7 +82,10 @@ fn receiver(method: Method, size: usize, count: usize, tx: mpsc::Sender<SocketAd
                         None => landed = Some(seq),
                     }
                 }
-                Event::RecvDone { request, status, .. } | Event::SendDone { request, status } => {
+                Event::RecvDone {
+                    request, status, ..
+                }
+                | Event::SendDone { request, status } => {
                     assert!(!status.is_err(), "{status}");
                     if let Some(seq) = pending.remove(&request) {
                         worker.free_request(request);
@@ -180,7 +184,9 @@ fn sender(method: Method, size: usize, count: usize, addr: SocketAddr) -> f64 {
 }
 
 fn main() {
-    let total_mib: usize = std::env::args().nth(1).map_or(512, |a| a.parse().expect("MiB"));
+    let total_mib: usize = std::env::args()
+        .nth(1)
+        .map_or(512, |a| a.parse().expect("MiB"));
     for size in [64 << 10, 2 << 20, 64 << 20] {
         for method in [Method::Get, Method::Am] {
             let count = (total_mib << 20) / size;

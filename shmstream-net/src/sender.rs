@@ -230,6 +230,26 @@ impl Sender {
         Ok(())
     }
 
+    /// Serves the transfers in flight (a rendezvous over tcp needs the
+    /// sender's progress) and handles acknowledgements until `deadline`,
+    /// sleeping in `poll` on the worker between events: what a paced
+    /// sender calls between tensors instead of sleeping.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    pub fn progress_until(&mut self, deadline: Instant) -> Result<(), NetError> {
+        loop {
+            self.pump(false)?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(());
+            }
+            self.worker
+                .wait((deadline - now).min(Duration::from_millis(50)))?;
+        }
+    }
+
     /// A free registered buffer of at least `nbytes`, waiting for
     /// acknowledgements while the window or the byte budget is used up.
     fn buffer_for(&mut self, nbytes: u64) -> Result<usize, NetError> {
