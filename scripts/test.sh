@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Every test of the project: unit, integration, cross-process, doc tests,
-# the ipc-demo end-to-end tests, the loom models, Miri, the Python package
+# the ipc-demo end-to-end tests (with the UCX network ingress, whose
+# Debian packages scripts/deps-apt.sh installs first), the loom models, Miri, the Python package
 # (ruff and pytest over numpy and torch) and a short run of every fuzz
 # target.
 # Usage: scripts/test.sh            (from anywhere in the repository)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== Debian packages of the network tests (libucx0, ucx-utils, iproute2)"
+scripts/deps-apt.sh
 
 echo "== unit, integration, cross-process and doc tests (workspace)"
 cargo test --workspace
