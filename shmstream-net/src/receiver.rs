@@ -206,6 +206,11 @@ impl<'p> Receiver<'p> {
     pub fn run(&mut self) -> Result<ReceiveReport, NetError> {
         match self.serve() {
             Ok(()) => {
+                // The end is acknowledged too (under the seq `count`, which
+                // no offer has): the sender closes first, then this side.
+                if let Some(count) = self.end {
+                    self.ack(count, AckStatus::Committed, "end");
+                }
                 self.flush_acks();
                 if let Some(ep) = self.ep.take() {
                     ep.close(false, Duration::from_secs(1));

@@ -100,6 +100,9 @@ pub struct Sender {
     started: Option<Instant>,
     last_activity: Instant,
     end_sent: bool,
+    /// The seq the end went under (the offers' count), once sent.
+    end_seq: Option<u64>,
+    end_acked: bool,
     unplaced: u64,
 }
 
@@ -144,6 +147,8 @@ impl Sender {
             started: None,
             last_activity: Instant::now(),
             end_sent: false,
+            end_seq: None,
+            end_acked: false,
             unplaced: 0,
         })
     }
@@ -377,6 +382,9 @@ impl Sender {
                     Err(e) => return Err(NetError::Protocol(e.to_string())),
                 }
             }
+            // The receiver closes once it acknowledged the end: its close
+            // may come in the same progress as that acknowledgement.
+            Event::EpError(_) if self.end_acked && self.out.is_empty() => {}
             Event::EpError(status) => {
                 return Err(NetError::PeerFailed {
                     status,
@@ -389,6 +397,10 @@ impl Sender {
     }
 
     fn acked(&mut self, seq: u64, status: AckStatus, message: String) -> Result<(), NetError> {
+        if self.end_seq == Some(seq) && status == AckStatus::Committed {
+            self.end_acked = true;
+            return Ok(());
+        }
         let Some(o) = self.out.get_mut(&seq) else {
             // A refusal of a message whose seq the receiver could not read
             // comes under seq u64::MAX; reported by the next call.
@@ -442,13 +454,17 @@ impl Sender {
         // SAFETY: the header lives until the loop below saw the send
         // complete, or the sender is dropped (the endpoint's forced close
         // and the worker's destruction end the send first).
+        self.end_seq = Some(self.next_seq);
         match unsafe { self.ep.am_send(wire::AM_ID, &header, &[], false, None) }? {
             Some(request) => {
                 self.requests.insert(request, END_SEQ);
             }
             None => self.end_sent = true,
         }
-        while !self.out.is_empty() || !self.end_sent {
+        // The receiver acknowledges the end after its last commit and
+        // closes only then: waiting for that keeps its close from racing
+        // the end's own completion here.
+        while !self.out.is_empty() || !self.end_sent || !self.end_acked {
             self.pump(true)?;
         }
         if let Some(e) = self.failure.take() {
