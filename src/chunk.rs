@@ -109,7 +109,7 @@ impl<'a> StreamChunk<'a> {
             // SAFETY: the window's positions are in the prefix and are not
             // released while this chunk (which holds the only `&mut` to the
             // ring) lives.
-            unsafe { ItemView::new(self.ring.mem(), self.ring.meta(position), position) }
+            unsafe { ItemView::new(&self.ring, position) }
         })
     }
 
@@ -118,9 +118,15 @@ impl<'a> StreamChunk<'a> {
         (0..self.len).map(move |i| self.item(i).expect("i < len"))
     }
 
-    /// The window's tensor ids in order.
+    /// The window's tensor ids in order, read from the side table (see
+    /// [`ItemView::id`]: empty for a corrupt one, which the next poll
+    /// reports).
     pub fn ids(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        (0..self.len).map(move |i| self.ring.meta(self.start_offset + i as u64).id())
+        (0..self.len).map(move |i| {
+            self.ring
+                .id(self.start_offset + i as u64)
+                .unwrap_or_default()
+        })
     }
 
     /// The window as one tensor `[n, *shape]` in place, when its items

@@ -123,7 +123,7 @@ impl Consumer {
             // SAFETY: the position is in the prefix; it is released only by
             // `consume`, which needs `&mut self`, so not while this borrow
             // lives.
-            unsafe { ItemView::new(self.ring.mem(), self.ring.meta(position), position) }
+            unsafe { ItemView::new(&self.ring, position) }
         })
     }
 

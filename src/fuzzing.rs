@@ -3,7 +3,9 @@
 //! Not part of the stable API.
 
 use crate::error::{SetupError, StreamError};
-use crate::layout::{Descriptor, ItemMeta, DESCRIPTOR_BYTES, HEADER_BYTES};
+use crate::layout::{
+    Descriptor, ItemId, ItemMeta, SideEntry, DESCRIPTOR_BYTES, HEADER_BYTES, SIDE_ENTRY_BYTES,
+};
 use crate::sync::Ordering;
 
 /// Runs the open-time header checks on `page` (padded or cut to one page)
@@ -39,11 +41,15 @@ pub struct Accepted {
 }
 
 /// Runs the per-item descriptor checks on `bytes` (padded or cut to one
-/// descriptor) as the descriptor of `position`, after a previous item
-/// ending at `walk_end`, with the oldest unreleased item starting at
-/// `oldest_start` (`u64::MAX`: this is the oldest unreleased one), in a
-/// payload ring of `payload_bytes` (rounded to a power of two of at least a
-/// page), `mirrored` or not. Returns what a committed item carries.
+/// descriptor, 64 bytes, followed by its side entry, 128 bytes: the id's
+/// line and the wide dims' line) as the descriptor of `position`, after a
+/// previous item ending at `walk_end`, with the oldest unreleased item
+/// starting at `oldest_start` (`u64::MAX`: this is the oldest unreleased
+/// one), in a payload ring of `payload_bytes` (rounded to a power of two of
+/// at least a page), `mirrored` or not. Returns what a committed item
+/// carries, its id read from the side entry as the by-id calls read it.
+/// An accepted descriptor is read a second time as the next item of its
+/// own run (the per-run shortcut), which must agree with the first read.
 ///
 /// # Errors
 ///
@@ -56,22 +62,27 @@ pub fn check_descriptor(
     payload_bytes: u64,
     mirrored: bool,
 ) -> Result<Option<Accepted>, StreamError> {
-    let mut raw = [0u8; DESCRIPTOR_BYTES];
-    let n = bytes.len().min(DESCRIPTOR_BYTES);
+    let mut raw = [0u8; DESCRIPTOR_BYTES + SIDE_ENTRY_BYTES];
+    let n = bytes.len().min(raw.len());
     raw[..n].copy_from_slice(&bytes[..n]);
     let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let half = |i: usize| u32::from_ne_bytes(raw[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
     let desc = Descriptor::new();
     desc.seq.store(word(0), Ordering::Relaxed);
-    desc.nbytes.store(word(1), Ordering::Relaxed);
-    desc.info.store(word(2) as u32, Ordering::Relaxed);
+    desc.offset.store(word(1), Ordering::Relaxed);
+    desc.len.store(word(2), Ordering::Relaxed);
+    desc.info.store(half(6), Ordering::Relaxed);
+    desc.nbytes.store(half(7), Ordering::Relaxed);
     for (k, d) in desc.dims.iter().enumerate() {
-        d.store(word(3 + k), Ordering::Relaxed);
+        d.store(half(8 + k), Ordering::Relaxed);
     }
-    for (k, d) in desc.id.iter().enumerate() {
-        d.store(u64::from_le(word(11 + k)), Ordering::Relaxed);
+    let side = SideEntry::new();
+    for (k, d) in side.id.iter().enumerate() {
+        d.store(u64::from_le(word(8 + k)), Ordering::Relaxed);
     }
-    desc.offset.store(word(19), Ordering::Relaxed);
-    desc.len.store(word(20), Ordering::Relaxed);
+    for (k, d) in side.wide_dims.iter().enumerate() {
+        d.store(word(16 + k), Ordering::Relaxed);
+    }
     let payload_bytes = payload_bytes
         .clamp(4096, crate::layout::MAX_PAYLOAD_BYTES)
         .next_power_of_two();
@@ -82,13 +93,32 @@ pub fn check_descriptor(
         mirrored,
     };
     let mut meta = ItemMeta::EMPTY;
-    let status = ItemMeta::read_into(&desc, position, bounds, &mut meta)?;
-    Ok(
-        (status == crate::layout::STATUS_COMMITTED).then(|| Accepted {
-            id: meta.id().to_string(),
-            nbytes: meta.nbytes,
-            offset: meta.offset,
-            len: meta.len,
-        }),
-    )
+    let read = ItemMeta::read_into(&desc, &side, position, bounds, None, &mut meta)?;
+    let id = ItemId::read(&side, position, meta.id_len)?;
+    if read.status != crate::layout::STATUS_COMMITTED {
+        return Ok(None);
+    }
+    // The same words again, as the next item of a run: the shortcut must
+    // accept them and agree on every field.
+    let mut again = ItemMeta::EMPTY;
+    let second = ItemMeta::read_into(&desc, &side, position, bounds, Some(&meta), &mut again)
+        .expect("the same descriptor is accepted as the next item of its run");
+    assert_eq!(second.status, read.status);
+    assert_eq!(second.same_shape, meta.shape_key.1 != crate::layout::WIDE);
+    assert_eq!(
+        (
+            again.dtype,
+            again.shape(),
+            again.nbytes,
+            again.offset,
+            again.len
+        ),
+        (meta.dtype, meta.shape(), meta.nbytes, meta.offset, meta.len)
+    );
+    Ok(Some(Accepted {
+        id: id.as_str().to_string(),
+        nbytes: meta.nbytes,
+        offset: meta.offset,
+        len: meta.len,
+    }))
 }

@@ -4,7 +4,7 @@
 //! stacked view of a window that wraps around the ring is not available
 //! here (a shared-memory segment maps its payload twice and has it).
 
-use crate::layout::{Control, Descriptor, Geometry};
+use crate::layout::{Control, Descriptor, Geometry, SideEntry};
 use crate::ring::{Backing, RingMem, Side};
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 struct HeapBacking {
     control: NonNull<Control>,
     descriptors: NonNull<[Descriptor]>,
+    side: NonNull<[SideEntry]>,
     payload: NonNull<u8>,
     payload_layout: Layout,
     #[cfg(loom)]
@@ -48,6 +49,7 @@ impl Drop for HeapBacking {
         unsafe {
             drop(Box::from_raw(self.control.as_ptr()));
             drop(Box::from_raw(self.descriptors.as_ptr()));
+            drop(Box::from_raw(self.side.as_ptr()));
             alloc::dealloc(self.payload.as_ptr(), self.payload_layout);
         }
     }
@@ -61,6 +63,8 @@ pub(crate) fn heap_ring(geometry: &Geometry) -> (RingMem, RingMem) {
     let control = NonNull::from(Box::leak(Box::new(Control::new())));
     let table: Box<[Descriptor]> = (0..capacity).map(|_| Descriptor::new()).collect();
     let descriptors = NonNull::from(Box::leak(table));
+    let side: Box<[SideEntry]> = (0..capacity).map(|_| SideEntry::new()).collect();
+    let side = NonNull::from(Box::leak(side));
     let payload_layout = Layout::from_size_align(payload_bytes as usize, 4096)
         .expect("payload size was checked by the caller");
     // SAFETY: the layout has a non-zero size (the payload is at least a
@@ -70,6 +74,7 @@ pub(crate) fn heap_ring(geometry: &Geometry) -> (RingMem, RingMem) {
     let backing: Arc<dyn Backing> = Arc::new(HeapBacking {
         control,
         descriptors,
+        side,
         payload,
         payload_layout,
         #[cfg(loom)]
@@ -79,12 +84,14 @@ pub(crate) fn heap_ring(geometry: &Geometry) -> (RingMem, RingMem) {
     });
     let side = || {
         // SAFETY: the pointers come from the allocations above, sized for
-        // `capacity` descriptors and `payload_bytes`, owned by `backing`,
+        // `capacity` descriptors, as many side entries and `payload_bytes`,
+        // owned by `backing`,
         // which each view keeps alive.
         unsafe {
             RingMem::new(
                 control,
                 descriptors.cast(),
+                side.cast(),
                 payload,
                 &geometry,
                 false,

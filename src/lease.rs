@@ -252,7 +252,7 @@ impl<E> StreamBuffer<E> {
             // in the available prefix when popped, and the ring's hold keeps
             // it unreleased until the lease is handed back, which needs
             // `&mut self`, so not while this borrow lives.
-            unsafe { ItemView::new(ring.mem(), ring.meta(position), position) }
+            unsafe { ItemView::new(ring, position) }
         })
     }
 
@@ -266,10 +266,11 @@ impl<E> StreamBuffer<E> {
     }
 
     /// The tensor ids of a leased chunk's window, in order (empty for a
-    /// lease this buffer does not hold).
+    /// lease this buffer does not hold; an id is empty when corrupt, see
+    /// [`ItemView::id`]).
     pub fn lease_ids(&self, lease: &ChunkLease) -> impl ExactSizeIterator<Item = &str> + '_ {
         let (start, len) = self.leases.window(lease).unwrap_or((0, 0));
         let ring = &self.consumer.ring;
-        (0..len).map(move |i| ring.meta(start + i as u64).id())
+        (0..len).map(move |i| ring.id(start + i as u64).unwrap_or_default())
     }
 }

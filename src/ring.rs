@@ -17,12 +17,13 @@
 use crate::error::Resource;
 use crate::error::StreamError;
 use crate::layout::{
-    placement_align, Bounds, Control, Descriptor, Geometry, ItemMeta, FLAG_CONSUMER_ATTACHED,
-    FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_KNOWN, FLAG_PRODUCER_GONE, MAX_ID_LEN, STATUS_ABANDONED,
-    STATUS_COMMITTED,
+    placement_align, Bounds, Control, Descriptor, Geometry, ItemId, ItemMeta, SideEntry,
+    FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_KNOWN, FLAG_PRODUCER_GONE,
+    MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
 };
 use crate::sync::{Ordering, ReadGuard, WriteGuard};
 use crate::tensor::TensorMeta;
+use std::cell::{OnceCell, RefCell};
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub(crate) trait Backing: Send + Sync + fmt::Debug {
 pub(crate) struct RingMem {
     control: NonNull<Control>,
     descriptors: NonNull<Descriptor>,
+    /// The side table: one entry per descriptor.
+    side: NonNull<SideEntry>,
     payload: NonNull<u8>,
     /// Items (descriptors): a power of two.
     capacity: u64,
@@ -87,10 +90,10 @@ impl RingMem {
     /// # Safety
     ///
     /// `control` points at a `Control`, `descriptors` at `geometry.capacity`
-    /// descriptors and `payload` at `geometry.payload_bytes` bytes (twice that, the
+    /// descriptors, `side` at as many side entries, and `payload` at `geometry.payload_bytes` bytes (twice that, the
     /// second half a mirror of the first, when `mirrored`), all valid for
     /// reads for as long as `backing` lives, and for writes where this side
-    /// writes (the producer: descriptors and payload; both: the control
+    /// writes (the producer: descriptors, side table and payload; both: the control
     /// block; a consumer's table and payload may be mapped read-only), and
     /// shared only with the one peer that follows this protocol. (A
     /// `Geometry` is checked when built: powers of two, `item_bytes <=
@@ -98,6 +101,7 @@ impl RingMem {
     pub(crate) unsafe fn new(
         control: NonNull<Control>,
         descriptors: NonNull<Descriptor>,
+        side: NonNull<SideEntry>,
         payload: NonNull<u8>,
         geometry: &Geometry,
         mirrored: bool,
@@ -106,6 +110,7 @@ impl RingMem {
         RingMem {
             control,
             descriptors,
+            side,
             payload,
             capacity: geometry.capacity,
             item_bytes: geometry.item_bytes,
@@ -124,6 +129,14 @@ impl RingMem {
         let slot = (position & (self.capacity - 1)) as usize;
         // SAFETY: `slot < capacity` and the table holds `capacity` entries.
         unsafe { &*self.descriptors.as_ptr().add(slot) }
+    }
+
+    /// The side entry of `position`'s slot (ids, wide shapes).
+    fn side(&self, position: u64) -> &SideEntry {
+        let slot = (position & (self.capacity - 1)) as usize;
+        // SAFETY: `slot < capacity` and the side table holds `capacity`
+        // entries.
+        unsafe { &*self.side.as_ptr().add(slot) }
     }
 
     /// Where payload byte position `offset` lies in this mapping.
@@ -548,7 +561,7 @@ impl ProducerRing {
         let offset = self.place(len);
         self.mem
             .descriptor(position)
-            .write_registration(id, offset, len);
+            .write_registration(self.mem.side(position), id, offset, len);
         self.head = offset + len;
         self.starts[(position & (self.mem.capacity - 1)) as usize] = offset;
         self.states[(position & (self.mem.capacity - 1)) as usize] = SlotState::Held;
@@ -603,6 +616,7 @@ impl ProducerRing {
         self.close(position);
         let desc = self.mem.descriptor(position);
         desc.write_meta(
+            self.mem.side(position),
             STATUS_COMMITTED,
             meta.dtype().code(),
             meta.dims_raw(),
@@ -617,7 +631,7 @@ impl ProducerRing {
     pub(crate) fn abandon(&mut self, position: u64) {
         self.close(position);
         let desc = self.mem.descriptor(position);
-        desc.write_meta(STATUS_ABANDONED, 0, &[0; 8], 0, 0);
+        desc.write_meta(self.mem.side(position), STATUS_ABANDONED, 0, &[0; 8], 0, 0);
         self.publish(desc, position);
     }
 
@@ -778,6 +792,10 @@ pub(crate) struct ConsumerRing {
     /// chunk still shows (`u64::MAX` when none; see `lease.rs`); never
     /// below `released`, since a lease starts at or after `consumed`.
     hold: u64,
+    /// The error of the first id read from the side table that failed its
+    /// checks: every later poll reports it (the stream is corrupt), while
+    /// the view that asked shows an empty id.
+    bad_id: RefCell<Option<String>>,
 }
 
 /// The consumer's private cursors, apart from the memory so that a wait can
@@ -805,6 +823,9 @@ struct Cursors {
     /// By slot: that distance, the stacked view's row stride (meaningful
     /// for runs longer than one).
     strides: Box<[u64]>,
+    /// By slot: the position's id once asked for, read from the side table
+    /// and checked; emptied when the walk reaches the slot's next position.
+    ids: Box<[OnceCell<ItemId>]>,
 }
 
 impl ConsumerRing {
@@ -823,8 +844,10 @@ impl ConsumerRing {
                 metas,
                 runs: vec![0; capacity].into_boxed_slice(),
                 strides: vec![0; capacity].into_boxed_slice(),
+                ids: (0..capacity).map(|_| OnceCell::new()).collect(),
             },
             hold: u64::MAX,
+            bad_id: RefCell::new(None),
         }
     }
 
@@ -850,7 +873,39 @@ impl ConsumerRing {
     /// Extends the available prefix over every position whose completion is
     /// published, and returns the snapshot. Checks every value it reads.
     pub(crate) fn poll(&mut self) -> Result<Snapshot, StreamError> {
+        self.check_ids()?;
         self.cur.poll(&self.mem)
+    }
+
+    /// Fails with the first corrupt id found by [`id`](Self::id), if any.
+    fn check_ids(&self) -> Result<(), StreamError> {
+        match &*self.bad_id.borrow() {
+            None => Ok(()),
+            Some(msg) => Err(StreamError::Corrupt(msg.clone())),
+        }
+    }
+
+    /// The id of `position`, which must be in the prefix and not released:
+    /// read from the side table and checked the first time it is asked
+    /// for, then from the consumer's private copy. A corrupt one is an
+    /// error here and at every later poll.
+    pub(crate) fn id(&self, position: u64) -> Result<&str, StreamError> {
+        let id_len = self.meta(position).id_len;
+        let cell = &self.cur.ids[(position & (self.mem.capacity - 1)) as usize];
+        if let Some(id) = cell.get() {
+            return Ok(id.as_str());
+        }
+        // The position is committed and unreleased (`meta` checked it): a
+        // correct producer does not write its side entry now.
+        match ItemId::read(self.mem.side(position), position, id_len) {
+            Ok(id) => Ok(cell.get_or_init(|| id).as_str()),
+            Err(e) => {
+                if let StreamError::Corrupt(msg) = &e {
+                    self.bad_id.borrow_mut().get_or_insert_with(|| msg.clone());
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Waits until `ready` accepts a fresh snapshot, up to `timeout`.
@@ -999,7 +1054,7 @@ impl Cursors {
             let slot = (position & mask) as usize;
             // The slot's previous occupant, `position - capacity`, is
             // released (position < released + capacity), so no view uses
-            // its copy any more.
+            // its copy any more, nor its id.
             let bounds = Bounds {
                 walk_end: self.walk_end,
                 // The oldest unreleased position is in the prefix (its copy
@@ -1009,35 +1064,49 @@ impl Cursors {
                 payload_bytes: mem.payload_bytes,
                 mirrored: mem.mirrored,
             };
+            // The previous position is in the prefix or released; either
+            // way its copy is still its own (its slot is polled again only
+            // after this one). Only a previous item of this walk (or of an
+            // earlier one) counts: before position 0 there is none.
+            let prev = position
+                .checked_sub(1)
+                .map(|p| self.metas[(p & mask) as usize]);
+            self.ids[slot].take();
             let meta = &mut self.metas[slot];
-            let status = ItemMeta::read_into(desc, position, bounds, meta)?;
-            if status == STATUS_ABANDONED {
+            let read = ItemMeta::read_into(
+                desc,
+                mem.side(position),
+                position,
+                bounds,
+                prev.as_ref(),
+                meta,
+            )?;
+            if read.status == STATUS_ABANDONED {
                 if self.avail_end == self.consumed {
+                    // The one id read at poll: the error names the item.
+                    let id = ItemId::read(mem.side(position), position, meta.id_len)?;
                     return Err(StreamError::Abandoned {
                         position,
-                        id: meta.id().to_string(),
+                        id: id.as_str().to_string(),
                     });
                 }
                 break;
             }
             // Length of the run of stackable items ending here, so that
-            // a stacked view is checked in O(1), whatever the window. The
-            // previous position is in the prefix or released; either way
-            // its copy is still its own (its slot is polled again only
-            // after this one).
-            let (run, stride) = match position.checked_sub(1) {
-                Some(prev) => {
-                    let p = (prev & mask) as usize;
-                    let (here, before) = (&self.metas[slot], &self.metas[p]);
+            // a stacked view is checked in O(1), whatever the window.
+            let (run, stride) = match (position.checked_sub(1), prev) {
+                (Some(prev_position), Some(before)) => {
+                    let p = (prev_position & mask) as usize;
+                    let here = &self.metas[slot];
                     let stride = here.offset - before.offset;
                     let continues = self.runs[p] == 1 || self.strides[p] == stride;
-                    if here.stacks_with(before) && continues {
+                    if (read.same_shape || here.stacks_with(&before)) && continues {
                         (self.runs[p].saturating_add(1), stride)
                     } else {
                         (1, 0)
                     }
                 }
-                None => (1, 0),
+                _ => (1, 0),
             };
             self.runs[slot] = run;
             self.strides[slot] = stride;

@@ -18,9 +18,9 @@
 use crate::config::{StreamConfig, StreamId};
 use crate::error::SetupError;
 use crate::layout::{
-    Control, Descriptor, Geometry, Header, CONTROL_OFFSET, DESCRIPTOR_BYTES,
+    Control, Descriptor, Geometry, Header, SideEntry, CONTROL_OFFSET, DESCRIPTOR_BYTES,
     FLAG_CONSUMER_ATTACHED, FLAG_DONE, HEADER_BYTES, LAYOUT_FINGERPRINT, MAGIC, MAX_DIMS,
-    MAX_ID_LEN, VERSION,
+    MAX_ID_LEN, SIDE_ENTRY_BYTES, VERSION,
 };
 use crate::ring::{Backing, RingMem, Side};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
@@ -146,6 +146,7 @@ impl Segment {
                 NonNull::new_unchecked(
                     base.add(g.descriptors_offset as usize).cast::<Descriptor>(),
                 ),
+                NonNull::new_unchecked(base.add(g.side_offset as usize).cast::<SideEntry>()),
                 NonNull::new_unchecked(base.add(g.payload_offset as usize)),
                 &g,
                 true,
@@ -637,6 +638,8 @@ pub(crate) fn create(config: &StreamConfig) -> Result<(RingMem, String), SetupEr
         addr_of_mut!((*h).producer_pid).write(std::process::id());
         addr_of_mut!((*h).producer_uid).write(nix::unistd::geteuid().as_raw());
         addr_of_mut!((*h).layout_fingerprint).write(LAYOUT_FINGERPRINT);
+        addr_of_mut!((*h).side_offset).write(geometry.side_offset);
+        addr_of_mut!((*h).side_entry_bytes).write(SIDE_ENTRY_BYTES as u32);
         let lens = addr_of_mut!((*h).name_lens).cast::<u32>();
         let names = addr_of_mut!((*h).names).cast::<[u8; 128]>();
         for (i, (_, value)) in config.names().iter().enumerate() {
@@ -734,7 +737,7 @@ pub(crate) unsafe fn read_header(
     if version != VERSION {
         return Err(mismatch(name, "version", VERSION, version));
     }
-    let checks: [(&'static str, u64, u64); 5] = [
+    let checks: [(&'static str, u64, u64); 6] = [
         (
             "header size",
             HEADER_BYTES as u64,
@@ -744,6 +747,11 @@ pub(crate) unsafe fn read_header(
             "descriptor size",
             DESCRIPTOR_BYTES as u64,
             get!(descriptor_bytes) as u64,
+        ),
+        (
+            "side table entry size",
+            SIDE_ENTRY_BYTES as u64,
+            get!(side_entry_bytes) as u64,
         ),
         ("dimension limit", MAX_DIMS as u64, get!(max_dims) as u64),
         (
@@ -785,12 +793,13 @@ pub(crate) unsafe fn read_header(
             ),
         )
     })?;
-    let offsets: [(&'static str, u64, u64); 4] = [
+    let offsets: [(&'static str, u64, u64); 5] = [
         (
             "descriptor offset",
             geometry.descriptors_offset,
             get!(descriptors_offset),
         ),
+        ("side table offset", geometry.side_offset, get!(side_offset)),
         (
             "payload offset",
             geometry.payload_offset,

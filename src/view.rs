@@ -1,8 +1,9 @@
 //! Zero-copy views of tensors in slot memory: one item, or a window of
 //! consecutive items stacked into one tensor `[n, *shape]`.
 
+use crate::error::StreamError;
 use crate::layout::{ItemMeta, MAX_DIMS};
-use crate::ring::RingMem;
+use crate::ring::ConsumerRing;
 use crate::tensor::DType;
 use std::fmt;
 use std::marker::PhantomData;
@@ -10,6 +11,7 @@ use std::marker::PhantomData;
 /// One tensor, read in place from its slot.
 #[derive(Clone, Copy)]
 pub struct ItemView<'a> {
+    ring: &'a ConsumerRing,
     meta: &'a ItemMeta,
     bytes: &'a [u8],
     position: u64,
@@ -32,8 +34,9 @@ impl<'a> ItemView<'a> {
     /// # Safety
     ///
     /// `position` is in the consumer's available prefix and stays
-    /// unreleased for `'a`; `meta` is its validated copy.
-    pub(crate) unsafe fn new(mem: &'a RingMem, meta: &'a ItemMeta, position: u64) -> Self {
+    /// unreleased for `'a`.
+    pub(crate) unsafe fn new(ring: &'a ConsumerRing, position: u64) -> Self {
+        let (mem, meta) = (ring.mem(), ring.meta(position));
         // Loom: the view reads the item now; a producer write to its bytes
         // that does not happen after the consumer's release is a reported
         // race.
@@ -49,15 +52,32 @@ impl<'a> ItemView<'a> {
             std::slice::from_raw_parts(mem.payload_ptr(meta.offset), meta.nbytes as usize)
         };
         ItemView {
+            ring,
             meta,
             bytes,
             position,
         }
     }
 
-    /// The tensor's id.
+    /// The tensor's id, read from the segment's side table the first time
+    /// it is asked for (the hot path never touches ids) and checked.
+    ///
+    /// Empty when the producer wrote a corrupt id (never the case for a
+    /// correct one: ids are 1 to 64 bytes of UTF-8); [`try_id`](Self::try_id)
+    /// says what is wrong, and every later poll of the stream fails with
+    /// that error.
     pub fn id(&self) -> &'a str {
-        self.meta.id()
+        self.try_id().unwrap_or("")
+    }
+
+    /// The tensor's id, or what is wrong with it.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Corrupt`] naming the position and the id's length or
+    /// bytes, when the producer wrote an id no correct producer writes.
+    pub fn try_id(&self) -> Result<&'a str, StreamError> {
+        self.ring.id(self.position)
     }
 
     /// Its element type.

@@ -32,14 +32,21 @@ const FLAGS: u64 = 1280;
 const DATA_BELL: u64 = 1408;
 const SPACE_BELL: u64 = 1536;
 const DESCRIPTORS: u64 = 4096;
-const DESCRIPTOR_BYTES: u64 = 192;
+const DESCRIPTOR_BYTES: u64 = 64;
 const SEQ: u64 = 0;
-const NBYTES: u64 = 8;
-const INFO: u64 = 16;
-const DIMS: u64 = 24;
-const ID: u64 = 88;
-const OFFSET: u64 = 152;
-const LEN: u64 = 160;
+const OFFSET: u64 = 8;
+const LEN: u64 = 16;
+const INFO: u64 = 24;
+/// u32: the byte count, or `WIDE`.
+const NBYTES: u64 = 28;
+/// u32 each.
+const DIMS: u64 = 32;
+const WIDE: u32 = u32::MAX;
+/// The side table, after the descriptors: 128 bytes per slot.
+const SIDE_ENTRY_BYTES: u64 = 128;
+const ID: u64 = 0;
+/// u64 each: a wide item's dims.
+const WIDE_DIMS: u64 = 64;
 
 const STATUS_COMMITTED: u32 = 1;
 const STATUS_ABANDONED: u32 = 2;
@@ -53,6 +60,11 @@ const HANG: Duration = Duration::from_secs(5);
 
 fn desc(slot: u64, field: u64) -> u64 {
     DESCRIPTORS + slot * DESCRIPTOR_BYTES + field
+}
+
+/// A field of the side entry of `slot` in a ring of `capacity`.
+fn side(capacity: u64, slot: u64, field: u64) -> u64 {
+    DESCRIPTORS + capacity * DESCRIPTOR_BYTES + slot * SIDE_ENTRY_BYTES + field
 }
 
 fn info(status: u32, dtype: u32, ndim: u32, id_len: u32) -> u32 {
@@ -377,8 +389,8 @@ fn nbytes_larger_than_its_reservation_is_corrupt() {
         false,
         |p| commit(p, 1),
         |w| {
-            w.u64(desc(0, DIMS), 256);
-            w.u64(desc(0, NBYTES), 2048);
+            w.u32(desc(0, DIMS), 256);
+            w.u32(desc(0, NBYTES), 2048);
         },
         "nbytes 2048 exceeds the 1024 bytes reserved",
     );
@@ -388,8 +400,20 @@ fn nbytes_larger_than_its_reservation_is_corrupt() {
         "nbytes-shape",
         false,
         |p| commit(p, 1),
-        |w| w.u64(desc(0, NBYTES), u64::MAX),
-        "nbytes 18446744073709551615 disagrees with the shape's 32",
+        |w| w.u32(desc(0, NBYTES), WIDE - 1),
+        "nbytes 4294967294 disagrees with the shape's 32",
+    );
+    // Wide: the byte count is the side entry's shape's, checked against
+    // the reservation.
+    corrupt_everywhere(
+        "nbytes-wide",
+        false,
+        |p| commit(p, 1),
+        |w| {
+            w.u32(desc(0, NBYTES), WIDE);
+            w.u64(side(4, 0, WIDE_DIMS), 1 << 32);
+        },
+        "nbytes 34359738368 exceeds the 1024 bytes reserved",
     );
 }
 
@@ -440,8 +464,21 @@ fn a_shape_whose_product_overflows_is_corrupt() {
         |p| commit(p, 1),
         |w| {
             w.u32(desc(0, INFO), info(STATUS_COMMITTED, U64_CODE, 2, 2));
-            w.u64(desc(0, DIMS), 1 << 40);
-            w.u64(desc(0, DIMS + 8), 1 << 40);
+            w.u32(desc(0, DIMS), u32::MAX);
+            w.u32(desc(0, DIMS + 4), u32::MAX);
+        },
+        "the shape's byte count overflows",
+    );
+    // A wide shape, from the side entry.
+    corrupt_everywhere(
+        "shape-wide",
+        false,
+        |p| commit(p, 1),
+        |w| {
+            w.u32(desc(0, INFO), info(STATUS_COMMITTED, U64_CODE, 2, 2));
+            w.u32(desc(0, NBYTES), WIDE);
+            w.u64(side(4, 0, WIDE_DIMS), 1 << 40);
+            w.u64(side(4, 0, WIDE_DIMS + 8), 1 << 40);
         },
         "the shape's byte count overflows",
     );
@@ -458,21 +495,73 @@ fn too_many_dimensions_are_corrupt() {
     );
 }
 
+/// Damages item 0's id (after the items `setup` commits) and checks the
+/// by-id surfaces: the poll that shows the item succeeds (ids are read
+/// only when asked for), `try_id` is `Corrupt` naming `needle`, `id` and
+/// `ids` are empty, and every later call of the consumer reports the same
+/// error: `Consumer::poll`/`wait_for`, `StreamBuffer::has_chunk_ready`,
+/// `pop_chunk`, `next_chunk`.
+fn corrupt_id_everywhere(tag: &str, damage: impl Fn(&Poker), needle: &str) -> String {
+    let s = stream(tag, 4, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    commit(&s.producer, 1);
+    damage(&s.poker);
+    assert_eq!(consumer.poll().unwrap(), 1);
+    let item = consumer.item(0).unwrap();
+    let msg = expect_corrupt(item.try_id(), needle);
+    assert!(msg.starts_with("descriptor of position 0: "), "{msg}");
+    assert_eq!(item.id(), "");
+    for _ in 0..2 {
+        expect_corrupt(bounded("poll", || consumer.poll()), needle);
+        expect_corrupt(
+            bounded("wait_for", || consumer.wait_for(1, Some(SHORT))),
+            needle,
+        );
+    }
+    drop(consumer);
+    drop(s);
+
+    let s = stream(tag, 4, 1024);
+    let mut buffer = StreamBuffer::<()>::open(&s.cfg, Fixed::new(1).unwrap()).unwrap();
+    commit(&s.producer, 2);
+    damage(&s.poker);
+    {
+        let chunk = buffer.pop_chunk().unwrap();
+        assert_eq!(chunk.ids().collect::<Vec<_>>(), [""]);
+        expect_corrupt(chunk.item(0).unwrap().try_id(), needle);
+    }
+    for _ in 0..2 {
+        expect_corrupt(
+            bounded("has_chunk_ready", || buffer.has_chunk_ready()),
+            needle,
+        );
+        expect_corrupt(
+            bounded("pop_chunk", || buffer.pop_chunk().map(|c| c.len())),
+            needle,
+        );
+        expect_corrupt(
+            bounded("next_chunk", || {
+                buffer
+                    .next_chunk_timeout(Some(SHORT))
+                    .map(|c| c.map(|c| c.len()))
+            }),
+            needle,
+        );
+    }
+    msg
+}
+
 #[test]
 fn an_id_length_past_its_field_is_corrupt() {
     for len in [65u32, 255] {
-        corrupt_everywhere(
+        corrupt_id_everywhere(
             "idlen",
-            false,
-            |p| commit(p, 1),
             |w| w.u32(desc(0, INFO), info(STATUS_COMMITTED, U64_CODE, 1, len)),
             &format!("id length {len} is outside 1..=64"),
         );
     }
-    corrupt_everywhere(
+    corrupt_id_everywhere(
         "idlen0",
-        false,
-        |p| commit(p, 1),
         |w| w.u32(desc(0, INFO), info(STATUS_COMMITTED, U64_CODE, 1, 0)),
         "id length 0 is outside 1..=64",
     );
@@ -480,19 +569,30 @@ fn an_id_length_past_its_field_is_corrupt() {
 
 #[test]
 fn an_id_that_is_not_utf8_is_corrupt() {
-    corrupt_everywhere(
+    corrupt_id_everywhere(
         "id-utf8",
-        false,
-        |p| commit(p, 1),
-        |w| w.bytes(desc(0, ID), &[0xff, 0xfe]),
+        |w| w.bytes(side(4, 0, ID), &[0xff, 0xfe]),
         "the id is not UTF-8",
     );
     // A multi-byte character cut by the id length.
-    corrupt_everywhere(
+    corrupt_id_everywhere(
         "id-cut",
+        |w| w.bytes(side(4, 0, ID), "aé".as_bytes()),
+        "the id is not UTF-8",
+    );
+}
+
+#[test]
+fn an_abandoned_slot_with_a_corrupt_id_is_corrupt() {
+    // The one id a poll reads: the error names it.
+    corrupt_everywhere(
+        "abandon-id",
         false,
         |p| commit(p, 1),
-        |w| w.bytes(desc(0, ID), "aé".as_bytes()),
+        |w| {
+            w.u32(desc(0, INFO), info(STATUS_ABANDONED, U64_CODE, 1, 2));
+            w.bytes(side(4, 0, ID), &[0xff]);
+        },
         "the id is not UTF-8",
     );
 }
@@ -590,7 +690,8 @@ enum Target {
     Info(u8),
     Dim(u8, u8),
     Id(u8, u8),
-    /// Anywhere in the header, control block and descriptor table.
+    WideDim(u8, u8),
+    /// Anywhere in the header, control block, descriptor and side tables.
     Anywhere(u16),
     /// Anywhere in the payload (the consumer never trusts it). Only between
     /// the consumer's calls, never while it holds a view: payload views
@@ -651,6 +752,7 @@ fn target() -> impl Strategy<Value = Target> {
         3 => any::<u8>().prop_map(Target::Info),
         2 => (any::<u8>(), 0u8..8).prop_map(|(s, d)| Target::Dim(s, d)),
         1 => (any::<u8>(), 0u8..8).prop_map(|(s, w)| Target::Id(s, w)),
+        1 => (any::<u8>(), 0u8..8).prop_map(|(s, w)| Target::WideDim(s, w)),
         2 => any::<u16>().prop_map(Target::Anywhere),
         1 => any::<u16>().prop_map(Target::Payload),
         2 => (
@@ -723,12 +825,13 @@ struct Geo {
 
 impl Geo {
     fn payload_offset(&self) -> u64 {
-        (DESCRIPTORS + self.capacity * DESCRIPTOR_BYTES).next_multiple_of(4096)
+        (DESCRIPTORS + self.capacity * (DESCRIPTOR_BYTES + SIDE_ENTRY_BYTES)).next_multiple_of(4096)
     }
 }
 
-/// The offset and bytes of `w` in a segment of `g`.
-fn resolve(w: &Write, g: Geo) -> (u64, Vec<u8>) {
+/// The offsets and bytes of `w` in a segment of `g` (a forged descriptor
+/// writes its side entry too).
+fn resolve(w: &Write, g: Geo) -> Vec<(u64, Vec<u8>)> {
     let slot = |s: u8| s as u64 % g.capacity;
     // The position a slot's descriptor would hold next, near `registered`.
     let position = |s: u8| {
@@ -759,17 +862,34 @@ fn resolve(w: &Write, g: Geo) -> (u64, Vec<u8>) {
             _ => nbytes,
         };
         let id_len = 1 + (nbytes % 64) as u32;
-        let mut d = vec![0u8; ID as usize + 64];
+        // Narrow (dims and nbytes as u32) when they fit, as the producer
+        // writes them; wide otherwise: the dims go to the side entry.
+        let narrow = nbytes < WIDE as u64 && dims.iter().all(|&d| d <= u32::MAX as u64);
+        let mut d = vec![0u8; DESCRIPTOR_BYTES as usize];
         d[..8].copy_from_slice(&(position(s) + 1).to_ne_bytes());
-        d[8..16].copy_from_slice(&nbytes.to_ne_bytes());
         let info = info(STATUS_COMMITTED, dtype as u32, dims.len() as u32, id_len);
-        d[16..20].copy_from_slice(&info.to_ne_bytes());
-        for (k, dim) in dims.iter().enumerate() {
-            let at = DIMS as usize + 8 * k;
-            d[at..at + 8].copy_from_slice(&dim.to_ne_bytes());
+        d[INFO as usize..INFO as usize + 4].copy_from_slice(&info.to_ne_bytes());
+        let mut e = vec![b'f'; SIDE_ENTRY_BYTES as usize];
+        if narrow {
+            d[NBYTES as usize..NBYTES as usize + 4].copy_from_slice(&(nbytes as u32).to_ne_bytes());
+            for (k, dim) in dims.iter().enumerate() {
+                let at = DIMS as usize + 4 * k;
+                d[at..at + 4].copy_from_slice(&(*dim as u32).to_ne_bytes());
+            }
+        } else {
+            d[NBYTES as usize..NBYTES as usize + 4].copy_from_slice(&WIDE.to_ne_bytes());
+            for (k, dim) in dims.iter().enumerate() {
+                let at = WIDE_DIMS as usize + 8 * k;
+                e[at..at + 8].copy_from_slice(&dim.to_ne_bytes());
+            }
         }
-        d[ID as usize..].fill(b'f');
-        return (desc(slot(s), SEQ), d);
+        // The side entry first, as the producer does (registration before
+        // the commit's `seq`).
+        return vec![
+            (side(g.capacity, slot(s), 0), e),
+            (desc(slot(s), OFFSET), d[OFFSET as usize..].to_vec()),
+            (desc(slot(s), SEQ), d[..OFFSET as usize].to_vec()),
+        ];
     }
     let (offset, natural) = match w.target {
         Target::Registered => (REGISTERED, g.registered),
@@ -782,8 +902,12 @@ fn resolve(w: &Write, g: Geo) -> (u64, Vec<u8>) {
         Target::Seq(s) => (desc(slot(s), SEQ), position(s) + 1),
         Target::Nbytes(s) => (desc(slot(s), NBYTES), g.slot_bytes),
         Target::Info(s) => (desc(slot(s), INFO), info(1, U64_CODE, 1, 2) as u64),
-        Target::Dim(s, d) => (desc(slot(s), DIMS + 8 * d as u64), g.slot_bytes / 8),
-        Target::Id(s, k) => (desc(slot(s), ID + 8 * k as u64), 0x3074),
+        Target::Dim(s, d) => (desc(slot(s), DIMS + 4 * d as u64), g.slot_bytes / 8),
+        Target::Id(s, k) => (side(g.capacity, slot(s), ID + 8 * k as u64), 0x3074),
+        Target::WideDim(s, d) => (
+            side(g.capacity, slot(s), WIDE_DIMS + 8 * d as u64),
+            g.slot_bytes / 8,
+        ),
         Target::Anywhere(o) => (o as u64 % g.payload_offset(), 0),
         Target::Payload(o) => (
             g.payload_offset() + o as u64 % (g.capacity * g.slot_bytes),
@@ -811,7 +935,7 @@ fn resolve(w: &Write, g: Geo) -> (u64, Vec<u8>) {
     // Stay inside the file (header + table + one payload copy).
     let end = g.payload_offset() + g.capacity * g.slot_bytes;
     let offset = offset.min(end - width as u64);
-    (offset, bytes)
+    vec![(offset, bytes)]
 }
 
 /// Checks every view the consumer hands out lies inside its payload
@@ -842,7 +966,16 @@ impl Bounds {
         assert_eq!((start - self.base) as u64 % self.slot_bytes, 0, "{item:?}");
         assert!(start + bytes.len() <= self.base + 2 * self.len, "{item:?}");
         assert!(bytes.len() as u64 <= self.slot_bytes, "{item:?}");
-        assert!((1..=64).contains(&item.id().len()), "{item:?}");
+        // The id is read (from the side table) when asked for: a good
+        // one is 1 to 64 bytes, a bad one an error naming it (and `id` is
+        // then empty).
+        match item.try_id() {
+            Ok(id) => assert!((1..=64).contains(&id.len()), "{item:?}"),
+            Err(e) => {
+                assert!(allowed(&e), "{e:?}");
+                assert_eq!(item.id(), "");
+            }
+        }
         assert!(item.shape().len() <= 8, "{item:?}");
         let expected = item
             .shape()
@@ -1089,15 +1222,17 @@ fn hostile_case(
         let mut buffer = StreamBuffer::<()>::open(&cfg, Sliding::new(2, 1).unwrap()).unwrap();
         commit(&producer, committed);
         for w in first {
-            let (offset, bytes) = resolve(w, geo(&producer));
-            poker.bytes(offset, &bytes);
+            for (offset, bytes) in resolve(w, geo(&producer)) {
+                poker.bytes(offset, &bytes);
+            }
         }
         drive_buffer(&mut buffer, |round| {
             produce_one(&producer);
             if round == 1 {
                 for w in later {
-                    let (offset, bytes) = resolve(w, geo(&producer));
-                    poker.bytes(offset, &bytes);
+                    for (offset, bytes) in resolve(w, geo(&producer)) {
+                        poker.bytes(offset, &bytes);
+                    }
                 }
             }
         });
@@ -1109,15 +1244,17 @@ fn hostile_case(
             consumer.consume(consumed_before % (n + 1));
         }
         for w in first {
-            let (offset, bytes) = resolve(w, geo(&producer));
-            poker.bytes(offset, &bytes);
+            for (offset, bytes) in resolve(w, geo(&producer)) {
+                poker.bytes(offset, &bytes);
+            }
         }
         drive_consumer(&mut consumer, seed, |round| {
             produce_one(&producer);
             if round == 1 {
                 for w in later {
-                    let (offset, bytes) = resolve(w, geo(&producer));
-                    poker.bytes(offset, &bytes);
+                    for (offset, bytes) in resolve(w, geo(&producer)) {
+                        poker.bytes(offset, &bytes);
+                    }
                 }
             }
         });
@@ -1180,9 +1317,10 @@ fn concurrent_case(prefix: &str, geometry: usize, writes: Vec<Write>, seed: u64)
                         slot_bytes,
                         registered: registered + n % 4,
                     };
-                    let (offset, bytes) = resolve(w, g);
-                    if offset + bytes.len() as u64 <= g.payload_offset() {
-                        poker.bytes(offset, &bytes);
+                    for (offset, bytes) in resolve(w, g) {
+                        if offset + bytes.len() as u64 <= g.payload_offset() {
+                            poker.bytes(offset, &bytes);
+                        }
                     }
                 }
                 n += 1;
@@ -1277,8 +1415,9 @@ fn a_free_running_hostile_writer_never_breaks_the_consumer() {
                         3 => desc(slot, SEQ),
                         4 => desc(slot, NBYTES),
                         5 | 6 => desc(slot, INFO),
-                        7 => desc(slot, DIMS + 8 * ((x >> 12) % 8)),
-                        8 => desc(slot, ID + 8 * ((x >> 12) % 8)),
+                        7 => desc(slot, DIMS + 4 * ((x >> 12) % 8)),
+                        8 if x >> 60 == 0 => side(8, slot, WIDE_DIMS + 8 * ((x >> 12) % 8)),
+                        8 => side(8, slot, ID + 8 * ((x >> 12) % 8)),
                         _ => (x >> 16) % payload,
                     };
                     let y = common::mix(x);

@@ -146,7 +146,7 @@ fn a_wrong_version_is_refused() {
         } => {
             assert_eq!(
                 (field, expected.as_str(), found.as_str()),
-                ("version", "2", "99")
+                ("version", "3", "99")
             );
         }
         e => panic!("{e}"),
@@ -162,9 +162,35 @@ fn a_wrong_layout_is_refused() {
         }
         e => panic!("{e}"),
     }
-    // a larger capacity than the file holds
+    // a larger capacity than the file holds: its side table would start
+    // elsewhere (and its payload too)
     match open_damaged("big", 16, &64u64.to_ne_bytes()) {
-        SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "payload offset"),
+        SetupError::LayoutMismatch { field, .. } => assert_eq!(field, "side table offset"),
+        e => panic!("{e}"),
+    }
+    // the side table's offset (496) and entry size (504)
+    match open_damaged("side", 496, &(4096u64 + 64 * 4 + 64).to_ne_bytes()) {
+        SetupError::LayoutMismatch {
+            field,
+            expected,
+            found,
+            ..
+        } => assert_eq!(
+            (field, expected.as_str(), found.as_str()),
+            ("side table offset", "4352", "4416")
+        ),
+        e => panic!("{e}"),
+    }
+    match open_damaged("sidesize", 504, &64u32.to_ne_bytes()) {
+        SetupError::LayoutMismatch {
+            field,
+            expected,
+            found,
+            ..
+        } => assert_eq!(
+            (field, expected.as_str(), found.as_str()),
+            ("side table entry size", "128", "64")
+        ),
         e => panic!("{e}"),
     }
     // a default item size (offset 24) beyond the payload
