@@ -87,6 +87,8 @@ pub struct Sender {
     // Drop order: the endpoint first (fails what is in flight), then the
     // buffers (unregistered), then the worker and the context.
     ep: Endpoint,
+    /// The end message's header, alive until the endpoint is closed.
+    end_header: Vec<u8>,
     out: HashMap<u64, Out>,
     requests: HashMap<usize, u64>,
     buffers: Vec<Buffer>,
@@ -134,6 +136,7 @@ impl Sender {
         let ep = Endpoint::connect(&worker, addr)?;
         Ok(Sender {
             ep,
+            end_header: Vec::new(),
             out: HashMap::new(),
             requests: HashMap::new(),
             buffers: Vec::new(),
@@ -450,12 +453,15 @@ impl Sender {
     ///
     /// As [`send`](Self::send).
     pub fn finish(mut self) -> Result<SendReport, NetError> {
-        let header = wire::encode_end(self.next_seq);
-        // SAFETY: the header lives until the loop below saw the send
-        // complete, or the sender is dropped (the endpoint's forced close
-        // and the worker's destruction end the send first).
+        self.end_header = wire::encode_end(self.next_seq);
         self.end_seq = Some(self.next_seq);
-        match unsafe { self.ep.am_send(wire::AM_ID, &header, &[], false, None) }? {
+        // SAFETY: the header is a field, dropped after the endpoint (whose
+        // forced close ends the send) and never changed again.
+        let sent = unsafe {
+            self.ep
+                .am_send(wire::AM_ID, &self.end_header, &[], false, None)
+        }?;
+        match sent {
             Some(request) => {
                 self.requests.insert(request, END_SEQ);
             }
@@ -470,7 +476,6 @@ impl Sender {
         if let Some(e) = self.failure.take() {
             return Err(e);
         }
-        drop(header);
         self.report.elapsed = self.started.map(|s| s.elapsed()).unwrap_or_default();
         Ok(self.report.clone())
     }
