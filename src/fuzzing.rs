@@ -122,3 +122,53 @@ pub fn check_descriptor(
         len: meta.len,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/seeds")
+            .join(target);
+        let mut out: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&path).unwrap())
+            })
+            .collect();
+        out.sort();
+        assert!(out.len() >= 2, "{} seeds in {dir:?}", out.len());
+        out
+    }
+
+    /// The header seeds are headers of this build's layout (regenerate
+    /// them when it changes: version, fingerprint, offsets).
+    #[test]
+    fn the_header_seeds_are_valid_headers_of_this_layout() {
+        for (name, data) in seeds("header") {
+            let (len, page) = data.split_first_chunk::<8>().unwrap();
+            check_header(page, u64::from_ne_bytes(*len)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    /// Each descriptor seed does what its name says in this layout
+    /// (`fuzz/gen-descriptor-seeds.py` writes them).
+    #[test]
+    fn the_descriptor_seeds_commit_abandon_or_refuse_as_named() {
+        for (name, data) in seeds("descriptor") {
+            let (head, bytes) = data.split_first_chunk::<32>().unwrap();
+            let word = |i: usize| u64::from_ne_bytes(head[i * 8..i * 8 + 8].try_into().unwrap());
+            let r = check_descriptor(bytes, word(0), word(1), word(2), word(3), word(0) & 1 == 1);
+            match name.split('-').next().unwrap() {
+                "committed" => assert!(matches!(r, Ok(Some(_))), "{name}: {r:?}"),
+                "abandoned" => assert!(matches!(r, Ok(None)), "{name}: {r:?}"),
+                "refused" => assert!(matches!(r, Err(StreamError::Corrupt(_))), "{name}: {r:?}"),
+                other => panic!("{name}: unknown kind {other}"),
+            }
+        }
+    }
+}

@@ -4,7 +4,9 @@
 //! payload size (native-endian u64s; the
 //! payload size is rounded to a power of two of at least a page, and the
 //! low bit of the position picks a mirrored payload), the rest is one
-//! descriptor (192 bytes, padded with zeros). Any input must give `Ok` or
+//! descriptor (64 bytes) and its side entry (128 bytes: the id, the wide
+//! dims), padded with zeros (`fuzz/gen-descriptor-seeds.py` writes the
+//! seeds). Any input must give `Ok` or
 //! `Err`, never a panic; an accepted item must lie after the previous one,
 //! within one payload length of the oldest unreleased one, hold its tensor in its
 //! reservation and carry a valid id.
