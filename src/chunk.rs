@@ -109,7 +109,7 @@ impl<'a> StreamChunk<'a> {
             // SAFETY: the window's positions are in the prefix and are not
             // released while this chunk (which holds the only `&mut` to the
             // ring) lives.
-            unsafe { ItemView::new(&self.ring, position) }
+            unsafe { ItemView::new(self.ring, position) }
         })
     }
 

@@ -945,7 +945,7 @@ mod tests {
         let first = committed(0, 64);
         let mut prev = ItemMeta::EMPTY;
         let r = ItemMeta::read_into(&first.0, &first.1, 0, bounds(0, false), None, &mut prev);
-        assert_eq!(r.unwrap().same_shape, false);
+        assert!(!r.unwrap().same_shape);
         let next = committed(64, 64);
         let read_next = |prev: &ItemMeta| {
             let mut out = ItemMeta::EMPTY;
