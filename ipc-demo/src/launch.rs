@@ -360,6 +360,7 @@ pub fn run(args: &RunArgs) -> Outcome {
             transport: crate::send::Transport::Ucx,
             items: args.items.clone(),
             window: 64,
+            rendezvous_from: 8 << 10,
             stall_timeout: args.identity.timeout,
         };
         launch

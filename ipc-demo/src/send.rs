@@ -42,6 +42,9 @@ pub struct SendArgs {
     /// Offers out (not yet acknowledged by the receiver) at most
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub window: usize,
+    /// Tensors of at least this many bytes go by rendezvous, straight into their slots; smaller ones eagerly with the offer, copied into the slot by the receiver (0: all by rendezvous)
+    #[arg(long, value_name = "BYTES", default_value = "8K", value_parser = crate::sizes::parse_bytes)]
+    pub rendezvous_from: u64,
     /// Seconds without an acknowledgement (or a connection) after which the sender gives up
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     pub stall_timeout: Duration,
@@ -54,6 +57,7 @@ impl SendArgs {
         out.extend(["--transport".into(), "ucx".into()]);
         self.items.to_args(&mut out);
         out.extend(["--window".into(), self.window.to_string()]);
+        out.extend(["--rendezvous-from".into(), self.rendezvous_from.to_string()]);
         out.push("--stall-timeout".into());
         out.push(self.stall_timeout.as_secs_f64().to_string());
         out
@@ -84,6 +88,7 @@ pub fn run(args: &SendArgs) -> Outcome {
     let opts = SenderOptions {
         window: args.window.max(1),
         stall_timeout: args.stall_timeout,
+        rendezvous_from: args.rendezvous_from,
         ..SenderOptions::default()
     };
     let broken = |e: shmstream_net::NetError| format!("sending to {}: {e}", args.to);

@@ -134,10 +134,13 @@ fn a_hundred_thousand_tensors_of_mixed_sizes_arrive_in_order_in_place() {
         "producer: {}",
         text(&produced.stderr)
     );
-    // Each transfer landed by UCX straight into the ring's mapping.
+    // Each transfer landed inside the ring's mapping: the 64 KiB to 4 MiB
+    // tensors (20 in 1000) by UCX's rendezvous straight into their slots,
+    // the smaller ones eagerly with their offers, copied in by the
+    // receiver (`send --rendezvous-from`, 8 KiB).
     let (n, zero_copy, lo, hi, mapping) = landed(&rest);
     assert_eq!(n, ITEMS, "{rest}");
-    assert_eq!(zero_copy, ITEMS, "{rest}");
+    assert_eq!(zero_copy, ITEMS / 1000 * 20, "{rest}");
     assert!(
         hi <= mapping && lo < hi,
         "landed at {lo}..{hi} of a {mapping}-byte mapping"

@@ -30,6 +30,13 @@ pub struct SenderOptions {
     /// How long the sender waits for an acknowledgement (or the
     /// connection) while it has nothing else to do.
     pub stall_timeout: Duration,
+    /// Tensors of at least this many bytes go by rendezvous, which the
+    /// receiver lands straight in the slot (zero copy); smaller ones are
+    /// left to UCX, which sends them eagerly with the offer, and the
+    /// receiver copies them into the slot (a copy of a few KiB costs less
+    /// than the rendezvous round trips, and on a busy host their wake-ups).
+    /// 0: every tensor by rendezvous. Default 8 KiB.
+    pub rendezvous_from: u64,
 }
 
 impl Default for SenderOptions {
@@ -38,6 +45,7 @@ impl Default for SenderOptions {
             window: 64,
             max_bytes: 512 << 20,
             stall_timeout: Duration::from_secs(10),
+            rendezvous_from: 8 << 10,
         }
     }
 }
@@ -214,12 +222,14 @@ impl Sender {
         // SAFETY: the first `nbytes` of the buffer are initialised memory
         // owned by it.
         let data = unsafe { std::slice::from_raw_parts(b.region.addr(), nbytes as usize) };
-        // SAFETY: the header is kept in `self.out` and the buffer stays
-        // busy (unwritten, registered) until the send completes and the
-        // offer is acknowledged; `region` covers the buffer.
+        let rndv = nbytes >= self.opts.rendezvous_from;
+        // SAFETY: the header's heap bytes are kept in `self.out` and the
+        // buffer stays busy (unwritten, registered) until the send
+        // completes and the offer is acknowledged; `region` covers the
+        // buffer.
         let r = unsafe {
             self.ep
-                .am_send(wire::AM_ID, &header, data, true, Some(&b.region))
+                .am_send(wire::AM_ID, &header, data, rndv, Some(&b.region))
         }?;
         if let Some(request) = r {
             self.requests.insert(request, seq);

@@ -363,9 +363,15 @@ impl Worker {
             events: libc::POLLIN,
             revents: 0,
         };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd for the call's duration.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // ppoll: a timeout below a millisecond still sleeps (poll's would
+        // round to 0 and turn a paced caller's wait into a spin).
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        };
+        // SAFETY: one valid pollfd and timespec for the call's duration;
+        // a null signal mask leaves the caller's unchanged.
+        let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
@@ -831,7 +837,8 @@ impl Endpoint {
 
     /// Sends an active message to handler `id` with `header` and `data`
     /// (`rndv`: force the rendezvous protocol, so the receiver fetches the
-    /// data into its own memory). `Ok(None)`: sent already; `Ok(Some(r))`:
+    /// data into its own memory; otherwise force the eager one, the data
+    /// travelling with the header). `Ok(None)`: sent already; `Ok(Some(r))`:
     /// an [`Event::SendDone`] with request `r` follows.
     ///
     /// # Safety
@@ -859,7 +866,7 @@ impl Endpoint {
         param.flags = if rndv {
             ucp_send_am_flags::UCP_AM_SEND_FLAG_RNDV
         } else {
-            0
+            ucp_send_am_flags::UCP_AM_SEND_FLAG_EAGER
         };
         param.cb.send = Some(send_cb);
         param.user_data = self.worker.events_arg();
