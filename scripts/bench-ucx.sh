@@ -122,7 +122,11 @@ w("")
 w("The old hand-made TCP framing (`ipc-producer --source tcp`, removed by issue 13) carried "
   "64 KiB items at 1.03, 1.05 and 1.07 GB/s in three `ipc-demo run --source tcp --items 20000 "
   "--sizes 64K` runs on this machine just before its removal (end to end, consumer included; "
-  "the issue quotes 1.35 GB/s on a quieter machine); it is not re-measured here.")
+  "the issue quotes 1.35 GB/s on a quieter machine); it is not re-measured here. On loopback that "
+  "framing (one socket, each tensor read straight into its slot, no control message per tensor) "
+  "beats UCX's tcp transport at 64 KiB: a rendezvous costs a request, the data and a completion "
+  "per tensor. What UCX buys is the RDMA path, where the same rendezvous is one read by the "
+  "receiver's NIC (`docs/network.md`).")
 w("")
 w("**The spike** (`shmstream-net/examples/spike.rs`, two threads, 512 MiB per row, 16 offers "
   "out): the two receiver-driven ways into registered memory, nothing else around them:")
