@@ -12,8 +12,8 @@
 //!   `ucs_*` calls resolve through `libucp`'s own dependency on `libucs`.
 //! - `ucp_init` is a static inline in `ucp.h`; call
 //!   [`ucp_init_version`](bindings::Ucp::ucp_init_version) with
-//!   [`UCP_API_MAJOR`](bindings::UCP_API_MAJOR) and
-//!   [`UCP_API_MINOR`](bindings::UCP_API_MINOR) instead.
+//!   [`UCP_API_MAJOR`] and
+//!   [`UCP_API_MINOR`] instead.
 //! - `ucs_status_t` is a newtype over `i8` (the C enum is packed), with its
 //!   values as associated constants ([`ucs_status_t::UCS_OK`], ...);
 //!   [`status_string`] gives UCX's sentence for one.
