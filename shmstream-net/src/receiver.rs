@@ -651,8 +651,14 @@ impl<'p> Receiver<'p> {
             let _ = self.worker.wait(Duration::from_millis(10));
         }
         for (request, transfer) in self.in_flight.drain() {
+            // Cancelled, and released by UCX when it ends (no later event
+            // of it is looked at); then the slot is abandoned.
             self.worker.cancel_request(request);
+            self.worker.free_request(request);
             drop(transfer.slot);
+        }
+        for (request, _) in self.acks.drain() {
+            self.worker.free_request(request);
         }
         while let Some((_, q)) = self.queued.pop_first() {
             match q {

@@ -129,6 +129,17 @@ impl fmt::Debug for Sender {
     }
 }
 
+impl Drop for Sender {
+    fn drop(&mut self) {
+        // Sends still out (an early error): UCX releases each when it ends,
+        // which the endpoint's forced close (the first field dropped next)
+        // makes happen before the buffers go.
+        for (request, _) in self.requests.drain() {
+            self.worker.free_request(request);
+        }
+    }
+}
+
 impl Sender {
     /// Connects to a receiver listening at `addr`.
     ///

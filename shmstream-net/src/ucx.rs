@@ -458,10 +458,13 @@ impl Worker {
         unsafe { self.ucp().ucp_am_data_release(self.handle, desc.0) };
     }
 
-    /// Frees a request handle that completed (its event arrived).
+    /// Frees a request handle: one that completed (its event arrived), or
+    /// one still running, which UCX then releases when it ends (its event
+    /// must then be ignored).
     pub fn free_request(&self, request: usize) {
         // SAFETY: `request` is a handle a `_nbx` call of this worker
-        // returned, freed once by its owner after completion.
+        // returned, freed once by its owner (ucp_request_free accepts a
+        // request still in progress and releases it on completion).
         unsafe { self.ucp().ucp_request_free(request as *mut c_void) };
     }
 
