@@ -214,6 +214,10 @@ impl Netns {
             b: format!("shmn-b-{tag}"),
         };
         let (va, vb) = (format!("shva{tag}"), format!("shvb{tag}"));
+        // Left by a run that was killed before its guard ran (same pid).
+        for n in [&ns.a, &ns.b] {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
+        }
         ip(&["netns", "add", &ns.a]);
         ip(&["netns", "add", &ns.b]);
         ip(&[
