@@ -67,8 +67,10 @@ fn receiver(method: Method, size: usize, count: usize, tx: mpsc::Sender<SocketAd
                         }
                         (Method::Get, AmData::Eager(_)) => {
                             let e = ep.as_ref().unwrap();
-                            let key = rkey
-                                .get_or_insert_with(|| e.unpack_rkey(&msg.header[16..]).unwrap());
+                            // SAFETY: the spike's own sender packed these bytes.
+                            let key = rkey.get_or_insert_with(|| {
+                                unsafe { e.unpack_rkey(&msg.header[16..]) }.unwrap()
+                            });
                             let remote = u64::from_le_bytes(msg.header[8..16].try_into().unwrap());
                             // SAFETY: as above; the key lives to the end.
                             unsafe { e.get(dst, size, remote, key, Some(&region)) }.unwrap()

@@ -894,14 +894,22 @@ impl Endpoint {
 
     /// Unpacks a peer's packed remote key for [`get`](Self::get).
     ///
+    /// # Safety
+    ///
+    /// `packed` must be exactly the bytes a peer's
+    /// [`MemRegion::pack_rkey`] produced: UCX 1.13 does not validate them
+    /// (64 bytes of `0xff` crash it with SIGSEGV), which is one reason the
+    /// receiver does not take remote keys from the network at all
+    /// (docs/network.md).
+    ///
     /// # Errors
     ///
-    /// [`NetError::Ucx`] for bytes that are not a remote key UCX can use
-    /// on this endpoint's transports (the field `rkey` of an offer).
-    pub fn unpack_rkey(&self, packed: &[u8]) -> Result<RemoteKey, NetError> {
+    /// [`NetError::Ucx`] when UCX cannot use the key on this endpoint's
+    /// transports.
+    pub unsafe fn unpack_rkey(&self, packed: &[u8]) -> Result<RemoteKey, NetError> {
         let mut rkey = ptr::null_mut();
-        // SAFETY: live endpoint; `packed` is read during the call only
-        // (UCX validates what it parses and fails on a foreign format).
+        // SAFETY: live endpoint; `packed` is read during the call only and
+        // is a packed key by the caller's contract.
         check("ucp_ep_rkey_unpack", unsafe {
             self.worker
                 .ucp()

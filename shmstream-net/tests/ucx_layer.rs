@@ -75,7 +75,8 @@ fn a_remote_key_lets_the_peer_read_the_registered_bytes() {
         }
         worker.wait(Duration::from_millis(5)).unwrap();
     };
-    let rkey = ep.unpack_rkey(&packed).unwrap();
+    // SAFETY: the bytes pack_rkey gave the owner, unchanged.
+    let rkey = unsafe { ep.unpack_rkey(&packed) }.unwrap();
     let mut dst = vec![0u8; 4096];
     // SAFETY: `dst` outlives the region and the read (waited for below).
     let region = unsafe { ctx.map(dst.as_mut_ptr(), dst.len()) }.unwrap();
