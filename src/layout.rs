@@ -258,12 +258,23 @@ impl SideEntry {
 }
 
 /// A tensor id the consumer read from the side table and checked: 1 to
-/// [`MAX_ID_LEN`] bytes of UTF-8, in consumer-private memory.
+/// [`MAX_ID_LEN`] bytes of UTF-8, in consumer-private memory (or the empty
+/// placeholder of `Default`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ItemId {
     bytes: [u8; MAX_ID_LEN],
-    /// In `1..=MAX_ID_LEN`; `bytes[..len]` is UTF-8 (checked in `read`).
+    /// In `1..=MAX_ID_LEN` (0: the placeholder); `bytes[..len]` is UTF-8
+    /// (checked in `read`).
     len: u8,
+}
+
+impl Default for ItemId {
+    fn default() -> Self {
+        ItemId {
+            bytes: [0; MAX_ID_LEN],
+            len: 0,
+        }
+    }
 }
 
 impl ItemId {
@@ -294,7 +305,8 @@ impl ItemId {
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        // SAFETY: `read`, the only constructor, checked `bytes[..len]` is
+        // SAFETY: `read`, the only constructor besides `Default` (whose
+        // zero-length id is trivially UTF-8), checked `bytes[..len]` is
         // UTF-8; the fields are private and never written afterwards.
         unsafe { std::str::from_utf8_unchecked(&self.bytes[..self.len as usize]) }
     }

@@ -23,7 +23,7 @@ use crate::layout::{
 };
 use crate::sync::{Ordering, ReadGuard, WriteGuard};
 use crate::tensor::TensorMeta;
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -823,9 +823,20 @@ struct Cursors {
     /// By slot: that distance, the stacked view's row stride (meaningful
     /// for runs longer than one).
     strides: Box<[u64]>,
-    /// By slot: the position's id once asked for, read from the side table
-    /// and checked; emptied when the walk reaches the slot's next position.
-    ids: Box<[OnceCell<ItemId>]>,
+    /// By slot: the id of the position last asked for there, read from
+    /// the side table and checked. The walk never touches it (a store per
+    /// item into a cold array costs a cache miss per item): the tag says
+    /// which position the copy belongs to.
+    ids: Box<[IdCache]>,
+}
+
+/// A slot's cached id. Only `ConsumerRing::id` touches it (through `&`).
+#[derive(Debug, Default)]
+struct IdCache {
+    /// Position + 1 whose checked id `id` holds; 0: none.
+    tag: Cell<u64>,
+    /// Written only while `tag` names another position (see `id`).
+    id: UnsafeCell<ItemId>,
 }
 
 impl ConsumerRing {
@@ -844,7 +855,7 @@ impl ConsumerRing {
                 metas,
                 runs: vec![0; capacity].into_boxed_slice(),
                 strides: vec![0; capacity].into_boxed_slice(),
-                ids: (0..capacity).map(|_| OnceCell::new()).collect(),
+                ids: (0..capacity).map(|_| IdCache::default()).collect(),
             },
             hold: u64::MAX,
             bad_id: RefCell::new(None),
@@ -891,14 +902,33 @@ impl ConsumerRing {
     /// error here and at every later poll.
     pub(crate) fn id(&self, position: u64) -> Result<&str, StreamError> {
         let id_len = self.meta(position).id_len;
-        let cell = &self.cur.ids[(position & (self.mem.capacity - 1)) as usize];
-        if let Some(id) = cell.get() {
-            return Ok(id.as_str());
+        let cache = &self.cur.ids[(position & (self.mem.capacity - 1)) as usize];
+        if cache.tag.get() == position + 1 {
+            // SAFETY: only the branch below writes `id`, and only while
+            // the tag names another position; shared borrows of `id` are
+            // handed out only for the position the tag names.
+            return Ok(unsafe { &*cache.id.get() }.as_str());
         }
         // The position is committed and unreleased (`meta` checked it): a
         // correct producer does not write its side entry now.
         match ItemId::read(self.mem.side(position), position, id_len) {
-            Ok(id) => Ok(cell.get_or_init(|| id).as_str()),
+            Ok(id) => {
+                // SAFETY: no borrow of this slot's `id` is alive. One is
+                // handed out (above, or below) only for the position the
+                // tag names, and it lives at most as long as a borrow of
+                // `self`. The tag names another position `q` here, with
+                // `q == position - k * capacity` or never set: while
+                // `position` is in the unreleased prefix (`meta` asserted
+                // it), `q` is not (the prefix spans at most `capacity`
+                // positions), and the prefix moved from `q` to `position`
+                // only through `&mut self` (poll, release), which ended
+                // every borrow of `q`'s id. `IdCache` is not `Sync`, so no
+                // other thread reads it meanwhile.
+                unsafe { *cache.id.get() = id };
+                cache.tag.set(position + 1);
+                // SAFETY: as in the first branch: the tag now names it.
+                Ok(unsafe { &*cache.id.get() }.as_str())
+            }
             Err(e) => {
                 if let StreamError::Corrupt(msg) = &e {
                     self.bad_id.borrow_mut().get_or_insert_with(|| msg.clone());
@@ -1071,7 +1101,6 @@ impl Cursors {
             let prev = position
                 .checked_sub(1)
                 .map(|p| self.metas[(p & mask) as usize]);
-            self.ids[slot].take();
             let meta = &mut self.metas[slot];
             let read = ItemMeta::read_into(
                 desc,
