@@ -361,3 +361,33 @@ fn wait_drained_returns_once_everything_is_released_and_not_before() {
     producer.wait_drained(Some(Duration::ZERO)).unwrap();
     producer.wait_drained(None).unwrap();
 }
+
+#[test]
+fn an_id_is_read_once_per_position_and_each_lap_shows_its_own() {
+    // A ring of 2: every slot holds several positions in turn, and each
+    // id is asked for twice (the second time from the consumer's copy),
+    // also while a view of the first ask is still held.
+    let (producer, mut consumer) = in_process(&cfg(2, 512)).unwrap();
+    let meta = TensorMeta::new(DType::U8, &[1]).unwrap();
+    for lap in 0..4u64 {
+        for k in 0..2 {
+            let id = format!("lap{lap}-item{k}-{}", "x".repeat(k as usize * 50));
+            producer
+                .register(&id)
+                .unwrap()
+                .write(meta, &[k as u8])
+                .unwrap();
+        }
+        assert_eq!(consumer.poll().unwrap(), 2);
+        let (first, second) = (consumer.item(0).unwrap(), consumer.item(1).unwrap());
+        let held = first.id();
+        assert_eq!(held, format!("lap{lap}-item0-"));
+        assert_eq!(
+            second.try_id().unwrap(),
+            format!("lap{lap}-item1-{}", "x".repeat(50))
+        );
+        assert_eq!(first.id(), held);
+        assert_eq!(consumer.item(0).unwrap().id(), held);
+        consumer.consume(2);
+    }
+}
