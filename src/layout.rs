@@ -834,6 +834,7 @@ mod tests {
             let after = lap + 3968;
             let to_end = read(&committed(lap + 3968, 128), after, false).unwrap();
             assert_eq!((to_end.offset, to_end.len), (lap + 3968, 128));
+            assert_eq!(to_end.end(), lap + 4096);
             assert!(crosses(read(&committed(lap + 4032, 128), after, false)));
             assert!(crosses(read(&committed(lap + 4080, 48), after, false)));
             // Where the payload is mapped twice, crossing is fine.
@@ -917,6 +918,38 @@ mod tests {
             (out.shape(), out.nbytes),
             (&[1 << 16, 1 << 16][..], 1 << 32)
         );
+        // A byte count of exactly u32::MAX (the marker's value) is wide.
+        dims[..2].copy_from_slice(&[u32::MAX as u64, 1]);
+        let (desc, side) = (Descriptor::new(), SideEntry::new());
+        desc.write_registration(&side, b"w", 0, 1 << 32);
+        desc.write_meta(
+            &side,
+            STATUS_COMMITTED,
+            DType::U8.code(),
+            &dims,
+            2,
+            u32::MAX as u64,
+        );
+        assert_eq!(desc.nbytes.load(Ordering::Relaxed), WIDE);
+        let mut out = ItemMeta::EMPTY;
+        ItemMeta::read_into(&desc, &side, 0, big, None, &mut out).unwrap();
+        assert_eq!(
+            (out.shape(), out.nbytes),
+            (&[u32::MAX as u64, 1][..], u32::MAX as u64)
+        );
+        // One byte less is narrow.
+        let (desc, side) = (Descriptor::new(), SideEntry::new());
+        dims[..2].copy_from_slice(&[u32::MAX as u64 - 1, 1]);
+        desc.write_registration(&side, b"n", 0, 1 << 32);
+        desc.write_meta(
+            &side,
+            STATUS_COMMITTED,
+            DType::U8.code(),
+            &dims,
+            2,
+            u32::MAX as u64 - 1,
+        );
+        assert_eq!(desc.nbytes.load(Ordering::Relaxed), WIDE - 1);
         // The largest narrow item: dims of u32::MAX (zero bytes).
         dims[..2].copy_from_slice(&[u32::MAX as u64, 0]);
         let (desc, side) = (Descriptor::new(), SideEntry::new());

@@ -411,4 +411,12 @@ fn every_kind_of_batch_marks_its_stream_ready_in_the_hub() {
         .put_many(&[BatchItem::new("n", meta, &bytes)])
         .unwrap();
     expect_one("put_many", "n");
+    // A batch that publishes nothing (its first item is bad) tells nobody.
+    producer
+        .put_many(&[BatchItem::new("bad", meta, &bytes[..7])])
+        .unwrap_err();
+    assert!(
+        set.wait_any(Some(Duration::ZERO)).is_empty(),
+        "a batch that published nothing notified the hub"
+    );
 }
