@@ -420,3 +420,16 @@ fn every_kind_of_batch_marks_its_stream_ready_in_the_hub() {
         "a batch that published nothing notified the hub"
     );
 }
+
+#[test]
+fn commit_many_commits_a_meta_that_fills_its_slot_exactly() {
+    let (producer, mut consumer) = in_process(&cfg(4)).unwrap();
+    let slot = producer.register_sized("full", 56).unwrap();
+    assert_eq!(slot.len(), 56);
+    let mut batch = vec![(slot, frame_meta())];
+    producer.commit_many(&mut batch).unwrap();
+    assert!(batch.is_empty());
+    assert_eq!(consumer.poll().unwrap(), 1);
+    assert_eq!(consumer.item(0).unwrap().id(), "full");
+    assert_eq!(consumer.item(0).unwrap().bytes().len(), 56);
+}
