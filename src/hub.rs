@@ -672,6 +672,11 @@ impl Notifier {
     pub(crate) fn notify(&self) {
         self.attachment.hub.set_bit(Bitmap::Ready, self.entry);
     }
+
+    /// Whether the worker that would adopt the stream is alive.
+    pub(crate) fn worker_alive(&self) -> bool {
+        self.attachment.hub.owner_alive()
+    }
 }
 
 /// A hub on the heap: for streams within one process, and what loom and

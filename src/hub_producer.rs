@@ -164,7 +164,10 @@ impl Hub {
         pid: u32,
     ) -> Result<Producer, SetupError> {
         let hub = &self.attachment.hub;
-        let producer = Producer::create(config)?;
+        // Handed over: a producer that finishes and goes before the worker
+        // adopted the stream leaves the segment to it (nothing is lost).
+        let (mem, _name) = crate::segment::create_with(config, true)?;
+        let producer = Producer::from_ring(crate::ring::ProducerRing::new(mem), config.timeout);
         let (entry, gen) = self.attachment.claim().ok_or_else(full)?;
         let id = &config.id;
         hub.write_identity(

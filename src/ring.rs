@@ -43,6 +43,10 @@ pub(crate) trait Backing: Send + Sync + fmt::Debug {
     /// the flags set on drop tell the rest.
     fn peer_alive(&self, peer: Side) -> bool;
 
+    /// The producer is going and nobody will adopt its stream (its worker is
+    /// gone): remove the name as usual rather than leave it to a consumer.
+    fn cancel_hand_over(&self) {}
+
     /// The per-slot access trackers shared by both sides (loom only).
     #[cfg(loom)]
     fn trackers(&self) -> &[crate::sync::AccessTracker];
@@ -174,6 +178,10 @@ impl RingMem {
 
     pub(crate) fn peer_alive(&self, peer: Side) -> bool {
         self.backing.peer_alive(peer)
+    }
+
+    pub(crate) fn cancel_hand_over(&self) {
+        self.backing.cancel_hand_over()
     }
 
     pub(crate) fn flags(&self) -> u32 {
@@ -755,6 +763,9 @@ impl Drop for ProducerRing {
         self.mem.set_flag(FLAG_PRODUCER_GONE);
         self.mem.control().data_bell.wake();
         self.notify_hub();
+        if self.notifier.as_ref().is_some_and(|n| !n.worker_alive()) {
+            self.mem.cancel_hand_over();
+        }
     }
 }
 

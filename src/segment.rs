@@ -31,6 +31,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::ptr::{addr_of, addr_of_mut, NonNull};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 const LOCK_BYTE_PRODUCER: i64 = 0;
@@ -64,7 +65,19 @@ pub(crate) struct Segment {
     /// The producer's: the name to remove when the segment goes, if it
     /// still names this file.
     owned_name: Option<String>,
+    /// A hub stream's producer: when it goes before any consumer attached,
+    /// it leaves the name to the worker instead of removing it (see
+    /// [`Segment::drop`]). Set once, before the producer is handed out.
+    hand_over: AtomicBool,
+    /// A consumer that attached to a segment its producer had left to it
+    /// (a hub stream whose producer went first): the name it removes when
+    /// it goes.
+    inherited_name: Option<String>,
 }
+
+/// The `consumer_pid` word of a segment whose producer went before any
+/// consumer attached and left its name to the consumer (no pid is this).
+const HANDED_OVER: u32 = u32::MAX;
 
 // SAFETY: the mapping is process-wide memory owned by this value until drop;
 // all access to it goes through atomics or the ring protocol.
@@ -80,6 +93,10 @@ impl Backing for Segment {
         }
         peer_holds_lock(&self.fd, peer)
     }
+
+    fn cancel_hand_over(&self) {
+        self.hand_over.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Whether `peer` holds its lock on the segment behind `fd`. An error of
@@ -94,7 +111,21 @@ fn peer_holds_lock(fd: &OwnedFd, peer: Side) -> bool {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if let Some(name) = &self.owned_name {
+        // A hub stream's producer that goes before the worker opened its
+        // stream leaves the name behind for the worker, which reads the
+        // stream and then removes it. The exchange on `consumer_pid`
+        // decides, once, with the consumer's swap in `open`: either a
+        // consumer attached first (we remove the name as usual: it has its
+        // mapping), or it will find `HANDED_OVER` and remove the name when
+        // it goes. Nobody attaching (a worker that died) leaves a segment
+        // whose producer is dead: `remove_if_dead` and `ipc-demo clean`
+        // take it.
+        let handed_over = self.hand_over.load(Ordering::Relaxed)
+            && self
+                .consumer_pid()
+                .compare_exchange(0, HANDED_OVER, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        if let Some(name) = self.owned_name.as_ref().filter(|_| !handed_over) {
             // Still under our producer lock (the fd closes after this), so
             // no reclaimer can be removing our file and putting another in
             // its place: if the name leads to our file now, it does when we
@@ -109,6 +140,15 @@ impl Drop for Segment {
         // which hold the `Arc` this value lives in.
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.reserved);
+        }
+        if let Some(name) = &self.inherited_name {
+            // Its producer is gone (it handed the name over on its way
+            // out); `remove_if_dead` checks that under the reclaim locks
+            // and removes the name only if it still leads to a dead
+            // producer's file.
+            if names_file(name, &self.fd).unwrap_or(false) {
+                let _ = remove_if_dead(name);
+            }
         }
     }
 }
@@ -594,6 +634,16 @@ pub(crate) fn reserve(fd: &OwnedFd, needed: u64, name: &str) -> Result<(), Setup
 
 /// Creates the segment of `config` and maps it: the producer's side.
 pub(crate) fn create(config: &StreamConfig) -> Result<(RingMem, String), SetupError> {
+    create_with(config, false)
+}
+
+/// As [`create`]; with `hand_over`, a producer that goes before any consumer
+/// attached leaves the segment to the consumer (hub streams: the worker may
+/// adopt a stream after its producer finished).
+pub(crate) fn create_with(
+    config: &StreamConfig,
+    hand_over: bool,
+) -> Result<(RingMem, String), SetupError> {
     let geometry = config.validate()?;
     let name = config.segment_name()?;
     let fd = claim(&name)?;
@@ -615,6 +665,8 @@ pub(crate) fn create(config: &StreamConfig) -> Result<(RingMem, String), SetupEr
         geometry,
         in_process: false,
         owned_name: Some(name.clone()),
+        hand_over: AtomicBool::new(hand_over),
+        inherited_name: None,
     });
     let h = segment.header_ptr();
     // SAFETY: writes through a raw pointer to the header at the start of
@@ -981,18 +1033,27 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
     let (base, reserved) =
         map_double(&writable, &geometry, Some(&fd)).map_err(|e| io_err("map", &name, e))?;
     drop(writable);
-    let segment = Arc::new(Segment {
+    let mut segment = Segment {
         base,
         reserved,
         fd,
         geometry,
         in_process: false,
         owned_name: None,
-    });
-    segment
+        hand_over: AtomicBool::new(false),
+        inherited_name: None,
+    };
+    // Whether the producer went before us and left the name to us: the
+    // swap pairs with its exchange in `Segment::drop` (one of the two
+    // removes the name).
+    if segment
         .consumer_pid()
-        .store(std::process::id(), Ordering::Relaxed);
-    Ok((segment.ring(), name))
+        .swap(std::process::id(), Ordering::AcqRel)
+        == HANDED_OVER
+    {
+        segment.inherited_name = Some(name.clone());
+    }
+    Ok((Arc::new(segment).ring(), name))
 }
 
 /// A nameless segment (a memfd) for both sides of an in-process stream:
@@ -1013,6 +1074,8 @@ pub(crate) fn anonymous(config: &StreamConfig) -> Result<(RingMem, RingMem), Set
         geometry,
         in_process: true,
         owned_name: None,
+        hand_over: AtomicBool::new(false),
+        inherited_name: None,
     });
     Ok((segment.ring(), segment.ring()))
 }

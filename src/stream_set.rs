@@ -184,6 +184,32 @@ impl<E> fmt::Debug for StreamSet<E> {
     }
 }
 
+impl<E> Drop for StreamSet<E> {
+    /// Removes the segments of announced streams the set never adopted
+    /// whose producers went before it (they left their segments to this
+    /// worker: see "hand-over" in docs/design.md). A live producer's
+    /// segment is never removed (`remove_if_dead` checks its lock).
+    fn drop(&mut self) {
+        #[cfg(not(loom))]
+        if let Origin::Shared { .. } = self.origin {
+            for entry in 0..self.hub.entries() {
+                if self.members[entry as usize].is_some() {
+                    continue;
+                }
+                let Some(a) = self.announcement(entry) else {
+                    continue;
+                };
+                if let Ok(name) = StreamConfig::new(a.id)
+                    .with_prefix(&a.prefix)
+                    .segment_name()
+                {
+                    let _ = crate::segment::remove_if_dead(&name);
+                }
+            }
+        }
+    }
+}
+
 impl<E> StreamSet<E> {
     fn new(hub: HubMem, origin: Origin) -> Self {
         let entries = hub.entries() as usize;

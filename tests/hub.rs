@@ -424,3 +424,75 @@ fn an_idle_worker_with_a_thousand_streams_uses_almost_no_cpu() {
     // 20 sleep slices, each one lock test of the one producer process.
     assert!(cpu < Duration::from_millis(20), "{cpu:?}");
 }
+
+/// The names of the stream segments under `prefix` in /dev/shm.
+fn stream_segments(prefix: &str) -> Vec<String> {
+    let mut names = shmstream::list_segments(prefix).unwrap();
+    names.retain(|n| !n.contains("hub-"));
+    names
+}
+
+#[test]
+fn a_stream_whose_producer_finished_before_adoption_is_read_whole_then_removed() {
+    let prefix = unique_prefix("hubho");
+    let _cleanup = Cleanup(prefix.clone());
+    let mut set = worker_set(&prefix);
+    let hub = Hub::attach(WORKER, &prefix).unwrap();
+    let producer = hub
+        .create_stream(&config(&prefix, stream_id(0, 3)))
+        .unwrap();
+    for _ in 0..10 {
+        assert!(try_send(&producer, 0, 3));
+    }
+    producer.signal_done();
+    // The producer goes before the worker looked: its segment stays,
+    // handed over to the worker.
+    drop(producer);
+    assert_eq!(stream_segments(&prefix).len(), 1);
+    let mut worker = Worker::default();
+    let deadline = Instant::now() + PATIENCE;
+    while worker.finished + worker.gone.len() < 1 {
+        assert!(Instant::now() < deadline, "the stream was never reported");
+        for key in set.wait_any(Some(Duration::from_millis(100))) {
+            worker.drain(&mut set, key);
+        }
+        let errors = set.take_adopt_errors();
+        assert!(errors.is_empty(), "{}", errors[0].1);
+    }
+    assert_eq!(worker.finished, 1, "a whole stream, not a producer gone");
+    assert_eq!(worker.next.get(&stream_id(0, 3)), Some(&10));
+    // Read and removed from the set: the worker removed the name.
+    assert!(stream_segments(&prefix).is_empty());
+}
+
+#[test]
+fn a_handed_over_stream_the_worker_never_adopted_goes_with_the_worker() {
+    let prefix = unique_prefix("hubhw");
+    let _cleanup = Cleanup(prefix.clone());
+    let set = worker_set(&prefix);
+    let hub = Hub::attach(WORKER, &prefix).unwrap();
+    let producer = hub
+        .create_stream(&config(&prefix, stream_id(0, 4)))
+        .unwrap();
+    assert!(try_send(&producer, 0, 4));
+    drop(producer);
+    assert_eq!(stream_segments(&prefix).len(), 1);
+    drop(set);
+    assert!(stream_segments(&prefix).is_empty());
+}
+
+#[test]
+fn a_producer_whose_worker_is_gone_removes_its_own_segment() {
+    let prefix = unique_prefix("hubhg");
+    let _cleanup = Cleanup(prefix.clone());
+    let set = worker_set(&prefix);
+    let hub = Hub::attach(WORKER, &prefix).unwrap();
+    let producer = hub
+        .create_stream(&config(&prefix, stream_id(0, 5)))
+        .unwrap();
+    drop(set);
+    assert_eq!(stream_segments(&prefix).len(), 1);
+    // Nobody will adopt it: no hand-over.
+    drop(producer);
+    assert!(stream_segments(&prefix).is_empty());
+}

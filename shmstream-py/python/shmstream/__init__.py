@@ -413,8 +413,8 @@ class Producer:
     def wait_drained(self, timeout: float | None = None) -> None:
         """Waits until the consumer released every item, so the producer may
         exit: dropping a producer removes its stream's segment, and a consumer
-        that has not opened it by then (a worker that has not adopted it yet)
-        never will."""
+        that has not opened it by then never will (a hub stream's segment is
+        left to the worker instead, see :meth:`Hub.create_stream`)."""
         self._p.wait_drained(timeout)
 
     @property

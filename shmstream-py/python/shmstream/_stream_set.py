@@ -221,10 +221,10 @@ class Hub:
     ) -> Any:
         """Creates a stream for the worker (as :class:`Producer`, segment
         ``prefix`` default the hub's) and announces it in the hub; its
-        commits, ``signal_done`` and close then wake the worker. Keep the
-        producer until the worker read the stream (``wait_drained``): one
-        dropped before the worker adopted it is lost, and the worker's
-        :meth:`StreamSet.take_adopt_errors` names it. Raises
+        commits, ``signal_done`` and close then wake the worker. A producer
+        dropped before the worker adopted its stream leaves the segment to
+        the worker, which reads it whole and then removes it (the set removes
+        those it never adopted when it closes). Raises
         :class:`HubFull`, :class:`WorkerGone`, :class:`StreamExists`."""
         from . import Producer  # noqa: PLC0415 (the package imports this module)
 
