@@ -433,3 +433,14 @@ fn commit_many_commits_a_meta_that_fills_its_slot_exactly() {
     assert_eq!(consumer.item(0).unwrap().id(), "full");
     assert_eq!(consumer.item(0).unwrap().bytes().len(), 56);
 }
+
+#[test]
+fn put_in_place_many_commits_a_meta_that_fills_its_reservation_exactly() {
+    let (producer, mut consumer) = in_process(&cfg(4)).unwrap();
+    producer.pre_read_register("p").unwrap(); // the default 64 bytes
+    let meta = TensorMeta::new(DType::U8, &[64]).unwrap();
+    producer.put_in_place_many(&[("p", meta)]).unwrap();
+    assert_eq!(consumer.poll().unwrap(), 1);
+    assert_eq!(consumer.item(0).unwrap().id(), "p");
+    assert_eq!(consumer.item(0).unwrap().bytes().len(), 64);
+}
