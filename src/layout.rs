@@ -986,6 +986,25 @@ mod tests {
     }
 
     #[test]
+    fn items_stack_only_with_the_same_dtype_and_shape() {
+        let base = read(&committed(0, 64), 0, false).unwrap();
+        assert!(base.stacks_with(&base));
+        let mut other = base;
+        other.dtype = DType::I8;
+        assert!(!base.stacks_with(&other));
+        let mut other = base;
+        other.dims[0] = 32;
+        assert!(!base.stacks_with(&other));
+        let mut other = base;
+        other.ndim = 2;
+        assert!(!base.stacks_with(&other));
+        // Where they lie does not matter here (the runs check distances).
+        let mut other = base;
+        other.offset = 4096;
+        assert!(base.stacks_with(&other));
+    }
+
+    #[test]
     fn a_run_of_same_shaped_items_skips_the_shape_checks_but_not_the_reservation() {
         let first = committed(0, 64);
         let mut prev = ItemMeta::EMPTY;
