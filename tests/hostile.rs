@@ -1475,3 +1475,18 @@ fn a_free_running_hostile_writer_never_breaks_the_consumer() {
         "with a writer, the consumer neither accepted an item nor reported a corrupt field: {hostile:?}"
     );
 }
+
+/// An id is read from the side table once per position: a later rewrite of
+/// the side entry changes nothing the consumer shows (it keeps its copy).
+#[test]
+fn an_id_once_read_is_the_consumer_s_copy() {
+    let s = stream("id-copy", 4, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    commit(&s.producer, 1);
+    assert_eq!(consumer.poll().unwrap(), 1);
+    assert_eq!(consumer.item(0).unwrap().id(), "t0");
+    s.poker.bytes(side(4, 0, ID), b"x9");
+    assert_eq!(consumer.item(0).unwrap().id(), "t0");
+    assert_eq!(consumer.poll().unwrap(), 1);
+    assert_eq!(consumer.item(0).unwrap().try_id().unwrap(), "t0");
+}
