@@ -1100,7 +1100,9 @@ pub struct SegmentInfo {
     pub bytes_in_use: u64,
     /// Process id recorded by the producer.
     pub producer_pid: u32,
-    /// Process id recorded by the consumer (0 before one attached).
+    /// Process id recorded by the consumer (0 before one attached, also
+    /// for a hub stream whose producer went first and left it to the
+    /// worker).
     pub consumer_pid: u32,
     /// Ids registered so far.
     pub registered: u64,
@@ -1168,7 +1170,11 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
         payload_bytes: g.payload_bytes,
         bytes_in_use,
         producer_pid: header.producer_pid,
-        consumer_pid: page.consumer_pid().load(Ordering::Relaxed),
+        // A hand-over mark is not a pid: no consumer attached yet.
+        consumer_pid: match page.consumer_pid().load(Ordering::Relaxed) {
+            HANDED_OVER => 0,
+            pid => pid,
+        },
         registered,
         released,
         done: flags & FLAG_DONE != 0,

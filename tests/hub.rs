@@ -448,7 +448,10 @@ fn a_stream_whose_producer_finished_before_adoption_is_read_whole_then_removed()
     // The producer goes before the worker looked: its segment stays,
     // handed over to the worker.
     drop(producer);
-    assert_eq!(stream_segments(&prefix).len(), 1);
+    let segments = stream_segments(&prefix);
+    assert_eq!(segments.len(), 1);
+    let info = shmstream::inspect(&segments[0]).unwrap();
+    assert_eq!(info.consumer_pid, 0, "the hand-over mark is not a pid");
     let mut worker = Worker::default();
     let deadline = Instant::now() + PATIENCE;
     while worker.finished + worker.gone.len() < 1 {
