@@ -163,6 +163,32 @@ mod membarrier {
         fence(Ordering::SeqCst);
     }
 
+    /// What the kernel says this process registered for (`None`: it cannot
+    /// tell, before Linux 6.3), and this process's publisher state.
+    #[cfg(test)]
+    pub(super) fn registration() -> (Option<bool>, u8) {
+        const MEMBARRIER_CMD_GET_REGISTRATIONS: libc::c_long = 1 << 9;
+        let supported = membarrier(MEMBARRIER_CMD_QUERY);
+        let kernel =
+            (supported >= 0 && supported & MEMBARRIER_CMD_GET_REGISTRATIONS != 0).then(|| {
+                membarrier(MEMBARRIER_CMD_GET_REGISTRATIONS)
+                    & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED
+                    != 0
+            });
+        (kernel, PUBLISHER.load(Ordering::Relaxed))
+    }
+
+    /// Whether this kernel offers what the light publisher needs.
+    #[cfg(test)]
+    pub(super) fn available() -> bool {
+        let wanted = MEMBARRIER_CMD_GLOBAL_EXPEDITED | MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED;
+        let supported = membarrier(MEMBARRIER_CMD_QUERY);
+        supported >= 0 && supported & wanted == wanted
+    }
+
+    #[cfg(test)]
+    pub(super) const STATES: (u8, u8, u8) = (UNKNOWN, LIGHT, FULL);
+
     /// The sleeper's membarrier; false when the kernel refused it.
     #[inline]
     pub(super) fn heavy() -> bool {
@@ -410,6 +436,59 @@ mod tests {
         }
         shared.timeouts.store(timeouts, Ordering::Release);
         shared.ack.store(u64::MAX, Ordering::Release);
+    }
+
+    #[test]
+    fn a_ring_registers_the_process_and_a_forked_child_registers_again() {
+        let (unknown, light, full) = membarrier::STATES;
+        let bell = Doorbell::new();
+        bell.ring();
+        let expected = if membarrier::available() { light } else { full };
+        let (kernel, state) = membarrier::registration();
+        assert_eq!(state, expected);
+        assert!(membarrier::publisher_is_light() == (expected == light));
+        if expected == light {
+            // The kernel agrees (where it can tell): a light publisher that
+            // is not registered would get no barrier from a sleeper.
+            assert_ne!(kernel, Some(false), "light but not registered");
+        }
+        // SAFETY: the child only reads atomics and makes raw syscalls, then
+        // leaves with `_exit` (its status carries the verdict).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let forgot = membarrier::registration().1 == unknown;
+            Doorbell::new().ring();
+            let (kernel, state) = membarrier::registration();
+            let ok = forgot && state == expected && (state != light || kernel != Some(false));
+            // SAFETY: ends the forked child without the harness's handlers.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child did not forget the parent's registration and register itself"
+        );
+    }
+
+    #[test]
+    fn a_sleep_returns_a_ready_condition_or_times_out_when_nobody_rings() {
+        let bell = Doorbell::new();
+        assert_eq!(
+            bell.sleep_reporting(Some(Duration::from_secs(5)), || Some(7)),
+            (Some(7), false)
+        );
+        let (value, timed_out) =
+            bell.sleep_reporting(Some(Duration::from_millis(5)), || None::<()>);
+        assert_eq!((value, timed_out), (None, true));
+        // A ring between the look at the word and the wait: no sleep at all.
+        let (value, timed_out) = bell.sleep_reporting(Some(Duration::from_secs(5)), || {
+            bell.wake();
+            None::<()>
+        });
+        assert_eq!((value, timed_out), (None, false));
     }
 
     #[test]
