@@ -127,6 +127,8 @@ pub struct Receiver<'p> {
     opts: ReceiverOptions,
     next_seq: u64,
     end: Option<u64>,
+    /// Every id of the stream so far (ids are unique per stream): it grows
+    /// with the stream, one id string per tensor.
     ids: HashSet<String>,
     report: ReceiveReport,
     failure: Option<NetError>,
@@ -422,24 +424,17 @@ impl<'p> Receiver<'p> {
             return Ok(Admitted::Nothing);
         };
         let (offer, data) = match q {
-            Queued::Refused(e, data) => {
-                self.next_seq += 1;
-                self.release(data);
-                self.refuse(e);
-                return Ok(Admitted::Done);
-            }
+            Queued::Refused(e, data) => return Ok(self.pass_over(data, e)),
             Queued::Valid(offer, data) => (offer, data),
         };
         if self.ids.contains(&offer.id) {
-            self.next_seq += 1;
-            self.release(data);
-            self.refuse(OfferError {
+            let e = OfferError {
                 seq: Some(seq),
                 id: Some(offer.id),
                 field: "id",
                 detail: "a duplicate: this stream already has a tensor of that id".into(),
-            });
-            return Ok(Admitted::Done);
+            };
+            return Ok(self.pass_over(data, e));
         }
         let nbytes = offer.meta.nbytes();
         let reserved = match wait {
@@ -461,21 +456,28 @@ impl<'p> Receiver<'p> {
                 Ok(Admitted::Blocked)
             }
             Err(StreamError::BadId { len, max }) => {
-                self.next_seq += 1;
-                self.release(data);
-                self.refuse(OfferError {
+                let e = OfferError {
                     seq: Some(seq),
                     id: Some(offer.id),
                     field: "id",
                     detail: format!("{len} bytes, the limit is {max}"),
-                });
-                Ok(Admitted::Done)
+                };
+                Ok(self.pass_over(data, e))
             }
             Err(e) => {
                 self.release(data);
                 Err(e.into())
             }
         }
+    }
+
+    /// Passes over a refused offer in its turn: its seq is used up, its
+    /// data released, the refusal reported and acknowledged.
+    fn pass_over(&mut self, data: AmData, e: OfferError) -> Admitted {
+        self.next_seq += 1;
+        self.release(data);
+        self.refuse(e);
+        Admitted::Done
     }
 
     /// Reports a refusal and acknowledges it under the seq it claimed.
