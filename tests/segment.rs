@@ -264,14 +264,18 @@ fn another_users_segment_is_refused_before_it_is_opened_for_writing() {
     let _producer = Producer::create(&cfg).unwrap();
     let name = cfg.segment_name().unwrap();
     // Only root can give the file away; elsewhere this case cannot arise.
-    let nobody = nix::unistd::Uid::from_raw(65534);
-    if nix::unistd::chown(shm_path(&name).as_str(), Some(nobody), None).is_err() {
-        eprintln!("not root: cannot make a segment of another user; case not run");
+    let other = other_user();
+    if nix::unistd::chown(shm_path(&name).as_str(), Some(other), None).is_err() {
+        skipped("not root, cannot make a segment of another user; case not run");
         return;
     }
     let err = Consumer::open(&cfg).unwrap_err();
     assert!(matches!(err, SetupError::ForeignSegment { .. }), "{err}");
-    assert!(err.to_string().contains("belongs to user 65534"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("belongs to user {other}")),
+        "{err}"
+    );
     // Neither is it taken over: the producer's name stays, the live owner
     // is reported.
     assert!(matches!(
@@ -494,13 +498,25 @@ fn list_segments_shows_only_this_users_segments() {
     let theirs = format!("/{prefix}theirs");
     std::fs::write(shm_path(&theirs), b"not a segment").unwrap();
     let _theirs_cleanup = RemoveOnDrop(shm_path(&theirs));
-    let nobody = nix::unistd::Uid::from_raw(65534);
-    if nix::unistd::chown(shm_path(&theirs).as_str(), Some(nobody), None).is_err() {
-        eprintln!("SKIPPED: not root, cannot make a file of another user; only the own segment is checked");
+    if nix::unistd::chown(shm_path(&theirs).as_str(), Some(other_user()), None).is_err() {
+        skipped("not root, cannot make a file of another user; only the own segment is checked");
         assert!(shmstream::list_segments(&prefix).unwrap().contains(&mine));
         return;
     }
     assert_eq!(shmstream::list_segments(&prefix).unwrap(), vec![mine]);
+}
+
+/// A user that is not the one running the tests (nobody, unless that is us).
+fn other_user() -> nix::unistd::Uid {
+    let me = nix::unistd::geteuid().as_raw();
+    nix::unistd::Uid::from_raw(if me == 65534 { 65533 } else { 65534 })
+}
+
+/// Says that part of a test was skipped where a plain `cargo test` shows
+/// it: libtest captures `eprintln!`, not writes to the stderr handle.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
 /// Removes a file when dropped, also when the test fails.
