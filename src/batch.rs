@@ -59,6 +59,7 @@ pub struct BatchItem<'a> {
 
 impl<'a> BatchItem<'a> {
     /// An item with an id.
+    #[must_use]
     pub fn new(id: &'a str, meta: TensorMeta, bytes: &'a [u8]) -> Self {
         BatchItem {
             id: Some(id),
@@ -68,6 +69,7 @@ impl<'a> BatchItem<'a> {
     }
 
     /// An item whose id is its stream position in decimal.
+    #[must_use]
     pub fn unnamed(meta: TensorMeta, bytes: &'a [u8]) -> Self {
         BatchItem {
             id: None,

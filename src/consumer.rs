@@ -52,7 +52,8 @@ impl Consumer {
     }
 
     /// Waits until at least `min_items` are available or the stream is all
-    /// in (done, and every registered item available).
+    /// in (done, and every registered item available), at most `timeout`
+    /// (`None`: until then or the producer's death).
     ///
     /// # Errors
     ///

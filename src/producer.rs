@@ -339,7 +339,8 @@ impl Producer {
     }
 
     /// Waits until the consumer has released every registered item (so the
-    /// producer may exit without cutting the stream short).
+    /// producer may exit without cutting the stream short), at most
+    /// `timeout` (`None`: until then or the consumer's death).
     ///
     /// # Errors
     ///
@@ -515,5 +516,34 @@ impl Drop for Slot<'_> {
                 .borrow_mut()
                 .abandon(self.reservation.position);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::config::{StreamConfig, StreamId};
+    use crate::open::in_process;
+
+    #[test]
+    fn debug_shows_the_ring_or_says_it_is_in_use_without_panicking() {
+        let id = StreamId {
+            request_id: "dbg".into(),
+            edge_name: "e".into(),
+            from_partition: "0".into(),
+        };
+        let config = StreamConfig::new(id).with_capacity(4);
+        let (producer, _consumer) = in_process(&config).unwrap();
+        let free = format!("{producer:?}");
+        assert!(
+            free.contains("capacity: 4") && free.contains("registered: 0"),
+            "{free}"
+        );
+        // As a panic message formed inside one of its methods would see it.
+        let _held = producer.ring.borrow_mut();
+        let busy = format!("{producer:?}");
+        assert!(
+            busy.contains("<in use>") && !busy.contains("capacity"),
+            "{busy}"
+        );
     }
 }

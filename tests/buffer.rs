@@ -466,3 +466,34 @@ fn a_buffer_debugs_as_its_stream_its_policy_and_its_consumer() {
     assert!(shown.contains("window: 4"), "{shown}");
     assert!(shown.contains("consumer: Consumer"), "{shown}");
 }
+
+#[test]
+fn none_waits_past_the_configured_timeout_which_next_chunk_keeps() {
+    let cfg = StreamConfig::new(StreamId {
+        request_id: "r".into(),
+        edge_name: "e".into(),
+        from_partition: "p".into(),
+    })
+    .with_capacity(4)
+    .with_timeout(Some(std::time::Duration::from_millis(10)));
+    let (producer, mut buffer) = in_process_buffer::<()>(&cfg, policy("fixed:size=1")).unwrap();
+    // `next_chunk` keeps the configured 10 ms.
+    assert!(matches!(
+        buffer.next_chunk(),
+        Err(StreamError::Timeout { .. })
+    ));
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        producer.pre_read_register("t0").unwrap();
+        put(&producer, 0);
+        producer
+    });
+    // `None` is "until a chunk comes", not "the configured timeout".
+    let started = std::time::Instant::now();
+    let chunk = buffer.next_chunk_timeout(None).unwrap().unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    assert_eq!(chunk.start_offset(), 0);
+    assert_eq!(chunk.len(), 1);
+    drop(chunk);
+    let _producer = late.join().unwrap();
+}
