@@ -447,6 +447,16 @@ fn read_pid(fd: &OwnedFd) -> u32 {
     }
 }
 
+/// The `consumer_pid` word of the segment behind `fd` (`None` when it
+/// cannot be read).
+fn read_consumer_pid(fd: &OwnedFd) -> Option<u32> {
+    let mut pid = [0u8; 4];
+    let offset = std::mem::offset_of!(Header, consumer_pid) as libc::off_t;
+    // SAFETY: reads 4 bytes into a local buffer of 4 bytes.
+    let n = unsafe { libc::pread(fd.as_raw_fd(), pid.as_mut_ptr().cast(), 4, offset) };
+    (n == 4).then(|| u32::from_ne_bytes(pid))
+}
+
 /// What became of an existing name that a creator or cleaner looked at.
 enum Reclaim {
     /// A producer holds the file's lock: alive (or starting), with the pid
@@ -469,6 +479,14 @@ enum Reclaim {
 /// the name between check and unlink: that takes unlinking this one, which
 /// only a holder of these locks does.
 fn reclaim(name: &str) -> Result<Reclaim, SetupError> {
+    reclaim_consumed_by(name, None)
+}
+
+/// As [`reclaim`]; with `consumer` set, the dead file is removed only if
+/// its `consumer_pid` word holds that pid (checked under the locks): a
+/// file that consumer attached to, never one handed over to a consumer yet
+/// to come (`HANDED_OVER`) nor one nobody attached to.
+fn reclaim_consumed_by(name: &str, consumer: Option<u32>) -> Result<Reclaim, SetupError> {
     let Some((checked, _len)) = open_existing(name)? else {
         return Ok(Reclaim::Changed);
     };
@@ -496,6 +514,10 @@ fn reclaim(name: &str) -> Result<Reclaim, SetupError> {
     }
     if !names_file(name, &fd)? {
         return Ok(Reclaim::Changed);
+    }
+    if consumer.is_some_and(|pid| read_consumer_pid(&fd) != Some(pid)) {
+        // Dead, but not the file that consumer read: not its to remove.
+        return Ok(Reclaim::Busy);
     }
     match shm_unlink(c_name(name).as_c_str()) {
         Ok(()) => Ok(Reclaim::Removed),
@@ -1218,8 +1240,19 @@ pub fn list_segments(prefix: &str) -> io::Result<Vec<String>> {
 ///
 /// As opening a segment, except that a missing one is `Ok(false)`.
 pub fn remove_if_dead(name: &str) -> Result<bool, SetupError> {
+    remove_if_dead_consumed_by(name, None)
+}
+
+/// As [`remove_if_dead`], removing only a file whose consumer is `pid`
+/// (see `reclaim_consumed_by`): what a hub worker calls for a stream it
+/// read whose producer was killed, which can never take a segment handed
+/// over to a consumer that has not opened it yet.
+pub(crate) fn remove_if_dead_consumed_by(
+    name: &str,
+    consumer: Option<u32>,
+) -> Result<bool, SetupError> {
     for _ in 0..CLAIM_ATTEMPTS {
-        match reclaim(name)? {
+        match reclaim_consumed_by(name, consumer)? {
             Reclaim::Removed => return Ok(true),
             // Another reclaimer is at it: not removed by this call.
             Reclaim::Alive(_) | Reclaim::Busy => return Ok(false),

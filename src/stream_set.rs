@@ -104,6 +104,9 @@ struct Member<E> {
     reported_end: bool,
     /// The `wait_any` round that last put it in the result.
     round: u64,
+    /// The segment prefix (shared hubs only), to name the segment when
+    /// its producer died.
+    prefix: String,
 }
 
 impl<E> Member<E> {
@@ -166,6 +169,8 @@ pub struct StreamSet<E = ()> {
     /// Keys returned by the last `wait_any`, looked at again first.
     carry: Vec<StreamKey>,
     round: u64,
+    /// The entry from which `take_turns` orders the next result.
+    first: u32,
     start_word: usize,
     watched: Vec<Watched>,
     last_watch: Instant,
@@ -187,9 +192,13 @@ impl<E> fmt::Debug for StreamSet<E> {
 impl<E> Drop for StreamSet<E> {
     /// Removes the segments of announced streams the set never adopted
     /// whose producers went before it (they left their segments to this
-    /// worker: see "hand-over" in docs/design.md). A live producer's
-    /// segment is never removed (`remove_if_dead` checks its lock).
+    /// worker: see "hand-over" in docs/design.md), and those of its
+    /// streams whose producer was killed. A live producer's segment is
+    /// never removed (`remove_if_dead` checks its lock).
     fn drop(&mut self) {
+        for m in self.members.iter().flatten() {
+            self.remove_if_killed(m);
+        }
         #[cfg(not(loom))]
         if let Origin::Shared { .. } = self.origin {
             for entry in 0..self.hub.entries() {
@@ -228,6 +237,7 @@ impl<E> StreamSet<E> {
             .timeout(),
             carry: Vec::new(),
             round: 0,
+            first: 0,
             start_word: 0,
             watched: Vec::new(),
             last_watch: Instant::now(),
@@ -437,7 +447,32 @@ impl<E> StreamSet<E> {
                 self.watched.swap_remove(at);
             }
         }
+        self.remove_if_killed(&m);
         Some(m.buffer)
+    }
+
+    /// Removes the segment of `m` if its producer died without a word (a
+    /// producer that left cleanly set `FLAG_PRODUCER_GONE` and removed its
+    /// name, or handed it over: then nothing is done and no system call
+    /// made). Only a dead producer's file that this process consumed goes
+    /// (see `remove_if_dead_consumed_by`): never a live one, never one
+    /// handed over to a consumer yet to come.
+    fn remove_if_killed(&self, m: &Member<E>) {
+        #[cfg(not(loom))]
+        if let Origin::Shared { .. } = self.origin {
+            let left = m.buffer.consumer().ring.mem().flags() & FLAG_PRODUCER_GONE != 0;
+            if left || (!m.producer_dead && self.hub.producer_alive(m.by)) {
+                return;
+            }
+            if let Ok(name) = StreamConfig::new(m.buffer.id().clone())
+                .with_prefix(&m.prefix)
+                .segment_name()
+            {
+                let _ = crate::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
+            }
+        }
+        #[cfg(loom)]
+        let _ = m;
     }
 
     /// Waits until at least one stream has news and returns those that
@@ -483,8 +518,24 @@ impl<E> StreamSet<E> {
             let hub = &self.hub;
             hub.bell().sleep(slice, || hub.any_pending().then_some(()));
         }
+        self.take_turns(ready);
         self.carry.clear();
         self.carry.extend_from_slice(ready);
+    }
+
+    /// Orders `ready` round-robin by entry: from the entry after the one
+    /// that came first last time, wrapping. A caller that serves only the
+    /// first stream of each call serves every stream that stays ready
+    /// within as many calls as there are ready streams (streams carried
+    /// over from the last call, looked at first, would otherwise come
+    /// first again and again). O(k log k) for k ready streams.
+    fn take_turns(&mut self, ready: &mut [StreamKey]) {
+        let n = self.hub.entries();
+        let first = self.first;
+        ready.sort_unstable_by_key(|k| (k.entry + n - first) % n);
+        if let Some(k) = ready.first() {
+            self.first = (k.entry + 1) % n;
+        }
     }
 
     /// One look at everything: announcements, the streams returned last
@@ -664,6 +715,7 @@ impl<E> StreamSet<E> {
             }
         };
         self.watched[w].entries.push(a.entry);
+        let prefix = a.prefix;
         self.members[a.entry as usize] = Some(Member {
             gen: a.gen,
             by: a.by,
@@ -671,12 +723,14 @@ impl<E> StreamSet<E> {
             producer_dead: self.watched[w].dead,
             reported_end: false,
             round: 0,
+            prefix,
         });
         self.len += 1;
         let key = StreamKey {
             entry: a.entry,
             gen: a.gen,
         };
+
         // Its bits may have been taken (and passed over) before it was a
         // member: the next look checks the stream itself.
         self.carry.push(key);

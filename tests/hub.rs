@@ -323,7 +323,56 @@ fn a_killed_producers_streams_report_its_death_quickly_and_the_others_go_on() {
     );
     assert!(worker.gone.iter().all(|(id, _)| id.from_partition == "p1"));
     assert!((0..streams).all(|s| worker.next.get(&stream_id(0, s)) == Some(&items)));
+    // The worker removed the victim's streams from its set: their
+    // segments went with them (nobody else would remove them).
+    let left = victim_segments(&prefix, 1, victim_streams);
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
     assert!(survivor.0.wait().unwrap().success());
+}
+
+/// Which of the segments of producer `tag`'s first `streams` streams are
+/// still in /dev/shm.
+fn victim_segments(prefix: &str, tag: u64, streams: u64) -> Vec<String> {
+    let names = stream_segments(prefix);
+    (0..streams)
+        .map(|s| config(prefix, stream_id(tag, s)).segment_name().unwrap())
+        .filter(|name| names.contains(name))
+        .collect()
+}
+
+#[test]
+fn a_killed_producers_streams_are_removed_when_the_set_goes_and_a_live_ones_stay() {
+    let prefix = unique_prefix("hubkd");
+    let _cleanup = Cleanup(prefix.clone());
+    let mut set = worker_set(&prefix);
+    let mut victim = spawn("victim", &prefix, 1, 4, 2);
+    wait_ready(&mut victim);
+    // A live producer in this process, with an item the worker never reads.
+    let hub = Hub::attach(WORKER, &prefix).unwrap();
+    let live = hub
+        .create_stream(&config(&prefix, stream_id(0, 9)))
+        .unwrap();
+    assert!(try_send(&live, 0, 9));
+    let deadline = Instant::now() + PATIENCE;
+    while set.len() < 5 {
+        assert!(Instant::now() < deadline, "streams never adopted");
+        set.wait_any(Some(Duration::from_millis(10)));
+    }
+    let pid = nix::unistd::Pid::from_raw(victim.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    victim.0.wait().unwrap();
+    assert_eq!(victim_segments(&prefix, 1, 4).len(), 4);
+    // The set goes without removing the streams itself.
+    drop(set);
+    let left = victim_segments(&prefix, 1, 4);
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+    assert_eq!(
+        victim_segments(&prefix, 0, 10).len(),
+        1,
+        "a live producer's segment stays"
+    );
+    drop(live);
+    assert!(stream_segments(&prefix).is_empty());
 }
 
 #[test]

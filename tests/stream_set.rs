@@ -154,6 +154,62 @@ fn a_stream_with_several_chunks_ready_is_reported_again_without_a_new_commit() {
     assert!(set.wait_any(Some(Duration::from_millis(1))).is_empty());
 }
 
+/// The stream number of a stream of `id(_, stream)`.
+fn stream_of(set: &StreamSet, key: StreamKey) -> usize {
+    let sid = set.get(key).unwrap().id();
+    sid.request_id.rsplit('-').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_caller_serving_only_the_first_ready_stream_serves_every_stream_in_turn() {
+    const N: usize = 6;
+    let mut set: StreamSet = StreamSet::in_process(64)
+        .unwrap()
+        .with_default_policy(fixed1());
+    let hub = set.hub().unwrap();
+    let producers: Vec<Producer> = (0..N as u64)
+        .map(|s| hub.create_stream(&config(id(0, s))).unwrap())
+        .collect();
+    // Stream 0 is hot (it gets a new item before every call); the others
+    // have chunks enough to stay ready for the whole test.
+    let mut sent = [0u64; N];
+    for (s, p) in producers.iter().enumerate().skip(1) {
+        for seq in 0..6 {
+            send(p, value(0, s as u64, seq), seq);
+        }
+        sent[s] = 6;
+    }
+    let mut served = [0u64; N];
+    let mut last = [0usize; N];
+    let calls = 2 * N;
+    for call in 1..=calls {
+        if sent[0] - served[0] < 4 {
+            send(&producers[0], value(0, 0, sent[0]), sent[0]);
+            sent[0] += 1;
+        }
+        let ready = set.wait_any(PATIENCE);
+        assert!(!ready.is_empty());
+        // Serve only the first.
+        let s = stream_of(&set, ready[0]);
+        assert_eq!(set.get_mut(ready[0]).unwrap().pop_chunk().unwrap().len(), 1);
+        assert!(
+            call - last[s] <= N,
+            "stream {s} waited {} calls (served: {served:?})",
+            call - last[s]
+        );
+        served[s] += 1;
+        last[s] = call;
+    }
+    // Every stream had its turn in every N calls.
+    for (s, &at) in last.iter().enumerate() {
+        assert!(
+            calls - at < N,
+            "stream {s} last served at call {at}: {served:?}"
+        );
+    }
+    assert!(served.iter().all(|&n| n == 2), "{served:?}");
+}
+
 #[test]
 fn a_dropped_producer_is_reported_once_and_then_says_producer_gone() {
     let mut set: StreamSet = StreamSet::in_process(64)
