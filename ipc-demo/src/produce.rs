@@ -351,6 +351,8 @@ fn receive(producer: &Producer, addr: &std::net::SocketAddr, args: &ProduceArgs)
     };
     let mut receiver = Receiver::bind(producer, addr, opts)
         .map_err(|e| format!("cannot listen on {addr} over UCX: {e}"))?;
+    // Live: a signal during the run reports the commits so far.
+    receiver.count_commits_in(crate::signals::items_counter());
     let bound = receiver
         .local_addr()
         .ok_or("UCX does not say which address it listens on")?;
@@ -378,7 +380,6 @@ fn receive(producer: &Producer, addr: &std::net::SocketAddr, args: &ProduceArgs)
         report.ring_full_waits
     );
     drop(out);
-    crate::signals::count(report.committed);
     result.map_err(|e| format!("receiving over UCX: {e}"))?;
     Ok(())
 }

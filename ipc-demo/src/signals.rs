@@ -145,6 +145,13 @@ pub fn count(items: u64) {
     ITEMS.store(items, Ordering::Relaxed);
 }
 
+/// The counter of items done that the handler of [`exit_on_signal`]
+/// reads, for code that counts as it goes (the UCX receiver adds each
+/// commit to it).
+pub fn items_counter() -> &'static AtomicU64 {
+    &ITEMS
+}
+
 /// Notes `items` more done (several streams of one process).
 #[inline]
 pub fn add(items: u64) {

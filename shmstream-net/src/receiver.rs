@@ -20,10 +20,11 @@ use crate::error::{NetError, OfferError};
 use crate::ucx::{AmData, Context, DataDesc, Endpoint, Event, Listener, MemRegion, Worker};
 use crate::wire::{self, AckStatus, Message, Offer};
 use shmstream::{Producer, Slot, StreamError};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Offers further ahead of the next expected one than this are refused
@@ -97,6 +98,53 @@ enum Admitted {
     Nothing,
 }
 
+/// The ids of the last `window` tensors admitted, to refuse a duplicate.
+///
+/// The window is the ring's item capacity: a tensor admitted more than
+/// that many tensors ago has left the ring's window (its position has
+/// been reused, so the consumer released it), and no transfer is in
+/// flight for it (each holds a position). Every id still in flight or in
+/// the ring is in the window, so such a duplicate is refused (the core
+/// producer refuses a by-id duplicate among the registered, unput ones);
+/// an id reused after it left the ring is a new tensor. Memory: at most
+/// `window` ids, whatever the stream's length.
+#[derive(Debug)]
+struct RecentIds {
+    window: usize,
+    order: VecDeque<String>,
+    set: HashSet<String>,
+}
+
+impl RecentIds {
+    fn new(window: usize) -> RecentIds {
+        RecentIds {
+            window: window.max(1),
+            order: VecDeque::new(),
+            set: HashSet::new(),
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Notes `id` as admitted (not in the window: checked before), and
+    /// forgets the oldest id past the window.
+    fn insert(&mut self, id: &str) {
+        if self.order.len() == self.window {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.order.push_back(id.to_string());
+        self.set.insert(id.to_string());
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+}
+
 /// An offer as it arrived, waiting for its turn.
 enum Queued {
     Valid(Offer, AmData),
@@ -127,9 +175,10 @@ pub struct Receiver<'p> {
     opts: ReceiverOptions,
     next_seq: u64,
     end: Option<u64>,
-    /// Every id of the stream so far (ids are unique per stream): it grows
-    /// with the stream, one id string per tensor.
-    ids: HashSet<String>,
+    /// The ids of the last tensors admitted, as many as the ring holds.
+    ids: RecentIds,
+    /// Counts each commit as it happens (for a signal handler's report).
+    progress: Option<&'p AtomicU64>,
     report: ReceiveReport,
     failure: Option<NetError>,
 }
@@ -185,7 +234,8 @@ impl<'p> Receiver<'p> {
             opts,
             next_seq: 0,
             end: None,
-            ids: HashSet::new(),
+            ids: RecentIds::new(usize::try_from(producer.capacity()).unwrap_or(usize::MAX)),
+            progress: None,
             failure: None,
         })
     }
@@ -227,6 +277,19 @@ impl<'p> Receiver<'p> {
                 Err(e)
             }
         }
+    }
+
+    /// Adds 1 to `counter` at each commit, as it happens: a signal
+    /// handler (or another thread) reads how many tensors are in the
+    /// stream so far while [`run`](Self::run) is still going.
+    pub fn count_commits_in(&mut self, counter: &'p AtomicU64) {
+        self.progress = Some(counter);
+    }
+
+    /// How many ids the receiver holds to refuse duplicates: at most the
+    /// ring's item capacity, however long the stream.
+    pub fn ids_held(&self) -> usize {
+        self.ids.len()
     }
 
     /// The report so far (also after an error).
@@ -432,7 +495,7 @@ impl<'p> Receiver<'p> {
                 seq: Some(seq),
                 id: Some(offer.id),
                 field: "id",
-                detail: "a duplicate: this stream already has a tensor of that id".into(),
+                detail: "a duplicate: a tensor of that id is still in flight or in the ring".into(),
             };
             return Ok(self.pass_over(data, e));
         }
@@ -490,7 +553,7 @@ impl<'p> Receiver<'p> {
     /// Lands `offer` in `slot`: a rendezvous receive straight into the
     /// slot, or a copy of eager bytes.
     fn start(&mut self, mut slot: Slot<'p>, offer: Offer, data: AmData) -> Result<(), NetError> {
-        self.ids.insert(offer.id.clone());
+        self.ids.insert(&offer.id);
         let len = offer.meta.nbytes() as usize;
         let offset = slot.payload_offset();
         // In bounds: the offset is below payload_bytes and a reservation
@@ -586,6 +649,9 @@ impl<'p> Receiver<'p> {
             Ok(()) => {
                 self.report.committed += 1;
                 self.report.bytes += nbytes;
+                if let Some(counter) = self.progress {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
                 self.ack(offer.seq, AckStatus::Committed, "");
                 Ok(())
             }
@@ -667,5 +733,38 @@ impl<'p> Receiver<'p> {
                 Queued::Valid(_, d) | Queued::Refused(_, d) => self.release(d),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecentIds;
+
+    #[test]
+    fn the_recent_ids_stay_within_their_window() {
+        let mut ids = RecentIds::new(4);
+        for i in 0..1000 {
+            let id = format!("t{i}");
+            assert!(!ids.contains(&id));
+            ids.insert(&id);
+            assert!(ids.contains(&id));
+            assert_eq!(ids.len(), (i + 1).min(4));
+        }
+        // The last four are held, the fifth last is forgotten.
+        for i in 996..1000 {
+            assert!(ids.contains(&format!("t{i}")), "t{i}");
+        }
+        assert!(!ids.contains("t995"));
+        assert_eq!(ids.order.len(), 4);
+    }
+
+    #[test]
+    fn a_window_of_zero_holds_one_id() {
+        let mut ids = RecentIds::new(0);
+        ids.insert("a");
+        assert!(ids.contains("a"));
+        ids.insert("b");
+        assert!(!ids.contains("a") && ids.contains("b"));
+        assert_eq!(ids.len(), 1);
     }
 }

@@ -119,3 +119,113 @@ fn a_full_ring_stops_the_sender_until_the_consumer_releases() {
     assert_eq!(report.committed, n);
     assert!(report.ring_full_waits > 0, "an 8-item ring never filled");
 }
+
+/// Sends `n` u8 tensors of 4 KiB named by `id(seq)`.
+fn spawn_named_sender(
+    addr: SocketAddr,
+    n: u64,
+    id: fn(u64) -> String,
+) -> std::thread::JoinHandle<Result<u64, NetError>> {
+    std::thread::spawn(move || {
+        let mut sender = Sender::connect(&addr, SenderOptions::default())?;
+        let meta = TensorMeta::new(DType::U8, &[4096]).unwrap();
+        for seq in 0..n {
+            sender.send(&id(seq), &meta, |b| pattern(seq, b))?;
+        }
+        Ok(sender.finish()?.committed)
+    })
+}
+
+#[test]
+fn the_id_set_stays_within_the_ring_and_the_commit_count_is_live() {
+    // An 8-item ring, 300 tensors whose ids come back every 16: each id
+    // left the ring before it comes again, so none is a duplicate, and the
+    // receiver holds at most 8 ids (it used to keep every id of the
+    // stream, refusing these and growing with it).
+    tcp();
+    let n = 300u64;
+    let (producer, mut consumer) = in_process(&config("ids", 8, 1 << 20)).unwrap();
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut receiver = Receiver::bind(
+        &producer,
+        &"127.0.0.1:0".parse().unwrap(),
+        ReceiverOptions::default(),
+    )
+    .unwrap();
+    receiver.count_commits_in(&counter);
+    let addr = receiver.local_addr().unwrap();
+    let sender = spawn_named_sender(addr, n, |seq| format!("t{}", seq % 16));
+    let live = counter.clone();
+    let drain = std::thread::spawn(move || {
+        let mut seen = 0u64;
+        let mut live_at_half = None;
+        while seen < n {
+            let avail = consumer.poll().unwrap();
+            for i in 0..avail {
+                assert_eq!(
+                    consumer.item(i).unwrap().id(),
+                    format!("t{}", (seen + i) % 16)
+                );
+            }
+            if live_at_half.is_none() && seen >= n / 2 {
+                // The receiver is still running (the rest waits for room):
+                // the counter already shows what it committed.
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while live.load(std::sync::atomic::Ordering::Relaxed) < seen
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                live_at_half = Some(live.load(std::sync::atomic::Ordering::Relaxed));
+            }
+            consumer.consume(avail);
+            seen += avail;
+            if avail == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        (seen, live_at_half.unwrap())
+    });
+    let report = receiver.run().unwrap();
+    assert!(receiver.ids_held() <= 8, "{} ids held", receiver.ids_held());
+    assert_eq!(sender.join().unwrap().unwrap(), n);
+    let (seen, live_at_half) = drain.join().unwrap();
+    assert_eq!(seen, n);
+    assert!(
+        (n / 2..n).contains(&live_at_half),
+        "{live_at_half} commits counted while the stream ran"
+    );
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    assert_eq!(report.committed, n);
+    assert_eq!(counter.load(std::sync::atomic::Ordering::Relaxed), n);
+}
+
+#[test]
+fn an_id_still_in_the_ring_is_a_duplicate() {
+    // The consumer holds every item: "a" is still in the ring when it
+    // comes again, and is refused; the stream goes on.
+    tcp();
+    let (producer, mut consumer) = in_process(&config("dup", 8, 1 << 20)).unwrap();
+    let mut receiver = Receiver::bind(
+        &producer,
+        &"127.0.0.1:0".parse().unwrap(),
+        ReceiverOptions::default(),
+    )
+    .unwrap();
+    let addr = receiver.local_addr().unwrap();
+    let sender = spawn_named_sender(addr, 3, |seq| ["a", "b", "a"][seq as usize].into());
+    let report = receiver.run().unwrap();
+    assert!(
+        sender.join().unwrap().is_err(),
+        "the duplicate was not refused"
+    );
+    assert_eq!(report.committed, 2);
+    assert_eq!(report.refused.len(), 1);
+    assert_eq!(report.refused[0].field, "id");
+    assert!(
+        report.refused[0].detail.contains("duplicate"),
+        "{:?}",
+        report.refused
+    );
+    assert_eq!(consumer.poll().unwrap(), 2);
+}
