@@ -21,21 +21,35 @@ def inside(ptr, nbytes, region):
 def test_views_point_into_the_segment_mapping(stream_id):
     producer = s.Producer(*stream_id, capacity=16, item_bytes=64)
     buf = s.StreamBuffer.open(*stream_id, policy="sliding:window=8,stride=5")
-    seen = 0
-    for i in range(40):
+    payload = producer.payload_bytes
+    base, mapped = buf.payload_region
+    seen = across = 0
+    # 56-byte items, 448-byte windows every 280 bytes: over 120 items
+    # (6720 bytes) the payload (4096 bytes) wraps once, and the window at
+    # 3920..4368 straddles its end.
+    for i in range(120):
         producer.put(f"t{i}", np.full(7, i, np.int64))
         while buf.has_chunk_ready():
             chunk = buf.pop_chunk()
             t = torch.from_dlpack(chunk)
             a = np.from_dlpack(chunk)
-            assert t.data_ptr() == a.__array_interface__["data"][0]
+            d = chunk.data["data"]
+            assert t.data_ptr() == a.__array_interface__["data"][0] == d.data_ptr()
             assert inside(t.data_ptr(), t.numel() * 8, buf.payload_region)
-            assert t[:, 0].tolist() == list(range(chunk.start_offset, chunk.start_offset + 8))
+            start = t.data_ptr() - base
+            if start < payload < start + t.numel() * 8:
+                across += 1
+            expect = list(range(chunk.start_offset, chunk.start_offset + 8))
+            assert t[:, 0].tolist() == expect and d[:, 6].tolist() == expect
+            assert (a == np.array(expect)[:, None]).all()
             assert not a.flags.writeable
             seen += 1
-            del chunk, t, a
-    assert seen == 7
-    # across the wrap: 40 items through a 16-slot ring, views stayed stacked
+            del chunk, t, a, d
+    assert seen == 23
+    # the payload is mapped twice back to back: a window across its end is
+    # one stacked view into the second mapping, not a copy
+    assert mapped == 2 * payload
+    assert across >= 1, "no window straddled the payload's end"
 
 
 def test_bytes_written_through_a_slot_are_the_chunks_bytes(stream_id):
