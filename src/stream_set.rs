@@ -138,6 +138,9 @@ struct Watched {
     id: ProducerId,
     entries: Vec<u32>,
     dead: bool,
+    /// The death watch thread polls its pidfd: no need to slice the sleep
+    /// for it.
+    by_pidfd: bool,
 }
 
 /// The consumer worker's set of streams: adopts the streams producers
@@ -173,6 +176,14 @@ pub struct StreamSet<E = ()> {
     first: u32,
     start_word: usize,
     watched: Vec<Watched>,
+    /// The thread that polls the producers' pidfds (shared hubs, started
+    /// with the first stream; `None` until then, or when it could not
+    /// start: then the set slices its sleeps for every producer).
+    #[cfg(not(any(loom, miri)))]
+    death_watch: Option<crate::hub_segment::DeathWatch>,
+    /// Whether starting `death_watch` was tried already.
+    #[cfg(not(any(loom, miri)))]
+    death_watch_tried: bool,
     last_watch: Instant,
     adopt_errors: Vec<(StreamId, SetupError)>,
     scratch: Vec<u32>,
@@ -240,6 +251,10 @@ impl<E> StreamSet<E> {
             first: 0,
             start_word: 0,
             watched: Vec::new(),
+            #[cfg(not(any(loom, miri)))]
+            death_watch: None,
+            #[cfg(not(any(loom, miri)))]
+            death_watch_tried: false,
             last_watch: Instant::now(),
             adopt_errors: Vec::new(),
             scratch: Vec::new(),
@@ -444,7 +459,13 @@ impl<E> StreamSet<E> {
             let w = &mut self.watched[at];
             w.entries.retain(|&e| e != key.entry);
             if w.entries.is_empty() {
-                self.watched.swap_remove(at);
+                let w = self.watched.swap_remove(at);
+                #[cfg(not(any(loom, miri)))]
+                if let (true, Some(watch)) = (w.by_pidfd, &self.death_watch) {
+                    watch.unwatch(w.id);
+                }
+                #[cfg(any(loom, miri))]
+                let _ = w;
             }
         }
         self.remove_if_killed(&m);
@@ -510,13 +531,20 @@ impl<E> StreamSet<E> {
             // no timeouts at all (a lost wake-up must show as a deadlock).
             let slice = if cfg!(loom) {
                 None
-            } else if self.watched.iter().any(|w| !w.dead) {
+            } else if self.sliced() {
                 Some(left.map_or(WATCH_SLICE, |l| l.min(WATCH_SLICE)))
             } else {
                 left
             };
             let hub = &self.hub;
-            hub.bell().sleep(slice, || hub.any_pending().then_some(()));
+            let fired = || {
+                #[cfg(not(any(loom, miri)))]
+                return self.death_watch.as_ref().is_some_and(|w| w.fired());
+                #[cfg(any(loom, miri))]
+                return false;
+            };
+            hub.bell()
+                .sleep(slice, || (hub.any_pending() || fired()).then_some(()));
         }
         self.take_turns(ready);
         self.carry.clear();
@@ -560,9 +588,53 @@ impl<E> StreamSet<E> {
         self.scratch = bits;
         // Not under loom: the wall clock would make the model's runs differ
         // (and a heap hub's producers cannot die alone anyway).
-        if !cfg!(loom) && self.last_watch.elapsed() >= WATCH_SLICE {
+        if !cfg!(loom)
+            && (self.take_fired() || self.sliced() && self.last_watch.elapsed() >= WATCH_SLICE)
+        {
             self.watch(ready);
         }
+    }
+
+    /// Whether a live producer is watched by lock tests between sleep
+    /// slices (no pidfd for it).
+    fn sliced(&self) -> bool {
+        self.watched.iter().any(|w| !w.dead && !w.by_pidfd)
+    }
+
+    /// Whether the death watch saw a process end since the last call.
+    fn take_fired(&self) -> bool {
+        #[cfg(not(any(loom, miri)))]
+        return self.death_watch.as_ref().is_some_and(|w| w.take_fired());
+        #[cfg(any(loom, miri))]
+        return false;
+    }
+
+    /// Has the death watch thread poll the pidfd of the process of `by`
+    /// (whose pid `entry` carries); starts the thread on first use. False
+    /// when it cannot (an in-process hub, no pidfd, the thread would not
+    /// start): the set then tests that producer's lock between slices.
+    fn watch_by_pidfd(&mut self, by: ProducerId, entry: u32) -> bool {
+        #[cfg(not(any(loom, miri)))]
+        if let Origin::Shared { .. } = self.origin {
+            if !self.death_watch_tried {
+                self.death_watch_tried = true;
+                self.death_watch = crate::hub_segment::DeathWatch::start(self.hub.clone()).ok();
+            }
+            let Some(watch) = &self.death_watch else {
+                return false;
+            };
+            // Relaxed: the Acquire load of the entry's published state
+            // (in `announcement`) ordered the producer's store before it.
+            let pid = self
+                .hub
+                .entry(entry)
+                .pid
+                .load(crate::sync::Ordering::Relaxed);
+            let hub = &self.hub;
+            return watch.watch(by, pid, || hub.producer_alive(by));
+        }
+        let _ = (by, entry);
+        false
     }
 
     /// Adds the stream of `entry` to `ready` if it has news and is not in
@@ -706,10 +778,12 @@ impl<E> StreamSet<E> {
         let w = match self.watched.iter().position(|w| w.id == a.by) {
             Some(w) => w,
             None => {
+                let by_pidfd = self.watch_by_pidfd(a.by, a.entry);
                 self.watched.push(Watched {
                     id: a.by,
                     entries: Vec::new(),
                     dead: false,
+                    by_pidfd,
                 });
                 self.watched.len() - 1
             }

@@ -465,13 +465,34 @@ fn an_idle_worker_with_a_thousand_streams_uses_almost_no_cpu() {
         let errors = set.take_adopt_errors();
         assert!(errors.is_empty(), "{}", errors[0].1);
     }
-    let (cpu, wall) = (thread_cpu(), Instant::now());
-    assert!(set.wait_any(Some(Duration::from_secs(1))).is_empty());
-    let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
-    println!("idle wait_any over 1000 streams: {cpu:?} of CPU in {wall:?}");
-    assert!(wall >= Duration::from_secs(1));
-    // 20 sleep slices, each one lock test of the one producer process.
+    let (cpu, switches, wall) = (thread_cpu(), voluntary_switches(), Instant::now());
+    assert!(set.wait_any(Some(Duration::from_secs(2))).is_empty());
+    let (cpu, switches, wall) = (
+        thread_cpu() - cpu,
+        voluntary_switches() - switches,
+        wall.elapsed(),
+    );
+    println!(
+        "idle wait_any over 1000 streams: {cpu:?} of CPU, {switches} sleeps in {wall:?}"
+    );
+    assert!(wall >= Duration::from_secs(2));
     assert!(cpu < Duration::from_millis(20), "{cpu:?}");
+    // One futex sleep for the whole timeout (the producer's death would
+    // come through its pidfd), not one per slice of 50 ms (40).
+    assert!(switches <= 3, "the idle wait slept {switches} times");
+}
+
+/// Times this thread went to sleep (voluntary context switches): one per
+/// blocking system call that blocked.
+fn voluntary_switches() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// The names of the stream segments under `prefix` in /dev/shm.
