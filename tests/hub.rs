@@ -472,9 +472,7 @@ fn an_idle_worker_with_a_thousand_streams_uses_almost_no_cpu() {
         voluntary_switches() - switches,
         wall.elapsed(),
     );
-    println!(
-        "idle wait_any over 1000 streams: {cpu:?} of CPU, {switches} sleeps in {wall:?}"
-    );
+    println!("idle wait_any over 1000 streams: {cpu:?} of CPU, {switches} sleeps in {wall:?}");
     assert!(wall >= Duration::from_secs(2));
     assert!(cpu < Duration::from_millis(20), "{cpu:?}");
     // One futex sleep for the whole timeout (the producer's death would
