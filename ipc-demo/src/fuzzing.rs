@@ -841,10 +841,12 @@ fn size_mix(text: &str) {
 }
 
 /// An accepted configuration makes a stream of exactly its size; an item
-/// filling the whole payload, then one of the default size, go through it.
-/// (The other order is a known core issue: after an item that leaves the
-/// head unaligned, a payload-sized one never fits an empty ring; see
-/// `tests/fuzz_corpus.rs`, `a_payload_sized_item_fits_an_empty_ring_after_a_small_one`.)
+/// filling the whole payload, then one of the default size, then one
+/// filling the payload again go through it. (The last one is the fuzz
+/// finding fixed in e845b1c: after an item that left the head unaligned,
+/// a payload-sized one never fit an empty ring; its regression test,
+/// `a_payload_sized_item_fits_an_empty_ring_after_a_small_one` in
+/// `tests/fuzz_corpus.rs`, runs.)
 fn small_stream(config: &StreamConfig) {
     let policy: Policy = "fixed:size=1".parse().expect("a valid policy");
     let (producer, mut buffer) = shmstream::in_process_buffer::<()>(config, policy)
@@ -852,7 +854,11 @@ fn small_stream(config: &StreamConfig) {
     assert_eq!(producer.capacity(), config.capacity());
     assert_eq!(producer.item_bytes(), config.item_bytes());
     assert_eq!(producer.payload_bytes(), config.payload_bytes());
-    for (id, n) in [("y", config.payload_bytes()), ("x", config.item_bytes())] {
+    for (id, n) in [
+        ("y", config.payload_bytes()),
+        ("x", config.item_bytes()),
+        ("z", config.payload_bytes()),
+    ] {
         let bytes: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
         let meta = TensorMeta::new(DType::U8, &[n]).expect("a valid shape");
         producer
@@ -875,8 +881,8 @@ fn small_stream(config: &StreamConfig) {
 
 /// Decodes a message header of the UCX ingress (see
 /// [`shmstream_net::wire`]), with a payload length and a capacity taken
-/// from the input's first bytes. Raw bytes only: the decoder reads bytes
-/// from a peer.
+/// from the input's first two bytes ([`wire_frame`]). Raw bytes only, not
+/// structured: the decoder reads bytes from a peer.
 ///
 /// # Panics
 ///
@@ -884,10 +890,7 @@ fn small_stream(config: &StreamConfig) {
 /// bytes it came from, or a refusal names no field.
 pub fn wire_header(data: &[u8]) {
     use shmstream_net::wire::{encode_offer, parse, Message};
-    let (len, capacity, header) = match data {
-        [a, b, rest @ ..] => (*a as usize * 8, 1u64 << (*b % 40), rest),
-        _ => (0, 0, data),
-    };
+    let (len, capacity, header) = wire_frame(data);
     match parse(header, len, capacity) {
         Ok(Message::Offer(offer)) => {
             assert!((1..=MAX_ID_LEN).contains(&offer.id.len()));
@@ -903,5 +906,16 @@ pub fn wire_header(data: &[u8]) {
             assert!(!e.field.is_empty() && !e.detail.is_empty());
             assert!(!e.to_string().is_empty());
         }
+    }
+}
+
+/// How [`wire_header`] reads its input: the first byte x 8 is the
+/// payload's length, the second (mod 40) log2 of the stream's payload
+/// capacity, the rest the message header. A shorter input is a header of
+/// its own, with a payload of 0 bytes and a capacity of 0.
+pub fn wire_frame(data: &[u8]) -> (usize, u64, &[u8]) {
+    match data {
+        [a, b, rest @ ..] => (*a as usize * 8, 1u64 << (*b % 40), rest),
+        _ => (0, 0, data),
     }
 }

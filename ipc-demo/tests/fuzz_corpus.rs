@@ -53,6 +53,26 @@ fn every_seed_and_corpus_input_passes_its_target() {
 }
 
 #[test]
+fn some_wire_seeds_decode_as_offers() {
+    // A seed refused at the first check (say, an old magic) only fuzzes
+    // that check: the corpus must reach the offer's fields
+    // (tests/wire_seeds.rs writes the seeds).
+    use shmstream_net::wire::{parse, Message};
+    let offers = files(&fuzz_dir().join("seeds").join("wire"))
+        .iter()
+        .filter(|f| {
+            let data = std::fs::read(f).unwrap();
+            let (len, capacity, header) = fuzzing::wire_frame(&data);
+            matches!(parse(header, len, capacity), Ok(Message::Offer(_)))
+        })
+        .count();
+    assert!(
+        offers >= 1,
+        "no seed in fuzz/seeds/wire decodes as an offer"
+    );
+}
+
+#[test]
 fn the_entry_points_read_the_documented_text_forms() {
     // The replay entry point does check its output: a trace whose chunk
     // lines are right passes, and the text form is read as documented.
