@@ -36,7 +36,7 @@ mkdir -p "$out"
 rm -f "$out"/*.log "$out"/*.txt
 # Only this run's criterion estimates count.
 for group in ring_throughput_8B ring_throughput_56B latency_64B stream_56B stream_64KiB \
-    stream_2MiB stream_64MiB wakeup_64B \
+    stream_2MiB stream_64MiB stream_mixed wakeup_64B \
     pop_chunk pop_chunk_prepolled wait_any_wakeup ready_k_of_n stream_lifecycle; do
     rm -rf "$target/criterion/$group"
 done
@@ -147,18 +147,21 @@ hardware counters do not), before and after the changes listed at the end.
 
 - **Ring throughput vs rtrb.** rtrb moves a bare record through a ring of records with two
   indices; a consumer that finds many records behind one index load reads them from
-  its own cache. shmstream moves a tensor slot *and* its descriptor (a Release-published
-  sequence, dtype, shape, nbytes and an id of up to 64 bytes, all validated by the
-  consumer because the peer is untrusted), and every commit and release pays one
-  `fence(SeqCst)` (`mfence`) for the wake-up handshake (perf: most of `Slot::commit`'s
-  samples sit on it). Per record that is 2-3 cache lines crossing the cores instead of
-  a fraction of one, plus the fence: a per-item descriptor ring cannot reach a bare index
-  ring's rate. What would: committing in batches (one sequence store and one fence per
-  batch), or an asymmetric handshake (`membarrier` on the sleeper's side, a compiler fence
-  on the publisher's). Both are future work; the second needs a loom model of its own.
+  its own cache. shmstream moves a tensor's bytes *and* its descriptor (a 64-byte line:
+  a Release-published sequence, offset, length, dtype, shape, nbytes, all validated by
+  the consumer because the peer is untrusted; the id goes to a side table read only on
+  demand). Batches (`put_many`: one `registered` store and one doorbell per batch) and
+  the asymmetric wake-up handshake (a compiler fence on the publisher's side, the
+  `membarrier` on the sleeper's) took the fence off the per-item path. What remains, per
+  perf: about two cache lines per item that the producer must take back from the
+  consumer's core (the descriptor line and the side-table id store stall on them).
+  Prefetching the next descriptors for writing, or packing several items' hot words per
+  line, are the levers not yet tried. On this VM the two-thread ring is bimodal from run
+  to run (vCPU placement): compare runs, not single numbers.
 - **Latency vs the floor.** The floor moves one line each way. A 64-byte tensor moves the
-  descriptor line(s), the payload line and the reply's lines, and pays the fence: about
-  4-5x the floor here, and faster than iceoryx2's publish-subscribe in the same run.
+  descriptor line, the payload line and the reply's lines; with the fence gone from the
+  publisher it is close to the floor (the latency table above), and faster than iceoryx2's
+  publish-subscribe when that peer is built.
 - **Streaming vs memcpy, 64 KiB to 64 MiB (issues 6 and 11).** The memcpy peer copies within
   one process, so up to 2 MiB its source and destination stay in that core's caches; a
   transfer between processes must move every byte the producer wrote to the other core
@@ -182,9 +185,11 @@ hardware counters do not), before and after the changes listed at the end.
 - **Shared memory at window 28 (issue 11).** The byte-granular payload packs the 28 frames
   back to back (56 bytes apart), so the payload is one page, the double-mapping minimum:
   2.6x the 1568 bytes buffered (the first version's slots took 84x). The segment adds the
-  header page and 32 descriptors of 192 bytes (6 KiB, rounded to two pages): 10.4x in all.
-  Issue 14's compact descriptor (a cache line or less, ids in a side table) is what would
-  bring the table down; the page floor of the payload stays.
+  header page and, per item of capacity, a 64-byte descriptor and a 128-byte side-table
+  entry (id and wide dims): 32 x 192 bytes = 6 KiB, two pages, 10.4x in all. Within 2x of
+  1568 bytes is below one page, and a double-mapped payload cannot be smaller than a
+  page: at this size the goal is out of reach by construction; per item buffered the
+  stream costs 56 + 192 bytes of shared memory.
 - **Wake-up latency** (no goal): a wake of an idle vCPU costs 10-20 us on this VM whatever
   the library does.
 
@@ -319,6 +324,19 @@ for label, size in (("56B", 56), ("64KiB", 65536), ("2MiB", 2 << 20), ("64MiB", 
                       None if s is None or m is None else m / s >= 0.8, f"{fm} of memcpy's throughput"))
         goals.append(("64 KiB streaming at 10x the socket",
                       None if s is None or k is None else k / s >= 10, f"{fk} of the socket's throughput"))
+w("")
+s, m = median("stream_mixed", "shmstream"), median("stream_mixed", "memcpy")
+mixed_bytes = 56 + (64 << 10) + (2 << 20) + (64 << 20)
+fm = "n/a" if s is None or m is None else f"{m / s:.2f}x"
+w("Mixed sizes in one stream (issue 11): each record is a 56 B, a 64 KiB, a 2 MiB and a 64 MiB tensor in")
+w("turn, each registered with its own size in one stream (4 items, 256 MiB of payload); memcpy copies the")
+w("same four tensors in one process.")
+w("")
+w("| record | shmstream | memcpy | vs memcpy |")
+w("|---|---|---|---|")
+w(f"| 56 B + 64 KiB + 2 MiB + 64 MiB | {ns(s)} ({rate(s, mixed_bytes)}) | {ns(m)} ({rate(m, mixed_bytes)}) | {fm} |")
+goals.append(("mixed sizes in one stream at 0.8x memcpy or better (issue 11)",
+              None if s is None or m is None else m / s >= 0.8, f"{fm} of memcpy's throughput"))
 w("")
 b, s1, k1, h1 = (median("stream_56B", n) for n in ("shmstream_batch64", "shmstream", "unix_socket", "bare_handoff"))
 w("Batch mode (issue 14), 56-byte tensors: the producer publishes 64 tensors per `put_many` (each registered")
