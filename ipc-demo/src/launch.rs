@@ -403,6 +403,15 @@ fn run_many(
     plan: &crate::sizes::ItemPlan,
 ) -> Outcome {
     let (n, p) = (args.streams, args.producers);
+    // Checked before anything is built per stream or producer.
+    if n > u64::from(shmstream::MAX_HUB_ENTRIES) {
+        let max = shmstream::MAX_HUB_ENTRIES;
+        return Err(format!("--streams {n} exceeds a hub's {max} entries").into());
+    }
+    if p > shmstream::MAX_HUB_PRODUCERS as u64 {
+        let max = shmstream::MAX_HUB_PRODUCERS;
+        return Err(format!("--producers {p} exceeds a hub's {max} producers").into());
+    }
     if p > n {
         return Err(
             format!("--producers {p} exceeds --streams {n}: each producer needs a stream").into(),

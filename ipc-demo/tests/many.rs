@@ -136,6 +136,50 @@ fn more_producers_than_streams_is_refused_before_anything_starts() {
 }
 
 #[test]
+fn streams_or_producers_past_a_hub_are_refused_at_once() {
+    // --streams 10^12 used to build 10^12 segment names first (708 MB in
+    // 8 s before any check).
+    let scope = Scope::new("manymax");
+    let max = shmstream::MAX_HUB_ENTRIES;
+    for (flag, value, limit) in [
+        (
+            "--streams",
+            "1000000000000",
+            format!("a hub's {max} entries"),
+        ),
+        (
+            "--streams",
+            &(max + 1).to_string(),
+            format!("a hub's {max} entries"),
+        ),
+        (
+            "--producers",
+            "1000000000000",
+            format!("a hub's {} producers", shmstream::MAX_HUB_PRODUCERS),
+        ),
+    ] {
+        let start = Instant::now();
+        let mut args = vec!["--prefix", &scope.prefix, flag, value];
+        if flag == "--producers" {
+            args.extend(["--streams", "4096"]);
+        }
+        let out = run(DEMO, &args, None);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} {value} exceeds {limit}")),
+            "{stderr}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    scope.assert_no_leftovers();
+}
+
+#[test]
 fn sigterm_stops_every_process_and_leaves_no_segment_or_hub() {
     let mut scope = Scope::new("manysig");
     let prefix = scope.prefix.clone();
