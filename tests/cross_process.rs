@@ -10,7 +10,7 @@ use common::{
 };
 use shmstream::policy::Fixed;
 use shmstream::{Consumer, Producer, SetupError, StreamBuffer, StreamConfig};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "SHMSTREAM_TEST_ROLE";
@@ -19,27 +19,38 @@ const ITEMS: &str = "SHMSTREAM_TEST_ITEMS";
 
 /// Runs this test binary's `child_entry` test as the producer process.
 fn spawn_child(role: &str, prefix: &str, items: u64) -> Child {
-    Command::new(std::env::current_exe().unwrap())
+    child_command(role, prefix, items).spawn().unwrap()
+}
+
+fn child_command(role: &str, prefix: &str, items: u64) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env(ROLE, role)
         .env(PREFIX, prefix)
-        .env(ITEMS, items.to_string())
-        .spawn()
-        .unwrap()
+        .env(ITEMS, items.to_string());
+    command
 }
 
 fn child_config(prefix: &str) -> StreamConfig {
     config(prefix, 256, 512).with_timeout(Some(Duration::from_secs(30)))
 }
 
-/// The mixed-size stream: 64 items or 128 MiB of payload in flight,
-/// whichever fills first (small items fill the items, 64 MiB ones the
-/// bytes).
+/// The mixed-size stream: 512 items or 64 MiB of payload in flight,
+/// whichever fills first. Items average about 120 KiB (see
+/// [`common::sized_len`]), so 512 of them are about the payload's size:
+/// runs of small items fill the items, runs of large ones (and every
+/// 64 MiB one, which needs the whole payload) the bytes. The test asserts
+/// that both happen.
 fn sized_config(prefix: &str) -> StreamConfig {
-    config(prefix, 64, 0)
-        .with_payload_bytes(128 << 20)
+    config(prefix, 512, 0)
+        .with_payload_bytes(64 << 20)
         .with_timeout(Some(Duration::from_secs(60)))
 }
+
+/// How the sized producer child reports its back-pressure counts on its
+/// stdout: this tag, then `items bytes`.
+const BACKPRESSURE: &str = "sized-backpressure:";
 
 /// One 64 MiB tensor every this many items of the mixed-size stream.
 const HUGE_EVERY: u64 = 250_000;
@@ -60,7 +71,10 @@ fn child_entry() {
     match role.as_str() {
         // Sizes from 0 bytes to 1 MiB and a few of 64 MiB, registered with
         // their sizes, out of order within groups of 8.
-        "sized" => produce_sized(&producer, items, HUGE_EVERY, 8),
+        "sized" => {
+            let seen = produce_sized(&producer, items, HUGE_EVERY, 8);
+            println!("{BACKPRESSURE} {} {}", seen.items, seen.bytes);
+        }
         // Mixed sizes, out of order within groups of 8.
         "stream" => produce_reordered(&producer, items, 8),
         // Full speed into a ring the consumer holds, until it drains.
@@ -143,15 +157,34 @@ fn a_million_tensors_of_random_sizes_arrive_in_order_and_intact() {
     let prefix = unique_prefix("sized");
     let _cleanup = Cleanup(prefix.clone());
     let n = 1_000_000;
-    let mut child = spawn_child("sized", &prefix, n);
+    // The child's stdout carries its back-pressure counts (its stderr,
+    // panics included, goes to ours).
+    let child = child_command("sized", &prefix, n)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut consumer = open_retrying(|| Consumer::open(&sized_config(&prefix)));
-    assert_eq!(consumer.payload_bytes(), 128 << 20);
+    assert_eq!(consumer.payload_bytes(), 64 << 20);
+    assert_eq!(consumer.capacity(), 512);
     let started = Instant::now();
     let seen = consume_sized(&mut consumer, HUGE_EVERY, Duration::from_secs(60));
     assert_eq!(seen, n);
     eprintln!("{n} mixed-size tensors in {:.2?}", started.elapsed());
     drop(consumer);
-    assert!(child.wait().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let counts: Vec<u64> = stdout
+        .lines()
+        .find_map(|line| line.split_once(BACKPRESSURE).map(|(_, counts)| counts))
+        .unwrap_or_else(|| panic!("no back-pressure counts in the child's output: {stdout}"))
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let (items_full, bytes_full) = (counts[0], counts[1]);
+    eprintln!("producer found the stream full: items {items_full} times, payload bytes {bytes_full} times");
+    assert!(items_full > 0, "the item ring never filled");
+    assert!(bytes_full > 0, "the payload never filled");
 }
 
 #[test]
