@@ -588,6 +588,8 @@ struct WatchShared {
     orders: std::sync::Mutex<Vec<Order>>,
     /// A watched process ended since the worker last looked.
     fired: std::sync::atomic::AtomicBool,
+    /// The attachments whose processes ended, for the worker to take.
+    ended: std::sync::Mutex<Vec<crate::hub::ProducerId>>,
 }
 
 #[cfg(not(miri))]
@@ -617,6 +619,7 @@ impl DeathWatch {
             control,
             orders: std::sync::Mutex::new(Vec::new()),
             fired: std::sync::atomic::AtomicBool::new(false),
+            ended: std::sync::Mutex::new(Vec::new()),
         });
         let thread = std::thread::Builder::new()
             .name("shmstream-watch".into())
@@ -672,12 +675,17 @@ impl DeathWatch {
         self.order(Order::Unwatch(id));
     }
 
-    /// Whether a watched process ended since the last call (and forgets
-    /// it).
-    pub(crate) fn take_fired(&self) -> bool {
-        self.shared
+    /// The attachments whose processes ended since the last call (no
+    /// longer watched: the caller tests their locks until they are free;
+    /// the kernel may drop the locks a moment after the pidfd says so).
+    pub(crate) fn take_ended(&self, ended: &mut Vec<crate::hub::ProducerId>) {
+        if self
+            .shared
             .fired
             .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            ended.append(&mut self.shared.ended.lock().unwrap_or_else(|e| e.into_inner()));
+        }
     }
 
     /// Whether a watched process ended since the last `take_fired`.
@@ -740,7 +748,11 @@ impl WatchShared {
             let mut ended = false;
             for i in (1..fds.len()).rev() {
                 if fds[i].revents != 0 {
-                    watched.swap_remove(i - 1);
+                    let (id, _) = watched.swap_remove(i - 1);
+                    self.ended
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(id);
                     ended = true;
                 }
             }

@@ -184,6 +184,9 @@ pub struct StreamSet<E = ()> {
     /// Whether starting `death_watch` was tried already.
     #[cfg(not(any(loom, miri)))]
     death_watch_tried: bool,
+    /// Scratch for the attachments the death watch saw end.
+    #[cfg(not(any(loom, miri)))]
+    ended: Vec<ProducerId>,
     last_watch: Instant,
     adopt_errors: Vec<(StreamId, SetupError)>,
     scratch: Vec<u32>,
@@ -255,6 +258,8 @@ impl<E> StreamSet<E> {
             death_watch: None,
             #[cfg(not(any(loom, miri)))]
             death_watch_tried: false,
+            #[cfg(not(any(loom, miri)))]
+            ended: Vec::new(),
             last_watch: Instant::now(),
             adopt_errors: Vec::new(),
             scratch: Vec::new(),
@@ -481,8 +486,11 @@ impl<E> StreamSet<E> {
     fn remove_if_killed(&self, m: &Member<E>) {
         #[cfg(not(loom))]
         if let Origin::Shared { .. } = self.origin {
-            let left = m.buffer.consumer().ring.mem().flags() & FLAG_PRODUCER_GONE != 0;
-            if left || (!m.producer_dead && self.hub.producer_alive(m.by)) {
+            let mem = m.buffer.consumer().ring.mem();
+            let left = mem.flags() & FLAG_PRODUCER_GONE != 0;
+            // The segment's own producer lock (one test): the process may
+            // be found dead here before the hub's slot lock says so.
+            if left || (!m.producer_dead && mem.peer_alive(crate::ring::Side::Producer)) {
                 return;
             }
             if let Ok(name) = StreamConfig::new(m.buffer.id().clone())
@@ -589,7 +597,7 @@ impl<E> StreamSet<E> {
         // Not under loom: the wall clock would make the model's runs differ
         // (and a heap hub's producers cannot die alone anyway).
         if !cfg!(loom)
-            && (self.take_fired() || self.sliced() && self.last_watch.elapsed() >= WATCH_SLICE)
+            && (self.take_ended() || self.sliced() && self.last_watch.elapsed() >= WATCH_SLICE)
         {
             self.watch(ready);
         }
@@ -601,12 +609,25 @@ impl<E> StreamSet<E> {
         self.watched.iter().any(|w| !w.dead && !w.by_pidfd)
     }
 
-    /// Whether the death watch saw a process end since the last call.
-    fn take_fired(&self) -> bool {
+    /// Whether the death watch saw a process end since the last call; its
+    /// producers are tested in slices from now on, until their locks are
+    /// found free (the pidfd may say so a moment before the kernel drops
+    /// the lock).
+    fn take_ended(&mut self) -> bool {
         #[cfg(not(any(loom, miri)))]
-        return self.death_watch.as_ref().is_some_and(|w| w.take_fired());
-        #[cfg(any(loom, miri))]
-        return false;
+        if let Some(watch) = &self.death_watch {
+            let mut ended = std::mem::take(&mut self.ended);
+            watch.take_ended(&mut ended);
+            let any = !ended.is_empty();
+            for id in ended.drain(..) {
+                if let Some(w) = self.watched.iter_mut().find(|w| w.id == id) {
+                    w.by_pidfd = false;
+                }
+            }
+            self.ended = ended;
+            return any;
+        }
+        false
     }
 
     /// Has the death watch thread poll the pidfd of the process of `by`

@@ -135,8 +135,11 @@ fn child_entry() {
     match role.as_str() {
         // Streams created one by one while the earlier ones run; items of
         // mixed sizes at uneven rates (every stream gets a turn in a
-        // shuffled order, some turns pause); then done, and drained.
-        "producer" => {
+        // shuffled order, some turns pause); then done, and drained. A
+        // "runner" says `ready` once all its streams exist, and is meant to
+        // be killed while it commits.
+        "producer" | "runner" => {
+            let mut said_ready = false;
             let mut live: Vec<(u64, Producer)> = Vec::new();
             let mut turn = 0u64;
             loop {
@@ -162,6 +165,10 @@ fn child_entry() {
                             producer.signal_done();
                         }
                     }
+                }
+                if !said_ready && role == "runner" && live.len() as u64 == streams {
+                    println!("ready");
+                    said_ready = true;
                 }
                 turn += 1;
                 if turn % 64 == 0 {
@@ -200,7 +207,12 @@ fn child_entry() {
 struct Worker {
     next: HashMap<StreamId, u64>,
     finished: usize,
+    /// Streams whose producer was found gone, with when `wait_any`
+    /// reported them (`reported`, not when this worker got round to them:
+    /// it drains the other streams of the same call first).
     gone: Vec<(StreamId, Instant)>,
+    /// When the last `wait_any` returned.
+    reported: Option<Instant>,
 }
 
 impl Worker {
@@ -233,7 +245,9 @@ impl Worker {
         };
         match end {
             Some(false) => self.finished += 1,
-            Some(true) => self.gone.push((id, Instant::now())),
+            Some(true) => self
+                .gone
+                .push((id, self.reported.unwrap_or_else(Instant::now))),
             None => return,
         }
         set.remove(key).unwrap();
@@ -282,41 +296,60 @@ fn two_producer_processes_with_many_streams_each_every_item_in_order() {
 
 #[test]
 fn a_killed_producers_streams_report_its_death_quickly_and_the_others_go_on() {
+    // The issue's scale: 2 producer processes x 256 streams; the victim is
+    // killed in full flow (committing, its rings partly full), while the
+    // survivor is still creating and filling its streams.
     let prefix = unique_prefix("hubk");
     let _cleanup = Cleanup(prefix.clone());
     let mut set = worker_set(&prefix);
-    let (victim_streams, victim_items) = (16u64, 4u64);
-    let (streams, items) = (64u64, 400u64);
-    let mut victim = spawn("victim", &prefix, 1, victim_streams, victim_items);
+    let streams = 256u64;
+    let (victim_items, items) = (u64::MAX, 300u64);
+    let mut victim = spawn("runner", &prefix, 1, streams, victim_items);
     wait_ready(&mut victim);
     let mut survivor = spawn("producer", &prefix, 0, streams, items);
     let mut worker = Worker::default();
     let mut killed_at = None;
     let mut ready = Vec::new();
-    while worker.finished < streams as usize || worker.gone.len() < victim_streams as usize {
+    let victim_read = |worker: &Worker| {
+        (0..streams).all(|s| worker.next.get(&stream_id(1, s)).is_some_and(|&n| n >= 8))
+    };
+    while worker.finished < streams as usize || worker.gone.len() < streams as usize {
         set.wait_any_into(Some(PATIENCE), &mut ready);
+        worker.reported = Some(Instant::now());
         assert!(!ready.is_empty(), "wait_any timed out: a lost wake-up");
         for &key in &ready {
             worker.drain(&mut set, key);
         }
-        // Kill the victim once its items were all read, while the
-        // survivor is in full flow.
-        let victim_read =
-            (0..victim_streams).all(|s| worker.next.get(&stream_id(1, s)) == Some(&victim_items));
-        if killed_at.is_none() && victim_read && worker.next.len() > victim_streams as usize {
+        // Kill the victim once every one of its streams delivered a few
+        // chunks, while the survivor is in full flow.
+        if killed_at.is_none()
+            && worker.next.len() > streams as usize + 16
+            && worker.finished < streams as usize / 2
+            && victim_read(&worker)
+        {
             let pid = nix::unistd::Pid::from_raw(victim.0.id() as i32);
             nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
-            killed_at = Some(Instant::now());
+            killed_at = Some((Instant::now(), worker.finished));
         }
     }
-    let killed_at = killed_at.expect("the victim was killed");
+    let (killed_at, finished_at_kill) = killed_at.expect("the victim was killed mid-run");
     let slowest = worker
         .gone
         .iter()
         .map(|(_, at)| at.duration_since(killed_at))
         .max()
         .unwrap();
-    println!("a killed producer's 16 streams reported gone within {slowest:?}");
+    let first = worker
+        .gone
+        .iter()
+        .map(|(_, at)| at.duration_since(killed_at))
+        .min()
+        .unwrap();
+    println!(
+        "first gone after {first:?}; a killed producer's {streams} streams reported gone within {slowest:?}; \
+         the survivor had finished {} streams when it was killed",
+        finished_at_kill
+    );
     assert!(
         slowest < Duration::from_millis(200),
         "death reported after {slowest:?}"
@@ -325,7 +358,7 @@ fn a_killed_producers_streams_report_its_death_quickly_and_the_others_go_on() {
     assert!((0..streams).all(|s| worker.next.get(&stream_id(0, s)) == Some(&items)));
     // The worker removed the victim's streams from its set: their
     // segments went with them (nobody else would remove them).
-    let left = victim_segments(&prefix, 1, victim_streams);
+    let left = victim_segments(&prefix, 1, streams);
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
     assert!(survivor.0.wait().unwrap().success());
 }
