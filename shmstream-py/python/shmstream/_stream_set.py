@@ -75,7 +75,7 @@ class StreamSet:
         seconds passed (None: wait for ever, 0: just look). Fair: a stream
         with news is returned by the next call that finds any, and keeps
         being returned while it has chunks ready. Ctrl-C raises
-        KeyboardInterrupt within about 50 ms."""
+        KeyboardInterrupt within about 20 ms."""
         return self._s.wait_any(timeout)
 
     def ready_chunks(self, key: StreamKey) -> Iterator[StreamChunk]:
