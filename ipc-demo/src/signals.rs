@@ -11,8 +11,11 @@
 //!   (see [`crate::launch`]).
 //!
 //! A segment is registered for removal with the three signals blocked
-//! from just before `Producer::create` to just after the registration, so
-//! no signal can end the process between the two and leave it behind.
+//! from just before `Producer::create` to just after the registration,
+//! and a handler running meanwhile on another thread (a many-streams
+//! producer creates streams while others stream) waits for the
+//! registration, so no signal can end the process between the two and
+//! leave it behind.
 
 use shmstream::{Producer, SetupError, StreamConfig};
 use std::ffi::CString;
@@ -35,6 +38,8 @@ static PATHS: [AtomicPtr<libc::c_char>; MAX_SEGMENTS] =
 static SEGMENTS: AtomicUsize = AtomicUsize::new(0);
 /// Items done so far (committed by the producer, delivered to the consumer).
 static ITEMS: AtomicU64 = AtomicU64::new(0);
+/// Segments being created and not yet registered (by any thread).
+static CREATING: AtomicUsize = AtomicUsize::new(0);
 /// The signal the launcher received, 0 for none.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
@@ -79,6 +84,21 @@ impl Message {
 
 extern "C" fn on_signal(signal: libc::c_int) {
     // OnceLock::get and atomic loads are plain loads: async-signal-safe.
+    // A thread creating a segment has the signals blocked, so the handler
+    // runs on another thread: wait (bounded, about 1 s) for the segment
+    // to be registered, or it would be left behind.
+    for _ in 0..1000 {
+        if CREATING.load(Ordering::Acquire) == 0 {
+            break;
+        }
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        // SAFETY: nanosleep is a plain syscall, safe in a handler; the
+        // timespec is ours.
+        unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+    }
     let mut removed = 0u64;
     for path in &PATHS[..SEGMENTS.load(Ordering::Acquire).min(MAX_SEGMENTS)] {
         let path = path.load(Ordering::Acquire);
@@ -201,6 +221,7 @@ pub fn create_registered<T>(
     let path = CString::new(format!("/dev/shm/{}", name.trim_start_matches('/')))
         .expect("a valid segment name has no NUL byte");
     block(libc::SIG_BLOCK);
+    CREATING.fetch_add(1, Ordering::AcqRel);
     let producer = create();
     if producer.is_ok() {
         let at = SEGMENTS.fetch_add(1, Ordering::AcqRel);
@@ -209,6 +230,7 @@ pub fn create_registered<T>(
         // written before its pointer is seen.
         PATHS[at].store(path.into_raw(), Ordering::Release);
     }
+    CREATING.fetch_sub(1, Ordering::AcqRel);
     block(libc::SIG_UNBLOCK);
     producer
 }

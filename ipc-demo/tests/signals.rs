@@ -2,8 +2,10 @@
 //! sends them: SIGTERM, SIGINT and SIGHUP are forwarded, the launcher says
 //! how far the stream got and exits with 128 + the signal; SIGKILL leaves
 //! the children to the kernel's parent-death signal. Either way no child
-//! survives and no segment is left, within 2 s. The same for the
-//! producer and the consumer run on their own.
+//! survives and no segment is left, within 2 s. The same in the network
+//! mode (`--source ucx`: sender, producer, consumer) and the many-streams
+//! mode (8 streams through a hub, 2 producers: no hub left either), and
+//! for the producer and the consumer run on their own.
 
 mod common;
 use common::*;
@@ -84,18 +86,62 @@ fn within(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Items the consumer released in the one segment of `scope`, if any.
-fn released(scope: &Scope) -> Option<u64> {
-    let names = shmstream::list_segments(&scope.prefix).ok()?;
-    let name = names.first()?;
-    Some(shmstream::inspect(name).ok()?.released)
+/// Whether the consumer released an item of at least `streams` segments
+/// of `scope`.
+fn flowing(scope: &Scope, streams: usize) -> bool {
+    let Ok(names) = shmstream::list_segments(&scope.prefix) else {
+        return false;
+    };
+    names
+        .iter()
+        .filter(|name| shmstream::inspect(name).is_ok_and(|s| s.released > 0))
+        .count()
+        >= streams
 }
 
-/// Starts the launcher on an endless stream (10^8 items at 20000/s) and
-/// waits until both children run and items flow.
-fn launcher(scope: &mut Scope, reaper: &mut Reaper) -> (usize, i32) {
+/// How the launcher is run: the arguments added to an endless stream
+/// (10^8 items a stream at 20000/s), and the children it starts.
+#[derive(Clone, Copy)]
+struct Mode {
+    args: &'static [&'static str],
+    children: usize,
+    producers: usize,
+    streams: usize,
+}
+
+/// One producer and one consumer.
+const PAIR: Mode = Mode {
+    args: &[],
+    children: 2,
+    producers: 1,
+    streams: 1,
+};
+/// The network mode: a sender offers the tensors over UCX (tcp on
+/// loopback) to the producer's receiver; three processes.
+const UCX: Mode = Mode {
+    args: &["--source", "ucx"],
+    children: 3,
+    producers: 1,
+    streams: 1,
+};
+/// The many-streams mode: 8 streams through one hub, 2 producers and one
+/// consumer.
+const MANY: Mode = Mode {
+    args: &["--streams", "8", "--producers", "2"],
+    children: 3,
+    producers: 2,
+    streams: 8,
+};
+
+/// Starts the launcher in `mode` and waits until all its children run and
+/// items flow in every stream (so every producer has items to report).
+fn launcher(scope: &mut Scope, reaper: &mut Reaper, mode: Mode) -> (usize, i32) {
+    if mode.args.contains(&"ucx") {
+        // Children inherit it: UCX's tcp transport, as in tests/ucx.rs.
+        std::env::set_var("UCX_TLS", "tcp");
+    }
     let prefix = scope.prefix.clone();
-    let args = [
+    let mut args = vec![
         "--prefix",
         prefix.as_str(),
         "--items",
@@ -105,6 +151,7 @@ fn launcher(scope: &mut Scope, reaper: &mut Reaper) -> (usize, i32) {
         "--no-progress",
         "--json",
     ];
+    args.extend(mode.args);
     let i = scope.spawn(DEMO, &args);
     let pid = scope.child(i).id() as i32;
     let started = within(Duration::from_secs(30), || {
@@ -114,20 +161,21 @@ fn launcher(scope: &mut Scope, reaper: &mut Reaper) -> (usize, i32) {
                 reaper.0.push(*c);
             }
         }
-        children.len() == 2 && released(scope).is_some_and(|n| n > 0)
+        children.len() == mode.children && flowing(scope, mode.streams)
     });
-    assert!(started, "the launcher did not get its pair streaming");
+    assert!(started, "the launcher did not get its children streaming");
     (i, pid)
 }
 
 /// Sends `signal` to the launcher alone; checks that its children and the
-/// segment are gone within 2 s, then returns the launcher's output.
-fn signal_launcher(signal: libc::c_int) -> (std::process::Output, String) {
+/// segments (and hub) are gone within 2 s, then returns the launcher's
+/// output.
+fn signal_launcher(signal: libc::c_int, mode: Mode) -> (std::process::Output, String) {
     let mut scope = Scope::new("lsig");
     let mut reaper = Reaper(Vec::new());
-    let (i, pid) = launcher(&mut scope, &mut reaper);
+    let (i, pid) = launcher(&mut scope, &mut reaper, mode);
     let children = reaper.0.clone();
-    assert_eq!(children.len(), 2, "{children:?}");
+    assert_eq!(children.len(), mode.children, "{children:?}");
     // SAFETY: sends a signal to our own unreaped child.
     assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     let gone = within(GONE_WITHIN, || {
@@ -145,8 +193,8 @@ fn signal_launcher(signal: libc::c_int) -> (std::process::Output, String) {
     (out, err)
 }
 
-fn assert_interrupted(signal: libc::c_int, name: &str) {
-    let (out, err) = signal_launcher(signal);
+fn assert_interrupted(signal: libc::c_int, name: &str, mode: Mode) {
+    let (out, err) = signal_launcher(signal, mode);
     assert_eq!(out.status.code(), Some(128 + signal), "{err}");
     let summary = err
         .lines()
@@ -156,42 +204,85 @@ fn assert_interrupted(signal: libc::c_int, name: &str) {
         summary.starts_with(&format!("ipc-demo: interrupted by {name} after ")),
         "{summary}"
     );
-    assert!(summary.contains(" of 100000000 items"), "{summary}");
-    // The children said how far they got, and the producer that it
-    // removed its segment.
-    assert!(
-        err.contains(&format!("ipc-producer: interrupted by {name} after "))
-            && err.contains("; segment removed"),
-        "{err}"
-    );
+    if mode.producers == 1 && mode.children == 2 {
+        assert!(summary.contains(" of 100000000 items"), "{summary}");
+    }
+    // Each producer said how far it got (N > 0: items flowed) and that it
+    // removed its segments.
+    let prefix = format!("ipc-producer: interrupted by {name} after ");
+    let producers: Vec<&str> = err.lines().filter(|l| l.starts_with(&prefix)).collect();
+    assert_eq!(producers.len(), mode.producers, "{err}");
+    for line in producers {
+        let n: u64 = line[prefix.len()..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line:?}"));
+        assert!(n > 0, "{line}");
+        assert!(line.contains("removed"), "{line}");
+    }
     assert!(
         err.contains(&format!("ipc-consumer: interrupted by {name} after ")),
         "{err}"
     );
 }
 
+fn assert_killed(mode: Mode) {
+    // The children get SIGTERM from the kernel when the launcher dies, so
+    // the producers still remove their segments (checked too).
+    let (out, _) = signal_launcher(libc::SIGKILL, mode);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+}
+
 #[test]
 fn sigterm_to_the_launcher_stops_the_pair_and_removes_the_segment() {
-    assert_interrupted(libc::SIGTERM, "SIGTERM");
+    assert_interrupted(libc::SIGTERM, "SIGTERM", PAIR);
 }
 
 #[test]
 fn sigint_to_the_launcher_alone_stops_the_pair_and_removes_the_segment() {
-    assert_interrupted(libc::SIGINT, "SIGINT");
+    assert_interrupted(libc::SIGINT, "SIGINT", PAIR);
 }
 
 #[test]
 fn sighup_to_the_launcher_stops_the_pair_and_removes_the_segment() {
-    assert_interrupted(libc::SIGHUP, "SIGHUP");
+    assert_interrupted(libc::SIGHUP, "SIGHUP", PAIR);
 }
 
 #[test]
 fn sigkill_of_the_launcher_ends_its_children() {
-    // The children get SIGTERM from the kernel when the launcher dies, so
-    // the producer still removes its segment (checked too).
-    let (out, _) = signal_launcher(libc::SIGKILL);
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+    assert_killed(PAIR);
+}
+
+#[test]
+fn sigterm_to_a_network_launcher_stops_sender_producer_and_consumer() {
+    assert_interrupted(libc::SIGTERM, "SIGTERM", UCX);
+}
+
+#[test]
+fn sigint_to_a_network_launcher_stops_sender_producer_and_consumer() {
+    assert_interrupted(libc::SIGINT, "SIGINT", UCX);
+}
+
+#[test]
+fn sigkill_of_a_network_launcher_ends_its_three_children() {
+    assert_killed(UCX);
+}
+
+#[test]
+fn sigterm_to_a_many_streams_launcher_stops_every_process_and_removes_the_hub() {
+    assert_interrupted(libc::SIGTERM, "SIGTERM", MANY);
+}
+
+#[test]
+fn sigint_to_a_many_streams_launcher_stops_every_process_and_removes_the_hub() {
+    assert_interrupted(libc::SIGINT, "SIGINT", MANY);
+}
+
+#[test]
+fn sigkill_of_a_many_streams_launcher_ends_its_children_and_removes_the_hub() {
+    assert_killed(MANY);
 }
 
 #[test]
@@ -221,8 +312,7 @@ fn the_pair_run_by_hand_reports_and_cleans_on_signals() {
         });
     }
     assert!(
-        within(Duration::from_secs(30), || released(&scope)
-            .is_some_and(|n| n > 0)),
+        within(Duration::from_secs(30), || flowing(&scope, 1)),
         "no item flowed"
     );
     // SAFETY: signals to our own unreaped children.
