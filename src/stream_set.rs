@@ -13,9 +13,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often the set looks at the liveness of the producer processes of
-/// its streams (one lock test per producer process, not per stream): a
-/// producer killed without a word is reported within about this long.
+/// How often the set looks at the liveness of a producer process it cannot
+/// watch through a pidfd (one lock test per producer process, not per
+/// stream): such a producer killed without a word is reported within about
+/// this long. Producers with a pidfd are looked at when it fires.
 pub const WATCH_SLICE: Duration = Duration::from_millis(50);
 
 /// Errors of adoption kept at most (the oldest go first).
@@ -149,16 +150,24 @@ struct Watched {
 /// [`wait_any`](StreamSet::wait_any) sleeps on one futex and returns the
 /// streams that have a chunk ready, failed, or lost their producer: it
 /// visits only the hub's bitmap words that changed and the streams they
-/// name (O(words + ready)), starting each time one word further
-/// (round-robin), and re-checks the streams it returned last time (a
-/// stream with several chunks ready stays ready without a new commit).
+/// name (O(words + ready)), starting each time one word further, and
+/// re-checks the streams it returned last time (a stream with several
+/// chunks ready stays ready without a new commit). The result is ordered
+/// round-robin by entry, from the one after the entry that came first last
+/// time, so serving only the first key of each call starves no stream.
 /// Each stream is a [`StreamBuffer`] with its own policy
 /// ([`get_mut`](StreamSet::get_mut)).
 ///
-/// An idle set makes no system calls but its futex sleeps, in slices of
-/// [`WATCH_SLICE`] while it has streams (between slices it tests one lock
-/// per producer process, to notice a producer killed without a word), or
-/// one sleep for the whole timeout when it has none.
+/// An idle set sleeps once on its futex for the whole timeout. A thread
+/// of the set polls a pidfd per producer process and wakes it when one
+/// ends (the set then tests that producer's lock and reports its streams).
+/// Producers it cannot watch so (no pidfd: an old kernel, another pid
+/// namespace; in-process hubs) make the sleep go in slices of
+/// [`WATCH_SLICE`], with one lock test per producer process between them.
+///
+/// When a stream whose producer was killed is removed (or the set
+/// dropped), its segment is removed too, if its producer lock is free and
+/// this process was its consumer.
 pub struct StreamSet<E = ()> {
     hub: Arc<HubMem>,
     origin: Origin,
