@@ -18,7 +18,9 @@ mod common;
 use common::{commit_item, config, unique_prefix, Cleanup};
 use proptest::prelude::*;
 use shmstream::policy::{Fixed, Sliding};
-use shmstream::{Consumer, DType, Producer, StreamBuffer, StreamConfig, StreamError, TensorMeta};
+use shmstream::{
+    placement_align, Consumer, DType, Producer, StreamBuffer, StreamConfig, StreamError, TensorMeta,
+};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -103,6 +105,12 @@ impl Poker {
         self.0.read_exact_at(&mut b, offset).unwrap();
         u32::from_ne_bytes(b)
     }
+
+    fn read_u64(&self, offset: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.0.read_exact_at(&mut b, offset).unwrap();
+        u64::from_ne_bytes(b)
+    }
 }
 
 /// A live stream (producer and outside writer) whose segment is removed at
@@ -114,10 +122,10 @@ struct Stream {
     _cleanup: Cleanup,
 }
 
-fn stream(tag: &str, capacity: u64, slot_bytes: u64) -> Stream {
+fn stream(tag: &str, capacity: u64, item_bytes: u64) -> Stream {
     let prefix = unique_prefix(tag);
     let cleanup = Cleanup(prefix.clone());
-    let cfg = config(&prefix, capacity, slot_bytes);
+    let cfg = config(&prefix, capacity, item_bytes);
     let producer = Producer::create(&cfg).unwrap();
     let poker = Poker::new(&cfg);
     Stream {
@@ -668,7 +676,9 @@ fn hostile_cases() -> u32 {
         .unwrap_or(10_000)
 }
 
-/// Valid (capacity, slot bytes) pairs of 4..=16 slots of 256..=1024 bytes.
+/// Valid (capacity, default item bytes) pairs of 4..=16 items of 256..=1024
+/// bytes; the payload is their product (4 to 16 KiB). The items themselves
+/// have mixed sizes ([`mixed_words`]).
 const GEOMETRIES: [(u64, u64); 6] = [
     (4, 1024),
     (8, 512),
@@ -691,6 +701,11 @@ enum Target {
     Dim(u8, u8),
     Id(u8, u8),
     WideDim(u8, u8),
+    /// A descriptor's reservation offset: a plausible or a hostile value
+    /// computed from the reservations in the segment (see [`Place`]).
+    Offset(u8, Place),
+    /// A descriptor's reservation length (see [`Size`]).
+    Len(u8, Size),
     /// Anywhere in the header, control block, descriptor and side tables.
     Anywhere(u16),
     /// Anywhere in the payload (the consumer never trusts it). Only between
@@ -699,15 +714,58 @@ enum Target {
     /// leaves the payload alone.
     Payload(u16),
     /// A whole forged descriptor, published (`seq` = position + 1): dtype
-    /// code, shape, and whether nbytes agrees with the shape. Such a
-    /// descriptor may pass the checks, so the views over it are exercised.
+    /// code, shape, and whether nbytes agrees with the shape, reserved
+    /// where the producer would put it (after the previous slot's
+    /// reservation, aligned for its length) with `slack` words more than
+    /// nbytes, or at `place`. Such a descriptor may pass the checks, so the
+    /// views over it are exercised.
     Forge {
         slot: u8,
         dtype: u8,
         dims: Vec<u64>,
         consistent: bool,
         nbytes: u64,
+        slack: u8,
+        place: Option<Place>,
     },
+}
+
+/// Where a forged reservation offset points, relative to the reservations
+/// the segment holds: `prev` is the previous slot's (the previous position
+/// of the walk), `own` the slot's own.
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    /// The end of `prev` aligned for `own`'s length, plus d bytes (0 is
+    /// where the producer puts it; others overlap `prev`, leave a gap or
+    /// are misaligned).
+    WalkEnd(i8),
+    /// `own`'s offset plus 1 to 7 bytes: misaligned.
+    Misaligned(u8),
+    /// `own`'s offset plus one payload length plus d: past the window of
+    /// the oldest unreleased item.
+    PastPayload(i8),
+    /// Inside `prev`: at k quarters of its length.
+    OverlapPrev(u8),
+    /// The start of `prev`'s lap (a multiple of the payload length) plus d
+    /// laps: behind or far ahead of the walk.
+    Laps(i8),
+    Huge(u8),
+    Max,
+}
+
+/// What a forged reservation length is, relative to the slot's own
+/// reservation `own` and the payload length `P`.
+#[derive(Clone, Copy, Debug)]
+enum Size {
+    /// `own`'s length plus d (below it: shorter than nbytes).
+    Near(i8),
+    Zero,
+    /// P plus d.
+    Payload(i8),
+    /// To the end of `own`'s lap plus d: up to or across the wrap.
+    ToLapEnd(i8),
+    Huge(u8),
+    Max,
 }
 
 /// What is written.
@@ -719,7 +777,7 @@ enum Value {
     Capacity(i8),
     /// the natural value of the field + d: `registered` / `released` is the
     /// committed count, `seq` is the slot's position + 1, a dim or nbytes the
-    /// slot size.
+    /// default item size.
     Near(i8),
     Huge(u8),
     Random(u64),
@@ -753,9 +811,11 @@ fn target() -> impl Strategy<Value = Target> {
         2 => (any::<u8>(), 0u8..8).prop_map(|(s, d)| Target::Dim(s, d)),
         1 => (any::<u8>(), 0u8..8).prop_map(|(s, w)| Target::Id(s, w)),
         1 => (any::<u8>(), 0u8..8).prop_map(|(s, w)| Target::WideDim(s, w)),
+        3 => (any::<u8>(), place()).prop_map(|(s, p)| Target::Offset(s, p)),
+        2 => (any::<u8>(), size()).prop_map(|(s, z)| Target::Len(s, z)),
         2 => any::<u16>().prop_map(Target::Anywhere),
         1 => any::<u16>().prop_map(Target::Payload),
-        2 => (
+        3 => (
             any::<u8>(),
             prop_oneof![4 => 1u8..=13, 1 => any::<u8>()],
             prop::collection::vec(
@@ -764,14 +824,43 @@ fn target() -> impl Strategy<Value = Target> {
             ),
             prop::bool::weighted(0.8),
             any::<u64>(),
+            prop_oneof![3 => Just(0u8), 1 => 1u8..4, 1 => any::<u8>()],
+            prop_oneof![3 => Just(None), 1 => place().prop_map(Some)],
         )
-            .prop_map(|(slot, dtype, dims, consistent, nbytes)| Target::Forge {
-                slot,
-                dtype,
-                dims,
-                consistent,
-                nbytes,
-            }),
+            .prop_map(
+                |(slot, dtype, dims, consistent, nbytes, slack, place)| Target::Forge {
+                    slot,
+                    dtype,
+                    dims,
+                    consistent,
+                    nbytes,
+                    slack,
+                    place,
+                },
+            ),
+    ]
+}
+
+fn place() -> impl Strategy<Value = Place> {
+    prop_oneof![
+        4 => prop_oneof![3 => Just(0i8), 1 => -16i8..=16, 1 => any::<i8>()].prop_map(Place::WalkEnd),
+        1 => (1u8..8).prop_map(Place::Misaligned),
+        2 => prop_oneof![Just(0i8), -16i8..=16].prop_map(Place::PastPayload),
+        2 => (0u8..4).prop_map(Place::OverlapPrev),
+        1 => (-2i8..=2).prop_map(Place::Laps),
+        1 => (0u8..64).prop_map(Place::Huge),
+        1 => Just(Place::Max),
+    ]
+}
+
+fn size() -> impl Strategy<Value = Size> {
+    prop_oneof![
+        3 => prop_oneof![Just(0i8), -16i8..=16, any::<i8>()].prop_map(Size::Near),
+        1 => Just(Size::Zero),
+        2 => prop_oneof![Just(0i8), -16i8..=16].prop_map(Size::Payload),
+        2 => prop_oneof![Just(0i8), -16i8..=16].prop_map(Size::ToLapEnd),
+        1 => (0u8..64).prop_map(Size::Huge),
+        1 => Just(Size::Max),
     ]
 }
 
@@ -819,13 +908,80 @@ fn write() -> impl Strategy<Value = Write> {
 #[derive(Clone, Copy)]
 struct Geo {
     capacity: u64,
-    slot_bytes: u64,
+    item_bytes: u64,
     registered: u64,
+    /// By slot: the reservation (offset, len) its descriptor holds.
+    reservations: [(u64, u64); 16],
 }
 
 impl Geo {
+    /// The geometry of a stream of `capacity` items of `item_bytes` by
+    /// default, with the reservations `poker` reads from its descriptors.
+    fn read(poker: &Poker, capacity: u64, item_bytes: u64, registered: u64) -> Geo {
+        let mut reservations = [(0, 0); 16];
+        for (slot, r) in reservations.iter_mut().enumerate().take(capacity as usize) {
+            *r = (
+                poker.read_u64(desc(slot as u64, OFFSET)),
+                poker.read_u64(desc(slot as u64, LEN)),
+            );
+        }
+        Geo {
+            capacity,
+            item_bytes,
+            registered,
+            reservations,
+        }
+    }
+
     fn payload_offset(&self) -> u64 {
         (DESCRIPTORS + self.capacity * (DESCRIPTOR_BYTES + SIDE_ENTRY_BYTES)).next_multiple_of(4096)
+    }
+
+    /// As `StreamConfig::payload_bytes` without an explicit size.
+    fn payload_bytes(&self) -> u64 {
+        (self.capacity * self.item_bytes)
+            .next_power_of_two()
+            .max(4096)
+    }
+
+    /// The reservation of the slot before `slot` (the previous position).
+    fn prev(&self, slot: u64) -> (u64, u64) {
+        self.reservations[((slot + self.capacity - 1) % self.capacity) as usize]
+    }
+
+    /// The offset `place` names for `slot`'s reservation of `len` bytes.
+    fn place(&self, slot: u64, len: u64, place: Place) -> u64 {
+        let p = self.payload_bytes();
+        let (prev_offset, prev_len) = self.prev(slot);
+        let (own_offset, _) = self.reservations[slot as usize];
+        match place {
+            Place::WalkEnd(d) => {
+                // Rounded up without overflow (the words may be hostile).
+                let align = placement_align(len);
+                (prev_offset.wrapping_add(prev_len).wrapping_add(align - 1) & !(align - 1))
+                    .wrapping_add_signed(d as i64)
+            }
+            Place::Misaligned(k) => own_offset.wrapping_add(k as u64),
+            Place::PastPayload(d) => own_offset.wrapping_add(p).wrapping_add_signed(d as i64),
+            Place::OverlapPrev(k) => prev_offset.wrapping_add(prev_len / 4 * k as u64),
+            Place::Laps(d) => (prev_offset & !(p - 1)).wrapping_add_signed(d as i64 * p as i64),
+            Place::Huge(shift) => 1 << shift,
+            Place::Max => u64::MAX,
+        }
+    }
+
+    /// The length `size` names for `slot`'s reservation.
+    fn size(&self, slot: u64, size: Size) -> u64 {
+        let p = self.payload_bytes();
+        let (own_offset, own_len) = self.reservations[slot as usize];
+        match size {
+            Size::Near(d) => own_len.wrapping_add_signed(d as i64),
+            Size::Zero => 0,
+            Size::Payload(d) => p.wrapping_add_signed(d as i64),
+            Size::ToLapEnd(d) => (p - own_offset % p).wrapping_add_signed(d as i64),
+            Size::Huge(shift) => 1 << shift,
+            Size::Max => u64::MAX,
+        }
     }
 }
 
@@ -850,6 +1006,8 @@ fn resolve(w: &Write, g: Geo) -> Vec<(u64, Vec<u8>)> {
         ref dims,
         consistent,
         nbytes,
+        slack,
+        place,
     } = w.target
     {
         let size = DType::ALL
@@ -867,6 +1025,10 @@ fn resolve(w: &Write, g: Geo) -> Vec<(u64, Vec<u8>)> {
         let narrow = nbytes < WIDE as u64 && dims.iter().all(|&d| d <= u32::MAX as u64);
         let mut d = vec![0u8; DESCRIPTOR_BYTES as usize];
         d[..8].copy_from_slice(&(position(s) + 1).to_ne_bytes());
+        let len = nbytes.saturating_add(8 * slack as u64);
+        let offset = g.place(slot(s), len, place.unwrap_or(Place::WalkEnd(0)));
+        d[OFFSET as usize..OFFSET as usize + 8].copy_from_slice(&offset.to_ne_bytes());
+        d[LEN as usize..LEN as usize + 8].copy_from_slice(&len.to_ne_bytes());
         let info = info(STATUS_COMMITTED, dtype as u32, dims.len() as u32, id_len);
         d[INFO as usize..INFO as usize + 4].copy_from_slice(&info.to_ne_bytes());
         let mut e = vec![b'f'; SIDE_ENTRY_BYTES as usize];
@@ -891,6 +1053,19 @@ fn resolve(w: &Write, g: Geo) -> Vec<(u64, Vec<u8>)> {
             (desc(slot(s), SEQ), d[..OFFSET as usize].to_vec()),
         ];
     }
+    // Reservations: a whole word, computed from the segment's.
+    match w.target {
+        Target::Offset(s, place) => {
+            let len = g.reservations[slot(s) as usize].1;
+            let v = g.place(slot(s), len, place);
+            return vec![(desc(slot(s), OFFSET), v.to_ne_bytes().to_vec())];
+        }
+        Target::Len(s, size) => {
+            let v = g.size(slot(s), size);
+            return vec![(desc(slot(s), LEN), v.to_ne_bytes().to_vec())];
+        }
+        _ => {}
+    }
     let (offset, natural) = match w.target {
         Target::Registered => (REGISTERED, g.registered),
         Target::Released => (RELEASED, g.registered),
@@ -900,20 +1075,19 @@ fn resolve(w: &Write, g: Geo) -> Vec<(u64, Vec<u8>)> {
             0,
         ),
         Target::Seq(s) => (desc(slot(s), SEQ), position(s) + 1),
-        Target::Nbytes(s) => (desc(slot(s), NBYTES), g.slot_bytes),
+        Target::Nbytes(s) => (desc(slot(s), NBYTES), g.item_bytes),
         Target::Info(s) => (desc(slot(s), INFO), info(1, U64_CODE, 1, 2) as u64),
-        Target::Dim(s, d) => (desc(slot(s), DIMS + 4 * d as u64), g.slot_bytes / 8),
+        Target::Dim(s, d) => (desc(slot(s), DIMS + 4 * d as u64), g.item_bytes / 8),
         Target::Id(s, k) => (side(g.capacity, slot(s), ID + 8 * k as u64), 0x3074),
         Target::WideDim(s, d) => (
             side(g.capacity, slot(s), WIDE_DIMS + 8 * d as u64),
-            g.slot_bytes / 8,
+            g.item_bytes / 8,
         ),
         Target::Anywhere(o) => (o as u64 % g.payload_offset(), 0),
-        Target::Payload(o) => (
-            g.payload_offset() + o as u64 % (g.capacity * g.slot_bytes),
-            0,
-        ),
-        Target::Forge { .. } => unreachable!("resolved above"),
+        Target::Payload(o) => (g.payload_offset() + o as u64 % g.payload_bytes(), 0),
+        Target::Forge { .. } | Target::Offset(..) | Target::Len(..) => {
+            unreachable!("resolved above")
+        }
     };
     let v = match w.value {
         Value::Zero => 0,
@@ -933,39 +1107,44 @@ fn resolve(w: &Write, g: Geo) -> Vec<(u64, Vec<u8>)> {
     let bytes = v.to_ne_bytes()[..width].to_vec();
     let offset = offset.saturating_add_signed(w.skew as i64);
     // Stay inside the file (header + table + one payload copy).
-    let end = g.payload_offset() + g.capacity * g.slot_bytes;
+    let end = g.payload_offset() + g.payload_bytes();
     let offset = offset.min(end - width as u64);
     vec![(offset, bytes)]
 }
 
 /// Checks every view the consumer hands out lies inside its payload
-/// mapping and agrees with its own metadata.
+/// mapping and agrees with its own metadata, and that the items of a run
+/// lie in order within one payload length.
 struct Bounds {
     base: usize,
-    len: usize,
-    slot_bytes: u64,
+    /// The payload length `P`.
+    payload: usize,
+    /// Bytes mapped from `base`: `2 P` with the mirror, else `P`.
+    mapped: usize,
 }
 
 impl Bounds {
     fn of(consumer: &Consumer) -> Bounds {
-        let (base, len) = consumer.payload_region();
+        let (base, mapped) = consumer.payload_region();
         Bounds {
             base: base as usize,
-            len,
-            slot_bytes: consumer.item_bytes(),
+            payload: consumer.payload_bytes() as usize,
+            mapped,
         }
     }
 
+    /// One item: it starts in the first copy of the payload, ends inside
+    /// the mapping, holds at most a payload's bytes, and its shape, dtype
+    /// and id are well-formed.
     fn item(&self, item: &shmstream::ItemView<'_>) {
         let bytes = item.bytes();
         let start = bytes.as_ptr() as usize;
         assert!(
-            start >= self.base && start < self.base + self.len,
+            start >= self.base && start < self.base + self.payload,
             "item {item:?} starts outside the payload"
         );
-        assert_eq!((start - self.base) as u64 % self.slot_bytes, 0, "{item:?}");
-        assert!(start + bytes.len() <= self.base + 2 * self.len, "{item:?}");
-        assert!(bytes.len() as u64 <= self.slot_bytes, "{item:?}");
+        assert!(start + bytes.len() <= self.base + self.mapped, "{item:?}");
+        assert!(bytes.len() <= self.payload, "{item:?}");
         // The id is read (from the side table) when asked for: a good
         // one is 1 to 64 bytes, a bad one an error naming it (and `id` is
         // then empty).
@@ -984,27 +1163,65 @@ impl Bounds {
         assert_eq!(expected, Some(bytes.len() as u64), "{item:?}");
     }
 
+    /// Consecutive items, each already through [`item`](Self::item): in
+    /// registration order, none overlapping the one before, all within one
+    /// payload length of the first (the consumer bounds each by the oldest
+    /// unreleased item, at or before the first of any run it hands out).
+    /// Views show offsets modulo `P` only, so the run is unwrapped with the
+    /// smallest gaps that keep each item clear of the one before: a span
+    /// that still exceeds `P` is an overlap or an item out of the window.
+    fn run<'a>(&self, items: impl IntoIterator<Item = &'a [u8]>) {
+        let p = self.payload as u64;
+        // The unwrapped start and length of the previous item; the first
+        // item's start.
+        let mut prev: Option<(u64, u64)> = None;
+        let mut first = 0u64;
+        for (i, bytes) in items.into_iter().enumerate() {
+            let at = (bytes.as_ptr() as usize - self.base) as u64 % p;
+            let len = bytes.len() as u64;
+            let start = match prev {
+                None => {
+                    first = at;
+                    at
+                }
+                Some((prev_start, prev_len)) => {
+                    let mut gap = (at + p - prev_start % p) % p;
+                    if gap < prev_len {
+                        gap += (prev_len - gap).div_ceil(p) * p;
+                    }
+                    prev_start + gap
+                }
+            };
+            assert!(
+                start + len - first <= p,
+                "item {i} of a run ends {} bytes after the run's start, past one payload length ({p})",
+                start + len - first
+            );
+            prev = Some((start, len));
+        }
+    }
+
     fn window(&self, view: &shmstream::TensorView<'_>, n: u64) {
         let start = view.as_ptr() as usize;
         assert_eq!(view.len() as u64, n);
         assert!(
-            start >= self.base && start < self.base + self.len,
+            start >= self.base && start < self.base + self.payload,
             "{view:?}"
         );
         assert!(
-            start + view.span_bytes() <= self.base + 2 * self.len,
+            start + view.span_bytes() <= self.base + self.mapped,
             "{view:?}"
         );
         for k in 0..view.len() {
             let item = view.item(k).unwrap();
             let p = item.as_ptr() as usize;
-            assert!(p >= self.base && p + item.len() <= self.base + 2 * self.len);
-            assert!(item.len() as u64 <= self.slot_bytes);
+            assert!(p >= self.base && p + item.len() <= self.base + self.mapped);
+            assert!(item.len() <= self.payload);
         }
         assert!(view.item(view.len()).is_none());
         let _ = view.strides();
         if let Some(all) = view.contiguous() {
-            assert!(all.as_ptr() as usize + all.len() <= self.base + 2 * self.len);
+            assert!(all.as_ptr() as usize + all.len() <= self.base + self.mapped);
         }
     }
 }
@@ -1062,12 +1279,47 @@ fn producer_allowed(e: &StreamError) -> bool {
     ) || matches!(e, StreamError::Corrupt(m) if m.starts_with("released count "))
 }
 
-/// The producer tries to add one item; whatever it gets, it must not panic.
-fn produce_one(producer: &Producer) {
+/// Words of the `k`th item of a mixed-size stream whose default item is
+/// `item_bytes`: empty, a word, 56 bytes, a few words, the default, twice
+/// it (so the payload, not only the items, can run out), or just past it.
+fn mixed_words(k: u64, item_bytes: u64) -> u64 {
+    let r = common::mix(k ^ 0x517e);
+    match r % 8 {
+        0 => 0,
+        1 => 1,
+        2 => 7,
+        3 => 2 + (r >> 8) % 30,
+        4 => item_bytes / 8,
+        5 => item_bytes / 4,
+        6 => 3,
+        _ => item_bytes / 8 + 1,
+    }
+}
+
+/// The producer tries to add one item of a mixed size (registered with
+/// its size); whatever it gets, it must not panic. False when it did not.
+fn produce_one(producer: &Producer) -> bool {
     let k = producer.registered();
-    match producer.try_register(&format!("t{k}")) {
-        Ok(slot) => commit_item(slot, k, 2 + k % 4),
-        Err(e) => assert!(producer_allowed(&e), "{e:?}"),
+    let words = mixed_words(k, producer.item_bytes());
+    match producer.try_register_sized(&format!("t{k}"), 8 * words) {
+        Ok(slot) => {
+            commit_item(slot, k, words);
+            true
+        }
+        Err(e) => {
+            assert!(producer_allowed(&e), "{e:?}");
+            false
+        }
+    }
+}
+
+/// Commits up to `n` items of mixed sizes, fewer when the items or the
+/// payload bytes run out first.
+fn commit_mixed(producer: &Producer, n: u64) {
+    for _ in 0..n {
+        if !produce_one(producer) {
+            break;
+        }
     }
 }
 
@@ -1129,6 +1381,7 @@ fn drive_consumer(consumer: &mut Consumer, seed: u64, mut between: impl FnMut(u3
                 for i in 0..avail {
                     b.item(&consumer.item(i).expect("i < available"));
                 }
+                b.run((0..avail).map(|i| consumer.item(i).unwrap().bytes()));
                 assert!(consumer.item(avail).is_none());
                 seen.items += avail;
                 let mix = common::mix(seed ^ round as u64);
@@ -1189,6 +1442,7 @@ fn chunk_checks(b: &Bounds, chunk: &shmstream::StreamChunk<'_>, capacity: u64) {
     for item in chunk.items() {
         b.item(&item);
     }
+    b.run(chunk.items().map(|item| item.bytes()));
     assert_eq!(chunk.ids().count(), chunk.len());
     if let Some(view) = chunk.stacked() {
         b.window(&view, chunk.len() as u64);
@@ -1207,20 +1461,16 @@ fn hostile_case(
     through_buffer: bool,
     seed: u64,
 ) {
-    let (capacity, slot_bytes) = GEOMETRIES[geometry % GEOMETRIES.len()];
+    let (capacity, item_bytes) = GEOMETRIES[geometry % GEOMETRIES.len()];
     let committed = committed % (capacity + 1);
-    let cfg = config(prefix, capacity, slot_bytes);
+    let cfg = config(prefix, capacity, item_bytes);
     let producer = Producer::create(&cfg).unwrap();
     let poker = Poker::new(&cfg);
-    let geo = |producer: &Producer| Geo {
-        capacity,
-        slot_bytes,
-        registered: producer.registered(),
-    };
+    let geo = |producer: &Producer| Geo::read(&poker, capacity, item_bytes, producer.registered());
     let (first, later) = writes.split_at(writes.len() / 2);
     if through_buffer {
         let mut buffer = StreamBuffer::<()>::open(&cfg, Sliding::new(2, 1).unwrap()).unwrap();
-        commit(&producer, committed);
+        commit_mixed(&producer, committed);
         for w in first {
             for (offset, bytes) in resolve(w, geo(&producer)) {
                 poker.bytes(offset, &bytes);
@@ -1238,7 +1488,7 @@ fn hostile_case(
         });
     } else {
         let mut consumer = Consumer::open(&cfg).unwrap();
-        commit(&producer, committed);
+        commit_mixed(&producer, committed);
         if consumed_before > 0 {
             let n = consumer.poll().unwrap();
             consumer.consume(consumed_before % (n + 1));
@@ -1297,25 +1547,26 @@ proptest! {
 /// assume a cooperating peer and racing their bytes is not a test of the
 /// consumer's checks but a data race on memory it was promised.
 fn concurrent_case(prefix: &str, geometry: usize, writes: Vec<Write>, seed: u64) {
-    let (capacity, slot_bytes) = GEOMETRIES[geometry % GEOMETRIES.len()];
-    let cfg = config(prefix, capacity, slot_bytes);
+    let (capacity, item_bytes) = GEOMETRIES[geometry % GEOMETRIES.len()];
+    let cfg = config(prefix, capacity, item_bytes);
     let producer = Producer::create(&cfg).unwrap();
     let mut consumer = Consumer::open(&cfg).unwrap();
-    commit(&producer, capacity / 2);
+    commit_mixed(&producer, capacity / 2);
     let poker = Poker::new(&cfg);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
-        let registered = producer.registered();
+        // The reservations as they are now: the writes aim near them (the
+        // producer adds more meanwhile).
+        let g = Geo::read(&poker, capacity, item_bytes, producer.registered());
         std::thread::spawn(move || {
             let mut n = 0u64;
             // Bounded even if `stop` never came.
             while !stop.load(Ordering::Relaxed) && n < 100_000 {
                 for w in &writes {
                     let g = Geo {
-                        capacity,
-                        slot_bytes,
-                        registered: registered + n % 4,
+                        registered: g.registered + n % 4,
+                        ..g
                     };
                     for (offset, bytes) in resolve(w, g) {
                         if offset + bytes.len() as u64 <= g.payload_offset() {
@@ -1331,12 +1582,16 @@ fn concurrent_case(prefix: &str, geometry: usize, writes: Vec<Write>, seed: u64)
         })
     };
     for _ in 0..4 {
-        drive_consumer(&mut consumer, seed, |_| produce_one(&producer));
+        drive_consumer(&mut consumer, seed, |_| {
+            produce_one(&producer);
+        });
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     // And once more after the writer stopped: the damage is final now.
-    drive_consumer(&mut consumer, seed, |_| produce_one(&producer));
+    drive_consumer(&mut consumer, seed, |_| {
+        produce_one(&producer);
+    });
 }
 
 proptest! {
@@ -1370,7 +1625,8 @@ proptest! {
 ///
 /// Every item the consumer accepts must pass `Bounds::item` (inside the
 /// payload, an id of 1 to 64 bytes, at most 8 dimensions, nbytes equal to
-/// the shape's byte count and within a slot); every error must be a
+/// the shape's byte count and within the payload) and `Bounds::run` (in
+/// order, within one payload length); every error must be a
 /// `Corrupt` naming the field it found wrong, or what a forged flags word or
 /// an abandoned slot explains.
 #[test]
@@ -1381,8 +1637,9 @@ fn a_free_running_hostile_writer_never_breaks_the_consumer() {
         .unwrap_or(1000u64);
     let payload = Geo {
         capacity: 8,
-        slot_bytes: 512,
+        item_bytes: 512,
         registered: 0,
+        reservations: [(0, 0); 16],
     }
     .payload_offset();
     let deadline = Instant::now() + Duration::from_millis(millis);
@@ -1395,7 +1652,7 @@ fn a_free_running_hostile_writer_never_breaks_the_consumer() {
         let mut consumer = Consumer::open(&s.cfg).unwrap();
         commit(&s.producer, 4);
         calm.add(drive_consumer(&mut consumer, episodes, |_| {
-            produce_one(&s.producer)
+            produce_one(&s.producer);
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let written = Arc::new(AtomicU64::new(0));
@@ -1452,7 +1709,9 @@ fn a_free_running_hostile_writer_never_breaks_the_consumer() {
             hostile.add(drive_consumer(
                 &mut consumer,
                 episodes ^ round << 32,
-                |_| produce_one(&s.producer),
+                |_| {
+                    produce_one(&s.producer);
+                },
             ));
             round += 1;
         }
@@ -1489,4 +1748,26 @@ fn an_id_once_read_is_the_consumer_s_copy() {
     assert_eq!(consumer.item(0).unwrap().id(), "t0");
     assert_eq!(consumer.poll().unwrap(), 1);
     assert_eq!(consumer.item(0).unwrap().try_id().unwrap(), "t0");
+}
+
+/// The check of a run itself: an item overlapping the one before, or
+/// ending more than a payload length after the run's start, fails it; a
+/// run across the wrap, or a payload-sized item then an empty one, passes.
+#[test]
+fn bounds_run_catches_overlaps_and_items_past_the_window() {
+    let buf = vec![0u8; 8192];
+    let b = Bounds {
+        base: buf.as_ptr() as usize,
+        payload: 4096,
+        mapped: 8192,
+    };
+    b.run([&buf[100..200], &buf[4000..4100], &buf[90..100]]);
+    b.run([&buf[0..4096], &buf[0..0]]);
+    for bad in [
+        [&buf[0..100], &buf[50..60], &buf[200..200]],
+        [&buf[100..200], &buf[4000..4100], &buf[150..160]],
+    ] {
+        let caught = std::panic::catch_unwind(|| b.run(bad)).is_err();
+        assert!(caught, "{:?}", bad.map(|s| s.as_ptr() as usize - b.base));
+    }
 }
