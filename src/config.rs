@@ -1,6 +1,7 @@
-//! What names a stream and shapes its ring: the identity of SPEC section 4
-//! (`request_id`, `edge_name`, `from_partition`), capacity, slot size, and
-//! the segment name derived from them.
+//! What names a stream and shapes its rings: the identity of SPEC section
+//! 4 (`request_id`, `edge_name`, `from_partition`), the item capacity, the
+//! default item size and the payload size, and the segment name derived
+//! from them.
 
 use crate::error::SetupError;
 use crate::layout::{Geometry, MAX_NAME_LEN};
@@ -207,8 +208,8 @@ impl StreamConfig {
     /// # Errors
     ///
     /// [`SetupError::InvalidName`] for an empty, too long or unusable name
-    /// or prefix, [`SetupError::InvalidConfig`] for a bad capacity or slot
-    /// size.
+    /// or prefix, [`SetupError::InvalidConfig`] for a bad capacity, item
+    /// size or payload size.
     pub fn segment_name(&self) -> Result<String, SetupError> {
         self.validate()?;
         let mut readable = String::new();

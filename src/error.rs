@@ -193,7 +193,7 @@ impl fmt::Display for SetupError {
                 available,
             } => write!(
                 f,
-                "segment {name} needs {needed} bytes of shared memory but {dir} has only {available} bytes free; enlarge {dir} (docker run --shm-size) or choose a smaller capacity x slot size"
+                "segment {name} needs {needed} bytes of shared memory but {dir} has only {available} bytes free; enlarge {dir} (docker run --shm-size) or choose a smaller item capacity or payload size in bytes"
             ),
             SetupError::IdentityMismatch {
                 field,
@@ -566,7 +566,7 @@ mod tests {
                     needed: 100,
                     available: 10,
                 },
-                "segment /s needs 100 bytes of shared memory but /dev/shm has only 10 bytes free; enlarge /dev/shm (docker run --shm-size) or choose a smaller capacity x slot size",
+                "segment /s needs 100 bytes of shared memory but /dev/shm has only 10 bytes free; enlarge /dev/shm (docker run --shm-size) or choose a smaller item capacity or payload size in bytes",
             ),
             (
                 SetupError::WindowExceedsCapacity {

@@ -7,14 +7,14 @@ use common::{check_item, commit_item, consume_in_order, produce_reordered};
 use shmstream::{in_process, DType, Resource, StreamConfig, StreamError, StreamId, TensorMeta};
 use std::time::Duration;
 
-fn cfg(capacity: u64, slot_bytes: u64) -> StreamConfig {
+fn cfg(capacity: u64, item_bytes: u64) -> StreamConfig {
     StreamConfig::new(StreamId {
         request_id: "r".into(),
         edge_name: "e".into(),
         from_partition: "p".into(),
     })
     .with_capacity(capacity)
-    .with_item_bytes(slot_bytes)
+    .with_item_bytes(item_bytes)
 }
 
 /// Produces `n` items of mixed sizes, committed out of order within groups

@@ -53,7 +53,7 @@ fn prefix_of(pid: u32) -> String {
     format!("bench-{pid}-")
 }
 
-fn config(prefix: &str, edge: &str, capacity: u64, slot_bytes: u64) -> StreamConfig {
+fn config(prefix: &str, edge: &str, capacity: u64, item_bytes: u64) -> StreamConfig {
     StreamConfig::new(StreamId {
         request_id: "bench".into(),
         edge_name: String::from(edge),
@@ -61,7 +61,7 @@ fn config(prefix: &str, edge: &str, capacity: u64, slot_bytes: u64) -> StreamCon
     })
     .with_prefix(prefix)
     .with_capacity(capacity)
-    .with_item_bytes(slot_bytes)
+    .with_item_bytes(item_bytes)
     .with_timeout(Some(TIMEOUT))
 }
 

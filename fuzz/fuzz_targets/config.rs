@@ -1,5 +1,5 @@
-//! Stream configuration values: names, prefix, capacity and slot size
-//! through `StreamConfig` validation and an in-process stream, and the
+//! Stream configuration values: names, prefix, capacity, item and payload
+//! sizes through `StreamConfig` validation and an in-process stream, and the
 //! tools' `--shape` and seconds parsers.
 //! The entry point and its invariants live in `ipc_demo::fuzzing`, shared
 //! with the stable test that replays the corpora

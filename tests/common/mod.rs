@@ -94,7 +94,7 @@ impl Drop for Cleanup {
     }
 }
 
-pub fn config(prefix: &str, capacity: u64, slot_bytes: u64) -> StreamConfig {
+pub fn config(prefix: &str, capacity: u64, item_bytes: u64) -> StreamConfig {
     StreamConfig::new(StreamId {
         request_id: "req".into(),
         edge_name: "edge".into(),
@@ -102,7 +102,7 @@ pub fn config(prefix: &str, capacity: u64, slot_bytes: u64) -> StreamConfig {
     })
     .with_prefix(prefix)
     .with_capacity(capacity)
-    .with_item_bytes(slot_bytes)
+    .with_item_bytes(item_bytes)
 }
 
 /// Registers `n` items of mixed sizes (up to 64 words) in order and commits
@@ -280,10 +280,15 @@ pub fn produce_sized(producer: &Producer, n: u64, huge_every: u64, reorder: usiz
     let mut groups = 0usize;
     let mut group = Vec::with_capacity(reorder);
     while seq < n {
-        while seq < n && group.len() < reorder && !(huge(seq) && !group.is_empty()) {
+        while seq < n && group.len() < reorder {
+            // A 64 MiB item starts a group and ends it.
+            let alone = huge(seq);
+            if alone && !group.is_empty() {
+                break;
+            }
             group.push((seq, register(seq)));
             seq += 1;
-            if huge(seq - 1) {
+            if alone {
                 break;
             }
         }
