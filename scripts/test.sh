@@ -13,6 +13,7 @@ scripts/deps-apt.sh
 
 echo "== unit, integration, cross-process and doc tests (workspace)"
 cargo test --workspace
+cargo test -p shmstream --features fuzzing --lib fuzzing  # header and descriptor fuzz seeds
 
 echo "== loom models"
 scripts/test-loom.sh
