@@ -70,7 +70,8 @@ fn child_entry() {
     let producer = Producer::create(&cfg).unwrap();
     match role.as_str() {
         // Sizes from 0 bytes to 1 MiB and a few of 64 MiB, registered with
-        // their sizes, out of order within groups of 8.
+        // their sizes, out of order within groups of 8 (a 64 MiB one
+        // alone); tells the parent how often each resource was full.
         "sized" => {
             let seen = produce_sized(&producer, items, HUGE_EVERY, 8);
             println!("{BACKPRESSURE} {} {}", seen.items, seen.bytes);
