@@ -55,7 +55,7 @@ fn wire_seeds() -> Vec<(&'static str, Vec<u8>, Wire)> {
         encode_offer(&mut h, seq, id, &meta);
         let len = meta.nbytes();
         assert!(
-            len % 8 == 0 && len / 8 <= 255,
+            len.is_multiple_of(8) && len / 8 <= 255,
             "{len} bytes cannot be framed"
         );
         let mut frame = vec![(len / 8) as u8, cap_log2];
