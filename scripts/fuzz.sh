@@ -6,6 +6,7 @@
 #   policy      policy-name parsing            (ipc_demo::fuzzing::policy_name)
 #   config      stream configuration values    (ipc_demo::fuzzing::stream_config)
 #   wire        the UCX offer header decoder   (ipc_demo::fuzzing::wire_header)
+#   py_args     the Python argument conversion (shmstream::binding, fuzz_targets/py_args.rs)
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 #   each target (default: all) runs SECONDS (default 60)
 # Needs the nightly toolchain (rustup toolchain install nightly); installs
@@ -19,7 +20,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
-    targets=(header descriptor replay policy config wire)
+    targets=(header descriptor replay policy config wire py_args)
 fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
 

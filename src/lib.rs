@@ -46,6 +46,7 @@
 compile_error!("shmstream supports 64-bit targets only: segment offsets and sizes are 64-bit and are used as addresses");
 
 mod batch;
+pub mod binding;
 mod buffer;
 mod chunk;
 mod chunker;

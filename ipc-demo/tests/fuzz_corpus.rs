@@ -9,13 +9,19 @@ use ipc_demo::replay::{replay_in_process, ReplaySetup};
 use ipc_demo::trace::MAX_LINE_BYTES;
 use std::path::{Path, PathBuf};
 
+/// The Python argument conversion's target, whose entry point lives in
+/// its own file (it tests `shmstream::binding`, not `ipc_demo`).
+#[path = "../../fuzz/fuzz_targets/py_args.rs"]
+mod py_args;
+
 type Entry = fn(&[u8]);
 
-const TARGETS: [(&str, Entry); 4] = [
+const TARGETS: [(&str, Entry); 5] = [
     ("replay", fuzzing::replay_trace),
     ("policy", fuzzing::policy_name),
     ("config", fuzzing::stream_config),
     ("wire", fuzzing::wire_header),
+    ("py_args", py_args::check),
 ];
 
 fn fuzz_dir() -> PathBuf {

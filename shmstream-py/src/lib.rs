@@ -26,18 +26,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Seconds (None: for ever) as a duration; negative or NaN is refused.
+/// Seconds (None: for ever) as a duration; negative or NaN is refused,
+/// and past `shmstream::binding::MAX_TIMEOUT_SECS` (10^9 s) is for ever
+/// (`shmstream::binding::timeout`).
 pub(crate) fn seconds(py: Python<'_>, t: Option<f64>) -> PyResult<Option<Duration>> {
-    match t {
-        None => Ok(None),
-        Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
-        Some(t) if t == f64::INFINITY => Ok(None),
-        Some(t) => Err(raise(
-            py,
-            "BadConfig",
-            format!("timeout {t} s: give a number of seconds >= 0, or None to wait for ever"),
-        )),
-    }
+    shmstream::binding::timeout(t).map_err(|e| raise(py, "BadConfig", e.to_string()))
 }
 
 fn parse_policy(py: Python<'_>, name: &str) -> PyResult<Policy> {

@@ -85,14 +85,7 @@ impl State {
 /// [`SLICE`], and a whole fraction of `timeout`, so that whole slices add
 /// up to it (0.12 s is three of 40 ms). `None` (for ever): [`SLICE`].
 pub(crate) fn slice_of(timeout: Option<Duration>) -> Duration {
-    match timeout {
-        None => SLICE,
-        Some(t) if t <= SLICE => t,
-        Some(t) => {
-            let n = t.as_nanos().div_ceil(SLICE.as_nanos());
-            Duration::from_nanos((t.as_nanos() / n) as u64).max(Duration::from_millis(1))
-        }
-    }
+    shmstream::binding::wait_slice(timeout, SLICE)
 }
 
 /// Parses a dtype name and a shape into metadata.
@@ -102,10 +95,7 @@ pub(crate) fn meta(
     dtype: &str,
     shape: &[u64],
 ) -> PyResult<TensorMeta> {
-    let dtype: DType = dtype
-        .parse()
-        .map_err(|e: StreamError| stream_err(py, id, &e))?;
-    TensorMeta::new(dtype, shape).map_err(|e| stream_err(py, id, &e))
+    shmstream::binding::tensor_meta(dtype, shape).map_err(|e| stream_err(py, id, &e))
 }
 
 /// Registers with the waits of `timeout` cut into slices (Ctrl-C).
@@ -344,16 +334,8 @@ impl PyProducer {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let meta = meta(py, &self.id, dtype, &shape)?;
-        if meta.nbytes() != nbytes as u64 {
-            return Err(stream_err(
-                py,
-                &self.id,
-                &StreamError::SizeMismatch {
-                    given: nbytes as u64,
-                    expected: meta.nbytes(),
-                },
-            ));
-        }
+        shmstream::binding::check_nbytes(&meta, nbytes as u64)
+            .map_err(|e| stream_err(py, &self.id, &e))?;
         let timeout = self.timeout_arg(py, timeout)?;
         let (token, dst, _, _, _) = register(
             py,
@@ -573,12 +555,7 @@ impl PyProducer {
         ptr: usize,
         nbytes: usize,
     ) -> Result<(), StreamError> {
-        if meta.nbytes() != nbytes as u64 {
-            return Err(StreamError::SizeMismatch {
-                given: nbytes as u64,
-                expected: meta.nbytes(),
-            });
-        }
+        shmstream::binding::check_nbytes(&meta, nbytes as u64)?;
         let put = move || {
             // SAFETY: the Python caller passes the address and size of a
             // contiguous host array it holds a reference to for the call.
