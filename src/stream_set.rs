@@ -344,6 +344,21 @@ impl<E> StreamSet<E> {
         self
     }
 
+    /// Whether the set may start a thread that watches its producer
+    /// processes through pidfds (default: true). Without it, an idle set
+    /// sleeps in slices of [`WATCH_SLICE`] and tests each producer's lock
+    /// between them (what it does anyway where pidfds are not available).
+    /// Call it before the first stream is adopted.
+    pub fn with_death_watch(mut self, on: bool) -> Self {
+        #[cfg(not(any(loom, miri)))]
+        {
+            self.death_watch_tried = !on;
+        }
+        #[cfg(any(loom, miri))]
+        let _ = on;
+        self
+    }
+
     /// The hub's name.
     pub fn name(&self) -> &str {
         self.hub.name()

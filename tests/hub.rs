@@ -363,6 +363,58 @@ fn a_killed_producers_streams_report_its_death_quickly_and_the_others_go_on() {
     assert!(survivor.0.wait().unwrap().success());
 }
 
+#[test]
+fn without_a_death_watch_an_idle_worker_sleeps_in_slices_and_still_finds_a_killed_producer() {
+    let prefix = unique_prefix("hubks");
+    let _cleanup = Cleanup(prefix.clone());
+    let mut set = worker_set(&prefix).with_death_watch(false);
+    let (streams, items) = (16u64, 4u64);
+    let mut victim = spawn("victim", &prefix, 1, streams, items);
+    wait_ready(&mut victim);
+    let mut worker = Worker::default();
+    let all_read =
+        |worker: &Worker| (0..streams).all(|s| worker.next.get(&stream_id(1, s)) == Some(&items));
+    let deadline = Instant::now() + PATIENCE;
+    while !all_read(&worker) {
+        assert!(Instant::now() < deadline, "the victim's items never came");
+        for key in set.wait_any(Some(Duration::from_millis(100))) {
+            worker.drain(&mut set, key);
+        }
+    }
+    // Idle: the sleep goes in slices of 50 ms (about 6 in 300 ms).
+    let switches = voluntary_switches();
+    assert!(set.wait_any(Some(Duration::from_millis(300))).is_empty());
+    let switches = voluntary_switches() - switches;
+    assert!(switches >= 3, "slept {switches} times in 300 ms");
+    let pid = nix::unistd::Pid::from_raw(victim.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let killed_at = Instant::now();
+    while worker.gone.len() < streams as usize {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(5),
+            "the death was never reported"
+        );
+        let ready = set.wait_any(Some(Duration::from_secs(1)));
+        worker.reported = Some(Instant::now());
+        for key in ready {
+            worker.drain(&mut set, key);
+        }
+    }
+    let slowest = worker
+        .gone
+        .iter()
+        .map(|(_, at)| at.duration_since(killed_at))
+        .max()
+        .unwrap();
+    println!("without a death watch, {streams} streams reported gone within {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(200),
+        "death reported after {slowest:?}"
+    );
+    let left = victim_segments(&prefix, 1, streams);
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
+
 /// Which of the segments of producer `tag`'s first `streams` streams are
 /// still in /dev/shm.
 fn victim_segments(prefix: &str, tag: u64, streams: u64) -> Vec<String> {
