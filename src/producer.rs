@@ -385,11 +385,19 @@ pub struct CommitError<'p> {
 
 impl fmt::Display for CommitError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.error.fmt(f)
+        write!(
+            f,
+            "commit refused: {} (the slot is kept: commit it again, or drop it to abandon its position)",
+            self.error
+        )
     }
 }
 
-impl std::error::Error for CommitError<'_> {}
+impl std::error::Error for CommitError<'_> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
 
 impl<'p> Slot<'p> {
     /// The slot's stream position (0 for the first registered id).
@@ -545,5 +553,34 @@ mod tests {
             busy.contains("<in use>") && !busy.contains("capacity"),
             "{busy}"
         );
+    }
+
+    #[test]
+    fn a_refused_commit_says_so_keeps_its_slot_and_gives_its_cause() {
+        use crate::tensor::{DType, TensorMeta};
+        use std::error::Error;
+        let id = StreamId {
+            request_id: "c".into(),
+            edge_name: "e".into(),
+            from_partition: "0".into(),
+        };
+        let config = StreamConfig::new(id).with_capacity(4).with_item_bytes(8);
+        let (producer, _consumer) = in_process(&config).unwrap();
+        let slot = producer.register("t0").unwrap();
+        // 4 x f32 = 16 bytes do not fit the 8 reserved.
+        let refused = slot
+            .commit(TensorMeta::new(DType::F32, &[4]).unwrap())
+            .unwrap_err();
+        let text = refused.to_string();
+        assert!(text.starts_with("commit refused: "), "{text}");
+        assert!(text.contains(&refused.error.to_string()), "{text}");
+        let cause = refused.source().expect("a cause");
+        assert_eq!(cause.to_string(), refused.error.to_string());
+        assert_eq!(refused.slot.position(), 0);
+        // The kept slot still commits a tensor that fits.
+        refused
+            .slot
+            .commit(TensorMeta::new(DType::F32, &[2]).unwrap())
+            .unwrap();
     }
 }
