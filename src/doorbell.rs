@@ -31,6 +31,21 @@
 use crate::sync::{fence, AtomicU32, Ordering};
 use std::time::Duration;
 
+/// How a futex wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Woke {
+    /// A wake-up, the word changed before the wait began, or no wait at
+    /// all (the condition held): look again.
+    Changed,
+    /// The slice ran out.
+    TimedOut,
+    /// A signal handler ran in this thread (`EINTR`: handlers installed
+    /// without `SA_RESTART`, as CPython's are, end the wait).
+    // Only the real futex reports it (not the Miri and loom stand-ins).
+    #[cfg_attr(any(loom, miri), allow(dead_code))]
+    Interrupted,
+}
+
 /// A futex word and the announcement of its sleeper. Lives in shared memory
 /// (`repr(C)`, all zeroes is the initial state).
 #[repr(C)]
@@ -251,13 +266,15 @@ impl Doorbell {
         self.sleep_reporting(slice, ready).0
     }
 
-    /// As [`sleep`](Self::sleep), and whether the futex wait ended by its
-    /// timeout (the stress test counts those: in a ping-pong none should).
-    fn sleep_reporting<T>(
+    /// As [`sleep`](Self::sleep), and how the futex wait ended
+    /// ([`Woke::Changed`] when the re-check held and there was no wait):
+    /// the stress test counts timeouts (in a ping-pong none should), a
+    /// `StreamSet` that returns on signals looks for [`Woke::Interrupted`].
+    pub(crate) fn sleep_reporting<T>(
         &self,
         slice: Option<Duration>,
         ready: impl FnOnce() -> Option<T>,
-    ) -> (Option<T>, bool) {
+    ) -> (Option<T>, Woke) {
         // Read the word before the re-check: a ring after this point changes
         // it, and the futex then refuses to sleep on the stale value.
         let seen = self.word.load(Ordering::Acquire);
@@ -267,21 +284,21 @@ impl Doorbell {
         let ordered = sleep_barrier();
         if let Some(value) = ready() {
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
-            return (Some(value), false);
+            return (Some(value), Woke::Changed);
         }
         let slice = if ordered {
             slice
         } else {
             Some(slice.map_or(UNORDERED_SLICE, |s| s.min(UNORDERED_SLICE)))
         };
-        let timed_out = self.futex_wait(seen, slice);
+        let woke = self.futex_wait(seen, slice);
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
-        (None, timed_out)
+        (None, woke)
     }
 
-    /// Returns whether the wait ended by its timeout.
+    /// Returns how the wait ended.
     #[cfg(not(any(loom, miri)))]
-    fn futex_wait(&self, seen: u32, slice: Option<Duration>) -> bool {
+    fn futex_wait(&self, seen: u32, slice: Option<Duration>) -> Woke {
         let timeout = slice.map(|d| libc::timespec {
             tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: d.subsec_nanos() as libc::c_long,
@@ -293,7 +310,8 @@ impl Doorbell {
         // (the mapping outlives every handle that can reach it); FUTEX_WAIT
         // only reads it and the timespec pointer is null or points at a live
         // local. Errors (EAGAIN when the word changed, EINTR, ETIMEDOUT) all
-        // mean "check again", which the caller does.
+        // mean "check again", which the caller does; EINTR and ETIMEDOUT
+        // are told apart for the callers that care.
         let r = unsafe {
             libc::syscall(
                 libc::SYS_futex,
@@ -303,7 +321,14 @@ impl Doorbell {
                 timeout_ptr,
             )
         };
-        r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT)
+        if r != -1 {
+            return Woke::Changed;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ETIMEDOUT) => Woke::TimedOut,
+            Some(libc::EINTR) => Woke::Interrupted,
+            _ => Woke::Changed,
+        }
     }
 
     #[cfg(not(any(loom, miri)))]
@@ -321,9 +346,10 @@ impl Doorbell {
     }
 
     /// Miri has no shared futex: sleep briefly instead (correctness of the
-    /// handshake is loom's job, Miri checks the memory accesses).
+    /// handshake is loom's job, Miri checks the memory accesses). Never
+    /// interrupted, never a timeout (the caller checks again either way).
     #[cfg(all(miri, not(loom)))]
-    fn futex_wait(&self, seen: u32, slice: Option<Duration>) -> bool {
+    fn futex_wait(&self, seen: u32, slice: Option<Duration>) -> Woke {
         if self.word.load(Ordering::Acquire) == seen {
             std::thread::sleep(
                 slice
@@ -331,16 +357,16 @@ impl Doorbell {
                     .min(Duration::from_millis(1)),
             );
         }
-        false
+        Woke::Changed
     }
 
     #[cfg(all(miri, not(loom)))]
     fn futex_wake(&self) {}
 
     #[cfg(loom)]
-    fn futex_wait(&self, seen: u32, _slice: Option<Duration>) -> bool {
+    fn futex_wait(&self, seen: u32, _slice: Option<Duration>) -> Woke {
         self.model.wait(&self.word, seen);
-        false
+        Woke::Changed
     }
 
     #[cfg(loom)]
@@ -424,10 +450,10 @@ mod tests {
                 looks += 1;
             }
             while !arrived() {
-                let (_, timed_out) = shared
+                let (_, woke) = shared
                     .bell
                     .sleep_reporting(Some(SLICE), || arrived().then_some(()));
-                timeouts += u64::from(timed_out);
+                timeouts += u64::from(woke == Woke::TimedOut);
             }
             shared.ack.store(round, Ordering::Release);
             if timeouts >= ENOUGH || shared.ping.load(Ordering::Acquire) == u64::MAX {
@@ -478,17 +504,16 @@ mod tests {
         let bell = Doorbell::new();
         assert_eq!(
             bell.sleep_reporting(Some(Duration::from_secs(5)), || Some(7)),
-            (Some(7), false)
+            (Some(7), Woke::Changed)
         );
-        let (value, timed_out) =
-            bell.sleep_reporting(Some(Duration::from_millis(5)), || None::<()>);
-        assert_eq!((value, timed_out), (None, true));
+        let (value, woke) = bell.sleep_reporting(Some(Duration::from_millis(5)), || None::<()>);
+        assert_eq!((value, woke), (None, Woke::TimedOut));
         // A ring between the look at the word and the wait: no sleep at all.
-        let (value, timed_out) = bell.sleep_reporting(Some(Duration::from_secs(5)), || {
+        let (value, woke) = bell.sleep_reporting(Some(Duration::from_secs(5)), || {
             bell.wake();
             None::<()>
         });
-        assert_eq!((value, timed_out), (None, false));
+        assert_eq!((value, woke), (None, Woke::Changed));
     }
 
     #[test]

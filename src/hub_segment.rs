@@ -621,12 +621,31 @@ impl DeathWatch {
             fired: std::sync::atomic::AtomicBool::new(false),
             ended: std::sync::Mutex::new(Vec::new()),
         });
-        let thread = std::thread::Builder::new()
+        // The thread is born with every signal blocked (it inherits the
+        // mask of the thread that creates it): a process-directed signal
+        // (SIGINT) then never lands in it, but in a thread that can take
+        // it, such as a worker asleep in `wait_any` with
+        // `with_return_on_signal` (CPython's main thread).
+        // SAFETY: sigfillset fills a local set; pthread_sigmask swaps this
+        // thread's mask with locals only, and the old mask is put back
+        // right after the spawn (signals that came meanwhile stay pending
+        // and are delivered then).
+        let old_mask = unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            old
+        };
+        let spawned = std::thread::Builder::new()
             .name("shmstream-watch".into())
             .spawn({
                 let shared = shared.clone();
                 move || shared.run()
-            })?;
+            });
+        // SAFETY: restores the mask saved above, from a local.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+        let thread = spawned?;
         Ok(DeathWatch {
             shared,
             thread: Some(thread),

@@ -4,12 +4,14 @@
 
 use crate::buffer::StreamBuffer;
 use crate::config::{StreamConfig, StreamId};
+use crate::doorbell::Woke;
 use crate::error::SetupError;
 use crate::hub::{Bitmap, EntryState, HubMem, ProducerId};
 use crate::hub_producer::{Hub, LocalStreams};
 use crate::layout::FLAG_PRODUCER_GONE;
 use crate::policy::{ChunkPolicy, Policy};
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -199,6 +201,12 @@ pub struct StreamSet<E = ()> {
     last_watch: Instant,
     adopt_errors: Vec<(StreamId, SetupError)>,
     scratch: Vec<u32>,
+    /// `wait_any` returns when its sleep is interrupted by a signal
+    /// handler ([`with_return_on_signal`](StreamSet::with_return_on_signal)).
+    return_on_signal: bool,
+    /// Set by a [`waker`](StreamSet::waker): the current or next
+    /// `wait_any` returns early.
+    woken: Arc<AtomicBool>,
 }
 
 impl<E> fmt::Debug for StreamSet<E> {
@@ -272,6 +280,8 @@ impl<E> StreamSet<E> {
             last_watch: Instant::now(),
             adopt_errors: Vec::new(),
             scratch: Vec::new(),
+            return_on_signal: false,
+            woken: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -357,6 +367,45 @@ impl<E> StreamSet<E> {
         #[cfg(any(loom, miri))]
         let _ = on;
         self
+    }
+
+    /// Whether [`wait_any`](Self::wait_any) returns early, with whatever
+    /// is ready (maybe nothing), when a signal handler interrupted its
+    /// sleep, as `epoll_wait` does with `EINTR` (default: false, it sleeps
+    /// on to its timeout).
+    ///
+    /// For a caller that must act on signals while it waits: CPython
+    /// installs its handlers without `SA_RESTART`, so a SIGINT handled in
+    /// the waiting thread ends the futex wait, and the caller can look at
+    /// its signal flags and wait again with the time left. A signal the
+    /// handler ran for just before the futex call began does not end it
+    /// (nothing can tell the two apart without the handler's help): such a
+    /// caller should bound its sleep. Only signals delivered to the waiting
+    /// thread count; the set's own death-watch thread blocks every signal,
+    /// so a process-directed one never goes there.
+    #[must_use]
+    pub fn with_return_on_signal(mut self, on: bool) -> Self {
+        self.return_on_signal = on;
+        self
+    }
+
+    /// A handle that makes the set's current [`wait_any`](Self::wait_any)
+    /// (from another thread), or else its next one, return early with
+    /// whatever is ready (maybe nothing): the set's flag is raised and its
+    /// hub's bell rung (one futex wake). A binding uses it when another
+    /// thread needs the set the waiter holds (a lease handed back, a
+    /// look at a stream). Cheap to clone; it keeps only the hub mapped.
+    pub fn waker(&self) -> impl Fn() + Clone + Send + Sync + 'static {
+        let hub = self.hub.clone();
+        let woken = self.woken.clone();
+        move || {
+            // Release, then the bell's Release bump: a waiter whose read of
+            // the bell's word sees the bump (Acquire) sees the flag on its
+            // re-check; one that read it before sleeps on a stale word, and
+            // the futex refuses or the wake ends it.
+            woken.store(true, std::sync::atomic::Ordering::Release);
+            hub.bell().wake();
+        }
     }
 
     /// The hub's name.
@@ -536,6 +585,11 @@ impl<E> StreamSet<E> {
     /// For each key, `get_mut(key).next_chunk_timeout(Some(Duration::ZERO))`
     /// gives the chunk, `None` at the end, or the error
     /// ([`StreamError::ProducerGone`](crate::StreamError::ProducerGone), ...).
+    ///
+    /// It also returns early (empty unless something is ready) after a
+    /// [`waker`](Self::waker) call and, with
+    /// [`with_return_on_signal`](Self::with_return_on_signal), when a
+    /// signal handler interrupted its sleep.
     pub fn wait_any(&mut self, timeout: Option<Duration>) -> Vec<StreamKey> {
         let mut ready = Vec::new();
         self.wait_any_into(timeout, &mut ready);
@@ -547,9 +601,15 @@ impl<E> StreamSet<E> {
     pub fn wait_any_into(&mut self, timeout: Option<Duration>, ready: &mut Vec<StreamKey>) {
         ready.clear();
         let start = Instant::now();
+        // The sleep was interrupted by a signal handler, and the set
+        // returns on signals: one more look, then return.
+        let mut last_look = false;
         loop {
             self.collect(ready);
-            if !ready.is_empty() {
+            if !ready.is_empty()
+                || last_look
+                || self.woken.swap(false, std::sync::atomic::Ordering::Acquire)
+            {
                 break;
             }
             let left = match timeout {
@@ -569,14 +629,18 @@ impl<E> StreamSet<E> {
                 left
             };
             let hub = &self.hub;
+            let woken = &self.woken;
             let fired = || {
                 #[cfg(not(any(loom, miri)))]
                 return self.death_watch.as_ref().is_some_and(|w| w.fired());
                 #[cfg(any(loom, miri))]
                 return false;
             };
-            hub.bell()
-                .sleep(slice, || (hub.any_pending() || fired()).then_some(()));
+            let (_, woke) = hub.bell().sleep_reporting(slice, || {
+                (hub.any_pending() || fired() || woken.load(std::sync::atomic::Ordering::Acquire))
+                    .then_some(())
+            });
+            last_look = woke == Woke::Interrupted && self.return_on_signal;
         }
         self.take_turns(ready);
         self.carry.clear();

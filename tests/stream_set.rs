@@ -296,3 +296,95 @@ fn bad_hub_sizes_are_refused_naming_the_limits() {
         );
     }
 }
+
+/// A signal handled in the waiting thread (installed without `SA_RESTART`,
+/// as CPython installs its own) ends the wait when the set returns on
+/// signals, and only then.
+#[cfg(not(miri))]
+mod signals {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Instant;
+
+    extern "C" fn on_usr1(_: libc::c_int) {}
+
+    fn install_usr1_without_restart() {
+        // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the
+        // handler does nothing, which is async-signal-safe; SIGUSR1 is
+        // used by nothing else in this test binary.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_usr1 as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_flags = 0;
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+        }
+    }
+
+    /// A thread waiting 5 s on an idle set of 64 announced, adopted
+    /// streams (no items); SIGUSR1 to it after 100 ms. Returns the thread
+    /// (its result: how many keys, how long it waited) and the set's waker.
+    fn wait_and_signal(
+        return_on_signal: bool,
+    ) -> (
+        thread::JoinHandle<(usize, Duration)>,
+        impl Fn() + Send + 'static,
+    ) {
+        install_usr1_without_restart();
+        let (tx, rx) = mpsc::channel();
+        let waiter = thread::spawn(move || {
+            let mut set = StreamSet::<()>::in_process(64)
+                .unwrap()
+                .with_default_policy(fixed1())
+                .with_return_on_signal(return_on_signal);
+            let hub = set.hub().unwrap();
+            let producers: Vec<_> = (0..64)
+                .map(|s| hub.create_stream(&config(id(9, s))).unwrap())
+                .collect();
+            assert!(set.wait_any(Some(Duration::ZERO)).is_empty());
+            assert_eq!(set.len(), 64);
+            // SAFETY: pthread_self has no preconditions.
+            tx.send((unsafe { libc::pthread_self() }, set.waker()))
+                .unwrap();
+            let t0 = Instant::now();
+            let keys = set.wait_any(Some(Duration::from_secs(5)));
+            let waited = t0.elapsed();
+            drop(producers);
+            (keys.len(), waited)
+        });
+        let (tid, waker) = rx.recv().unwrap();
+        thread::sleep(Duration::from_millis(100));
+        // SAFETY: the waiter thread is alive (it waits 5 s or until woken
+        // below, and is joined by the caller), and SIGUSR1 has a handler.
+        assert_eq!(unsafe { libc::pthread_kill(tid, libc::SIGUSR1) }, 0);
+        (waiter, waker)
+    }
+
+    #[test]
+    fn with_return_on_signal_a_signal_ends_the_wait_with_nothing_ready() {
+        let (waiter, _waker) = wait_and_signal(true);
+        let (keys, waited) = waiter.join().unwrap();
+        assert_eq!(keys, 0);
+        assert!(
+            waited < Duration::from_secs(1),
+            "the signal did not end the wait: {waited:?}"
+        );
+    }
+
+    #[test]
+    fn without_return_on_signal_the_wait_goes_on_until_woken() {
+        let (waiter, waker) = wait_and_signal(false);
+        thread::sleep(Duration::from_millis(200));
+        assert!(
+            !waiter.is_finished(),
+            "the wait ended on a signal it should sleep through"
+        );
+        waker();
+        let (keys, waited) = waiter.join().unwrap();
+        assert_eq!(keys, 0);
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(4),
+            "the waker did not end the wait: {waited:?}"
+        );
+    }
+}
