@@ -37,6 +37,9 @@ pub struct Proc {
     child: Child,
     /// Stdout, line by line, read by a thread from the start.
     stdout_lines: Receiver<String>,
+    /// Lines received by [`take_lines_starting`](Self::take_lines_starting)
+    /// that it did not take, in order, before those still in the channel.
+    kept: Vec<String>,
     stderr_text: Option<JoinHandle<String>>,
     status: Option<ExitStatus>,
 }
@@ -102,6 +105,7 @@ impl Proc {
             role,
             child,
             stdout_lines,
+            kept: Vec::new(),
             stderr_text,
             status: None,
         })
@@ -115,23 +119,39 @@ impl Proc {
     /// Waits up to `wait` for a stdout line starting with `key `; gives the
     /// rest of that line. Lines before it are dropped.
     pub fn line_starting(&mut self, key: &str, wait: Duration) -> Line {
+        // Kept lines first: those before a match are dropped, as below.
+        if let Some(i) = self.kept.iter().position(|l| rest_of(l, key).is_some()) {
+            let line = self.kept.drain(..=i).next_back().unwrap_or_default();
+            return Line::Found(rest_of(&line, key).unwrap_or_default());
+        }
+        self.kept.clear();
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.stdout_lines.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line
-                        .trim_end()
-                        .strip_prefix(key)
-                        .and_then(|r| r.strip_prefix(' '))
-                    {
-                        return Line::Found(rest.to_string());
+                    if let Some(rest) = rest_of(&line, key) {
+                        return Line::Found(rest);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => return Line::Pending,
                 Err(RecvTimeoutError::Disconnected) => return Line::Ended,
             }
         }
+    }
+
+    /// Takes, without waiting, the rest of every stdout line that arrived
+    /// so far and starts with `key ` (a child's progress lines); the other
+    /// lines stay, in order, for [`stdout`](Self::stdout).
+    pub fn take_lines_starting(&mut self, key: &str) -> Vec<String> {
+        let mut taken = Vec::new();
+        while let Ok(line) = self.stdout_lines.try_recv() {
+            match rest_of(&line, key) {
+                Some(rest) => taken.push(rest),
+                None => self.kept.push(line),
+            }
+        }
+        taken
     }
 
     /// Sends `signal` to it, unless it was already reaped (then its pid
@@ -199,7 +219,8 @@ impl Proc {
     /// [`line_starting`](Self::line_starting) (after it exited).
     pub fn stdout(&mut self) -> String {
         // Ends when the reader saw the end of stdout.
-        let lines: Vec<String> = self.stdout_lines.iter().collect();
+        let mut lines = std::mem::take(&mut self.kept);
+        lines.extend(self.stdout_lines.iter());
         lines.join("\n")
     }
 
@@ -210,6 +231,12 @@ impl Proc {
             .and_then(|h| h.join().ok())
             .unwrap_or_default()
     }
+}
+
+/// The rest of `line` after `key` and a space.
+fn rest_of(line: &str, key: &str) -> Option<String> {
+    let rest = line.trim_end().strip_prefix(key)?.strip_prefix(' ')?;
+    Some(rest.to_string())
 }
 
 impl Drop for Proc {

@@ -16,6 +16,7 @@
 use crate::args::{at_least_one, seconds, IdentityArgs, DEFAULT_POLICY, DEFAULT_REQUEST_ID};
 use crate::cli::Outcome;
 use crate::clock::{monotonic_ns, voluntary_switches};
+use crate::launch::{Progress, PROGRESS_EVERY};
 use crate::report::{Latency, Report};
 use crate::sizes::SizeMix;
 use crate::verify::Verifier;
@@ -54,6 +55,9 @@ pub struct ConsumeArgs {
     /// With --hub: the streams to take (REQUEST-s0, REQUEST-s1, ...); --items is then per stream
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one)]
     pub streams: u64,
+    /// Print `progress items=N p50_ns=X p99_ns=Y` on stdout about every 0.5 s (the running latency percentiles; for the launcher's bar; one stream only)
+    #[arg(long, hide = true)]
+    pub progress: bool,
 }
 
 impl ConsumeArgs {
@@ -82,6 +86,9 @@ impl ConsumeArgs {
             out.extend(["--hub".into(), hub.clone()]);
             out.extend(["--streams".into(), self.streams.to_string()]);
         }
+        if self.progress {
+            out.push("--progress".into());
+        }
         out
     }
 }
@@ -103,11 +110,15 @@ pub fn run(args: &ConsumeArgs) -> Outcome {
     let sleeps_before = voluntary_switches();
     let mut verifier = verifier(args);
     let mut first_pop_ns = None;
+    let mut progress = args.progress.then(|| Ticker::new(PROGRESS_EVERY));
     loop {
         match take(&mut buffer, &mut verifier, &mut first_pop_ns, false)? {
             Next::Chunk => crate::signals::count(verifier.items()),
             Next::End => break,
             Next::NotYet => unreachable!("next_chunk waits"),
+        }
+        if progress.as_mut().is_some_and(Ticker::due) {
+            println!("{}", running(&verifier).line());
         }
     }
     let end = monotonic_ns();
@@ -125,6 +136,52 @@ pub fn run(args: &ConsumeArgs) -> Outcome {
         }
         _ => Ok(()),
     }
+}
+
+/// The verifier's running numbers for the launcher's bar.
+fn running(verifier: &Verifier) -> Progress {
+    let h = &verifier.latencies;
+    Progress {
+        items: verifier.items(),
+        latency: (!h.is_empty()).then(|| (h.value_at_quantile(0.5), h.value_at_quantile(0.99))),
+    }
+}
+
+/// Says when `every` has passed since it last said so, reading the
+/// coarse clock (a few ns, ticking every few ms) once per chunk.
+struct Ticker {
+    every_ns: u64,
+    next_ns: u64,
+}
+
+impl Ticker {
+    fn new(every: Duration) -> Ticker {
+        let every_ns = every.as_nanos() as u64;
+        Ticker {
+            every_ns,
+            next_ns: coarse_ns() + every_ns,
+        }
+    }
+
+    fn due(&mut self) -> bool {
+        let now = coarse_ns();
+        if now < self.next_ns {
+            return false;
+        }
+        self.next_ns = now + self.every_ns;
+        true
+    }
+}
+
+/// CLOCK_MONOTONIC_COARSE, ns.
+fn coarse_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A verifier for one stream of these settings.
