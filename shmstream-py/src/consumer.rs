@@ -434,12 +434,18 @@ pub(crate) fn capture(buf: &StreamBuffer, lease: ChunkLease) -> Popped {
 #[pyclass(module = "shmstream", name = "StreamChunk", frozen)]
 #[derive(Debug)]
 pub(crate) struct Chunk {
+    /// How many chunks the buffer popped before this one (0, 1, ...).
     #[pyo3(get)]
     chunk_index: u64,
+    /// Stream position of the chunk's first item.
     #[pyo3(get)]
     start_offset: u64,
+    /// Whether this is the stream's last chunk (exactly one is, unless the
+    /// policy continues after done).
     #[pyo3(get)]
     is_final: bool,
+    /// How many leading items an earlier chunk showed already (a sliding
+    /// or left-context policy's overlap); skip them to see each item once.
     #[pyo3(get)]
     context_items: usize,
     len: usize,

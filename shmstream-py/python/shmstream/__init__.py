@@ -125,7 +125,12 @@ class StreamBuffer:
     that does not fit raises :class:`RingFull` (pop chunks first).
     """
 
-    __slots__ = ("_b", "_p", "policy", "_done")
+    __slots__ = {
+        "_b": "The native buffer.",
+        "_p": "The in-process producer (None for a buffer of another process's stream).",
+        "policy": "The :class:`ChunkPolicy` that cuts the stream into chunks.",
+        "_done": "Whether this buffer's own producer signalled done.",
+    }
 
     def __init__(
         self,
@@ -178,14 +183,17 @@ class StreamBuffer:
     # --- identity -------------------------------------------------------
     @property
     def request_id(self) -> str:
+        """The request the stream belongs to (first part of its identity)."""
         return self._b.request_id
 
     @property
     def edge_name(self) -> str:
+        """The graph edge the stream carries (second part of its identity)."""
         return self._b.edge_name
 
     @property
     def from_partition(self) -> str:
+        """The partition that produces the stream (third part of its identity)."""
         return self._b.from_partition
 
     # --- the producer's side (in-process buffers) ------------------------
@@ -265,6 +273,7 @@ class StreamBuffer:
 
     @property
     def capacity(self) -> int:
+        """Items the ring holds (popped chunks' slots count until released)."""
         return self._b.capacity
 
     @property
@@ -419,22 +428,27 @@ class Producer:
 
     @property
     def capacity(self) -> int:
+        """Items the ring holds."""
         return self._p.capacity
 
     @property
     def item_bytes(self) -> int:
+        """Bytes a registration reserves unless told otherwise."""
         return self._p.item_bytes
 
     @property
     def payload_bytes(self) -> int:
+        """Bytes of the payload region all items share."""
         return self._p.payload_bytes
 
     @property
     def registered(self) -> int:
+        """Positions registered so far (the next one's stream position)."""
         return self._p.registered
 
     @property
     def payload_region(self) -> tuple[int, int]:
+        """``(address, length)`` of the payload as this process maps it."""
         return self._p.payload_region
 
     def close(self) -> None:

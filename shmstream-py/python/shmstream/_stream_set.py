@@ -156,6 +156,7 @@ class StreamSet:
 
     @property
     def prefix(self) -> str:
+        """The name prefix of the hub's and its streams' segments."""
         return self._s.prefix
 
     @property
@@ -165,6 +166,7 @@ class StreamSet:
 
     @property
     def closed(self) -> bool:
+        """Whether :meth:`close` ran (or the ``with`` ended)."""
         return self._s.closed
 
     def close(self) -> None:
