@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# A long ipc-demo run that reports the resident memory (RSS) of the producer
-# and the consumer near its start and at its end: both must stay flat (the
-# consumer's latency histogram has a fixed size, see ipc-demo/README.md).
+# A long ipc-demo run that reports the resident memory (RSS) of each of its
+# processes (producer, consumer, and with --source ucx the sender) after a
+# warm-up and at its end, and fails when one grew by more than the margin:
+# they must stay flat (the consumer's latency histogram has a fixed size,
+# see ipc-demo/README.md). Not in CI (it is long); its last result is in
+# ipc-demo/README.md.
 # Usage: scripts/soak.sh [ITEMS] [extra ipc-demo flags...]   (ITEMS default 30000000)
+#   SOAK_WARMUP=SECS        the early sample is the first one after this (default 5;
+#                           by then the ring has wrapped and every page is touched)
+#   SOAK_MARGIN_KIB=KIB     growth allowed from the early sample to the end (default 8192)
+#   SOAK_MARGIN_PCT=PCT     or this percentage of the early sample, if larger (default 10)
+# Exit status: the run's own when it fails; 1 when a process grew past the
+# margin; 2 when no sample came after the warm-up (give more ITEMS).
 set -euo pipefail
+
+warmup="${SOAK_WARMUP:-5}"
+margin_kib="${SOAK_MARGIN_KIB:-8192}"
+margin_pct="${SOAK_MARGIN_PCT:-10}"
 
 items="${1:-30000000}"
 shift || true
@@ -19,12 +32,14 @@ rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || true; }
 role() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | awk '{print $2}'; }
 
 declare -A first last
+start=$SECONDS
 sleep 1
 while kill -0 "$launcher" 2>/dev/null; do
+    warm=$((SECONDS - start >= warmup))
     for pid in $(pgrep -P "$launcher" || true); do
         r="$(role "$pid")"; m="$(rss "$pid")"
         [ -n "$r" ] && [ -n "$m" ] || continue
-        [ -n "${first[$r]:-}" ] || first[$r]="$m"
+        [ "$warm" = 1 ] && [ -z "${first[$r]:-}" ] && first[$r]="$m"
         last[$r]="$m"
     done
     sleep 0.5
@@ -34,7 +49,30 @@ trap - EXIT
 cat /tmp/soak.$$.out
 rm -f /tmp/soak.$$.out
 echo
-printf '%-10s %14s %14s\n' process "RSS start KiB" "RSS end KiB"
-for r in produce consume; do
-    printf '%-10s %14s %14s\n' "$r" "${first[$r]:-?}" "${last[$r]:-?}"
+printf '%-8s %16s %14s %12s %12s  %s\n' process "RSS early KiB" "RSS end KiB" "growth KiB" "limit KiB" verdict
+status=0
+for r in produce consume send; do
+    if [ -z "${last[$r]:-}" ]; then
+        [ "$r" = send ] && continue # only with --source ucx
+        echo "soak: no sample of the $r" >&2
+        status=2
+        continue
+    fi
+    if [ -z "${first[$r]:-}" ]; then
+        echo "soak: the run ended before the ${warmup} s warm-up: no early sample of the $r (give more ITEMS)" >&2
+        status=2
+        continue
+    fi
+    early="${first[$r]}"; end="${last[$r]}"; growth=$((end - early))
+    limit=$((early * margin_pct / 100)); [ "$limit" -ge "$margin_kib" ] || limit="$margin_kib"
+    verdict=flat
+    if [ "$growth" -gt "$limit" ]; then
+        verdict=GREW
+        [ "$status" = 2 ] || status=1
+    fi
+    printf '%-8s %16s %14s %12s %12s  %s\n' "$r" "$early" "$end" "$growth" "$limit" "$verdict"
 done
+if [ "$status" = 1 ]; then
+    echo "soak: FAILED: RSS grew by more than max(${margin_kib} KiB, ${margin_pct}%) after the warm-up" >&2
+fi
+exit "$status"
