@@ -38,6 +38,7 @@ pub(crate) enum Woke {
     /// all (the condition held): look again.
     Changed,
     /// The slice ran out.
+    #[cfg_attr(any(loom, miri), allow(dead_code))]
     TimedOut,
     /// A signal handler ran in this thread (`EINTR`: handlers installed
     /// without `SA_RESTART`, as CPython's are, end the wait).

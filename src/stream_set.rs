@@ -394,9 +394,10 @@ impl<E> StreamSet<E> {
     /// whatever is ready (maybe nothing): the set's flag is raised and its
     /// hub's bell rung (one futex wake). A binding uses it when another
     /// thread needs the set the waiter holds (a lease handed back, a
-    /// look at a stream). Cheap to clone; it keeps only the hub mapped.
+    /// look at a stream). Cheap to clone; it does not keep the hub (once
+    /// the set is gone it does nothing).
     pub fn waker(&self) -> impl Fn() + Clone + Send + Sync + 'static {
-        let hub = self.hub.clone();
+        let hub = Arc::downgrade(&self.hub);
         let woken = self.woken.clone();
         move || {
             // Release, then the bell's Release bump: a waiter whose read of
@@ -404,7 +405,9 @@ impl<E> StreamSet<E> {
             // re-check; one that read it before sleeps on a stale word, and
             // the futex refuses or the wake ends it.
             woken.store(true, std::sync::atomic::Ordering::Release);
-            hub.bell().wake();
+            if let Some(hub) = hub.upgrade() {
+                hub.bell().wake();
+            }
         }
     }
 

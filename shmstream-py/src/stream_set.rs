@@ -6,12 +6,14 @@
 //! [`Shared`] lives in the set (`Home::Set` in `consumer.rs`): its chunks,
 //! leases and views are those of any stream. The set's lock guards every
 //! stream of the set; a lease whose last holder goes while the set is busy
-//! (a `wait_any` in another thread) is queued and handed back at the set's
-//! next step, at most one wait slice later. A stream removed from the set
+//! (a `wait_any` in another thread) is queued, and the waiter woken (the
+//! core set's `waker`) to hand it back at once. Another thread that needs
+//! the set while a `wait_any` holds it wakes the waiter the same way. A
+//! stream removed from the set
 //! while Python still holds its buffer or chunks of it is *parked*: its
 //! buffer (and mapping) stays until the last of those goes.
 
-use crate::consumer::{capture, lock, try_lock, Chunk, Shared, SLICE};
+use crate::consumer::{capture, lock, try_lock, Chunk, Shared};
 use crate::errors::{raise, setup_err, stream_err};
 use crate::producer::{shared as shared_producer, slice_of, PyProducer};
 use crate::PyStreamBuffer;
@@ -22,7 +24,27 @@ use shmstream::policy::Policy;
 use shmstream::{ChunkLease, Hub, StreamBuffer, StreamConfig, StreamError, StreamId, StreamSet};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The longest single sleep of `StreamSet.wait_any`. The sleep ends at
+/// once when SIGINT is handled in the waiting thread (the core set returns
+/// on signals; CPython's handlers have no `SA_RESTART`), and the binding
+/// then calls `check_signals`. A signal handled after that check but before
+/// the futex call starts, or one that never interrupts this thread
+/// (`_thread.interrupt_main`, which sends no signal; a SIGINT that another
+/// thread, not blocking it, took), is only seen when this slice ends: so
+/// Ctrl-C is immediate but for that window, where it is at most this late,
+/// and an idle worker wakes once a second at most.
+const BACKSTOP: Duration = Duration::from_secs(1);
+
+/// Wakes the set's current `wait_any` (the core set's `waker`).
+struct Waker(Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Waker")
+    }
+}
 
 /// What the set's lock guards.
 #[derive(Debug)]
@@ -72,19 +94,33 @@ pub(crate) struct SetCore {
     name: String,
     prefix: String,
     default_policy: Option<String>,
+    waker: Waker,
 }
 
 impl SetCore {
+    /// The locked state; when a `wait_any` holds it, wakes the waiter and
+    /// takes the lock between two of its sleeps (tries again every
+    /// millisecond, waking it each time, in case the waiter took the lock
+    /// back first).
     pub(crate) fn state(&self) -> MutexGuard<'_, SetState> {
-        lock(&self.state)
+        loop {
+            if let Some(st) = self.try_state() {
+                return st;
+            }
+            (self.waker.0)();
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     pub(crate) fn try_state(&self) -> Option<MutexGuard<'_, SetState>> {
         try_lock(&self.state)
     }
 
+    /// Queues a lease the holder of the set hands back, and wakes a
+    /// waiting `wait_any` so that it does so at once.
     pub(crate) fn queue(&self, key: shmstream::StreamKey, lease: ChunkLease) {
         lock(&self.pending).push((key, lease));
+        (self.waker.0)();
     }
 
     pub(crate) fn has_pending(&self) -> bool {
@@ -242,7 +278,12 @@ impl PyStreamSet {
             Some(n) => StreamSet::create_with_entries(worker, &prefix, n),
             None => StreamSet::create(worker, &prefix),
         });
-        let mut set = made.map_err(|e| setup_err(py, &hub_id, &e))?;
+        // Returns on signals: `wait_any` sleeps for the whole timeout and
+        // still sees Ctrl-C at once (see `BACKSTOP`).
+        let mut set = made
+            .map_err(|e| setup_err(py, &hub_id, &e))?
+            .with_return_on_signal(true);
+        let waker = set.waker();
         let default_policy = policy.as_ref().map(|p| p.to_string());
         if let Some(p) = policy {
             set = set.with_default_policy(p);
@@ -259,23 +300,28 @@ impl PyStreamSet {
                 pending: Mutex::new(Vec::new()),
                 prefix,
                 default_policy,
+                waker: Waker(Box::new(waker)),
             }),
         })
     }
 
-    /// Waits (GIL released, Ctrl-C honoured every slice) until a stream
-    /// has news; `[]` when `timeout` seconds passed (None: for ever).
+    /// Waits (GIL released) until a stream has news; `[]` when `timeout`
+    /// seconds passed (None: for ever). One sleep for the whole timeout
+    /// (at most `BACKSTOP`): it ends early when a signal handler ran in
+    /// this thread (Ctrl-C: `check_signals` raises KeyboardInterrupt) or
+    /// another thread needs the set, and goes on with the time left.
     #[pyo3(signature = (timeout=None))]
     fn wait_any(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<PyStreamKey>> {
         let timeout = crate::seconds(py, timeout)?;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let slice = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-                None => SLICE,
+                Some(d) => d.saturating_duration_since(Instant::now()).min(BACKSTOP),
+                None => BACKSTOP,
             };
             let keys = py.detach(|| {
-                let mut st = self.core.state();
+                // A plain lock: `state()` would wake this very wait.
+                let mut st = lock(&self.core.state);
                 self.core.drain(&mut st);
                 st.set.as_mut().map(|s| s.wait_any(Some(slice)))
             });

@@ -34,12 +34,13 @@ class StreamSet:
     :meth:`wait_any` finds it; without, announced streams wait for
     :meth:`add`.
 
-    :meth:`wait_any` sleeps (without the GIL) on one futex for every stream
-    and returns the keys of the streams with news: a chunk ready, the end
-    after the final chunk, an error, or a producer gone (the last ones once
-    per stream). ``set[key]`` is the stream's :class:`StreamBuffer`; pop its
-    chunks with :meth:`ready_chunks` (or ``pop_chunk`` while
-    ``has_chunk_ready()``)::
+    :meth:`wait_any` sleeps (without the GIL) on one futex for every stream,
+    once for the whole timeout (an idle worker wakes at most once a second,
+    however many streams it has open), and returns the keys of the streams
+    with news: a chunk ready, the end after the final chunk, an error, or a
+    producer gone (the last ones once per stream). ``set[key]`` is the
+    stream's :class:`StreamBuffer`; pop its chunks with :meth:`ready_chunks`
+    (or ``pop_chunk`` while ``has_chunk_ready()``)::
 
         with StreamSet("worker-0", default_policy="fixed:size=4") as streams:
             while True:
@@ -74,8 +75,14 @@ class StreamSet:
         do (adopting announced streams on the way); ``[]`` once ``timeout``
         seconds passed (None: wait for ever, 0: just look). Fair: a stream
         with news is returned by the next call that finds any, and keeps
-        being returned while it has chunks ready. Ctrl-C raises
-        KeyboardInterrupt within about 20 ms."""
+        being returned while it has chunks ready.
+
+        Ctrl-C raises KeyboardInterrupt at once: the SIGINT handler
+        interrupts the sleep of the main thread. In one window, a signal
+        handled just before the sleep's system call starts (microseconds),
+        or with ``_thread.interrupt_main()`` (which sends no signal), it
+        comes when the current 1 s slice of the sleep ends: at most 1 s
+        late."""
         return self._s.wait_any(timeout)
 
     def ready_chunks(self, key: StreamKey) -> Iterator[StreamChunk]:
