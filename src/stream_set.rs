@@ -336,12 +336,14 @@ impl<E> StreamSet<E> {
     }
 
     /// Adopts every announced stream with a copy of `policy`.
+    #[must_use]
     pub fn with_default_policy(self, policy: Policy) -> Self {
         self.with_adopter(Box::new(move |_| Some(Box::new(policy.clone()))))
     }
 
     /// Adopts announced streams as `adopter` decides (`None`: leave it to
     /// [`add`](Self::add)).
+    #[must_use]
     pub fn with_adopter(mut self, adopter: Adopter) -> Self {
         self.adopter = Some(adopter);
         self
@@ -349,6 +351,7 @@ impl<E> StreamSet<E> {
 
     /// The timeout of adopted streams' [`StreamBuffer::next_chunk`]
     /// (default: [`StreamConfig`]'s).
+    #[must_use]
     pub fn with_stream_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
@@ -359,6 +362,7 @@ impl<E> StreamSet<E> {
     /// sleeps in slices of [`WATCH_SLICE`] and tests each producer's lock
     /// between them (what it does anyway where pidfds are not available).
     /// Call it before the first stream is adopted.
+    #[must_use]
     pub fn with_death_watch(mut self, on: bool) -> Self {
         #[cfg(not(any(loom, miri)))]
         {
