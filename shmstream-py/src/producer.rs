@@ -83,7 +83,8 @@ impl State {
 
 /// The longest single wait of a call that waits up to `timeout`: at most
 /// [`SLICE`], and a whole fraction of `timeout`, so that whole slices add
-/// up to it (0.12 s is three of 40 ms). `None` (for ever): [`SLICE`].
+/// up to it (0.05 s is three of 16.7 ms with the 20 ms [`SLICE`]).
+/// `None` (for ever): [`SLICE`].
 pub(crate) fn slice_of(timeout: Option<Duration>) -> Duration {
     shmstream::binding::wait_slice(timeout, SLICE)
 }
@@ -652,6 +653,7 @@ impl PyProducer {
 pub(crate) struct PySlot {
     state: SharedProducer,
     id: StreamId,
+    /// The id the slot was registered for.
     #[pyo3(get)]
     tensor_id: String,
     token: u64,
