@@ -664,7 +664,10 @@ fn watch_with(launch: &mut Launch, bar: &ProgressBar, lines: bool) -> Outcome {
         launch.check_signals()?;
         // The consumer's latest running numbers (one stream only).
         let reported = launch.procs[consumer].take_lines_starting(Progress::KEY);
-        let fresh = reported.iter().filter_map(|l| Progress::parse(l)).next_back();
+        let fresh = reported
+            .iter()
+            .filter_map(|l| Progress::parse(l))
+            .next_back();
         let new = fresh.is_some();
         progress = fresh.or(progress);
         // Many streams: no bar (a look would open every segment each tick).
