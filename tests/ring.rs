@@ -142,7 +142,7 @@ fn a_refused_commit_hands_the_slot_back_and_the_stream_goes_on() {
     );
     assert_eq!(
         err.to_string(),
-        "a tensor of 1200 bytes does not fit in the 1024 bytes reserved for it; register it with its size (register_sized / pre_read_register_sized)"
+        "commit refused: a tensor of 1200 bytes does not fit in the 1024 bytes reserved for it; register it with its size (register_sized / pre_read_register_sized) (the slot is kept: commit it again, or drop it to abandon its position)"
     );
     commit_item(err.slot, 0, 4);
     assert_eq!(consumer.poll().unwrap(), 1);
