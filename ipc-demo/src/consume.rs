@@ -15,7 +15,7 @@
 
 use crate::args::{at_least_one, seconds, IdentityArgs, DEFAULT_POLICY, DEFAULT_REQUEST_ID};
 use crate::cli::Outcome;
-use crate::clock::{monotonic_ns, voluntary_switches};
+use crate::clock::{coarse_ns, monotonic_ns, voluntary_switches};
 use crate::launch::{Progress, PROGRESS_EVERY};
 use crate::report::{Latency, Report};
 use crate::sizes::SizeMix;
@@ -171,17 +171,6 @@ impl Ticker {
         self.next_ns = now + self.every_ns;
         true
     }
-}
-
-/// CLOCK_MONOTONIC_COARSE, ns.
-fn coarse_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A verifier for one stream of these settings.
