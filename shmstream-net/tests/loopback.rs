@@ -7,6 +7,18 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// A receiver for `producer` on a loopback port of its own, and its address.
+fn listen(producer: &shmstream::Producer) -> (Receiver<'_>, SocketAddr) {
+    let receiver = Receiver::bind(
+        producer,
+        &"127.0.0.1:0".parse().unwrap(),
+        ReceiverOptions::default(),
+    )
+    .unwrap();
+    let addr = receiver.local_addr().unwrap();
+    (receiver, addr)
+}
+
 fn config(name: &str, capacity: u64, payload: u64) -> StreamConfig {
     StreamConfig::new(StreamId {
         request_id: format!("net-{name}-{}", std::process::id()),
@@ -50,13 +62,7 @@ fn offered_tensors_land_in_their_slots_in_order() {
         .collect();
     let total: u64 = sizes.iter().sum();
     let (producer, mut consumer) = in_process(&config("order", 256, 64 << 20)).unwrap();
-    let mut receiver = Receiver::bind(
-        &producer,
-        &"127.0.0.1:0".parse().unwrap(),
-        ReceiverOptions::default(),
-    )
-    .unwrap();
-    let addr = receiver.local_addr().unwrap();
+    let (mut receiver, addr) = listen(&producer);
     let sender = spawn_sender(addr, sizes.clone());
     let report = receiver.run().unwrap();
     assert_eq!(sender.join().unwrap().unwrap(), sizes.len() as u64);
@@ -83,13 +89,7 @@ fn a_full_ring_stops_the_sender_until_the_consumer_releases() {
     tcp();
     let n = 300u64;
     let (producer, mut consumer) = in_process(&config("full", 8, 1 << 20)).unwrap();
-    let mut receiver = Receiver::bind(
-        &producer,
-        &"127.0.0.1:0".parse().unwrap(),
-        ReceiverOptions::default(),
-    )
-    .unwrap();
-    let addr = receiver.local_addr().unwrap();
+    let (mut receiver, addr) = listen(&producer);
     let sender = spawn_sender(addr, vec![65536; n as usize]);
     // The consumer drains on a thread of its own, slowly enough for the
     // ring to fill.
@@ -207,13 +207,7 @@ fn an_id_still_in_the_ring_is_a_duplicate() {
     // comes again, and is refused; the stream goes on.
     tcp();
     let (producer, mut consumer) = in_process(&config("dup", 8, 1 << 20)).unwrap();
-    let mut receiver = Receiver::bind(
-        &producer,
-        &"127.0.0.1:0".parse().unwrap(),
-        ReceiverOptions::default(),
-    )
-    .unwrap();
-    let addr = receiver.local_addr().unwrap();
+    let (mut receiver, addr) = listen(&producer);
     let sender = spawn_named_sender(addr, 3, |seq| ["a", "b", "a"][seq as usize].into());
     let report = receiver.run().unwrap();
     assert!(
