@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${SHMSTREAM_PY_VENV:-$HOME/.cache/shmstream/py-venv}"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, numpy, maturin" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, numpy" 2>/dev/null; then
     echo "bench-python: run scripts/test-python.sh first (it makes $VENV with torch and numpy)" >&2
     exit 1
 fi
@@ -21,5 +21,6 @@ for arg in "$@"; do
         *) echo "usage: $0 [--quick] [--no-write]" >&2; exit 2 ;;
     esac
 done
-(cd shmstream-py && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" "$VENV/bin/maturin" develop --release --quiet)
+# Installed the way scripts/test-python.sh and the README install it.
+"$VENV/bin/python" -m pip install --quiet ./shmstream-py
 exec "$VENV/bin/python" shmstream-py/bench/bench.py "${args[@]}"
