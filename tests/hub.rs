@@ -333,18 +333,15 @@ fn a_killed_producers_streams_report_its_death_quickly_and_the_others_go_on() {
         }
     }
     let (killed_at, finished_at_kill) = killed_at.expect("the victim was killed mid-run");
-    let slowest = worker
+    let after_kill: Vec<Duration> = worker
         .gone
         .iter()
         .map(|(_, at)| at.duration_since(killed_at))
-        .max()
-        .unwrap();
-    let first = worker
-        .gone
-        .iter()
-        .map(|(_, at)| at.duration_since(killed_at))
-        .min()
-        .unwrap();
+        .collect();
+    let (first, slowest) = (
+        *after_kill.iter().min().unwrap(),
+        *after_kill.iter().max().unwrap(),
+    );
     println!(
         "first gone after {first:?}; a killed producer's {streams} streams reported gone within {slowest:?}; \
          the survivor had finished {} streams when it was killed",
