@@ -25,6 +25,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Offers further ahead of the next expected one than this are refused
@@ -111,8 +112,9 @@ enum Admitted {
 #[derive(Debug)]
 struct RecentIds {
     window: usize,
-    order: VecDeque<String>,
-    set: HashSet<String>,
+    // One allocation per id, shared by the order and the set.
+    order: VecDeque<Arc<str>>,
+    set: HashSet<Arc<str>>,
 }
 
 impl RecentIds {
@@ -136,8 +138,9 @@ impl RecentIds {
                 self.set.remove(&old);
             }
         }
-        self.order.push_back(id.to_string());
-        self.set.insert(id.to_string());
+        let id: Arc<str> = Arc::from(id);
+        self.order.push_back(id.clone());
+        self.set.insert(id);
     }
 
     fn len(&self) -> usize {
