@@ -323,12 +323,14 @@ mod signals {
 
     /// A thread waiting 5 s on an idle set of 64 announced, adopted
     /// streams (no items); SIGUSR1 to it after 100 ms. Returns the thread
-    /// (its result: how many keys, how long it waited) and the set's waker.
+    /// (its result: how many keys, how long it waited), the set's waker and
+    /// a function that signals the thread again.
     fn wait_and_signal(
         return_on_signal: bool,
     ) -> (
         thread::JoinHandle<(usize, Duration)>,
         impl Fn() + Send + 'static,
+        impl Fn(),
     ) {
         install_usr1_without_restart();
         let (tx, rx) = mpsc::channel();
@@ -353,16 +355,31 @@ mod signals {
             (keys.len(), waited)
         });
         let (tid, waker) = rx.recv().unwrap();
+        let signal = move || {
+            // SAFETY: the waiter's thread is joined by the caller only after
+            // its last signal, so `tid` names it (running, or ended and not
+            // yet joined: ESRCH then), and SIGUSR1 has a handler.
+            let r = unsafe { libc::pthread_kill(tid, libc::SIGUSR1) };
+            assert!(r == 0 || r == libc::ESRCH, "pthread_kill: {r}");
+        };
         thread::sleep(Duration::from_millis(100));
-        // SAFETY: the waiter thread is alive (it waits 5 s or until woken
-        // below, and is joined by the caller), and SIGUSR1 has a handler.
-        assert_eq!(unsafe { libc::pthread_kill(tid, libc::SIGUSR1) }, 0);
-        (waiter, waker)
+        signal();
+        (waiter, waker, signal)
     }
 
     #[test]
     fn with_return_on_signal_a_signal_ends_the_wait_with_nothing_ready() {
-        let (waiter, _waker) = wait_and_signal(true);
+        let (waiter, _waker, signal) = wait_and_signal(true);
+        // A signal handled before the waiter entered its sleep (a loaded
+        // machine can delay it past the first) interrupts nothing: signal
+        // again until it is seen, for at most the bound asserted below.
+        let start = Instant::now();
+        while !waiter.is_finished() && start.elapsed() < Duration::from_millis(900) {
+            thread::sleep(Duration::from_millis(20));
+            if !waiter.is_finished() {
+                signal();
+            }
+        }
         let (keys, waited) = waiter.join().unwrap();
         assert_eq!(keys, 0);
         assert!(
@@ -373,7 +390,7 @@ mod signals {
 
     #[test]
     fn without_return_on_signal_the_wait_goes_on_until_woken() {
-        let (waiter, waker) = wait_and_signal(false);
+        let (waiter, waker, _signal) = wait_and_signal(false);
         thread::sleep(Duration::from_millis(200));
         assert!(
             !waiter.is_finished(),
@@ -382,8 +399,11 @@ mod signals {
         waker();
         let (keys, waited) = waiter.join().unwrap();
         assert_eq!(keys, 0);
+        // Past the signal (about 100 ms in; the waiter's clock starts a
+        // little after the main thread's, so not quite 300 ms), ended by
+        // the waker well before the 5 s timeout.
         assert!(
-            waited >= Duration::from_millis(300) && waited < Duration::from_secs(4),
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(4),
             "the waker did not end the wait: {waited:?}"
         );
     }
