@@ -1,0 +1,16 @@
+"""The sections other scripts write into the same file between markers:
+the network ingress (`scripts/bench-ucx.sh`) and Python
+(`scripts/bench-python.sh`). A new report keeps them, in this order."""
+
+TAGS = ("ucx-bench", "python-bench")
+
+
+def kept_sections(old: str) -> str:
+    """The marked sections of the old file, each with its markers, as they
+    follow the report."""
+    kept = ""
+    for tag in TAGS:
+        start, end = f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+        if start in old and end in old:
+            kept += "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
+    return kept
