@@ -34,9 +34,7 @@ def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("**met**" if ok else "**missed**")
 
 
-def judge(
-    a: float | None, b: float | None, test: Callable[[float, float], bool]
-) -> bool | None:
+def judge(a: float | None, b: float | None, test: Callable[[float, float], bool]) -> bool | None:
     """`test(a, b)`, or None (not judged) when either was not measured."""
     return None if a is None or b is None else test(a, b)
 

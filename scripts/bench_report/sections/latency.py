@@ -10,10 +10,7 @@ PEERS = ("floor", "shmstream", "unix_socket", "iceoryx2")
 
 def write(doc: Doc, crit: Criterion, iceoryx2_note: str) -> None:
     w = doc.w
-    w(
-        "## 2. Cross-process one-way latency, 64 bytes "
-        "(`bench-peers/benches/cross_process/latency.rs`, `latency_64B`)"
-    )
+    w("## 2. Cross-process one-way latency, 64 bytes (`bench-peers/benches/cross_process/latency.rs`, `latency_64B`)")
     w()
     w("Half the round trip of a ping-pong between two processes, both spinning.")
     w("Floor: two atomics on their own cache lines of a shared mapping.")
@@ -27,7 +24,5 @@ def write(doc: Doc, crit: Criterion, iceoryx2_note: str) -> None:
             continue
         doc.row(peer, ns(t), ratio(t, floor))
     s = crit.median(GROUP, "shmstream")
-    doc.goal(
-        "latency within 1.5x of the floor", judge(s, floor, within(1.5)), f"{ratio(s, floor)} of the floor"
-    )
+    doc.goal("latency within 1.5x of the floor", judge(s, floor, within(1.5)), f"{ratio(s, floor)} of the floor")
     w()

@@ -22,15 +22,15 @@ def write(doc: Doc, logs: RunLogs) -> None:
         "payload / buffered",
     )
     rows = logs.memory()
-    for name, m in rows.items():
+    for name, r in rows.items():
         doc.row(
             name,
-            str(m.segment),
-            str(m.payload),
-            str(m.descriptors),
-            str(m.buffered),
-            _times(m.segment, m.buffered),
-            _times(m.payload, m.buffered),
+            str(r.segment),
+            str(r.payload),
+            str(r.descriptors),
+            str(r.buffered),
+            _times(r.segment, r.buffered),
+            _times(r.payload, r.buffered),
         )
     m = rows.get("byte_granular")
     if m is not None and m.buffered > 0:

@@ -11,7 +11,10 @@ def write(doc: Doc, crit: Criterion) -> None:
     w = doc.w
     w("## 4. `pop_chunk` cost vs window size (`benches/pop_chunk.rs`)")
     w()
-    w("One shared segment of 16384 items of 64 bytes (a 1 MiB payload) in one process, U64 items, `Fixed` policy. Timed: `pop_chunk`,")
+    w(
+        "One shared segment of 16384 items of 64 bytes (a 1 MiB payload) in one process, U64 items, "
+        "`Fixed` policy. Timed: `pop_chunk`,"
+    )
     w("`stacked()`, reading the view, dropping the chunk. `with poll`: the pop also scans the window's")
     w("newly committed descriptors (as a live consumer does once per item); `pre-polled`: scanned before the clock.")
     w()

@@ -28,10 +28,7 @@ def write(doc: Doc, crit: Criterion) -> None:
     )
     for size in SIZES:
         g = f"ring_throughput_{size}"
-        s, r, a = (
-            per(crit.median(g, bench), RECORDS)
-            for bench in ("shmstream", "rtrb", "crossbeam_arrayqueue")
-        )
+        s, r, a = (per(crit.median(g, bench), RECORDS) for bench in ("shmstream", "rtrb", "crossbeam_arrayqueue"))
         doc.row(
             size,
             f"{ns(s)} ({rate(s)})",
@@ -42,9 +39,7 @@ def write(doc: Doc, crit: Criterion) -> None:
         )
         how = f"{ratio(s, r)} of rtrb's time per record"
         doc.goal(f"ring throughput {size}: at least as fast as rtrb", judge(s, r, within(1)), how)
-        doc.goal(
-            f"issue 14: ring throughput {size} one by one within 4x rtrb", judge(s, r, within(4)), how
-        )
+        doc.goal(f"issue 14: ring throughput {size} one by one within 4x rtrb", judge(s, r, within(4)), how)
     w()
     w("Batch mode (issue 14): the producer hands over 64 records at a time. shmstream: one `put_many` of 64")
     w("`BatchItem`s (the round that fits reserved with one store of `registered`, a `seq` store per record, one")
@@ -61,8 +56,7 @@ def write(doc: Doc, crit: Criterion) -> None:
     for size in SIZES:
         g = f"ring_throughput_{size}"
         s, r, one = (
-            per(crit.median(g, bench), RECORDS)
-            for bench in ("shmstream_batch64", "rtrb_chunk64", "shmstream")
+            per(crit.median(g, bench), RECORDS) for bench in ("shmstream_batch64", "rtrb_chunk64", "shmstream")
         )
         doc.row(size, f"{ns(s)} ({rate(s)})", f"{ns(r)} ({rate(r)})", ratio(s, r), ratio(one, s))
         doc.goal(
@@ -71,4 +65,3 @@ def write(doc: Doc, crit: Criterion) -> None:
             f"{ratio(s, r)} of rtrb's time per record",
         )
     w()
-

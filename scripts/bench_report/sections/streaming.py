@@ -115,8 +115,7 @@ def _mixed(doc: Doc, crit: Criterion) -> None:
 def _batch(doc: Doc, crit: Criterion) -> None:
     w = doc.w
     b, s1, k1, h1 = (
-        crit.median("stream_56B", n)
-        for n in ("shmstream_batch64", "shmstream", "unix_socket", "bare_handoff")
+        crit.median("stream_56B", n) for n in ("shmstream_batch64", "shmstream", "unix_socket", "bare_handoff")
     )
     w("Batch mode (issue 14), 56-byte tensors: the producer publishes 64 tensors per `put_many` (each registered")
     w("with its size, copied, committed; one doorbell ring per batch); the consumer is the same. Items per second;")

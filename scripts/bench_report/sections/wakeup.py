@@ -12,10 +12,7 @@ FUTEX_RUNS = (("full", "full speed, 56-byte tensors"), ("paced", "one 56-byte te
 
 def write(doc: Doc, crit: Criterion, logs: RunLogs, futex_tool: str) -> None:
     w = doc.w
-    w(
-        "## 5. Wake-up latency and futex calls "
-        "(`cross_process/wakeup.rs`, `wakeup_64B`, role `futex-count`)"
-    )
+    w("## 5. Wake-up latency and futex calls (`cross_process/wakeup.rs`, `wakeup_64B`, role `futex-count`)")
     w()
     t = crit.median("wakeup_64B", "shmstream")
     f0 = crit.median("wakeup_64B", "futex_floor")
@@ -29,9 +26,7 @@ def write(doc: Doc, crit: Criterion, logs: RunLogs, futex_tool: str) -> None:
     w()
     w(f"- System calls counted with `{futex_tool}` over both processes (setup and teardown included):")
     w()
-    doc.header(
-        "run", "items", "futex calls", "per million items", "sched_yield calls", "per million"
-    )
+    doc.header("run", "items", "futex calls", "per million items", "sched_yield calls", "per million")
     full = None
     for name, what in FUTEX_RUNS:
         r = logs.futex(name)
