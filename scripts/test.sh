@@ -26,3 +26,4 @@ scripts/fuzz.sh "${SHMSTREAM_FUZZ_SECONDS:-5}"
 
 echo "== the Python package: wheel into a venv, ruff, pytest over numpy and torch"
 scripts/test-python.sh
+scripts/test-bench-report.sh  # the benchmark reports over fixture runs (uses test-python.sh's venv)
