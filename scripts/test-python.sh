@@ -18,7 +18,7 @@ fi
 PY="$VENV/bin/python"
 
 need=()
-for mod in maturin numpy pytest ruff ml_dtypes torch hypothesis; do
+for mod in maturin numpy pytest ruff ml_dtypes torch hypothesis mypy; do
     "$PY" -c "import $mod" 2>/dev/null || need+=("$mod")
 done
 if [ ${#need[@]} -gt 0 ]; then
