@@ -17,7 +17,7 @@
 //! reads every new item whole (the checksum runs at several GB/s, a 64 MiB
 //! item costs milliseconds), so no byte goes unchecked; its length is part
 //! of the checksum, and the consumer also compares it with the size the
-//! stream's `--sizes` give ([`crate::verify`]).
+//! stream's `--sizes` give (the consumer's verifier, `verify`).
 
 /// Bytes an item needs to carry a timestamp.
 pub const MIN_TIMESTAMPED: usize = 24;

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use ipc_demo::clean::CleanArgs;
 use ipc_demo::cli::{finish, parse_or_exit, Outcome};
-use ipc_demo::consume::ConsumeArgs;
+use ipc_demo::consume_args::ConsumeArgs;
 use ipc_demo::inspect::InspectArgs;
 use ipc_demo::launch::RunArgs;
 use ipc_demo::produce::ProduceArgs;

@@ -6,7 +6,7 @@
 //! and SIGHUP like a producer's segment), prints `hub NAME`, adopts every
 //! stream the producers announce there, and takes the chunks of the
 //! streams `wait_any` returns as ready, verifying each stream on its own
-//! (`consume::take`, the single stream's code). A stream that
+//! (`take`, the single stream's step too). A stream that
 //! ended is checked (its final chunk, `--items`) and removed from the set,
 //! which gives its hub entry back. It ends when streams `REQUEST-s0` to
 //! `REQUEST-s<N-1>` have all ended, and prints one line per stream
@@ -15,8 +15,9 @@
 
 use crate::args::DEFAULT_REQUEST_ID;
 use crate::cli::Outcome;
-use crate::consume::{take, verifier, ConsumeArgs, Next};
+use crate::consume_args::ConsumeArgs;
 use crate::produce::stream_request;
+use crate::take::{take, verifier, Next};
 use crate::verify::Verifier;
 use shmstream::policy::ChunkPolicy;
 use shmstream::{hub_name, StreamKey, StreamSet, MAX_HUB_ENTRIES, MIN_HUB_ENTRIES};

@@ -7,8 +7,8 @@
 //!   makes only async-signal-safe calls (`unlink`, `write`, `_exit`) on
 //!   values prepared before: it does not unwind and allocates nothing.
 //! - The launcher ([`record_signals`]) only notes the signal; its main
-//!   loop forwards it to the children, waits for them and reports
-//!   (see [`crate::launch`]).
+//!   loop (`launch`) forwards it to the children, waits for them and
+//!   reports.
 //!
 //! A segment is registered for removal with the three signals blocked
 //! from just before `Producer::create` to just after the registration,

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use ipc_demo::launch::Progress;
+use ipc_demo::progress::Progress;
 
 /// `(p50, p99)` in ns from a bar text's `p50 850 ns p99 12.3 µs`.
 fn bar_latency(line: &str) -> Option<(f64, f64)> {

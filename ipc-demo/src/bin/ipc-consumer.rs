@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use ipc_demo::cli::{finish, parse_or_exit};
-use ipc_demo::consume::ConsumeArgs;
+use ipc_demo::consume_args::ConsumeArgs;
 use std::process::ExitCode;
 
 /// Opens a shmstream stream by its identity, cuts it into chunks by a
