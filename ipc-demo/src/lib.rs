@@ -29,6 +29,7 @@ pub mod cli;
 pub mod clock;
 pub mod consume;
 pub mod consume_args;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod inspect;
 pub mod item;

@@ -218,6 +218,7 @@ pub fn run(args: &ReplayArgs) -> Outcome {
 /// # Errors
 ///
 /// As `ipc-demo replay`: a bad setting, or the first bad line.
+#[cfg(feature = "fuzzing")]
 pub fn replay_in_process(
     setup: &ReplaySetup,
     input: impl BufRead,
