@@ -17,6 +17,7 @@
 
 use crate::config::{StreamConfig, StreamId};
 use crate::error::SetupError;
+use crate::fork::ForkFd;
 use crate::layout::{
     Control, Descriptor, Geometry, Header, SideEntry, CONTROL_OFFSET, DESCRIPTOR_BYTES,
     FLAG_CONSUMER_ATTACHED, FLAG_DONE, HEADER_BYTES, LAYOUT_FINGERPRINT, MAGIC, MAX_DIMS,
@@ -57,8 +58,9 @@ pub(crate) struct Segment {
     reserved: usize,
     /// The producer's: read-write, holding the producer lock. The
     /// consumer's: read-only, holding the consumer lock (its writable
-    /// descriptor was closed right after mapping the header page).
-    fd: OwnedFd,
+    /// descriptor was closed right after mapping the header page). A forked
+    /// child's copy is a placeholder (see `fork.rs`).
+    fd: ForkFd,
     geometry: Geometry,
     /// An anonymous segment both of whose sides live in this process.
     in_process: bool,
@@ -97,6 +99,10 @@ impl Backing for Segment {
     fn cancel_hand_over(&self) {
         self.hand_over.store(false, Ordering::Relaxed);
     }
+
+    fn forked_copy(&self) -> bool {
+        self.fd.forked_copy()
+    }
 }
 
 /// Whether `peer` holds its lock on the segment behind `fd`. An error of
@@ -111,6 +117,12 @@ fn peer_holds_lock(fd: &OwnedFd, peer: Side) -> bool {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        if self.fd.forked_copy() {
+            // A forked child's copy: the name, the hand-over and the
+            // stream are the parent's. Only the child's mapping goes.
+            self.unmap();
+            return;
+        }
         // A hub stream's producer that goes before the worker opened its
         // stream leaves the name behind for the worker, which reads the
         // stream and then removes it. The exchange on `consumer_pid`
@@ -135,12 +147,7 @@ impl Drop for Segment {
                 let _ = shm_unlink(c_name(name).as_c_str());
             }
         }
-        // SAFETY: `base..base + reserved` is the reservation made in
-        // `map_double`; no reference into it survives the ring handles,
-        // which hold the `Arc` this value lives in.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.reserved);
-        }
+        self.unmap();
         if let Some(name) = &self.inherited_name {
             // Its producer is gone (it handed the name over on its way
             // out); `remove_if_dead` checks that under the reclaim locks
@@ -154,6 +161,17 @@ impl Drop for Segment {
 }
 
 impl Segment {
+    /// Called once, from `drop`.
+    fn unmap(&mut self) {
+        self.fd.forget_mapping();
+        // SAFETY: `base..base + reserved` is the reservation made in
+        // `map_double`; no reference into it survives the ring handles,
+        // which hold the `Arc` this value lives in.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.reserved);
+        }
+    }
+
     fn header_ptr(&self) -> *mut Header {
         self.base.as_ptr().cast::<Header>()
     }
@@ -683,7 +701,7 @@ pub(crate) fn create_with(
     let segment = Arc::new(Segment {
         base,
         reserved,
-        fd,
+        fd: ForkFd::new(fd, base.as_ptr(), reserved),
         geometry,
         in_process: false,
         owned_name: Some(name.clone()),
@@ -1058,7 +1076,7 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
     let mut segment = Segment {
         base,
         reserved,
-        fd,
+        fd: ForkFd::new(fd, base.as_ptr(), reserved),
         geometry,
         in_process: false,
         owned_name: None,
@@ -1092,7 +1110,7 @@ pub(crate) fn anonymous(config: &StreamConfig) -> Result<(RingMem, RingMem), Set
     let segment = Arc::new(Segment {
         base,
         reserved,
-        fd,
+        fd: ForkFd::new(fd, base.as_ptr(), reserved),
         geometry,
         in_process: true,
         owned_name: None,
