@@ -172,3 +172,5 @@ mod tests {
         }
     }
 }
+
+pub mod layout;

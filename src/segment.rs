@@ -3,9 +3,10 @@
 //! process is alive.
 //!
 //! Locks: open-file-description locks (`F_OFD_SETLK`) on single bytes of
-//! the segment file. The kernel drops them when the holder's last
-//! descriptor of that open file closes, however its process dies, so a test
-//! of a lock is a witness that a reused pid cannot fool.
+//! the segment file. The kernel drops them when the last reference to that
+//! open file description goes (its descriptors and its mappings, also a
+//! forked child's: see `fork.rs`), however its process dies, so a test of a
+//! lock is a witness that a reused pid cannot fool.
 //!
 //! | byte | who | kind | for |
 //! | --- | --- | --- | --- |
@@ -13,7 +14,7 @@
 //! | 0 | a reclaimer, while it checks and unlinks a dead producer's name | read | keeps a starting producer from claiming the file under it (and vice versa) |
 //! | 1 | the consumer, while attached | read | liveness (a read lock needs only a read-only descriptor) |
 //! | 2 | a reclaimer | write | one reclaimer at a time per file |
-//! | 3 | a consumer while it attaches | write | one consumer at a time passes the "is byte 1 free" test |
+//! | 3 | a consumer, from its attach until it detaches (the writable header-page mapping keeps the description alive) | write | one consumer at a time passes the "is byte 1 free" test |
 
 use crate::config::{StreamConfig, StreamId};
 use crate::error::SetupError;
@@ -1057,8 +1058,9 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
             reason: "it was removed or replaced while it was being opened".to_string(),
         });
     };
-    // One consumer at a time gets past the attach lock (a write lock, held
-    // by the writable descriptor until it closes below); past it, a
+    // One consumer at a time gets past the attach lock (a write lock on
+    // the writable description, which its header-page mapping keeps alive
+    // after the descriptor closes below: held until we unmap); past it, a
     // consumer lock held by anyone means another consumer is attached.
     let lock_err = |e| io_err("lock", &name, e);
     let attached = !take_lock(&writable, Lock::Write, LOCK_BYTE_ATTACH).map_err(lock_err)?

@@ -42,10 +42,8 @@ fn child_entry() {
     assert_eq!(role, "producer");
     let producer = Producer::create(&cfg(&std::env::var(PREFIX).unwrap())).unwrap();
     println!("ready");
-    let mut s = 0;
-    for _ in std::io::stdin().lines() {
+    for (s, _) in (0u64..).zip(std::io::stdin().lines()) {
         commit_item(producer.register(&format!("t{s}")).unwrap(), s, 8);
-        s += 1;
         println!("committed");
     }
     std::thread::sleep(Duration::from_secs(60));
