@@ -6,7 +6,8 @@
 //! geometry functions for several capacities, the table of sizes with
 //! `size_of`/`align_of`, the limits in the text with the public constants,
 //! and every value a row states (`version = 3`, the magic, the descriptor's
-//! words and bit fields) with the bytes of a real segment and a real hub.
+//! words and bit fields) with the bytes of a real segment and a real hub,
+//! and the table of lock bytes with the locks a live segment holds.
 
 mod common;
 
@@ -504,5 +505,60 @@ fn a_real_descriptor_and_side_entry_read_as_the_tables_say() {
     assert_eq!(&id, b"wide-one");
     assert_eq!(read(&f, side_at(1, "a wide"), 8), 1 << 33);
     assert_eq!(read(&f, side_at(1, "a wide") + 8, 8), 0);
+    drop(producer);
+}
+
+/// The lock on `byte` of `f` that a write lock from another description
+/// would meet: `"read"`, `"write"` or `None`.
+fn lock_on(f: &std::fs::File, byte: i64) -> Option<&'static str> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero `flock` is a valid value of the C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as i16;
+    fl.l_whence = libc::SEEK_SET as i16;
+    fl.l_start = byte;
+    fl.l_len = 1;
+    // SAFETY: F_OFD_GETLK reads and writes the `flock`, which outlives it.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+    assert_eq!(rc, 0, "F_OFD_GETLK");
+    match fl.l_type as i32 {
+        libc::F_RDLCK => Some("read"),
+        libc::F_WRLCK => Some("write"),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_lock_table_is_what_a_live_segment_holds() {
+    let table = tables()
+        .into_iter()
+        .find(|t| t.columns.first().map(String::as_str) == Some("byte"))
+        .expect("the table of lock bytes");
+    let prefix = unique_prefix("docl");
+    let _cleanup = Cleanup(prefix.clone());
+    let cfg = config(&prefix, 8, 512);
+    let producer = Producer::create(&cfg).unwrap();
+    let f = file(&cfg.segment_name().unwrap());
+    let consumer = shmstream::Consumer::open(&cfg).unwrap();
+    // What a live producer and consumer hold, by the table: every row but
+    // a reclaimer's and those held only "while it" does something.
+    let mut expected: [Option<&str>; 8] = [None; 8];
+    for row in &table.rows {
+        let byte = numbers(&row[0])[0] as usize;
+        if row[1].starts_with("a reclaimer") || row[1].contains("while it ") {
+            continue;
+        }
+        assert_eq!(expected[byte], None, "two holders of byte {byte} at once");
+        expected[byte] = Some(if row[2] == "write" { "write" } else { "read" });
+    }
+    for (byte, kind) in expected.iter().enumerate() {
+        assert_eq!(lock_on(&f, byte as i64), *kind, "byte {byte}");
+    }
+    // The consumer's go with it, the producer's stays.
+    drop(consumer);
+    assert_eq!(lock_on(&f, 0), expected[0]);
+    for byte in 1..8 {
+        assert_eq!(lock_on(&f, byte), None, "byte {byte}");
+    }
     drop(producer);
 }
