@@ -8,19 +8,18 @@
 //! every registered segment's reservation (same addresses, no file) and
 //! points its descriptor at a placeholder (`/dev/null`, else `/` opened
 //! `O_PATH`; the number stays taken, the child's copy of the handle closes
-//! it later), so the child holds no reference to the parent's files; and it
-//! bumps a fork count that the copies compare with theirs, so that they
-//! know, without a system call, to touch nothing shared (docs/design.md,
-//! "Liveness and cleanup").
+//! it later), so the child holds no reference to the parent's files. The
+//! child's copies of the handles are left with private zero pages and a
+//! placeholder: whatever they do, dropping included, reaches nothing of
+//! the parent's (a gone flag or a release lands in the child's own pages;
+//! the name no longer leads to their file, so it is not removed; see
+//! docs/design.md, "Liveness and cleanup").
 
 use std::cell::UnsafeCell;
 use std::ops::Deref;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
-
-/// How many forks this process descends through (bumped in each child).
-static FORKS: AtomicU64 = AtomicU64::new(0);
 
 /// What to take from a forked child, under a lock the fork itself takes
 /// (`prepare`), so the child never sees the list half-changed.
@@ -79,10 +78,9 @@ extern "C" fn parent() {
 }
 
 /// Runs in the child right after `fork`, before `fork` returns there: only
-/// async-signal-safe calls (`mmap`, `open`, `dup3`, `close`, atomics), no
+/// async-signal-safe calls (`mmap`, `open`, `dup3`, `close`, an atomic), no
 /// allocation. The lock is held since `prepare`.
 extern "C" fn child() {
-    FORKS.fetch_add(1, Ordering::Relaxed);
     // SAFETY: the lock is held since `prepare` (see `Registry`).
     let segments = unsafe { &*REGISTRY.segments.get() };
     for s in segments {
@@ -127,8 +125,6 @@ extern "C" fn child() {
 #[derive(Debug)]
 pub(crate) struct ForkFd {
     fd: OwnedFd,
-    /// `FORKS` when this value was made.
-    forks: u64,
 }
 
 impl ForkFd {
@@ -150,16 +146,7 @@ impl ForkFd {
                 len,
             })
         });
-        ForkFd {
-            fd,
-            forks: FORKS.load(Ordering::Relaxed),
-        }
-    }
-
-    /// This value was inherited through `fork`: it belongs to an ancestor
-    /// process, its descriptor is a placeholder.
-    pub(crate) fn forked_copy(&self) -> bool {
-        FORKS.load(Ordering::Relaxed) != self.forks
+        ForkFd { fd }
     }
 
     /// Unregisters: to be called before the range is unmapped (a fork

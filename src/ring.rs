@@ -47,13 +47,6 @@ pub(crate) trait Backing: Send + Sync + fmt::Debug {
     /// gone): remove the name as usual rather than leave it to a consumer.
     fn cancel_hand_over(&self) {}
 
-    /// This handle was inherited through `fork`: a copy in a child
-    /// process, which must leave the shared state alone (no gone flag, no
-    /// release, no abandon): the stream is its parent's.
-    fn forked_copy(&self) -> bool {
-        false
-    }
-
     /// The per-slot access trackers shared by both sides (loom only).
     #[cfg(loom)]
     fn trackers(&self) -> &[crate::sync::AccessTracker];
@@ -189,10 +182,6 @@ impl RingMem {
 
     pub(crate) fn cancel_hand_over(&self) {
         self.backing.cancel_hand_over()
-    }
-
-    pub(crate) fn forked_copy(&self) -> bool {
-        self.backing.forked_copy()
     }
 
     pub(crate) fn flags(&self) -> u32 {
@@ -648,11 +637,6 @@ impl ProducerRing {
     /// Publishes the slot of `position` as given up: the consumer reports it
     /// instead of waiting for it for ever.
     pub(crate) fn abandon(&mut self, position: u64) {
-        if self.mem.forked_copy() {
-            // A `Slot` dropped in a forked child: the position is the
-            // parent's to publish.
-            return;
-        }
         self.close(position);
         let desc = self.mem.descriptor(position);
         desc.write_meta(self.mem.side(position), STATUS_ABANDONED, 0, &[0; 8], 0, 0);
@@ -776,9 +760,6 @@ fn load_released(mem: &RingMem, low: u64, high: u64) -> Result<u64, StreamError>
 
 impl Drop for ProducerRing {
     fn drop(&mut self) {
-        if self.mem.forked_copy() {
-            return;
-        }
         self.mem.set_flag(FLAG_PRODUCER_GONE);
         self.mem.control().data_bell.wake();
         self.notify_hub();
@@ -1050,9 +1031,7 @@ impl ConsumerRing {
     /// A leased chunk's positions (from `hold` on) stay unreleased.
     pub(crate) fn release(&mut self) {
         let upto = self.cur.consumed.min(self.hold);
-        // A chunk dropped in a forked child: the parent may still read
-        // those slots.
-        if self.cur.released >= upto || self.mem.forked_copy() {
+        if self.cur.released >= upto {
             return;
         }
         self.cur.released = upto;
@@ -1211,9 +1190,6 @@ impl Cursors {
 
 impl Drop for ConsumerRing {
     fn drop(&mut self) {
-        if self.mem.forked_copy() {
-            return;
-        }
         self.mem.set_flag(FLAG_CONSUMER_GONE);
         self.mem.control().space_bell.wake();
     }

@@ -100,10 +100,6 @@ impl Backing for Segment {
     fn cancel_hand_over(&self) {
         self.hand_over.store(false, Ordering::Relaxed);
     }
-
-    fn forked_copy(&self) -> bool {
-        self.fd.forked_copy()
-    }
 }
 
 /// Whether `peer` holds its lock on the segment behind `fd`. An error of
@@ -118,12 +114,6 @@ fn peer_holds_lock(fd: &OwnedFd, peer: Side) -> bool {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.fd.forked_copy() {
-            // A forked child's copy: the name, the hand-over and the
-            // stream are the parent's. Only the child's mapping goes.
-            self.unmap();
-            return;
-        }
         // A hub stream's producer that goes before the worker opened its
         // stream leaves the name behind for the worker, which reads the
         // stream and then removes it. The exchange on `consumer_pid`

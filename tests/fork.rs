@@ -215,3 +215,49 @@ fn a_forked_childs_copy_of_a_producer_neither_ends_nor_removes_the_stream() {
     );
     assert!(killed_at.elapsed() < DETECTION_LIMIT);
 }
+
+#[test]
+fn a_fork_after_a_segment_went_leaves_what_reuses_its_addresses_alone() {
+    let prefix = unique_prefix("fa");
+    let _cleanup = Cleanup(prefix.clone());
+    // Something else of this process takes the addresses a segment had
+    // (another test's mapping may take them first: then again).
+    let (page, len) = (0..20)
+        .find_map(|_| {
+            let producer = Producer::create(&cfg(&prefix)).unwrap();
+            let (payload, len) = producer.payload_region();
+            drop(producer);
+            // SAFETY: MAP_FIXED_NOREPLACE maps only where nothing is
+            // mapped (the segment's reservation is gone), else fails.
+            let page = unsafe {
+                libc::mmap(
+                    payload.cast(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            (page == payload.cast()).then_some((page, len))
+        })
+        .expect("a dropped segment's addresses were always taken first");
+    // SAFETY: our own fresh mapping of `len` bytes.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(page.cast::<u8>(), len) };
+    bytes.fill(0xa5);
+    // A forked child must find them as they are: the segment went, its
+    // range is no longer the fork handler's to replace.
+    let child = fork_running(|| {
+        let intact = bytes.iter().all(|&b| b == 0xa5);
+        // SAFETY: ends the forked process at once, with the verdict.
+        unsafe { libc::_exit(if intact { 0 } else { 1 }) }
+    });
+    let status = nix::sys::wait::waitpid(child, None).unwrap();
+    // SAFETY: unmaps our own mapping; `bytes` is not used after this.
+    unsafe { libc::munmap(page, len) };
+    assert_eq!(
+        status,
+        nix::sys::wait::WaitStatus::Exited(child, 0),
+        "the forked child found the memory at a dropped segment's addresses replaced"
+    );
+}
