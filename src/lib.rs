@@ -54,6 +54,8 @@ mod config;
 mod consumer;
 mod doorbell;
 mod error;
+#[cfg(not(loom))]
+mod fork;
 #[cfg(all(feature = "fuzzing", not(loom)))]
 #[doc(hidden)]
 pub mod fuzzing;

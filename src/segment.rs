@@ -3,9 +3,10 @@
 //! process is alive.
 //!
 //! Locks: open-file-description locks (`F_OFD_SETLK`) on single bytes of
-//! the segment file. The kernel drops them when the holder's last
-//! descriptor of that open file closes, however its process dies, so a test
-//! of a lock is a witness that a reused pid cannot fool.
+//! the segment file. The kernel drops them when the last reference to that
+//! open file description goes (its descriptors and its mappings, also a
+//! forked child's: see `fork.rs`), however its process dies, so a test of a
+//! lock is a witness that a reused pid cannot fool.
 //!
 //! | byte | who | kind | for |
 //! | --- | --- | --- | --- |
@@ -13,10 +14,11 @@
 //! | 0 | a reclaimer, while it checks and unlinks a dead producer's name | read | keeps a starting producer from claiming the file under it (and vice versa) |
 //! | 1 | the consumer, while attached | read | liveness (a read lock needs only a read-only descriptor) |
 //! | 2 | a reclaimer | write | one reclaimer at a time per file |
-//! | 3 | a consumer while it attaches | write | one consumer at a time passes the "is byte 1 free" test |
+//! | 3 | a consumer, from its attach until it detaches (the writable header-page mapping keeps the description alive) | write | one consumer at a time passes the "is byte 1 free" test |
 
 use crate::config::{StreamConfig, StreamId};
 use crate::error::SetupError;
+use crate::fork::ForkFd;
 use crate::layout::{
     Control, Descriptor, Geometry, Header, SideEntry, CONTROL_OFFSET, DESCRIPTOR_BYTES,
     FLAG_CONSUMER_ATTACHED, FLAG_DONE, HEADER_BYTES, LAYOUT_FINGERPRINT, MAGIC, MAX_DIMS,
@@ -57,8 +59,9 @@ pub(crate) struct Segment {
     reserved: usize,
     /// The producer's: read-write, holding the producer lock. The
     /// consumer's: read-only, holding the consumer lock (its writable
-    /// descriptor was closed right after mapping the header page).
-    fd: OwnedFd,
+    /// descriptor was closed right after mapping the header page). A forked
+    /// child's copy is a placeholder (see `fork.rs`).
+    fd: ForkFd,
     geometry: Geometry,
     /// An anonymous segment both of whose sides live in this process.
     in_process: bool,
@@ -135,12 +138,7 @@ impl Drop for Segment {
                 let _ = shm_unlink(c_name(name).as_c_str());
             }
         }
-        // SAFETY: `base..base + reserved` is the reservation made in
-        // `map_double`; no reference into it survives the ring handles,
-        // which hold the `Arc` this value lives in.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.reserved);
-        }
+        self.unmap();
         if let Some(name) = &self.inherited_name {
             // Its producer is gone (it handed the name over on its way
             // out); `remove_if_dead` checks that under the reclaim locks
@@ -154,6 +152,17 @@ impl Drop for Segment {
 }
 
 impl Segment {
+    /// Called once, from `drop`.
+    fn unmap(&mut self) {
+        self.fd.forget_mapping();
+        // SAFETY: `base..base + reserved` is the reservation made in
+        // `map_double`; no reference into it survives the ring handles,
+        // which hold the `Arc` this value lives in.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.reserved);
+        }
+    }
+
     fn header_ptr(&self) -> *mut Header {
         self.base.as_ptr().cast::<Header>()
     }
@@ -683,7 +692,7 @@ pub(crate) fn create_with(
     let segment = Arc::new(Segment {
         base,
         reserved,
-        fd,
+        fd: ForkFd::new(fd, base.as_ptr(), reserved),
         geometry,
         in_process: false,
         owned_name: Some(name.clone()),
@@ -1039,8 +1048,9 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
             reason: "it was removed or replaced while it was being opened".to_string(),
         });
     };
-    // One consumer at a time gets past the attach lock (a write lock, held
-    // by the writable descriptor until it closes below); past it, a
+    // One consumer at a time gets past the attach lock (a write lock on
+    // the writable description, which its header-page mapping keeps alive
+    // after the descriptor closes below: held until we unmap); past it, a
     // consumer lock held by anyone means another consumer is attached.
     let lock_err = |e| io_err("lock", &name, e);
     let attached = !take_lock(&writable, Lock::Write, LOCK_BYTE_ATTACH).map_err(lock_err)?
@@ -1058,7 +1068,7 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
     let mut segment = Segment {
         base,
         reserved,
-        fd,
+        fd: ForkFd::new(fd, base.as_ptr(), reserved),
         geometry,
         in_process: false,
         owned_name: None,
@@ -1092,7 +1102,7 @@ pub(crate) fn anonymous(config: &StreamConfig) -> Result<(RingMem, RingMem), Set
     let segment = Arc::new(Segment {
         base,
         reserved,
-        fd,
+        fd: ForkFd::new(fd, base.as_ptr(), reserved),
         geometry,
         in_process: true,
         owned_name: None,
