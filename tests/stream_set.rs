@@ -254,6 +254,44 @@ fn without_an_adopter_streams_wait_to_be_added_by_identity() {
     );
 }
 
+/// Defect 4 of issue 21: a refused `add` (the policy's window exceeds the
+/// ring) must leave the announcement where it was; on a9f0152 it consumed
+/// it and the retry got `NotAnnounced`.
+#[test]
+fn a_refused_add_leaves_the_stream_announced_and_a_valid_retry_reads_every_item() {
+    let mut set: StreamSet = StreamSet::in_process(64).unwrap();
+    let hub = set.hub().unwrap();
+    let producer = hub.create_stream(&config(id(0, 2))).unwrap();
+    for seq in 0..5 {
+        send(&producer, value(0, 2, seq), seq);
+    }
+    producer.signal_done();
+    let too_wide: Policy = "fixed:size=9".parse().unwrap();
+    let err = set.add(&config(id(0, 2)), too_wide).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SetupError::WindowExceedsCapacity {
+                window: 9,
+                capacity: 8
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(set.announced(), vec![id(0, 2)], "still announced");
+    assert!(set.is_empty());
+    let key = set.add(&config(id(0, 2)), fixed1()).unwrap();
+    let mut next = HashMap::new();
+    let mut finished = false;
+    while !finished {
+        for k in set.wait_any(PATIENCE) {
+            assert_eq!(k, key);
+            finished = drain(&mut set, k, &mut next);
+        }
+    }
+    assert_eq!(next[&id(0, 2)], 5, "every item");
+}
+
 #[test]
 fn a_full_hub_is_an_error_naming_its_size_and_a_removed_stream_frees_its_entry() {
     let mut set: StreamSet = StreamSet::in_process(64)
