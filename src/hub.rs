@@ -62,10 +62,15 @@ pub(crate) const HUB_HEADER_BYTES: u64 = 4096;
 #[cfg_attr(loom, allow(dead_code))] // segments only
 pub(crate) const HUB_CONTROL_OFFSET: u64 = 1024;
 const ALIGN: u64 = 128;
+/// Exchanges `close` tries on one entry word before it gives up: each
+/// failure follows a change of the word by another party, and a correct
+/// producer changes it at most twice (claim, publish).
+const CLOSE_ATTEMPTS: u32 = 64;
 
 const KIND_FREE: u64 = 0;
 const KIND_CLAIMED: u64 = 1;
 const KIND_PUBLISHED: u64 = 2;
+const KIND_CLOSED: u64 = 3;
 
 /// One producer attachment: its slot in the hub and the epoch of the
 /// attachment that holds the slot (the slot is reused by later ones).
@@ -94,6 +99,11 @@ pub(crate) enum EntryState {
         gen: u32,
         by: ProducerId,
     },
+    /// The worker's set went (`close`): nothing is claimed or published
+    /// here any more.
+    Closed {
+        gen: u32,
+    },
     /// A value no correct party writes.
     Invalid(u64),
 }
@@ -113,6 +123,7 @@ impl EntryState {
             KIND_PUBLISHED if (by.slot as usize) < MAX_HUB_PRODUCERS => {
                 EntryState::Published { gen, by }
             }
+            KIND_CLOSED if word & 0xffff_ff00 == 0 => EntryState::Closed { gen },
             _ => EntryState::Invalid(word),
         }
     }
@@ -462,18 +473,65 @@ impl HubMem {
         }
     }
 
-    /// Publishes a claimed entry and announces it to the consumer.
-    pub(crate) fn publish(&self, entry: u32, gen: u32, me: ProducerId, pid: u32) {
+    /// Publishes a claimed entry and announces it to the consumer; false
+    /// when the worker closed the entry first (its set went): the caller
+    /// then removes the stream itself. A CAS from our claim, not a store,
+    /// so a publication and the worker's `close` are decided by one word:
+    /// either the closing set sees the entry published (and decides the
+    /// stream's fate), or the producer sees it closed.
+    pub(crate) fn publish(&self, entry: u32, gen: u32, me: ProducerId, pid: u32) -> bool {
         let e = self.entry(entry);
         e.pid.store(pid, Ordering::Relaxed);
-        // Release: pairs with the consumer's Acquire load in `state`: the
-        // identity written above is visible to a consumer that sees the
-        // entry published.
-        e.state.store(
-            EntryState::encode(KIND_PUBLISHED, gen, me),
-            Ordering::Release,
-        );
-        self.set_bit(Bitmap::Announce, entry);
+        // Release: pairs with the consumer's Acquire load in `state` (and
+        // with `close`'s Acquire): the identity written above is visible
+        // to a consumer that sees the entry published.
+        let published = e
+            .state
+            .compare_exchange(
+                EntryState::encode(KIND_CLAIMED, gen, me),
+                EntryState::encode(KIND_PUBLISHED, gen, me),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if published {
+            self.set_bit(Bitmap::Announce, entry);
+        }
+        published
+    }
+
+    /// The worker's set goes: closes entry `i` for good (no claim or
+    /// publication succeeds on it after this) and returns what it held.
+    /// A stream it held `Published` and not adopted is the set's to
+    /// settle (`handover.rs`); one still `Claimed` will fail its `publish`
+    /// and its producer removes it. Gives up on a word that keeps changing
+    /// under it (only a hostile writer does that) and reports it `Invalid`.
+    pub(crate) fn close(&self, i: u32) -> EntryState {
+        let state = &self.entry(i).state;
+        let mut seen = state.load(Ordering::Relaxed);
+        for _ in 0..CLOSE_ATTEMPTS {
+            let before = EntryState::decode(seen);
+            let gen = match before {
+                EntryState::Closed { .. } => return before,
+                EntryState::Free { gen }
+                | EntryState::Claimed { gen, .. }
+                | EntryState::Published { gen, .. } => gen,
+                EntryState::Invalid(_) => 0,
+            };
+            let closed = EntryState::encode(KIND_CLOSED, gen, ProducerId { slot: 0, epoch: 0 });
+            // Acquire: pairs with the Release of `publish`: the identity
+            // of an entry we close published is visible.
+            match state.compare_exchange(seen, closed, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return before,
+                Err(now) => seen = now,
+            }
+        }
+        EntryState::Invalid(seen)
+    }
+
+    /// Whether the worker's set went (it closes entry 0 first).
+    pub(crate) fn closed(&self) -> bool {
+        matches!(self.state(0), EntryState::Closed { .. })
     }
 
     /// Sets bit `entry` of `bitmap` and wakes the consumer if it sleeps.
@@ -877,6 +935,26 @@ mod tests {
         hub.write_identity(7, ["p", "r", "e", "f"]);
         hub.entry(7).text[0].store(u64::MAX, Ordering::Relaxed);
         assert!(hub.identity(7).unwrap_err().contains("not UTF-8"));
+    }
+
+    #[test]
+    fn a_closed_entry_refuses_claims_and_publications_and_says_what_it_held() {
+        let hub = hub();
+        let a = hub.attach_producer(1).unwrap();
+        let (published, gen) = hub.claim(a, 5).unwrap();
+        assert!(hub.publish(published, gen, a, 1));
+        let (claimed, gen2) = hub.claim(a, 5).unwrap();
+        assert_eq!(hub.close(published), EntryState::Published { gen, by: a });
+        assert_eq!(hub.close(claimed), EntryState::Claimed { gen: gen2, by: a });
+        assert!(!hub.publish(claimed, gen2, a, 1), "closed under its claim");
+        assert!(!hub.closed(), "entry 0 is still open");
+        for i in 0..64 {
+            hub.close(i);
+        }
+        assert!(hub.closed());
+        assert_eq!(hub.claim(a, 0), None);
+        assert!(matches!(hub.close(3), EntryState::Closed { .. }));
+        assert!(!hub.retire(published, gen, a));
     }
 
     #[test]

@@ -221,30 +221,50 @@ impl<E> fmt::Debug for StreamSet<E> {
 }
 
 impl<E> Drop for StreamSet<E> {
-    /// Removes the segments of announced streams the set never adopted
-    /// whose producers went before it (they left their segments to this
-    /// worker: see "hand-over" in docs/design.md), and those of its
-    /// streams whose producer was killed. A live producer's segment is
-    /// never removed (`remove_if_dead` checks its lock).
+    /// Closes the hub, so that no stream can be announced to this set any
+    /// more, and settles every announced stream it never adopted with its
+    /// producer (see "hand-over" in docs/design.md): exactly one of the
+    /// two removes its segment, whichever goes first. Removes too the
+    /// segments of its streams whose producer was killed. A live
+    /// producer's segment is never removed.
     fn drop(&mut self) {
         for m in self.members.iter().flatten() {
             self.remove_if_killed(m);
         }
-        #[cfg(not(loom))]
-        if let Origin::Shared { .. } = self.origin {
-            for entry in 0..self.hub.entries() {
-                if self.members[entry as usize].is_some() {
-                    continue;
+        for entry in 0..self.hub.entries() {
+            // Every entry, adopted or not, announced or not: a producer
+            // between its claim and its publish then fails to publish and
+            // removes its stream itself.
+            let EntryState::Published { gen, by } = self.hub.close(entry) else {
+                continue;
+            };
+            if self.members[entry as usize].is_some() {
+                continue;
+            }
+            let Some(a) = self.announcement_of(entry, gen, by) else {
+                continue;
+            };
+            match &self.origin {
+                // Nobody will take the consumer half from the table.
+                Origin::Local(local) => drop(local.take((entry, gen))),
+                #[cfg(not(loom))]
+                Origin::Shared { .. } => {
+                    // Relaxed: `close`'s Acquire ordered the producer's
+                    // store before it.
+                    let pid = self
+                        .hub
+                        .entry(entry)
+                        .pid
+                        .load(crate::sync::Ordering::Relaxed);
+                    if let Ok(name) = StreamConfig::new(a.id)
+                        .with_prefix(&a.prefix)
+                        .segment_name()
+                    {
+                        let _ = crate::segment::close_unadopted(&name, pid);
+                    }
                 }
-                let Some(a) = self.announcement(entry) else {
-                    continue;
-                };
-                if let Ok(name) = StreamConfig::new(a.id)
-                    .with_prefix(&a.prefix)
-                    .segment_name()
-                {
-                    let _ = crate::segment::remove_if_dead(&name);
-                }
+                #[cfg(loom)]
+                Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
             }
         }
     }
@@ -529,8 +549,39 @@ impl<E> StreamSet<E> {
                     .segment_name()
                     .unwrap_or_else(|_| config.id.to_string()),
             })?;
+        // A policy the stream cannot hold is refused before anything is
+        // taken or opened: the announcement stays for a retry.
+        let window = policy.max_window();
+        let capacity = self.capacity_of(&self.pending[at])?;
+        if window as u64 > capacity {
+            return Err(SetupError::WindowExceedsCapacity { window, capacity });
+        }
         let a = self.pending.swap_remove(at);
         self.open_member(a, Box::new(policy))
+    }
+
+    /// Items the announced stream's ring holds, read without attaching to
+    /// it (an attach marks the segment as consumed, and a consumer that
+    /// came and went would leave the stream's producer a gone consumer).
+    fn capacity_of(&self, a: &Announcement) -> Result<u64, SetupError> {
+        match &self.origin {
+            Origin::Local(local) => {
+                local
+                    .capacity((a.entry, a.gen))
+                    .ok_or_else(|| SetupError::NotAnnounced {
+                        name: a.id.to_string(),
+                    })
+            }
+            #[cfg(not(loom))]
+            Origin::Shared { .. } => {
+                let name = StreamConfig::new(a.id.clone())
+                    .with_prefix(&a.prefix)
+                    .segment_name()?;
+                crate::segment::capacity(&name)
+            }
+            #[cfg(loom)]
+            Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
+        }
     }
 
     /// Removes the stream of `key` from the set and gives its hub entry
@@ -844,6 +895,12 @@ impl<E> StreamSet<E> {
         let EntryState::Published { gen, by } = self.hub.state(entry) else {
             return None;
         };
+        self.announcement_of(entry, gen, by)
+    }
+
+    /// As [`announcement`](Self::announcement), for an entry seen
+    /// published as `gen` by `by`.
+    fn announcement_of(&self, entry: u32, gen: u32, by: ProducerId) -> Option<Announcement> {
         if self.members[entry as usize].is_some() {
             return None;
         }

@@ -820,7 +820,12 @@ fn a_refused_add_of_a_handed_over_stream_leaves_it_whole() {
     producer.signal_done();
     drop(producer);
     let err = set
-        .add(&cfg, "fixed:size=17".parse::<shmstream::policy::Policy>().unwrap())
+        .add(
+            &cfg,
+            "fixed:size=17"
+                .parse::<shmstream::policy::Policy>()
+                .unwrap(),
+        )
         .unwrap_err();
     assert!(
         matches!(
@@ -835,7 +840,10 @@ fn a_refused_add_of_a_handed_over_stream_leaves_it_whole() {
     assert_eq!(set.announced(), vec![stream_id(0, 6)]);
     assert_eq!(stream_segments(&prefix).len(), 1, "the segment stays");
     let key = set
-        .add(&cfg, "fixed:size=4".parse::<shmstream::policy::Policy>().unwrap())
+        .add(
+            &cfg,
+            "fixed:size=4".parse::<shmstream::policy::Policy>().unwrap(),
+        )
         .unwrap();
     let mut worker = Worker::default();
     let deadline = Instant::now() + PATIENCE;
