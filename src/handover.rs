@@ -95,6 +95,67 @@ pub fn worker_closes(word: &AtomicU32) -> Close {
     }
 }
 
+/// The hub's entry protocol as the loom hand-over model drives it: the
+/// real `claim`, `publish` and `close` of a heap hub, which `Hub` and
+/// `StreamSet` call in production. Not part of the API.
+#[cfg(loom)]
+#[derive(Debug)]
+pub struct ModelHub {
+    hub: crate::hub::HubMem,
+    producer: crate::hub::ProducerId,
+}
+
+#[cfg(loom)]
+impl ModelHub {
+    /// A hub of the fewest entries, with one producer attached.
+    pub fn new() -> ModelHub {
+        let hub = crate::hub::heap_hub(crate::hub::MIN_HUB_ENTRIES).expect("a valid size");
+        let producer = hub.attach_producer(1).expect("a free slot");
+        ModelHub { hub, producer }
+    }
+
+    /// The producer claims an entry: `(entry, generation)`.
+    pub fn claim(&self) -> Option<(u32, u32)> {
+        self.hub.claim(self.producer, 0)
+    }
+
+    /// The producer publishes its claim; false when the entry was closed.
+    pub fn publish(&self, entry: u32, gen: u32) -> bool {
+        self.hub.publish(entry, gen, self.producer, 1)
+    }
+
+    /// The worker's set closes entry 0 as its drop does (it closes every
+    /// entry, 0 first); returns its generation if it was published. The
+    /// model's producer claims from entry 0 and never looks past an entry
+    /// it finds closed (by its look or by its failed CAS), so entry 0 is
+    /// the only one it can race the close on (the other 63 closes would
+    /// only multiply loom's interleavings).
+    pub fn close_first(&self) -> Option<u32> {
+        match self.hub.close(0) {
+            crate::hub::EntryState::Published { gen, .. } => Some(gen),
+            _ => None,
+        }
+    }
+
+    /// The worker takes the announce bits (as `wait_any` does) and returns
+    /// the entries it finds published.
+    pub fn take_announced(&self) -> Vec<u32> {
+        let mut announced = Vec::new();
+        self.hub
+            .take(crate::hub::Bitmap::Announce, 0, |e| announced.push(e));
+        announced
+            .retain(|&e| matches!(self.hub.state(e), crate::hub::EntryState::Published { .. }));
+        announced
+    }
+}
+
+#[cfg(loom)]
+impl Default for ModelHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

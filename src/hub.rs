@@ -416,7 +416,8 @@ impl HubMem {
     /// Claims an entry for `me`, starting the search at `start`: a free
     /// one, or one claimed by an attachment that died before it published.
     /// Returns the entry and its new generation; `None` when the hub is
-    /// full. Lock-free: a lost CAS moves on to the next entry.
+    /// full, or closing (an entry is `Closed`). Lock-free: a lost CAS moves
+    /// on to the next entry.
     pub(crate) fn claim(&self, me: ProducerId, start: u32) -> Option<(u32, u32)> {
         let n = self.geometry.entries;
         for k in 0..n {
@@ -431,6 +432,9 @@ impl HubMem {
                 // attachment is alive; another thread of ours may be
                 // between its claim and its publish).
                 EntryState::Claimed { gen, by } if by != me && !self.producer_alive(by) => gen,
+                // The worker's set is going (it closes every entry): no
+                // entry will be adopted any more, stop looking.
+                EntryState::Closed { .. } => return None,
                 _ => continue,
             };
             let gen = gen.wrapping_add(1);
@@ -438,11 +442,13 @@ impl HubMem {
             // Acquire on success: pairs with the Release of `retire` (and
             // of a reclaimed claim's writes): the previous user's accesses
             // to the entry happen before ours.
-            if state
-                .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Some((i, gen));
+            match state.compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Some((i, gen)),
+                // Our look was stale: the set closed it meanwhile.
+                Err(now) if matches!(EntryState::decode(now), EntryState::Closed { .. }) => {
+                    return None
+                }
+                Err(_) => {}
             }
         }
         None
