@@ -418,12 +418,27 @@ impl HubMem {
     /// Returns the entry and its new generation; `None` when the hub is
     /// full, or closing (an entry is `Closed`). Lock-free: a lost CAS moves
     /// on to the next entry.
+    #[cfg_attr(not(any(test, loom)), allow(dead_code))] // tests and the loom facade
     pub(crate) fn claim(&self, me: ProducerId, start: u32) -> Option<(u32, u32)> {
+        self.claim_reporting(me, start, |_| {})
+    }
+
+    /// As [`claim`](Self::claim); when the entry taken was claimed by a
+    /// producer that died before publishing, calls `stale` with the
+    /// identity that producer wrote (it may have created the segment
+    /// already: the caller removes it if its producer is dead).
+    pub(crate) fn claim_reporting(
+        &self,
+        me: ProducerId,
+        start: u32,
+        mut stale: impl FnMut([String; 4]),
+    ) -> Option<(u32, u32)> {
         let n = self.geometry.entries;
         for k in 0..n {
             let i = start.wrapping_add(k) % n;
             let state = &self.entry(i).state;
             let seen = state.load(Ordering::Relaxed);
+            let mut dead_claim = false;
             let gen = match EntryState::decode(seen) {
                 EntryState::Free { gen } => gen,
                 // A claim never published, by a producer that is gone: the
@@ -431,7 +446,10 @@ impl HubMem {
                 // a later attachment. Our own claims are never stale (this
                 // attachment is alive; another thread of ours may be
                 // between its claim and its publish).
-                EntryState::Claimed { gen, by } if by != me && !self.producer_alive(by) => gen,
+                EntryState::Claimed { gen, by } if by != me && !self.producer_alive(by) => {
+                    dead_claim = true;
+                    gen
+                }
                 // The worker's set is going (it closes every entry): no
                 // entry will be adopted any more, stop looking.
                 EntryState::Closed { .. } => return None,
@@ -439,11 +457,24 @@ impl HubMem {
             };
             let gen = gen.wrapping_add(1);
             let mine = EntryState::encode(KIND_CLAIMED, gen, me);
+            // Read before the CAS: once it succeeds nobody wrote the text
+            // since our look (a dead producer writes nothing, and another
+            // taker's CAS would have made ours fail).
+            let before = if dead_claim {
+                self.identity(i).ok().flatten()
+            } else {
+                None
+            };
             // Acquire on success: pairs with the Release of `retire` (and
             // of a reclaimed claim's writes): the previous user's accesses
             // to the entry happen before ours.
             match state.compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return Some((i, gen)),
+                Ok(_) => {
+                    if let Some(identity) = before {
+                        stale(identity);
+                    }
+                    return Some((i, gen));
+                }
                 // Our look was stale: the set closed it meanwhile.
                 Err(now) if matches!(EntryState::decode(now), EntryState::Closed { .. }) => {
                     return None
@@ -452,6 +483,23 @@ impl HubMem {
             }
         }
         None
+    }
+
+    /// Gives back an entry claimed and not published (the stream could
+    /// not be created). False when it is not our claim any more (the
+    /// worker's set closed it).
+    #[cfg_attr(loom, allow(dead_code))] // segments only
+    pub(crate) fn unclaim(&self, entry: u32, gen: u32, me: ProducerId) -> bool {
+        self.entry(entry)
+            .state
+            .compare_exchange(
+                EntryState::encode(KIND_CLAIMED, gen, me),
+                EntryState::encode(KIND_FREE, gen, ProducerId { slot: 0, epoch: 0 }),
+                // Release: pairs with the Acquire of the next `claim`.
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 
     /// Writes the identity of the stream into a claimed entry: the segment
@@ -646,24 +694,35 @@ impl HubMem {
     }
 
     /// The consumer frees every entry claimed by an attachment that died
-    /// before publishing. O(entries), one liveness test per claimed entry;
-    /// returns how many it freed.
-    pub(crate) fn sweep_dead_claims(&self) -> usize {
+    /// before publishing, and calls `stale` with the identity each such
+    /// producer wrote (it may have created the segment: the caller removes
+    /// it if its producer is dead). O(entries), one liveness test per
+    /// claimed entry; returns how many it freed.
+    pub(crate) fn sweep_dead_claims(&self, mut stale: impl FnMut([String; 4])) -> usize {
         (0..self.geometry.entries)
             .filter(|&i| {
                 let state = &self.entry(i).state;
                 let seen = state.load(Ordering::Relaxed);
-                match EntryState::decode(seen) {
-                    EntryState::Claimed { gen, by } if !self.producer_alive(by) => state
-                        .compare_exchange(
-                            seen,
-                            EntryState::encode(KIND_FREE, gen, ProducerId { slot: 0, epoch: 0 }),
-                            Ordering::Release,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok(),
-                    _ => false,
+                let EntryState::Claimed { gen, by } = EntryState::decode(seen) else {
+                    return false;
+                };
+                if self.producer_alive(by) {
+                    return false;
                 }
+                // Read before the CAS, as in `claim_reporting`.
+                let before = self.identity(i).ok().flatten();
+                let freed = state
+                    .compare_exchange(
+                        seen,
+                        EntryState::encode(KIND_FREE, gen, ProducerId { slot: 0, epoch: 0 }),
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok();
+                if let (true, Some(identity)) = (freed, before) {
+                    stale(identity);
+                }
+                freed
             })
             .count()
     }
@@ -702,10 +761,11 @@ impl Attachment {
         }
     }
 
-    /// Claims an entry for this attachment.
-    pub(crate) fn claim(&self) -> Option<(u32, u32)> {
+    /// Claims an entry for this attachment (`stale`: as in
+    /// [`HubMem::claim_reporting`]).
+    pub(crate) fn claim(&self, stale: impl FnMut([String; 4])) -> Option<(u32, u32)> {
         let start = self.cursor.load(Ordering::Relaxed);
-        let claimed = self.hub.claim(self.id, start)?;
+        let claimed = self.hub.claim_reporting(self.id, start, stale)?;
         self.cursor
             .store(claimed.0.wrapping_add(1), Ordering::Relaxed);
         Some(claimed)
@@ -853,13 +913,37 @@ mod tests {
         // Alive: the entry stays a's, also for the consumer's sweep.
         let b = hub.attach_producer(2).unwrap();
         assert_ne!(hub.claim(b, entry).unwrap().0, entry);
-        assert_eq!(hub.sweep_dead_claims(), 0);
+        assert_eq!(hub.sweep_dead_claims(|_| {}), 0);
         // `a` dies between claim and publish: its slot's lock goes.
         hub.detach_producer(a);
         let (taken, gen2) = hub.claim(b, entry).unwrap();
         assert_eq!((taken, gen2), (entry, gen + 1));
         hub.publish(taken, gen2, b, 2);
         assert_eq!(hub.state(entry), EntryState::Published { gen: gen2, by: b });
+    }
+
+    #[test]
+    fn a_dead_producers_claim_reports_the_identity_it_wrote_to_whoever_frees_it() {
+        let hub = hub();
+        let a = hub.attach_producer(1).unwrap();
+        let (taken, _) = hub.claim(a, 3).unwrap();
+        hub.write_identity(taken, ["pre-", "r1", "e", "p"]);
+        let (swept, _) = hub.claim(a, 9).unwrap();
+        hub.write_identity(swept, ["pre-", "r2", "e", "p"]);
+        let (fresh, _) = hub.claim(a, 20).unwrap();
+        hub.clear_identity(fresh);
+        hub.detach_producer(a);
+        let b = hub.attach_producer(2).unwrap();
+        let mut stale = vec![];
+        assert_eq!(
+            hub.claim_reporting(b, 3, |id| stale.push(id[1].clone())),
+            Some((taken, 2))
+        );
+        assert_eq!(stale, ["r1"]);
+        let mut swept_ids = vec![];
+        assert_eq!(hub.sweep_dead_claims(|id| swept_ids.push(id[1].clone())), 2);
+        assert_eq!(swept_ids, ["r2"], "an entry without text reports nothing");
+        assert_eq!(hub.sweep_dead_claims(|_| panic!("swept already")), 0);
     }
 
     #[test]
@@ -872,7 +956,7 @@ mod tests {
         assert_eq!(a2.slot, a.slot, "the slot is reused");
         assert_ne!(a2.epoch, a.epoch);
         assert!(!hub.producer_alive(a), "the old epoch is dead");
-        assert_eq!(hub.sweep_dead_claims(), 1);
+        assert_eq!(hub.sweep_dead_claims(|_| {}), 1);
         assert!(matches!(hub.state(entry), EntryState::Free { .. }));
     }
 

@@ -165,7 +165,7 @@ impl Hub {
         match &self.local {
             Some(local) => {
                 let (producer, consumer) = crate::open::in_process(config)?;
-                let (entry, gen) = self.attachment.claim().ok_or_else(full)?;
+                let (entry, gen) = self.attachment.claim(|_| {}).ok_or_else(full)?;
                 local.put((entry, gen), config.id.clone(), consumer);
                 hub.clear_identity(entry);
                 self.wire(&producer, entry);
@@ -190,21 +190,16 @@ impl Hub {
         pid: u32,
     ) -> Result<Producer, SetupError> {
         let hub = &self.attachment.hub;
-        // Handed over: a producer that finishes and goes before the worker
-        // adopted the stream leaves the segment to it (nothing is lost).
-        // Created before the entry is claimed, so a published entry always
-        // names an initialised segment.
-        let (mem, _name) = crate::segment::create_with(config, true)?;
-        let producer = Producer::from_ring(crate::ring::ProducerRing::new(mem), config.timeout);
-        // A stream that never reaches the worker is nobody's to adopt:
-        // dropping it must remove its name, not hand it over.
-        let refuse = |e: SetupError| {
-            producer.ring.borrow().mem().cancel_hand_over();
-            e
-        };
-        let Some((entry, gen)) = self.attachment.claim() else {
-            return Err(refuse(full()));
-        };
+        // The entry first, with the stream's identity, then the segment:
+        // a producer killed anywhere before it publishes leaves a claimed
+        // entry naming what it may have created, which the next claimer of
+        // the entry or the worker (when it finds the producer dead, and
+        // when its set goes) removes if its producer is dead.
+        let (entry, gen) = self
+            .attachment
+            .claim(crate::segment::remove_stale)
+            .ok_or_else(full)?;
+        let me = self.attachment.id;
         let id = &config.id;
         hub.write_identity(
             entry,
@@ -215,10 +210,25 @@ impl Hub {
                 &id.from_partition,
             ],
         );
+        // Handed over: a producer that finishes and goes before the worker
+        // adopted the stream leaves the segment to it (nothing is lost).
+        // Created before the entry is published, so a published entry
+        // always names an initialised segment.
+        let mem = match crate::segment::create_with(config, true) {
+            Ok((mem, _name)) => mem,
+            Err(e) => {
+                hub.unclaim(entry, gen, me);
+                return Err(e);
+            }
+        };
+        let producer = Producer::from_ring(crate::ring::ProducerRing::new(mem), config.timeout);
         self.wire(&producer, entry);
-        if !hub.publish(entry, gen, self.attachment.id, pid) {
-            // The worker's set closed the entry first (it is going).
-            return Err(refuse(gone()));
+        if !hub.publish(entry, gen, me, pid) {
+            // The worker's set closed the entry first (it is going): the
+            // stream is nobody's to adopt, so dropping it removes its name
+            // rather than handing it over.
+            producer.ring.borrow().mem().cancel_hand_over();
+            return Err(gone());
         }
         Ok(producer)
     }

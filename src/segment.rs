@@ -1263,6 +1263,21 @@ pub(crate) fn remove_handed_over(name: &str, checked: &OwnedFd) -> Result<bool, 
     // `fd` closes here, releasing the lock after the unlink.
 }
 
+/// Removes the segment a hub entry's identity names (prefix, request_id,
+/// edge_name, from_partition) if its producer is dead: what a producer
+/// killed between claiming the entry and publishing it may have created.
+pub(crate) fn remove_stale(identity: [String; 4]) {
+    let [prefix, request_id, edge_name, from_partition] = identity;
+    let id = crate::config::StreamId {
+        request_id,
+        edge_name,
+        from_partition,
+    };
+    if let Ok(name) = StreamConfig::new(id).with_prefix(&prefix).segment_name() {
+        let _ = remove_if_dead(&name);
+    }
+}
+
 /// Items the ring of segment `name` holds, from its checked header,
 /// without attaching.
 ///

@@ -235,8 +235,18 @@ impl<E> Drop for StreamSet<E> {
             // Every entry, adopted or not, announced or not: a producer
             // between its claim and its publish then fails to publish and
             // removes its stream itself.
-            let EntryState::Published { gen, by } = self.hub.close(entry) else {
-                continue;
+            let (gen, by) = match self.hub.close(entry) {
+                EntryState::Published { gen, by } => (gen, by),
+                // A producer killed between its claim and its publish: what
+                // it may have created (a live one fails to publish and
+                // removes its stream itself).
+                EntryState::Claimed { by, .. } if !self.hub.producer_alive(by) => {
+                    if let Ok(Some(identity)) = self.hub.identity(entry) {
+                        self.remove_stale(identity);
+                    }
+                    continue;
+                }
+                _ => continue,
             };
             if self.members[entry as usize].is_some() {
                 continue;
@@ -749,6 +759,17 @@ impl<E> StreamSet<E> {
         }
     }
 
+    /// Removes the segment named by a dead producer's unpublished claim
+    /// (shared hubs), if its producer is dead.
+    fn remove_stale(&self, identity: [String; 4]) {
+        #[cfg(not(loom))]
+        if let Origin::Shared { .. } = self.origin {
+            crate::segment::remove_stale(identity);
+        }
+        #[cfg(loom)]
+        let _ = identity;
+    }
+
     /// Whether a live producer is watched by lock tests between sleep
     /// slices (no pidfd for it).
     fn sliced(&self) -> bool {
@@ -845,7 +866,8 @@ impl<E> StreamSet<E> {
         if died {
             // A producer that died between claiming an entry and
             // publishing it left the entry claimed: free it.
-            self.hub.sweep_dead_claims();
+            self.hub
+                .sweep_dead_claims(|identity| self.remove_stale(identity));
         }
     }
 
