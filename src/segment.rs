@@ -1278,6 +1278,11 @@ pub(crate) fn remove_stale(identity: [String; 4]) {
     }
 }
 
+/// Whether `name` exists (an error opening it counts as existing).
+pub(crate) fn exists(name: &str) -> bool {
+    !matches!(open_existing(name), Ok(None))
+}
+
 /// Items the ring of segment `name` holds, from its checked header,
 /// without attaching.
 ///

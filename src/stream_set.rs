@@ -24,6 +24,11 @@ pub const WATCH_SLICE: Duration = Duration::from_millis(50);
 /// Errors of adoption kept at most (the oldest go first).
 const MAX_ADOPT_ERRORS: usize = 64;
 
+/// Names of removed streams kept per live producer process, to remove if
+/// it is killed holding them (at about 100 bytes a name, 100 KiB per
+/// producer at most).
+const MAX_RELEASED: usize = 1024;
+
 /// A stream of a [`StreamSet`]: its hub entry and that entry's generation,
 /// so a key never names a later stream that reuses the entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,11 +140,35 @@ impl<E> Member<E> {
     }
 }
 
+/// Remembers `name`, a removed stream's segment its live producer still
+/// holds. At the bound, names gone since (their producer dropped them) are
+/// forgotten, then the oldest, down to half the bound: so a prune (one
+/// `shm_open` per name) comes at most once per `MAX_RELEASED / 2` pushes.
+/// A producer killed holding a forgotten name leaves it to `ipc-demo
+/// clean`.
+fn keep_released(released: &mut Vec<String>, name: String) {
+    if released.len() >= MAX_RELEASED {
+        #[cfg(not(loom))]
+        released.retain(|n| crate::segment::exists(n));
+        if released.len() > MAX_RELEASED / 2 {
+            let extra = released.len() - MAX_RELEASED / 2;
+            released.drain(..extra);
+        }
+    }
+    released.push(name);
+}
+
 /// A producer process the set watches, with the entries of its streams.
 #[derive(Debug)]
 struct Watched {
     id: ProducerId,
     entries: Vec<u32>,
+    /// Segments of streams removed from the set while this producer was
+    /// alive and still held them: a producer killed later leaves them
+    /// behind, and the set removes them when it finds it dead. At most
+    /// `MAX_RELEASED` (then pruned of names already gone, then the oldest
+    /// are forgotten).
+    released: Vec<String>,
     dead: bool,
     /// The death watch thread polls its pidfd: no need to slice the sleep
     /// for it.
@@ -230,6 +259,13 @@ impl<E> Drop for StreamSet<E> {
     fn drop(&mut self) {
         for m in self.members.iter().flatten() {
             self.remove_if_killed(m);
+        }
+        // A producer alive now removes its own names when it drops them;
+        // one killed after this leaves them to `ipc-demo clean`.
+        for w in 0..self.watched.len() {
+            if !self.hub.producer_alive(self.watched[w].id) {
+                Self::remove_released(&mut self.watched[w].released);
+            }
         }
         for entry in 0..self.hub.entries() {
             // Every entry, adopted or not, announced or not: a producer
@@ -601,21 +637,29 @@ impl<E> StreamSet<E> {
         let m = self.members[key.entry as usize].take()?;
         self.len -= 1;
         self.hub.retire(key.entry, m.gen, m.by);
+        let held = self.remove_if_killed(&m);
         if let Some(at) = self.watched.iter().position(|w| w.id == m.by) {
             let w = &mut self.watched[at];
             w.entries.retain(|&e| e != key.entry);
-            if w.entries.is_empty() {
-                let w = self.watched.swap_remove(at);
-                #[cfg(not(any(loom, miri)))]
-                if let (true, Some(watch)) = (w.by_pidfd, &self.death_watch) {
-                    watch.unwatch(w.id);
-                }
-                #[cfg(any(loom, miri))]
-                let _ = w;
+            if let Some(name) = held {
+                keep_released(&mut w.released, name);
+            }
+            if w.entries.is_empty() && w.released.is_empty() {
+                self.unwatch(at);
             }
         }
-        self.remove_if_killed(&m);
         Some(m.buffer)
+    }
+
+    /// Stops watching the producer at `at` in `watched`.
+    fn unwatch(&mut self, at: usize) {
+        let w = self.watched.swap_remove(at);
+        #[cfg(not(any(loom, miri)))]
+        if let (true, Some(watch)) = (w.by_pidfd, &self.death_watch) {
+            watch.unwatch(w.id);
+        }
+        #[cfg(any(loom, miri))]
+        let _ = w;
     }
 
     /// Removes the segment of `m` if its producer died without a word (a
@@ -624,25 +668,44 @@ impl<E> StreamSet<E> {
     /// made). Only a dead producer's file that this process consumed goes
     /// (see `remove_if_dead_consumed_by`): never a live one, never one
     /// handed over to a consumer yet to come.
-    fn remove_if_killed(&self, m: &Member<E>) {
+    ///
+    /// Returns the segment's name when its producer is alive and still
+    /// holds it: if it is killed before it drops it, nobody else would
+    /// remove it (the set does, when it finds the producer dead).
+    fn remove_if_killed(&self, m: &Member<E>) -> Option<String> {
         #[cfg(not(loom))]
         if let Origin::Shared { .. } = self.origin {
             let mem = m.buffer.consumer().ring.mem();
             let left = mem.flags() & FLAG_PRODUCER_GONE != 0;
-            // The segment's own producer lock (one test): the process may
-            // be found dead here before the hub's slot lock says so.
-            if left || (!m.producer_dead && mem.peer_alive(crate::ring::Side::Producer)) {
-                return;
+            if left {
+                return None;
             }
-            if let Ok(name) = StreamConfig::new(m.buffer.id().clone())
+            let name = StreamConfig::new(m.buffer.id().clone())
                 .with_prefix(&m.prefix)
                 .segment_name()
-            {
-                let _ = crate::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
+                .ok()?;
+            // The segment's own producer lock (one test): the process may
+            // be found dead here before the hub's slot lock says so.
+            if !m.producer_dead && mem.peer_alive(crate::ring::Side::Producer) {
+                return Some(name);
             }
+            let _ = crate::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
         }
         #[cfg(loom)]
         let _ = m;
+        None
+    }
+
+    /// Removes the segments a producer found dead held when their streams
+    /// were removed from the set (only files this process consumed whose
+    /// producer is dead: see `remove_if_dead_consumed_by`).
+    fn remove_released(released: &mut Vec<String>) {
+        #[cfg(not(loom))]
+        for name in released.drain(..) {
+            let _ = crate::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
+        }
+        #[cfg(loom)]
+        released.clear();
     }
 
     /// Waits until at least one stream has news and returns those that
@@ -864,6 +927,15 @@ impl<E> StreamSet<E> {
             }
         }
         if died {
+            for w in (0..self.watched.len()).rev() {
+                if !self.watched[w].dead {
+                    continue;
+                }
+                Self::remove_released(&mut self.watched[w].released);
+                if self.watched[w].entries.is_empty() {
+                    self.unwatch(w);
+                }
+            }
             // A producer that died between claiming an entry and
             // publishing it left the entry claimed: free it.
             self.hub
@@ -977,6 +1049,7 @@ impl<E> StreamSet<E> {
                 self.watched.push(Watched {
                     id: a.by,
                     entries: Vec::new(),
+                    released: Vec::new(),
                     dead: false,
                     by_pidfd,
                 });
