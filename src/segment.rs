@@ -509,7 +509,10 @@ fn reclaim_consumed_by(name: &str, consumer: Option<u32>) -> Result<Reclaim, Set
     if !names_file(name, &fd)? {
         return Ok(Reclaim::Changed);
     }
-    if consumer.is_some_and(|pid| read_consumer_pid(&fd) != Some(pid)) {
+    // A file whose worker closed without adopting it is nobody's to read
+    // either, once its producer is dead.
+    let found = read_consumer_pid(&fd);
+    if consumer.is_some_and(|pid| found != Some(pid) && found != Some(WORKER_CLOSED)) {
         // Dead, but not the file that consumer read: not its to remove.
         return Ok(Reclaim::Busy);
     }
@@ -1281,6 +1284,24 @@ pub(crate) fn remove_stale(identity: [String; 4]) {
 /// Whether `name` exists (an error opening it counts as existing).
 pub(crate) fn exists(name: &str) -> bool {
     !matches!(open_existing(name), Ok(None))
+}
+
+/// Removes every stream segment under `prefix` (except hubs, named
+/// `<prefix>hub-...`) whose producer is dead and which this process
+/// consumed or whose worker closed without adopting it: what producers
+/// killed after a worker's set let go of their streams leave behind. Never
+/// a live producer's file, nor one handed over to a worker yet to adopt it.
+/// Returns how many it removed. O(files in /dev/shm).
+pub(crate) fn remove_orphans(prefix: &str) -> usize {
+    let Ok(names) = list_segments(prefix) else {
+        return 0;
+    };
+    let hubs = format!("/{prefix}hub-");
+    names
+        .iter()
+        .filter(|name| !name.starts_with(&hubs))
+        .filter(|name| remove_if_dead_consumed_by(name, Some(std::process::id())).unwrap_or(false))
+        .count()
 }
 
 /// Items the ring of segment `name` holds, from its checked header,

@@ -313,6 +313,13 @@ impl<E> Drop for StreamSet<E> {
                 Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
             }
         }
+        // Streams an earlier set of this process let go of (adopted, or
+        // closed unadopted) whose producer was killed after that: their
+        // live party is gone, this sweep removes them.
+        #[cfg(not(loom))]
+        if let Origin::Shared { prefix, .. } = &self.origin {
+            crate::segment::remove_orphans(prefix);
+        }
     }
 }
 

@@ -854,3 +854,68 @@ fn a_refused_add_of_a_handed_over_stream_leaves_it_whole() {
     assert_eq!(worker.next.get(&stream_id(0, 6)), Some(&6));
     assert!(stream_segments(&prefix).is_empty());
 }
+
+/// Streams removed from the set while their producer lived, whose
+/// producer is then killed: the set removes their segments when it finds
+/// it dead, without waiting for its own drop (found by the lifecycle
+/// stress; on a9f0152 they stayed in /dev/shm for good).
+#[test]
+fn streams_removed_before_their_producer_is_killed_go_when_the_set_finds_it_dead() {
+    let prefix = unique_prefix("hubrk");
+    let _cleanup = Cleanup(prefix.clone());
+    let mut set = worker_set(&prefix);
+    let mut victim = spawn("victim", &prefix, 1, 3, 2);
+    wait_ready(&mut victim);
+    let deadline = Instant::now() + PATIENCE;
+    while set.len() < 3 {
+        assert!(Instant::now() < deadline, "streams never adopted");
+        set.wait_any(Some(Duration::from_millis(10)));
+    }
+    for key in set.keys() {
+        set.remove(key).unwrap();
+    }
+    assert_eq!(victim_segments(&prefix, 1, 3).len(), 3, "a live producer's");
+    let pid = nix::unistd::Pid::from_raw(victim.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    victim.0.wait().unwrap();
+    while !victim_segments(&prefix, 1, 3).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left in /dev/shm: {:?}",
+            victim_segments(&prefix, 1, 3)
+        );
+        set.wait_any(Some(Duration::from_millis(10)));
+    }
+}
+
+/// A set dropped while its producer lives, the producer killed after:
+/// the streams it adopted, and the one it never adopted, are removed by
+/// the next set of this process when it goes (on a9f0152 they stayed).
+#[test]
+fn streams_a_dropped_set_let_go_of_go_with_the_next_set_once_their_producer_is_killed() {
+    let prefix = unique_prefix("hubro");
+    let _cleanup = Cleanup(prefix.clone());
+    let mut set: StreamSet = StreamSet::create(WORKER, &prefix)
+        .unwrap()
+        .with_adopter(Box::new(|id: &StreamId| {
+            (id.request_id != "req-0")
+                .then(|| Box::new(shmstream::policy::Fixed::new(1).unwrap()) as Box<_>)
+        }))
+        .with_stream_timeout(Some(PATIENCE));
+    let mut victim = spawn("victim", &prefix, 1, 3, 2);
+    wait_ready(&mut victim);
+    let deadline = Instant::now() + PATIENCE;
+    while set.len() < 2 {
+        assert!(Instant::now() < deadline, "streams never adopted");
+        set.wait_any(Some(Duration::from_millis(10)));
+    }
+    assert_eq!(set.announced(), vec![stream_id(1, 0)]);
+    drop(set);
+    assert_eq!(victim_segments(&prefix, 1, 3).len(), 3, "a live producer's");
+    let pid = nix::unistd::Pid::from_raw(victim.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    victim.0.wait().unwrap();
+    drop(worker_set(&prefix));
+    let left = victim_segments(&prefix, 1, 3);
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
