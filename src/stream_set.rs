@@ -310,7 +310,10 @@ impl<E> Drop for StreamSet<E> {
                     }
                 }
                 #[cfg(loom)]
-                Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
+                Origin::Shared { .. } => {
+                    let _ = a;
+                    unreachable!("under loom every hub is in-process")
+                }
             }
         }
         // Streams an earlier set of this process let go of (adopted, or
@@ -1112,5 +1115,22 @@ impl<E> StreamSet<E> {
             #[cfg(loom)]
             Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
         }
+    }
+}
+
+#[cfg(all(test, not(any(loom, miri))))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_names_stay_bounded_and_names_gone_are_forgotten_first() {
+        let gone = |i: usize| format!("/sst-unit-released-{}-{i}", std::process::id());
+        let mut released = Vec::new();
+        for i in 0..MAX_RELEASED {
+            keep_released(&mut released, gone(i));
+        }
+        assert_eq!(released.len(), MAX_RELEASED);
+        keep_released(&mut released, gone(MAX_RELEASED));
+        assert_eq!(released, [gone(MAX_RELEASED)], "none of them exists");
     }
 }
