@@ -964,6 +964,16 @@ impl<E> StreamSet<E> {
             let Some(a) = self.announcement(entry) else {
                 continue;
             };
+            // Announced once by a correct producer; a bit set again (by a
+            // hostile one) must not grow the pending list past one per
+            // entry. O(pending), at most the hub's entries.
+            if self
+                .pending
+                .iter()
+                .any(|p| p.entry == a.entry && p.gen == a.gen)
+            {
+                continue;
+            }
             let policy = match self.adopter.as_mut() {
                 Some(adopt) => adopt(&a.id),
                 None => None,
@@ -1132,5 +1142,25 @@ mod tests {
         assert_eq!(released.len(), MAX_RELEASED);
         keep_released(&mut released, gone(MAX_RELEASED));
         assert_eq!(released, [gone(MAX_RELEASED)], "none of them exists");
+    }
+
+    #[test]
+    fn an_announcement_set_again_and_again_is_pending_once() {
+        let mut set: StreamSet = StreamSet::in_process(64).unwrap();
+        let hub = set.hub().unwrap();
+        let id = StreamId {
+            request_id: "r".into(),
+            edge_name: "e".into(),
+            from_partition: "p".into(),
+        };
+        let _producer = hub.create_stream(&StreamConfig::new(id.clone())).unwrap();
+        let entry = (0..64)
+            .find(|&i| matches!(set.hub.state(i), EntryState::Published { .. }))
+            .unwrap();
+        for _ in 0..100 {
+            set.hub.set_bit(Bitmap::Announce, entry);
+            assert_eq!(set.announced(), [id.clone()]);
+        }
+        assert_eq!(set.pending.len(), 1);
     }
 }
