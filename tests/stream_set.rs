@@ -292,6 +292,38 @@ fn a_refused_add_leaves_the_stream_announced_and_a_valid_retry_reads_every_item(
     assert_eq!(next[&id(0, 2)], 5, "every item");
 }
 
+/// Adoption errors are kept up to 64, the oldest going first (a bound
+/// of the worker's memory whatever its producers announce).
+#[test]
+fn adoption_errors_are_kept_up_to_sixty_four_the_latest() {
+    let too_wide: Policy = "fixed:size=9".parse().unwrap();
+    let mut set: StreamSet = StreamSet::in_process(128)
+        .unwrap()
+        .with_default_policy(too_wide);
+    let hub = set.hub().unwrap();
+    let producers: Vec<_> = (0..70)
+        .map(|s| {
+            let p = hub.create_stream(&config(id(0, s))).unwrap();
+            // One look per stream: the errors come in creation order.
+            assert!(set.announced().is_empty());
+            p
+        })
+        .collect();
+    let errors = set.take_adopt_errors();
+    assert_eq!(errors.len(), 64);
+    assert_eq!(errors[0].0, id(0, 6), "the oldest went first");
+    assert_eq!(errors[63].0, id(0, 69));
+    assert!(errors.iter().all(|(_, e)| matches!(
+        e,
+        SetupError::WindowExceedsCapacity {
+            window: 9,
+            capacity: 8
+        }
+    )));
+    assert!(set.take_adopt_errors().is_empty());
+    drop(producers);
+}
+
 #[test]
 fn a_full_hub_is_an_error_naming_its_size_and_a_removed_stream_frees_its_entry() {
     let mut set: StreamSet = StreamSet::in_process(64)
