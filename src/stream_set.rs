@@ -606,11 +606,14 @@ impl<E> StreamSet<E> {
                     .unwrap_or_else(|_| config.id.to_string()),
             })?;
         // A policy the stream cannot hold is refused before anything is
-        // taken or opened: the announcement stays for a retry.
+        // taken or opened: the announcement stays for a retry. (A stream
+        // whose capacity cannot be read is gone: the open below fails and
+        // gives its entry back.)
         let window = policy.max_window();
-        let capacity = self.capacity_of(&self.pending[at])?;
-        if window as u64 > capacity {
-            return Err(SetupError::WindowExceedsCapacity { window, capacity });
+        if let Ok(capacity) = self.capacity_of(&self.pending[at]) {
+            if window as u64 > capacity {
+                return Err(SetupError::WindowExceedsCapacity { window, capacity });
+            }
         }
         let a = self.pending.swap_remove(at);
         self.open_member(a, Box::new(policy))
