@@ -486,20 +486,17 @@ impl HubMem {
     }
 
     /// Gives back an entry claimed and not published (the stream could
-    /// not be created). False when it is not our claim any more (the
-    /// worker's set closed it).
+    /// not be created).
     #[cfg_attr(loom, allow(dead_code))] // segments only
-    pub(crate) fn unclaim(&self, entry: u32, gen: u32, me: ProducerId) -> bool {
-        self.entry(entry)
-            .state
-            .compare_exchange(
-                EntryState::encode(KIND_CLAIMED, gen, me),
-                EntryState::encode(KIND_FREE, gen, ProducerId { slot: 0, epoch: 0 }),
-                // Release: pairs with the Acquire of the next `claim`.
-                Ordering::Release,
-                Ordering::Relaxed,
-            )
-            .is_ok()
+    pub(crate) fn unclaim(&self, entry: u32, gen: u32, me: ProducerId) {
+        // A failure leaves an entry the set closed meanwhile: nothing to do.
+        let _ = self.entry(entry).state.compare_exchange(
+            EntryState::encode(KIND_CLAIMED, gen, me),
+            EntryState::encode(KIND_FREE, gen, ProducerId { slot: 0, epoch: 0 }),
+            // Release: pairs with the Acquire of the next `claim`.
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
     }
 
     /// Writes the identity of the stream into a claimed entry: the segment
@@ -1043,6 +1040,12 @@ mod tests {
         }
         assert!(hub.closed());
         assert_eq!(hub.claim(a, 0), None);
+        // A claimer stops at the first closed entry it meets.
+        let hub2 = super::tests::hub();
+        let b = hub2.attach_producer(1).unwrap();
+        hub2.close(7);
+        assert_eq!(hub2.claim(b, 7), None, "not entry 8");
+        assert_eq!(hub2.claim(b, 6), Some((6, 1)));
         assert!(matches!(hub.close(3), EntryState::Closed { .. }));
         assert!(!hub.retire(published, gen, a));
     }

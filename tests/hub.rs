@@ -919,3 +919,29 @@ fn streams_a_dropped_set_let_go_of_go_with_the_next_set_once_their_producer_is_k
     let left = victim_segments(&prefix, 1, 3);
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
 }
+
+/// A stream whose segment cannot be created (its name is a live
+/// producer's) gives back the hub entry it claimed first: a hundred such
+/// failures on a 64-entry hub leave it empty.
+#[test]
+fn a_failed_create_gives_its_hub_entry_back() {
+    let prefix = unique_prefix("hubfc");
+    let _cleanup = Cleanup(prefix.clone());
+    let set = small_set(&prefix);
+    let hub = Hub::attach(WORKER, &prefix).unwrap();
+    let taken = config(&prefix, stream_id(0, 1));
+    let _outside = Producer::create(&taken).unwrap();
+    for _ in 0..100 {
+        let err = hub.create_stream(&taken).unwrap_err();
+        assert!(matches!(err, SetupError::AlreadyExists { .. }), "{err}");
+    }
+    let streams: Vec<Producer> = (0..64)
+        .map(|s| {
+            hub.create_stream(&config(&prefix, stream_id(1, s)))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(streams.len(), 64);
+    drop(streams);
+    drop(set);
+}
