@@ -103,15 +103,26 @@ pub fn worker_closes(word: &AtomicU32) -> Close {
 pub struct ModelHub {
     hub: crate::hub::HubMem,
     producer: crate::hub::ProducerId,
+    other: crate::hub::ProducerId,
 }
 
 #[cfg(loom)]
 impl ModelHub {
-    /// A hub of the fewest entries, with one producer attached.
+    /// A hub of the fewest entries, with two producers attached.
     pub fn new() -> ModelHub {
         let hub = crate::hub::heap_hub(crate::hub::MIN_HUB_ENTRIES).expect("a valid size");
         let producer = hub.attach_producer(1).expect("a free slot");
-        ModelHub { hub, producer }
+        let other = hub.attach_producer(2).expect("a free slot");
+        ModelHub {
+            hub,
+            producer,
+            other,
+        }
+    }
+
+    /// A second producer claims an entry, looking from entry 0 too.
+    pub fn claim_other(&self) -> Option<(u32, u32)> {
+        self.hub.claim(self.other, 0)
     }
 
     /// The producer claims an entry: `(entry, generation)`.

@@ -1162,7 +1162,7 @@ mod tests {
             .unwrap();
         for _ in 0..100 {
             set.hub.set_bit(Bitmap::Announce, entry);
-            assert_eq!(set.announced(), [id.clone()]);
+            assert_eq!(set.announced(), std::slice::from_ref(&id));
         }
         assert_eq!(set.pending.len(), 1);
     }

@@ -228,3 +228,20 @@ fn a_dead_side_leaves_the_name_to_the_living_one() {
         seg.assert_removed_once();
     });
 }
+
+/// Two producers claim from the same entry at once: the loser of the CAS
+/// moves on to the next entry (it must not take a lost race for a closed
+/// hub and give up).
+#[test]
+fn two_claims_racing_for_one_entry_both_get_one() {
+    model(|| {
+        let hub = Arc::new(ModelHub::new());
+        let other = {
+            let hub = hub.clone();
+            thread::spawn(move || hub.claim_other())
+        };
+        let mine = hub.claim().expect("an entry");
+        let theirs = other.join().unwrap().expect("an entry");
+        assert_ne!(mine.0, theirs.0);
+    });
+}
