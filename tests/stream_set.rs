@@ -324,6 +324,21 @@ fn adoption_errors_are_kept_up_to_sixty_four_the_latest() {
     drop(producers);
 }
 
+/// A hub admits 64 producer attachments; the 65th is refused naming the
+/// limit, and a slot comes back when an attachment goes.
+#[test]
+fn a_hub_admits_sixty_four_producers_and_frees_a_slot_when_one_goes() {
+    let set: StreamSet = StreamSet::in_process(64).unwrap();
+    let mut hubs: Vec<Hub> = (0..64).map(|_| set.hub().unwrap()).collect();
+    let err = set.hub().unwrap_err();
+    assert!(
+        matches!(err, SetupError::TooManyProducers { max: 64, .. }),
+        "{err}"
+    );
+    hubs.pop();
+    assert!(set.hub().is_ok());
+}
+
 #[test]
 fn a_full_hub_is_an_error_naming_its_size_and_a_removed_stream_frees_its_entry() {
     let mut set: StreamSet = StreamSet::in_process(64)
