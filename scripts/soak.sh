@@ -12,7 +12,26 @@
 #   SOAK_MARGIN_PCT=PCT     or this percentage of the early sample, if larger (default 10)
 # Exit status: the run's own when it fails; 1 when a process grew past the
 # margin; 2 when no sample came after the warm-up (give more ITEMS).
+#
+# scripts/soak.sh --lifecycle [STREAMS]   (a separate mode, issue 21)
+#   The hub lifecycle stress of tests/hub_lifecycle.rs at soak size: STREAMS
+#   (default 10000) streams created, announced, adopted or added, read and
+#   closed in a random order by producer processes, SOAK_KILLS of them
+#   SIGKILLed (default STREAMS / 250), the worker's set dropped and remade
+#   SOAK_RESTARTS times (default 10). Fails when anything is left in
+#   /dev/shm or the worker's RSS grew by more than max(8 MiB, 10%) after
+#   the first quarter. CI runs it with 1,000 streams.
 set -euo pipefail
+
+if [ "${1:-}" = --lifecycle ]; then
+    streams="${2:-10000}"
+    root="$(cd "$(dirname "$0")/.." && pwd)"
+    SHMSTREAM_LIFECYCLE_STREAMS="$streams" \
+    SHMSTREAM_LIFECYCLE_KILLS="${SOAK_KILLS:-$((streams / 250))}" \
+    SHMSTREAM_LIFECYCLE_RESTARTS="${SOAK_RESTARTS:-10}" \
+        exec cargo test --release -q -p shmstream --manifest-path "$root/Cargo.toml" \
+        --test hub_lifecycle -- --nocapture --test-threads=1
+fi
 
 warmup="${SOAK_WARMUP:-5}"
 margin_kib="${SOAK_MARGIN_KIB:-8192}"

@@ -62,10 +62,15 @@ pub(crate) const HUB_HEADER_BYTES: u64 = 4096;
 #[cfg_attr(loom, allow(dead_code))] // segments only
 pub(crate) const HUB_CONTROL_OFFSET: u64 = 1024;
 const ALIGN: u64 = 128;
+/// Exchanges `close` tries on one entry word before it gives up: each
+/// failure follows a change of the word by another party, and a correct
+/// producer changes it at most twice (claim, publish).
+const CLOSE_ATTEMPTS: u32 = 64;
 
 const KIND_FREE: u64 = 0;
 const KIND_CLAIMED: u64 = 1;
 const KIND_PUBLISHED: u64 = 2;
+const KIND_CLOSED: u64 = 3;
 
 /// One producer attachment: its slot in the hub and the epoch of the
 /// attachment that holds the slot (the slot is reused by later ones).
@@ -94,6 +99,11 @@ pub(crate) enum EntryState {
         gen: u32,
         by: ProducerId,
     },
+    /// The worker's set went (`close`): nothing is claimed or published
+    /// here any more.
+    Closed {
+        gen: u32,
+    },
     /// A value no correct party writes.
     Invalid(u64),
 }
@@ -113,6 +123,7 @@ impl EntryState {
             KIND_PUBLISHED if (by.slot as usize) < MAX_HUB_PRODUCERS => {
                 EntryState::Published { gen, by }
             }
+            KIND_CLOSED if word & 0xffff_ff00 == 0 => EntryState::Closed { gen },
             _ => EntryState::Invalid(word),
         }
     }
@@ -405,13 +416,29 @@ impl HubMem {
     /// Claims an entry for `me`, starting the search at `start`: a free
     /// one, or one claimed by an attachment that died before it published.
     /// Returns the entry and its new generation; `None` when the hub is
-    /// full. Lock-free: a lost CAS moves on to the next entry.
+    /// full, or closing (an entry is `Closed`). Lock-free: a lost CAS moves
+    /// on to the next entry.
+    #[cfg_attr(not(any(test, loom)), allow(dead_code))] // tests and the loom facade
     pub(crate) fn claim(&self, me: ProducerId, start: u32) -> Option<(u32, u32)> {
+        self.claim_reporting(me, start, |_| {})
+    }
+
+    /// As [`claim`](Self::claim); when the entry taken was claimed by a
+    /// producer that died before publishing, calls `stale` with the
+    /// identity that producer wrote (it may have created the segment
+    /// already: the caller removes it if its producer is dead).
+    pub(crate) fn claim_reporting(
+        &self,
+        me: ProducerId,
+        start: u32,
+        mut stale: impl FnMut([String; 4]),
+    ) -> Option<(u32, u32)> {
         let n = self.geometry.entries;
         for k in 0..n {
             let i = start.wrapping_add(k) % n;
             let state = &self.entry(i).state;
             let seen = state.load(Ordering::Relaxed);
+            let mut dead_claim = false;
             let gen = match EntryState::decode(seen) {
                 EntryState::Free { gen } => gen,
                 // A claim never published, by a producer that is gone: the
@@ -419,22 +446,57 @@ impl HubMem {
                 // a later attachment. Our own claims are never stale (this
                 // attachment is alive; another thread of ours may be
                 // between its claim and its publish).
-                EntryState::Claimed { gen, by } if by != me && !self.producer_alive(by) => gen,
+                EntryState::Claimed { gen, by } if by != me && !self.producer_alive(by) => {
+                    dead_claim = true;
+                    gen
+                }
+                // The worker's set is going (it closes every entry): no
+                // entry will be adopted any more, stop looking.
+                EntryState::Closed { .. } => return None,
                 _ => continue,
             };
             let gen = gen.wrapping_add(1);
             let mine = EntryState::encode(KIND_CLAIMED, gen, me);
+            // Read before the CAS: once it succeeds nobody wrote the text
+            // since our look (a dead producer writes nothing, and another
+            // taker's CAS would have made ours fail).
+            let before = if dead_claim {
+                self.identity(i).ok().flatten()
+            } else {
+                None
+            };
             // Acquire on success: pairs with the Release of `retire` (and
             // of a reclaimed claim's writes): the previous user's accesses
             // to the entry happen before ours.
-            if state
-                .compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Some((i, gen));
+            match state.compare_exchange(seen, mine, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => {
+                    if let Some(identity) = before {
+                        stale(identity);
+                    }
+                    return Some((i, gen));
+                }
+                // Our look was stale: the set closed it meanwhile.
+                Err(now) if matches!(EntryState::decode(now), EntryState::Closed { .. }) => {
+                    return None
+                }
+                Err(_) => {}
             }
         }
         None
+    }
+
+    /// Gives back an entry claimed and not published (the stream could
+    /// not be created).
+    #[cfg_attr(loom, allow(dead_code))] // segments only
+    pub(crate) fn unclaim(&self, entry: u32, gen: u32, me: ProducerId) {
+        // A failure leaves an entry the set closed meanwhile: nothing to do.
+        let _ = self.entry(entry).state.compare_exchange(
+            EntryState::encode(KIND_CLAIMED, gen, me),
+            EntryState::encode(KIND_FREE, gen, ProducerId { slot: 0, epoch: 0 }),
+            // Release: pairs with the Acquire of the next `claim`.
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
     }
 
     /// Writes the identity of the stream into a claimed entry: the segment
@@ -462,18 +524,65 @@ impl HubMem {
         }
     }
 
-    /// Publishes a claimed entry and announces it to the consumer.
-    pub(crate) fn publish(&self, entry: u32, gen: u32, me: ProducerId, pid: u32) {
+    /// Publishes a claimed entry and announces it to the consumer; false
+    /// when the worker closed the entry first (its set went): the caller
+    /// then removes the stream itself. A CAS from our claim, not a store,
+    /// so a publication and the worker's `close` are decided by one word:
+    /// either the closing set sees the entry published (and decides the
+    /// stream's fate), or the producer sees it closed.
+    pub(crate) fn publish(&self, entry: u32, gen: u32, me: ProducerId, pid: u32) -> bool {
         let e = self.entry(entry);
         e.pid.store(pid, Ordering::Relaxed);
-        // Release: pairs with the consumer's Acquire load in `state`: the
-        // identity written above is visible to a consumer that sees the
-        // entry published.
-        e.state.store(
-            EntryState::encode(KIND_PUBLISHED, gen, me),
-            Ordering::Release,
-        );
-        self.set_bit(Bitmap::Announce, entry);
+        // Release: pairs with the consumer's Acquire load in `state` (and
+        // with `close`'s Acquire): the identity written above is visible
+        // to a consumer that sees the entry published.
+        let published = e
+            .state
+            .compare_exchange(
+                EntryState::encode(KIND_CLAIMED, gen, me),
+                EntryState::encode(KIND_PUBLISHED, gen, me),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if published {
+            self.set_bit(Bitmap::Announce, entry);
+        }
+        published
+    }
+
+    /// The worker's set goes: closes entry `i` for good (no claim or
+    /// publication succeeds on it after this) and returns what it held.
+    /// A stream it held `Published` and not adopted is the set's to
+    /// settle (`handover.rs`); one still `Claimed` will fail its `publish`
+    /// and its producer removes it. Gives up on a word that keeps changing
+    /// under it (only a hostile writer does that) and reports it `Invalid`.
+    pub(crate) fn close(&self, i: u32) -> EntryState {
+        let state = &self.entry(i).state;
+        let mut seen = state.load(Ordering::Relaxed);
+        for _ in 0..CLOSE_ATTEMPTS {
+            let before = EntryState::decode(seen);
+            let gen = match before {
+                EntryState::Closed { .. } => return before,
+                EntryState::Free { gen }
+                | EntryState::Claimed { gen, .. }
+                | EntryState::Published { gen, .. } => gen,
+                EntryState::Invalid(_) => 0,
+            };
+            let closed = EntryState::encode(KIND_CLOSED, gen, ProducerId { slot: 0, epoch: 0 });
+            // Acquire: pairs with the Release of `publish`: the identity
+            // of an entry we close published is visible.
+            match state.compare_exchange(seen, closed, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return before,
+                Err(now) => seen = now,
+            }
+        }
+        EntryState::Invalid(seen)
+    }
+
+    /// Whether the worker's set went (it closes entry 0 first).
+    pub(crate) fn closed(&self) -> bool {
+        matches!(self.state(0), EntryState::Closed { .. })
     }
 
     /// Sets bit `entry` of `bitmap` and wakes the consumer if it sleeps.
@@ -582,24 +691,35 @@ impl HubMem {
     }
 
     /// The consumer frees every entry claimed by an attachment that died
-    /// before publishing. O(entries), one liveness test per claimed entry;
-    /// returns how many it freed.
-    pub(crate) fn sweep_dead_claims(&self) -> usize {
+    /// before publishing, and calls `stale` with the identity each such
+    /// producer wrote (it may have created the segment: the caller removes
+    /// it if its producer is dead). O(entries), one liveness test per
+    /// claimed entry; returns how many it freed.
+    pub(crate) fn sweep_dead_claims(&self, mut stale: impl FnMut([String; 4])) -> usize {
         (0..self.geometry.entries)
             .filter(|&i| {
                 let state = &self.entry(i).state;
                 let seen = state.load(Ordering::Relaxed);
-                match EntryState::decode(seen) {
-                    EntryState::Claimed { gen, by } if !self.producer_alive(by) => state
-                        .compare_exchange(
-                            seen,
-                            EntryState::encode(KIND_FREE, gen, ProducerId { slot: 0, epoch: 0 }),
-                            Ordering::Release,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok(),
-                    _ => false,
+                let EntryState::Claimed { gen, by } = EntryState::decode(seen) else {
+                    return false;
+                };
+                if self.producer_alive(by) {
+                    return false;
                 }
+                // Read before the CAS, as in `claim_reporting`.
+                let before = self.identity(i).ok().flatten();
+                let freed = state
+                    .compare_exchange(
+                        seen,
+                        EntryState::encode(KIND_FREE, gen, ProducerId { slot: 0, epoch: 0 }),
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok();
+                if let (true, Some(identity)) = (freed, before) {
+                    stale(identity);
+                }
+                freed
             })
             .count()
     }
@@ -638,10 +758,11 @@ impl Attachment {
         }
     }
 
-    /// Claims an entry for this attachment.
-    pub(crate) fn claim(&self) -> Option<(u32, u32)> {
+    /// Claims an entry for this attachment (`stale`: as in
+    /// [`HubMem::claim_reporting`]).
+    pub(crate) fn claim(&self, stale: impl FnMut([String; 4])) -> Option<(u32, u32)> {
         let start = self.cursor.load(Ordering::Relaxed);
-        let claimed = self.hub.claim(self.id, start)?;
+        let claimed = self.hub.claim_reporting(self.id, start, stale)?;
         self.cursor
             .store(claimed.0.wrapping_add(1), Ordering::Relaxed);
         Some(claimed)
@@ -789,13 +910,37 @@ mod tests {
         // Alive: the entry stays a's, also for the consumer's sweep.
         let b = hub.attach_producer(2).unwrap();
         assert_ne!(hub.claim(b, entry).unwrap().0, entry);
-        assert_eq!(hub.sweep_dead_claims(), 0);
+        assert_eq!(hub.sweep_dead_claims(|_| {}), 0);
         // `a` dies between claim and publish: its slot's lock goes.
         hub.detach_producer(a);
         let (taken, gen2) = hub.claim(b, entry).unwrap();
         assert_eq!((taken, gen2), (entry, gen + 1));
         hub.publish(taken, gen2, b, 2);
         assert_eq!(hub.state(entry), EntryState::Published { gen: gen2, by: b });
+    }
+
+    #[test]
+    fn a_dead_producers_claim_reports_the_identity_it_wrote_to_whoever_frees_it() {
+        let hub = hub();
+        let a = hub.attach_producer(1).unwrap();
+        let (taken, _) = hub.claim(a, 3).unwrap();
+        hub.write_identity(taken, ["pre-", "r1", "e", "p"]);
+        let (swept, _) = hub.claim(a, 9).unwrap();
+        hub.write_identity(swept, ["pre-", "r2", "e", "p"]);
+        let (fresh, _) = hub.claim(a, 20).unwrap();
+        hub.clear_identity(fresh);
+        hub.detach_producer(a);
+        let b = hub.attach_producer(2).unwrap();
+        let mut stale = vec![];
+        assert_eq!(
+            hub.claim_reporting(b, 3, |id| stale.push(id[1].clone())),
+            Some((taken, 2))
+        );
+        assert_eq!(stale, ["r1"]);
+        let mut swept_ids = vec![];
+        assert_eq!(hub.sweep_dead_claims(|id| swept_ids.push(id[1].clone())), 2);
+        assert_eq!(swept_ids, ["r2"], "an entry without text reports nothing");
+        assert_eq!(hub.sweep_dead_claims(|_| panic!("swept already")), 0);
     }
 
     #[test]
@@ -808,7 +953,7 @@ mod tests {
         assert_eq!(a2.slot, a.slot, "the slot is reused");
         assert_ne!(a2.epoch, a.epoch);
         assert!(!hub.producer_alive(a), "the old epoch is dead");
-        assert_eq!(hub.sweep_dead_claims(), 1);
+        assert_eq!(hub.sweep_dead_claims(|_| {}), 1);
         assert!(matches!(hub.state(entry), EntryState::Free { .. }));
     }
 
@@ -877,6 +1022,32 @@ mod tests {
         hub.write_identity(7, ["p", "r", "e", "f"]);
         hub.entry(7).text[0].store(u64::MAX, Ordering::Relaxed);
         assert!(hub.identity(7).unwrap_err().contains("not UTF-8"));
+    }
+
+    #[test]
+    fn a_closed_entry_refuses_claims_and_publications_and_says_what_it_held() {
+        let hub = hub();
+        let a = hub.attach_producer(1).unwrap();
+        let (published, gen) = hub.claim(a, 5).unwrap();
+        assert!(hub.publish(published, gen, a, 1));
+        let (claimed, gen2) = hub.claim(a, 5).unwrap();
+        assert_eq!(hub.close(published), EntryState::Published { gen, by: a });
+        assert_eq!(hub.close(claimed), EntryState::Claimed { gen: gen2, by: a });
+        assert!(!hub.publish(claimed, gen2, a, 1), "closed under its claim");
+        assert!(!hub.closed(), "entry 0 is still open");
+        for i in 0..64 {
+            hub.close(i);
+        }
+        assert!(hub.closed());
+        assert_eq!(hub.claim(a, 0), None);
+        // A claimer stops at the first closed entry it meets.
+        let hub2 = super::tests::hub();
+        let b = hub2.attach_producer(1).unwrap();
+        hub2.close(7);
+        assert_eq!(hub2.claim(b, 7), None, "not entry 8");
+        assert_eq!(hub2.claim(b, 6), Some((6, 1)));
+        assert!(matches!(hub.close(3), EntryState::Closed { .. }));
+        assert!(!hub.retire(published, gen, a));
     }
 
     #[test]

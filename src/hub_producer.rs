@@ -31,6 +31,12 @@ impl LocalStreams {
         waiting.get(&key).map(|(id, _)| id.clone())
     }
 
+    /// The ring capacity of a waiting stream, leaving it in the table.
+    pub(crate) fn capacity(&self, key: (u32, u32)) -> Option<u64> {
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.get(&key).map(|(_, consumer)| consumer.capacity())
+    }
+
     pub(crate) fn take(&self, key: (u32, u32)) -> Option<(StreamId, Consumer)> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         waiting.remove(&key)
@@ -126,8 +132,9 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// [`SetupError::WorkerGone`] when the worker died, [`SetupError::HubFull`]
-    /// when every entry holds a stream, and as [`Producer::create`].
+    /// [`SetupError::WorkerGone`] when the worker died or its set is going,
+    /// [`SetupError::HubFull`] when every entry holds a stream, and as
+    /// [`Producer::create`]. A stream refused so leaves no segment behind.
     pub fn create_stream(&self, config: &StreamConfig) -> Result<Producer, SetupError> {
         let hub = &self.attachment.hub;
         if !hub.owner_alive() {
@@ -136,23 +143,41 @@ impl Hub {
             });
         }
         config.validate()?;
-        let full = || SetupError::HubFull {
+        // No entry to claim: the hub is full, or its worker's set is going
+        // and closed them all.
+        let full = || {
+            if hub.closed() {
+                SetupError::WorkerGone {
+                    name: hub.name().to_string(),
+                }
+            } else {
+                SetupError::HubFull {
+                    name: hub.name().to_string(),
+                    entries: hub.entries(),
+                }
+            }
+        };
+        let gone = || SetupError::WorkerGone {
             name: hub.name().to_string(),
-            entries: hub.entries(),
         };
         let me = self.attachment.id;
         let pid = std::process::id();
         match &self.local {
             Some(local) => {
                 let (producer, consumer) = crate::open::in_process(config)?;
-                let (entry, gen) = self.attachment.claim().ok_or_else(full)?;
+                let (entry, gen) = self.attachment.claim(|_| {}).ok_or_else(full)?;
                 local.put((entry, gen), config.id.clone(), consumer);
                 hub.clear_identity(entry);
                 self.wire(&producer, entry);
-                hub.publish(entry, gen, me, pid);
+                if !hub.publish(entry, gen, me, pid) {
+                    // The set went and closed the entry: it will never look
+                    // in the table for this stream.
+                    drop(local.take((entry, gen)));
+                    return Err(gone());
+                }
                 Ok(producer)
             }
-            None => self.create_shared(config, full, pid),
+            None => self.create_shared(config, full, gone, pid),
         }
     }
 
@@ -161,14 +186,20 @@ impl Hub {
         &self,
         config: &StreamConfig,
         full: impl FnOnce() -> SetupError,
+        gone: impl FnOnce() -> SetupError,
         pid: u32,
     ) -> Result<Producer, SetupError> {
         let hub = &self.attachment.hub;
-        // Handed over: a producer that finishes and goes before the worker
-        // adopted the stream leaves the segment to it (nothing is lost).
-        let (mem, _name) = crate::segment::create_with(config, true)?;
-        let producer = Producer::from_ring(crate::ring::ProducerRing::new(mem), config.timeout);
-        let (entry, gen) = self.attachment.claim().ok_or_else(full)?;
+        // The entry first, with the stream's identity, then the segment:
+        // a producer killed anywhere before it publishes leaves a claimed
+        // entry naming what it may have created, which the next claimer of
+        // the entry or the worker (when it finds the producer dead, and
+        // when its set goes) removes if its producer is dead.
+        let (entry, gen) = self
+            .attachment
+            .claim(crate::segment::remove_stale)
+            .ok_or_else(full)?;
+        let me = self.attachment.id;
         let id = &config.id;
         hub.write_identity(
             entry,
@@ -179,8 +210,26 @@ impl Hub {
                 &id.from_partition,
             ],
         );
+        // Handed over: a producer that finishes and goes before the worker
+        // adopted the stream leaves the segment to it (nothing is lost).
+        // Created before the entry is published, so a published entry
+        // always names an initialised segment.
+        let mem = match crate::segment::create_with(config, true) {
+            Ok((mem, _name)) => mem,
+            Err(e) => {
+                hub.unclaim(entry, gen, me);
+                return Err(e);
+            }
+        };
+        let producer = Producer::from_ring(crate::ring::ProducerRing::new(mem), config.timeout);
         self.wire(&producer, entry);
-        hub.publish(entry, gen, self.attachment.id, pid);
+        if !hub.publish(entry, gen, me, pid) {
+            // The worker's set closed the entry first (it is going): the
+            // stream is nobody's to adopt, so dropping it removes its name
+            // rather than handing it over.
+            producer.ring.borrow().mem().cancel_hand_over();
+            return Err(gone());
+        }
         Ok(producer)
     }
 
@@ -189,6 +238,7 @@ impl Hub {
         &self,
         _config: &StreamConfig,
         _full: impl FnOnce() -> SetupError,
+        _gone: impl FnOnce() -> SetupError,
         _pid: u32,
     ) -> Result<Producer, SetupError> {
         unreachable!("under loom every hub is in-process")

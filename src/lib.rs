@@ -59,6 +59,12 @@ mod fork;
 #[cfg(all(feature = "fuzzing", not(loom)))]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(not(loom))]
+mod handover;
+// The loom models run the hand-over decision itself (not part of the API).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod handover;
 #[cfg(any(loom, miri))]
 mod heap;
 mod hub;

@@ -78,9 +78,7 @@ pub(crate) struct Segment {
     inherited_name: Option<String>,
 }
 
-/// The `consumer_pid` word of a segment whose producer went before any
-/// consumer attached and left its name to the consumer (no pid is this).
-const HANDED_OVER: u32 = u32::MAX;
+use crate::handover::{Close, Leave, HANDED_OVER, WORKER_CLOSED};
 
 // SAFETY: the mapping is process-wide memory owned by this value until drop;
 // all access to it goes through atomics or the ring protocol.
@@ -117,17 +115,17 @@ impl Drop for Segment {
         // A hub stream's producer that goes before the worker opened its
         // stream leaves the name behind for the worker, which reads the
         // stream and then removes it. The exchange on `consumer_pid`
-        // decides, once, with the consumer's swap in `open`: either a
-        // consumer attached first (we remove the name as usual: it has its
-        // mapping), or it will find `HANDED_OVER` and remove the name when
-        // it goes. Nobody attaching (a worker that died) leaves a segment
-        // whose producer is dead: `remove_if_dead` and `ipc-demo clean`
-        // take it.
-        let handed_over = self.hand_over.load(Ordering::Relaxed)
-            && self
-                .consumer_pid()
-                .compare_exchange(0, HANDED_OVER, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
+        // decides, once (`handover.rs`), with the consumer's swap in
+        // `open` and the worker's exchange when its set goes without
+        // adopting the stream (`close_unadopted`): a consumer attached or
+        // the worker closed first, and we remove the name as usual; or we
+        // were first, and the consumer or the closing set removes it.
+        // Nobody attaching (a worker killed) leaves a segment whose
+        // producer is dead: `remove_if_dead` and `ipc-demo clean` take it.
+        let handed_over = crate::handover::producer_leaves(
+            self.consumer_pid(),
+            self.hand_over.load(Ordering::Relaxed),
+        ) == Leave::HandedOver;
         if let Some(name) = self.owned_name.as_ref().filter(|_| !handed_over) {
             // Still under our producer lock (the fd closes after this), so
             // no reclaimer can be removing our file and putting another in
@@ -140,13 +138,9 @@ impl Drop for Segment {
         }
         self.unmap();
         if let Some(name) = &self.inherited_name {
-            // Its producer is gone (it handed the name over on its way
-            // out); `remove_if_dead` checks that under the reclaim locks
-            // and removes the name only if it still leads to a dead
-            // producer's file.
-            if names_file(name, &self.fd).unwrap_or(false) {
-                let _ = remove_if_dead(name);
-            }
+            // Its producer handed the name over on its way out: ours to
+            // remove, whether or not its lock is gone yet.
+            let _ = remove_handed_over(name, &self.fd);
         }
     }
 }
@@ -524,7 +518,10 @@ fn reclaim_consumed_by(name: &str, consumer: Option<u32>) -> Result<Reclaim, Set
     if !names_file(name, &fd)? {
         return Ok(Reclaim::Changed);
     }
-    if consumer.is_some_and(|pid| read_consumer_pid(&fd) != Some(pid)) {
+    // A file whose worker closed without adopting it is nobody's to read
+    // either, once its producer is dead.
+    let found = read_consumer_pid(&fd);
+    if consumer.is_some_and(|pid| found != Some(pid) && found != Some(WORKER_CLOSED)) {
         // Dead, but not the file that consumer read: not its to remove.
         return Ok(Reclaim::Busy);
     }
@@ -933,14 +930,21 @@ struct HeaderPage(NonNull<u8>);
 
 impl HeaderPage {
     fn map(fd: &OwnedFd, name: &str) -> Result<HeaderPage, SetupError> {
+        Self::map_with(fd, name, libc::PROT_READ)
+    }
+
+    /// `prot` is `PROT_READ`, or `PROT_READ | PROT_WRITE` from a writable
+    /// descriptor for a caller that writes a word of the header (only
+    /// then may `consumer_pid` be written through).
+    fn map_with(fd: &OwnedFd, name: &str, prot: libc::c_int) -> Result<HeaderPage, SetupError> {
         // SAFETY: maps the first page of the file (the callers checked it is
-        // at least that long), shared, read-only, at an address of the
-        // kernel's choosing.
+        // at least that long), shared, at an address of the kernel's
+        // choosing.
         let page = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 HEADER_BYTES,
-                libc::PROT_READ,
+                prot,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
                 0,
@@ -1078,11 +1082,7 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
     // Whether the producer went before us and left the name to us: the
     // swap pairs with its exchange in `Segment::drop` (one of the two
     // removes the name).
-    if segment
-        .consumer_pid()
-        .swap(std::process::id(), Ordering::AcqRel)
-        == HANDED_OVER
-    {
+    if crate::handover::consumer_attaches(segment.consumer_pid(), std::process::id()) {
         segment.inherited_name = Some(name.clone());
     }
     Ok((Arc::new(segment).ring(), name))
@@ -1134,7 +1134,7 @@ pub struct SegmentInfo {
     pub producer_pid: u32,
     /// Process id recorded by the consumer (0 before one attached, also
     /// for a hub stream whose producer went first and left it to the
-    /// worker).
+    /// worker, or whose worker went first without adopting it).
     pub consumer_pid: u32,
     /// Ids registered so far.
     pub registered: u64,
@@ -1204,7 +1204,7 @@ pub fn inspect(name: &str) -> Result<SegmentInfo, SetupError> {
         producer_pid: header.producer_pid,
         // A hand-over mark is not a pid: no consumer attached yet.
         consumer_pid: match page.consumer_pid().load(Ordering::Relaxed) {
-            HANDED_OVER => 0,
+            HANDED_OVER | WORKER_CLOSED => 0,
             pid => pid,
         },
         registered,
@@ -1239,6 +1239,123 @@ pub fn list_segments(prefix: &str) -> io::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// Removes `name`, which the producer of the file behind `checked` (a
+/// descriptor of it that passed the owner checks) handed over to us: the
+/// exchange on `consumer_pid` made it ours, so its producer's lock is not
+/// asked (the producer may still be closing its descriptor). Under the
+/// reclaim lock (byte 2, which every reclaimer takes before it unlinks),
+/// the name is checked to still lead to that file and then unlinked:
+/// nobody can put another file under the name in between. Returns whether
+/// it removed the name.
+pub(crate) fn remove_handed_over(name: &str, checked: &OwnedFd) -> Result<bool, SetupError> {
+    let Some(fd) = open_same_for_writing(checked, name)? else {
+        return Ok(false);
+    };
+    let lock_err = |e| io_err("lock", name, e);
+    // Another reclaimer holds it for a moment (and backs off: our file's
+    // producer may still hold its lock, or is dead and then it removes
+    // the name itself): try again, yielding.
+    let mut locked = false;
+    for _ in 0..CLAIM_ATTEMPTS {
+        if take_lock(&fd, Lock::Write, LOCK_BYTE_RECLAIM).map_err(lock_err)? {
+            locked = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    if !locked || !names_file(name, &fd)? {
+        return Ok(false);
+    }
+    match shm_unlink(c_name(name).as_c_str()) {
+        Ok(()) => Ok(true),
+        Err(nix::Error::ENOENT) => Ok(false),
+        Err(e) => Err(os_err("remove", name)(e)),
+    }
+    // `fd` closes here, releasing the lock after the unlink.
+}
+
+/// Removes the segment a hub entry's identity names (prefix, request_id,
+/// edge_name, from_partition) if its producer is dead: what a producer
+/// killed between claiming the entry and publishing it may have created.
+pub(crate) fn remove_stale(identity: [String; 4]) {
+    let [prefix, request_id, edge_name, from_partition] = identity;
+    let id = crate::config::StreamId {
+        request_id,
+        edge_name,
+        from_partition,
+    };
+    if let Ok(name) = StreamConfig::new(id).with_prefix(&prefix).segment_name() {
+        let _ = remove_if_dead(&name);
+    }
+}
+
+/// Whether `name` exists (an error opening it counts as existing).
+pub(crate) fn exists(name: &str) -> bool {
+    !matches!(open_existing(name), Ok(None))
+}
+
+/// Removes every stream segment under `prefix` (except hubs, named
+/// `<prefix>hub-...`) whose producer is dead and which this process
+/// consumed or whose worker closed without adopting it: what producers
+/// killed after a worker's set let go of their streams leave behind. Never
+/// a live producer's file, nor one handed over to a worker yet to adopt it.
+/// Returns how many it removed. O(files in /dev/shm).
+pub(crate) fn remove_orphans(prefix: &str) -> usize {
+    let Ok(names) = list_segments(prefix) else {
+        return 0;
+    };
+    let hubs = format!("/{prefix}hub-");
+    names
+        .iter()
+        .filter(|name| !name.starts_with(&hubs))
+        .filter(|name| remove_if_dead_consumed_by(name, Some(std::process::id())).unwrap_or(false))
+        .count()
+}
+
+/// Items the ring of segment `name` holds, from its checked header,
+/// without attaching.
+///
+/// # Errors
+///
+/// As opening a segment.
+pub(crate) fn capacity(name: &str) -> Result<u64, SetupError> {
+    let (_fd, header, _page) = open_checked(name)?;
+    Ok(header.geometry.capacity)
+}
+
+/// The worker's side of the hand-over when its set goes without having
+/// adopted the announced stream `name` of the producer `producer_pid`
+/// (see `handover.rs`): marks the segment `WORKER_CLOSED` so that its
+/// producer removes the name itself when it goes, or, if the producer
+/// went first and handed the name over, removes it; a producer found dead
+/// (killed) after the mark leaves its name to `remove_if_dead`, here. A
+/// file of another producer under the name by now is left alone. Returns
+/// whether this call removed the name.
+///
+/// # Errors
+///
+/// OS errors; a missing name is `Ok(false)`.
+pub(crate) fn close_unadopted(name: &str, producer_pid: u32) -> Result<bool, SetupError> {
+    let (fd, header, _page) = match open_checked(name) {
+        Ok(opened) => opened,
+        Err(SetupError::NotFound { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if header.producer_pid != producer_pid {
+        return Ok(false);
+    }
+    let Some(writable) = open_same_for_writing(&fd, name)? else {
+        return Ok(false);
+    };
+    let page = HeaderPage::map_with(&writable, name, libc::PROT_READ | libc::PROT_WRITE)?;
+    drop(writable);
+    match crate::handover::worker_closes(page.consumer_pid()) {
+        Close::WorkerRemoves => remove_handed_over(name, &fd),
+        Close::ProducerRemoves => remove_if_dead(name),
+        Close::NotOurs => Ok(false),
+    }
 }
 
 /// Removes the segment `name` if its producer is dead; returns whether it

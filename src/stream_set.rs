@@ -24,6 +24,11 @@ pub const WATCH_SLICE: Duration = Duration::from_millis(50);
 /// Errors of adoption kept at most (the oldest go first).
 const MAX_ADOPT_ERRORS: usize = 64;
 
+/// Names of removed streams kept per live producer process, to remove if
+/// it is killed holding them (at about 100 bytes a name, 100 KiB per
+/// producer at most).
+const MAX_RELEASED: usize = 1024;
+
 /// A stream of a [`StreamSet`]: its hub entry and that entry's generation,
 /// so a key never names a later stream that reuses the entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,11 +140,35 @@ impl<E> Member<E> {
     }
 }
 
+/// Remembers `name`, a removed stream's segment its live producer still
+/// holds. At the bound, names gone since (their producer dropped them) are
+/// forgotten, then the oldest, down to half the bound: so a prune (one
+/// `shm_open` per name) comes at most once per `MAX_RELEASED / 2` pushes.
+/// A producer killed holding a forgotten name leaves it to `ipc-demo
+/// clean`.
+fn keep_released(released: &mut Vec<String>, name: String) {
+    if released.len() >= MAX_RELEASED {
+        #[cfg(not(loom))]
+        released.retain(|n| crate::segment::exists(n));
+        if released.len() > MAX_RELEASED / 2 {
+            let extra = released.len() - MAX_RELEASED / 2;
+            released.drain(..extra);
+        }
+    }
+    released.push(name);
+}
+
 /// A producer process the set watches, with the entries of its streams.
 #[derive(Debug)]
 struct Watched {
     id: ProducerId,
     entries: Vec<u32>,
+    /// Segments of streams removed from the set while this producer was
+    /// alive and still held them: a producer killed later leaves them
+    /// behind, and the set removes them when it finds it dead. At most
+    /// `MAX_RELEASED` (then pruned of names already gone, then the oldest
+    /// are forgotten).
+    released: Vec<String>,
     dead: bool,
     /// The death watch thread polls its pidfd: no need to slice the sleep
     /// for it.
@@ -221,31 +250,78 @@ impl<E> fmt::Debug for StreamSet<E> {
 }
 
 impl<E> Drop for StreamSet<E> {
-    /// Removes the segments of announced streams the set never adopted
-    /// whose producers went before it (they left their segments to this
-    /// worker: see "hand-over" in docs/design.md), and those of its
-    /// streams whose producer was killed. A live producer's segment is
-    /// never removed (`remove_if_dead` checks its lock).
+    /// Closes the hub, so that no stream can be announced to this set any
+    /// more, and settles every announced stream it never adopted with its
+    /// producer (see "hand-over" in docs/design.md): exactly one of the
+    /// two removes its segment, whichever goes first. Removes too the
+    /// segments of its streams whose producer was killed. A live
+    /// producer's segment is never removed.
     fn drop(&mut self) {
         for m in self.members.iter().flatten() {
             self.remove_if_killed(m);
         }
-        #[cfg(not(loom))]
-        if let Origin::Shared { .. } = self.origin {
-            for entry in 0..self.hub.entries() {
-                if self.members[entry as usize].is_some() {
+        // A producer alive now removes its own names when it drops them;
+        // one killed after this leaves them to `ipc-demo clean`.
+        for w in 0..self.watched.len() {
+            if !self.hub.producer_alive(self.watched[w].id) {
+                Self::remove_released(&mut self.watched[w].released);
+            }
+        }
+        for entry in 0..self.hub.entries() {
+            // Every entry, adopted or not, announced or not: a producer
+            // between its claim and its publish then fails to publish and
+            // removes its stream itself.
+            let (gen, by) = match self.hub.close(entry) {
+                EntryState::Published { gen, by } => (gen, by),
+                // A producer killed between its claim and its publish: what
+                // it may have created (a live one fails to publish and
+                // removes its stream itself).
+                EntryState::Claimed { by, .. } if !self.hub.producer_alive(by) => {
+                    if let Ok(Some(identity)) = self.hub.identity(entry) {
+                        self.remove_stale(identity);
+                    }
                     continue;
                 }
-                let Some(a) = self.announcement(entry) else {
-                    continue;
-                };
-                if let Ok(name) = StreamConfig::new(a.id)
-                    .with_prefix(&a.prefix)
-                    .segment_name()
-                {
-                    let _ = crate::segment::remove_if_dead(&name);
+                _ => continue,
+            };
+            if self.members[entry as usize].is_some() {
+                continue;
+            }
+            let Some(a) = self.announcement_of(entry, gen, by) else {
+                continue;
+            };
+            match &self.origin {
+                // Nobody will take the consumer half from the table.
+                Origin::Local(local) => drop(local.take((entry, gen))),
+                #[cfg(not(loom))]
+                Origin::Shared { .. } => {
+                    // Relaxed: `close`'s Acquire ordered the producer's
+                    // store before it.
+                    let pid = self
+                        .hub
+                        .entry(entry)
+                        .pid
+                        .load(crate::sync::Ordering::Relaxed);
+                    if let Ok(name) = StreamConfig::new(a.id)
+                        .with_prefix(&a.prefix)
+                        .segment_name()
+                    {
+                        let _ = crate::segment::close_unadopted(&name, pid);
+                    }
+                }
+                #[cfg(loom)]
+                Origin::Shared { .. } => {
+                    let _ = a;
+                    unreachable!("under loom every hub is in-process")
                 }
             }
+        }
+        // Streams an earlier set of this process let go of (adopted, or
+        // closed unadopted) whose producer was killed after that: their
+        // live party is gone, this sweep removes them.
+        #[cfg(not(loom))]
+        if let Origin::Shared { prefix, .. } = &self.origin {
+            crate::segment::remove_orphans(prefix);
         }
     }
 }
@@ -529,8 +605,42 @@ impl<E> StreamSet<E> {
                     .segment_name()
                     .unwrap_or_else(|_| config.id.to_string()),
             })?;
+        // A policy the stream cannot hold is refused before anything is
+        // taken or opened: the announcement stays for a retry. (A stream
+        // whose capacity cannot be read is gone: the open below fails and
+        // gives its entry back.)
+        let window = policy.max_window();
+        if let Ok(capacity) = self.capacity_of(&self.pending[at]) {
+            if window as u64 > capacity {
+                return Err(SetupError::WindowExceedsCapacity { window, capacity });
+            }
+        }
         let a = self.pending.swap_remove(at);
         self.open_member(a, Box::new(policy))
+    }
+
+    /// Items the announced stream's ring holds, read without attaching to
+    /// it (an attach marks the segment as consumed, and a consumer that
+    /// came and went would leave the stream's producer a gone consumer).
+    fn capacity_of(&self, a: &Announcement) -> Result<u64, SetupError> {
+        match &self.origin {
+            Origin::Local(local) => {
+                local
+                    .capacity((a.entry, a.gen))
+                    .ok_or_else(|| SetupError::NotAnnounced {
+                        name: a.id.to_string(),
+                    })
+            }
+            #[cfg(not(loom))]
+            Origin::Shared { .. } => {
+                let name = StreamConfig::new(a.id.clone())
+                    .with_prefix(&a.prefix)
+                    .segment_name()?;
+                crate::segment::capacity(&name)
+            }
+            #[cfg(loom)]
+            Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
+        }
     }
 
     /// Removes the stream of `key` from the set and gives its hub entry
@@ -540,21 +650,29 @@ impl<E> StreamSet<E> {
         let m = self.members[key.entry as usize].take()?;
         self.len -= 1;
         self.hub.retire(key.entry, m.gen, m.by);
+        let held = self.remove_if_killed(&m);
         if let Some(at) = self.watched.iter().position(|w| w.id == m.by) {
             let w = &mut self.watched[at];
             w.entries.retain(|&e| e != key.entry);
-            if w.entries.is_empty() {
-                let w = self.watched.swap_remove(at);
-                #[cfg(not(any(loom, miri)))]
-                if let (true, Some(watch)) = (w.by_pidfd, &self.death_watch) {
-                    watch.unwatch(w.id);
-                }
-                #[cfg(any(loom, miri))]
-                let _ = w;
+            if let Some(name) = held {
+                keep_released(&mut w.released, name);
+            }
+            if w.entries.is_empty() && w.released.is_empty() {
+                self.unwatch(at);
             }
         }
-        self.remove_if_killed(&m);
         Some(m.buffer)
+    }
+
+    /// Stops watching the producer at `at` in `watched`.
+    fn unwatch(&mut self, at: usize) {
+        let w = self.watched.swap_remove(at);
+        #[cfg(not(any(loom, miri)))]
+        if let (true, Some(watch)) = (w.by_pidfd, &self.death_watch) {
+            watch.unwatch(w.id);
+        }
+        #[cfg(any(loom, miri))]
+        let _ = w;
     }
 
     /// Removes the segment of `m` if its producer died without a word (a
@@ -563,25 +681,44 @@ impl<E> StreamSet<E> {
     /// made). Only a dead producer's file that this process consumed goes
     /// (see `remove_if_dead_consumed_by`): never a live one, never one
     /// handed over to a consumer yet to come.
-    fn remove_if_killed(&self, m: &Member<E>) {
+    ///
+    /// Returns the segment's name when its producer is alive and still
+    /// holds it: if it is killed before it drops it, nobody else would
+    /// remove it (the set does, when it finds the producer dead).
+    fn remove_if_killed(&self, m: &Member<E>) -> Option<String> {
         #[cfg(not(loom))]
         if let Origin::Shared { .. } = self.origin {
             let mem = m.buffer.consumer().ring.mem();
             let left = mem.flags() & FLAG_PRODUCER_GONE != 0;
-            // The segment's own producer lock (one test): the process may
-            // be found dead here before the hub's slot lock says so.
-            if left || (!m.producer_dead && mem.peer_alive(crate::ring::Side::Producer)) {
-                return;
+            if left {
+                return None;
             }
-            if let Ok(name) = StreamConfig::new(m.buffer.id().clone())
+            let name = StreamConfig::new(m.buffer.id().clone())
                 .with_prefix(&m.prefix)
                 .segment_name()
-            {
-                let _ = crate::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
+                .ok()?;
+            // The segment's own producer lock (one test): the process may
+            // be found dead here before the hub's slot lock says so.
+            if !m.producer_dead && mem.peer_alive(crate::ring::Side::Producer) {
+                return Some(name);
             }
+            let _ = crate::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
         }
         #[cfg(loom)]
         let _ = m;
+        None
+    }
+
+    /// Removes the segments a producer found dead held when their streams
+    /// were removed from the set (only files this process consumed whose
+    /// producer is dead: see `remove_if_dead_consumed_by`).
+    fn remove_released(released: &mut Vec<String>) {
+        #[cfg(not(loom))]
+        for name in released.drain(..) {
+            let _ = crate::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
+        }
+        #[cfg(loom)]
+        released.clear();
     }
 
     /// Waits until at least one stream has news and returns those that
@@ -698,6 +835,17 @@ impl<E> StreamSet<E> {
         }
     }
 
+    /// Removes the segment named by a dead producer's unpublished claim
+    /// (shared hubs), if its producer is dead.
+    fn remove_stale(&self, identity: [String; 4]) {
+        #[cfg(not(loom))]
+        if let Origin::Shared { .. } = self.origin {
+            crate::segment::remove_stale(identity);
+        }
+        #[cfg(loom)]
+        let _ = identity;
+    }
+
     /// Whether a live producer is watched by lock tests between sleep
     /// slices (no pidfd for it).
     fn sliced(&self) -> bool {
@@ -792,9 +940,19 @@ impl<E> StreamSet<E> {
             }
         }
         if died {
+            for w in (0..self.watched.len()).rev() {
+                if !self.watched[w].dead {
+                    continue;
+                }
+                Self::remove_released(&mut self.watched[w].released);
+                if self.watched[w].entries.is_empty() {
+                    self.unwatch(w);
+                }
+            }
             // A producer that died between claiming an entry and
             // publishing it left the entry claimed: free it.
-            self.hub.sweep_dead_claims();
+            self.hub
+                .sweep_dead_claims(|identity| self.remove_stale(identity));
         }
     }
 
@@ -809,6 +967,16 @@ impl<E> StreamSet<E> {
             let Some(a) = self.announcement(entry) else {
                 continue;
             };
+            // Announced once by a correct producer; a bit set again (by a
+            // hostile one) must not grow the pending list past one per
+            // entry. O(pending), at most the hub's entries.
+            if self
+                .pending
+                .iter()
+                .any(|p| p.entry == a.entry && p.gen == a.gen)
+            {
+                continue;
+            }
             let policy = match self.adopter.as_mut() {
                 Some(adopt) => adopt(&a.id),
                 None => None,
@@ -844,6 +1012,12 @@ impl<E> StreamSet<E> {
         let EntryState::Published { gen, by } = self.hub.state(entry) else {
             return None;
         };
+        self.announcement_of(entry, gen, by)
+    }
+
+    /// As [`announcement`](Self::announcement), for an entry seen
+    /// published as `gen` by `by`.
+    fn announcement_of(&self, entry: u32, gen: u32, by: ProducerId) -> Option<Announcement> {
         if self.members[entry as usize].is_some() {
             return None;
         }
@@ -898,6 +1072,7 @@ impl<E> StreamSet<E> {
                 self.watched.push(Watched {
                     id: a.by,
                     entries: Vec::new(),
+                    released: Vec::new(),
                     dead: false,
                     by_pidfd,
                 });
@@ -953,5 +1128,42 @@ impl<E> StreamSet<E> {
             #[cfg(loom)]
             Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
         }
+    }
+}
+
+#[cfg(all(test, not(any(loom, miri))))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_names_stay_bounded_and_names_gone_are_forgotten_first() {
+        let gone = |i: usize| format!("/sst-unit-released-{}-{i}", std::process::id());
+        let mut released = Vec::new();
+        for i in 0..MAX_RELEASED {
+            keep_released(&mut released, gone(i));
+        }
+        assert_eq!(released.len(), MAX_RELEASED);
+        keep_released(&mut released, gone(MAX_RELEASED));
+        assert_eq!(released, [gone(MAX_RELEASED)], "none of them exists");
+    }
+
+    #[test]
+    fn an_announcement_set_again_and_again_is_pending_once() {
+        let mut set: StreamSet = StreamSet::in_process(64).unwrap();
+        let hub = set.hub().unwrap();
+        let id = StreamId {
+            request_id: "r".into(),
+            edge_name: "e".into(),
+            from_partition: "p".into(),
+        };
+        let _producer = hub.create_stream(&StreamConfig::new(id.clone())).unwrap();
+        let entry = (0..64)
+            .find(|&i| matches!(set.hub.state(i), EntryState::Published { .. }))
+            .unwrap();
+        for _ in 0..100 {
+            set.hub.set_bit(Bitmap::Announce, entry);
+            assert_eq!(set.announced(), std::slice::from_ref(&id));
+        }
+        assert_eq!(set.pending.len(), 1);
     }
 }

@@ -254,6 +254,91 @@ fn without_an_adopter_streams_wait_to_be_added_by_identity() {
     );
 }
 
+/// Defect 4 of issue 21: a refused `add` (the policy's window exceeds the
+/// ring) must leave the announcement where it was; on a9f0152 it consumed
+/// it and the retry got `NotAnnounced`.
+#[test]
+fn a_refused_add_leaves_the_stream_announced_and_a_valid_retry_reads_every_item() {
+    let mut set: StreamSet = StreamSet::in_process(64).unwrap();
+    let hub = set.hub().unwrap();
+    let producer = hub.create_stream(&config(id(0, 2))).unwrap();
+    for seq in 0..5 {
+        send(&producer, value(0, 2, seq), seq);
+    }
+    producer.signal_done();
+    let too_wide: Policy = "fixed:size=9".parse().unwrap();
+    let err = set.add(&config(id(0, 2)), too_wide).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SetupError::WindowExceedsCapacity {
+                window: 9,
+                capacity: 8
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(set.announced(), vec![id(0, 2)], "still announced");
+    assert!(set.is_empty());
+    let key = set.add(&config(id(0, 2)), fixed1()).unwrap();
+    let mut next = HashMap::new();
+    let mut finished = false;
+    while !finished {
+        for k in set.wait_any(PATIENCE) {
+            assert_eq!(k, key);
+            finished = drain(&mut set, k, &mut next);
+        }
+    }
+    assert_eq!(next[&id(0, 2)], 5, "every item");
+}
+
+/// Adoption errors are kept up to 64, the oldest going first (a bound
+/// of the worker's memory whatever its producers announce).
+#[test]
+fn adoption_errors_are_kept_up_to_sixty_four_the_latest() {
+    let too_wide: Policy = "fixed:size=9".parse().unwrap();
+    let mut set: StreamSet = StreamSet::in_process(128)
+        .unwrap()
+        .with_default_policy(too_wide);
+    let hub = set.hub().unwrap();
+    let producers: Vec<_> = (0..70)
+        .map(|s| {
+            let p = hub.create_stream(&config(id(0, s))).unwrap();
+            // One look per stream: the errors come in creation order.
+            assert!(set.announced().is_empty());
+            p
+        })
+        .collect();
+    let errors = set.take_adopt_errors();
+    assert_eq!(errors.len(), 64);
+    assert_eq!(errors[0].0, id(0, 6), "the oldest went first");
+    assert_eq!(errors[63].0, id(0, 69));
+    assert!(errors.iter().all(|(_, e)| matches!(
+        e,
+        SetupError::WindowExceedsCapacity {
+            window: 9,
+            capacity: 8
+        }
+    )));
+    assert!(set.take_adopt_errors().is_empty());
+    drop(producers);
+}
+
+/// A hub admits 64 producer attachments; the 65th is refused naming the
+/// limit, and a slot comes back when an attachment goes.
+#[test]
+fn a_hub_admits_sixty_four_producers_and_frees_a_slot_when_one_goes() {
+    let set: StreamSet = StreamSet::in_process(64).unwrap();
+    let mut hubs: Vec<Hub> = (0..64).map(|_| set.hub().unwrap()).collect();
+    let err = set.hub().unwrap_err();
+    assert!(
+        matches!(err, SetupError::TooManyProducers { max: 64, .. }),
+        "{err}"
+    );
+    hubs.pop();
+    assert!(set.hub().is_ok());
+}
+
 #[test]
 fn a_full_hub_is_an_error_naming_its_size_and_a_removed_stream_frees_its_entry() {
     let mut set: StreamSet = StreamSet::in_process(64)
