@@ -13,6 +13,7 @@
 
 use crate::config::{StreamId, MAX_PREFIX_LEN};
 use crate::error::SetupError;
+use crate::fork::ForkFd;
 use crate::hub::{
     Entry, EntryState, HubBacking, HubControl, HubGeometry, HubMem, ENTRY_BYTES,
     HUB_CONTROL_OFFSET, HUB_HEADER_BYTES, MAX_HUB_PRODUCERS,
@@ -154,8 +155,9 @@ struct HubSegment {
     base: NonNull<u8>,
     len: usize,
     /// Read-write; the worker's holds the owner lock, a producer's its
-    /// slot lock.
-    fd: OwnedFd,
+    /// slot lock. A forked child does not keep it (nor the mapping): the
+    /// locks stay the process's that attached (`fork.rs`).
+    fd: ForkFd,
     name: String,
     /// The worker's: remove the name when the hub goes, if it still leads
     /// to this file.
@@ -215,6 +217,9 @@ impl Drop for HubSegment {
             // stream segment's producer does.
             let _ = shm_unlink(c_name(&self.name).as_c_str());
         }
+        // Before the unmap: a fork after it must not map over what reuses
+        // the addresses.
+        self.fd.forget_mapping();
         // SAFETY: `base..base + len` is our mapping; no reference into it
         // survives the `HubMem` that owns this value.
         unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
@@ -324,7 +329,7 @@ pub(crate) fn create(worker: &str, prefix: &str, entries: u32) -> Result<HubMem,
         HubSegment {
             base,
             len: g.total_bytes as usize,
-            fd,
+            fd: ForkFd::new(fd, base.as_ptr(), g.total_bytes as usize),
             name,
             owned: true,
         },
@@ -354,7 +359,7 @@ pub(crate) fn attach(worker: &str, prefix: &str) -> Result<HubMem, SetupError> {
     let segment = HubSegment {
         base,
         len: len as usize,
-        fd,
+        fd: ForkFd::new(fd, base.as_ptr(), len as usize),
         name,
         owned: false,
     };
@@ -499,7 +504,7 @@ pub fn inspect_hub(name: &str) -> Result<HubInfo, SetupError> {
     let segment = HubSegment {
         base,
         len: len as usize,
-        fd,
+        fd: ForkFd::new(fd, base.as_ptr(), len as usize),
         name: name.to_string(),
         owned: false,
     };

@@ -9,13 +9,14 @@ mod common;
 use common::{commit_item, config, unique_prefix, Cleanup};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{fork, ForkResult, Pid};
-use shmstream::{Consumer, Producer, StreamError};
+use shmstream::{hub_name, inspect_hub, Consumer, Hub, Producer, StreamError, StreamSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "SHMSTREAM_FORK_ROLE";
 const PREFIX: &str = "SHMSTREAM_FORK_PREFIX";
+const WORKER: &str = "fork-worker";
 
 /// What the design promises is one sleep slice (20 ms) plus the kernel's
 /// teardown of the dead process; this only guards against a hang on a
@@ -127,6 +128,20 @@ fn child_entry() {
             std::thread::sleep(Duration::from_secs(60));
             drop(copy);
         }
+        // Attaches to the worker's hub and creates a stream through it,
+        // forks a child that drops its copies of both (as a forked worker
+        // that exits cleanly does) and exits; then sleeps until killed.
+        "hub-producer-forks-and-drops" => {
+            let hub = Hub::attach(WORKER, &prefix).unwrap();
+            let producer = hub.create_stream(&cfg(&prefix)).unwrap();
+            commit_item(producer.register("t0").unwrap(), 0, 8);
+            let mut copies = Some((hub, producer));
+            let grandchild = fork_running(|| drop(copies.take()));
+            nix::sys::wait::waitpid(grandchild, None).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+            drop(copies);
+        }
         // Attaches, forks a child that lives on, reads nothing until killed.
         "consumer-forks" => {
             let consumer = Consumer::open(&cfg(&prefix)).unwrap();
@@ -214,6 +229,34 @@ fn a_forked_childs_copy_of_a_producer_neither_ends_nor_removes_the_stream() {
         StreamError::ProducerGone
     );
     assert!(killed_at.elapsed() < DETECTION_LIMIT);
+}
+
+#[test]
+fn a_forked_childs_copy_of_a_hub_attachment_keeps_the_parents_producer_slot() {
+    let prefix = unique_prefix("fh");
+    let _cleanup = Cleanup(prefix.clone());
+    let name = hub_name(WORKER, &prefix).unwrap();
+    let _set: StreamSet = StreamSet::create(WORKER, &prefix).unwrap();
+    let mut family = spawn_ready("hub-producer-forks-and-drops", &prefix);
+    let child = family.child.id();
+    // The grandchild dropped its copy of the attachment and exited: the
+    // producer slot is still the child's (its lock was not released).
+    let holders = inspect_hub(&name).unwrap().producer_pids;
+    assert_eq!(
+        holders,
+        [child],
+        "a forked child's drop of its Hub copy let go of the parent's producer slot"
+    );
+    // The real attachment's death still frees it.
+    kill9(&mut family);
+    let deadline = Instant::now() + DETECTION_LIMIT;
+    while !inspect_hub(&name).unwrap().producer_pids.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the killed producer's slot stayed held"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]
