@@ -26,10 +26,17 @@
 
 mod error;
 mod receiver;
+mod refusals;
+mod reorder;
 mod sender;
 pub mod ucx;
 pub mod wire;
 
 pub use error::{NetError, OfferError};
-pub use receiver::{ReceiveReport, Receiver, ReceiverOptions, MAX_REORDER};
+pub use receiver::{
+    ReceiveReport, Receiver, ReceiverOptions, ACK_ENTRY_BYTES, DEFAULT_MAX_REORDER_BYTES,
+    MAX_REORDER, MAX_UNSENT_ACK_BYTES,
+};
+pub use refusals::{Refusals, REFUSAL_SAMPLE};
+pub use reorder::REORDER_ENTRY_BYTES;
 pub use sender::{SendReport, Sender, SenderOptions};
