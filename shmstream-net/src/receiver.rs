@@ -262,6 +262,9 @@ impl<'p> Receiver<'p> {
         let ctx = Context::new()?;
         let worker = Worker::new(&ctx)?;
         worker.set_am_handler(wire::AM_ID)?;
+        // No offer longer than the payload ring is taken: its bytes are
+        // not worth a copy.
+        worker.set_max_eager_copy(usize::try_from(producer.payload_bytes()).unwrap_or(usize::MAX));
         let (base, len) = producer.payload_region();
         // SAFETY: the payload region is mapped as long as the producer
         // lives, and the receiver borrows the producer ('p), so the region
@@ -690,6 +693,15 @@ impl<'p> Receiver<'p> {
             AmData::Rendezvous(desc) => {
                 self.report.zero_copy += 1;
                 self.receive_into(slot, offer, desc, dst, len)
+            }
+            // Longer than the payload ring, so refused by `wire::parse`
+            // before: never here.
+            AmData::Discarded => {
+                drop(slot); // abandons the position
+                Err(NetError::Protocol(format!(
+                    "offer #{} came with an eager payload too long to copy",
+                    offer.seq
+                )))
             }
         }
     }

@@ -475,3 +475,37 @@ fn a_peer_that_floods_without_reading_its_acknowledgements_is_ended() {
     assert_eq!(held, 0);
     assert!(grown < RSS_MARGIN, "grew by {} MiB", grown / MIB);
 }
+
+#[test]
+fn an_eager_payload_longer_than_the_ring_is_not_copied() {
+    // UCX assembles an eager message whole before the receiver sees it;
+    // the receiver used to copy it too, for an offer it then refuses.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tcp();
+    let big = 64 << 20;
+    let (result, report, held, grown) =
+        attacked("oversized", ReceiverOptions::default(), move |addr| {
+            let mut h = Hostile::with_buffer(&addr, big);
+            // Says 16 bytes, brings 64 MiB (the ring holds 4 MiB).
+            h.send(Hostile::offer_header(0, "big", 16), big, true);
+            h.offer(1, 16, true);
+            h.send(encode_end(2), 0, true);
+            h.drain(Duration::from_secs(30));
+            h.wait_acks(Duration::from_secs(10), |a| a.len() >= 3);
+        });
+    eprintln!(
+        "a 64 MiB eager payload: peak RSS +{} MiB (the peer's 64 MiB buffer and UCX's 64 MiB assembly included)",
+        grown / MIB
+    );
+    result.unwrap();
+    assert_eq!(report.committed, 1);
+    assert_eq!(report.refused.count("length"), 1);
+    assert_eq!(held, 0);
+    // The peer's buffer and UCX's copy: 128 MiB; the receiver's own copy
+    // would make it 192.
+    assert!(
+        grown < 2 * big as u64 + RSS_MARGIN,
+        "grew by {} MiB",
+        grown / MIB
+    );
+}
