@@ -12,7 +12,21 @@
 #   SOAK_MARGIN_PCT=PCT     or this percentage of the early sample, if larger (default 10)
 # Exit status: the run's own when it fails; 1 when a process grew past the
 # margin; 2 when no sample came after the warm-up (give more ITEMS).
+#
+# scripts/soak.sh --adversarial [SCALE]: a separate mode: the hostile-peer
+# tests of shmstream-net/tests/adversarial.rs (in CI at scale 1, 3.5 s) with
+# their counts multiplied by SCALE (default 20): the receiver's bytes held
+# stay within its bounds, its peak RSS within the bound plus 40 MiB, and the
+# honest stream beside each attack lands all its tensors. Exit status:
+# cargo test's.
 set -euo pipefail
+
+if [ "${1:-}" = --adversarial ]; then
+    root="$(cd "$(dirname "$0")/.." && pwd)"
+    export SHMSTREAM_ADVERSARIAL_SCALE="${2:-20}" UCX_TLS="${UCX_TLS:-tcp}"
+    exec cargo test -p shmstream-net --manifest-path "$root/Cargo.toml" --test adversarial \
+        -- --test-threads 1 --nocapture
+fi
 
 warmup="${SOAK_WARMUP:-5}"
 margin_kib="${SOAK_MARGIN_KIB:-8192}"

@@ -246,6 +246,17 @@ impl fmt::Debug for Receiver<'_> {
     }
 }
 
+impl Drop for Receiver<'_> {
+    fn drop(&mut self) {
+        // Receives UCX had not ended: handed back to UCX, which releases
+        // each when it ends (the worker's destruction, after this, ends
+        // them); their slots are dropped only after that (field order).
+        for request in self.unended.keys() {
+            self.worker.free_request(*request);
+        }
+    }
+}
+
 impl<'p> Receiver<'p> {
     /// Registers the producer's payload region with UCX and listens on
     /// `addr` (port 0: a free port, see [`local_addr`](Self::local_addr)).

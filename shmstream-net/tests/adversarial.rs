@@ -15,7 +15,8 @@ use shmstream_net::{
     MAX_UNSENT_ACK_BYTES, REFUSAL_SAMPLE, REORDER_ENTRY_BYTES,
 };
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One test at a time: they measure the process's resident memory.
@@ -108,7 +109,7 @@ const RSS_MARGIN: u64 = 40 * MIB;
 fn attacked(
     name: &'static str,
     opts: ReceiverOptions,
-    attack: impl FnOnce(SocketAddr) + Send + 'static,
+    attack: impl FnOnce(SocketAddr, Arc<AtomicBool>) + Send + 'static,
 ) -> (Result<(), NetError>, shmstream_net::ReceiveReport, u64, u64) {
     let (producer, _consumer) = in_process(&config(name, 64, 4 << 20)).unwrap();
     let mut receiver = Receiver::bind(&producer, &"127.0.0.1:0".parse().unwrap(), opts).unwrap();
@@ -117,8 +118,14 @@ fn attacked(
     let (before, _) = rss();
     reset_peak();
     let t = std::time::Instant::now();
-    let attacker = std::thread::spawn(move || attack(addr));
+    // Set when the run returned: the peer stays until then (a peer that
+    // left first would end the run as a dead peer, not at the bound).
+    let ended = Arc::new(AtomicBool::new(false));
+    let flag = ended.clone();
+    let attacker = std::thread::spawn(move || attack(addr, flag));
     let result = receiver.run().map(|_| ());
+    // Release: pairs with the peer's Acquire in `serve_until`.
+    ended.store(true, Ordering::Release);
     let (_, peak) = rss();
     let report = receiver.report().clone();
     let held = receiver.bytes_held();
@@ -142,20 +149,16 @@ fn a_withheld_seq_cannot_make_the_receiver_hold_more_than_its_byte_bound() {
         stall_timeout: Duration::from_secs(5),
         ..ReceiverOptions::default()
     };
-    let (result, report, held, grown) = attacked("gap", opts, move |addr| {
+    let (result, report, held, grown) = attacked("gap", opts, move |addr, ended| {
         let mut h = Hostile::connect(&addr);
         for seq in 1..=n {
             h.offer(seq, MIB as usize, true);
             h.progress_for(Duration::ZERO);
-            if h.ep_failed {
+            if h.ep_failed || ended.load(Ordering::Acquire) {
                 break;
             }
         }
-        h.drain(Duration::from_secs(10));
-        // The refusal names the bound: the offending offer is acknowledged.
-        h.wait_acks(Duration::from_secs(5), |a| {
-            a.iter().any(|(_, s, _)| *s == AckStatus::Refused)
-        });
+        h.serve_until(&ended);
     });
     eprintln!(
         "withheld seq 0, up to {n} x 1 MiB eager: reorder peak {} bytes of {DEFAULT_MAX_REORDER_BYTES}, peak RSS +{} MiB",
@@ -213,18 +216,18 @@ fn a_flood_of_rendezvous_offers_stops_at_a_configured_bound() {
         max_reorder_bytes: limit,
         ..ReceiverOptions::default()
     };
-    let (result, report, held, grown) = attacked("rflood", opts, move |addr| {
+    let (result, report, held, grown) = attacked("rflood", opts, move |addr, ended| {
         let mut h = Hostile::connect(&addr);
         for seq in 1..=n {
             h.offer(seq, 16, false);
             if seq % 64 == 0 {
                 h.progress_for(Duration::ZERO);
             }
-            if h.ep_failed {
+            if h.ep_failed || ended.load(Ordering::Acquire) {
                 break;
             }
         }
-        h.progress_for(Duration::from_millis(300));
+        h.serve_until(&ended);
     });
     eprintln!(
         "{n} rendezvous offers ahead of a gap: reorder peak {} bytes of {limit}, peak RSS +{} KiB",
@@ -250,35 +253,33 @@ fn junk_headers_and_lying_sizes_are_counted_not_kept() {
     tcp();
     let junk = 20_000 * scale();
     let lies = 64u64;
-    let (result, report, held, grown) = attacked("junk", ReceiverOptions::default(), move |addr| {
-        let mut h = Hostile::connect(&addr);
-        for i in 0..junk {
-            // Not ours: refused under no seq.
-            let mut header = Hostile::offer_header(0, "junk", 16);
-            header[0] = b'X';
-            header.extend_from_slice(&i.to_le_bytes());
-            h.send(header, 0, true);
-            // Reads its acknowledgements as they come (the bound on
-            // unread ones has a test of its own).
-            if i % 32 == 0 {
-                h.progress_for(Duration::from_millis(1));
+    let (result, report, held, grown) =
+        attacked("junk", ReceiverOptions::default(), move |addr, ended| {
+            let mut h = Hostile::connect(&addr);
+            for i in 0..junk {
+                // Not ours: refused under no seq.
+                let mut header = Hostile::offer_header(0, "junk", 16);
+                header[0] = b'X';
+                header.extend_from_slice(&i.to_le_bytes());
+                h.send(header, 0, true);
+                // Reads its acknowledgements as they come (the bound on
+                // unread ones has a test of its own).
+                if i % 32 == 0 {
+                    h.progress_for(Duration::from_millis(1));
+                }
             }
-        }
-        for seq in 0..lies {
-            // Says 16 bytes, brings 1 MiB with it.
-            let header = Hostile::offer_header(2 * seq, &format!("l{seq}"), 16);
-            h.send(header, MIB as usize, true);
-            // Says 1 GiB (dtype x shape agree), more than the stream holds.
-            let header = Hostile::offer_header(2 * seq + 1, &format!("g{seq}"), 1 << 30);
-            h.send(header, 16, false);
-            h.progress_for(Duration::ZERO);
-        }
-        h.send(encode_end(2 * lies), 0, true);
-        h.drain(Duration::from_secs(60));
-        h.wait_acks(Duration::from_secs(60), |a| {
-            a.len() as u64 > junk + 2 * lies
+            for seq in 0..lies {
+                // Says 16 bytes, brings 1 MiB with it.
+                let header = Hostile::offer_header(2 * seq, &format!("l{seq}"), 16);
+                h.send(header, MIB as usize, true);
+                // Says 1 GiB (dtype x shape agree), more than the stream holds.
+                let header = Hostile::offer_header(2 * seq + 1, &format!("g{seq}"), 1 << 30);
+                h.send(header, 16, false);
+                h.progress_for(Duration::ZERO);
+            }
+            h.send(encode_end(2 * lies), 0, true);
+            h.serve_until(&ended);
         });
-    });
     let total = junk + 2 * lies;
     eprintln!(
         "{junk} junk headers + {} lying offers: {} refusals counted, {} kept; reorder peak {} bytes, \
@@ -434,7 +435,7 @@ fn a_peer_that_floods_without_reading_its_acknowledgements_is_ended() {
     tcp();
     let most = 400_000 * scale();
     let (result, report, held, grown) =
-        attacked("unread", ReceiverOptions::default(), move |addr| {
+        attacked("unread", ReceiverOptions::default(), move |addr, ended| {
             let mut h = Hostile::connect(&addr);
             for i in 0..most {
                 let mut header = Hostile::offer_header(0, "junk", 16);
@@ -444,12 +445,12 @@ fn a_peer_that_floods_without_reading_its_acknowledgements_is_ended() {
                 // acknowledgements pile up.
                 if i % 64 == 0 {
                     h.progress_for(Duration::ZERO);
-                    if h.ep_failed {
+                    if h.ep_failed || ended.load(Ordering::Acquire) {
                         break;
                     }
                 }
             }
-            h.drain(Duration::from_secs(10));
+            h.serve_until(&ended);
         });
     eprintln!(
         "junk flood, acknowledgements unread: {} refusals before the end; acks unsent peak {} bytes; peak RSS +{} KiB",
@@ -483,16 +484,18 @@ fn an_eager_payload_longer_than_the_ring_is_not_copied() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tcp();
     let big = 64 << 20;
-    let (result, report, held, grown) =
-        attacked("oversized", ReceiverOptions::default(), move |addr| {
+    let (result, report, held, grown) = attacked(
+        "oversized",
+        ReceiverOptions::default(),
+        move |addr, ended| {
             let mut h = Hostile::with_buffer(&addr, big);
             // Says 16 bytes, brings 64 MiB (the ring holds 4 MiB).
             h.send(Hostile::offer_header(0, "big", 16), big, true);
             h.offer(1, 16, true);
             h.send(encode_end(2), 0, true);
-            h.drain(Duration::from_secs(30));
-            h.wait_acks(Duration::from_secs(10), |a| a.len() >= 3);
-        });
+            h.serve_until(&ended);
+        },
+    );
     eprintln!(
         "a 64 MiB eager payload: peak RSS +{} MiB (the peer's 64 MiB buffer and UCX's 64 MiB assembly included)",
         grown / MIB
@@ -507,5 +510,72 @@ fn an_eager_payload_longer_than_the_ring_is_not_copied() {
         grown < 2 * big as u64 + RSS_MARGIN,
         "grew by {} MiB",
         grown / MIB
+    );
+}
+
+#[test]
+fn attacked_streams_one_after_another_leave_the_process_flat() {
+    // A worker serves stream after stream, some of them hostile: what an
+    // ended stream held must all come back. 3 rounds in CI, 3 x SCALE in
+    // the soak; RSS compared after the first round and at the end.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tcp();
+    let rounds = 3 * scale();
+    let mut after_first = 0;
+    for round in 0..rounds {
+        let (producer, _consumer) = in_process(&config("flat", 64, 4 << 20)).unwrap();
+        let mut receiver = Receiver::bind(
+            &producer,
+            &"127.0.0.1:0".parse().unwrap(),
+            ReceiverOptions::default(),
+        )
+        .unwrap();
+        let addr = receiver.local_addr().unwrap();
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = ended.clone();
+        let attacker = std::thread::spawn(move || {
+            let mut h = Hostile::connect(&addr);
+            for i in 0..500u64 {
+                let mut header = Hostile::offer_header(0, "junk", 16);
+                header[0] = b'X';
+                header.extend_from_slice(&i.to_le_bytes());
+                h.send(header, 0, true);
+                if i % 64 == 0 {
+                    h.progress_for(Duration::ZERO);
+                }
+            }
+            assert!(h.wait_acks(Duration::from_secs(10), |a| a.len() == 500));
+            // Then withholds seq 0 until the receiver ends the stream.
+            for seq in 1..=20 {
+                h.offer(seq, MIB as usize, true);
+                h.progress_for(Duration::ZERO);
+            }
+            h.serve_until(&flag);
+        });
+        let result = receiver.run();
+        // Release: pairs with the peer's Acquire in `serve_until`.
+        ended.store(true, Ordering::Release);
+        assert!(
+            matches!(result, Err(NetError::ReorderFull { .. })),
+            "round {round}: {result:?}"
+        );
+        assert_eq!(receiver.bytes_held(), 0);
+        assert_eq!(receiver.report().refused.count("magic"), 500);
+        drop(receiver);
+        attacker.join().unwrap();
+        if round == 0 {
+            after_first = rss().0;
+        }
+    }
+    let end = rss().0;
+    eprintln!(
+        "{rounds} attacked streams: RSS {} KiB after the first, {} KiB at the end",
+        after_first >> 10,
+        end >> 10
+    );
+    assert!(
+        end < after_first + 8 * MIB,
+        "the process grew by {} KiB over {rounds} attacked streams",
+        end.saturating_sub(after_first) >> 10
     );
 }

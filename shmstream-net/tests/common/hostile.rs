@@ -10,6 +10,7 @@ use shmstream_net::ucx::{AmData, Context, Endpoint, Event, MemRegion, Worker};
 use shmstream_net::wire::{self, encode_offer, AM_ID};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The largest payload the peer sends from its default buffer.
@@ -164,6 +165,17 @@ impl Hostile {
                 Event::EpError(_) => self.ep_failed = true,
                 Event::ConnRequest(_) | Event::RecvDone { .. } => {}
             }
+        }
+    }
+
+    /// Progresses (reading what comes, serving its sends) until `ended`
+    /// is set (the receiver's run returned), the endpoint failed, or 30 s
+    /// passed: a peer that leaves only when the receiver is done with it.
+    pub fn serve_until(&mut self, ended: &AtomicBool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ended.load(Ordering::Acquire) && !self.ep_failed && Instant::now() < deadline {
+            self.pump();
+            let _ = self.worker.wait(Duration::from_millis(5));
         }
     }
 
