@@ -13,6 +13,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Acknowledgements a peer keeps whole.
+const KEPT_ACKS: usize = 1024;
+
 /// The largest payload the peer sends from its default buffer.
 pub const MAX_PAYLOAD: usize = 4 << 20;
 
@@ -26,8 +29,11 @@ pub struct Hostile {
     headers: Vec<(usize, Vec<u8>)>,
     worker: Rc<Worker>,
     _ctx: Rc<Context>,
-    /// Acknowledgements seen: (seq, status byte, message).
+    /// The first `KEPT_ACKS` acknowledgements seen: (seq, status,
+    /// message); the peer's own memory is in the measured process too.
     pub acks: Vec<(u64, wire::AckStatus, String)>,
+    /// Acknowledgements seen in all.
+    pub ack_count: u64,
     /// The endpoint failed (the receiver closed it).
     pub ep_failed: bool,
     /// Sends issued.
@@ -57,6 +63,7 @@ impl Hostile {
             worker,
             _ctx: ctx,
             acks: Vec::new(),
+            ack_count: 0,
             ep_failed: false,
             sent: 0,
         }
@@ -159,7 +166,10 @@ impl Hostile {
                         message,
                     }) = wire::parse(&msg.header, 0, 0)
                     {
-                        self.acks.push((seq, status, message));
+                        self.ack_count += 1;
+                        if self.acks.len() < KEPT_ACKS {
+                            self.acks.push((seq, status, message));
+                        }
                     }
                 }
                 Event::EpError(_) => self.ep_failed = true,
