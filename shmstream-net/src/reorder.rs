@@ -148,7 +148,9 @@ mod tests {
     #[test]
     fn taking_an_entry_frees_its_charge_and_put_back_restores_it() {
         let mut r = Reorder::new(1 << 20);
+        assert!(r.is_empty());
         r.insert(7, "b", 100).unwrap();
+        assert!(!r.is_empty());
         r.insert(3, "a", 10).unwrap();
         assert_eq!(r.first_seq(), Some(3));
         assert!(r.contains(7) && !r.contains(4));
