@@ -24,6 +24,7 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod budget;
 mod error;
 mod receiver;
 mod refusals;

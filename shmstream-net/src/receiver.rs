@@ -16,6 +16,7 @@
 //! others wait, unreceived, at the sender, whose buffers stay registered
 //! until the receiver acknowledges them.
 
+use crate::budget::ByteBudget;
 use crate::error::{NetError, OfferError};
 use crate::refusals::Refusals;
 use crate::reorder::Reorder;
@@ -211,7 +212,7 @@ pub struct Receiver<'p> {
     acks: HashMap<usize, Vec<u8>>,
     /// Their bytes plus `ACK_ENTRY_BYTES` each; the stream ends past
     /// `MAX_UNSENT_ACK_BYTES`.
-    ack_bytes: u64,
+    ack_bytes: ByteBudget,
     region: MemRegion,
     listener: Listener,
     worker: Rc<Worker>,
@@ -291,7 +292,7 @@ impl<'p> Receiver<'p> {
             in_flight: HashMap::new(),
             queued: Reorder::new(opts.max_reorder_bytes),
             acks: HashMap::new(),
-            ack_bytes: 0,
+            ack_bytes: ByteBudget::new(MAX_UNSENT_ACK_BYTES),
             stream,
             report: ReceiveReport {
                 lowest_offset: u64::MAX,
@@ -384,7 +385,7 @@ impl<'p> Receiver<'p> {
     /// [`max_reorder_bytes`](ReceiverOptions::max_reorder_bytes)) and
     /// acknowledgements not yet sent. Their peaks are in the report.
     pub fn bytes_held(&self) -> u64 {
-        self.queued.held() + self.ack_bytes
+        self.queued.held() + self.ack_bytes.held()
     }
 
     fn serve(&mut self) -> Result<(), NetError> {
@@ -471,7 +472,7 @@ impl<'p> Receiver<'p> {
             } => self.completed(request, status, length)?,
             Event::SendDone { request, .. } => {
                 if let Some(header) = self.acks.remove(&request) {
-                    self.ack_bytes -= header.len() as u64 + ACK_ENTRY_BYTES;
+                    self.ack_bytes.credit(ack_cost(&header));
                     self.worker.free_request(request);
                 }
             }
@@ -803,14 +804,13 @@ impl<'p> Receiver<'p> {
     fn ack(&mut self, seq: u64, status: AckStatus, message: &str) {
         let Some(ep) = &self.ep else { return };
         let header = wire::encode_ack(seq, status, message);
-        let cost = header.len() as u64 + ACK_ENTRY_BYTES;
-        if self.ack_bytes + cost > MAX_UNSENT_ACK_BYTES {
+        if let Err(over) = self.ack_bytes.charge(ack_cost(&header)) {
             // Not sent: the stream ends (the peer does not read them).
             if self.failure.is_none() {
                 self.failure = Some(NetError::AcksUnread {
                     stream: self.stream.clone(),
-                    held: self.ack_bytes + cost,
-                    limit: MAX_UNSENT_ACK_BYTES,
+                    held: over.held,
+                    limit: over.limit,
                 });
             }
             return;
@@ -819,13 +819,13 @@ impl<'p> Receiver<'p> {
         // completes (or the endpoint is closed and the worker destroyed).
         match unsafe { ep.am_send(wire::AM_ID, &header, &[], false, None) } {
             Ok(Some(request)) => {
-                self.ack_bytes += cost;
-                self.report.ack_peak_bytes = self.report.ack_peak_bytes.max(self.ack_bytes);
+                self.report.ack_peak_bytes = self.ack_bytes.peak();
                 self.acks.insert(request, header);
             }
-            Ok(None) => {}
+            // Sent already: nothing held.
+            Ok(None) => self.ack_bytes.credit(ack_cost(&header)),
             // The endpoint is failing: its error event ends the run.
-            Err(_) => {}
+            Err(_) => self.ack_bytes.credit(ack_cost(&header)),
         }
     }
 
@@ -842,7 +842,7 @@ impl<'p> Receiver<'p> {
             for event in self.worker.take_events() {
                 if let Event::SendDone { request, .. } = event {
                     if let Some(header) = self.acks.remove(&request) {
-                        self.ack_bytes -= header.len() as u64 + ACK_ENTRY_BYTES;
+                        self.ack_bytes.credit(ack_cost(&header));
                         self.worker.free_request(request);
                     }
                 }
@@ -887,7 +887,7 @@ impl<'p> Receiver<'p> {
         for (request, _) in self.acks.drain() {
             self.worker.free_request(request);
         }
-        self.ack_bytes = 0;
+        self.ack_bytes.clear();
         while let Some((_, q, _)) = self.queued.pop_first() {
             if let Queued::Valid(_, d) = q {
                 self.release(d);
@@ -896,9 +896,22 @@ impl<'p> Receiver<'p> {
     }
 }
 
+/// What an acknowledgement waiting to be sent is charged: its header and
+/// `ACK_ENTRY_BYTES`.
+fn ack_cost(header: &[u8]) -> u64 {
+    header.len() as u64 + ACK_ENTRY_BYTES
+}
+
 #[cfg(test)]
 mod tests {
-    use super::RecentIds;
+    use super::{ack_cost, RecentIds, ACK_ENTRY_BYTES};
+
+    #[test]
+    fn an_acknowledgement_is_charged_its_header_and_its_entry() {
+        assert_eq!(ack_cost(&[0; 20]), 20 + ACK_ENTRY_BYTES);
+        assert_eq!(ack_cost(&[]), ACK_ENTRY_BYTES);
+        assert_eq!(ACK_ENTRY_BYTES, 256);
+    }
 
     #[test]
     fn the_recent_ids_stay_within_their_window() {

@@ -9,6 +9,7 @@
 //! would take the sum past the bound is refused: the caller ends that
 //! stream.
 
+use crate::budget::{ByteBudget, OverBound};
 use std::collections::BTreeMap;
 
 /// What an entry costs beyond the eager bytes it carries: its header, the
@@ -20,59 +21,38 @@ use std::collections::BTreeMap;
 /// side of that measurement is counted too).
 pub const REORDER_ENTRY_BYTES: u64 = 2 << 10;
 
-/// An insert refused: the bytes the buffer would hold with it, and the
-/// bound.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct OverBound {
-    pub held: u64,
-    pub limit: u64,
-}
-
 /// Entries by `seq`, with the bytes charged for them.
 #[derive(Debug)]
 pub(crate) struct Reorder<T> {
     entries: BTreeMap<u64, (T, u64)>,
-    /// Sum of the charges of `entries`; never above `limit` after an
-    /// insert (a [`put_back`](Self::put_back) returns what was there).
-    held: u64,
-    peak: u64,
-    limit: u64,
+    /// The charges of `entries`.
+    bytes: ByteBudget,
 }
 
 impl<T> Reorder<T> {
     pub fn new(limit: u64) -> Reorder<T> {
         Reorder {
             entries: BTreeMap::new(),
-            held: 0,
-            peak: 0,
-            limit,
+            bytes: ByteBudget::new(limit),
         }
     }
 
     /// Adds `item` under `seq` (not present: checked before), charged
-    /// `REORDER_ENTRY_BYTES + payload`; refused, handing the item back, when the
-    /// buffer would then hold more than its bound.
+    /// `REORDER_ENTRY_BYTES + payload`; refused, handing the item back,
+    /// when the buffer would then hold more than its bound.
     pub fn insert(&mut self, seq: u64, item: T, payload: u64) -> Result<(), (T, OverBound)> {
         let cost = REORDER_ENTRY_BYTES.saturating_add(payload);
-        let held = self.held.saturating_add(cost);
-        if held > self.limit {
-            return Err((
-                item,
-                OverBound {
-                    held,
-                    limit: self.limit,
-                },
-            ));
+        if let Err(over) = self.bytes.charge(cost) {
+            return Err((item, over));
         }
-        self.put_back(seq, item, cost);
+        self.entries.insert(seq, (item, cost));
         Ok(())
     }
 
     /// Re-inserts an entry taken by [`pop_first`](Self::pop_first) with its
     /// charge: it was within the bound before it was taken.
     pub fn put_back(&mut self, seq: u64, item: T, cost: u64) {
-        self.held += cost;
-        self.peak = self.peak.max(self.held);
+        self.bytes.restore(cost);
         self.entries.insert(seq, (item, cost));
     }
 
@@ -84,7 +64,7 @@ impl<T> Reorder<T> {
     /// Takes the entry of the lowest seq, with its charge.
     pub fn pop_first(&mut self) -> Option<(u64, T, u64)> {
         let (seq, (item, cost)) = self.entries.pop_first()?;
-        self.held -= cost;
+        self.bytes.credit(cost);
         Some((seq, item, cost))
     }
 
@@ -102,12 +82,12 @@ impl<T> Reorder<T> {
 
     /// Bytes charged for the entries held now.
     pub fn held(&self) -> u64 {
-        self.held
+        self.bytes.held()
     }
 
     /// The most bytes held at once.
     pub fn peak(&self) -> u64 {
-        self.peak
+        self.bytes.peak()
     }
 }
 

@@ -9,10 +9,10 @@ mod common;
 
 use common::hostile::{reset_peak, rss, Hostile};
 use shmstream::{in_process, DType, StreamConfig, StreamId, TensorMeta};
-use shmstream_net::wire::{encode_end, AckStatus};
+use shmstream_net::wire::{encode_ack, encode_end, AckStatus};
 use shmstream_net::{
-    NetError, Receiver, ReceiverOptions, Sender, SenderOptions, DEFAULT_MAX_REORDER_BYTES,
-    MAX_UNSENT_ACK_BYTES, REFUSAL_SAMPLE, REORDER_ENTRY_BYTES,
+    NetError, Receiver, ReceiverOptions, Sender, SenderOptions, ACK_ENTRY_BYTES,
+    DEFAULT_MAX_REORDER_BYTES, MAX_UNSENT_ACK_BYTES, REFUSAL_SAMPLE, REORDER_ENTRY_BYTES,
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -458,11 +458,23 @@ fn a_peer_that_floods_without_reading_its_acknowledgements_is_ended() {
         report.ack_peak_bytes,
         grown >> 10
     );
+    // Every refusal is the same sentence, so every acknowledgement costs
+    // the same: the peak is a whole number of them, and one more would
+    // pass the bound.
+    let refusal = report.refused.sample().next().unwrap().to_string();
+    let cost = encode_ack(u64::MAX, AckStatus::Refused, &refusal).len() as u64 + ACK_ENTRY_BYTES;
+    assert_eq!(
+        report.ack_peak_bytes % cost,
+        0,
+        "{} for {cost} each",
+        report.ack_peak_bytes
+    );
+    assert!(report.ack_peak_bytes + cost > MAX_UNSENT_ACK_BYTES);
     let e = result.unwrap_err();
     match &e {
         NetError::AcksUnread { limit, held, .. } => {
             assert_eq!(*limit, MAX_UNSENT_ACK_BYTES);
-            assert!(*held > *limit);
+            assert!(*held > *limit && *held % cost == 0, "{held}");
         }
         other => panic!("not ended for its bound: {other}"),
     }
