@@ -16,7 +16,7 @@ use shmstream_net::{
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 /// One test at a time: they measure the process's resident memory.
@@ -50,7 +50,17 @@ fn pattern(seq: u64, buf: &mut [u8]) {
 /// sender of `n` 64 KiB tensors and a consumer checking each; returns
 /// the tensors the consumer saw whole, in order.
 fn honest_stream(name: &'static str, n: u64) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
+    honest_stream_ready(name, n).0
+}
+
+/// As [`honest_stream`], with a channel told once both ends of it are
+/// connected (their UCX contexts read the environment then).
+fn honest_stream_ready(
+    name: &'static str,
+    n: u64,
+) -> (std::thread::JoinHandle<u64>, mpsc::Receiver<()>) {
+    let (ready_tx, ready) = mpsc::channel();
+    let stream = std::thread::spawn(move || {
         let (producer, mut consumer) = in_process(&config(name, 16, 4 << 20)).unwrap();
         let mut receiver = Receiver::bind(
             &producer,
@@ -61,6 +71,7 @@ fn honest_stream(name: &'static str, n: u64) -> std::thread::JoinHandle<u64> {
         let addr = receiver.local_addr().unwrap();
         let sender = std::thread::spawn(move || {
             let mut s = Sender::connect(&addr, SenderOptions::default()).unwrap();
+            let _ = ready_tx.send(());
             let meta = TensorMeta::new(DType::U8, &[65536]).unwrap();
             for seq in 0..n {
                 s.send(&format!("ok{seq}"), &meta, |b| pattern(seq, b))
@@ -88,7 +99,8 @@ fn honest_stream(name: &'static str, n: u64) -> std::thread::JoinHandle<u64> {
         assert_eq!(sender.join().unwrap(), n);
         assert_eq!(report.committed, n);
         drain.join().unwrap()
-    })
+    });
+    (stream, ready)
 }
 
 fn tcp() {
@@ -111,10 +123,34 @@ fn attacked(
     opts: ReceiverOptions,
     attack: impl FnOnce(SocketAddr, Arc<AtomicBool>) + Send + 'static,
 ) -> (Result<(), NetError>, shmstream_net::ReceiveReport, u64, u64) {
+    attacked_with(name, opts, &[], attack)
+}
+
+/// As [`attacked`], the attacked receiver and its peer created with the
+/// UCX settings `env` (the honest stream is connected before, with none).
+fn attacked_with(
+    name: &'static str,
+    opts: ReceiverOptions,
+    env: &[(&str, &str)],
+    attack: impl FnOnce(SocketAddr, Arc<AtomicBool>) + Send + 'static,
+) -> (Result<(), NetError>, shmstream_net::ReceiveReport, u64, u64) {
+    let (other, ready) = honest_stream_ready(name, 200);
+    ready.recv().unwrap();
+    struct Unset(Vec<String>);
+    impl Drop for Unset {
+        fn drop(&mut self) {
+            for k in &self.0 {
+                std::env::remove_var(k);
+            }
+        }
+    }
+    for (k, v) in env {
+        std::env::set_var(k, v);
+    }
+    let _unset = Unset(env.iter().map(|(k, _)| k.to_string()).collect());
     let (producer, _consumer) = in_process(&config(name, 64, 4 << 20)).unwrap();
     let mut receiver = Receiver::bind(&producer, &"127.0.0.1:0".parse().unwrap(), opts).unwrap();
     let addr: SocketAddr = receiver.local_addr().unwrap();
-    let other = honest_stream(name, 200);
     let (before, _) = rss();
     reset_peak();
     let t = std::time::Instant::now();
@@ -434,8 +470,15 @@ fn a_peer_that_floods_without_reading_its_acknowledgements_is_ended() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     tcp();
     let most = 400_000 * scale();
-    let (result, report, held, grown) =
-        attacked("unread", ReceiverOptions::default(), move |addr, ended| {
+    // Small socket buffers for the attacked stream and its peer: the
+    // acknowledgements pile up in the receiver, not in the kernel,
+    // whatever the machine's TCP autotuning.
+    let small = [("UCX_TCP_SNDBUF", "8k"), ("UCX_TCP_RCVBUF", "8k")];
+    let (result, report, held, grown) = attacked_with(
+        "unread",
+        ReceiverOptions::default(),
+        &small,
+        move |addr, ended| {
             let mut h = Hostile::connect(&addr);
             for i in 0..most {
                 let mut header = Hostile::offer_header(0, "junk", 16);
@@ -451,7 +494,8 @@ fn a_peer_that_floods_without_reading_its_acknowledgements_is_ended() {
                 }
             }
             h.serve_until(&ended);
-        });
+        },
+    );
     eprintln!(
         "junk flood, acknowledgements unread: {} refusals before the end; acks unsent peak {} bytes; peak RSS +{} KiB",
         report.refused.total(),

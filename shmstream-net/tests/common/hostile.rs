@@ -13,6 +13,9 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Sends a peer lets wait in UCX at most.
+const MAX_PENDING: usize = 4096;
+
 /// Acknowledgements a peer keeps whole.
 const KEPT_ACKS: usize = 1024;
 
@@ -80,6 +83,12 @@ impl Hostile {
     /// (with the message) or by rendezvous; never waits for the receiver.
     pub fn send(&mut self, header: Vec<u8>, len: usize, eager: bool) {
         assert!(len <= self.region.len());
+        // The peer's own sends waiting in UCX are memory of the measured
+        // process too: past a few thousand, it lets them go out first.
+        while self.headers.len() >= MAX_PENDING && !self.ep_failed {
+            self.pump();
+            let _ = self.worker.wait(Duration::from_millis(1));
+        }
         let Some(ep) = &self.ep else { return };
         // SAFETY: the buffer is registered, never written after creation,
         // and outlives every send (dropped after the endpoint, whose
