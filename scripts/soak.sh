@@ -21,6 +21,13 @@
 #   SOAK_RESTARTS times (default 10). Fails when anything is left in
 #   /dev/shm or the worker's RSS grew by more than max(8 MiB, 10%) after
 #   the first quarter. CI runs it with 1,000 streams.
+#
+# scripts/soak.sh --adversarial [SCALE]: a separate mode: the hostile-peer
+# tests of shmstream-net/tests/adversarial.rs (in CI at scale 1, 3.5 s) with
+# their counts multiplied by SCALE (default 20): the receiver's bytes held
+# stay within its bounds, its peak RSS within the bound plus 40 MiB, and the
+# honest stream beside each attack lands all its tensors. Exit status:
+# cargo test's.
 set -euo pipefail
 
 if [ "${1:-}" = --lifecycle ]; then
@@ -31,6 +38,12 @@ if [ "${1:-}" = --lifecycle ]; then
     SHMSTREAM_LIFECYCLE_RESTARTS="${SOAK_RESTARTS:-10}" \
         exec cargo test --release -q -p shmstream --manifest-path "$root/Cargo.toml" \
         --test hub_lifecycle -- --nocapture --test-threads=1
+fi
+if [ "${1:-}" = --adversarial ]; then
+    root="$(cd "$(dirname "$0")/.." && pwd)"
+    export SHMSTREAM_ADVERSARIAL_SCALE="${2:-20}" UCX_TLS="${UCX_TLS:-tcp}"
+    exec cargo test -p shmstream-net --manifest-path "$root/Cargo.toml" --test adversarial \
+        -- --test-threads 1 --nocapture
 fi
 
 warmup="${SOAK_WARMUP:-5}"

@@ -11,7 +11,8 @@
 //!   reservation of its size, committing as transfers complete (in any
 //!   order; [`shmstream_net::Receiver`]). It prints `ucx landed ...` (the
 //!   transfers and the offsets they landed at in the payload mapping) and
-//!   one `ucx refused ...` line per refused offer. A transfer or link that
+//!   one `ucx refused ...` line per refused offer (the first and last 16;
+//!   past 32, a line with the count in all). A transfer or link that
 //!   fails (or stalls for `--timeout`) abandons the slots in flight and
 //!   ends the producer with an error: no half-written slot is published.
 //!
@@ -363,8 +364,16 @@ fn receive(producer: &Producer, addr: &std::net::SocketAddr, args: &ProduceArgs)
     let result = receiver.run();
     let report = receiver.report().clone();
     let mut out = io::stdout().lock();
-    for refused in &report.refused {
+    for refused in report.refused.sample() {
         let _ = writeln!(out, "ucx refused {refused}");
+    }
+    if report.refused.omitted() > 0 {
+        let _ = writeln!(
+            out,
+            "ucx refused {} offers in all; {} more not shown",
+            report.refused.total(),
+            report.refused.omitted()
+        );
     }
     let _ = writeln!(
         out,

@@ -98,6 +98,36 @@ pub enum NetError {
     /// A message that breaks the protocol (an acknowledgement of an offer
     /// never made, a second end, ...).
     Protocol(String),
+    /// The offers waiting for their turn (ahead of a missing `seq`, or for
+    /// room in the ring) would hold more bytes than the receiver's bound:
+    /// the stream is ended (its transfers abandoned), the process and its
+    /// other streams go on.
+    ReorderFull {
+        /// Which stream ("the stream received on ADDR").
+        stream: String,
+        /// The offer that would have passed the bound.
+        seq: u64,
+        /// Its tensor id, when it could be read.
+        id: Option<String>,
+        /// The next seq the receiver was waiting for.
+        next_seq: u64,
+        /// Offers held then.
+        waiting: usize,
+        /// Bytes held with that offer.
+        held: u64,
+        /// The bound (`ReceiverOptions::max_reorder_bytes`).
+        limit: u64,
+    },
+    /// The sender leaves more acknowledgements unread than the bound (it
+    /// floods without progressing): the stream is ended as above.
+    AcksUnread {
+        /// Which stream.
+        stream: String,
+        /// Bytes of acknowledgements waiting to be sent.
+        held: u64,
+        /// The bound (`MAX_UNSENT_ACK_BYTES`).
+        limit: u64,
+    },
     /// A sender's tensor no buffer can hold.
     TooLarge {
         /// Its bytes.
@@ -137,6 +167,35 @@ impl fmt::Display for NetError {
                 write!(f, "the receiver refused offer #{seq}: {reason}")
             }
             NetError::Protocol(s) => write!(f, "protocol error: {s}"),
+            NetError::ReorderFull {
+                stream,
+                seq,
+                id,
+                next_seq,
+                waiting,
+                held,
+                limit,
+            } => {
+                write!(f, "{stream}: offer #{seq}")?;
+                if let Some(id) = id {
+                    write!(f, " of tensor {id:?}")?;
+                }
+                write!(
+                    f,
+                    " would make the {waiting} offers waiting for #{next_seq} (missing, or waiting for room) hold \
+                     {held} bytes, over the receiver's bound of {limit} bytes (ReceiverOptions::max_reorder_bytes); \
+                     the stream is ended"
+                )
+            }
+            NetError::AcksUnread {
+                stream,
+                held,
+                limit,
+            } => write!(
+                f,
+                "{stream}: the sender leaves {held} bytes of acknowledgements unread, over the receiver's \
+                 bound of {limit} bytes (MAX_UNSENT_ACK_BYTES); the stream is ended"
+            ),
             NetError::TooLarge { nbytes, max } => {
                 write!(f, "a tensor of {nbytes} bytes exceeds the sender's limit of {max} bytes")
             }

@@ -24,12 +24,20 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod budget;
 mod error;
 mod receiver;
+mod refusals;
+mod reorder;
 mod sender;
 pub mod ucx;
 pub mod wire;
 
 pub use error::{NetError, OfferError};
-pub use receiver::{ReceiveReport, Receiver, ReceiverOptions, MAX_REORDER};
+pub use receiver::{
+    ReceiveReport, Receiver, ReceiverOptions, ACK_ENTRY_BYTES, DEFAULT_MAX_REORDER_BYTES,
+    MAX_REORDER, MAX_UNSENT_ACK_BYTES,
+};
+pub use refusals::{Refusals, REFUSAL_SAMPLE};
+pub use reorder::REORDER_ENTRY_BYTES;
 pub use sender::{SendReport, Sender, SenderOptions};

@@ -16,11 +16,14 @@
 //! others wait, unreceived, at the sender, whose buffers stay registered
 //! until the receiver acknowledges them.
 
+use crate::budget::ByteBudget;
 use crate::error::{NetError, OfferError};
+use crate::refusals::Refusals;
+use crate::reorder::Reorder;
 use crate::ucx::{AmData, Context, DataDesc, Endpoint, Event, Listener, MemRegion, Worker};
 use crate::wire::{self, AckStatus, Message, Offer};
 use shmstream::{Producer, Slot, StreamError};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -29,8 +32,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Offers further ahead of the next expected one than this are refused
-/// (`seq`): the reorder buffer stays bounded.
+/// (`seq`). A distance, not a memory bound: the bytes the reorder buffer
+/// holds are bounded by [`ReceiverOptions::max_reorder_bytes`].
 pub const MAX_REORDER: u64 = 1 << 16;
+
+/// The default of [`ReceiverOptions::max_reorder_bytes`]: 16 MiB per
+/// stream. An honest sender never comes near it: with its default window
+/// (64 offers) and eager tensors below 8 KiB it keeps at most
+/// 64 x (8 KiB + 2 KiB) = 640 KiB waiting, and 64 x 130 KiB = 8.1 MiB
+/// with `rendezvous_from` raised to 128 KiB.
+pub const DEFAULT_MAX_REORDER_BYTES: u64 = 16 << 20;
+
+/// Bytes of acknowledgements the receiver lets wait for a sender that
+/// does not read them, each charged its header (at most 1044 bytes) plus
+/// [`ACK_ENTRY_BYTES`]. An honest sender has at most its window of offers
+/// (64 by default) unacknowledged: 64 x 1.3 KiB at the very most. Past it
+/// the stream is ended with [`NetError::AcksUnread`].
+pub const MAX_UNSENT_ACK_BYTES: u64 = 1 << 20;
+
+/// What an unsent acknowledgement costs beyond its header: UCX's request
+/// and the receiver's map entry.
+pub const ACK_ENTRY_BYTES: u64 = 256;
 
 /// The receiver's settings.
 #[derive(Clone, Debug)]
@@ -43,6 +65,14 @@ pub struct ReceiverOptions {
     pub stall_timeout: Duration,
     /// Transfers in flight at most (the ring's room bounds them too).
     pub max_in_flight: usize,
+    /// Bytes the receiver holds at most for offers that arrived before
+    /// their turn (ahead of a missing `seq`, or while the ring has no
+    /// room): each is charged its eager payload plus
+    /// [`REORDER_ENTRY_BYTES`](crate::REORDER_ENTRY_BYTES). An offer that would
+    /// take it past this ends the stream with [`NetError::ReorderFull`];
+    /// the process and its other streams go on. Default
+    /// [`DEFAULT_MAX_REORDER_BYTES`].
+    pub max_reorder_bytes: u64,
 }
 
 impl Default for ReceiverOptions {
@@ -51,6 +81,7 @@ impl Default for ReceiverOptions {
             accept_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(10),
             max_in_flight: 256,
+            max_reorder_bytes: DEFAULT_MAX_REORDER_BYTES,
         }
     }
 }
@@ -62,9 +93,10 @@ pub struct ReceiveReport {
     pub committed: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// Offers refused (each with the field at fault); the stream never saw
-    /// them.
-    pub refused: Vec<OfferError>,
+    /// Offers refused, counted by the field at fault, the first and last
+    /// few kept whole ([`REFUSAL_SAMPLE`](crate::REFUSAL_SAMPLE) each); the
+    /// stream never saw them.
+    pub refused: Refusals,
     /// Transfers started straight into a slot (rendezvous receives).
     pub zero_copy: u64,
     /// Offers whose bytes came with the message (eager) and were copied in.
@@ -78,6 +110,12 @@ pub struct ReceiveReport {
     pub region_len: u64,
     /// Times an offer waited for room in the ring.
     pub ring_full_waits: u64,
+    /// The most bytes the reorder buffer held at once (at most
+    /// [`ReceiverOptions::max_reorder_bytes`]).
+    pub reorder_peak_bytes: u64,
+    /// The most bytes of acknowledgements waiting to be sent at once (at
+    /// most [`MAX_UNSENT_ACK_BYTES`]).
+    pub ack_peak_bytes: u64,
     /// From the sender's connection to its end.
     pub elapsed: Duration,
 }
@@ -148,10 +186,11 @@ impl RecentIds {
     }
 }
 
-/// An offer as it arrived, waiting for its turn.
+/// An offer as it arrived, waiting for its turn. A refused one keeps only
+/// its error: its payload was released on arrival.
 enum Queued {
     Valid(Offer, AmData),
-    Refused(OfferError, AmData),
+    Refused(OfferError),
 }
 
 /// A transfer in flight: the slot it lands in, held until completion.
@@ -164,18 +203,29 @@ struct Transfer<'p> {
 pub struct Receiver<'p> {
     // Field order is drop order: the endpoint first (a forced close fails
     // the requests in flight), then the transfers (their slots abandon
-    // their positions), then the region, the listener and the worker.
+    // their positions), then the region, the listener and the worker, and
+    // last the slots of receives UCX had not ended (`unended`).
     ep: Option<Endpoint>,
     in_flight: HashMap<usize, Transfer<'p>>,
-    queued: BTreeMap<u64, Queued>,
+    queued: Reorder<Queued>,
     /// Acknowledgement headers until their sends complete.
     acks: HashMap<usize, Vec<u8>>,
+    /// Their bytes plus `ACK_ENTRY_BYTES` each; the stream ends past
+    /// `MAX_UNSENT_ACK_BYTES`.
+    ack_bytes: ByteBudget,
     region: MemRegion,
     listener: Listener,
     worker: Rc<Worker>,
     _ctx: Rc<Context>,
+    /// Transfers abort() gave up on whose receives UCX has not ended, by
+    /// request: their slots are held (not abandoned) until UCX ends them
+    /// or, this field being dropped after `worker`, the worker is
+    /// destroyed (which ends every receive).
+    unended: HashMap<usize, Transfer<'p>>,
     producer: &'p Producer,
     opts: ReceiverOptions,
+    /// Names the stream in errors: "the stream received on ADDR".
+    stream: String,
     next_seq: u64,
     end: Option<u64>,
     /// The ids of the last tensors admitted, as many as the ring holds.
@@ -197,6 +247,17 @@ impl fmt::Debug for Receiver<'_> {
     }
 }
 
+impl Drop for Receiver<'_> {
+    fn drop(&mut self) {
+        // Receives UCX had not ended: handed back to UCX, which releases
+        // each when it ends (the worker's destruction, after this, ends
+        // them); their slots are dropped only after that (field order).
+        for request in self.unended.keys() {
+            self.worker.free_request(*request);
+        }
+    }
+}
+
 impl<'p> Receiver<'p> {
     /// Registers the producer's payload region with UCX and listens on
     /// `addr` (port 0: a free port, see [`local_addr`](Self::local_addr)).
@@ -213,17 +274,26 @@ impl<'p> Receiver<'p> {
         let ctx = Context::new()?;
         let worker = Worker::new(&ctx)?;
         worker.set_am_handler(wire::AM_ID)?;
+        // No offer longer than the payload ring is taken: its bytes are
+        // not worth a copy.
+        worker.set_max_eager_copy(usize::try_from(producer.payload_bytes()).unwrap_or(usize::MAX));
         let (base, len) = producer.payload_region();
         // SAFETY: the payload region is mapped as long as the producer
         // lives, and the receiver borrows the producer ('p), so the region
         // (dropped with the receiver) never outlives the mapping.
         let region = unsafe { ctx.map(base, len) }?;
         let listener = Listener::bind(&worker, addr)?;
+        let stream = format!(
+            "the stream received on {}",
+            listener.local_addr().unwrap_or(*addr)
+        );
         Ok(Receiver {
             ep: None,
             in_flight: HashMap::new(),
-            queued: BTreeMap::new(),
+            queued: Reorder::new(opts.max_reorder_bytes),
             acks: HashMap::new(),
+            ack_bytes: ByteBudget::new(MAX_UNSENT_ACK_BYTES),
+            stream,
             report: ReceiveReport {
                 lowest_offset: u64::MAX,
                 region_len: len as u64,
@@ -233,6 +303,7 @@ impl<'p> Receiver<'p> {
             listener,
             worker,
             _ctx: ctx,
+            unended: HashMap::new(),
             producer,
             opts,
             next_seq: 0,
@@ -298,6 +369,23 @@ impl<'p> Receiver<'p> {
     /// The report so far (also after an error).
     pub fn report(&self) -> &ReceiveReport {
         &self.report
+    }
+
+    /// Transfers given up on (the run ended with an error) whose receives
+    /// UCX has not ended yet: their slots are held, neither committed nor
+    /// abandoned, so nothing else is reserved in their bytes, until UCX
+    /// ends them or the receiver is dropped (then the consumer sees them
+    /// abandoned).
+    pub fn transfers_unended(&self) -> usize {
+        self.unended.len()
+    }
+
+    /// Bytes the receiver holds now for the peer: offers waiting for their
+    /// turn (as charged against
+    /// [`max_reorder_bytes`](ReceiverOptions::max_reorder_bytes)) and
+    /// acknowledgements not yet sent. Their peaks are in the report.
+    pub fn bytes_held(&self) -> u64 {
+        self.queued.held() + self.ack_bytes.held()
     }
 
     fn serve(&mut self) -> Result<(), NetError> {
@@ -383,7 +471,8 @@ impl<'p> Receiver<'p> {
                 length,
             } => self.completed(request, status, length)?,
             Event::SendDone { request, .. } => {
-                if self.acks.remove(&request).is_some() {
+                if let Some(header) = self.acks.remove(&request) {
+                    self.ack_bytes.credit(ack_cost(&header));
                     self.worker.free_request(request);
                 }
             }
@@ -414,20 +503,22 @@ impl<'p> Receiver<'p> {
                     "the sender sent an acknowledgement".into(),
                 ));
             }
-            Err(e) => match e.seq {
-                // A readable seq keeps its place in the order.
-                Some(seq) => self.enqueue(seq, Queued::Refused(e, data)),
-                _ => {
-                    self.release(data);
-                    self.refuse(e);
+            Err(e) => {
+                // Nothing of a refused offer is received: its payload goes
+                // now, whatever its claimed or real size.
+                self.release(data);
+                match e.seq {
+                    // A readable seq keeps its place in the order.
+                    Some(seq) => self.enqueue(seq, Queued::Refused(e)),
+                    _ => self.refuse(e),
                 }
-            },
+            }
         }
         Ok(())
     }
 
     fn enqueue(&mut self, seq: u64, q: Queued) {
-        let problem = if seq < self.next_seq || self.queued.contains_key(&seq) {
+        let problem = if seq < self.next_seq || self.queued.contains(seq) {
             Some(format!("{seq} was offered before"))
         } else if seq - self.next_seq >= MAX_REORDER {
             Some(format!(
@@ -438,24 +529,52 @@ impl<'p> Receiver<'p> {
         } else {
             None
         };
-        match problem {
-            None => {
-                self.queued.insert(seq, q);
-            }
+        let q = match problem {
+            None => q,
             Some(detail) => {
-                let (id, data) = match q {
-                    Queued::Valid(o, d) => (Some(o.id), d),
-                    Queued::Refused(e, d) => (e.id, d),
+                let id = match q {
+                    Queued::Valid(o, d) => {
+                        self.release(d);
+                        Some(o.id)
+                    }
+                    Queued::Refused(e) => e.id,
                 };
-                self.release(data);
                 self.refuse(OfferError {
                     seq: Some(seq),
                     id,
                     field: "seq",
                     detail,
                 });
+                return;
             }
+        };
+        let payload = match &q {
+            Queued::Valid(_, AmData::Eager(bytes)) => bytes.len() as u64,
+            _ => 0,
+        };
+        if let Err((q, over)) = self.queued.insert(seq, q, payload) {
+            self.report.reorder_peak_bytes = self.queued.peak();
+            let id = match q {
+                Queued::Valid(o, d) => {
+                    self.release(d);
+                    Some(o.id)
+                }
+                Queued::Refused(e) => e.id,
+            };
+            let e = NetError::ReorderFull {
+                stream: self.stream.clone(),
+                seq,
+                id,
+                next_seq: self.next_seq,
+                waiting: self.queued.len(),
+                held: over.held,
+                limit: over.limit,
+            };
+            self.ack(seq, AckStatus::Refused, &e.to_string());
+            self.failure.get_or_insert(e);
+            return;
         }
+        self.report.reorder_peak_bytes = self.queued.peak();
     }
 
     fn release(&self, data: AmData) {
@@ -480,17 +599,21 @@ impl<'p> Receiver<'p> {
     /// reserves its slot (waiting up to `wait` for room) and starts its
     /// transfer.
     fn admit_one(&mut self, wait: Option<Duration>) -> Result<Admitted, NetError> {
-        if self.queued.first_key_value().map(|(seq, _)| *seq) != Some(self.next_seq) {
+        if self.queued.first_seq() != Some(self.next_seq) {
             return Ok(Admitted::Nothing);
         }
         if self.in_flight.len() >= self.opts.max_in_flight {
             return Ok(Admitted::Blocked);
         }
-        let Some((seq, q)) = self.queued.pop_first() else {
+        let Some((seq, q, cost)) = self.queued.pop_first() else {
             return Ok(Admitted::Nothing);
         };
         let (offer, data) = match q {
-            Queued::Refused(e, data) => return Ok(self.pass_over(data, e)),
+            Queued::Refused(e) => {
+                self.next_seq += 1;
+                self.refuse(e);
+                return Ok(Admitted::Done);
+            }
             Queued::Valid(offer, data) => (offer, data),
         };
         if self.ids.contains(&offer.id) {
@@ -518,7 +641,7 @@ impl<'p> Receiver<'p> {
             }
             Err(StreamError::Full { .. }) | Err(StreamError::Timeout { .. }) => {
                 self.report.ring_full_waits += 1;
-                self.queued.insert(seq, Queued::Valid(offer, data));
+                self.queued.put_back(seq, Queued::Valid(offer, data), cost);
                 Ok(Admitted::Blocked)
             }
             Err(StreamError::BadId { len, max }) => {
@@ -583,6 +706,15 @@ impl<'p> Receiver<'p> {
                 self.report.zero_copy += 1;
                 self.receive_into(slot, offer, desc, dst, len)
             }
+            // Longer than the payload ring, so refused by `wire::parse`
+            // before: never here.
+            AmData::Discarded => {
+                drop(slot); // abandons the position
+                Err(NetError::Protocol(format!(
+                    "offer #{} came with an eager payload too long to copy",
+                    offer.seq
+                )))
+            }
         }
     }
 
@@ -627,7 +759,12 @@ impl<'p> Receiver<'p> {
         length: usize,
     ) -> Result<(), NetError> {
         let Some(Transfer { slot, offer }) = self.in_flight.remove(&request) else {
-            return Ok(()); // a receive cancelled by abort()
+            // A receive abort() gave up on: UCX is done with its slot now.
+            if let Some(transfer) = self.unended.remove(&request) {
+                self.worker.free_request(request);
+                drop(transfer.slot); // abandons the position
+            }
+            return Ok(());
         };
         self.worker.free_request(request);
         if status != ucx_sys::ucs_status_t::UCS_OK || length as u64 != offer.meta.nbytes() {
@@ -667,15 +804,28 @@ impl<'p> Receiver<'p> {
     fn ack(&mut self, seq: u64, status: AckStatus, message: &str) {
         let Some(ep) = &self.ep else { return };
         let header = wire::encode_ack(seq, status, message);
+        if let Err(over) = self.ack_bytes.charge(ack_cost(&header)) {
+            // Not sent: the stream ends (the peer does not read them).
+            if self.failure.is_none() {
+                self.failure = Some(NetError::AcksUnread {
+                    stream: self.stream.clone(),
+                    held: over.held,
+                    limit: over.limit,
+                });
+            }
+            return;
+        }
         // SAFETY: the header is kept in `self.acks` until its send
         // completes (or the endpoint is closed and the worker destroyed).
         match unsafe { ep.am_send(wire::AM_ID, &header, &[], false, None) } {
             Ok(Some(request)) => {
+                self.report.ack_peak_bytes = self.ack_bytes.peak();
                 self.acks.insert(request, header);
             }
-            Ok(None) => {}
+            // Sent already: nothing held.
+            Ok(None) => self.ack_bytes.credit(ack_cost(&header)),
             // The endpoint is failing: its error event ends the run.
-            Err(_) => {}
+            Err(_) => self.ack_bytes.credit(ack_cost(&header)),
         }
     }
 
@@ -691,7 +841,8 @@ impl<'p> Receiver<'p> {
         while !self.acks.is_empty() && Instant::now() < deadline {
             for event in self.worker.take_events() {
                 if let Event::SendDone { request, .. } = event {
-                    if self.acks.remove(&request).is_some() {
+                    if let Some(header) = self.acks.remove(&request) {
+                        self.ack_bytes.credit(ack_cost(&header));
                         self.worker.free_request(request);
                     }
                 }
@@ -703,9 +854,10 @@ impl<'p> Receiver<'p> {
         }
     }
 
-    /// Ends every transfer in flight: the endpoint is closed by force (UCX
-    /// completes its requests with an error), their slots are dropped,
-    /// which abandons their positions, and queued offers are released.
+    /// Ends every transfer in flight: the endpoint is closed by force, the
+    /// slots of the receives UCX then ends are dropped, which abandons
+    /// their positions, the others are held in `unended`, and queued
+    /// offers are released.
     fn abort(&mut self) {
         if let Some(ep) = self.ep.take() {
             ep.close(true, Duration::from_millis(500));
@@ -721,27 +873,45 @@ impl<'p> Receiver<'p> {
             }
             let _ = self.worker.wait(Duration::from_millis(10));
         }
+        // Receives UCX has not ended: a forced close does not end a
+        // rendezvous receive on UCX 1.13 (seen in every run of
+        // tests/adversarial.rs's vanishing peer), so UCX may still write
+        // into their slots. Each keeps its slot, neither committed nor
+        // abandoned, until UCX reports the receive ended (`completed`) or
+        // the worker is destroyed (`unended` is dropped after it): no
+        // other reservation can get those bytes before.
         for (request, transfer) in self.in_flight.drain() {
-            // Cancelled, and released by UCX when it ends (no later event
-            // of it is looked at); then the slot is abandoned.
             self.worker.cancel_request(request);
-            self.worker.free_request(request);
-            drop(transfer.slot);
+            self.unended.insert(request, transfer);
         }
         for (request, _) in self.acks.drain() {
             self.worker.free_request(request);
         }
-        while let Some((_, q)) = self.queued.pop_first() {
-            match q {
-                Queued::Valid(_, d) | Queued::Refused(_, d) => self.release(d),
+        self.ack_bytes.clear();
+        while let Some((_, q, _)) = self.queued.pop_first() {
+            if let Queued::Valid(_, d) = q {
+                self.release(d);
             }
         }
     }
 }
 
+/// What an acknowledgement waiting to be sent is charged: its header and
+/// `ACK_ENTRY_BYTES`.
+fn ack_cost(header: &[u8]) -> u64 {
+    header.len() as u64 + ACK_ENTRY_BYTES
+}
+
 #[cfg(test)]
 mod tests {
-    use super::RecentIds;
+    use super::{ack_cost, RecentIds, ACK_ENTRY_BYTES};
+
+    #[test]
+    fn an_acknowledgement_is_charged_its_header_and_its_entry() {
+        assert_eq!(ack_cost(&[0; 20]), 20 + ACK_ENTRY_BYTES);
+        assert_eq!(ack_cost(&[]), ACK_ENTRY_BYTES);
+        assert_eq!(ACK_ENTRY_BYTES, 256);
+    }
 
     #[test]
     fn the_recent_ids_stay_within_their_window() {

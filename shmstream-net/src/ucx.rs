@@ -8,7 +8,7 @@
 //! stream and no callback can re-enter the caller.
 
 use crate::error::NetError;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::fmt;
@@ -80,6 +80,10 @@ pub enum AmData {
     Rendezvous(DataDesc),
     /// Came with the message (eager), copied here.
     Eager(Vec<u8>),
+    /// Came with the message, but longer than
+    /// [`Worker::set_max_eager_copy`]: not copied (only its length is
+    /// known, [`AmMessage::length`]).
+    Discarded,
 }
 
 /// UCX's descriptor of a rendezvous payload, kept past its callback (the
@@ -88,7 +92,12 @@ pub enum AmData {
 #[derive(Debug)]
 pub struct DataDesc(*mut c_void);
 
-type Events = RefCell<VecDeque<Event>>;
+/// What the callbacks share with the worker: the queue they fill, and the
+/// longest eager payload worth copying out of UCX's buffer.
+struct Events {
+    queue: RefCell<VecDeque<Event>>,
+    max_eager_copy: Cell<usize>,
+}
 
 /// A UCP context: the library, its configuration (the `UCX_*` environment,
 /// so `UCX_TLS` and `UCX_NET_DEVICES` choose the transports) and the
@@ -282,7 +291,7 @@ pub struct Worker {
 impl fmt::Debug for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Worker")
-            .field("queued_events", &self.events.borrow().len())
+            .field("queued_events", &self.events.queue.borrow().len())
             .finish()
     }
 }
@@ -311,7 +320,10 @@ impl Worker {
             ctx: Rc::clone(ctx),
             handle,
             efd,
-            events: Box::new(RefCell::new(VecDeque::new())),
+            events: Box::new(Events {
+                queue: RefCell::new(VecDeque::new()),
+                max_eager_copy: Cell::new(usize::MAX),
+            }),
         };
         check("ucp_worker_get_efd", status)?;
         Ok(Rc::new(worker))
@@ -333,9 +345,18 @@ impl Worker {
         unsafe { self.ucp().ucp_worker_progress(self.handle) }
     }
 
+    /// Eager payloads longer than `bytes` are not copied out of UCX's
+    /// buffer: they arrive as [`AmData::Discarded`] with their length. A
+    /// receiver sets its stream's payload capacity, which no tensor it
+    /// takes exceeds, so a peer's oversized eager message costs no copy
+    /// (UCX itself still assembles it whole before the callback).
+    pub fn set_max_eager_copy(&self, bytes: usize) {
+        self.events.max_eager_copy.set(bytes);
+    }
+
     /// The events queued by callbacks so far.
     pub fn take_events(&self) -> VecDeque<Event> {
-        std::mem::take(&mut *self.events.borrow_mut())
+        std::mem::take(&mut *self.events.queue.borrow_mut())
     }
 
     /// Progresses until something happens or `timeout` passes, sleeping
@@ -348,7 +369,7 @@ impl Worker {
     /// does.
     pub fn wait(&self, timeout: Duration) -> Result<(), NetError> {
         for _ in 0..16 {
-            if self.progress() > 0 || !self.events.borrow().is_empty() {
+            if self.progress() > 0 || !self.events.queue.borrow().is_empty() {
                 return Ok(());
             }
         }
@@ -511,7 +532,7 @@ fn request_result(what: &'static str, r: ucs_status_ptr_t) -> Result<Option<usiz
 unsafe fn push(arg: *mut c_void, event: Event) {
     // SAFETY: per the contract, `arg` points to the worker's boxed queue.
     let events = unsafe { &*(arg as *const Events) };
-    events.borrow_mut().push_back(event);
+    events.queue.borrow_mut().push_back(event);
 }
 
 unsafe extern "C" fn am_cb(
@@ -538,14 +559,19 @@ unsafe extern "C" fn am_cb(
             ucs_status_t::UCS_INPROGRESS,
         )
     } else {
-        let bytes = if length == 0 || data.is_null() {
-            Vec::new()
+        // SAFETY: `arg` is the events_arg given at registration (the boxed
+        // `Events` of a live worker), read on the worker's thread.
+        let max = unsafe { &*(arg as *const Events) }.max_eager_copy.get();
+        let data = if length > max {
+            AmData::Discarded
+        } else if length == 0 || data.is_null() {
+            AmData::Eager(Vec::new())
         } else {
             // SAFETY: eager data: `length` readable bytes during the
             // callback, copied before it returns (UCS_OK: UCX frees them).
-            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), length) }.to_vec()
+            AmData::Eager(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), length) }.to_vec())
         };
-        (AmData::Eager(bytes), ucs_status_t::UCS_OK)
+        (data, ucs_status_t::UCS_OK)
     };
     // SAFETY: `arg` is the events_arg given at registration, and UCX calls
     // this only from inside progress on the worker's thread.

@@ -1,0 +1,3 @@
+//! Helpers shared by the network tests.
+
+pub mod hostile;
