@@ -157,3 +157,22 @@ fn every_test_the_table_names_exists() {
     }
     assert!(named >= 7, "{named} tests named");
 }
+
+#[test]
+fn the_design_docs_bounded_table_states_the_network_numbers() {
+    let doc = read("../docs/design.md");
+    let table = section(&doc, "Bounded by design");
+    let max_in_flight = ReceiverOptions::default().max_in_flight;
+    for stated in [
+        format!("default {} MiB per stream", DEFAULT_MAX_REORDER_BYTES / MIB),
+        format!("eager bytes + {REORDER_ENTRY_BYTES} B"),
+        format!("the first and last {REFUSAL_SAMPLE} refusals"),
+        format!("| {} MiB |", MAX_UNSENT_ACK_BYTES / MIB),
+        format!("`max_in_flight` ({max_in_flight})"),
+    ] {
+        assert!(
+            table.contains(&stated),
+            "docs/design.md's bounded-by-design table does not say {stated:?}"
+        );
+    }
+}
