@@ -487,13 +487,12 @@ impl Chunk {
         })
     }
 
-    fn view_of(&self, py: Python<'_>, t: Strided) -> PyResult<View> {
-        let keep: KeepAlive = self.handle(py)?;
-        Ok(View {
+    fn view_of(keep: Arc<LeaseHandle>, t: Strided) -> View {
+        View {
             t,
             keep,
             writable: false,
-        })
+        }
     }
 
     /// `data` without Python in between when torch is there and the items
@@ -593,7 +592,10 @@ impl Chunk {
                 collate.call1((slf,))?.unbind()
             }
         };
-        *lock(&this.data) = Some(d.clone_ref(py));
+        // A value another thread stored meanwhile is dropped (maybe
+        // deallocated, running Python) after the lock is let go.
+        let old = lock(&this.data).replace(d.clone_ref(py));
+        drop(old);
         Ok(d)
     }
 
@@ -601,7 +603,7 @@ impl Chunk {
     /// dtype and shape; None for an empty chunk or mixed shapes.
     fn stacked(&self, py: Python<'_>) -> PyResult<Option<View>> {
         match &self.stacked {
-            Some(t) => Ok(Some(self.view_of(py, t.clone())?)),
+            Some(t) => Ok(Some(Self::view_of(self.handle(py)?, t.clone()))),
             None => Ok(None),
         }
     }
@@ -614,6 +616,9 @@ impl Chunk {
                 self.len
             )));
         }
+        // The lease first: no address into the slots is formed for a
+        // chunk that no longer holds them.
+        let keep = self.handle(py)?;
         let t = match &self.stacked {
             Some(s) => row(s, i),
             None => {
@@ -624,7 +629,7 @@ impl Chunk {
                 })?
             }
         };
-        self.view_of(py, t)
+        Ok(Self::view_of(keep, t))
     }
 
     /// The tensor ids of the window, in order.
@@ -671,6 +676,9 @@ impl Chunk {
     ) -> PyResult<Py<PyAny>> {
         dlpack_args(stream.as_ref(), dl_device, copy)?;
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
+        // The capsule's deleter holds the lease, as a view's would; taken
+        // before any address into the slots is formed.
+        let keep = self.handle(py)?;
         let t = match (self.len, &self.stacked) {
             (1, Some(t)) => std::borrow::Cow::Owned(row(t, 0)),
             (_, Some(t)) => std::borrow::Cow::Borrowed(t),
@@ -687,8 +695,7 @@ impl Chunk {
             )))
             }
         };
-        // The capsule's deleter holds the lease, as a view's would.
-        dlpack::capsule(py, &t, self.handle(py)?, versioned, true)
+        dlpack::capsule(py, &t, keep, versioned, true)
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {

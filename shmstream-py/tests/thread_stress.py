@@ -17,6 +17,7 @@ what the consumer found wrong.
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import json
 import os
@@ -233,6 +234,8 @@ def main() -> None:
         out["unraisable"].append(f"{type(u.exc_value).__name__}: {str(u.exc_value)[:120]}")
 
     sys.unraisablehook = hook
+    # A hang (a deadlock) shows every thread's stack and ends the child.
+    faulthandler.dump_traceback_later(seconds + 20, exit=True)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         round_of(out["rounds"], rng, out)
