@@ -280,6 +280,9 @@ impl View {
     /// numpy's array interface (version 3), read-only for a chunk's view.
     #[getter]
     pub(crate) fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        if let Some(why) = dlpack::beyond_int64(self.t.dtype, &self.t.shape, &self.t.strides) {
+            return Err(pyo3::exceptions::PyBufferError::new_err(why));
+        }
         let d = PyDict::new(py);
         d.set_item("version", 3)?;
         d.set_item("typestr", typestr(self.t.dtype))?;
@@ -602,23 +605,21 @@ impl Chunk {
     /// The window as one read-only view `[n, *shape]` when its items share
     /// dtype and shape; None for an empty chunk or mixed shapes.
     fn stacked(&self, py: Python<'_>) -> PyResult<Option<View>> {
-        match &self.stacked {
-            Some(t) => Ok(Some(Self::view_of(self.handle(py)?, t.clone()))),
-            None => Ok(None),
-        }
+        let keep = self.handle(py)?;
+        Ok(self.stacked.clone().map(|t| Self::view_of(keep, t)))
     }
 
     /// Item `i` as a read-only view of its own shape.
     fn item(&self, py: Python<'_>, i: usize) -> PyResult<View> {
+        // The lease first: no address into the slots is formed for a
+        // chunk that no longer holds them, whatever `i`.
+        let keep = self.handle(py)?;
         if i >= self.len {
             return Err(pyo3::exceptions::PyIndexError::new_err(format!(
                 "item {i} of a chunk of {} items",
                 self.len
             )));
         }
-        // The lease first: no address into the slots is formed for a
-        // chunk that no longer holds them.
-        let keep = self.handle(py)?;
         let t = match &self.stacked {
             Some(s) => row(s, i),
             None => {

@@ -126,7 +126,13 @@ pub(crate) fn meta(
     dtype: &str,
     shape: &[u64],
 ) -> PyResult<TensorMeta> {
-    shmstream::binding::tensor_meta(dtype, shape).map_err(|e| stream_err(py, id, &e))
+    let meta = shmstream::binding::tensor_meta(dtype, shape).map_err(|e| stream_err(py, id, &e))?;
+    // Refused here rather than at the consumer, where numpy and DLPack
+    // could not show it (their shapes are int64).
+    match crate::dlpack::beyond_int64(meta.dtype(), meta.shape(), &[]) {
+        None => Ok(meta),
+        Some(why) => Err(raise(py, "BadTensor", format!("stream {id}: {why}"))),
+    }
 }
 
 /// Registers with the waits of `timeout` cut into slices (Ctrl-C).
