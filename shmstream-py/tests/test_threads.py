@@ -12,8 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 STRESS = os.environ.get("SHMSTREAM_STRESS") == "1"
 HERE = Path(__file__).parent
 

@@ -44,7 +44,7 @@ def round_of(n: int, rng: random.Random, out: dict) -> None:
     p = s.Producer(*sid, capacity=4096, item_bytes=64, timeout=0)
     b = s.StreamBuffer.open(*sid, policy="fixed:size=1", timeout=0)
     abandoned: list[int] = []  # positions given up
-    writers = [("s0", slots), ("s1", slots), ("p0", puts), ("p1", puts), ("w0", looks), ("w1", looks)]
+    writers = [("s0", slots), ("s1", slots), ("p0", puts), ("p1", puts), ("w0", looks)]
     start = threading.Barrier(len(writers) + 1)
     finished = threading.Event()
     seen = {"next": 0, "end": None}
@@ -112,7 +112,6 @@ def round_of(n: int, rng: random.Random, out: dict) -> None:
             f"round {n}: read {seen['next']} items then {seen['end']!r}; first abandoned {first}"
         )
     out["ops"] += p.registered
-    del p, b
 
 
 def slots(name, r, p, abandoned, record, out) -> None:
