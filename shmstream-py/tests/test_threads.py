@@ -245,6 +245,13 @@ class SetAndHub(RuleBasedStateMachine):
     def nothing_raised_in_a_deallocator(self):
         assert not self.unraisable, self.unraisable
 
+    @invariant()
+    def the_set_caches_only_buffers_of_its_streams(self):
+        # A look-up racing a remove() must not cache the removed stream's
+        # buffer (which would keep its mapping until close).
+        stale = [k for k in list(self.m.set._buffers) if k not in self.m.set]
+        assert not stale, stale
+
     def teardown(self):
         try:
             m = self.m
