@@ -177,8 +177,8 @@ def round_full(n: int, rng: random.Random, out: dict) -> None:
     taking the producer's lock again)."""
     sid = (f"thf-{os.getpid()}-{n}", "e", "p")
     p = s.Producer(*sid, capacity=64, item_bytes=64, timeout=0)
-    held = [p.register(f"s{i}") for i in range(60)]
-    for i in range(4):
+    held = [p.register(f"s{i}") for i in range(16)]
+    for i in range(48):
         p.put(f"p{i}", np.array([i], np.int64))
     r = random.Random(f"{rng.random()}")
     started = threading.Barrier(4)
@@ -233,6 +233,10 @@ def main() -> None:
         out["unraisable"].append(f"{type(u.exc_value).__name__}: {str(u.exc_value)[:120]}")
 
     sys.unraisablehook = hook
+    # The GIL changes hands every millisecond (CPython's default: 5 ms):
+    # more calls are then under way without it when a slot is given up;
+    # a9f0152 panicked about twice as often so.
+    sys.setswitchinterval(0.001)
     # A hang (a deadlock) shows every thread's stack and ends the child.
     faulthandler.dump_traceback_later(seconds + 20, exit=True)
     deadline = time.monotonic() + seconds
