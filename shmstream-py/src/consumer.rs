@@ -280,6 +280,9 @@ impl View {
     /// numpy's array interface (version 3), read-only for a chunk's view.
     #[getter]
     pub(crate) fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        if let Some(why) = dlpack::beyond_int64(self.t.dtype, &self.t.shape, &self.t.strides) {
+            return Err(pyo3::exceptions::PyBufferError::new_err(why));
+        }
         let d = PyDict::new(py);
         d.set_item("version", 3)?;
         d.set_item("typestr", typestr(self.t.dtype))?;
@@ -487,13 +490,12 @@ impl Chunk {
         })
     }
 
-    fn view_of(&self, py: Python<'_>, t: Strided) -> PyResult<View> {
-        let keep: KeepAlive = self.handle(py)?;
-        Ok(View {
+    fn view_of(keep: Arc<LeaseHandle>, t: Strided) -> View {
+        View {
             t,
             keep,
             writable: false,
-        })
+        }
     }
 
     /// `data` without Python in between when torch is there and the items
@@ -593,21 +595,25 @@ impl Chunk {
                 collate.call1((slf,))?.unbind()
             }
         };
-        *lock(&this.data) = Some(d.clone_ref(py));
+        // A value another thread stored meanwhile is dropped (maybe
+        // deallocated, running Python) after the lock is let go.
+        let old = lock(&this.data).replace(d.clone_ref(py));
+        drop(old);
         Ok(d)
     }
 
     /// The window as one read-only view `[n, *shape]` when its items share
     /// dtype and shape; None for an empty chunk or mixed shapes.
     fn stacked(&self, py: Python<'_>) -> PyResult<Option<View>> {
-        match &self.stacked {
-            Some(t) => Ok(Some(self.view_of(py, t.clone())?)),
-            None => Ok(None),
-        }
+        let keep = self.handle(py)?;
+        Ok(self.stacked.clone().map(|t| Self::view_of(keep, t)))
     }
 
     /// Item `i` as a read-only view of its own shape.
     fn item(&self, py: Python<'_>, i: usize) -> PyResult<View> {
+        // The lease first: no address into the slots is formed for a
+        // chunk that no longer holds them, whatever `i`.
+        let keep = self.handle(py)?;
         if i >= self.len {
             return Err(pyo3::exceptions::PyIndexError::new_err(format!(
                 "item {i} of a chunk of {} items",
@@ -624,7 +630,7 @@ impl Chunk {
                 })?
             }
         };
-        self.view_of(py, t)
+        Ok(Self::view_of(keep, t))
     }
 
     /// The tensor ids of the window, in order.
@@ -671,6 +677,9 @@ impl Chunk {
     ) -> PyResult<Py<PyAny>> {
         dlpack_args(stream.as_ref(), dl_device, copy)?;
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
+        // The capsule's deleter holds the lease, as a view's would; taken
+        // before any address into the slots is formed.
+        let keep = self.handle(py)?;
         let t = match (self.len, &self.stacked) {
             (1, Some(t)) => std::borrow::Cow::Owned(row(t, 0)),
             (_, Some(t)) => std::borrow::Cow::Borrowed(t),
@@ -687,8 +696,7 @@ impl Chunk {
             )))
             }
         };
-        // The capsule's deleter holds the lease, as a view's would.
-        dlpack::capsule(py, &t, self.handle(py)?, versioned, true)
+        dlpack::capsule(py, &t, keep, versioned, true)
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {

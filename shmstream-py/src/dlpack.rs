@@ -91,6 +91,34 @@ unsafe impl Send for Strided {}
 // SAFETY: as for `Send`: shared references only read the description.
 unsafe impl Sync for Strided {}
 
+/// The most numpy and DLPack take for a dimension, a stride or a byte
+/// size: theirs are int64.
+const INT64_MAX: u64 = i64::MAX as u64;
+
+/// Why a tensor of `dtype` and `shape` (byte `strides`) cannot be shown to
+/// numpy or DLPack, or None. Their shapes and strides are int64, so a dim
+/// or stride of 2^63 or more would wrap negative; and they compute the
+/// byte size of the nonzero dims, so that must fit too (a shape such as
+/// `[2^62, 2, 0]` holds no byte, and still overflows it).
+pub(crate) fn beyond_int64(dtype: DType, shape: &[u64], strides: &[usize]) -> Option<String> {
+    if let Some(s) = strides.iter().find(|&&s| s as u64 > INT64_MAX) {
+        return Some(format!(
+            "a {dtype} tensor of shape {shape:?} has a stride of {s} bytes, past 2^63 - 1, the most numpy and DLPack (int64 strides) take"
+        ));
+    }
+    let span = shape
+        .iter()
+        .filter(|&&n| n != 0)
+        .try_fold(dtype.size() as u64, |acc, &n| acc.checked_mul(n))
+        .filter(|&b| b <= INT64_MAX);
+    match span {
+        Some(_) => None,
+        None => Some(format!(
+            "a {dtype} tensor of shape {shape:?}: its nonzero dims span 2^63 bytes or more, past 2^63 - 1, the most numpy and DLPack (int64 shapes and sizes) take"
+        )),
+    }
+}
+
 /// Allocated once per export: the managed tensor first (its address is the
 /// capsule's pointer), then the arrays it points into, then the keep-alive.
 #[repr(C)]
@@ -126,6 +154,7 @@ fn dims(t: &Strided) -> Option<([i64; MAX_NDIM], [i64; MAX_NDIM])> {
         if s % size != 0 {
             return None;
         }
+        // In range: `capsule` checked `beyond_int64` first.
         shape[d] = n as i64;
         strides[d] = (s / size) as i64;
     }
@@ -190,6 +219,9 @@ pub(crate) fn capsule(
     versioned: bool,
     read_only: bool,
 ) -> PyResult<Py<PyAny>> {
+    if let Some(why) = beyond_int64(t.dtype, &t.shape, &t.strides) {
+        return Err(pyo3::exceptions::PyBufferError::new_err(why));
+    }
     let (shape, strides) = dims(t).ok_or_else(|| {
         pyo3::exceptions::PyBufferError::new_err(format!(
             "a row stride of {:?} bytes is not a whole number of {} elements; DLPack cannot express it",

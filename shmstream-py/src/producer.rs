@@ -2,7 +2,7 @@
 //! fills in place (numpy through `__array_interface__`, torch through
 //! `__dlpack__`), then commits.
 
-use crate::consumer::{dlpack_args, View, SLICE};
+use crate::consumer::{dlpack_args, try_lock, View, SLICE};
 use crate::dlpack::{self, KeepAlive, Strided};
 use crate::errors::{raise, stream_err};
 use pyo3::prelude::*;
@@ -23,9 +23,23 @@ pub(crate) struct State {
 // SAFETY: `Producer` and `Slot` are not `Sync` (their `RefCell`s), so a
 // `Slot` (which holds a `&Producer`) is not `Send`. Here the producer and
 // every slot that borrows it live together in one `State`, and every
-// access to any of them goes through the `Mutex<State>` that owns it: no
-// two threads touch the `RefCell`s at once, and moving the whole `State`
-// to another thread moves every reference with its referent.
+// access to any of them goes through the `Mutex<State>` that owns it, with
+// the guard held for the whole access: a slot is committed, and dropped
+// (which publishes it as abandoned through the producer's ring), before
+// the guard that took it out of `slots` goes (`PySlot::abandon` and its
+// `Drop`). So no two threads touch the `RefCell`s at once, and moving the
+// whole `State` to another thread moves every reference with its referent.
+//
+// No deadlock with the GIL (not part of the safety argument, but of the
+// binding's): the lock is only ever taken inside Rust-only sections
+// (`with_state`, or a `detach` closure) that never call into Python and
+// never wait for the GIL while they hold it (they let the lock go before
+// `detach` takes the GIL back). So a thread that holds the GIL and waits
+// for the lock (a `Slot` collected by the GC, in `Drop`) waits for a
+// holder that needs nothing from it, and no collection can run inside a
+// section of the thread holding the lock and drop a `Slot` of this
+// producer there. Every hold ends within one wait slice ([`SLICE`]) plus
+// a copy.
 unsafe impl Send for State {}
 
 impl std::fmt::Debug for State {
@@ -41,6 +55,22 @@ pub(crate) type SharedProducer = Arc<Mutex<State>>;
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` on the locked state for a thread that holds the GIL: at once
+/// when the lock is free, else without the GIL (another thread may hold
+/// the lock through a wait slice; the other Python threads run meanwhile).
+/// The lock is let go before the GIL is taken back: a thread never waits
+/// for the GIL while it holds the lock (see `State`'s safety argument).
+fn with_state<T: Send>(
+    py: Python<'_>,
+    m: &Mutex<State>,
+    f: impl FnOnce(&mut State) -> T + Send,
+) -> T {
+    match try_lock(m) {
+        Some(mut g) => f(&mut g),
+        None => py.detach(|| f(&mut lock(m))),
+    }
 }
 
 pub(crate) fn shared(producer: Producer) -> SharedProducer {
@@ -96,7 +126,13 @@ pub(crate) fn meta(
     dtype: &str,
     shape: &[u64],
 ) -> PyResult<TensorMeta> {
-    shmstream::binding::tensor_meta(dtype, shape).map_err(|e| stream_err(py, id, &e))
+    let meta = shmstream::binding::tensor_meta(dtype, shape).map_err(|e| stream_err(py, id, &e))?;
+    // Refused here rather than at the consumer, where numpy and DLPack
+    // could not show it (their shapes are int64).
+    match crate::dlpack::beyond_int64(meta.dtype(), meta.shape(), &[]) {
+        None => Ok(meta),
+        Some(why) => Err(raise(py, "BadTensor", format!("stream {id}: {why}"))),
+    }
 }
 
 /// Registers with the waits of `timeout` cut into slices (Ctrl-C).
@@ -120,10 +156,9 @@ pub(crate) fn register(
                 py.check_signals()?;
             }
             Err(StreamError::Timeout { .. }) => {
-                let (capacity, payload) = {
-                    let s = lock(state);
+                let (capacity, payload) = with_state(py, state, |s| {
                     (s.producer.capacity(), s.producer.payload_bytes())
-                };
+                });
                 return Err(raise(
                     py,
                     "RingFull",
@@ -227,7 +262,6 @@ impl PyProducer {
             len,
             position,
             offset,
-            open: Mutex::new(true),
         })
     }
 
@@ -259,15 +293,15 @@ impl PyProducer {
                     py.check_signals()?;
                 }
                 Err(StreamError::Timeout { .. }) => {
-                    let s = lock(&self.state);
+                    let (capacity, payload) = with_state(py, &self.state, |s| {
+                        (s.producer.capacity(), s.producer.payload_bytes())
+                    });
                     return Err(raise(
                         py,
                         "RingFull",
                         format!(
-                            "stream {}: the ring is full ({} items, {} payload bytes) and the consumer released nothing within {:.3} s; pop chunks (and drop them and their views) to make room",
+                            "stream {}: the ring is full ({capacity} items, {payload} payload bytes) and the consumer released nothing within {:.3} s; pop chunks (and drop them and their views) to make room",
                             self.id,
-                            s.producer.capacity(),
-                            s.producer.payload_bytes(),
                             self.timeout.unwrap_or_default().as_secs_f64()
                         ),
                     ));
@@ -347,8 +381,8 @@ impl PyProducer {
             timeout,
         )?;
         let (src, dst) = (ptr, dst);
-        let copy = move || {
-            let mut state = lock(&self.state);
+        let copy = move |state: &mut State| {
+            // The token is this call's alone (no `Slot` object has it).
             let slot = state.slots.remove(&token).expect("just registered");
             // SAFETY: `src` is the caller's live array of `nbytes` bytes;
             // `dst` is the slot's reservation of exactly `nbytes` bytes,
@@ -359,9 +393,9 @@ impl PyProducer {
             slot.commit(meta).map_err(|refused| refused.error)
         };
         let r = if nbytes >= 1 << 16 {
-            py.detach(copy)
+            py.detach(|| copy(&mut lock(&self.state)))
         } else {
-            copy()
+            with_state(py, &self.state, copy)
         };
         r.map_err(|e| stream_err(py, &self.id, &e))
     }
@@ -460,15 +494,15 @@ impl PyProducer {
         shape: Vec<u64>,
     ) -> PyResult<()> {
         let meta = meta(py, &self.id, dtype, &shape)?;
-        lock(&self.state)
-            .producer
-            .put_in_place(tensor_id, meta)
-            .map_err(|e| stream_err(py, &self.id, &e))
+        let r = with_state(py, &self.state, |s| {
+            s.producer.put_in_place(tensor_id, meta)
+        });
+        r.map_err(|e| stream_err(py, &self.id, &e))
     }
 
     /// The producer's last word: nothing more will be registered.
-    fn signal_done(&self) {
-        lock(&self.state).producer.signal_done();
+    fn signal_done(&self, py: Python<'_>) {
+        with_state(py, &self.state, |s| s.producer.signal_done());
     }
 
     /// Waits until the consumer released every item (GIL released).
@@ -502,30 +536,32 @@ impl PyProducer {
     }
 
     #[getter]
-    fn capacity(&self) -> u64 {
-        lock(&self.state).producer.capacity()
+    fn capacity(&self, py: Python<'_>) -> u64 {
+        with_state(py, &self.state, |s| s.producer.capacity())
     }
 
     #[getter]
-    fn item_bytes(&self) -> u64 {
-        lock(&self.state).producer.item_bytes()
+    fn item_bytes(&self, py: Python<'_>) -> u64 {
+        with_state(py, &self.state, |s| s.producer.item_bytes())
     }
 
     #[getter]
-    fn payload_bytes(&self) -> u64 {
-        lock(&self.state).producer.payload_bytes()
+    fn payload_bytes(&self, py: Python<'_>) -> u64 {
+        with_state(py, &self.state, |s| s.producer.payload_bytes())
     }
 
     #[getter]
-    fn registered(&self) -> u64 {
-        lock(&self.state).producer.registered()
+    fn registered(&self, py: Python<'_>) -> u64 {
+        with_state(py, &self.state, |s| s.producer.registered())
     }
 
     /// `(address, length)` of the payload mapping.
     #[getter]
-    fn payload_region(&self) -> (usize, usize) {
-        let (p, n) = lock(&self.state).producer.payload_region();
-        (p as usize, n)
+    fn payload_region(&self, py: Python<'_>) -> (usize, usize) {
+        with_state(py, &self.state, |s| {
+            let (p, n) = s.producer.payload_region();
+            (p as usize, n)
+        })
     }
 
     #[getter]
@@ -557,17 +593,17 @@ impl PyProducer {
         nbytes: usize,
     ) -> Result<(), StreamError> {
         shmstream::binding::check_nbytes(&meta, nbytes as u64)?;
-        let put = move || {
+        let put = move |state: &mut State| {
             // SAFETY: the Python caller passes the address and size of a
             // contiguous host array it holds a reference to for the call.
             let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, nbytes) };
-            lock(&self.state).producer.put(tensor_id, meta, bytes)
+            state.producer.put(tensor_id, meta, bytes)
         };
         // Large copies run without the GIL.
         if nbytes >= 1 << 16 {
-            py.detach(put)
+            py.detach(|| put(&mut lock(&self.state)))
         } else {
-            put()
+            with_state(py, &self.state, put)
         }
     }
 
@@ -604,10 +640,9 @@ impl PyProducer {
                             py.check_signals()?;
                         }
                         StreamError::Timeout { .. } => {
-                            let (capacity, payload) = {
-                                let s = lock(&self.state);
+                            let (capacity, payload) = with_state(py, &self.state, |s| {
                                 (s.producer.capacity(), s.producer.payload_bytes())
-                            };
+                            });
                             return Err(raise(
                                 py,
                                 "RingFull",
@@ -667,12 +702,17 @@ pub(crate) struct PySlot {
     /// Offset in the payload region.
     #[pyo3(get)]
     offset: u64,
-    open: Mutex<bool>,
 }
 
 impl PySlot {
+    /// Whether the slot is open: its `Slot` is in the state's `slots`
+    /// until committed or given up, both under the state's lock.
+    fn open(&self, py: Python<'_>) -> bool {
+        with_state(py, &self.state, |s| s.slots.contains_key(&self.token))
+    }
+
     fn check_open(&self, py: Python<'_>) -> PyResult<()> {
-        if *self.open.lock().unwrap_or_else(|e| e.into_inner()) {
+        if self.open(py) {
             Ok(())
         } else {
             Err(raise(
@@ -755,42 +795,39 @@ impl PySlot {
             }
         };
         let meta = meta(py, &self.id, &name, &shape)?;
-        let mut state = lock(&self.state);
-        let Some(slot) = state.slots.remove(&self.token) else {
-            return Err(raise(
-                py,
-                "SlotClosed",
-                format!("stream {}: slot {:?} is gone", self.id, self.tensor_id),
-            ));
-        };
-        match slot.commit(meta) {
-            Ok(()) => {
-                *self.open.lock().unwrap_or_else(|e| e.into_inner()) = false;
-                Ok(())
-            }
-            Err(refused) => {
-                state.slots.insert(self.token, refused.slot);
-                Err(stream_err(py, &self.id, &refused.error))
-            }
+        // Taken out, committed or put back under one hold of the lock;
+        // Python (the errors) only after it.
+        let token = self.token;
+        let committed = with_state(py, &self.state, |state| {
+            state.slots.remove(&token).map(|slot| {
+                slot.commit(meta).map_err(|refused| {
+                    state.slots.insert(token, refused.slot);
+                    refused.error
+                })
+            })
+        });
+        match committed {
+            Some(r) => r.map_err(|e| stream_err(py, &self.id, &e)),
+            // Committed or abandoned by another thread since the check.
+            None => self.check_open(py),
         }
     }
 
-    /// Gives the position up (the consumer reports it as abandoned).
-    fn abandon(&self) {
-        let was_open = std::mem::replace(
-            &mut *self.open.lock().unwrap_or_else(|e| e.into_inner()),
-            false,
-        );
-        if was_open {
-            let slot = lock(&self.state).slots.remove(&self.token);
-            drop(slot);
-        }
+    /// Gives the position up (the consumer reports it as abandoned); no
+    /// effect on a slot committed or given up already.
+    fn abandon(&self, py: Python<'_>) {
+        let token = self.token;
+        with_state(py, &self.state, |state| {
+            // Dropping it publishes the abandonment through the producer's
+            // ring: under the lock (the safety argument of `State`).
+            drop(state.slots.remove(&token));
+        });
     }
 
     /// Whether the slot is still open (not committed nor abandoned).
     #[getter]
-    fn is_open(&self) -> bool {
-        *self.open.lock().unwrap_or_else(|e| e.into_inner())
+    fn is_open(&self, py: Python<'_>) -> bool {
+        self.open(py)
     }
 
     #[pyo3(signature = (*, stream=None, max_version=None, dl_device=None, copy=None))]
@@ -818,24 +855,31 @@ impl PySlot {
 
     /// Leaving a `with` block without a commit abandons the slot.
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
-        self.abandon();
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.abandon(py);
         false
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "Slot({:?}, position={}, len={}, {})",
             self.tensor_id,
             self.position,
             self.len,
-            if self.is_open() { "open" } else { "closed" }
+            if self.open(py) { "open" } else { "closed" }
         )
     }
 }
 
 impl Drop for PySlot {
+    /// A slot collected open is abandoned, as `abandon()` does it: with the
+    /// lock held while the slot is dropped. This waits for the lock with
+    /// the GIL held (no GIL release inside a deallocator); the holder needs
+    /// neither the GIL nor this thread, and lets go within a wait slice.
     fn drop(&mut self) {
-        self.abandon();
+        let mut state = lock(&self.state);
+        let slot = state.slots.remove(&self.token);
+        drop(slot);
+        drop(state);
     }
 }

@@ -354,13 +354,25 @@ impl PyStreamSet {
         let id = stream_id(request_id, edge_name, from_partition);
         let cfg = StreamConfig::new(id.clone())
             .with_prefix(prefix.as_deref().unwrap_or(&self.core.prefix));
-        let mut st = self.core.locked(py);
-        let set = st.set.as_mut().ok_or_else(|| closed(py, &self.core.name))?;
-        let key = py
-            .detach(|| set.add(&cfg, parsed))
-            .map_err(|e| setup_err(py, &id, &e))?;
-        st.policies.insert(key, name);
-        Ok(PyStreamKey(key))
+        // Python (the errors) only once the set's lock is let go: a
+        // collection there may run code that needs the set.
+        let added = {
+            let mut st = self.core.locked(py);
+            match st.set.as_mut() {
+                None => None,
+                Some(set) => {
+                    let r = py.detach(|| set.add(&cfg, parsed));
+                    if let Ok(key) = r {
+                        st.policies.insert(key, name);
+                    }
+                    Some(r)
+                }
+            }
+        };
+        match added {
+            None => Err(closed(py, &self.core.name)),
+            Some(r) => r.map(PyStreamKey).map_err(|e| setup_err(py, &id, &e)),
+        }
     }
 
     /// Takes the stream out of the set; its buffer (chunks still held stay

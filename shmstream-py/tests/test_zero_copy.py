@@ -126,6 +126,31 @@ def test_a_view_kept_after_del_chunk_keeps_its_bytes_while_the_producer_runs(str
     assert buf.live_chunks == 0
 
 
+@pytest.mark.parametrize("mixed", [False, True])
+def test_a_released_chunk_forms_no_view_whatever_the_index(mixed):
+    """Issue 21, defect 7: item(i) checks that the chunk still holds its
+    slots before it forms any address into them (it computed the row's
+    address first, and an index out of range said IndexError instead)."""
+    sb = s.StreamBuffer("r", "e", "p", "fixed:size=2", capacity=4)
+    for i in range(2):
+        sb.pre_read_register(f"t{i}")
+        sb.put(f"t{i}", np.zeros(i + 1 if mixed else 1, np.int32))
+    c = sb.pop_chunk()
+    assert (c.stacked() is None) == mixed
+    c.release()
+    for show in (
+        lambda: c.item(0),
+        lambda: c.item(2),
+        lambda: c.item(2**62),
+        lambda: c.stacked(),
+        lambda: c.__dlpack__(),
+        lambda: c.ids,
+    ):
+        with pytest.raises(s.ChunkReleased):
+            show()
+    assert sb.live_chunks == 0
+
+
 def test_release_and_with_hand_back_the_slots():
     sb = s.StreamBuffer("r", "e", "p", "fixed:size=2", capacity=4)
     for i in range(4):

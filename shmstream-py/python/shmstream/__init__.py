@@ -452,8 +452,9 @@ class Producer:
         return self._p.payload_region
 
     def close(self) -> None:
-        """Drops this end (the segment goes with the last reference)."""
-        self._p = None
+        """Drops this end (the segment goes with the last reference); any
+        later use, from any thread, raises :class:`StreamError`."""
+        self._p = _CLOSED
 
     def __enter__(self) -> Producer:
         return self
@@ -462,12 +463,27 @@ class Producer:
         self.close()
 
     def __repr__(self) -> str:
-        if self._p is None:
+        p = self._p  # once: another thread may close it meanwhile
+        if p is _CLOSED:
             return "Producer(closed)"
         return (
-            f"Producer({self._p.request_id!r}, {self._p.edge_name!r}, {self._p.from_partition!r}, "
-            f"capacity={self.capacity}, registered={self.registered})"
+            f"Producer({p.request_id!r}, {p.edge_name!r}, {p.from_partition!r}, "
+            f"capacity={p.capacity}, registered={p.registered})"
         )
+
+
+class _Closed:
+    """What a closed :class:`Producer` holds instead of its native end: every
+    use raises :class:`StreamError` (a call already running in another thread
+    keeps the native end it started with, and ends normally)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise StreamError(f"the producer is closed (Producer.close() ran); no {name} after it")
+
+
+_CLOSED = _Closed()
 
 
 # After StreamBuffer and Producer, which the stream set hands out.

@@ -3,6 +3,7 @@ on the worker's side, :class:`Hub` on a producer's."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,7 +56,7 @@ class StreamSet:
                         streams.remove(key)
     """
 
-    __slots__ = ("_s", "_buffers", "__weakref__")
+    __slots__ = ("_s", "_buffers", "_cache_lock", "__weakref__")
 
     def __init__(
         self,
@@ -68,6 +69,11 @@ class StreamSet:
         name = None if default_policy is None else policy_name(default_policy)
         self._s = _shmstream._StreamSet.create(worker, prefix, name, entries)
         self._buffers: dict[StreamKey, Any] = {}
+        # Orders a look-up that caches a buffer with a removal from another
+        # thread: else the look-up could cache the buffer of a stream just
+        # removed, and keep it (its mapping) until close. Reentrant: a
+        # collection inside may run code that uses the set.
+        self._cache_lock = threading.RLock()
 
     # --- waiting --------------------------------------------------------
     def wait_any(self, timeout: float | None = None) -> list[StreamKey]:
@@ -112,20 +118,25 @@ class StreamSet:
         """Takes stream ``key`` out of the set and returns its
         :class:`StreamBuffer` (chunks already popped stay valid; drop it to
         detach). KeyError if it is not in the set."""
-        cached = self._buffers.pop(key, None)
-        b = self._s.remove(key)
+        with self._cache_lock:
+            cached = self._buffers.pop(key, None)
+            b = self._s.remove(key)
         return cached if cached is not None else _buffer(b)
 
     def discard(self, key: StreamKey) -> None:
         """Takes stream ``key`` out of the set if it is there."""
-        self._buffers.pop(key, None)
-        self._s.discard(key)
+        with self._cache_lock:
+            self._buffers.pop(key, None)
+            self._s.discard(key)
 
     def __getitem__(self, key: StreamKey) -> Any:
         """The :class:`StreamBuffer` of stream ``key`` (KeyError if not in the set)."""
         b = self._buffers.get(key)
         if b is None:
-            b = self._buffers[key] = _buffer(self._s.buffer(key))
+            with self._cache_lock:
+                b = self._buffers.get(key)
+                if b is None:
+                    b = self._buffers[key] = _buffer(self._s.buffer(key))
         return b
 
     def __contains__(self, key: object) -> bool:
@@ -179,8 +190,9 @@ class StreamSet:
     def close(self) -> None:
         """Removes every stream and the hub; producers can no longer create
         streams for the worker. Buffers and chunks still held stay readable."""
-        self._buffers.clear()
-        self._s.close()
+        with self._cache_lock:
+            self._buffers.clear()
+            self._s.close()
 
     def __enter__(self) -> StreamSet:
         return self
