@@ -1,310 +1,59 @@
 //! `shmstream._shmstream`: the native half of the Python package
 //! `shmstream` (see `python/shmstream/__init__.py` for the Python API).
+//! Its modules, each using only those listed before it:
 //!
-//! - `_Buffer`: the consumer's `StreamBuffer` (opened on a segment, or in
-//!   process with its own producer, the reference's drop-in);
-//! - `StreamChunk`: a popped chunk that owns a lease on its slots
-//!   (`consumer.rs`), exported to numpy and torch without a copy
-//!   (`dlpack.rs`);
-//! - `_Producer` and `Slot`: the writing end (`producer.rs`);
-//! - `_StreamSet`, `StreamKey` and `_Hub`: one consumer worker's many
-//!   streams and one wait, and a producer's way in (`stream_set.rs`).
+//! - `errors`: the package's exception classes, raised from core errors;
+//! - `dlpack`: DLPack capsules of strided host tensors;
+//! - `locks`: poison-tolerant locks;
+//! - `timeout`: seconds as durations, and the wait slice (Ctrl-C);
+//! - `policy`: chunk policies by name;
+//! - `view`: `_View`, a tensor for numpy and DLPack;
+//! - `shared`: where a stream's buffer lives (its own, or a set's) and how
+//!   its leases are handed back;
+//! - `chunk`: `StreamChunk`, which owns a lease on its slots;
+//! - `producer_state`: the core producer and its open slots behind one
+//!   mutex;
+//! - `slot`: `Slot`, a reserved position filled in place;
+//! - `producer`: `_Producer`, the writing end;
+//! - `buffer`: `_Buffer`, the consumer's `StreamBuffer`;
+//! - `stream_set`: `_StreamSet` and `StreamKey`, one consumer worker's many
+//!   streams and one wait;
+//! - `hub`: `_Hub`, a producer's way into a worker's hub;
+//! - `segments`, `array`: `list_segments` and `_array_data`.
+//!
+//! `tests/layering.rs` holds that no module uses one after it (no circle).
 
-mod consumer;
+mod array;
+mod buffer;
+mod chunk;
 mod dlpack;
 mod errors;
+mod hub;
+mod locks;
+mod policy;
 mod producer;
+mod producer_state;
+mod segments;
+mod shared;
+mod slot;
 mod stream_set;
+mod timeout;
+mod view;
 
-use consumer::{capture, Chunk, Shared, View};
-use errors::{policy_err, raise, setup_err, stream_err};
-use producer::{PyProducer, PySlot, SharedProducer};
 use pyo3::prelude::*;
-use shmstream::policy::Policy;
-use shmstream::{StreamBuffer, StreamConfig, StreamId};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-/// Seconds (None: for ever) as a duration; negative or NaN is refused,
-/// and past `shmstream::binding::MAX_TIMEOUT_SECS` (10^9 s) is for ever
-/// (`shmstream::binding::timeout`).
-pub(crate) fn seconds(py: Python<'_>, t: Option<f64>) -> PyResult<Option<Duration>> {
-    shmstream::binding::timeout(t).map_err(|e| raise(py, "BadConfig", e.to_string()))
-}
-
-fn parse_policy(py: Python<'_>, name: &str) -> PyResult<Policy> {
-    name.parse::<Policy>().map_err(|e| policy_err(py, name, &e))
-}
-
-/// The consumer's stream buffer (wrapped by `shmstream.StreamBuffer`).
-#[pyclass(module = "shmstream._shmstream", name = "_Buffer", frozen)]
-#[derive(Debug)]
-struct PyStreamBuffer {
-    shared: Arc<Shared>,
-    /// The in-process producer of a drop-in buffer.
-    producer: Option<SharedProducer>,
-    policy: String,
-    edges: Mutex<VecDeque<Py<PyAny>>>,
-}
-
-#[pymethods]
-impl PyStreamBuffer {
-    /// A drop-in buffer: producer and consumer in this process.
-    #[staticmethod]
-    #[pyo3(signature = (request_id, edge_name, from_partition, policy, capacity, item_bytes, payload_bytes=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn in_process(
-        py: Python<'_>,
-        request_id: String,
-        edge_name: String,
-        from_partition: String,
-        policy: &str,
-        capacity: u64,
-        item_bytes: u64,
-        payload_bytes: Option<u64>,
-    ) -> PyResult<(Self, PyProducer)> {
-        let id = StreamId {
-            request_id,
-            edge_name,
-            from_partition,
-        };
-        let parsed = parse_policy(py, policy)?;
-        // No waits in one process: a full ring is an error at once.
-        let mut cfg = StreamConfig::new(id.clone())
-            .with_capacity(capacity)
-            .with_item_bytes(item_bytes)
-            .with_timeout(Some(Duration::ZERO));
-        if let Some(p) = payload_bytes {
-            cfg = cfg.with_payload_bytes(p);
-        }
-        let (producer, buf) =
-            shmstream::in_process_buffer::<()>(&cfg, parsed).map_err(|e| setup_err(py, &id, &e))?;
-        let state = producer::shared(producer);
-        Ok((
-            PyStreamBuffer {
-                shared: Shared::new(buf, id.clone()),
-                producer: Some(state.clone()),
-                policy: policy.to_string(),
-                edges: Mutex::new(VecDeque::new()),
-            },
-            PyProducer {
-                state,
-                id,
-                timeout: Some(Duration::ZERO),
-            },
-        ))
-    }
-
-    /// Opens a stream a `Producer` created in another process.
-    #[staticmethod]
-    #[pyo3(signature = (request_id, edge_name, from_partition, policy, prefix=None, timeout=None))]
-    fn open(
-        py: Python<'_>,
-        request_id: String,
-        edge_name: String,
-        from_partition: String,
-        policy: &str,
-        prefix: Option<String>,
-        timeout: Option<f64>,
-    ) -> PyResult<Self> {
-        let id = StreamId {
-            request_id,
-            edge_name,
-            from_partition,
-        };
-        let parsed = parse_policy(py, policy)?;
-        let mut cfg = StreamConfig::new(id.clone()).with_timeout(seconds(py, timeout)?);
-        if let Some(p) = &prefix {
-            cfg = cfg.with_prefix(p);
-        }
-        let buf = py
-            .detach(|| StreamBuffer::open(&cfg, parsed))
-            .map_err(|e| setup_err(py, &id, &e))?;
-        Ok(PyStreamBuffer {
-            shared: Shared::new(buf, id),
-            producer: None,
-            policy: policy.to_string(),
-            edges: Mutex::new(VecDeque::new()),
-        })
-    }
-
-    /// SPEC section 2's `has_chunk_ready`, on a fresh look at the ring.
-    fn has_chunk_ready(&self, py: Python<'_>) -> PyResult<bool> {
-        self.shared
-            .with(py, |b| b.has_chunk_ready())
-            .map_err(|e| stream_err(py, &self.shared.id, &e))
-    }
-
-    /// Pops the next chunk; `NotReady` when none is ready.
-    fn pop_chunk(&self, py: Python<'_>) -> PyResult<Chunk> {
-        let popped = self
-            .shared
-            .with(py, |b| b.pop_lease().map(|l| capture(b, l)))
-            .map_err(|e| stream_err(py, &self.shared.id, &e))?;
-        Ok(Chunk::new(&self.shared, popped))
-    }
-
-    /// Waits for the next chunk (GIL released, Ctrl-C honoured); None once
-    /// the final chunk was popped. `timeout` in seconds, None for ever.
-    #[pyo3(signature = (timeout=None))]
-    fn next_chunk(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Chunk>> {
-        let timeout = seconds(py, timeout)?;
-        let popped = self.shared.wait(py, timeout, |b, slice| {
-            Ok(b.next_lease_timeout(Some(slice))?.map(|l| capture(b, l)))
-        })?;
-        Ok(popped.map(|p| Chunk::new(&self.shared, p)))
-    }
-
-    /// Global position of the first item still in the buffer.
-    #[getter]
-    fn consumed(&self, py: Python<'_>) -> u64 {
-        self.shared.with(py, |b| b.consumed())
-    }
-
-    /// Items of the available prefix not yet discarded.
-    fn available(&self, py: Python<'_>) -> PyResult<u64> {
-        self.shared
-            .with(py, |b| b.available())
-            .map_err(|e| stream_err(py, &self.shared.id, &e))
-    }
-
-    /// Whether the final chunk was popped.
-    #[getter]
-    fn finished(&self, py: Python<'_>) -> bool {
-        self.shared.with(py, |b| b.is_finished())
-    }
-
-    /// Chunks popped whose lease is still held (by the chunk or a view).
-    #[getter]
-    fn live_chunks(&self, py: Python<'_>) -> usize {
-        self.shared.with(py, |b| b.live_leases())
-    }
-
-    /// Whether the producer signalled done (at the last look).
-    #[getter]
-    fn producer_done(&self, py: Python<'_>) -> bool {
-        self.shared.with(py, |b| b.consumer().is_all_in())
-    }
-
-    /// `(address, length)` of the payload as this process maps it.
-    #[getter]
-    fn payload_region(&self, py: Python<'_>) -> (usize, usize) {
-        self.shared.with(py, |b| {
-            let (p, n) = b.consumer().payload_region();
-            (p as usize, n)
-        })
-    }
-
-    #[getter]
-    fn capacity(&self, py: Python<'_>) -> u64 {
-        self.shared.with(py, |b| b.consumer().capacity())
-    }
-
-    #[getter]
-    fn request_id(&self) -> &str {
-        &self.shared.id.request_id
-    }
-
-    #[getter]
-    fn edge_name(&self) -> &str {
-        &self.shared.id.edge_name
-    }
-
-    #[getter]
-    #[allow(clippy::wrong_self_convention)] // the reference's field name
-    fn from_partition(&self) -> &str {
-        &self.shared.id.from_partition
-    }
-
-    /// The policy's name (`"sliding:window=28,stride=7"`).
-    #[getter]
-    fn policy_name(&self) -> &str {
-        &self.policy
-    }
-
-    /// The reference's `store_uningested_edge`: first in, first out.
-    fn store_uningested_edge(&self, edge: Py<PyAny>) {
-        self.edges
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(edge);
-    }
-
-    /// The reference's `pop_waiting_edge`: the oldest edge, or None.
-    fn pop_waiting_edge(&self) -> Option<Py<PyAny>> {
-        self.edges
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
-    }
-
-    /// Whether this buffer has its own in-process producer.
-    #[getter]
-    fn in_process_producer(&self) -> bool {
-        self.producer.is_some()
-    }
-}
-
-/// Checks a policy name; returns its canonical form.
-#[pyfunction]
-fn policy_name(py: Python<'_>, name: &str) -> PyResult<String> {
-    Ok(parse_policy(py, name)?.to_string())
-}
-
-/// The largest window the policy ever asks for.
-#[pyfunction]
-fn policy_max_window(py: Python<'_>, name: &str) -> PyResult<usize> {
-    use shmstream::policy::ChunkPolicy;
-    Ok(parse_policy(py, name)?.max_window())
-}
-
-/// Lists this user's shmstream segments: `(name, request_id, edge_name,
-/// from_partition)` ... as strings (for tools and tests).
-#[pyfunction]
-#[pyo3(signature = (prefix=None))]
-fn list_segments(py: Python<'_>, prefix: Option<String>) -> PyResult<Vec<String>> {
-    let prefix = prefix.unwrap_or_else(|| shmstream::DEFAULT_PREFIX.to_string());
-    shmstream::list_segments(&prefix)
-        .map(|v| v.into_iter().map(|s| format!("{s:?}")).collect())
-        .map_err(|e| raise(py, "SetupFailed", e.to_string()))
-}
-
-/// The address of a numpy array's first element: the `data` field of
-/// numpy's `PyArrayObject` (what the C API's `PyArray_DATA` reads), about
-/// 1 us cheaper than `__array_interface__`, which formats the dtype.
-/// `shmstream._tensors` checks it against `__array_interface__` at import.
-#[pyfunction]
-fn _array_data(py: Python<'_>, array: &Bound<'_, PyAny>) -> PyResult<usize> {
-    static NDARRAY: pyo3::sync::PyOnceLock<Py<pyo3::types::PyType>> = pyo3::sync::PyOnceLock::new();
-    if !array.is_instance(NDARRAY.import(py, "numpy", "ndarray")?)? {
-        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "_array_data takes a numpy.ndarray, not {}",
-            array.get_type().name()?
-        )));
-    }
-    let offset = std::mem::size_of::<pyo3::ffi::PyObject>();
-    // SAFETY: `array` is a numpy.ndarray (or a subclass, which extends the
-    // same C struct), alive for this call: its object starts with numpy's
-    // `PyArrayObject_fields { PyObject_HEAD; char *data; ... }`, a layout
-    // that numpy's C API macros compile into every extension and so never
-    // changes. The pointer-sized field after the object header is read,
-    // aligned (the header is pointer-aligned), and never written.
-    let data = unsafe { *array.as_ptr().cast::<u8>().add(offset).cast::<usize>() };
-    Ok(data)
-}
 
 #[pymodule]
 fn _shmstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(_array_data, m)?)?;
-    m.add_class::<PyStreamBuffer>()?;
-    m.add_class::<PyProducer>()?;
-    m.add_class::<PySlot>()?;
-    m.add_class::<Chunk>()?;
-    m.add_class::<View>()?;
-    m.add_function(wrap_pyfunction!(policy_name, m)?)?;
-    m.add_function(wrap_pyfunction!(policy_max_window, m)?)?;
-    m.add_function(wrap_pyfunction!(list_segments, m)?)?;
+    m.add_function(wrap_pyfunction!(array::_array_data, m)?)?;
+    m.add_class::<buffer::PyStreamBuffer>()?;
+    m.add_class::<producer::PyProducer>()?;
+    m.add_class::<slot::PySlot>()?;
+    m.add_class::<chunk::Chunk>()?;
+    m.add_class::<view::View>()?;
+    m.add_function(wrap_pyfunction!(policy::policy_name, m)?)?;
+    m.add_function(wrap_pyfunction!(policy::policy_max_window, m)?)?;
+    m.add_function(wrap_pyfunction!(segments::list_segments, m)?)?;
     stream_set::register(m)?;
+    m.add_class::<hub::PyHub>()?;
     Ok(())
 }

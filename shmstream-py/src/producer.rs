@@ -1,178 +1,16 @@
-//! The producer's side: `_Producer` and its `Slot`s, whose memory Python
-//! fills in place (numpy through `__array_interface__`, torch through
-//! `__dlpack__`), then commits.
+//! `_Producer`: the writing end of a stream from Python (created by
+//! `shmstream.Producer`), which hands out `Slot`s to fill in place or
+//! copies a host array in (`put`, `put_many`), waiting for room in
+//! slices (Ctrl-C between them).
 
-use crate::consumer::{dlpack_args, try_lock, View, SLICE};
-use crate::dlpack::{self, KeepAlive, Strided};
 use crate::errors::{raise, stream_err};
+use crate::locks::lock;
+use crate::producer_state::{meta, register, shared, with_state, SharedProducer, State};
+use crate::slot::PySlot;
+use crate::timeout::{seconds, slice_of, SLICE};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
-use shmstream::{BatchItem, DType, Producer, Slot, StreamError, StreamId, TensorMeta};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use shmstream::{BatchItem, Producer, StreamError, StreamId, TensorMeta};
 use std::time::{Duration, Instant};
-
-/// The producer and the slots Python holds, behind one mutex.
-pub(crate) struct State {
-    /// Declared first: dropped before the producer they borrow.
-    slots: HashMap<u64, Slot<'static>>,
-    next_token: u64,
-    producer: Box<Producer>,
-}
-
-// SAFETY: `Producer` and `Slot` are not `Sync` (their `RefCell`s), so a
-// `Slot` (which holds a `&Producer`) is not `Send`. Here the producer and
-// every slot that borrows it live together in one `State`, and every
-// access to any of them goes through the `Mutex<State>` that owns it, with
-// the guard held for the whole access: a slot is committed, and dropped
-// (which publishes it as abandoned through the producer's ring), before
-// the guard that took it out of `slots` goes (`PySlot::abandon` and its
-// `Drop`). So no two threads touch the `RefCell`s at once, and moving the
-// whole `State` to another thread moves every reference with its referent.
-//
-// No deadlock with the GIL (not part of the safety argument, but of the
-// binding's): the lock is only ever taken inside Rust-only sections
-// (`with_state`, or a `detach` closure) that never call into Python and
-// never wait for the GIL while they hold it (they let the lock go before
-// `detach` takes the GIL back). So a thread that holds the GIL and waits
-// for the lock (a `Slot` collected by the GC, in `Drop`) waits for a
-// holder that needs nothing from it, and no collection can run inside a
-// section of the thread holding the lock and drop a `Slot` of this
-// producer there. Every hold ends within one wait slice ([`SLICE`]) plus
-// a copy.
-unsafe impl Send for State {}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("producer", &self.producer)
-            .field("open_slots", &self.slots.len())
-            .finish()
-    }
-}
-
-pub(crate) type SharedProducer = Arc<Mutex<State>>;
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `f` on the locked state for a thread that holds the GIL: at once
-/// when the lock is free, else without the GIL (another thread may hold
-/// the lock through a wait slice; the other Python threads run meanwhile).
-/// The lock is let go before the GIL is taken back: a thread never waits
-/// for the GIL while it holds the lock (see `State`'s safety argument).
-fn with_state<T: Send>(
-    py: Python<'_>,
-    m: &Mutex<State>,
-    f: impl FnOnce(&mut State) -> T + Send,
-) -> T {
-    match try_lock(m) {
-        Some(mut g) => f(&mut g),
-        None => py.detach(|| f(&mut lock(m))),
-    }
-}
-
-pub(crate) fn shared(producer: Producer) -> SharedProducer {
-    Arc::new(Mutex::new(State {
-        slots: HashMap::new(),
-        next_token: 0,
-        producer: Box::new(producer),
-    }))
-}
-
-impl State {
-    /// Registers `id` and keeps its slot under a new token.
-    fn register(
-        &mut self,
-        id: &str,
-        nbytes: Option<u64>,
-        timeout: Option<Duration>,
-    ) -> Result<(u64, usize, u64, u64, u64), StreamError> {
-        // SAFETY: the producer is boxed (it does not move while `State`
-        // moves) and outlives every slot: `slots` is dropped first, and a
-        // slot leaves `slots` only to be committed or dropped while the
-        // state (and so the producer) is locked and alive.
-        let producer: &'static Producer = unsafe { &*(&*self.producer as *const Producer) };
-        let nbytes = nbytes.unwrap_or_else(|| producer.item_bytes());
-        let mut slot = producer.register_sized_timeout(id, nbytes, timeout)?;
-        let ptr = slot.payload_mut().as_mut_ptr() as usize;
-        let token = self.next_token;
-        self.next_token += 1;
-        let out = (
-            token,
-            ptr,
-            slot.len(),
-            slot.position(),
-            slot.payload_offset(),
-        );
-        self.slots.insert(token, slot);
-        Ok(out)
-    }
-}
-
-/// The longest single wait of a call that waits up to `timeout`: at most
-/// [`SLICE`], and a whole fraction of `timeout`, so that whole slices add
-/// up to it (0.05 s is three of 16.7 ms with the 20 ms [`SLICE`]).
-/// `None` (for ever): [`SLICE`].
-pub(crate) fn slice_of(timeout: Option<Duration>) -> Duration {
-    shmstream::binding::wait_slice(timeout, SLICE)
-}
-
-/// Parses a dtype name and a shape into metadata.
-pub(crate) fn meta(
-    py: Python<'_>,
-    id: &StreamId,
-    dtype: &str,
-    shape: &[u64],
-) -> PyResult<TensorMeta> {
-    let meta = shmstream::binding::tensor_meta(dtype, shape).map_err(|e| stream_err(py, id, &e))?;
-    // Refused here rather than at the consumer, where numpy and DLPack
-    // could not show it (their shapes are int64).
-    match crate::dlpack::beyond_int64(meta.dtype(), meta.shape(), &[]) {
-        None => Ok(meta),
-        Some(why) => Err(raise(py, "BadTensor", format!("stream {id}: {why}"))),
-    }
-}
-
-/// Registers with the waits of `timeout` cut into slices (Ctrl-C).
-pub(crate) fn register(
-    py: Python<'_>,
-    state: &SharedProducer,
-    id: &StreamId,
-    tensor_id: &str,
-    nbytes: Option<u64>,
-    timeout: Option<Duration>,
-) -> PyResult<(u64, usize, u64, u64, u64)> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let slice = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-            None => SLICE,
-        };
-        let r = py.detach(|| lock(state).register(tensor_id, nbytes, Some(slice)));
-        match r {
-            Err(StreamError::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => {
-                py.check_signals()?;
-            }
-            Err(StreamError::Timeout { .. }) => {
-                let (capacity, payload) = with_state(py, state, |s| {
-                    (s.producer.capacity(), s.producer.payload_bytes())
-                });
-                return Err(raise(
-                    py,
-                    "RingFull",
-                    format!(
-                        "stream {id}: the ring is full ({capacity} items, {payload} payload bytes) and the consumer released nothing within {:.3} s; pop chunks (and drop them) to make room",
-                        timeout.unwrap_or_default().as_secs_f64()
-                    ),
-                ));
-            }
-            Err(e) => return Err(stream_err(py, id, &e)),
-            Ok(v) => return Ok(v),
-        }
-    }
-}
 
 /// `err` with its message prefixed by the batch item it is about and
 /// followed by what became of the batch (same class): "item 3 of the
@@ -216,7 +54,7 @@ impl PyProducer {
             edge_name,
             from_partition,
         };
-        let timeout = crate::seconds(py, timeout)?;
+        let timeout = seconds(py, timeout)?;
         // The core producer waits at most one slice per call (its only
         // use of the timeout is `pre_read_register`'s wait for room); the
         // binding loops over slices up to `timeout`, checking for Ctrl-C.
@@ -251,18 +89,13 @@ impl PyProducer {
         timeout: Option<f64>,
     ) -> PyResult<PySlot> {
         let timeout = self.timeout_arg(py, timeout)?;
-        let (token, ptr, len, position, offset) =
-            register(py, &self.state, &self.id, tensor_id, nbytes, timeout)?;
-        Ok(PySlot {
-            state: self.state.clone(),
-            id: self.id.clone(),
-            tensor_id: tensor_id.to_string(),
-            token,
-            ptr,
-            len,
-            position,
-            offset,
-        })
+        let registered = register(py, &self.state, &self.id, tensor_id, nbytes, timeout)?;
+        Ok(PySlot::new(
+            self.state.clone(),
+            self.id.clone(),
+            tensor_id,
+            registered,
+        ))
     }
 
     /// The reference's `pre_read_register`: reserves the next position for
@@ -282,8 +115,8 @@ impl PyProducer {
             let r = py.detach(|| {
                 let s = lock(&self.state);
                 match nbytes {
-                    Some(n) => s.producer.pre_read_register_sized(tensor_id, n),
-                    None => s.producer.pre_read_register(tensor_id),
+                    Some(n) => s.producer().pre_read_register_sized(tensor_id, n),
+                    None => s.producer().pre_read_register(tensor_id),
                 }
             });
             match r {
@@ -294,7 +127,7 @@ impl PyProducer {
                 }
                 Err(StreamError::Timeout { .. }) => {
                     let (capacity, payload) = with_state(py, &self.state, |s| {
-                        (s.producer.capacity(), s.producer.payload_bytes())
+                        (s.producer().capacity(), s.producer().payload_bytes())
                     });
                     return Err(raise(
                         py,
@@ -383,7 +216,7 @@ impl PyProducer {
         let (src, dst) = (ptr, dst);
         let copy = move |state: &mut State| {
             // The token is this call's alone (no `Slot` object has it).
-            let slot = state.slots.remove(&token).expect("just registered");
+            let slot = state.take_slot(token).expect("just registered");
             // SAFETY: `src` is the caller's live array of `nbytes` bytes;
             // `dst` is the slot's reservation of exactly `nbytes` bytes,
             // which this handle alone may write until the commit below.
@@ -495,27 +328,27 @@ impl PyProducer {
     ) -> PyResult<()> {
         let meta = meta(py, &self.id, dtype, &shape)?;
         let r = with_state(py, &self.state, |s| {
-            s.producer.put_in_place(tensor_id, meta)
+            s.producer().put_in_place(tensor_id, meta)
         });
         r.map_err(|e| stream_err(py, &self.id, &e))
     }
 
     /// The producer's last word: nothing more will be registered.
     fn signal_done(&self, py: Python<'_>) {
-        with_state(py, &self.state, |s| s.producer.signal_done());
+        with_state(py, &self.state, |s| s.producer().signal_done());
     }
 
     /// Waits until the consumer released every item (GIL released).
     #[pyo3(signature = (timeout=None))]
     fn wait_drained(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        let timeout = crate::seconds(py, timeout)?;
+        let timeout = seconds(py, timeout)?;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let slice = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
                 None => SLICE,
             };
-            match py.detach(|| lock(&self.state).producer.wait_drained(Some(slice))) {
+            match py.detach(|| lock(&self.state).producer().wait_drained(Some(slice))) {
                 Err(StreamError::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => {
                     py.check_signals()?;
                 }
@@ -537,29 +370,29 @@ impl PyProducer {
 
     #[getter]
     fn capacity(&self, py: Python<'_>) -> u64 {
-        with_state(py, &self.state, |s| s.producer.capacity())
+        with_state(py, &self.state, |s| s.producer().capacity())
     }
 
     #[getter]
     fn item_bytes(&self, py: Python<'_>) -> u64 {
-        with_state(py, &self.state, |s| s.producer.item_bytes())
+        with_state(py, &self.state, |s| s.producer().item_bytes())
     }
 
     #[getter]
     fn payload_bytes(&self, py: Python<'_>) -> u64 {
-        with_state(py, &self.state, |s| s.producer.payload_bytes())
+        with_state(py, &self.state, |s| s.producer().payload_bytes())
     }
 
     #[getter]
     fn registered(&self, py: Python<'_>) -> u64 {
-        with_state(py, &self.state, |s| s.producer.registered())
+        with_state(py, &self.state, |s| s.producer().registered())
     }
 
     /// `(address, length)` of the payload mapping.
     #[getter]
     fn payload_region(&self, py: Python<'_>) -> (usize, usize) {
         with_state(py, &self.state, |s| {
-            let (p, n) = s.producer.payload_region();
+            let (p, n) = s.producer().payload_region();
             (p as usize, n)
         })
     }
@@ -597,7 +430,7 @@ impl PyProducer {
             // SAFETY: the Python caller passes the address and size of a
             // contiguous host array it holds a reference to for the call.
             let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, nbytes) };
-            state.producer.put(tensor_id, meta, bytes)
+            state.producer().put(tensor_id, meta, bytes)
         };
         // Large copies run without the GIL.
         if nbytes >= 1 << 16 {
@@ -626,7 +459,7 @@ impl PyProducer {
             let rest = &items[done..];
             let r = py.detach(|| {
                 lock(&self.state)
-                    .producer
+                    .producer()
                     .put_many_timeout(rest, Some(slice))
             });
             match r {
@@ -641,7 +474,7 @@ impl PyProducer {
                         }
                         StreamError::Timeout { .. } => {
                             let (capacity, payload) = with_state(py, &self.state, |s| {
-                                (s.producer.capacity(), s.producer.payload_bytes())
+                                (s.producer().capacity(), s.producer().payload_bytes())
                             });
                             return Err(raise(
                                 py,
@@ -674,212 +507,7 @@ impl PyProducer {
     fn timeout_arg(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Duration>> {
         match timeout {
             Some(-1.0) => Ok(self.timeout),
-            t => crate::seconds(py, t),
+            t => seconds(py, t),
         }
-    }
-}
-
-/// A reserved slot: fill its memory in place (`numpy.asarray(slot)` is a
-/// writable `uint8` array of its `len` bytes; `slot.__dlpack__` for torch),
-/// then `commit(dtype, shape)`. Dropped uncommitted, the position is
-/// published as abandoned (the consumer reports it).
-#[pyclass(module = "shmstream", name = "Slot", frozen)]
-#[derive(Debug)]
-pub(crate) struct PySlot {
-    state: SharedProducer,
-    id: StreamId,
-    /// The id the slot was registered for.
-    #[pyo3(get)]
-    tensor_id: String,
-    token: u64,
-    ptr: usize,
-    /// Bytes reserved.
-    #[pyo3(get)]
-    len: u64,
-    /// Stream position.
-    #[pyo3(get)]
-    position: u64,
-    /// Offset in the payload region.
-    #[pyo3(get)]
-    offset: u64,
-}
-
-impl PySlot {
-    /// Whether the slot is open: its `Slot` is in the state's `slots`
-    /// until committed or given up, both under the state's lock.
-    fn open(&self, py: Python<'_>) -> bool {
-        with_state(py, &self.state, |s| s.slots.contains_key(&self.token))
-    }
-
-    fn check_open(&self, py: Python<'_>) -> PyResult<()> {
-        if self.open(py) {
-            Ok(())
-        } else {
-            Err(raise(
-                py,
-                "SlotClosed",
-                format!(
-                    "stream {}: slot {:?} (position {}) was committed or abandoned; its memory belongs to the consumer now",
-                    self.id, self.tensor_id, self.position
-                ),
-            ))
-        }
-    }
-
-    fn view(&self, py: Python<'_>) -> PyResult<View> {
-        self.check_open(py)?;
-        let keep: KeepAlive = self.state.clone();
-        Ok(View {
-            t: Strided {
-                ptr: self.ptr as *mut u8,
-                dtype: DType::U8,
-                shape: vec![self.len],
-                strides: vec![1],
-            },
-            keep,
-            writable: true,
-        })
-    }
-}
-
-#[pymethods]
-impl PySlot {
-    /// numpy's array interface: the slot's bytes, writable `uint8`.
-    #[getter]
-    fn __array_interface__<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
-        self.view(py)?.__array_interface__(py)
-    }
-
-    /// The slot's memory as a writable numpy array of `dtype` and `shape`
-    /// (default: all its bytes as `uint8`); write the tensor there, then
-    /// `commit`. Do not write through it after the commit.
-    #[pyo3(signature = (dtype=None, shape=None))]
-    fn numpy(
-        slf: &Bound<'_, Self>,
-        dtype: Option<Bound<'_, PyAny>>,
-        shape: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        static ARRAY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-        Ok(ARRAY
-            .import(py, "shmstream._tensors", "slot_array")?
-            .call1((slf, dtype, shape))?
-            .unbind())
-    }
-
-    /// The slot's bytes as a writable view object (numpy/DLPack).
-    fn _view(&self, py: Python<'_>) -> PyResult<View> {
-        self.view(py)
-    }
-
-    /// Address of the slot's first byte.
-    #[getter]
-    fn data_ptr(&self) -> usize {
-        self.ptr
-    }
-
-    /// Publishes the tensor: `dtype` (`"f32"`, ...) and `shape` describe
-    /// the bytes written from the slot's start.
-    fn commit(&self, py: Python<'_>, dtype: &Bound<'_, PyAny>, shape: Vec<u64>) -> PyResult<()> {
-        self.check_open(py)?;
-        let name: String = match dtype.extract::<String>() {
-            Ok(s) => s,
-            Err(_) => {
-                static NAME: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
-                NAME.import(py, "shmstream._tensors", "dtype_name")?
-                    .call1((dtype,))?
-                    .extract()?
-            }
-        };
-        let meta = meta(py, &self.id, &name, &shape)?;
-        // Taken out, committed or put back under one hold of the lock;
-        // Python (the errors) only after it.
-        let token = self.token;
-        let committed = with_state(py, &self.state, |state| {
-            state.slots.remove(&token).map(|slot| {
-                slot.commit(meta).map_err(|refused| {
-                    state.slots.insert(token, refused.slot);
-                    refused.error
-                })
-            })
-        });
-        match committed {
-            Some(r) => r.map_err(|e| stream_err(py, &self.id, &e)),
-            // Committed or abandoned by another thread since the check.
-            None => self.check_open(py),
-        }
-    }
-
-    /// Gives the position up (the consumer reports it as abandoned); no
-    /// effect on a slot committed or given up already.
-    fn abandon(&self, py: Python<'_>) {
-        let token = self.token;
-        with_state(py, &self.state, |state| {
-            // Dropping it publishes the abandonment through the producer's
-            // ring: under the lock (the safety argument of `State`).
-            drop(state.slots.remove(&token));
-        });
-    }
-
-    /// Whether the slot is still open (not committed nor abandoned).
-    #[getter]
-    fn is_open(&self, py: Python<'_>) -> bool {
-        self.open(py)
-    }
-
-    #[pyo3(signature = (*, stream=None, max_version=None, dl_device=None, copy=None))]
-    fn __dlpack__(
-        &self,
-        py: Python<'_>,
-        stream: Option<Bound<'_, PyAny>>,
-        max_version: Option<(u32, u32)>,
-        dl_device: Option<(i32, i32)>,
-        copy: Option<bool>,
-    ) -> PyResult<Py<PyAny>> {
-        dlpack_args(stream.as_ref(), dl_device, copy)?;
-        let versioned = max_version.is_some_and(|(major, _)| major >= 1);
-        let v = self.view(py)?;
-        dlpack::capsule(py, &v.t, v.keep.clone(), versioned, false)
-    }
-
-    fn __dlpack_device__(&self) -> (i32, i32) {
-        dlpack::CPU_DEVICE
-    }
-
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    /// Leaving a `with` block without a commit abandons the slot.
-    #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
-        self.abandon(py);
-        false
-    }
-
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!(
-            "Slot({:?}, position={}, len={}, {})",
-            self.tensor_id,
-            self.position,
-            self.len,
-            if self.open(py) { "open" } else { "closed" }
-        )
-    }
-}
-
-impl Drop for PySlot {
-    /// A slot collected open is abandoned, as `abandon()` does it: with the
-    /// lock held while the slot is dropped. This waits for the lock with
-    /// the GIL held (no GIL release inside a deallocator); the holder needs
-    /// neither the GIL nor this thread, and lets go within a wait slice.
-    fn drop(&mut self) {
-        let mut state = lock(&self.state);
-        let slot = state.slots.remove(&self.token);
-        drop(slot);
-        drop(state);
     }
 }

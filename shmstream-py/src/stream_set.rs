@@ -1,29 +1,25 @@
-//! The worker hub from Python (issue 12): `_StreamSet` (the consumer
-//! worker's Rust `StreamSet` behind a mutex), `StreamKey`, and `_Hub` (a
-//! producer's attachment to a worker's hub).
+//! The worker hub from Python (issue 12), the consumer's side:
+//! `_StreamSet` (the consumer worker's Rust `StreamSet` behind a mutex)
+//! and `StreamKey`.
 //!
 //! A stream of the set is read through an ordinary `_Buffer` whose
-//! [`Shared`] lives in the set (`Home::Set` in `consumer.rs`): its chunks,
-//! leases and views are those of any stream. The set's lock guards every
-//! stream of the set; a lease whose last holder goes while the set is busy
-//! (a `wait_any` in another thread) is queued, and the waiter woken (the
-//! core set's `waker`) to hand it back at once. Another thread that needs
-//! the set while a `wait_any` holds it wakes the waiter the same way. A
-//! stream removed from the set
-//! while Python still holds its buffer or chunks of it is *parked*: its
-//! buffer (and mapping) stays until the last of those goes.
+//! [`Shared`] lives in the set (`Home::Set`, the set's state in
+//! [`SetCore`], both in `shared.rs`): its chunks, leases and views are
+//! those of any stream. The producer's way in is `_Hub` (`hub.rs`).
 
-use crate::consumer::{capture, lock, try_lock, Chunk, Shared};
+use crate::buffer::PyStreamBuffer;
+use crate::chunk::{capture, Chunk};
 use crate::errors::{raise, setup_err, stream_err};
-use crate::producer::{shared as shared_producer, slice_of, PyProducer};
-use crate::PyStreamBuffer;
+use crate::locks::lock;
+use crate::policy::parse_policy;
+use crate::shared::{SetCore, SetState, Shared, Waker};
+use crate::timeout::seconds;
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use shmstream::policy::Policy;
-use shmstream::{ChunkLease, Hub, StreamBuffer, StreamConfig, StreamError, StreamId, StreamSet};
+use shmstream::{StreamConfig, StreamError, StreamId, StreamSet};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// The longest single sleep of `StreamSet.wait_any`. The sleep ends at
@@ -36,128 +32,6 @@ use std::time::{Duration, Instant};
 /// Ctrl-C is immediate but for that window, where it is at most this late,
 /// and an idle worker wakes once a second at most.
 const BACKSTOP: Duration = Duration::from_secs(1);
-
-/// Wakes the set's current `wait_any` (the core set's `waker`).
-struct Waker(Box<dyn Fn() + Send + Sync>);
-
-impl std::fmt::Debug for Waker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Waker")
-    }
-}
-
-/// What the set's lock guards.
-#[derive(Debug)]
-pub(crate) struct SetState {
-    /// `None` once closed.
-    set: Option<StreamSet>,
-    /// The one `Shared` of each stream Python has a buffer of.
-    handles: HashMap<shmstream::StreamKey, Weak<Shared>>,
-    /// Removed streams Python still holds (a buffer, a chunk, a view).
-    parked: Vec<(shmstream::StreamKey, StreamBuffer, Weak<Shared>)>,
-    /// Policies of streams added with another than the default.
-    policies: HashMap<shmstream::StreamKey, String>,
-}
-
-impl SetState {
-    /// The buffer of `key`: in the set, or parked.
-    pub(crate) fn buffer(&mut self, key: shmstream::StreamKey) -> Option<&mut StreamBuffer> {
-        if self.set.as_ref().is_some_and(|s| s.get(key).is_some()) {
-            return self.set.as_mut().and_then(|s| s.get_mut(key));
-        }
-        self.parked
-            .iter_mut()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, b, _)| b)
-    }
-
-    /// Takes `key` out of the set: parked if Python holds it, else dropped
-    /// (detaching the consumer).
-    fn take_out(&mut self, key: shmstream::StreamKey) -> Option<Weak<Shared>> {
-        let buf = self.set.as_mut()?.remove(key)?;
-        self.policies.remove(&key);
-        match self.handles.remove(&key) {
-            Some(w) if w.strong_count() > 0 => {
-                self.parked.push((key, buf, w.clone()));
-                Some(w)
-            }
-            _ => Some(Weak::new()),
-        }
-    }
-}
-
-/// The set's state and the leases waiting to be handed back to it.
-#[derive(Debug)]
-pub(crate) struct SetCore {
-    state: Mutex<SetState>,
-    pending: Mutex<Vec<(shmstream::StreamKey, ChunkLease)>>,
-    name: String,
-    prefix: String,
-    default_policy: Option<String>,
-    waker: Waker,
-}
-
-impl SetCore {
-    /// The locked state; when a `wait_any` holds it, wakes the waiter and
-    /// takes the lock between two of its sleeps (tries again every
-    /// millisecond, waking it each time, in case the waiter took the lock
-    /// back first).
-    pub(crate) fn state(&self) -> MutexGuard<'_, SetState> {
-        loop {
-            if let Some(st) = self.try_state() {
-                return st;
-            }
-            (self.waker.0)();
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    pub(crate) fn try_state(&self) -> Option<MutexGuard<'_, SetState>> {
-        try_lock(&self.state)
-    }
-
-    /// Queues a lease the holder of the set hands back, and wakes a
-    /// waiting `wait_any` so that it does so at once.
-    pub(crate) fn queue(&self, key: shmstream::StreamKey, lease: ChunkLease) {
-        lock(&self.pending).push((key, lease));
-        (self.waker.0)();
-    }
-
-    pub(crate) fn has_pending(&self) -> bool {
-        !lock(&self.pending).is_empty()
-    }
-
-    /// Hands queued leases back, then drops parked streams nobody holds.
-    pub(crate) fn drain(&self, state: &mut SetState) {
-        let queued = std::mem::take(&mut *lock(&self.pending));
-        for (key, lease) in queued {
-            if let Some(buf) = state.buffer(key) {
-                // Every queued lease came from this stream's buffer.
-                let _ = buf.release_lease(lease);
-            }
-        }
-        state.parked.retain(|(_, _, w)| w.strong_count() > 0);
-    }
-
-    /// The locked state, without the GIL while it is busy.
-    fn locked(&self, py: Python<'_>) -> MutexGuard<'_, SetState> {
-        /// A guard carried out of `detach`, which runs its closure on this
-        /// thread: the guard never leaves the thread that locked.
-        struct OnThisThread<'a>(MutexGuard<'a, SetState>);
-        // SAFETY: `Python::detach` calls the closure on the calling thread
-        // and returns its value there; `Send` is asked only because the
-        // closure must not touch Python objects. The guard is unwrapped at
-        // once on the same thread, so it is unlocked by the thread that
-        // locked it.
-        unsafe impl Send for OnThisThread<'_> {}
-        let mut st = match self.try_state() {
-            Some(st) => st,
-            None => py.detach(|| OnThisThread(self.state())).0,
-        };
-        self.drain(&mut st);
-        st
-    }
-}
 
 /// Which stream of a `StreamSet`: its hub entry and that entry's
 /// generation (a key never names a later stream of the same entry).
@@ -182,7 +56,7 @@ impl PyStreamKey {
     }
 }
 
-fn stream_id(request_id: String, edge_name: String, from_partition: String) -> StreamId {
+pub(crate) fn stream_id(request_id: String, edge_name: String, from_partition: String) -> StreamId {
     StreamId {
         request_id,
         edge_name,
@@ -199,11 +73,6 @@ fn id_tuple<'py>(py: Python<'py>, id: &StreamId) -> PyResult<Bound<'py, PyTuple>
             id.from_partition.as_str(),
         ],
     )
-}
-
-fn parse_policy(py: Python<'_>, name: &str) -> PyResult<Policy> {
-    name.parse::<Policy>()
-        .map_err(|e| crate::errors::policy_err(py, name, &e))
 }
 
 fn closed(py: Python<'_>, name: &str) -> PyErr {
@@ -312,7 +181,7 @@ impl PyStreamSet {
     /// another thread needs the set, and goes on with the time left.
     #[pyo3(signature = (timeout=None))]
     fn wait_any(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<PyStreamKey>> {
-        let timeout = crate::seconds(py, timeout)?;
+        let timeout = seconds(py, timeout)?;
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             let slice = match deadline {
@@ -513,82 +382,6 @@ impl PyStreamSet {
     }
 }
 
-/// A producer process's attachment to a worker's hub (wrapped by
-/// `shmstream.Hub`).
-#[pyclass(module = "shmstream._shmstream", name = "_Hub", frozen)]
-#[derive(Debug)]
-pub(crate) struct PyHub {
-    hub: Mutex<Hub>,
-    name: String,
-    prefix: String,
-}
-
-#[pymethods]
-impl PyHub {
-    #[staticmethod]
-    #[pyo3(signature = (worker, prefix=None))]
-    fn attach(py: Python<'_>, worker: &str, prefix: Option<String>) -> PyResult<Self> {
-        let prefix = prefix.unwrap_or_else(|| shmstream::DEFAULT_PREFIX.to_string());
-        let hub_id = stream_id(format!("hub-{worker}"), String::new(), String::new());
-        let hub = py
-            .detach(|| Hub::attach(worker, &prefix))
-            .map_err(|e| setup_err(py, &hub_id, &e))?;
-        Ok(PyHub {
-            name: hub.name().to_string(),
-            hub: Mutex::new(hub),
-            prefix,
-        })
-    }
-
-    /// Creates a stream for the worker and announces it in the hub.
-    #[pyo3(signature = (request_id, edge_name, from_partition, capacity, item_bytes, payload_bytes=None, prefix=None, timeout=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn create_stream(
-        &self,
-        py: Python<'_>,
-        request_id: String,
-        edge_name: String,
-        from_partition: String,
-        capacity: u64,
-        item_bytes: u64,
-        payload_bytes: Option<u64>,
-        prefix: Option<String>,
-        timeout: Option<f64>,
-    ) -> PyResult<PyProducer> {
-        let id = stream_id(request_id, edge_name, from_partition);
-        let timeout = crate::seconds(py, timeout)?;
-        // As `_Producer.create`: the core waits one slice per call, the
-        // binding loops over slices checking for Ctrl-C.
-        let mut cfg = StreamConfig::new(id.clone())
-            .with_capacity(capacity)
-            .with_item_bytes(item_bytes)
-            .with_timeout(Some(slice_of(timeout)))
-            .with_prefix(prefix.as_deref().unwrap_or(&self.prefix));
-        if let Some(p) = payload_bytes {
-            cfg = cfg.with_payload_bytes(p);
-        }
-        let producer = py
-            .detach(|| lock(&self.hub).create_stream(&cfg))
-            .map_err(|e| setup_err(py, &id, &e))?;
-        Ok(PyProducer {
-            state: shared_producer(producer),
-            id,
-            timeout,
-        })
-    }
-
-    /// The hub's segment name.
-    #[getter]
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    #[getter]
-    fn prefix(&self) -> &str {
-        &self.prefix
-    }
-}
-
 /// The next chunk of `buffer` if one is ready now; None when none is (or
 /// the final chunk was popped); the stream's error (`ProducerGone`, ...)
 /// once the chunks before it are out. What `StreamSet.ready_chunks` pops
@@ -613,6 +406,5 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_ready_chunk, m)?)?;
     m.add_class::<PyStreamSet>()?;
     m.add_class::<PyStreamKey>()?;
-    m.add_class::<PyHub>()?;
     Ok(())
 }
