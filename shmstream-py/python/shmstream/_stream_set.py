@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import _shmstream
+from ._buffer import StreamBuffer
 from ._policies import ChunkPolicy, NamedChunkPolicy, policy_name
+from ._producer import Producer
 from ._shmstream import StreamChunk, StreamKey, _ready_chunk
 
 
 def _buffer(b: Any) -> Any:
     """A :class:`StreamBuffer` around a set's native buffer."""
-    from . import StreamBuffer  # noqa: PLC0415 (the package imports this module)
-
     sb = StreamBuffer.__new__(StreamBuffer)
     sb._b = b
     sb._p = None
@@ -247,8 +247,6 @@ class Hub:
         the worker, which reads it whole and then removes it (the set removes
         those it never adopted when it closes). Raises
         :class:`HubFull`, :class:`WorkerGone`, :class:`StreamExists`."""
-        from . import Producer  # noqa: PLC0415 (the package imports this module)
-
         p = Producer.__new__(Producer)
         p._p = self._h.create_stream(
             request_id,

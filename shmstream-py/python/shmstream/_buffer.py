@@ -1,0 +1,214 @@
+"""The consumer's buffer, :class:`StreamBuffer`: a stream of another process
+opened by name, or the reference's drop-in with its own producer in this
+process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Union
+
+from . import _shmstream
+from ._errors import StreamError
+from ._policies import ChunkPolicy, NamedChunkPolicy, policy_name
+from ._shmstream import StreamChunk
+from ._tensors import host_array
+
+PolicyLike = Union[ChunkPolicy, str]
+
+
+def _as_policy(policy: PolicyLike) -> ChunkPolicy:
+    return policy if isinstance(policy, ChunkPolicy) else NamedChunkPolicy(policy_name(policy))
+
+
+class StreamBuffer:
+    """The consumer's per-request, per-edge buffer (the reference's ``StreamBuffer``).
+
+    ``StreamBuffer(request_id, edge_name, from_partition, policy)`` makes a
+    buffer with its own producer in this process (the reference's drop-in:
+    ``pre_read_register``, ``put``, ``signal_done`` on the same object).
+    ``StreamBuffer.open(...)`` reads a stream that a :class:`Producer` in
+    another process created.
+
+    ``policy`` is a :class:`ChunkPolicy` or a name such as
+    ``"sliding:window=28,stride=7"``. The ring holds ``capacity`` items and
+    ``payload_bytes`` bytes (default ``capacity * item_bytes``); a ``put``
+    that does not fit raises :class:`RingFull` (pop chunks first).
+    """
+
+    __module__ = "shmstream"  # its public home (repr, help), as before the move
+
+    __slots__ = {
+        "_b": "The native buffer.",
+        "_p": "The in-process producer (None for a buffer of another process's stream).",
+        "policy": "The :class:`ChunkPolicy` that cuts the stream into chunks.",
+        "_done": "Whether this buffer's own producer signalled done.",
+    }
+
+    def __init__(
+        self,
+        request_id: str,
+        edge_name: str,
+        from_partition: str,
+        policy: PolicyLike,
+        *,
+        capacity: int = 1024,
+        item_bytes: int = 4096,
+        payload_bytes: int | None = None,
+    ) -> None:
+        self.policy = _as_policy(policy)
+        self._b, self._p = _shmstream._Buffer.in_process(
+            request_id,
+            edge_name,
+            from_partition,
+            self.policy.name,
+            capacity,
+            item_bytes,
+            payload_bytes,
+        )
+        self._done = False
+
+    @classmethod
+    def open(
+        cls,
+        request_id: str,
+        edge_name: str,
+        from_partition: str,
+        policy: PolicyLike,
+        *,
+        prefix: str | None = None,
+        timeout: float | None = None,
+    ) -> StreamBuffer:
+        """Opens the stream a :class:`Producer` created (the only consumer).
+
+        ``timeout`` (seconds, None: for ever) is the stream's default wait.
+        Raises :class:`StreamNotFound` when the producer has not created it.
+        """
+        self = cls.__new__(cls)
+        self.policy = _as_policy(policy)
+        self._b = _shmstream._Buffer.open(
+            request_id, edge_name, from_partition, self.policy.name, prefix, timeout
+        )
+        self._p = None
+        self._done = False
+        return self
+
+    # --- identity -------------------------------------------------------
+    @property
+    def request_id(self) -> str:
+        """The request the stream belongs to (first part of its identity)."""
+        return self._b.request_id
+
+    @property
+    def edge_name(self) -> str:
+        """The graph edge the stream carries (second part of its identity)."""
+        return self._b.edge_name
+
+    @property
+    def from_partition(self) -> str:
+        """The partition that produces the stream (third part of its identity)."""
+        return self._b.from_partition
+
+    # --- the producer's side (in-process buffers) ------------------------
+    def _producer(self) -> Any:
+        if self._p is None:
+            raise StreamError(
+                f"stream {self._name()}: this buffer reads a stream of another process; "
+                "register and put through its Producer"
+            )
+        return self._p
+
+    def pre_read_register(self, tensor_id: str, nbytes: int | None = None) -> None:
+        """Reserves the next position of the stream for ``tensor_id``
+        (``nbytes``, default the buffer's ``item_bytes``)."""
+        self._producer().pre_read_register(tensor_id, nbytes)
+
+    def put(self, tensor_id: str, item: Any) -> None:
+        """Copies ``item`` (a contiguous host torch.Tensor or numpy.ndarray)
+        into the slot ``pre_read_register`` reserved for ``tensor_id``; the
+        items arrive in any order, the chunks see them in registration order."""
+        dtype, shape, ptr, nbytes, keep = host_array(item)
+        self._producer()._put_raw(tensor_id, dtype, shape, ptr, nbytes)
+        del keep
+
+    def signal_done(self) -> None:
+        """No more items will be registered."""
+        self._producer().signal_done()
+        self._done = True
+
+    @property
+    def producer_done(self) -> bool:
+        """Whether the producer signalled done."""
+        return self._done or self._b.producer_done
+
+    # --- the consumer's side --------------------------------------------
+    def has_chunk_ready(self) -> bool:
+        """Whether ``pop_chunk()`` would return a chunk now."""
+        return self._b.has_chunk_ready()
+
+    def pop_chunk(self) -> StreamChunk:
+        """Pops the next chunk; raises :class:`NotReady` when ``has_chunk_ready()`` is false."""
+        return self._b.pop_chunk()
+
+    def next_chunk(self, timeout: float | None = None) -> StreamChunk | None:
+        """Waits (without the GIL; Ctrl-C raises KeyboardInterrupt) for the
+        next chunk; None once the final chunk was popped. ``timeout`` in
+        seconds (None: for ever) raises :class:`StreamTimeout` when it passes."""
+        return self._b.next_chunk(timeout)
+
+    def __iter__(self) -> Iterator[StreamChunk]:
+        """The chunks up to and including the final one (waits for each)."""
+        while True:
+            chunk = self._b.next_chunk(None)
+            if chunk is None:
+                return
+            yield chunk
+
+    @property
+    def consumed(self) -> int:
+        """Global position of the first item still in the buffer."""
+        return self._b.consumed
+
+    @property
+    def _consumed(self) -> int:
+        """The reference's name of :attr:`consumed`."""
+        return self._b.consumed
+
+    @property
+    def finished(self) -> bool:
+        """Whether the final chunk was popped."""
+        return self._b.finished
+
+    @property
+    def live_chunks(self) -> int:
+        """Popped chunks whose slots are still held (by the chunk or its views)."""
+        return self._b.live_chunks
+
+    @property
+    def capacity(self) -> int:
+        """Items the ring holds (popped chunks' slots count until released)."""
+        return self._b.capacity
+
+    @property
+    def payload_region(self) -> tuple[int, int]:
+        """``(address, length)`` of the payload as this process maps it."""
+        return self._b.payload_region
+
+    def store_uningested_edge(self, edge: Any) -> None:
+        """Keeps an edge the consumer could not hand on yet (first in, first out)."""
+        self._b.store_uningested_edge(edge)
+
+    def pop_waiting_edge(self) -> Any:
+        """The oldest stored edge, or None."""
+        return self._b.pop_waiting_edge()
+
+    def _name(self) -> str:
+        return f"{self.request_id}/{self.edge_name}/{self.from_partition}"
+
+    def __repr__(self) -> str:
+        side = "in-process" if self._p is not None else "opened"
+        return (
+            f"StreamBuffer({self.request_id!r}, {self.edge_name!r}, {self.from_partition!r}, "
+            f"policy={self.policy.name!r}, {side}, consumed={self.consumed}, "
+            f"live_chunks={self.live_chunks}, producer_done={self.producer_done}, "
+            f"finished={self.finished})"
+        )
