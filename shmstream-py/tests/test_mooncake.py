@@ -311,3 +311,34 @@ def test_bad_announcements_are_refused_naming_the_field():
         mc.parse("{")
     a = mc.Announcement(("r", "e", "p"), "t1", "h:1", 4096, 16, "f32", (2, 2), t=5)
     assert mc.parse(a.to_json()) == a
+
+
+@pytest.mark.parametrize("name", sorted(mc.__all__))
+def test_every_public_name_has_a_docstring(name):
+    obj = getattr(mc, name)
+    assert (obj.__doc__ or "").strip(), name
+    if isinstance(obj, type) and not issubclass(obj, BaseException):
+        missing = [
+            k for k, v in vars(obj).items()
+            if not k.startswith("_") and callable(v) and not (v.__doc__ or "").strip()
+        ]  # fmt: skip
+        assert not missing, f"{name}: {missing}"
+
+
+def test_demo_source_mooncake_reports_every_item_in_order():
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "shmstream.demo", "--source", "mooncake", "--items", "3000",
+         "--capacity", "256", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["items"] == 3000 and r["lost"] == 0 and r["order_verified"]
+    assert r["producer_exit_code"] == 0 and r["sender_exit_code"] == 0
+    assert r["mooncake"]["registrations"] == 1 and r["mooncake"]["failures"] == []
+    assert r["mooncake"]["items"] == 3000
+    assert not [n for n in os.listdir("/dev/shm") if r["stream"].split("/")[0] in n]

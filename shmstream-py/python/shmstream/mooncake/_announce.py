@@ -44,6 +44,7 @@ class Announcement:
     t: int | None = None
 
     def to_json(self) -> str:
+        """The announcement's line (without the newline)."""
         if self.done:
             return json.dumps({"stream": list(self.stream), "done": True})
         d: dict[str, Any] = {

@@ -28,7 +28,8 @@ class Sender:
     registered with the engine once) and announces it; the pool space comes
     back when the receiver acknowledges the tensor. :meth:`announce` names
     memory the caller registered itself. Announcements are buffered until
-    :meth:`flush` (or a full buffer)."""
+    :meth:`flush` (or a full buffer). ``window``: at most that many
+    tensors announced and not yet acknowledged (None: as the pool allows)."""
 
     def __init__(
         self,
@@ -38,11 +39,13 @@ class Sender:
         hostname: str = "127.0.0.1",
         protocol: str = "tcp",
         pool_bytes: int = 64 << 20,
+        window: int | None = None,
         timeout: float = 30.0,
     ) -> None:
         self.engine = engine if engine is not None else new_engine(hostname, protocol=protocol)
         self.session = session_id(self.engine, hostname)
         self.timeout = timeout
+        self.window = window
         self._pool = mmap.mmap(-1, pool_bytes)
         self._pool_array = np.frombuffer(self._pool, np.uint8)
         self.pool_addr = int(self._pool_array.ctypes.data)
@@ -87,6 +90,15 @@ class Sender:
         shape: tuple[int, ...] | list[int],
     ) -> None:
         """Announces ``nbytes`` at ``addr`` (memory this sender's engine registered)."""
+        if self.window is not None and self.unacked >= self.window:
+            deadline = time.monotonic() + self.timeout
+            while self.unacked >= self.window:
+                if time.monotonic() > deadline:
+                    raise StreamTimeout(
+                        f"mooncake sender: {self.unacked} tensors unacknowledged after "
+                        f"{self.timeout} s"
+                    )
+                self.poll_acks(0.5)
         ann = Announcement(
             tuple(stream), tensor_id, self.session, addr, nbytes, dtype, tuple(shape),
             t=time.monotonic_ns(),
@@ -111,6 +123,7 @@ class Sender:
         self._out.append(Announcement(tuple(stream), done=True).to_json().encode() + b"\n")  # type: ignore[arg-type]
 
     def flush(self) -> None:
+        """Writes the buffered announcements to the control socket."""
         if self._out:
             self._sock.sendall(b"".join(self._out))
             self._out.clear()
@@ -187,6 +200,7 @@ class Sender:
         return tail if head - tail >= n else None
 
     def close(self) -> None:
+        """Flushes, closes the control connection and unregisters the pool."""
         try:
             self.flush()
         finally:

@@ -75,9 +75,13 @@ class ControlServer:
             conn.send([_ack(ann, error)])
 
     def stop(self) -> None:
+        """Makes :meth:`serve` return (from any thread, within 0.2 s)."""
         self._stop.set()
 
     def serve(self, until_idle: bool = False, timeout: float | None = None) -> None:
+        """Takes announcements and retries full rings' backlogs until
+        :meth:`stop` (or, ``until_idle``, until every sender that connected
+        is gone and every stream ended); StreamError after ``timeout`` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._stop.is_set():
             if deadline is not None and time.monotonic() > deadline:
@@ -141,6 +145,8 @@ class ControlServer:
         )
 
     def close(self) -> None:
+        """Drops the connections (their unfinished streams end), removes
+        the socket, and closes the receiver."""
         for conn in list(self._conns.values()):
             self._drop(conn)
         self._sel.close()
