@@ -164,7 +164,7 @@ with mc.Sender(path, pool_bytes=8 << 20) as snd:
 
 def test_out_of_order_completion_is_delivered_in_announcement_order(tmp_path):
     engine = GatedEngine(262144 * 4)
-    ing = Ingress(tmp_path, engine, item_bytes=1 << 20, max_batch=1, threads=4)
+    ing = Ingress(tmp_path, engine, item_bytes=1 << 20, max_batch=1, threads=4, per_session=4)
     try:
         orig = ing.server.receiver._on_complete
 
