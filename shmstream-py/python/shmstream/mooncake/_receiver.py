@@ -57,7 +57,8 @@ class Receiver:
     ``protocol`` ``tcp`` or ``rdma``). Streams are added with
     :meth:`add_stream` (a :class:`~shmstream.Producer`), or created on
     their first announcement through ``hub`` (a :class:`~shmstream.Hub`)
-    with ``capacity``, ``item_bytes`` and ``payload_bytes``.
+    with ``capacity``, ``item_bytes`` and ``payload_bytes``, or what
+    ``stream_options(ident)`` returns (a dict of those) for the stream.
 
     :meth:`submit` takes announcements in the sender's order: it reserves
     each tensor's slot in that order (so the consumer's stream order is
@@ -96,6 +97,7 @@ class Receiver:
         max_batch: int = MAX_BATCH,
         threads: int = 4,
         per_session: int = 1,
+        stream_options: Callable[[Ident], dict[str, Any]] | None = None,
         on_complete: Completion | None = None,
     ) -> None:
         self.engine = engine if engine is not None else new_engine(hostname, protocol=protocol)
@@ -105,6 +107,7 @@ class Receiver:
             "item_bytes": item_bytes,
             "payload_bytes": payload_bytes,
         }
+        self._stream_options = stream_options
         self._max_batch = max(1, max_batch)
         self._pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="mooncake-read")
         self._lock = threading.Lock()
@@ -144,7 +147,8 @@ class Receiver:
                 f"stream {'/'.join(ident)}: not added to the receiver (add_stream), "
                 "and it has no hub to create it in"
             )
-        producer = self._hub.create_stream(*ident, **self._options)
+        options = self._options if self._stream_options is None else self._stream_options(ident)
+        producer = self._hub.create_stream(*ident, **options)
         self.add_stream(ident, producer, owner, owned=True)
         return self._streams[ident]
 
