@@ -66,7 +66,9 @@ def run_ours(ctx: Any, w: wl.Workload) -> dict[str, Any]:
             p.join(60)
     assert sent["n_errors"] == 0, sent
     assert worked["items"] == w.items(), (worked["items"], w.items())
-    return summarize(w, sent, worked, received["cpu_s"] + worked["cpu_s"], received)
+    r = summarize(w, sent, worked, received["cpu_s"] + worked["cpu_s"], received)
+    r["receiver_cpu_s"], r["worker_cpu_s"] = received["cpu_s"], worked["cpu_s"]
+    return r
 
 
 def run_reference(ctx: Any, w: wl.Workload) -> dict[str, Any]:

@@ -14,6 +14,7 @@ def receive(path: str, worker: str, prefix: str, ready: Any, out: Any) -> None:
     from shmstream import mooncake as mc  # noqa: PLC0415
 
     hub = shmstream.Hub.attach(worker, prefix=prefix)
+    wl.settle_imports()
     cpu0 = wl.cpu_seconds()
 
     def factory(ack: Any) -> Any:
@@ -33,6 +34,7 @@ def work(worker: str, prefix: str, streams: int, ready: Any, out: Any) -> None:
     import shmstream  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
+    wl.settle_imports()
     cpu0 = wl.cpu_seconds()
     latencies: list[int] = []
     items = chunks = ended = 0

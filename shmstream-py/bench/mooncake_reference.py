@@ -188,6 +188,7 @@ def run_process(path: str, streams: int, ready: Any, out: Any) -> None:
     """The reference process: receiver and worker in one."""
     from shmstream import mooncake as mc  # noqa: PLC0415
 
+    wl.settle_imports()
     cpu0 = wl.cpu_seconds()
     stats: dict[str, Any] = {}
     holder: dict[str, RefReceiver] = {}

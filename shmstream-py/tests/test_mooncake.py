@@ -73,7 +73,7 @@ def test_order_and_values_of_two_streams(ingress):
     assert c.items == 400 and c.bytes == 400 * 56 and c.failures == []
     # One memory registration per stream, none per item.
     assert c.registrations == 2
-    assert c.engine_calls < 400
+    assert 0 < c.engine_calls <= 400  # async: one submission per tensor
 
 
 @pytest.mark.parametrize("ingress", [{"capacity": 256, "item_bytes": 64}], indirect=True)
@@ -146,6 +146,11 @@ class GatedEngine:
             assert self.release.wait(20), "the later reads never completed"
         return self.inner.batch_transfer_sync_read(session, ptrs, addrs, lens)
 
+    def batch_transfer_async_read(self, session, ptrs, addrs, lens):
+        if self.gated in lens:
+            assert self.release.wait(20), "the later reads never completed"
+        return self.inner.batch_transfer_async_read(session, ptrs, addrs, lens)
+
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
@@ -162,9 +167,12 @@ with mc.Sender(path, pool_bytes=8 << 20) as snd:
 """
 
 
-def test_out_of_order_completion_is_delivered_in_announcement_order(tmp_path):
+@pytest.mark.parametrize("reads", ["async", "sync"])
+def test_out_of_order_completion_is_delivered_in_announcement_order(tmp_path, reads):
     engine = GatedEngine(262144 * 4)
-    ing = Ingress(tmp_path, engine, item_bytes=1 << 20, max_batch=1, threads=4, per_session=4)
+    ing = Ingress(
+        tmp_path, engine, item_bytes=1 << 20, max_batch=1, threads=4, per_session=4, reads=reads
+    )
     try:
         orig = ing.server.receiver._on_complete
 
@@ -215,6 +223,7 @@ with mc.Sender(path, pool_bytes=1 << 20) as snd:
 """
 
 
+@pytest.mark.parametrize("ingress", [{"reads": "async"}, {"reads": "sync"}], indirect=True)
 def test_an_unregistered_remote_address_fails_that_tensor_only(ingress):
     proc = spawn_sender(ingress.path, UNREGISTERED)
     items, errors = ingress.drain(2)
@@ -253,6 +262,7 @@ with mc.Sender(path, pool_bytes=1 << 20) as snd:
 """
 
 
+@pytest.mark.parametrize("ingress", [{"reads": "async"}, {"reads": "sync"}], indirect=True)
 def test_a_failed_read_from_an_unreachable_peer_abandons_its_slot(ingress):
     proc = spawn_sender(ingress.path, UNREACHABLE)
     items, errors = ingress.drain(2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,13 @@ class Receiver:
     commits a batch while another reads the next; sessions read in
     parallel). On TCP here, concurrent calls to one session were slower
     than one at a time (0.24-0.67 GB/s against 0.76-1.09 at 4 calls).
+    ``reads="async"`` (the default) submits each tensor of a batch with
+    ``batch_transfer_async_read`` and polls ``transfer_check_status``
+    with short sleeps, committing each slot as its own read completes; the
+    sync call spins a core while it waits (here async took 30-50% less CPU
+    at 56 B, 64 KiB and 2 MiB). A read not finished after ``read_timeout``
+    seconds counts as failed. ``reads="sync"``: one
+    ``batch_transfer_sync_read`` per batch.
     A stream whose ring is full keeps its announcements in a backlog that
     :meth:`pump` retries; other streams go on meanwhile.
 
@@ -97,6 +105,8 @@ class Receiver:
         max_batch: int = MAX_BATCH,
         threads: int = 4,
         per_session: int = 1,
+        reads: str = "async",
+        read_timeout: float = 30.0,
         stream_options: Callable[[Ident], dict[str, Any]] | None = None,
         on_complete: Completion | None = None,
     ) -> None:
@@ -113,6 +123,10 @@ class Receiver:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._streams: dict[Ident, _Stream] = {}
+        if reads not in ("async", "sync"):
+            raise SetupFailed(f"mooncake Receiver: reads={reads!r}, expected 'async' or 'sync'")
+        self._reads = reads
+        self._read_timeout = read_timeout
         self._per_session = max(1, per_session)
         self._sessions: dict[str, threading.BoundedSemaphore] = {}
         self._on_complete = on_complete
@@ -229,10 +243,16 @@ class Receiver:
     # --- the reads (reader threads) ----------------------------------------
     def _read(self, session: str, items: list[tuple[_Stream, Announcement, Any]]) -> None:
         try:
+            if self._reads == "async":
+                self._read_async(session, items)
+                return
             live = [it for it in items if it[1].nbytes > 0]
             status = self._engine_read(session, live) if live else 0
+            if status >= 0:
+                self._commit_all(items)
+                return
             for st, ann, slot in items:
-                if status < 0 and ann.nbytes > 0 and len(live) > 1:
+                if ann.nbytes > 0 and len(live) > 1:
                     # The engine's status is per batch: find which reads failed.
                     own = self._engine_read(session, [(st, ann, slot)])
                 else:
@@ -246,12 +266,85 @@ class Receiver:
                     self._settle(st, ann, f"{e!r}")
             raise
 
-    def _engine_read(self, session: str, items: list[tuple[_Stream, Announcement, Any]]) -> int:
+    def _read_async(self, session: str, items: list[tuple[_Stream, Announcement, Any]]) -> None:
+        """One asynchronous read per tensor (the engine's status of a batch
+        covers its first task only), polled with growing sleeps."""
+        gate = self._gate(session)
+        with gate:
+            pending: list[tuple[int, tuple[_Stream, Announcement, Any]]] = []
+            ready = [it for it in items if it[1].nbytes == 0]
+            for it in items:
+                if it[1].nbytes == 0:
+                    continue
+                bid = self.engine.batch_transfer_async_read(
+                    session, [it[2].data_ptr], [it[1].addr], [it[1].nbytes]
+                )
+                if bid <= 0 or bid >= 1 << 63:  # 0, or -1 as an unsigned batch id
+                    self._finish_read(*it, -1)
+                else:
+                    pending.append((bid, it))
+            with self._lock:
+                self.counters.engine_calls += len(pending)
+            deadline = time.monotonic() + self._read_timeout
+            nap = 20e-6
+            while pending or ready:
+                if ready:
+                    self._commit_all(ready)
+                    ready = []
+                if not pending:
+                    break
+                time.sleep(nap)
+                nap = min(nap * 2, 1e-3)
+                left = []
+                for bid, it in pending:
+                    status = self.engine.transfer_check_status(bid)
+                    if status == 1:
+                        ready.append(it)
+                        nap = 20e-6
+                    elif status == -1:
+                        self._finish_read(*it, -1)
+                    elif time.monotonic() > deadline:
+                        # Not finished: the slot is abandoned and its stream
+                        # ends, so a late completion lands in a ring that is
+                        # never registered into again.
+                        self._finish_read(*it, -2 if status == -2 else -3)
+                    else:
+                        left.append((bid, it))
+                pending = left
+
+    def _gate(self, session: str) -> threading.BoundedSemaphore:
         with self._lock:
             gate = self._sessions.get(session)
             if gate is None:
                 gate = self._sessions[session] = threading.BoundedSemaphore(self._per_session)
-        with gate:
+        return gate
+
+    def _commit_all(self, items: list[tuple[_Stream, Announcement, Any]]) -> None:
+        """The whole batch read: commits it with one lock round for the
+        bookkeeping (the common path, per batch rather than per item)."""
+        done: list[tuple[_Stream, Announcement, Any]] = []
+        for st, ann, slot in items:
+            try:
+                slot.commit(ann.dtype, list(ann.shape))
+            except StreamError:
+                self._finish_read(st, ann, slot, 0)  # names the refusal, settles
+                continue
+            done.append((st, ann, slot))
+        touched = {}
+        with self._lock:
+            for st, ann, _ in done:
+                self.counters.items += 1
+                self.counters.bytes += ann.nbytes
+                st.inflight -= 1
+                touched[id(st)] = st
+            self._idle.notify_all()
+        for _, ann, _ in done:
+            self._complete(ann, None)
+        for st in touched.values():
+            self._maybe_finish(st)
+
+    def _engine_read(self, session: str, items: list[tuple[_Stream, Announcement, Any]]) -> int:
+        with self._gate(session):
             status = self.engine.batch_transfer_sync_read(
                 session,
                 [slot.data_ptr for _, _, slot in items],

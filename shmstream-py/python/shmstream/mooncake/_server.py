@@ -25,11 +25,19 @@ class _Conn:
         self.sock = sock
         self.pending = b""
         self.lock = threading.Lock()
+        self.acks: list[bytes] = []
         self.alive = True
 
-    def send(self, lines: list[bytes]) -> None:
+    def queue(self, line: bytes) -> bool:
+        """Queues an acknowledgement; whether the queue was empty."""
         with self.lock:
-            if not self.alive:
+            self.acks.append(line)
+            return len(self.acks) == 1
+
+    def flush(self) -> None:
+        with self.lock:
+            lines, self.acks = self.acks, []
+            if not self.alive or not lines:
                 return
             try:
                 self.sock.sendall(b"".join(lines))
@@ -56,6 +64,13 @@ class ControlServer:
         self._conns: dict[int, _Conn] = {}
         self._owner: dict[tuple[str, str, str], _Conn] = {}
         self._stop = threading.Event()
+        # Reader threads queue acknowledgements and wake the control loop,
+        # which writes each connection's in one call: one system call per
+        # batch of reads, not per tensor.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ)
         self.receiver: Receiver = receiver_factory(self._on_complete)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
@@ -71,8 +86,11 @@ class ControlServer:
 
     def _on_complete(self, ann: Announcement, error: str | None) -> None:
         conn = self._owner.get(ann.stream)
-        if conn is not None:
-            conn.send([_ack(ann, error)])
+        if conn is not None and conn.queue(_ack(ann, error)):
+            try:
+                os.write(self._wake_w, b"!")
+            except BlockingIOError:
+                pass  # the loop is woken already
 
     def stop(self) -> None:
         """Makes :meth:`serve` return (from any thread, within 0.2 s)."""
@@ -91,8 +109,18 @@ class ControlServer:
             for key, _ in self._sel.select(wait):
                 if key.fileobj is self._listener:
                     self._accept()
+                elif key.fileobj == self._wake_r:
+                    while True:
+                        try:
+                            if not os.read(self._wake_r, 4096):
+                                break
+                        except BlockingIOError:
+                            break
                 else:
                     self._read(self._conns[key.fileobj.fileno()])  # type: ignore[union-attr]
+            for conn in list(self._conns.values()):
+                if conn.acks:
+                    conn.flush()
             if (
                 until_idle
                 and self.connected
@@ -128,13 +156,14 @@ class ControlServer:
                 ann = parse(line)
             except StreamError as e:
                 self.refused.append(str(e))
-                conn.send([json.dumps({"ok": False, "error": str(e)}).encode() + b"\n"])
+                conn.queue(json.dumps({"ok": False, "error": str(e)}).encode() + b"\n")
                 continue
             self._owner.setdefault(ann.stream, conn)
             anns.append(ann)
         self.receiver.submit(anns, owner=conn)
 
     def _drop(self, conn: _Conn) -> None:
+        conn.flush()
         self._sel.unregister(conn.sock)
         del self._conns[conn.sock.fileno()]
         with conn.lock:
@@ -145,17 +174,20 @@ class ControlServer:
         )
 
     def close(self) -> None:
-        """Drops the connections (their unfinished streams end), removes
-        the socket, and closes the receiver."""
+        """Drops the connections (their unfinished streams end), closes the
+        receiver (its reads in flight settle first), removes the socket."""
         for conn in list(self._conns.values()):
             self._drop(conn)
+        # Before the wake pipe closes: a settling read may still write to it.
+        self.receiver.close()
         self._sel.close()
         self._listener.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         try:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-        self.receiver.close()
 
     def __enter__(self) -> ControlServer:
         return self
