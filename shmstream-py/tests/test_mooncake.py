@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -284,6 +285,7 @@ time.sleep(60)
 """
 
 
+@pytest.mark.parametrize("ingress", [{"read_timeout": 3.0}], indirect=True)
 def test_a_killed_sender_ends_its_stream_with_an_error(ingress):
     proc = spawn_sender(ingress.path, KILLED, n=20)
     assert proc.stdout.readline().strip() == "sent"
@@ -301,6 +303,12 @@ def test_a_killed_sender_ends_its_stream_with_an_error(ingress):
     for i, (_, a) in enumerate(got):
         assert (a == i).all()
     assert isinstance(errors["k"], (s.ProducerGone, s.Abandoned)), errors
+    # Reads the dead peer never answers are given up after read_timeout;
+    # until then (and, given up, until the receiver closes) the stream's
+    # ring stays registered and mapped.
+    deadline = time.monotonic() + 10
+    while ingress.receiver.streams and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert ingress.receiver.streams == 0
 
 

@@ -37,6 +37,7 @@ class _Stream:
     inflight: int = 0
     done_asked: bool = False
     failed: str | None = None
+    unsettled: bool = False  # a read given up on that the engine may still finish
 
 
 @dataclass
@@ -129,6 +130,7 @@ class Receiver:
         self._read_timeout = read_timeout
         self._per_session = max(1, per_session)
         self._sessions: dict[str, threading.BoundedSemaphore] = {}
+        self._quarantine: list[_Stream] = []
         self._on_complete = on_complete
         self.counters = Counters()
 
@@ -306,7 +308,9 @@ class Receiver:
                     elif time.monotonic() > deadline:
                         # Not finished: the slot is abandoned and its stream
                         # ends, so a late completion lands in a ring that is
-                        # never registered into again.
+                        # never registered into again, and stays mapped
+                        # (quarantined) until the receiver closes.
+                        it[0].unsettled = True
                         self._finish_read(*it, -2 if status == -2 else -3)
                     else:
                         left.append((bid, it))
@@ -429,7 +433,11 @@ class Receiver:
             st.producer.signal_done()
         self._retire(st)
 
-    def _retire(self, st: _Stream) -> None:
+    def _retire(self, st: _Stream, closing: bool = False) -> None:
+        if st.unsettled and not closing:
+            with self._lock:
+                self._quarantine.append(st)
+            return
         # Unregister before the mapping can go (the producer's close unmaps it).
         self.engine.unregister_memory(st.region[0])
         if st.owned:
@@ -447,10 +455,11 @@ class Receiver:
         ones without 'done'), unregisters their memory and drops them."""
         self._pool.shutdown(wait=True)
         with self._lock:
-            left = list(self._streams.values())
+            left = list(self._streams.values()) + self._quarantine
             self._streams.clear()
+            self._quarantine = []
         for st in left:
-            self._retire(st)
+            self._retire(st, closing=True)
 
     def __enter__(self) -> Receiver:
         return self
