@@ -33,9 +33,12 @@ class Workload:
     def streams(self) -> list[tuple[str, str, str]]:
         s = []
         for r in range(self.requests):
-            s.append((f"req{r}", CODEC, "p"))
-            s.append((f"req{r}", HIDDEN, "p"))
-        s.append(("big", BIG, "p"))
+            if self.codec_items:
+                s.append((f"req{r}", CODEC, "p"))
+            if self.hidden_items:
+                s.append((f"req{r}", HIDDEN, "p"))
+        if self.big_items:
+            s.append(("big", BIG, "p"))
         return s
 
     def items(self) -> int:

@@ -67,11 +67,10 @@ class Receiver:
     the announcement order), reads the reserved slots with
     ``batch_transfer_sync_read`` (batched per sender session, at most
     ``max_batch`` per call) on ``threads`` threads, at most ``per_session``
-    calls at once per session, and commits each slot when its read
-    returned 0: completions, and commits, come in any order (one thread
-    commits a batch while another reads the next; sessions read in
-    parallel). On TCP here, concurrent calls to one session were slower
-    than one at a time (0.24-0.67 GB/s against 0.76-1.09 at 4 calls).
+    batches at once per session (default 4 with async reads, 1 with sync:
+    on TCP here four concurrent sync calls to one session were slower than
+    one, four async batches faster), and commits each slot when its read
+    returned 0: completions, and commits, come in any order.
     ``reads="async"`` (the default) submits each tensor of a batch with
     ``batch_transfer_async_read`` and polls ``transfer_check_status``
     with short sleeps, committing each slot as its own read completes; the
@@ -105,7 +104,7 @@ class Receiver:
         payload_bytes: int | None = None,
         max_batch: int = MAX_BATCH,
         threads: int = 4,
-        per_session: int = 1,
+        per_session: int | None = None,
         reads: str = "async",
         read_timeout: float = 30.0,
         stream_options: Callable[[Ident], dict[str, Any]] | None = None,
@@ -128,6 +127,10 @@ class Receiver:
             raise SetupFailed(f"mooncake Receiver: reads={reads!r}, expected 'async' or 'sync'")
         self._reads = reads
         self._read_timeout = read_timeout
+        # Sync calls spin a thread each, and concurrent ones to one session
+        # were slower on TCP here; async reads were faster four batches deep.
+        if per_session is None:
+            per_session = 4 if reads == "async" else 1
         self._per_session = max(1, per_session)
         self._sessions: dict[str, threading.BoundedSemaphore] = {}
         self._quarantine: list[_Stream] = []
