@@ -56,7 +56,7 @@ def send(ident: tuple[str, str, str], items: int, path: str) -> None:
     with Sender(path, pool_bytes=4 << 20, window=WINDOW) as snd:
         for i in range(items):
             row[0] = i
-            row[2] = checksum(np.int64(i))
+            row[2] = checksum(np.array([i], np.int64))[0]
             row[3:] = i
             row[1] = time.monotonic_ns()
             snd.send(ident, f"t{i}", row)

@@ -4,6 +4,7 @@ socket to announce them on."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import mmap
 import socket
@@ -99,8 +100,9 @@ class Sender:
                         f"{self.timeout} s"
                     )
                 self.poll_acks(0.5)
+        ident = (stream[0], stream[1], stream[2])
         ann = Announcement(
-            tuple(stream), tensor_id, self.session, addr, nbytes, dtype, tuple(shape),
+            ident, tensor_id, self.session, addr, nbytes, dtype, tuple(shape),
             t=time.monotonic_ns(),
         )  # fmt: skip
         self._out.append(ann.to_json().encode() + b"\n")
@@ -112,15 +114,16 @@ class Sender:
         """Copies ``item`` (a contiguous host numpy array or torch tensor)
         into the pool and announces it."""
         dtype, shape, ptr, nbytes, keep = host_array(item)
-        start = self._alloc((tuple(stream), tensor_id), nbytes)
-        src = np.ctypeslib.as_array((np.ctypeslib.ctypes.c_uint8 * nbytes).from_address(ptr))
+        start = self._alloc(((stream[0], stream[1], stream[2]), tensor_id), nbytes)
+        src = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(ptr))
         self._pool_array[start : start + nbytes] = src
         del keep
-        self.announce(stream, tensor_id, self.pool_addr + start, nbytes, dtype, shape)
+        self.announce(stream, tensor_id, self.pool_addr + start, nbytes, dtype, list(shape))
 
     def done(self, stream: tuple[str, str, str]) -> None:
         """No more tensors on ``stream`` (the receiver signals done after its last commit)."""
-        self._out.append(Announcement(tuple(stream), done=True).to_json().encode() + b"\n")  # type: ignore[arg-type]
+        ident = (stream[0], stream[1], stream[2])
+        self._out.append(Announcement(ident, done=True).to_json().encode() + b"\n")
 
     def flush(self) -> None:
         """Writes the buffered announcements to the control socket."""
