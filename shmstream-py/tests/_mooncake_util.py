@@ -31,6 +31,7 @@ def spawn_sender(path: str, body: str, **args: Any) -> subprocess.Popen:
 
     return subprocess.Popen(
         [sys.executable, "-c", SENDER_HEAD + textwrap.dedent(body), path, json.dumps(args)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
