@@ -299,6 +299,64 @@ def test_a_failed_read_from_an_unreachable_peer_abandons_its_slot(ingress):
     assert "127.0.0.1:1" in out and "engine status" in out
 
 
+class SilentEngine:
+    """The real engine, but the reads of ``silent`` bytes never report done
+    (an engine that does not answer): the receiver gives up after its
+    read_timeout."""
+
+    def __init__(self, silent: int) -> None:
+        self.inner = mc.new_engine()
+        self.silent = silent
+        self.silent_ids: set[int] = set()
+
+    def batch_transfer_async_read(self, session, ptrs, addrs, lens):
+        bid = self.inner.batch_transfer_async_read(session, ptrs, addrs, lens)
+        if self.silent in lens:
+            self.silent_ids.add(bid)
+        return bid
+
+    def transfer_check_status(self, bid):
+        return 0 if bid in self.silent_ids else self.inner.transfer_check_status(bid)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+SILENT = """
+with mc.Sender(path, pool_bytes=1 << 20) as snd:
+    snd.send(("r", "slow", "p"), "s0", np.full(7, 0, np.int64))
+    snd.send(("r", "fine", "p"), "f0", np.full(7, 0, np.int64))
+    snd.wait_acks(30)
+    print("first", flush=True)
+    sys.stdin.readline()
+    snd.send(("r", "slow", "p"), "s1", np.full(1000, 1, np.float32))
+    snd.send(("r", "fine", "p"), "f1", np.full(7, 1, np.int64))
+    snd.done(("r", "slow", "p"))
+    snd.done(("r", "fine", "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+"""
+
+
+def test_a_read_the_engine_never_finishes_is_given_up_and_quarantined(tmp_path):
+    ing = Ingress(tmp_path, SilentEngine(4000), read_timeout=0.5)
+    try:
+        proc = spawn_sender(ing.path, SILENT)
+        adopt_both(ing, proc)
+        items, errors = ing.drain(2)
+        out = finish(proc)
+        assert [tid for tid, _ in items["fine"]] == ["f0", "f1"] and "fine" not in errors
+        assert [tid for tid, _ in items["slow"]] == ["s0"]
+        assert isinstance(errors["slow"], s.Abandoned) and '"s1"' in str(errors["slow"])
+        assert "'s1'" in out and "not finished after 0.5 s" in out
+        # Ended, but its ring stays registered and mapped until close().
+        assert ing.receiver.streams == 0
+        assert [n for n in ing.leftovers() if "r.slow.p" in n]
+    finally:
+        ing.close()
+    assert ing.leftovers() == []
+
+
 KILLED = """
 snd = mc.Sender(path, pool_bytes=1 << 20)
 for i in range(args["n"]):

@@ -314,7 +314,7 @@ class Receiver:
                         # never registered into again, and stays mapped
                         # (quarantined) until the receiver closes.
                         it[0].unsettled = True
-                        self._finish_read(*it, -2 if status == -2 else -3)
+                        self._finish_read(*it, status if status < 0 else -3)
                     else:
                         left.append((bid, it))
                 pending = left
@@ -380,9 +380,14 @@ class Receiver:
         # gave up on it). The slot is abandoned and the stream ends, so its
         # ring is never registered into again while this receiver lives.
         slot.abandon()
+        outcome = (
+            f"not finished after {self._read_timeout} s (engine status {status})"
+            if st.unsettled
+            else f"failed: engine status {status}"
+        )
         why = (
             f"mooncake read of tensor {ann.tensor_id!r} (stream {'/'.join(st.ident)}) from "
-            f"{ann.session} at {ann.addr:#x}, {ann.nbytes} bytes, failed: engine status {status}"
+            f"{ann.session} at {ann.addr:#x}, {ann.nbytes} bytes, {outcome}"
         )
         self._fail(st, why)
         self._settle(st, ann, why)
