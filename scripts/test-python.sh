@@ -34,6 +34,16 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     exit 1
 fi
 
+# The Mooncake ingress (shmstream.mooncake, the extra `[mooncake]`) is
+# tested over the engine's TCP transport on loopback. Its wheel is optional:
+# where it cannot install (no wheel for this platform or Python), the tests
+# skip and pytest's -rs line below says why.
+if ! "$PY" -c "import mooncake.engine" 2>/dev/null; then
+    echo "test-python: installing mooncake-transfer-engine-non-cuda"
+    "$PY" -m pip install --quiet mooncake-transfer-engine-non-cuda \
+        || echo "test-python: WARNING: mooncake-transfer-engine-non-cuda did not install; the Mooncake tests will skip" >&2
+fi
+
 # The install path of the issue and the README: pip builds the wheel with
 # maturin (fetched into pip's isolated build environment, from pip's cache
 # after the first time) and installs it like any user's. As quick as
@@ -53,4 +63,4 @@ echo "test-python: ruff"
 "$VENV/bin/ruff" format --check shmstream-py
 
 echo "test-python: pytest"
-"$PY" -m pytest -q shmstream-py/tests
+"$PY" -m pytest -q -rs shmstream-py/tests

@@ -1,8 +1,10 @@
 """The sections other scripts write into the same file between markers:
-the network ingress (`scripts/bench-ucx.sh`) and Python
-(`scripts/bench-python.sh`). A new report keeps them, in this order."""
+the network ingress (`scripts/bench-ucx.sh`), Python
+(`scripts/bench-python.sh`) and the Mooncake ingress
+(`shmstream-py/bench/mooncake_bench.py`). A new report keeps them, in this
+order."""
 
-TAGS = ("ucx-bench", "python-bench")
+TAGS = ("ucx-bench", "python-bench", "mooncake-bench")
 
 
 def kept_sections(old: str) -> str:

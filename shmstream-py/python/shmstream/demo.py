@@ -199,9 +199,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity", type=int, default=1024, help="items the ring holds")
     parser.add_argument("--json", action="store_true", help="the report as one JSON line")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--source",
+        choices=("python", "mooncake"),
+        default="python",
+        help="python: a producer process writes the items; mooncake: a sender process "
+        "announces them and a receiver process reads them into the slots with Mooncake's "
+        "transfer engine (TCP on loopback; needs the [mooncake] extra)",
+    )
     args = parser.parse_args(argv)
     ident = (f"demo-{os.getpid()}", "codec_tokens", "talker")
     ctx = mp.get_context("spawn")
+    if args.source == "mooncake":
+        return main_mooncake(args, ident, ctx)
     ready, out = ctx.Event(), ctx.SimpleQueue()
     proc = ctx.Process(target=produce, args=(ident, args.items, args.capacity, ready, out))
     proc.start()
@@ -232,6 +242,60 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(render(report))
     ok = report["order_verified"] and proc.exitcode == 0
+    return 0 if ok else 1
+
+
+def main_mooncake(args: argparse.Namespace, ident: tuple[str, str, str], ctx: Any) -> int:
+    """sender -> receiver (the producer) -> this process (the consumer)."""
+    import tempfile  # noqa: PLC0415
+
+    from .mooncake import _demo  # noqa: PLC0415 (optional extra)
+
+    with tempfile.TemporaryDirectory(prefix="shmstream-mc-") as tmp:
+        path = os.path.join(tmp, "control.sock")
+        ready, out = ctx.Event(), ctx.SimpleQueue()
+        receiver = ctx.Process(target=_demo.receive, args=(ident, args.capacity, path, ready, out))
+        receiver.start()
+        sender = None
+        try:
+            if not ready.wait(60):
+                raise SystemExit("demo: the receiver did not create the stream within 60 s")
+            sender = ctx.Process(target=_demo.send, args=(ident, args.items, path))
+            sender.start()
+            buf = shmstream.StreamBuffer.open(*ident, policy=args.policy, timeout=30)
+            report = consume(buf, args.items, progress=not args.no_progress and not args.json)
+            while out.empty() and receiver.is_alive():
+                time.sleep(0.001)
+            counts = None if out.empty() else out.get()
+            del buf
+            sender.join(60)
+            receiver.join(60)
+        finally:
+            for proc in (sender, receiver):
+                if proc is not None and proc.is_alive():
+                    proc.kill()
+                    proc.join(5)
+    report["stream"] = "/".join(ident)
+    report["backpressure"] = None
+    report["producer_exit_code"] = receiver.exitcode
+    report["sender_exit_code"] = sender.exitcode if sender is not None else None
+    report["mooncake"] = counts
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"shmstream.demo: {args.items} items of {WORDS * 8} bytes, a Mooncake sender, "
+            "receiver and consumer in three processes (TCP on loopback; latency is "
+            "announcement to chunk)"
+        )
+        print(render(report))
+        if counts is not None:
+            print(
+                f"mooncake       {counts['items']} reads in {counts['engine_calls']} engine calls, "
+                f"{counts['registrations']} memory registration(s), "
+                f"{len(counts['failures'])} failures; sender exit code {sender.exitcode}"
+            )
+    ok = report["order_verified"] and receiver.exitcode == 0 and sender.exitcode == 0
     return 0 if ok else 1
 
 
