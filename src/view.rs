@@ -2,9 +2,10 @@
 //! consecutive items stacked into one tensor `[n, *shape]`.
 
 use crate::error::StreamError;
-use crate::layout::{ItemMeta, MAX_DIMS};
-use crate::ring::ConsumerRing;
-use crate::tensor::DType;
+use crate::protocol::layout::ItemMeta;
+use crate::protocol::ring::ConsumerRing;
+use crate::protocol::tensor::DType;
+use crate::protocol::tensor::MAX_DIMS;
 use std::fmt;
 use std::marker::PhantomData;
 

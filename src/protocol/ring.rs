@@ -16,13 +16,14 @@
 
 use crate::error::Resource;
 use crate::error::StreamError;
-use crate::layout::{
+use crate::protocol::layout::{
     placement_align, Bounds, Control, Descriptor, Geometry, ItemId, ItemMeta, SideEntry,
     FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_KNOWN, FLAG_PRODUCER_GONE,
     MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
 };
+use crate::protocol::tensor::TensorMeta;
+use crate::protocol::wake::Wake;
 use crate::sync::{Ordering, ReadGuard, WriteGuard};
-use crate::tensor::TensorMeta;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
 use std::ptr::NonNull;
@@ -246,7 +247,7 @@ pub(crate) enum Waited<T> {
 /// lost. Never spins without yielding: on two cores a spinning waiter could
 /// starve the peer it waits for.
 pub(crate) fn wait_for<T>(
-    bell: &crate::doorbell::Doorbell,
+    bell: &crate::sync::doorbell::Doorbell,
     timeout: Option<Duration>,
     mut ready: impl FnMut() -> Option<T>,
     mut peer_gone: impl FnMut() -> bool,
@@ -369,8 +370,8 @@ pub(crate) struct ProducerRing {
     oldest_open: u64,
     /// A stream of a worker hub: marks the stream ready in the hub at every
     /// publication (after the stream's own bell), so the worker waiting on
-    /// all its streams at once wakes up.
-    notifier: Option<crate::hub::Notifier>,
+    /// all its streams at once wakes up. The ring knows only the hook.
+    notifier: Option<Box<dyn Wake>>,
 }
 
 impl ProducerRing {
@@ -389,7 +390,7 @@ impl ProducerRing {
     }
 
     /// Makes every publication also mark the stream ready in a hub.
-    pub(crate) fn set_notifier(&mut self, notifier: crate::hub::Notifier) {
+    pub(crate) fn set_notifier(&mut self, notifier: Box<dyn Wake>) {
         self.notifier = Some(notifier);
     }
 

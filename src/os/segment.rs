@@ -18,13 +18,14 @@
 
 use crate::config::{StreamConfig, StreamId};
 use crate::error::SetupError;
-use crate::fork::ForkFd;
-use crate::layout::{
+use crate::os::fork::ForkFd;
+use crate::protocol::layout::{
     Control, Descriptor, Geometry, Header, SideEntry, CONTROL_OFFSET, DESCRIPTOR_BYTES,
-    FLAG_CONSUMER_ATTACHED, FLAG_DONE, HEADER_BYTES, LAYOUT_FINGERPRINT, MAGIC, MAX_DIMS,
-    MAX_ID_LEN, SIDE_ENTRY_BYTES, VERSION,
+    FLAG_CONSUMER_ATTACHED, FLAG_DONE, HEADER_BYTES, LAYOUT_FINGERPRINT, MAGIC, MAX_ID_LEN,
+    SIDE_ENTRY_BYTES, VERSION,
 };
-use crate::ring::{Backing, RingMem, Side};
+use crate::protocol::ring::{Backing, RingMem, Side};
+use crate::protocol::tensor::MAX_DIMS;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use nix::fcntl::OFlag;
 use nix::sys::mman::{shm_open, shm_unlink};
@@ -78,7 +79,7 @@ pub(crate) struct Segment {
     inherited_name: Option<String>,
 }
 
-use crate::handover::{Close, Leave, HANDED_OVER, WORKER_CLOSED};
+use crate::protocol::handover::{Close, Leave, HANDED_OVER, WORKER_CLOSED};
 
 // SAFETY: the mapping is process-wide memory owned by this value until drop;
 // all access to it goes through atomics or the ring protocol.
@@ -122,7 +123,7 @@ impl Drop for Segment {
         // were first, and the consumer or the closing set removes it.
         // Nobody attaching (a worker killed) leaves a segment whose
         // producer is dead: `remove_if_dead` and `ipc-demo clean` take it.
-        let handed_over = crate::handover::producer_leaves(
+        let handed_over = crate::protocol::handover::producer_leaves(
             self.consumer_pid(),
             self.hand_over.load(Ordering::Relaxed),
         ) == Leave::HandedOver;
@@ -1082,7 +1083,7 @@ pub(crate) fn open(config: &StreamConfig) -> Result<(RingMem, String), SetupErro
     // Whether the producer went before us and left the name to us: the
     // swap pairs with its exchange in `Segment::drop` (one of the two
     // removes the name).
-    if crate::handover::consumer_attaches(segment.consumer_pid(), std::process::id()) {
+    if crate::protocol::handover::consumer_attaches(segment.consumer_pid(), std::process::id()) {
         segment.inherited_name = Some(name.clone());
     }
     Ok((Arc::new(segment).ring(), name))
@@ -1351,7 +1352,7 @@ pub(crate) fn close_unadopted(name: &str, producer_pid: u32) -> Result<bool, Set
     };
     let page = HeaderPage::map_with(&writable, name, libc::PROT_READ | libc::PROT_WRITE)?;
     drop(writable);
-    match crate::handover::worker_closes(page.consumer_pid()) {
+    match crate::protocol::handover::worker_closes(page.consumer_pid()) {
         Close::WorkerRemoves => remove_handed_over(name, &fd),
         Close::ProducerRemoves => remove_if_dead(name),
         Close::NotOurs => Ok(false),

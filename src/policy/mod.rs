@@ -35,6 +35,8 @@
 //! # Ok::<(), shmstream::policy::PolicyError>(())
 //! ```
 
+pub(crate) mod chunker;
+
 use std::error::Error;
 use std::fmt;
 use std::str::FromStr;

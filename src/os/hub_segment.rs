@@ -13,14 +13,14 @@
 
 use crate::config::{StreamId, MAX_PREFIX_LEN};
 use crate::error::SetupError;
-use crate::fork::ForkFd;
-use crate::hub::{
-    Entry, EntryState, HubBacking, HubControl, HubGeometry, HubMem, ENTRY_BYTES,
-    HUB_CONTROL_OFFSET, HUB_HEADER_BYTES, MAX_HUB_PRODUCERS,
-};
-use crate::segment::{
+use crate::os::fork::ForkFd;
+use crate::os::segment::{
     claim, io_err, lock_state, names_file, open_existing, open_same_for_writing, os_err, reserve,
     take_lock, Lock,
+};
+use crate::protocol::hub::{
+    Entry, EntryState, HubBacking, HubControl, HubGeometry, HubMem, ENTRY_BYTES,
+    HUB_CONTROL_OFFSET, HUB_HEADER_BYTES, MAX_HUB_PRODUCERS,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use nix::sys::mman::shm_unlink;
@@ -96,7 +96,7 @@ const HUB_FINGERPRINT: u64 = {
         offset_of!(Entry, text) as u64,
         MAX_HUB_PRODUCERS as u64,
         MAX_PREFIX_LEN as u64,
-        crate::layout::MAX_NAME_LEN as u64,
+        crate::protocol::layout::MAX_NAME_LEN as u64,
         cfg!(target_endian = "little") as u64,
         HUB_CONTROL_OFFSET,
     ];
@@ -594,14 +594,14 @@ struct WatchShared {
     /// A watched process ended since the worker last looked.
     fired: std::sync::atomic::AtomicBool,
     /// The attachments whose processes ended, for the worker to take.
-    ended: std::sync::Mutex<Vec<crate::hub::ProducerId>>,
+    ended: std::sync::Mutex<Vec<crate::protocol::hub::ProducerId>>,
 }
 
 #[cfg(not(miri))]
 #[derive(Debug)]
 enum Order {
-    Watch(crate::hub::ProducerId, OwnedFd),
-    Unwatch(crate::hub::ProducerId),
+    Watch(crate::protocol::hub::ProducerId, OwnedFd),
+    Unwatch(crate::protocol::hub::ProducerId),
     Stop,
 }
 
@@ -668,7 +668,7 @@ impl DeathWatch {
     /// false when it cannot (the caller then tests the lock in slices).
     pub(crate) fn watch(
         &self,
-        id: crate::hub::ProducerId,
+        id: crate::protocol::hub::ProducerId,
         pid: u32,
         alive: impl FnOnce() -> bool,
     ) -> bool {
@@ -695,14 +695,14 @@ impl DeathWatch {
     }
 
     /// Stops watching the attachment `id` (its streams all left the set).
-    pub(crate) fn unwatch(&self, id: crate::hub::ProducerId) {
+    pub(crate) fn unwatch(&self, id: crate::protocol::hub::ProducerId) {
         self.order(Order::Unwatch(id));
     }
 
     /// The attachments whose processes ended since the last call (no
     /// longer watched: the caller tests their locks until they are free;
     /// the kernel may drop the locks a moment after the pidfd says so).
-    pub(crate) fn take_ended(&self, ended: &mut Vec<crate::hub::ProducerId>) {
+    pub(crate) fn take_ended(&self, ended: &mut Vec<crate::protocol::hub::ProducerId>) {
         if self
             .shared
             .fired
@@ -747,7 +747,7 @@ impl WatchShared {
     /// The thread: sleeps in `poll` until an order comes or a watched
     /// process ends.
     fn run(&self) {
-        let mut watched: Vec<(crate::hub::ProducerId, OwnedFd)> = Vec::new();
+        let mut watched: Vec<(crate::protocol::hub::ProducerId, OwnedFd)> = Vec::new();
         let mut fds: Vec<libc::pollfd> = Vec::new();
         loop {
             fds.clear();

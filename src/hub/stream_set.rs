@@ -4,12 +4,12 @@
 
 use crate::buffer::StreamBuffer;
 use crate::config::{StreamConfig, StreamId};
-use crate::doorbell::Woke;
 use crate::error::SetupError;
-use crate::hub::{Bitmap, EntryState, HubMem, ProducerId};
-use crate::hub_producer::{Hub, LocalStreams};
-use crate::layout::FLAG_PRODUCER_GONE;
+use crate::hub::producer::{Hub, LocalStreams};
 use crate::policy::{ChunkPolicy, Policy};
+use crate::protocol::hub::{Bitmap, EntryState, HubMem, ProducerId};
+use crate::protocol::layout::FLAG_PRODUCER_GONE;
+use crate::sync::doorbell::Woke;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -149,7 +149,7 @@ impl<E> Member<E> {
 fn keep_released(released: &mut Vec<String>, name: String) {
     if released.len() >= MAX_RELEASED {
         #[cfg(not(loom))]
-        released.retain(|n| crate::segment::exists(n));
+        released.retain(|n| crate::os::segment::exists(n));
         if released.len() > MAX_RELEASED / 2 {
             let extra = released.len() - MAX_RELEASED / 2;
             released.drain(..extra);
@@ -220,7 +220,7 @@ pub struct StreamSet<E = ()> {
     /// with the first stream; `None` until then, or when it could not
     /// start: then the set slices its sleeps for every producer).
     #[cfg(not(any(loom, miri)))]
-    death_watch: Option<crate::hub_segment::DeathWatch>,
+    death_watch: Option<crate::os::hub_segment::DeathWatch>,
     /// Whether starting `death_watch` was tried already.
     #[cfg(not(any(loom, miri)))]
     death_watch_tried: bool,
@@ -306,7 +306,7 @@ impl<E> Drop for StreamSet<E> {
                         .with_prefix(&a.prefix)
                         .segment_name()
                     {
-                        let _ = crate::segment::close_unadopted(&name, pid);
+                        let _ = crate::os::segment::close_unadopted(&name, pid);
                     }
                 }
                 #[cfg(loom)]
@@ -321,7 +321,7 @@ impl<E> Drop for StreamSet<E> {
         // live party is gone, this sweep removes them.
         #[cfg(not(loom))]
         if let Origin::Shared { prefix, .. } = &self.origin {
-            crate::segment::remove_orphans(prefix);
+            crate::os::segment::remove_orphans(prefix);
         }
     }
 }
@@ -373,7 +373,7 @@ impl<E> StreamSet<E> {
     /// live worker owns the name, [`SetupError::NoSpace`], OS errors.
     #[cfg(not(loom))]
     pub fn create(worker: &str, prefix: &str) -> Result<Self, SetupError> {
-        Self::create_with_entries(worker, prefix, crate::hub::DEFAULT_HUB_ENTRIES)
+        Self::create_with_entries(worker, prefix, crate::protocol::hub::DEFAULT_HUB_ENTRIES)
     }
 
     /// As [`create`](Self::create), with room for `entries` streams (a
@@ -390,7 +390,7 @@ impl<E> StreamSet<E> {
         prefix: &str,
         entries: u32,
     ) -> Result<Self, SetupError> {
-        let hub = crate::hub_segment::create(worker, prefix, entries)?;
+        let hub = crate::os::hub_segment::create(worker, prefix, entries)?;
         Ok(Self::new(
             hub,
             Origin::Shared {
@@ -407,7 +407,7 @@ impl<E> StreamSet<E> {
     ///
     /// [`SetupError::InvalidConfig`] for `entries` out of range.
     pub fn in_process(entries: u32) -> Result<Self, SetupError> {
-        let hub = crate::hub::heap_hub(entries).map_err(SetupError::InvalidConfig)?;
+        let hub = crate::protocol::hub::heap_hub(entries).map_err(SetupError::InvalidConfig)?;
         Ok(Self::new(hub, Origin::Local(Arc::default())))
     }
 
@@ -636,7 +636,7 @@ impl<E> StreamSet<E> {
                 let name = StreamConfig::new(a.id.clone())
                     .with_prefix(&a.prefix)
                     .segment_name()?;
-                crate::segment::capacity(&name)
+                crate::os::segment::capacity(&name)
             }
             #[cfg(loom)]
             Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
@@ -699,10 +699,10 @@ impl<E> StreamSet<E> {
                 .ok()?;
             // The segment's own producer lock (one test): the process may
             // be found dead here before the hub's slot lock says so.
-            if !m.producer_dead && mem.peer_alive(crate::ring::Side::Producer) {
+            if !m.producer_dead && mem.peer_alive(crate::protocol::ring::Side::Producer) {
                 return Some(name);
             }
-            let _ = crate::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
+            let _ = crate::os::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
         }
         #[cfg(loom)]
         let _ = m;
@@ -715,7 +715,7 @@ impl<E> StreamSet<E> {
     fn remove_released(released: &mut Vec<String>) {
         #[cfg(not(loom))]
         for name in released.drain(..) {
-            let _ = crate::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
+            let _ = crate::os::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
         }
         #[cfg(loom)]
         released.clear();
@@ -840,7 +840,7 @@ impl<E> StreamSet<E> {
     fn remove_stale(&self, identity: [String; 4]) {
         #[cfg(not(loom))]
         if let Origin::Shared { .. } = self.origin {
-            crate::segment::remove_stale(identity);
+            crate::os::segment::remove_stale(identity);
         }
         #[cfg(loom)]
         let _ = identity;
@@ -882,7 +882,7 @@ impl<E> StreamSet<E> {
         if let Origin::Shared { .. } = self.origin {
             if !self.death_watch_tried {
                 self.death_watch_tried = true;
-                self.death_watch = crate::hub_segment::DeathWatch::start(self.hub.clone()).ok();
+                self.death_watch = crate::os::hub_segment::DeathWatch::start(self.hub.clone()).ok();
             }
             let Some(watch) = &self.death_watch else {
                 return false;

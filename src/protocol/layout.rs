@@ -7,14 +7,14 @@
 //! payload byte positions (never wrap either; the byte lives at
 //! `byte % payload_bytes` of the payload area).
 
-use crate::doorbell::Doorbell;
 use crate::error::StreamError;
+use crate::protocol::tensor::{DType, MAX_DIMS};
+use crate::sync::doorbell::Doorbell;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::tensor::DType;
 use std::ops::Deref;
 
-/// Most dimensions a tensor may have.
-pub const MAX_DIMS: usize = 8;
+/// Longest segment-name prefix (a stream's and a hub's names start with it).
+pub const MAX_PREFIX_LEN: usize = 32;
 /// Longest tensor id, in bytes.
 pub const MAX_ID_LEN: usize = 64;
 /// Longest name of the stream's identity, in bytes.

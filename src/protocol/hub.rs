@@ -25,9 +25,9 @@
 //!   re-checks the bitmaps before it sleeps; a producer fences after its
 //!   `fetch_or` and wakes it if it sleeps.
 
-use crate::config::MAX_PREFIX_LEN;
-use crate::doorbell::Doorbell;
-use crate::layout::{Padded, MAX_NAME_LEN};
+use crate::protocol::layout::MAX_PREFIX_LEN;
+use crate::protocol::layout::{Padded, MAX_NAME_LEN};
+use crate::sync::doorbell::Doorbell;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::fmt;
 use std::ptr::NonNull;
@@ -772,31 +772,6 @@ impl Attachment {
 impl Drop for Attachment {
     fn drop(&mut self) {
         self.hub.detach_producer(self.id);
-    }
-}
-
-/// What a hub stream's producer calls when it publishes (a commit, an
-/// abandoned slot, done, its departure): sets the stream's ready bit and
-/// wakes the worker if it sleeps.
-#[derive(Debug)]
-pub(crate) struct Notifier {
-    attachment: Arc<Attachment>,
-    entry: u32,
-}
-
-impl Notifier {
-    pub(crate) fn new(attachment: Arc<Attachment>, entry: u32) -> Notifier {
-        Notifier { attachment, entry }
-    }
-
-    #[inline]
-    pub(crate) fn notify(&self) {
-        self.attachment.hub.set_bit(Bitmap::Ready, self.entry);
-    }
-
-    /// Whether the worker that would adopt the stream is alive.
-    pub(crate) fn worker_alive(&self) -> bool {
-        self.attachment.hub.owner_alive()
     }
 }
 
