@@ -25,7 +25,7 @@ pub fn check_header(page: &[u8], file_len: u64) -> Result<(), SetupError> {
     copy.0[..n].copy_from_slice(&page[..n]);
     // SAFETY: `copy` is HEADER_BYTES readable, page-aligned bytes that live
     // for the call.
-    unsafe { crate::os::segment::read_header(copy.0.as_ptr(), file_len, "(fuzz)") }.map(|_| ())
+    unsafe { crate::os::header::read_header(copy.0.as_ptr(), file_len, "(fuzz)") }.map(|_| ())
 }
 
 /// What [`check_descriptor`] accepted: the item's id, byte count and

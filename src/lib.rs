@@ -104,7 +104,11 @@ pub use open::{in_process, in_process_buffer};
 #[cfg(not(loom))]
 pub use os::hub_segment::{hub_name, inspect_hub, HubInfo, HubStreamInfo, MAX_WORKER_LEN};
 #[cfg(not(loom))]
-pub use os::segment::{inspect, list_segments, remove_if_dead, SegmentInfo};
+pub use os::inspect::{inspect, SegmentInfo};
+#[cfg(not(loom))]
+pub use os::reclaim::remove_if_dead;
+#[cfg(not(loom))]
+pub use os::shm::list_segments;
 pub use producer::{CommitError, Producer, Slot};
 pub use protocol::hub::{DEFAULT_HUB_ENTRIES, MAX_HUB_ENTRIES, MAX_HUB_PRODUCERS, MIN_HUB_ENTRIES};
 pub use protocol::layout::{

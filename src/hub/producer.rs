@@ -198,7 +198,7 @@ impl Hub {
         // when its set goes) removes if its producer is dead.
         let (entry, gen) = self
             .attachment
-            .claim(crate::os::segment::remove_stale)
+            .claim(crate::os::reclaim::remove_stale)
             .ok_or_else(full)?;
         let me = self.attachment.id;
         let id = &config.id;

@@ -149,7 +149,7 @@ impl<E> Member<E> {
 fn keep_released(released: &mut Vec<String>, name: String) {
     if released.len() >= MAX_RELEASED {
         #[cfg(not(loom))]
-        released.retain(|n| crate::os::segment::exists(n));
+        released.retain(|n| crate::os::reclaim::exists(n));
         if released.len() > MAX_RELEASED / 2 {
             let extra = released.len() - MAX_RELEASED / 2;
             released.drain(..extra);
@@ -306,7 +306,7 @@ impl<E> Drop for StreamSet<E> {
                         .with_prefix(&a.prefix)
                         .segment_name()
                     {
-                        let _ = crate::os::segment::close_unadopted(&name, pid);
+                        let _ = crate::os::reclaim::close_unadopted(&name, pid);
                     }
                 }
                 #[cfg(loom)]
@@ -321,7 +321,7 @@ impl<E> Drop for StreamSet<E> {
         // live party is gone, this sweep removes them.
         #[cfg(not(loom))]
         if let Origin::Shared { prefix, .. } = &self.origin {
-            crate::os::segment::remove_orphans(prefix);
+            crate::os::reclaim::remove_orphans(prefix);
         }
     }
 }
@@ -636,7 +636,7 @@ impl<E> StreamSet<E> {
                 let name = StreamConfig::new(a.id.clone())
                     .with_prefix(&a.prefix)
                     .segment_name()?;
-                crate::os::segment::capacity(&name)
+                crate::os::reclaim::capacity(&name)
             }
             #[cfg(loom)]
             Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
@@ -702,7 +702,7 @@ impl<E> StreamSet<E> {
             if !m.producer_dead && mem.peer_alive(crate::protocol::ring::Side::Producer) {
                 return Some(name);
             }
-            let _ = crate::os::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
+            let _ = crate::os::reclaim::remove_if_dead_consumed_by(&name, Some(std::process::id()));
         }
         #[cfg(loom)]
         let _ = m;
@@ -715,7 +715,7 @@ impl<E> StreamSet<E> {
     fn remove_released(released: &mut Vec<String>) {
         #[cfg(not(loom))]
         for name in released.drain(..) {
-            let _ = crate::os::segment::remove_if_dead_consumed_by(&name, Some(std::process::id()));
+            let _ = crate::os::reclaim::remove_if_dead_consumed_by(&name, Some(std::process::id()));
         }
         #[cfg(loom)]
         released.clear();
@@ -840,7 +840,7 @@ impl<E> StreamSet<E> {
     fn remove_stale(&self, identity: [String; 4]) {
         #[cfg(not(loom))]
         if let Origin::Shared { .. } = self.origin {
-            crate::os::segment::remove_stale(identity);
+            crate::os::reclaim::remove_stale(identity);
         }
         #[cfg(loom)]
         let _ = identity;

@@ -14,10 +14,10 @@
 use crate::config::{StreamId, MAX_PREFIX_LEN};
 use crate::error::SetupError;
 use crate::os::fork::ForkFd;
-use crate::os::segment::{
-    claim, io_err, lock_state, names_file, open_existing, open_same_for_writing, os_err, reserve,
-    take_lock, Lock,
-};
+use crate::os::header::open_same_for_writing;
+use crate::os::lock::{lock_state, take_lock, Lock};
+use crate::os::segment::claim;
+use crate::os::shm::{io_err, names_file, open_existing, os_err, reserve};
 use crate::protocol::hub::{
     Entry, EntryState, HubBacking, HubControl, HubGeometry, HubMem, ENTRY_BYTES,
     HUB_CONTROL_OFFSET, HUB_HEADER_BYTES, MAX_HUB_PRODUCERS,

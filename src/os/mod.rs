@@ -5,5 +5,11 @@
 //! handles above.
 
 pub(crate) mod fork;
+pub(crate) mod header;
 pub(crate) mod hub_segment;
+pub(crate) mod inspect;
+pub(crate) mod lock;
+pub(crate) mod mapping;
+pub(crate) mod reclaim;
 pub(crate) mod segment;
+pub(crate) mod shm;
