@@ -39,7 +39,7 @@
 
 use crate::error::StreamError;
 use crate::producer::{Producer, Slot};
-use crate::protocol::ring::{check_id, ProducerRing, SlotState};
+use crate::protocol::ring_producer::{check_id, ProducerRing, SlotState};
 use crate::protocol::tensor::TensorMeta;
 use std::fmt;
 use std::time::Duration;

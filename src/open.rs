@@ -9,7 +9,8 @@ use crate::policy::ChunkPolicy;
 use crate::producer::Producer;
 #[cfg(any(loom, miri))]
 use crate::protocol::heap::heap_ring;
-use crate::protocol::ring::{ConsumerRing, ProducerRing};
+use crate::protocol::ring_consumer::ConsumerRing;
+use crate::protocol::ring_producer::ProducerRing;
 
 /// A stream within this process: a producer and a consumer for two threads
 /// (or one). Same protocol and layout as a shared segment, in an anonymous

@@ -3,7 +3,7 @@
 
 use crate::error::StreamError;
 use crate::protocol::layout::MAX_ID_LEN;
-use crate::protocol::ring::{check_id, ProducerRing, Reservation, SlotState};
+use crate::protocol::ring_producer::{check_id, ProducerRing, Reservation, SlotState};
 use crate::protocol::tensor::TensorMeta;
 use crate::sync::WriteGuard;
 use std::cell::RefCell;
@@ -531,7 +531,7 @@ impl Drop for Slot<'_> {
 mod tests {
     use super::Producer;
     use crate::config::{StreamConfig, StreamId};
-    use crate::protocol::ring::ProducerRing;
+    use crate::protocol::ring_producer::ProducerRing;
 
     /// A producer on an anonymous segment, and the segment's consumer half
     /// (kept, so the producer's peer is there); what `in_process` builds,

@@ -3,9 +3,8 @@
 
 use crate::error::StreamError;
 use crate::protocol::layout::ItemMeta;
-use crate::protocol::ring::ConsumerRing;
-use crate::protocol::tensor::DType;
-use crate::protocol::tensor::MAX_DIMS;
+use crate::protocol::ring_consumer::ConsumerRing;
+use crate::protocol::tensor::{DType, MAX_DIMS};
 use std::fmt;
 use std::marker::PhantomData;
 

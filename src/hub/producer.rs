@@ -223,7 +223,7 @@ impl Hub {
             }
         };
         let producer = Producer::from_ring(
-            crate::protocol::ring::ProducerRing::new(mem),
+            crate::protocol::ring_producer::ProducerRing::new(mem),
             config.timeout,
         );
         self.wire(&producer, entry);

@@ -10,7 +10,10 @@ pub(crate) mod handover;
 pub(crate) mod hub;
 pub(crate) mod layout;
 pub(crate) mod ring;
+pub(crate) mod ring_consumer;
+pub(crate) mod ring_producer;
 pub(crate) mod tensor;
+pub(crate) mod wait;
 pub(crate) mod wake;
 // The loom models run the hand-over decision itself (not part of the API).
 #[cfg(loom)]
