@@ -3,9 +3,8 @@
 //! Not part of the stable API.
 
 use crate::error::{SetupError, StreamError};
-use crate::protocol::layout::{
-    Descriptor, ItemId, ItemMeta, SideEntry, DESCRIPTOR_BYTES, HEADER_BYTES, SIDE_ENTRY_BYTES,
-};
+use crate::protocol::descriptor::{Descriptor, ItemId, ItemMeta, SideEntry};
+use crate::protocol::layout::{DESCRIPTOR_BYTES, HEADER_BYTES, SIDE_ENTRY_BYTES};
 use crate::sync::Ordering;
 
 pub mod layout;
@@ -88,7 +87,7 @@ pub fn check_descriptor(
     let payload_bytes = payload_bytes
         .clamp(4096, crate::protocol::layout::MAX_PAYLOAD_BYTES)
         .next_power_of_two();
-    let bounds = crate::protocol::layout::Bounds {
+    let bounds = crate::protocol::descriptor::Bounds {
         walk_end,
         oldest_start: (oldest_start != u64::MAX).then_some(oldest_start),
         payload_bytes,
@@ -108,7 +107,7 @@ pub fn check_descriptor(
     assert_eq!(second.status, read.status);
     assert_eq!(
         second.same_shape,
-        meta.shape_key.1 != crate::protocol::layout::WIDE
+        meta.shape_key.1 != crate::protocol::descriptor::WIDE
     );
     assert_eq!(
         (

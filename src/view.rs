@@ -2,7 +2,7 @@
 //! consecutive items stacked into one tensor `[n, *shape]`.
 
 use crate::error::StreamError;
-use crate::protocol::layout::ItemMeta;
+use crate::protocol::descriptor::ItemMeta;
 use crate::protocol::ring_consumer::ConsumerRing;
 use crate::protocol::tensor::{DType, MAX_DIMS};
 use std::fmt;

@@ -4,8 +4,9 @@
 //! alignment, and the geometry functions. Not part of the stable API.
 
 use crate::os::hub_segment::HubHeader;
+use crate::protocol::descriptor::{Descriptor, SideEntry};
 use crate::protocol::hub::{Entry, HubControl, HubGeometry, HUB_CONTROL_OFFSET};
-use crate::protocol::layout::{Control, Descriptor, Geometry, Header, SideEntry, CONTROL_OFFSET};
+use crate::protocol::layout::{Control, Geometry, Header, CONTROL_OFFSET};
 use crate::sync::doorbell::Doorbell;
 use core::mem::{align_of, offset_of, size_of};
 

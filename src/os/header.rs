@@ -6,9 +6,10 @@ use crate::error::SetupError;
 use crate::os::shm::{
     c_name, check_owner, io_err, open_existing, open_flags, os_err, same_file, Access,
 };
+use crate::protocol::fingerprint::LAYOUT_FINGERPRINT;
 use crate::protocol::layout::{
-    Control, Geometry, Header, CONTROL_OFFSET, DESCRIPTOR_BYTES, HEADER_BYTES, LAYOUT_FINGERPRINT,
-    MAGIC, MAX_ID_LEN, SIDE_ENTRY_BYTES, VERSION,
+    Control, Geometry, Header, CONTROL_OFFSET, DESCRIPTOR_BYTES, HEADER_BYTES, MAGIC, MAX_ID_LEN,
+    SIDE_ENTRY_BYTES, VERSION,
 };
 use crate::protocol::tensor::MAX_DIMS;
 use crate::sync::{AtomicU32, Ordering};

@@ -5,8 +5,9 @@ use crate::config::StreamId;
 use crate::error::SetupError;
 use crate::os::header::open_checked;
 use crate::os::mapping::peer_holds_lock;
+use crate::protocol::descriptor::Descriptor;
 use crate::protocol::handover::{HANDED_OVER, WORKER_CLOSED};
-use crate::protocol::layout::{Descriptor, DESCRIPTOR_BYTES, FLAG_CONSUMER_ATTACHED, FLAG_DONE};
+use crate::protocol::layout::{DESCRIPTOR_BYTES, FLAG_CONSUMER_ATTACHED, FLAG_DONE};
 use crate::protocol::ring::Side;
 use crate::sync::Ordering;
 /// A segment's state as seen from outside, for tools: identity, layout,

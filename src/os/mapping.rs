@@ -7,10 +7,9 @@ use crate::os::fork::ForkFd;
 use crate::os::lock::{lock_state, LOCK_BYTE_CONSUMER, LOCK_BYTE_PRODUCER};
 use crate::os::reclaim::remove_handed_over;
 use crate::os::shm::{c_name, names_file};
+use crate::protocol::descriptor::{Descriptor, SideEntry};
 use crate::protocol::handover::Leave;
-use crate::protocol::layout::{
-    Control, Descriptor, Geometry, Header, SideEntry, CONTROL_OFFSET, HEADER_BYTES,
-};
+use crate::protocol::layout::{Control, Geometry, Header, CONTROL_OFFSET, HEADER_BYTES};
 use crate::protocol::ring::{Backing, RingMem, Side};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use nix::sys::mman::shm_unlink;

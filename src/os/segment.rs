@@ -14,9 +14,10 @@ use crate::os::lock::{
 use crate::os::mapping::{map_double, Segment};
 use crate::os::reclaim::{reclaim, Reclaim, CLAIM_ATTEMPTS};
 use crate::os::shm::{c_name, io_err, names_file, open_flags, os_err, reserve, Access};
+use crate::protocol::fingerprint::LAYOUT_FINGERPRINT;
 use crate::protocol::layout::{
-    Geometry, CONTROL_OFFSET, DESCRIPTOR_BYTES, HEADER_BYTES, LAYOUT_FINGERPRINT, MAGIC,
-    MAX_ID_LEN, SIDE_ENTRY_BYTES, VERSION,
+    Geometry, CONTROL_OFFSET, DESCRIPTOR_BYTES, HEADER_BYTES, MAGIC, MAX_ID_LEN, SIDE_ENTRY_BYTES,
+    VERSION,
 };
 use crate::protocol::ring::RingMem;
 use crate::protocol::tensor::MAX_DIMS;

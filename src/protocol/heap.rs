@@ -4,7 +4,8 @@
 //! stacked view of a window that wraps around the ring is not available
 //! here (a shared-memory segment maps its payload twice and has it).
 
-use crate::protocol::layout::{Control, Descriptor, Geometry, SideEntry};
+use crate::protocol::descriptor::{Descriptor, SideEntry};
+use crate::protocol::layout::{Control, Geometry};
 use crate::protocol::ring::{Backing, RingMem, Side};
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;

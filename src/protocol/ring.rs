@@ -17,7 +17,8 @@
 //! Here: the ring's memory (`RingMem`) and what backs it; the two sides are
 //! `ring_producer.rs` and `ring_consumer.rs`, their wait loop `wait.rs`.
 
-use crate::protocol::layout::{Control, Descriptor, Geometry, SideEntry};
+use crate::protocol::descriptor::{Descriptor, SideEntry};
+use crate::protocol::layout::{Control, Geometry};
 use crate::sync::{Ordering, ReadGuard, WriteGuard};
 use std::fmt;
 use std::ptr::NonNull;

@@ -2,9 +2,10 @@
 //! in place, release slots, wait for data.
 
 use crate::error::StreamError;
+use crate::protocol::descriptor::{Bounds, ItemId, ItemMeta};
 use crate::protocol::layout::{
-    Bounds, ItemId, ItemMeta, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_KNOWN,
-    FLAG_PRODUCER_GONE, STATUS_ABANDONED,
+    FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_KNOWN, FLAG_PRODUCER_GONE,
+    STATUS_ABANDONED,
 };
 use crate::protocol::ring::{RingMem, Side};
 use crate::protocol::wait::{wait_for, Waited};

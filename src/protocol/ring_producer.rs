@@ -3,9 +3,10 @@
 //! wait for space.
 
 use crate::error::{Resource, StreamError};
+use crate::protocol::descriptor::Descriptor;
 use crate::protocol::layout::{
-    placement_align, Descriptor, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE,
-    FLAG_PRODUCER_GONE, MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
+    placement_align, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_PRODUCER_GONE,
+    MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
 };
 use crate::protocol::ring::{RingMem, Side};
 use crate::protocol::tensor::TensorMeta;
