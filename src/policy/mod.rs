@@ -17,6 +17,10 @@
 //!
 //! Anything else can implement [`ChunkPolicy`] itself.
 //!
+//! (Layer 5 of 8, **policy**: chunk policies, one a file, their names, and
+//! the chunker: pure counting, no memory and no OS. Uses nothing else in
+//! the crate.)
+//!
 //! # Examples
 //!
 //! ```
