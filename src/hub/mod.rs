@@ -4,5 +4,8 @@
 //! worker's set with `wait_any`. Built from the handles, `os` and
 //! `protocol`; nothing in the crate below uses it.
 
+mod adopt;
+mod member;
 pub(crate) mod producer;
 pub(crate) mod stream_set;
+mod watch;

@@ -5,10 +5,10 @@
 use crate::buffer::StreamBuffer;
 use crate::config::{StreamConfig, StreamId};
 use crate::error::SetupError;
-use crate::hub::producer::{Hub, LocalStreams};
+use crate::hub::member::{keep_released, Announcement, Member, Origin, Watched};
+use crate::hub::producer::Hub;
 use crate::policy::{ChunkPolicy, Policy};
-use crate::protocol::hub::{Bitmap, EntryState, HubMem, ProducerId};
-use crate::protocol::layout::FLAG_PRODUCER_GONE;
+use crate::protocol::hub::{Bitmap, HubMem};
 use crate::sync::doorbell::Woke;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
@@ -22,19 +22,14 @@ use std::time::{Duration, Instant};
 pub const WATCH_SLICE: Duration = Duration::from_millis(50);
 
 /// Errors of adoption kept at most (the oldest go first).
-const MAX_ADOPT_ERRORS: usize = 64;
-
-/// Names of removed streams kept per live producer process, to remove if
-/// it is killed holding them (at about 100 bytes a name, 100 KiB per
-/// producer at most).
-const MAX_RELEASED: usize = 1024;
+pub(crate) const MAX_ADOPT_ERRORS: usize = 64;
 
 /// A stream of a [`StreamSet`]: its hub entry and that entry's generation,
 /// so a key never names a later stream that reuses the entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamKey {
-    entry: u32,
-    gen: u32,
+    pub(crate) entry: u32,
+    pub(crate) gen: u32,
 }
 
 impl StreamKey {
@@ -53,127 +48,6 @@ impl fmt::Display for StreamKey {
 /// Decides the policy of each announced stream: `None` leaves the stream
 /// announced but not adopted (for [`StreamSet::add`] later).
 pub type Adopter = Box<dyn FnMut(&StreamId) -> Option<Box<dyn ChunkPolicy>> + Send>;
-
-/// A boxed policy as a policy.
-#[derive(Debug)]
-struct Boxed(Box<dyn ChunkPolicy>);
-
-impl ChunkPolicy for Boxed {
-    fn is_ready(&self, available: usize) -> bool {
-        self.0.is_ready(available)
-    }
-    fn window(&self) -> usize {
-        self.0.window()
-    }
-    fn stride(&self) -> usize {
-        self.0.stride()
-    }
-    fn register_chunk(&mut self, advanced: usize) {
-        self.0.register_chunk(advanced)
-    }
-    fn continue_after_done(&self) -> bool {
-        self.0.continue_after_done()
-    }
-    fn primed(&self) -> usize {
-        self.0.primed()
-    }
-    fn max_window(&self) -> usize {
-        self.0.max_window()
-    }
-}
-
-/// Where the set's streams come from.
-enum Origin {
-    /// A hub segment: streams are opened by their announced identity.
-    #[cfg_attr(loom, allow(dead_code))]
-    Shared { worker: String, prefix: String },
-    /// An in-process hub: the consumer halves wait in this table.
-    Local(Arc<LocalStreams>),
-}
-
-/// An announced stream not adopted yet.
-#[derive(Debug)]
-struct Announcement {
-    entry: u32,
-    gen: u32,
-    by: ProducerId,
-    id: StreamId,
-    /// The segment prefix (shared hubs only).
-    prefix: String,
-}
-
-struct Member<E> {
-    gen: u32,
-    by: ProducerId,
-    buffer: StreamBuffer<E>,
-    /// The producer process was found dead (its slot's lock is free).
-    producer_dead: bool,
-    /// Its departure (or an error) was reported once already.
-    reported_end: bool,
-    /// The `wait_any` round that last put it in the result.
-    round: u64,
-    /// The segment prefix (shared hubs only), to name the segment when
-    /// its producer died.
-    prefix: String,
-}
-
-impl<E> Member<E> {
-    /// Whether to report the stream: a chunk is ready, or it failed, or
-    /// its producer is gone (the last two once).
-    fn is_ready(&mut self) -> bool {
-        if self.buffer.is_finished() {
-            return false;
-        }
-        let news = match self.buffer.has_chunk_ready() {
-            Ok(true) => return true,
-            Err(_) => true,
-            Ok(false) => {
-                self.producer_dead
-                    || self.buffer.consumer().ring.mem().flags() & FLAG_PRODUCER_GONE != 0
-            }
-        };
-        if news && !self.reported_end {
-            self.reported_end = true;
-            return true;
-        }
-        false
-    }
-}
-
-/// Remembers `name`, a removed stream's segment its live producer still
-/// holds. At the bound, names gone since (their producer dropped them) are
-/// forgotten, then the oldest, down to half the bound: so a prune (one
-/// `shm_open` per name) comes at most once per `MAX_RELEASED / 2` pushes.
-/// A producer killed holding a forgotten name leaves it to `ipc-demo
-/// clean`.
-fn keep_released(released: &mut Vec<String>, name: String) {
-    if released.len() >= MAX_RELEASED {
-        #[cfg(not(loom))]
-        released.retain(|n| crate::os::reclaim::exists(n));
-        if released.len() > MAX_RELEASED / 2 {
-            let extra = released.len() - MAX_RELEASED / 2;
-            released.drain(..extra);
-        }
-    }
-    released.push(name);
-}
-
-/// A producer process the set watches, with the entries of its streams.
-#[derive(Debug)]
-struct Watched {
-    id: ProducerId,
-    entries: Vec<u32>,
-    /// Segments of streams removed from the set while this producer was
-    /// alive and still held them: a producer killed later leaves them
-    /// behind, and the set removes them when it finds it dead. At most
-    /// `MAX_RELEASED` (then pruned of names already gone, then the oldest
-    /// are forgotten).
-    released: Vec<String>,
-    dead: bool,
-    /// The death watch thread polls its pidfd: no need to slice the sleep
-    /// for it.
-    by_pidfd: bool,
-}
 
 /// The consumer worker's set of streams: adopts the streams producers
 /// announce in its hub, and waits for all of them at once.
@@ -200,36 +74,36 @@ struct Watched {
 /// dropped), its segment is removed too, if its producer lock is free and
 /// this process was its consumer.
 pub struct StreamSet<E = ()> {
-    hub: Arc<HubMem>,
-    origin: Origin,
+    pub(crate) hub: Arc<HubMem>,
+    pub(crate) origin: Origin,
     /// By hub entry.
-    members: Vec<Option<Member<E>>>,
-    len: usize,
-    pending: Vec<Announcement>,
-    adopter: Option<Adopter>,
+    pub(crate) members: Vec<Option<Member<E>>>,
+    pub(crate) len: usize,
+    pub(crate) pending: Vec<Announcement>,
+    pub(crate) adopter: Option<Adopter>,
     /// The timeout of adopted streams' `next_chunk`.
-    timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// Keys returned by the last `wait_any`, looked at again first.
-    carry: Vec<StreamKey>,
-    round: u64,
+    pub(crate) carry: Vec<StreamKey>,
+    pub(crate) round: u64,
     /// The entry from which `take_turns` orders the next result.
     first: u32,
     start_word: usize,
-    watched: Vec<Watched>,
+    pub(crate) watched: Vec<Watched>,
     /// The thread that polls the producers' pidfds (shared hubs, started
     /// with the first stream; `None` until then, or when it could not
     /// start: then the set slices its sleeps for every producer).
     #[cfg(not(any(loom, miri)))]
-    death_watch: Option<crate::os::hub_segment::DeathWatch>,
+    pub(crate) death_watch: Option<crate::os::hub_segment::DeathWatch>,
     /// Whether starting `death_watch` was tried already.
     #[cfg(not(any(loom, miri)))]
-    death_watch_tried: bool,
+    pub(crate) death_watch_tried: bool,
     /// Scratch for the attachments the death watch saw end.
     #[cfg(not(any(loom, miri)))]
-    ended: Vec<ProducerId>,
-    last_watch: Instant,
-    adopt_errors: Vec<(StreamId, SetupError)>,
-    scratch: Vec<u32>,
+    pub(crate) ended: Vec<crate::protocol::hub::ProducerId>,
+    pub(crate) last_watch: Instant,
+    pub(crate) adopt_errors: Vec<(StreamId, SetupError)>,
+    pub(crate) scratch: Vec<u32>,
     /// `wait_any` returns when its sleep is interrupted by a signal
     /// handler ([`with_return_on_signal`](StreamSet::with_return_on_signal)).
     return_on_signal: bool,
@@ -246,83 +120,6 @@ impl<E> fmt::Debug for StreamSet<E> {
             .field("pending", &self.pending.len())
             .field("producers", &self.watched.len())
             .finish()
-    }
-}
-
-impl<E> Drop for StreamSet<E> {
-    /// Closes the hub, so that no stream can be announced to this set any
-    /// more, and settles every announced stream it never adopted with its
-    /// producer (see "hand-over" in docs/design.md): exactly one of the
-    /// two removes its segment, whichever goes first. Removes too the
-    /// segments of its streams whose producer was killed. A live
-    /// producer's segment is never removed.
-    fn drop(&mut self) {
-        for m in self.members.iter().flatten() {
-            self.remove_if_killed(m);
-        }
-        // A producer alive now removes its own names when it drops them;
-        // one killed after this leaves them to `ipc-demo clean`.
-        for w in 0..self.watched.len() {
-            if !self.hub.producer_alive(self.watched[w].id) {
-                Self::remove_released(&mut self.watched[w].released);
-            }
-        }
-        for entry in 0..self.hub.entries() {
-            // Every entry, adopted or not, announced or not: a producer
-            // between its claim and its publish then fails to publish and
-            // removes its stream itself.
-            let (gen, by) = match self.hub.close(entry) {
-                EntryState::Published { gen, by } => (gen, by),
-                // A producer killed between its claim and its publish: what
-                // it may have created (a live one fails to publish and
-                // removes its stream itself).
-                EntryState::Claimed { by, .. } if !self.hub.producer_alive(by) => {
-                    if let Ok(Some(identity)) = self.hub.identity(entry) {
-                        self.remove_stale(identity);
-                    }
-                    continue;
-                }
-                _ => continue,
-            };
-            if self.members[entry as usize].is_some() {
-                continue;
-            }
-            let Some(a) = self.announcement_of(entry, gen, by) else {
-                continue;
-            };
-            match &self.origin {
-                // Nobody will take the consumer half from the table.
-                Origin::Local(local) => drop(local.take((entry, gen))),
-                #[cfg(not(loom))]
-                Origin::Shared { .. } => {
-                    // Relaxed: `close`'s Acquire ordered the producer's
-                    // store before it.
-                    let pid = self
-                        .hub
-                        .entry(entry)
-                        .pid
-                        .load(crate::sync::Ordering::Relaxed);
-                    if let Ok(name) = StreamConfig::new(a.id)
-                        .with_prefix(&a.prefix)
-                        .segment_name()
-                    {
-                        let _ = crate::os::reclaim::close_unadopted(&name, pid);
-                    }
-                }
-                #[cfg(loom)]
-                Origin::Shared { .. } => {
-                    let _ = a;
-                    unreachable!("under loom every hub is in-process")
-                }
-            }
-        }
-        // Streams an earlier set of this process let go of (adopted, or
-        // closed unadopted) whose producer was killed after that: their
-        // live party is gone, this sweep removes them.
-        #[cfg(not(loom))]
-        if let Origin::Shared { prefix, .. } = &self.origin {
-            crate::os::reclaim::remove_orphans(prefix);
-        }
     }
 }
 
@@ -619,30 +416,6 @@ impl<E> StreamSet<E> {
         self.open_member(a, Box::new(policy))
     }
 
-    /// Items the announced stream's ring holds, read without attaching to
-    /// it (an attach marks the segment as consumed, and a consumer that
-    /// came and went would leave the stream's producer a gone consumer).
-    fn capacity_of(&self, a: &Announcement) -> Result<u64, SetupError> {
-        match &self.origin {
-            Origin::Local(local) => {
-                local
-                    .capacity((a.entry, a.gen))
-                    .ok_or_else(|| SetupError::NotAnnounced {
-                        name: a.id.to_string(),
-                    })
-            }
-            #[cfg(not(loom))]
-            Origin::Shared { .. } => {
-                let name = StreamConfig::new(a.id.clone())
-                    .with_prefix(&a.prefix)
-                    .segment_name()?;
-                crate::os::reclaim::capacity(&name)
-            }
-            #[cfg(loom)]
-            Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
-        }
-    }
-
     /// Removes the stream of `key` from the set and gives its hub entry
     /// back; returns its buffer (dropping it detaches the consumer).
     pub fn remove(&mut self, key: StreamKey) -> Option<StreamBuffer<E>> {
@@ -662,63 +435,6 @@ impl<E> StreamSet<E> {
             }
         }
         Some(m.buffer)
-    }
-
-    /// Stops watching the producer at `at` in `watched`.
-    fn unwatch(&mut self, at: usize) {
-        let w = self.watched.swap_remove(at);
-        #[cfg(not(any(loom, miri)))]
-        if let (true, Some(watch)) = (w.by_pidfd, &self.death_watch) {
-            watch.unwatch(w.id);
-        }
-        #[cfg(any(loom, miri))]
-        let _ = w;
-    }
-
-    /// Removes the segment of `m` if its producer died without a word (a
-    /// producer that left cleanly set `FLAG_PRODUCER_GONE` and removed its
-    /// name, or handed it over: then nothing is done and no system call
-    /// made). Only a dead producer's file that this process consumed goes
-    /// (see `remove_if_dead_consumed_by`): never a live one, never one
-    /// handed over to a consumer yet to come.
-    ///
-    /// Returns the segment's name when its producer is alive and still
-    /// holds it: if it is killed before it drops it, nobody else would
-    /// remove it (the set does, when it finds the producer dead).
-    fn remove_if_killed(&self, m: &Member<E>) -> Option<String> {
-        #[cfg(not(loom))]
-        if let Origin::Shared { .. } = self.origin {
-            let mem = m.buffer.consumer().ring.mem();
-            let left = mem.flags() & FLAG_PRODUCER_GONE != 0;
-            if left {
-                return None;
-            }
-            let name = StreamConfig::new(m.buffer.id().clone())
-                .with_prefix(&m.prefix)
-                .segment_name()
-                .ok()?;
-            // The segment's own producer lock (one test): the process may
-            // be found dead here before the hub's slot lock says so.
-            if !m.producer_dead && mem.peer_alive(crate::protocol::ring::Side::Producer) {
-                return Some(name);
-            }
-            let _ = crate::os::reclaim::remove_if_dead_consumed_by(&name, Some(std::process::id()));
-        }
-        #[cfg(loom)]
-        let _ = m;
-        None
-    }
-
-    /// Removes the segments a producer found dead held when their streams
-    /// were removed from the set (only files this process consumed whose
-    /// producer is dead: see `remove_if_dead_consumed_by`).
-    fn remove_released(released: &mut Vec<String>) {
-        #[cfg(not(loom))]
-        for name in released.drain(..) {
-            let _ = crate::os::reclaim::remove_if_dead_consumed_by(&name, Some(std::process::id()));
-        }
-        #[cfg(loom)]
-        released.clear();
     }
 
     /// Waits until at least one stream has news and returns those that
@@ -834,306 +550,13 @@ impl<E> StreamSet<E> {
             self.watch(ready);
         }
     }
-
-    /// Removes the segment named by a dead producer's unpublished claim
-    /// (shared hubs), if its producer is dead.
-    fn remove_stale(&self, identity: [String; 4]) {
-        #[cfg(not(loom))]
-        if let Origin::Shared { .. } = self.origin {
-            crate::os::reclaim::remove_stale(identity);
-        }
-        #[cfg(loom)]
-        let _ = identity;
-    }
-
-    /// Whether a live producer is watched by lock tests between sleep
-    /// slices (no pidfd for it).
-    fn sliced(&self) -> bool {
-        self.watched.iter().any(|w| !w.dead && !w.by_pidfd)
-    }
-
-    /// Whether the death watch saw a process end since the last call; its
-    /// producers are tested in slices from now on, until their locks are
-    /// found free (the pidfd may say so a moment before the kernel drops
-    /// the lock).
-    fn take_ended(&mut self) -> bool {
-        #[cfg(not(any(loom, miri)))]
-        if let Some(watch) = &self.death_watch {
-            let mut ended = std::mem::take(&mut self.ended);
-            watch.take_ended(&mut ended);
-            let any = !ended.is_empty();
-            for id in ended.drain(..) {
-                if let Some(w) = self.watched.iter_mut().find(|w| w.id == id) {
-                    w.by_pidfd = false;
-                }
-            }
-            self.ended = ended;
-            return any;
-        }
-        false
-    }
-
-    /// Has the death watch thread poll the pidfd of the process of `by`
-    /// (whose pid `entry` carries); starts the thread on first use. False
-    /// when it cannot (an in-process hub, no pidfd, the thread would not
-    /// start): the set then tests that producer's lock between slices.
-    fn watch_by_pidfd(&mut self, by: ProducerId, entry: u32) -> bool {
-        #[cfg(not(any(loom, miri)))]
-        if let Origin::Shared { .. } = self.origin {
-            if !self.death_watch_tried {
-                self.death_watch_tried = true;
-                self.death_watch = crate::os::hub_segment::DeathWatch::start(self.hub.clone()).ok();
-            }
-            let Some(watch) = &self.death_watch else {
-                return false;
-            };
-            // Relaxed: the Acquire load of the entry's published state
-            // (in `announcement`) ordered the producer's store before it.
-            let pid = self
-                .hub
-                .entry(entry)
-                .pid
-                .load(crate::sync::Ordering::Relaxed);
-            let hub = &self.hub;
-            return watch.watch(by, pid, || hub.producer_alive(by));
-        }
-        let _ = (by, entry);
-        false
-    }
-
-    /// Adds the stream of `entry` to `ready` if it has news and is not in
-    /// it already.
-    fn check(&mut self, entry: u32, ready: &mut Vec<StreamKey>) {
-        let round = self.round;
-        let Some(m) = self
-            .members
-            .get_mut(entry as usize)
-            .and_then(Option::as_mut)
-        else {
-            // A bit of an entry we hold no stream for: not adopted yet (the
-            // adoption looks at the stream itself) or already removed.
-            return;
-        };
-        if m.round != round && m.is_ready() {
-            m.round = round;
-            ready.push(StreamKey { entry, gen: m.gen });
-        }
-    }
-
-    /// Tests the liveness of each producer process the set's streams come
-    /// from; the streams of one found dead are reported.
-    fn watch(&mut self, ready: &mut Vec<StreamKey>) {
-        self.last_watch = Instant::now();
-        let mut died = false;
-        for w in 0..self.watched.len() {
-            if self.watched[w].dead || self.hub.producer_alive(self.watched[w].id) {
-                continue;
-            }
-            self.watched[w].dead = true;
-            died = true;
-            for k in 0..self.watched[w].entries.len() {
-                let entry = self.watched[w].entries[k];
-                if let Some(m) = self.members[entry as usize].as_mut() {
-                    m.producer_dead = true;
-                }
-                self.check(entry, ready);
-            }
-        }
-        if died {
-            for w in (0..self.watched.len()).rev() {
-                if !self.watched[w].dead {
-                    continue;
-                }
-                Self::remove_released(&mut self.watched[w].released);
-                if self.watched[w].entries.is_empty() {
-                    self.unwatch(w);
-                }
-            }
-            // A producer that died between claiming an entry and
-            // publishing it left the entry claimed: free it.
-            self.hub
-                .sweep_dead_claims(|identity| self.remove_stale(identity));
-        }
-    }
-
-    /// Takes the hub's announcements: adopts each (when there is an
-    /// adopter that wants it; the new stream goes into `ready` if it has
-    /// news already) or keeps it pending.
-    fn take_announcements(&mut self, mut ready: Option<&mut Vec<StreamKey>>) {
-        let mut entries = std::mem::take(&mut self.scratch);
-        self.hub
-            .take(Bitmap::Announce, 0, |entry| entries.push(entry));
-        for &entry in &entries {
-            let Some(a) = self.announcement(entry) else {
-                continue;
-            };
-            // Announced once by a correct producer; a bit set again (by a
-            // hostile one) must not grow the pending list past one per
-            // entry. O(pending), at most the hub's entries.
-            if self
-                .pending
-                .iter()
-                .any(|p| p.entry == a.entry && p.gen == a.gen)
-            {
-                continue;
-            }
-            let policy = match self.adopter.as_mut() {
-                Some(adopt) => adopt(&a.id),
-                None => None,
-            };
-            let Some(policy) = policy else {
-                self.pending.push(a);
-                continue;
-            };
-            let id = a.id.clone();
-            match self.open_member(a, policy) {
-                Ok(key) => {
-                    if let Some(ready) = ready.as_deref_mut() {
-                        self.check(key.entry, ready);
-                    }
-                }
-                Err(e) => {
-                    if self.adopt_errors.len() == MAX_ADOPT_ERRORS {
-                        self.adopt_errors.remove(0);
-                    }
-                    self.adopt_errors.push((id, e));
-                }
-            }
-        }
-        entries.clear();
-        self.scratch = entries;
-    }
-
-    /// Reads the announcement of `entry`, checking everything: `None` for
-    /// an entry that is not published, holds a bad identity (it is then
-    /// left alone: a correct producer never writes one), or is held
-    /// already.
-    fn announcement(&self, entry: u32) -> Option<Announcement> {
-        let EntryState::Published { gen, by } = self.hub.state(entry) else {
-            return None;
-        };
-        self.announcement_of(entry, gen, by)
-    }
-
-    /// As [`announcement`](Self::announcement), for an entry seen
-    /// published as `gen` by `by`.
-    fn announcement_of(&self, entry: u32, gen: u32, by: ProducerId) -> Option<Announcement> {
-        if self.members[entry as usize].is_some() {
-            return None;
-        }
-        let (id, prefix) = match &self.origin {
-            Origin::Local(local) => {
-                // In-process: the consumer half waits in the table.
-                (local.id((entry, gen))?, String::new())
-            }
-            Origin::Shared { .. } => {
-                let [prefix, request_id, edge_name, from_partition] =
-                    self.hub.identity(entry).ok()??;
-                let id = StreamId {
-                    request_id,
-                    edge_name,
-                    from_partition,
-                };
-                // The names and prefix must make a valid configuration.
-                StreamConfig::new(id.clone())
-                    .with_prefix(&prefix)
-                    .segment_name()
-                    .ok()?;
-                (id, prefix)
-            }
-        };
-        Some(Announcement {
-            entry,
-            gen,
-            by,
-            id,
-            prefix,
-        })
-    }
-
-    /// Opens an announced stream and makes it a member.
-    fn open_member(
-        &mut self,
-        a: Announcement,
-        policy: Box<dyn ChunkPolicy>,
-    ) -> Result<StreamKey, SetupError> {
-        let buffer = match self.open_buffer(&a, policy) {
-            Ok(buffer) => buffer,
-            Err(e) => {
-                // Nobody will read it: give the entry back.
-                self.hub.retire(a.entry, a.gen, a.by);
-                return Err(e);
-            }
-        };
-        let w = match self.watched.iter().position(|w| w.id == a.by) {
-            Some(w) => w,
-            None => {
-                let by_pidfd = self.watch_by_pidfd(a.by, a.entry);
-                self.watched.push(Watched {
-                    id: a.by,
-                    entries: Vec::new(),
-                    released: Vec::new(),
-                    dead: false,
-                    by_pidfd,
-                });
-                self.watched.len() - 1
-            }
-        };
-        self.watched[w].entries.push(a.entry);
-        let prefix = a.prefix;
-        self.members[a.entry as usize] = Some(Member {
-            gen: a.gen,
-            by: a.by,
-            buffer,
-            producer_dead: self.watched[w].dead,
-            reported_end: false,
-            round: 0,
-            prefix,
-        });
-        self.len += 1;
-        let key = StreamKey {
-            entry: a.entry,
-            gen: a.gen,
-        };
-
-        // Its bits may have been taken (and passed over) before it was a
-        // member: the next look checks the stream itself.
-        self.carry.push(key);
-        Ok(key)
-    }
-
-    fn open_buffer(
-        &self,
-        a: &Announcement,
-        policy: Box<dyn ChunkPolicy>,
-    ) -> Result<StreamBuffer<E>, SetupError> {
-        match &self.origin {
-            Origin::Local(local) => {
-                let (id, mut consumer) =
-                    local
-                        .take((a.entry, a.gen))
-                        .ok_or_else(|| SetupError::NotAnnounced {
-                            name: a.id.to_string(),
-                        })?;
-                consumer.timeout = self.timeout;
-                StreamBuffer::new(consumer, id, Boxed(policy)).map_err(|e| e.error)
-            }
-            #[cfg(not(loom))]
-            Origin::Shared { .. } => {
-                let config = StreamConfig::new(a.id.clone())
-                    .with_prefix(&a.prefix)
-                    .with_timeout(self.timeout);
-                StreamBuffer::open(&config, Boxed(policy))
-            }
-            #[cfg(loom)]
-            Origin::Shared { .. } => unreachable!("under loom every hub is in-process"),
-        }
-    }
 }
 
 #[cfg(all(test, not(any(loom, miri))))]
 mod tests {
     use super::*;
+    use crate::hub::member::{keep_released, MAX_RELEASED};
+    use crate::protocol::hub::EntryState;
 
     #[test]
     fn released_names_stay_bounded_and_names_gone_are_forgotten_first() {
