@@ -110,7 +110,9 @@ pub use os::reclaim::remove_if_dead;
 #[cfg(not(loom))]
 pub use os::shm::list_segments;
 pub use producer::{CommitError, Producer, Slot};
-pub use protocol::hub::{DEFAULT_HUB_ENTRIES, MAX_HUB_ENTRIES, MAX_HUB_PRODUCERS, MIN_HUB_ENTRIES};
+pub use protocol::hub_layout::{
+    DEFAULT_HUB_ENTRIES, MAX_HUB_ENTRIES, MAX_HUB_PRODUCERS, MIN_HUB_ENTRIES,
+};
 pub use protocol::layout::{
     placement_align, MAX_ALIGN, MAX_CAPACITY, MAX_ID_LEN, MAX_NAME_LEN, MAX_PAYLOAD_BYTES,
     MIN_ALIGN,

@@ -5,7 +5,7 @@
 
 use crate::os::hub_segment::HubHeader;
 use crate::protocol::descriptor::{Descriptor, SideEntry};
-use crate::protocol::hub::{Entry, HubControl, HubGeometry, HUB_CONTROL_OFFSET};
+use crate::protocol::hub_layout::{Entry, HubControl, HubGeometry, HUB_CONTROL_OFFSET};
 use crate::protocol::layout::{Control, Geometry, Header, CONTROL_OFFSET};
 use crate::sync::doorbell::Doorbell;
 use core::mem::{align_of, offset_of, size_of};

@@ -8,7 +8,8 @@ use crate::error::SetupError;
 use crate::hub::member::{Announcement, Boxed, Member, Origin, Watched};
 use crate::hub::stream_set::{StreamKey, StreamSet, MAX_ADOPT_ERRORS};
 use crate::policy::ChunkPolicy;
-use crate::protocol::hub::{Bitmap, EntryState, ProducerId};
+use crate::protocol::hub::Bitmap;
+use crate::protocol::hub_layout::{EntryState, ProducerId};
 
 impl<E> StreamSet<E> {
     /// Takes the hub's announcements: adopts each (when there is an

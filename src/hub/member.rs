@@ -6,7 +6,7 @@ use crate::buffer::StreamBuffer;
 use crate::config::StreamId;
 use crate::hub::producer::LocalStreams;
 use crate::policy::ChunkPolicy;
-use crate::protocol::hub::ProducerId;
+use crate::protocol::hub_layout::ProducerId;
 use crate::protocol::layout::FLAG_PRODUCER_GONE;
 use std::sync::Arc;
 

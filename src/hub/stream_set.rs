@@ -100,7 +100,7 @@ pub struct StreamSet<E = ()> {
     pub(crate) death_watch_tried: bool,
     /// Scratch for the attachments the death watch saw end.
     #[cfg(not(any(loom, miri)))]
-    pub(crate) ended: Vec<crate::protocol::hub::ProducerId>,
+    pub(crate) ended: Vec<crate::protocol::hub_layout::ProducerId>,
     pub(crate) last_watch: Instant,
     pub(crate) adopt_errors: Vec<(StreamId, SetupError)>,
     pub(crate) scratch: Vec<u32>,
@@ -170,7 +170,11 @@ impl<E> StreamSet<E> {
     /// live worker owns the name, [`SetupError::NoSpace`], OS errors.
     #[cfg(not(loom))]
     pub fn create(worker: &str, prefix: &str) -> Result<Self, SetupError> {
-        Self::create_with_entries(worker, prefix, crate::protocol::hub::DEFAULT_HUB_ENTRIES)
+        Self::create_with_entries(
+            worker,
+            prefix,
+            crate::protocol::hub_layout::DEFAULT_HUB_ENTRIES,
+        )
     }
 
     /// As [`create`](Self::create), with room for `entries` streams (a
@@ -204,7 +208,8 @@ impl<E> StreamSet<E> {
     ///
     /// [`SetupError::InvalidConfig`] for `entries` out of range.
     pub fn in_process(entries: u32) -> Result<Self, SetupError> {
-        let hub = crate::protocol::hub::heap_hub(entries).map_err(SetupError::InvalidConfig)?;
+        let hub =
+            crate::protocol::hub_heap::heap_hub(entries).map_err(SetupError::InvalidConfig)?;
         Ok(Self::new(hub, Origin::Local(Arc::default())))
     }
 
@@ -556,7 +561,7 @@ impl<E> StreamSet<E> {
 mod tests {
     use super::*;
     use crate::hub::member::{keep_released, MAX_RELEASED};
-    use crate::protocol::hub::EntryState;
+    use crate::protocol::hub_layout::EntryState;
 
     #[test]
     fn released_names_stay_bounded_and_names_gone_are_forgotten_first() {

@@ -6,7 +6,7 @@
 use crate::config::StreamConfig;
 use crate::hub::member::{Member, Origin};
 use crate::hub::stream_set::{StreamKey, StreamSet};
-use crate::protocol::hub::{EntryState, ProducerId};
+use crate::protocol::hub_layout::{EntryState, ProducerId};
 #[cfg(not(loom))]
 use crate::protocol::layout::FLAG_PRODUCER_GONE;
 use std::time::Instant;

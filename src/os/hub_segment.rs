@@ -18,9 +18,10 @@ use crate::os::header::open_same_for_writing;
 use crate::os::lock::{lock_state, take_lock, Lock};
 use crate::os::segment::claim;
 use crate::os::shm::{io_err, names_file, open_existing, os_err, reserve};
-use crate::protocol::hub::{
-    Entry, EntryState, HubBacking, HubControl, HubGeometry, HubMem, ENTRY_BYTES,
-    HUB_CONTROL_OFFSET, HUB_HEADER_BYTES, MAX_HUB_PRODUCERS,
+use crate::protocol::hub::{HubBacking, HubMem};
+use crate::protocol::hub_layout::{
+    Entry, EntryState, HubControl, HubGeometry, ENTRY_BYTES, HUB_CONTROL_OFFSET, HUB_HEADER_BYTES,
+    MAX_HUB_PRODUCERS,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use nix::sys::mman::shm_unlink;
@@ -594,14 +595,14 @@ struct WatchShared {
     /// A watched process ended since the worker last looked.
     fired: std::sync::atomic::AtomicBool,
     /// The attachments whose processes ended, for the worker to take.
-    ended: std::sync::Mutex<Vec<crate::protocol::hub::ProducerId>>,
+    ended: std::sync::Mutex<Vec<crate::protocol::hub_layout::ProducerId>>,
 }
 
 #[cfg(not(miri))]
 #[derive(Debug)]
 enum Order {
-    Watch(crate::protocol::hub::ProducerId, OwnedFd),
-    Unwatch(crate::protocol::hub::ProducerId),
+    Watch(crate::protocol::hub_layout::ProducerId, OwnedFd),
+    Unwatch(crate::protocol::hub_layout::ProducerId),
     Stop,
 }
 
@@ -668,7 +669,7 @@ impl DeathWatch {
     /// false when it cannot (the caller then tests the lock in slices).
     pub(crate) fn watch(
         &self,
-        id: crate::protocol::hub::ProducerId,
+        id: crate::protocol::hub_layout::ProducerId,
         pid: u32,
         alive: impl FnOnce() -> bool,
     ) -> bool {
@@ -695,14 +696,14 @@ impl DeathWatch {
     }
 
     /// Stops watching the attachment `id` (its streams all left the set).
-    pub(crate) fn unwatch(&self, id: crate::protocol::hub::ProducerId) {
+    pub(crate) fn unwatch(&self, id: crate::protocol::hub_layout::ProducerId) {
         self.order(Order::Unwatch(id));
     }
 
     /// The attachments whose processes ended since the last call (no
     /// longer watched: the caller tests their locks until they are free;
     /// the kernel may drop the locks a moment after the pidfd says so).
-    pub(crate) fn take_ended(&self, ended: &mut Vec<crate::protocol::hub::ProducerId>) {
+    pub(crate) fn take_ended(&self, ended: &mut Vec<crate::protocol::hub_layout::ProducerId>) {
         if self
             .shared
             .fired
@@ -747,7 +748,7 @@ impl WatchShared {
     /// The thread: sleeps in `poll` until an order comes or a watched
     /// process ends.
     fn run(&self) {
-        let mut watched: Vec<(crate::protocol::hub::ProducerId, OwnedFd)> = Vec::new();
+        let mut watched: Vec<(crate::protocol::hub_layout::ProducerId, OwnedFd)> = Vec::new();
         let mut fds: Vec<libc::pollfd> = Vec::new();
         loop {
             fds.clear();

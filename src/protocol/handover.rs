@@ -102,15 +102,15 @@ pub fn worker_closes(word: &AtomicU32) -> Close {
 #[derive(Debug)]
 pub struct ModelHub {
     hub: crate::protocol::hub::HubMem,
-    producer: crate::protocol::hub::ProducerId,
-    other: crate::protocol::hub::ProducerId,
+    producer: crate::protocol::hub_layout::ProducerId,
+    other: crate::protocol::hub_layout::ProducerId,
 }
 
 #[cfg(loom)]
 impl ModelHub {
     /// A hub of the fewest entries, with two producers attached.
     pub fn new() -> ModelHub {
-        let hub = crate::protocol::hub::heap_hub(crate::protocol::hub::MIN_HUB_ENTRIES)
+        let hub = crate::protocol::hub_heap::heap_hub(crate::protocol::hub_layout::MIN_HUB_ENTRIES)
             .expect("a valid size");
         let producer = hub.attach_producer(1).expect("a free slot");
         let other = hub.attach_producer(2).expect("a free slot");
@@ -144,7 +144,7 @@ impl ModelHub {
     /// only multiply loom's interleavings).
     pub fn close_first(&self) -> Option<u32> {
         match self.hub.close(0) {
-            crate::protocol::hub::EntryState::Published { gen, .. } => Some(gen),
+            crate::protocol::hub_layout::EntryState::Published { gen, .. } => Some(gen),
             _ => None,
         }
     }
@@ -160,7 +160,7 @@ impl ModelHub {
         announced.retain(|&e| {
             matches!(
                 self.hub.state(e),
-                crate::protocol::hub::EntryState::Published { .. }
+                crate::protocol::hub_layout::EntryState::Published { .. }
             )
         });
         announced

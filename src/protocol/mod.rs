@@ -11,6 +11,8 @@ pub(crate) mod fingerprint;
 #[cfg(not(loom))]
 pub(crate) mod handover;
 pub(crate) mod hub;
+pub(crate) mod hub_heap;
+pub(crate) mod hub_layout;
 pub(crate) mod layout;
 pub(crate) mod ring;
 pub(crate) mod ring_consumer;
