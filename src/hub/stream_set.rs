@@ -94,7 +94,7 @@ pub struct StreamSet<E = ()> {
     /// with the first stream; `None` until then, or when it could not
     /// start: then the set slices its sleeps for every producer).
     #[cfg(not(any(loom, miri)))]
-    pub(crate) death_watch: Option<crate::os::hub_segment::DeathWatch>,
+    pub(crate) death_watch: Option<crate::os::death_watch::DeathWatch>,
     /// Whether starting `death_watch` was tried already.
     #[cfg(not(any(loom, miri)))]
     pub(crate) death_watch_tried: bool,

@@ -193,7 +193,7 @@ impl<E> StreamSet<E> {
         if let Origin::Shared { .. } = self.origin {
             if !self.death_watch_tried {
                 self.death_watch_tried = true;
-                self.death_watch = crate::os::hub_segment::DeathWatch::start(self.hub.clone()).ok();
+                self.death_watch = crate::os::death_watch::DeathWatch::start(self.hub.clone()).ok();
             }
             let Some(watch) = &self.death_watch else {
                 return false;

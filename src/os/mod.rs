@@ -4,6 +4,8 @@
 //! `fork`. Uses `protocol`, `config`, `sync` and `error`; never the
 //! handles above.
 
+#[cfg(not(miri))]
+pub(crate) mod death_watch;
 pub(crate) mod fork;
 pub(crate) mod header;
 pub(crate) mod hub_segment;
