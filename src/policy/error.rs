@@ -17,36 +17,36 @@ pub enum PolicyError {
         /// The parameter, with its policy, as in `"fixed size"`.
         parameter: &'static str,
     },
-    /// An entry of a [`Scheduled`] schedule was 0.
+    /// An entry of a [`Scheduled`](super::Scheduled) schedule was 0.
     ZeroScheduleEntry {
         /// Its position in the schedule, counting from 0.
         index: usize,
     },
-    /// A [`Sliding`] stride was outside `1..=window`.
+    /// A [`Sliding`](super::Sliding) stride was outside `1..=window`.
     StrideOutOfRange {
         /// The stride given.
         stride: usize,
         /// The window it must not exceed.
         window: usize,
     },
-    /// A [`LeftContext`] context was not below its chunk.
+    /// A [`LeftContext`](super::LeftContext) context was not below its chunk.
     ContextOutOfRange {
         /// The context given.
         context: usize,
         /// The chunk it must stay below.
         chunk: usize,
     },
-    /// A [`Ramp`] growth was below 1, infinite or not a number.
+    /// A [`Ramp`](super::Ramp) growth was below 1, infinite or not a number.
     GrowthOutOfRange {
         /// The growth given.
         growth: f64,
     },
-    /// A [`Ramp`] growth above 1 came without a max.
+    /// A [`Ramp`](super::Ramp) growth above 1 came without a max.
     GrowthWithoutMax {
         /// The growth given.
         growth: f64,
     },
-    /// A [`Ramp`] max was below its first or its size.
+    /// A [`Ramp`](super::Ramp) max was below its first or its size.
     MaxTooSmall {
         /// The max given.
         max: usize,
@@ -55,7 +55,7 @@ pub enum PolicyError {
         /// The ramp's second chunk size.
         size: usize,
     },
-    /// A [`Scheduled`] prime was larger than its context.
+    /// A [`Scheduled`](super::Scheduled) prime was larger than its context.
     PrimeOutOfRange {
         /// The prime given.
         prime: usize,

@@ -34,8 +34,8 @@ pub enum Event {
     },
 }
 
-/// A pending connection request; accept it with [`Endpoint::accept`] or
-/// reject it with [`Listener::reject`].
+/// A pending connection request; accept it with [`Endpoint::accept`](super::Endpoint::accept) or
+/// reject it with [`Listener::reject`](super::Listener::reject).
 #[derive(Debug)]
 pub struct ConnRequest(pub(crate) ucp_conn_request_h);
 
@@ -62,20 +62,20 @@ impl fmt::Debug for AmMessage {
 /// Where an active message's data is.
 #[derive(Debug)]
 pub enum AmData {
-    /// Still at the sender: fetch it with [`Worker::recv_data`] straight
-    /// into its destination, or drop it with [`Worker::release_data`].
+    /// Still at the sender: fetch it with [`Worker::recv_data`](super::Worker::recv_data) straight
+    /// into its destination, or drop it with [`Worker::release_data`](super::Worker::release_data).
     Rendezvous(DataDesc),
     /// Came with the message (eager), copied here.
     Eager(Vec<u8>),
     /// Came with the message, but longer than
-    /// [`Worker::set_max_eager_copy`]: not copied (only its length is
+    /// [`Worker::set_max_eager_copy`](super::Worker::set_max_eager_copy): not copied (only its length is
     /// known, [`AmMessage::length`]).
     Discarded,
 }
 
 /// UCX's descriptor of a rendezvous payload, kept past its callback (the
 /// handler returned `UCS_INPROGRESS`). Exactly one of
-/// [`Worker::recv_data`] and [`Worker::release_data`] consumes it.
+/// [`Worker::recv_data`](super::Worker::recv_data) and [`Worker::release_data`](super::Worker::release_data) consumes it.
 #[derive(Debug)]
 pub struct DataDesc(pub(crate) *mut c_void);
 
