@@ -1,7 +1,7 @@
 //! The UCP context and memory registered with it.
 
-use super::*;
 use crate::error::NetError;
+use crate::ucx::status::check;
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::ptr;
@@ -147,7 +147,7 @@ impl MemRegion {
 
 impl MemRegion {
     /// The remote key of the range, packed for a peer
-    /// ([`Endpoint::unpack_rkey`]) that reads it with [`Endpoint::get`].
+    /// ([`Endpoint::unpack_rkey`](super::Endpoint::unpack_rkey)) that reads it with [`Endpoint::get`](super::Endpoint::get).
     ///
     /// # Errors
     ///

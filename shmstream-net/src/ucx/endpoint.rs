@@ -1,8 +1,12 @@
 //! An endpoint (a client's connection or an accepted one), its sends and
 //! RDMA reads, and the remote keys they use.
 
-use super::*;
 use crate::error::NetError;
+use crate::ucx::context::MemRegion;
+use crate::ucx::event::{err_cb, send_cb, ConnRequest};
+use crate::ucx::listener::sockaddr;
+use crate::ucx::status::{check, request_result};
+use crate::ucx::worker::Worker;
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -32,7 +36,7 @@ impl Drop for RemoteKey {
 }
 
 /// A connection to the peer, with error handling on (a failed peer or
-/// link becomes an [`Event::EpError`] and fails the requests in flight).
+/// link becomes an [`Event::EpError`](super::Event::EpError) and fails the requests in flight).
 pub struct Endpoint {
     worker: Rc<Worker>,
     handle: ucp_ep_h,
@@ -77,7 +81,7 @@ impl Endpoint {
     /// # Errors
     ///
     /// [`NetError::Ucx`]; an address nobody listens on fails later, as an
-    /// [`Event::EpError`].
+    /// [`Event::EpError`](super::Event::EpError).
     pub fn connect(worker: &Rc<Worker>, addr: &SocketAddr) -> Result<Endpoint, NetError> {
         let (storage, len) = sockaddr(addr);
         // SAFETY: all-zero is a valid ucp_ep_params_t.
@@ -111,7 +115,7 @@ impl Endpoint {
     /// (`rndv`: force the rendezvous protocol, so the receiver fetches the
     /// data into its own memory; otherwise force the eager one, the data
     /// travelling with the header). `Ok(None)`: sent already; `Ok(Some(r))`:
-    /// an [`Event::SendDone`] with request `r` follows.
+    /// an [`Event::SendDone`](super::Event::SendDone) with request `r` follows.
     ///
     /// # Safety
     ///
@@ -192,7 +196,7 @@ impl Endpoint {
 
     /// Reads `len` bytes of the peer's memory at `remote` (covered by
     /// `rkey`) into `dst` (`ucp_get_nbx`). `Ok(None)`: done already;
-    /// `Ok(Some(r))`: an [`Event::SendDone`] with request `r` follows.
+    /// `Ok(Some(r))`: an [`Event::SendDone`](super::Event::SendDone) with request `r` follows.
     ///
     /// # Safety
     ///

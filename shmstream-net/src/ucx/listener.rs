@@ -1,8 +1,10 @@
 //! The listener side: bind, accept or reject connection requests; socket
 //! addresses to and from their C form.
 
-use super::*;
 use crate::error::NetError;
+use crate::ucx::event::{conn_cb, ConnRequest};
+use crate::ucx::status::check;
+use crate::ucx::worker::Worker;
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -67,7 +69,7 @@ pub(crate) fn from_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAd
 }
 
 /// A listening socket address (`ucp_listener_create`); each client's
-/// request arrives as [`Event::ConnRequest`].
+/// request arrives as [`Event::ConnRequest`](super::Event::ConnRequest).
 pub struct Listener {
     worker: Rc<Worker>,
     handle: ucp_listener_h,

@@ -18,5 +18,4 @@ pub use context::*;
 pub use endpoint::*;
 pub use event::*;
 pub use listener::*;
-pub(crate) use status::*;
 pub use worker::*;

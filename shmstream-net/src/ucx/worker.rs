@@ -1,8 +1,10 @@
 //! One side's worker: progress, events, active-message handler and the
 //! receives and sends it runs.
 
-use super::*;
 use crate::error::NetError;
+use crate::ucx::context::{Context, MemRegion};
+use crate::ucx::event::{am_cb, recv_cb, DataDesc, Event, Events};
+use crate::ucx::status::{check, request_result};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ffi::c_void;
@@ -82,7 +84,7 @@ impl Worker {
     }
 
     /// Eager payloads longer than `bytes` are not copied out of UCX's
-    /// buffer: they arrive as [`AmData::Discarded`] with their length. A
+    /// buffer: they arrive as [`AmData::Discarded`](super::AmData::Discarded) with their length. A
     /// receiver sets its stream's payload capacity, which no tensor it
     /// takes exceeds, so a peer's oversized eager message costs no copy
     /// (UCX itself still assembles it whole before the callback).
