@@ -89,7 +89,11 @@ fn each_layer_uses_only_the_layers_below_it() {
             // Handles may use each other (no circle: checked by the test
             // the included file brings); folders only lower layers.
             if to > from || (to == from && LAYERS[from].len() == 1) {
-                upward.push(format!("{module} (layer {from}) -> {other} (layer {to})"));
+                upward.push(format!(
+                    "{module} (layer {}) -> {other} (layer {})",
+                    from + 1,
+                    to + 1
+                ));
             }
         }
     }
