@@ -39,8 +39,8 @@
 
 use crate::error::StreamError;
 use crate::producer::{Producer, Slot};
-use crate::ring::{check_id, ProducerRing, SlotState};
-use crate::tensor::TensorMeta;
+use crate::protocol::ring_producer::{check_id, ProducerRing, SlotState};
+use crate::protocol::tensor::TensorMeta;
 use std::fmt;
 use std::time::Duration;
 

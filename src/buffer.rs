@@ -2,12 +2,12 @@
 //! sections 2 and 4, on the shared-memory ring.
 
 use crate::chunk::StreamChunk;
-use crate::chunker::Chunker;
 use crate::config::StreamId;
 use crate::consumer::Consumer;
 use crate::error::{SetupError, StreamError};
+use crate::policy::chunker::Chunker;
 use crate::policy::ChunkPolicy;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ pub struct StreamBuffer<E = ()> {
     edges: VecDeque<E>,
     id: StreamId,
     /// Chunks popped as leases (`lease.rs`), not yet handed back.
-    pub(crate) leases: crate::lease::Leases,
+    pub(crate) leases: Leases,
 }
 
 /// [`StreamBuffer::new`] refused its arguments; the consumer comes back
@@ -106,7 +106,7 @@ impl<E> StreamBuffer<E> {
             chunker: Chunker::at(Box::new(policy), start),
             edges: VecDeque::new(),
             id,
-            leases: crate::lease::Leases::default(),
+            leases: Leases::default(),
         })
     }
 
@@ -257,5 +257,27 @@ impl<E> StreamBuffer<E> {
     /// The reference's `pop_waiting_edge`: the oldest stored edge.
     pub fn pop_waiting_edge(&mut self) -> Option<E> {
         self.edges.pop_front()
+    }
+}
+
+/// The buffer's table of live leases.
+#[derive(Debug, Default)]
+pub(crate) struct Leases {
+    /// By serial: the window `(start, len)` each live lease shows.
+    pub(crate) live: BTreeMap<u64, (u64, usize)>,
+    /// By start position: how many live, non-empty leases start there. Its
+    /// first key is the ring's hold.
+    pub(crate) holds: BTreeMap<u64, u32>,
+}
+
+impl Leases {
+    /// The oldest position a live lease shows (`u64::MAX`: none).
+    pub(crate) fn hold(&self) -> u64 {
+        self.holds.keys().next().copied().unwrap_or(u64::MAX)
+    }
+
+    /// The window of the live lease with this serial.
+    pub(crate) fn window(&self, serial: u64) -> Option<(u64, usize)> {
+        self.live.get(&serial).copied()
     }
 }

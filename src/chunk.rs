@@ -1,7 +1,7 @@
 //! `StreamChunk`: what `pop_chunk` hands the model, its items in place.
 
 use crate::consumer::stacked;
-use crate::ring::ConsumerRing;
+use crate::protocol::ring_consumer::ConsumerRing;
 use crate::view::{ItemView, TensorView};
 use std::fmt;
 

@@ -4,11 +4,10 @@
 //! from them.
 
 use crate::error::SetupError;
-use crate::layout::{Geometry, MAX_NAME_LEN};
+use crate::protocol::layout::{Geometry, MAX_NAME_LEN};
 use std::time::Duration;
 
-/// Longest segment-name prefix.
-pub const MAX_PREFIX_LEN: usize = 32;
+pub use crate::protocol::layout::MAX_PREFIX_LEN;
 /// The prefix of segment names unless configured otherwise.
 pub const DEFAULT_PREFIX: &str = "shmstream-";
 
@@ -156,7 +155,7 @@ impl StreamConfig {
                 .saturating_mul(self.item_bytes)
                 .checked_next_power_of_two()
                 .unwrap_or(u64::MAX)
-                .max(crate::layout::PAGE as u64)
+                .max(crate::protocol::layout::PAGE as u64)
         })
     }
 

@@ -3,7 +3,7 @@
 //! policies on top of it.
 
 use crate::error::StreamError;
-use crate::ring::{ConsumerRing, Snapshot};
+use crate::protocol::ring_consumer::{ConsumerRing, Snapshot};
 use crate::view::{ItemView, TensorView};
 use std::fmt;
 use std::time::Duration;

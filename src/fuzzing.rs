@@ -3,9 +3,8 @@
 //! Not part of the stable API.
 
 use crate::error::{SetupError, StreamError};
-use crate::layout::{
-    Descriptor, ItemId, ItemMeta, SideEntry, DESCRIPTOR_BYTES, HEADER_BYTES, SIDE_ENTRY_BYTES,
-};
+use crate::protocol::descriptor::{Descriptor, ItemId, ItemMeta, SideEntry};
+use crate::protocol::layout::{DESCRIPTOR_BYTES, HEADER_BYTES, SIDE_ENTRY_BYTES};
 use crate::sync::Ordering;
 
 pub mod layout;
@@ -25,7 +24,7 @@ pub fn check_header(page: &[u8], file_len: u64) -> Result<(), SetupError> {
     copy.0[..n].copy_from_slice(&page[..n]);
     // SAFETY: `copy` is HEADER_BYTES readable, page-aligned bytes that live
     // for the call.
-    unsafe { crate::segment::read_header(copy.0.as_ptr(), file_len, "(fuzz)") }.map(|_| ())
+    unsafe { crate::os::header::read_header(copy.0.as_ptr(), file_len, "(fuzz)") }.map(|_| ())
 }
 
 /// What [`check_descriptor`] accepted: the item's id, byte count and
@@ -86,9 +85,9 @@ pub fn check_descriptor(
         d.store(word(16 + k), Ordering::Relaxed);
     }
     let payload_bytes = payload_bytes
-        .clamp(4096, crate::layout::MAX_PAYLOAD_BYTES)
+        .clamp(4096, crate::protocol::layout::MAX_PAYLOAD_BYTES)
         .next_power_of_two();
-    let bounds = crate::layout::Bounds {
+    let bounds = crate::protocol::descriptor::Bounds {
         walk_end,
         oldest_start: (oldest_start != u64::MAX).then_some(oldest_start),
         payload_bytes,
@@ -97,7 +96,7 @@ pub fn check_descriptor(
     let mut meta = ItemMeta::EMPTY;
     let read = ItemMeta::read_into(&desc, &side, position, bounds, None, &mut meta)?;
     let id = ItemId::read(&side, position, meta.id_len)?;
-    if read.status != crate::layout::STATUS_COMMITTED {
+    if read.status != crate::protocol::layout::STATUS_COMMITTED {
         return Ok(None);
     }
     // The same words again, as the next item of a run: the shortcut must
@@ -106,7 +105,10 @@ pub fn check_descriptor(
     let second = ItemMeta::read_into(&desc, &side, position, bounds, Some(&meta), &mut again)
         .expect("the same descriptor is accepted as the next item of its run");
     assert_eq!(second.status, read.status);
-    assert_eq!(second.same_shape, meta.shape_key.1 != crate::layout::WIDE);
+    assert_eq!(
+        second.same_shape,
+        meta.shape_key.1 != crate::protocol::descriptor::WIDE
+    );
     assert_eq!(
         (
             again.dtype,

@@ -19,7 +19,6 @@ use crate::buffer::StreamBuffer;
 use crate::consumer::stacked;
 use crate::error::StreamError;
 use crate::view::{ItemView, TensorView};
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -125,27 +124,6 @@ impl std::fmt::Display for ForeignLease {
 
 impl std::error::Error for ForeignLease {}
 
-/// The buffer's table of live leases.
-#[derive(Debug, Default)]
-pub(crate) struct Leases {
-    /// By serial: the window `(start, len)` each live lease shows.
-    live: BTreeMap<u64, (u64, usize)>,
-    /// By start position: how many live, non-empty leases start there. Its
-    /// first key is the ring's hold.
-    holds: BTreeMap<u64, u32>,
-}
-
-impl Leases {
-    /// The oldest position a live lease shows (`u64::MAX`: none).
-    fn hold(&self) -> u64 {
-        self.holds.keys().next().copied().unwrap_or(u64::MAX)
-    }
-
-    fn window(&self, lease: &ChunkLease) -> Option<(u64, usize)> {
-        self.live.get(&lease.serial).copied()
-    }
-}
-
 impl<E> StreamBuffer<E> {
     /// Pops the next chunk (as [`pop_chunk`](Self::pop_chunk)) as a lease:
     /// the buffer advances, but the chunk's slots stay unreleased until the
@@ -244,7 +222,7 @@ impl<E> StreamBuffer<E> {
     /// Item `i` of a leased chunk, in place; `None` past its end or for a
     /// lease this buffer does not hold.
     pub fn lease_item(&self, lease: &ChunkLease, i: usize) -> Option<ItemView<'_>> {
-        let (start, len) = self.leases.window(lease)?;
+        let (start, len) = self.leases.window(lease.serial)?;
         (i < len).then(|| {
             let position = start + i as u64;
             let ring = &self.consumer.ring;
@@ -260,7 +238,7 @@ impl<E> StreamBuffer<E> {
     /// its items share dtype and shape; `None` for an empty chunk, mixed
     /// items, or a lease this buffer does not hold.
     pub fn lease_stacked(&self, lease: &ChunkLease) -> Option<TensorView<'_>> {
-        let (start, len) = self.leases.window(lease)?;
+        let (start, len) = self.leases.window(lease.serial)?;
         // The window is held unreleased (see `lease_item`).
         stacked(&self.consumer.ring, start, len as u64)
     }
@@ -269,7 +247,7 @@ impl<E> StreamBuffer<E> {
     /// lease this buffer does not hold; an id is empty when corrupt, see
     /// [`ItemView::id`]).
     pub fn lease_ids(&self, lease: &ChunkLease) -> impl ExactSizeIterator<Item = &str> + '_ {
-        let (start, len) = self.leases.window(lease).unwrap_or((0, 0));
+        let (start, len) = self.leases.window(lease.serial).unwrap_or((0, 0));
         let ring = &self.consumer.ring;
         (0..len).map(move |i| ring.id(start + i as u64).unwrap_or_default())
     }

@@ -45,44 +45,46 @@
 #[cfg(not(target_pointer_width = "64"))]
 compile_error!("shmstream supports 64-bit targets only: segment offsets and sizes are 64-bit and are used as addresses");
 
-mod batch;
-pub mod binding;
-mod buffer;
-mod chunk;
-mod chunker;
+// The layers, lowest first; each folder's `mod.rs` says what it may use,
+// `tests/layering.rs` checks it, and docs/design.md draws the picture.
+//
+// 1. error.rs   the error types every layer returns
+// 2. sync/      the atomics (std or loom) and the doorbell (futex, membarrier)
+// 3. protocol/  the segment's bytes and the rules for changing them: no OS calls
+// 4. config.rs  what names and sizes a stream
+// 5. policy/    chunk policies and the chunker: pure counting
+// 6. os/        shared-memory segments, liveness locks, fork
+// 7. (top)      the handles: producer, consumer, buffer, chunk, view, lease, batch, open
+// 8. hub/       a worker's many streams and one wake-up
+//    binding/   beside them: the shared layer of every language binding
 mod config;
-mod consumer;
-mod doorbell;
 mod error;
 #[cfg(not(loom))]
-mod fork;
+mod os;
+pub mod policy;
+mod protocol;
+mod sync;
+
+mod batch;
+mod buffer;
+mod chunk;
+mod consumer;
+mod lease;
+mod open;
+mod producer;
+mod view;
+
+mod hub;
+
+pub mod binding;
 #[cfg(all(feature = "fuzzing", not(loom)))]
 #[doc(hidden)]
 pub mod fuzzing;
-#[cfg(not(loom))]
-mod handover;
+
 // The loom models run the hand-over decision itself (not part of the API).
 #[cfg(loom)]
 #[doc(hidden)]
-pub mod handover;
-#[cfg(any(loom, miri))]
-mod heap;
-mod hub;
-mod hub_producer;
-#[cfg(not(loom))]
-mod hub_segment;
-mod layout;
-mod lease;
-mod open;
-pub mod policy;
-mod producer;
-mod ring;
-#[cfg(not(loom))]
-mod segment;
-mod stream_set;
-mod sync;
-mod tensor;
-mod view;
+pub use protocol::handover;
 
 /// The README's code blocks, compiled and run as doc tests.
 #[cfg(doctest)]
@@ -95,19 +97,25 @@ pub use chunk::StreamChunk;
 pub use config::{StreamConfig, StreamId, DEFAULT_PREFIX, MAX_PREFIX_LEN};
 pub use consumer::Consumer;
 pub use error::{Resource, SetupError, StreamError};
-pub use hub::{DEFAULT_HUB_ENTRIES, MAX_HUB_ENTRIES, MAX_HUB_PRODUCERS, MIN_HUB_ENTRIES};
-pub use hub_producer::Hub;
-#[cfg(not(loom))]
-pub use hub_segment::{hub_name, inspect_hub, HubInfo, HubStreamInfo, MAX_WORKER_LEN};
-pub use layout::{
-    placement_align, MAX_ALIGN, MAX_CAPACITY, MAX_DIMS, MAX_ID_LEN, MAX_NAME_LEN,
-    MAX_PAYLOAD_BYTES, MIN_ALIGN,
-};
+pub use hub::producer::Hub;
+pub use hub::stream_set::{Adopter, StreamKey, StreamSet, WATCH_SLICE};
 pub use lease::{ChunkLease, ForeignLease};
 pub use open::{in_process, in_process_buffer};
-pub use producer::{CommitError, Producer, Slot};
 #[cfg(not(loom))]
-pub use segment::{inspect, list_segments, remove_if_dead, SegmentInfo};
-pub use stream_set::{Adopter, StreamKey, StreamSet, WATCH_SLICE};
-pub use tensor::{DType, TensorMeta};
+pub use os::hub_segment::{hub_name, inspect_hub, HubInfo, HubStreamInfo, MAX_WORKER_LEN};
+#[cfg(not(loom))]
+pub use os::inspect::{inspect, SegmentInfo};
+#[cfg(not(loom))]
+pub use os::reclaim::remove_if_dead;
+#[cfg(not(loom))]
+pub use os::shm::list_segments;
+pub use producer::{CommitError, Producer, Slot};
+pub use protocol::hub_layout::{
+    DEFAULT_HUB_ENTRIES, MAX_HUB_ENTRIES, MAX_HUB_PRODUCERS, MIN_HUB_ENTRIES,
+};
+pub use protocol::layout::{
+    placement_align, MAX_ALIGN, MAX_CAPACITY, MAX_ID_LEN, MAX_NAME_LEN, MAX_PAYLOAD_BYTES,
+    MIN_ALIGN,
+};
+pub use protocol::tensor::{DType, TensorMeta, MAX_DIMS};
 pub use view::{Element, ItemView, TensorView};

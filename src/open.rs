@@ -5,11 +5,12 @@ use crate::buffer::StreamBuffer;
 use crate::config::StreamConfig;
 use crate::consumer::Consumer;
 use crate::error::SetupError;
-#[cfg(any(loom, miri))]
-use crate::heap::heap_ring;
 use crate::policy::ChunkPolicy;
 use crate::producer::Producer;
-use crate::ring::{ConsumerRing, ProducerRing};
+#[cfg(any(loom, miri))]
+use crate::protocol::heap::heap_ring;
+use crate::protocol::ring_consumer::ConsumerRing;
+use crate::protocol::ring_producer::ProducerRing;
 
 /// A stream within this process: a producer and a consumer for two threads
 /// (or one). Same protocol and layout as a shared segment, in an anonymous
@@ -28,7 +29,7 @@ pub fn in_process(config: &StreamConfig) -> Result<(Producer, Consumer), SetupEr
     #[cfg(not(any(loom, miri)))]
     let (p, c) = {
         let _ = geometry; // `anonymous` checks the config itself
-        crate::segment::anonymous(config)?
+        crate::os::segment::anonymous(config)?
     };
     Ok((
         Producer::from_ring(ProducerRing::new(p), config.timeout),
@@ -63,7 +64,7 @@ impl Producer {
     /// [`SetupError::AlreadyExists`] when a live process owns the name,
     /// [`SetupError::ForeignSegment`] for another user's, and OS errors.
     pub fn create(config: &StreamConfig) -> Result<Producer, SetupError> {
-        let (mem, _name) = crate::segment::create(config)?;
+        let (mem, _name) = crate::os::segment::create(config)?;
         Ok(Producer::from_ring(ProducerRing::new(mem), config.timeout))
     }
 }
@@ -80,7 +81,7 @@ impl Consumer {
     /// [`SetupError::IdentityMismatch`], [`SetupError::ForeignSegment`],
     /// [`SetupError::ConsumerAlreadyAttached`], and OS errors.
     pub fn open(config: &StreamConfig) -> Result<Consumer, SetupError> {
-        let (mem, _name) = crate::segment::open(config)?;
+        let (mem, _name) = crate::os::segment::open(config)?;
         Ok(Consumer::from_ring(ConsumerRing::new(mem), config.timeout))
     }
 }
@@ -96,7 +97,7 @@ impl<E> StreamBuffer<E> {
         config: &StreamConfig,
         policy: impl ChunkPolicy + 'static,
     ) -> Result<Self, SetupError> {
-        let (mem, _name) = crate::segment::open(config)?;
+        let (mem, _name) = crate::os::segment::open(config)?;
         // Refuse before attaching: a consumer handle that came and went
         // would mark the stream's consumer as gone for good.
         let window = policy.max_window();

@@ -2,10 +2,10 @@
 //! writable slots, commits them in any order, and signals done.
 
 use crate::error::StreamError;
-use crate::layout::MAX_ID_LEN;
-use crate::ring::{check_id, ProducerRing, Reservation, SlotState};
+use crate::protocol::layout::MAX_ID_LEN;
+use crate::protocol::ring_producer::{check_id, ProducerRing, Reservation, SlotState};
+use crate::protocol::tensor::TensorMeta;
 use crate::sync::WriteGuard;
-use crate::tensor::TensorMeta;
 use std::cell::RefCell;
 use std::fmt;
 use std::time::Duration;
@@ -529,8 +529,19 @@ impl Drop for Slot<'_> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use super::Producer;
     use crate::config::{StreamConfig, StreamId};
-    use crate::open::in_process;
+    use crate::protocol::ring_producer::ProducerRing;
+
+    /// A producer on an anonymous segment, and the segment's consumer half
+    /// (kept, so the producer's peer is there); what `in_process` builds,
+    /// made here so the handle's tests need nothing above it.
+    fn in_process(
+        config: &StreamConfig,
+    ) -> Result<(Producer, impl Sized), crate::error::SetupError> {
+        let (p, c) = crate::os::segment::anonymous(config)?;
+        Ok((Producer::from_ring(ProducerRing::new(p), config.timeout), c))
+    }
 
     #[test]
     fn debug_shows_the_ring_or_says_it_is_in_use_without_panicking() {
@@ -557,7 +568,7 @@ mod tests {
 
     #[test]
     fn a_refused_commit_says_so_keeps_its_slot_and_gives_its_cause() {
-        use crate::tensor::{DType, TensorMeta};
+        use crate::protocol::tensor::{DType, TensorMeta};
         use std::error::Error;
         let id = StreamId {
             request_id: "c".into(),

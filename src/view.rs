@@ -2,9 +2,9 @@
 //! consecutive items stacked into one tensor `[n, *shape]`.
 
 use crate::error::StreamError;
-use crate::layout::{ItemMeta, MAX_DIMS};
-use crate::ring::ConsumerRing;
-use crate::tensor::DType;
+use crate::protocol::descriptor::ItemMeta;
+use crate::protocol::ring_consumer::ConsumerRing;
+use crate::protocol::tensor::{DType, MAX_DIMS};
 use std::fmt;
 use std::marker::PhantomData;
 

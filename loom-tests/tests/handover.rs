@@ -3,7 +3,7 @@
 //! while the worker's set adopts it or not and goes too (closing every
 //! entry, then settling each stream it found published and never adopted
 //! through the segment's `consumer_pid` word: the real decision code of
-//! `src/handover.rs`). The OS parts are modelled here: the segment's name
+//! `src/protocol/handover.rs`). The OS parts are modelled here: the segment's name
 //! (present or not), the producer's liveness lock (released after its last
 //! step or when it is killed), and the segment's contents (a loom cell the
 //! producer writes before it goes, and that a side removing the name reads

@@ -3,10 +3,11 @@
 //! `offset_of!` and the field's type), every shared struct's size and
 //! alignment, and the geometry functions. Not part of the stable API.
 
-use crate::doorbell::Doorbell;
-use crate::hub::{Entry, HubControl, HubGeometry, HUB_CONTROL_OFFSET};
-use crate::hub_segment::HubHeader;
-use crate::layout::{Control, Descriptor, Geometry, Header, SideEntry, CONTROL_OFFSET};
+use crate::os::hub_segment::HubHeader;
+use crate::protocol::descriptor::{Descriptor, SideEntry};
+use crate::protocol::hub_layout::{Entry, HubControl, HubGeometry, HUB_CONTROL_OFFSET};
+use crate::protocol::layout::{Control, Geometry, Header, CONTROL_OFFSET};
+use crate::sync::doorbell::Doorbell;
 use core::mem::{align_of, offset_of, size_of};
 
 /// One field of a shared struct, where a documented table places it.
@@ -148,7 +149,8 @@ pub fn structs() -> Vec<(&'static str, usize, usize)> {
 ///
 /// For a capacity `Geometry` refuses.
 pub fn segment_offsets(capacity: u64) -> (u64, u64, u64, u64) {
-    let g = Geometry::new(capacity, 0, crate::layout::PAGE as u64).expect("a valid capacity");
+    let g =
+        Geometry::new(capacity, 0, crate::protocol::layout::PAGE as u64).expect("a valid capacity");
     (
         g.descriptors_offset,
         g.side_offset,

@@ -1,11 +1,12 @@
 //! A ring on the heap: both sides in one process. This is what loom, Miri
 //! and the in-process tests run the protocol on, and what
-//! [`in_process`](crate::in_process) hands out. No OS call, no mirror: a
+//! the in-process constructors hand out. No OS call, no mirror: a
 //! stacked view of a window that wraps around the ring is not available
 //! here (a shared-memory segment maps its payload twice and has it).
 
-use crate::layout::{Control, Descriptor, Geometry, SideEntry};
-use crate::ring::{Backing, RingMem, Side};
+use crate::protocol::descriptor::{Descriptor, SideEntry};
+use crate::protocol::layout::{Control, Geometry};
+use crate::protocol::ring::{Backing, RingMem, Side};
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 use std::sync::Arc;

@@ -6,8 +6,10 @@
 use crate::config::{StreamConfig, StreamId};
 use crate::consumer::Consumer;
 use crate::error::SetupError;
-use crate::hub::{Attachment, HubMem, Notifier, MAX_HUB_PRODUCERS};
 use crate::producer::Producer;
+use crate::protocol::hub::{Attachment, Bitmap, HubMem};
+use crate::protocol::hub_layout::MAX_HUB_PRODUCERS;
+use crate::protocol::wake::Wake;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -99,7 +101,7 @@ impl Hub {
     /// header, and OS errors.
     #[cfg(not(loom))]
     pub fn attach(worker: &str, prefix: &str) -> Result<Hub, SetupError> {
-        let mem = crate::hub_segment::attach(worker, prefix)?;
+        let mem = crate::os::hub_segment::attach(worker, prefix)?;
         Hub::from_mem(Arc::new(mem), None)
     }
 
@@ -197,7 +199,7 @@ impl Hub {
         // when its set goes) removes if its producer is dead.
         let (entry, gen) = self
             .attachment
-            .claim(crate::segment::remove_stale)
+            .claim(crate::os::reclaim::remove_stale)
             .ok_or_else(full)?;
         let me = self.attachment.id;
         let id = &config.id;
@@ -214,14 +216,17 @@ impl Hub {
         // adopted the stream leaves the segment to it (nothing is lost).
         // Created before the entry is published, so a published entry
         // always names an initialised segment.
-        let mem = match crate::segment::create_with(config, true) {
+        let mem = match crate::os::segment::create_with(config, true) {
             Ok((mem, _name)) => mem,
             Err(e) => {
                 hub.unclaim(entry, gen, me);
                 return Err(e);
             }
         };
-        let producer = Producer::from_ring(crate::ring::ProducerRing::new(mem), config.timeout);
+        let producer = Producer::from_ring(
+            crate::protocol::ring_producer::ProducerRing::new(mem),
+            config.timeout,
+        );
         self.wire(&producer, entry);
         if !hub.publish(entry, gen, me, pid) {
             // The worker's set closed the entry first (it is going): the
@@ -245,9 +250,30 @@ impl Hub {
     }
 
     fn wire(&self, producer: &Producer, entry: u32) {
-        producer
-            .ring
-            .borrow_mut()
-            .set_notifier(Notifier::new(self.attachment.clone(), entry));
+        producer.ring.borrow_mut().set_notifier(Box::new(Notifier {
+            attachment: self.attachment.clone(),
+            entry,
+        }));
+    }
+}
+
+/// What a hub stream's producer calls when it publishes (a commit, an
+/// abandoned slot, done, its departure): sets the stream's ready bit and
+/// wakes the worker if it sleeps. The ring's wake hook, implemented by the
+/// hub so that the protocol below never names the hub above it.
+#[derive(Debug)]
+struct Notifier {
+    attachment: Arc<Attachment>,
+    entry: u32,
+}
+
+impl Wake for Notifier {
+    #[inline]
+    fn notify(&self) {
+        self.attachment.hub.set_bit(Bitmap::Ready, self.entry);
+    }
+
+    fn worker_alive(&self) -> bool {
+        self.attachment.hub.owner_alive()
     }
 }

@@ -1,6 +1,15 @@
+//! Layer 2 of 8, **sync**: the primitives the protocol is built from, and
+//! the one place that switches them for the model checker: the atomics
+//! (std's, or loom's under `--cfg loom`) and the [`doorbell`] (a futex
+//! and `membarrier` on Linux, a loom model under `cfg(loom)`, a stand-in
+//! under Miri). The only OS calls below `os`, each behind that switch.
+//! Uses nothing else in the crate.
+//!
 //! The one place that picks the atomics: std's in production, loom's when
 //! the crate is built with `--cfg loom`, so the model checker runs the real
 //! protocol code. Nothing else in the crate names `std::sync::atomic`.
+
+pub(crate) mod doorbell;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};

@@ -101,16 +101,17 @@ pub fn worker_closes(word: &AtomicU32) -> Close {
 #[cfg(loom)]
 #[derive(Debug)]
 pub struct ModelHub {
-    hub: crate::hub::HubMem,
-    producer: crate::hub::ProducerId,
-    other: crate::hub::ProducerId,
+    hub: crate::protocol::hub::HubMem,
+    producer: crate::protocol::hub_layout::ProducerId,
+    other: crate::protocol::hub_layout::ProducerId,
 }
 
 #[cfg(loom)]
 impl ModelHub {
     /// A hub of the fewest entries, with two producers attached.
     pub fn new() -> ModelHub {
-        let hub = crate::hub::heap_hub(crate::hub::MIN_HUB_ENTRIES).expect("a valid size");
+        let hub = crate::protocol::hub_heap::heap_hub(crate::protocol::hub_layout::MIN_HUB_ENTRIES)
+            .expect("a valid size");
         let producer = hub.attach_producer(1).expect("a free slot");
         let other = hub.attach_producer(2).expect("a free slot");
         ModelHub {
@@ -143,7 +144,7 @@ impl ModelHub {
     /// only multiply loom's interleavings).
     pub fn close_first(&self) -> Option<u32> {
         match self.hub.close(0) {
-            crate::hub::EntryState::Published { gen, .. } => Some(gen),
+            crate::protocol::hub_layout::EntryState::Published { gen, .. } => Some(gen),
             _ => None,
         }
     }
@@ -153,9 +154,15 @@ impl ModelHub {
     pub fn take_announced(&self) -> Vec<u32> {
         let mut announced = Vec::new();
         self.hub
-            .take(crate::hub::Bitmap::Announce, 0, |e| announced.push(e));
-        announced
-            .retain(|&e| matches!(self.hub.state(e), crate::hub::EntryState::Published { .. }));
+            .take(crate::protocol::hub::Bitmap::Announce, 0, |e| {
+                announced.push(e)
+            });
+        announced.retain(|&e| {
+            matches!(
+                self.hub.state(e),
+                crate::protocol::hub_layout::EntryState::Published { .. }
+            )
+        });
         announced
     }
 }

@@ -1,8 +1,10 @@
 //! Element types, shapes and the metadata a producer commits with a tensor.
 
 use crate::error::StreamError;
-use crate::layout::MAX_DIMS;
 use std::fmt;
+
+/// Most dimensions a tensor may have.
+pub const MAX_DIMS: usize = 8;
 
 /// The element type of a tensor. The discriminant is the code stored in
 /// shared memory, so it must never change for an existing variant.

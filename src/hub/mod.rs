@@ -1,0 +1,11 @@
+//! Layer 8 of 8, **hub**: many streams and one wake-up per consumer
+//! worker: [`Hub`](producer::Hub), a producer's attachment that creates
+//! announced streams, and [`StreamSet`](stream_set::StreamSet), the
+//! worker's set with `wait_any`. Built from the handles, `os` and
+//! `protocol`; nothing in the crate below uses it.
+
+mod adopt;
+mod member;
+pub(crate) mod producer;
+pub(crate) mod stream_set;
+mod watch;

@@ -1,0 +1,479 @@
+//! The producer's side of the ring: reserve in order (slot and payload
+//! bytes), commit or abandon in any order, publish the in-order prefix,
+//! wait for space.
+
+use crate::error::{Resource, StreamError};
+use crate::protocol::descriptor::Descriptor;
+use crate::protocol::layout::{
+    placement_align, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_PRODUCER_GONE,
+    MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
+};
+use crate::protocol::ring::{RingMem, Side};
+use crate::protocol::tensor::TensorMeta;
+use crate::protocol::wait::{wait_for, Waited};
+use crate::protocol::wake::Wake;
+use crate::sync::Ordering;
+use std::time::Duration;
+
+/// Where a reserved position stands on the producer's side. A position
+/// has at most one live write handle: only `Free -> Held` (reserve),
+/// `Pending -> Held` (a by-id call takes it up again) and back are allowed,
+/// and each transition is checked here, whatever the public call sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    /// Published (committed or abandoned), or never reserved in this lap.
+    Free,
+    /// Reserved; one `Slot` handle writes it.
+    Held,
+    /// Reserved by `pre_read_register`; no handle, a by-id call finds it.
+    Pending,
+}
+
+/// Where a registration landed: its stream position and its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reservation {
+    pub(crate) position: u64,
+    /// Payload byte position (never wraps).
+    pub(crate) offset: u64,
+    /// Bytes reserved.
+    pub(crate) len: u64,
+}
+
+/// The producer's side of the protocol. Its cursors are private; only
+/// `registered` and the descriptors are published.
+#[derive(Debug)]
+pub(crate) struct ProducerRing {
+    mem: RingMem,
+    /// Next position to reserve (the value of `registered` we published).
+    next: u64,
+    /// Last `released` we loaded; reloaded only when the ring looks full.
+    cached_released: u64,
+    /// By slot: where the reservation of the position that last reserved it
+    /// starts. The oldest unreleased position's start is the floor of free
+    /// space: nothing may be placed past it plus the payload length.
+    starts: Box<[u64]>,
+    /// End of the newest reservation: the next one starts at or after it.
+    head: u64,
+    /// By slot: the state of the position that last reserved it.
+    states: Box<[SlotState]>,
+    /// No position below it is `Held` or `Pending`; at most `next`. The
+    /// consumer cannot have released past it (it never saw it complete), so
+    /// a `released` beyond it is corrupt, not a licence to reuse the slot.
+    oldest_open: u64,
+    /// A stream of a worker hub: marks the stream ready in the hub at every
+    /// publication (after the stream's own bell), so the worker waiting on
+    /// all its streams at once wakes up. The ring knows only the hook.
+    notifier: Option<Box<dyn Wake>>,
+}
+
+impl ProducerRing {
+    pub(crate) fn new(mem: RingMem) -> Self {
+        let capacity = mem.capacity as usize;
+        ProducerRing {
+            mem,
+            next: 0,
+            cached_released: 0,
+            starts: vec![0; capacity].into_boxed_slice(),
+            head: 0,
+            states: vec![SlotState::Free; capacity].into_boxed_slice(),
+            oldest_open: 0,
+            notifier: None,
+        }
+    }
+
+    /// Makes every publication also mark the stream ready in a hub.
+    pub(crate) fn set_notifier(&mut self, notifier: Box<dyn Wake>) {
+        self.notifier = Some(notifier);
+    }
+
+    /// Tells the hub, if any, that the stream has news for its consumer.
+    #[inline]
+    fn notify_hub(&self) {
+        if let Some(notifier) = &self.notifier {
+            notifier.notify();
+        }
+    }
+
+    /// The state of a position of the current lap (`position < next` and
+    /// at most `capacity` behind it; older positions read as `Free`).
+    pub(crate) fn state(&self, position: u64) -> SlotState {
+        if position >= self.next || self.next - position > self.mem.capacity {
+            return SlotState::Free;
+        }
+        self.states[(position & (self.mem.capacity - 1)) as usize]
+    }
+
+    /// Moves `position` from `from` to `to`; false (and no change) when it
+    /// is not in `from`.
+    pub(crate) fn transition(&mut self, position: u64, from: SlotState, to: SlotState) -> bool {
+        if self.state(position) != from {
+            return false;
+        }
+        self.states[(position & (self.mem.capacity - 1)) as usize] = to;
+        true
+    }
+
+    /// The oldest position still reserved and unpublished (or `next`).
+    pub(crate) fn oldest_open(&mut self) -> u64 {
+        while self.oldest_open < self.next && self.state(self.oldest_open) == SlotState::Free {
+            self.oldest_open += 1;
+        }
+        self.oldest_open
+    }
+
+    pub(crate) fn mem(&self) -> &RingMem {
+        &self.mem
+    }
+
+    pub(crate) fn registered(&self) -> u64 {
+        self.next
+    }
+
+    /// Where a reservation of `len` bytes would start: after the newest
+    /// one, aligned for its size; without a mirror, not across the end of
+    /// the payload area (it moves to the start of the next lap instead).
+    fn place(&self, len: u64) -> u64 {
+        // Both are powers of two: round up with masks, not a division (this
+        // runs twice per registration).
+        let align = placement_align(len);
+        let offset = (self.head + align - 1) & !(align - 1);
+        let size = self.mem.payload_bytes;
+        if !self.mem.mirrored && (offset & (size - 1)) + len > size {
+            (offset + size - 1) & !(size - 1)
+        } else {
+            offset
+        }
+    }
+
+    /// Which resource is short for one more reservation of `len` bytes if
+    /// the consumer has released `released` positions (`None`: it fits).
+    /// The bytes in use run from the start of the oldest unreleased
+    /// reservation (padding before it is free); with none unreleased, any
+    /// reservation of at most the payload length fits.
+    fn short_of(&self, released: u64, len: u64) -> Option<Resource> {
+        if self.next - released >= self.mem.capacity {
+            return Some(Resource::Items);
+        }
+        let offset = self.place(len);
+        let floor = if released < self.next {
+            self.starts[(released & (self.mem.capacity - 1)) as usize]
+        } else {
+            offset
+        };
+        (offset + len - floor > self.mem.payload_bytes).then_some(Resource::PayloadBytes)
+    }
+
+    fn has_space(&mut self, len: u64) -> Result<Option<Resource>, StreamError> {
+        if self.short_of(self.cached_released, len).is_none() {
+            return Ok(None);
+        }
+        let high = self.oldest_open();
+        let released = load_released(&self.mem, self.cached_released, high)?;
+        self.cached_released = released;
+        Ok(self.short_of(released, len))
+    }
+
+    fn check_open(&self) -> Result<(), StreamError> {
+        let flags = self.mem.flags();
+        if flags & FLAG_DONE != 0 {
+            return Err(StreamError::AfterDone);
+        }
+        if flags & FLAG_CONSUMER_GONE != 0 {
+            return Err(StreamError::ConsumerGone);
+        }
+        Ok(())
+    }
+
+    /// Reserves the next position for `id` and `len` payload bytes without
+    /// waiting.
+    pub(crate) fn try_reserve(&mut self, id: &[u8], len: u64) -> Result<Reservation, StreamError> {
+        check_id(id)?;
+        if let Some(resource) = self.fits(len)? {
+            return Err(StreamError::Full {
+                resource,
+                capacity: match resource {
+                    Resource::Items => self.mem.capacity,
+                    Resource::PayloadBytes => self.mem.payload_bytes,
+                },
+            });
+        }
+        Ok(self.reserve_unchecked(id, len))
+    }
+
+    /// Reserves the next position for `id` and `len` bytes, waiting up to
+    /// `timeout` (`None`: for ever) for the consumer to release room.
+    pub(crate) fn reserve(
+        &mut self,
+        id: &[u8],
+        len: u64,
+        timeout: Option<Duration>,
+    ) -> Result<Reservation, StreamError> {
+        let resource = match self.try_reserve(id, len) {
+            Err(StreamError::Full { resource, .. }) => resource,
+            other => return other,
+        };
+        self.wait_for_space(resource, len, timeout)?;
+        self.try_reserve(id, len)
+    }
+
+    /// Waits up to `timeout` until one more reservation of `len` bytes
+    /// fits (or the consumer left: the next try says so), after a try that
+    /// found `resource` short. Publishes nothing: a caller that published
+    /// before waiting has rung the data bell already (a consumer asleep on
+    /// it while we sleep on the space bell would be a deadlock).
+    pub(crate) fn wait_for_space(
+        &mut self,
+        resource: Resource,
+        len: u64,
+        timeout: Option<Duration>,
+    ) -> Result<(), StreamError> {
+        let high = self.oldest_open();
+        let waited = self.wait_for_consumer(high, timeout, |released, gone| {
+            released.map_or(true, |r| self.short_of(r, len).is_none()) || gone
+        });
+        match waited? {
+            Waited::Ready(()) => Ok(()),
+            Waited::TimedOut => Err(StreamError::Timeout {
+                what: match resource {
+                    Resource::Items => "a free item slot (the consumer has not released any)",
+                    Resource::PayloadBytes => {
+                        "free payload bytes (the consumer has not released enough)"
+                    }
+                },
+                waited: timeout.unwrap_or_default(),
+            }),
+            Waited::PeerGone => Err(StreamError::ConsumerGone),
+        }
+    }
+
+    fn reserve_unchecked(&mut self, id: &[u8], len: u64) -> Reservation {
+        let reservation = self.reserve_quiet(id, len);
+        self.publish_registered();
+        reservation
+    }
+
+    /// Takes the next position for `id` and `len` bytes (which the caller
+    /// checked: `check_id`, `check_open`, `fits`) and makes it `Held`,
+    /// without publishing `registered`: a batch publishes it once, with
+    /// [`publish_registered`](Self::publish_registered), before it
+    /// publishes any of the batch's completions.
+    pub(crate) fn reserve_quiet(&mut self, id: &[u8], len: u64) -> Reservation {
+        let position = self.next;
+        let offset = self.place(len);
+        self.mem
+            .descriptor(position)
+            .write_registration(self.mem.side(position), id, offset, len);
+        self.head = offset + len;
+        self.starts[(position & (self.mem.capacity - 1)) as usize] = offset;
+        self.states[(position & (self.mem.capacity - 1)) as usize] = SlotState::Held;
+        self.next = position + 1;
+        Reservation {
+            position,
+            offset,
+            len,
+        }
+    }
+
+    /// Publishes how many positions are registered. Must come before the
+    /// completion of any of them is published: a consumer that sees a
+    /// completion past `registered` reports the count as corrupt.
+    pub(crate) fn publish_registered(&self) {
+        // Release: pairs with the consumer's Acquire load of `registered`;
+        // the ids written before are visible to it. Program order puts it
+        // before the Release stores of the positions' `seq`, so a consumer
+        // that acquired one of those sees this count or a later one.
+        self.mem
+            .control()
+            .registered
+            .store(self.next, Ordering::Release);
+    }
+
+    /// Checks, before a reservation of `len` bytes, that the stream is
+    /// open and the bytes fit the payload at all; `Ok(Some(resource))` when
+    /// they fit only after the consumer releases `resource` (reloading its
+    /// `released` only when the cached value says short).
+    pub(crate) fn fits(&mut self, len: u64) -> Result<Option<Resource>, StreamError> {
+        if len > self.mem.payload_bytes {
+            return Err(StreamError::ExceedsPayload {
+                nbytes: len,
+                payload_bytes: self.mem.payload_bytes,
+            });
+        }
+        self.check_open()?;
+        self.has_space(len)
+    }
+
+    /// Publishes the slot of `position` as complete with `meta`, whose size
+    /// the caller checked against the slot. The position must be `Held`.
+    pub(crate) fn commit(&mut self, position: u64, meta: &TensorMeta) {
+        self.commit_quiet(position, meta);
+        self.ring_bells();
+    }
+
+    /// As [`commit`](Self::commit), without ringing: the `seq` store only.
+    /// A batch commits its items this way and then calls
+    /// [`ring_bells`](Self::ring_bells) once, before it returns.
+    pub(crate) fn commit_quiet(&mut self, position: u64, meta: &TensorMeta) {
+        self.close(position);
+        let desc = self.mem.descriptor(position);
+        desc.write_meta(
+            self.mem.side(position),
+            STATUS_COMMITTED,
+            meta.dtype().code(),
+            meta.dims_raw(),
+            meta.ndim(),
+            meta.nbytes(),
+        );
+        self.publish_quiet(desc, position);
+    }
+
+    /// Publishes the slot of `position` as given up: the consumer reports it
+    /// instead of waiting for it for ever.
+    pub(crate) fn abandon(&mut self, position: u64) {
+        self.close(position);
+        let desc = self.mem.descriptor(position);
+        desc.write_meta(self.mem.side(position), STATUS_ABANDONED, 0, &[0; 8], 0, 0);
+        self.publish(desc, position);
+    }
+
+    /// Marks a held position published. Anything else is a bug in this
+    /// crate: publishing twice would overwrite a later lap's completion.
+    fn close(&mut self, position: u64) {
+        let closed = self.transition(position, SlotState::Held, SlotState::Free);
+        assert!(
+            closed,
+            "position {position} published without a live handle"
+        );
+    }
+
+    fn publish(&self, desc: &Descriptor, position: u64) {
+        self.publish_quiet(desc, position);
+        self.ring_bells();
+    }
+
+    /// The completion store alone.
+    fn publish_quiet(&self, desc: &Descriptor, position: u64) {
+        // Release: pairs with the consumer's Acquire load of `seq` in `poll`:
+        // the payload bytes and the metadata written before are visible to a
+        // consumer that sees the sequence. `--cfg shmstream_weaken=
+        // "commit_release"` makes it Relaxed to show loom catching it.
+        #[cfg(not(shmstream_weaken = "commit_release"))]
+        desc.seq.store(position + 1, Ordering::Release);
+        #[cfg(shmstream_weaken = "commit_release")]
+        desc.seq.store(position + 1, Ordering::Relaxed);
+    }
+
+    /// Tells a sleeping consumer (and the worker hub, if any) about every
+    /// completion stored before: the handshake's fence orders all of them
+    /// before the look at `sleepers`, so one ring after the last store of a
+    /// batch covers the whole batch.
+    pub(crate) fn ring_bells(&self) {
+        self.mem.control().data_bell.ring();
+        self.notify_hub();
+    }
+
+    /// Marks the stream done and wakes the consumer.
+    pub(crate) fn signal_done(&self) {
+        self.mem.set_flag(FLAG_DONE);
+        self.mem.control().data_bell.ring();
+        self.notify_hub();
+    }
+
+    /// Waits until the consumer released everything registered (or left).
+    pub(crate) fn wait_drained(&mut self, timeout: Option<Duration>) -> Result<(), StreamError> {
+        let next = self.next;
+        // The producer is one thread: a position it has not published now
+        // will not be published while it waits here.
+        let open = self.oldest_open();
+        if open < next {
+            return Err(StreamError::Unpublished { position: open });
+        }
+        let waited = self.wait_for_consumer(open, timeout, |released, gone| {
+            released.is_none() || released == Some(next) || gone
+        })?;
+        // A consumer that released everything and then left is a normal end.
+        let drained = self.mem.control().released.load(Ordering::Acquire) == next;
+        match waited {
+            Waited::Ready(()) if drained => Ok(()),
+            Waited::Ready(()) | Waited::PeerGone => Err(StreamError::ConsumerGone),
+            Waited::TimedOut => Err(StreamError::Timeout {
+                what: "the consumer to release every item",
+                waited: timeout.unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+impl ProducerRing {
+    /// Sleeps on the space bell until `done(released, consumer_gone)`
+    /// holds; `released` is `None` when the value read was corrupt, which
+    /// ends the wait with that error.
+    /// `high` is the oldest open position (`released` may not pass it).
+    fn wait_for_consumer(
+        &self,
+        high: u64,
+        timeout: Option<Duration>,
+        mut done: impl FnMut(Option<u64>, bool) -> bool,
+    ) -> Result<Waited<()>, StreamError> {
+        let mem = &self.mem;
+        let mut failure = None;
+        let waited = wait_for(
+            &mem.control().space_bell,
+            timeout,
+            || {
+                let released = load_released(mem, self.cached_released, high)
+                    .map_err(|e| failure = Some(e))
+                    .ok();
+                let gone = mem.flags() & FLAG_CONSUMER_GONE != 0;
+                done(released, gone).then_some(())
+            },
+            || consumer_gone(mem),
+        );
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(waited),
+        }
+    }
+}
+
+/// Loads the consumer's `released` and checks it lies in `low..=high` (it
+/// never decreases and never passes a position the producer has not
+/// published: `high` is the oldest one still open).
+pub(crate) fn load_released(mem: &RingMem, low: u64, high: u64) -> Result<u64, StreamError> {
+    // Acquire: pairs with the consumer's Release store in `release`, so its
+    // reads of the slots it released happen before we reuse them.
+    let released = mem.control().released.load(Ordering::Acquire);
+    if released < low || released > high {
+        return Err(StreamError::Corrupt(format!(
+            "released count {released} is outside {low}..={high}"
+        )));
+    }
+    Ok(released)
+}
+
+impl Drop for ProducerRing {
+    fn drop(&mut self) {
+        self.mem.set_flag(FLAG_PRODUCER_GONE);
+        self.mem.control().data_bell.wake();
+        self.notify_hub();
+        if self.notifier.as_ref().is_some_and(|n| !n.worker_alive()) {
+            self.mem.cancel_hand_over();
+        }
+    }
+}
+
+pub(crate) fn consumer_gone(mem: &RingMem) -> bool {
+    let flags = mem.flags();
+    flags & FLAG_CONSUMER_GONE != 0
+        || (flags & FLAG_CONSUMER_ATTACHED != 0 && !mem.peer_alive(Side::Consumer))
+}
+
+pub(crate) fn check_id(id: &[u8]) -> Result<(), StreamError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(StreamError::BadId {
+            len: id.len(),
+            max: MAX_ID_LEN,
+        });
+    }
+    Ok(())
+}
