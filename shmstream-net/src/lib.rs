@@ -26,7 +26,9 @@
 
 mod budget;
 mod error;
+mod options;
 mod receiver;
+mod recent_ids;
 mod refusals;
 mod reorder;
 mod sender;
@@ -34,10 +36,11 @@ pub mod ucx;
 pub mod wire;
 
 pub use error::{NetError, OfferError};
-pub use receiver::{
-    ReceiveReport, Receiver, ReceiverOptions, ACK_ENTRY_BYTES, DEFAULT_MAX_REORDER_BYTES,
-    MAX_REORDER, MAX_UNSENT_ACK_BYTES,
+pub use options::{
+    ReceiveReport, ReceiverOptions, ACK_ENTRY_BYTES, DEFAULT_MAX_REORDER_BYTES, MAX_REORDER,
+    MAX_UNSENT_ACK_BYTES,
 };
+pub use receiver::Receiver;
 pub use refusals::{Refusals, REFUSAL_SAMPLE};
 pub use reorder::REORDER_ENTRY_BYTES;
 pub use sender::{SendReport, Sender, SenderOptions};
