@@ -19,7 +19,7 @@ pub const DEFAULT_MAX_REORDER_BYTES: u64 = 16 << 20;
 /// does not read them, each charged its header (at most 1044 bytes) plus
 /// [`ACK_ENTRY_BYTES`]. An honest sender has at most its window of offers
 /// (64 by default) unacknowledged: 64 x 1.3 KiB at the very most. Past it
-/// the stream is ended with [`NetError::AcksUnread`].
+/// the stream is ended with [`NetError::AcksUnread`](crate::NetError::AcksUnread).
 pub const MAX_UNSENT_ACK_BYTES: u64 = 1 << 20;
 
 /// What an unsent acknowledgement costs beyond its header: UCX's request
@@ -41,7 +41,7 @@ pub struct ReceiverOptions {
     /// their turn (ahead of a missing `seq`, or while the ring has no
     /// room): each is charged its eager payload plus
     /// [`REORDER_ENTRY_BYTES`](crate::REORDER_ENTRY_BYTES). An offer that would
-    /// take it past this ends the stream with [`NetError::ReorderFull`];
+    /// take it past this ends the stream with [`NetError::ReorderFull`](crate::NetError::ReorderFull);
     /// the process and its other streams go on. Default
     /// [`DEFAULT_MAX_REORDER_BYTES`].
     pub max_reorder_bytes: u64,
