@@ -12,6 +12,7 @@
 
 use crate::errors::{raise, stream_err};
 use crate::locks::{lock, try_lock};
+use crate::policy::PolicyError;
 use crate::timeout::SLICE;
 use pyo3::prelude::*;
 use shmstream::{ChunkLease, StreamBuffer, StreamError, StreamId, StreamKey, StreamSet};
@@ -260,6 +261,10 @@ pub(crate) struct SetCore {
     pub(crate) prefix: String,
     pub(crate) default_policy: Option<String>,
     pub(crate) waker: Waker,
+    /// Where the set's Python policies leave their exceptions.
+    pub(crate) policy_error: PolicyError,
+    /// The Python policy object of each stream that has one.
+    pub(crate) policy_objects: Arc<Mutex<HashMap<StreamId, Py<PyAny>>>>,
 }
 
 impl SetCore {

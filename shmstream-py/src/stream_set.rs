@@ -7,11 +7,12 @@
 //! [`SetCore`], both in `shared.rs`): its chunks, leases and views are
 //! those of any stream. The producer's way in is `_Hub` (`hub.rs`).
 
+use crate::buffer::python_object;
 use crate::buffer::PyStreamBuffer;
 use crate::chunk::{capture, Chunk};
 use crate::errors::{raise, setup_err, stream_err};
 use crate::locks::lock;
-use crate::policy::parse_policy;
+use crate::policy::{error_slot, policy_arg, raise_policy_error, AnyPolicy};
 use crate::shared::{SetCore, SetState, Shared, Waker};
 use crate::timeout::seconds;
 use pyo3::exceptions::PyKeyError;
@@ -101,6 +102,7 @@ impl PyStreamSet {
         key: shmstream::StreamKey,
         id: StreamId,
     ) -> PyStreamBuffer {
+        let id_of = id.clone();
         let shared = match st.handles.get(&key).and_then(Weak::upgrade) {
             Some(s) => s,
             None => {
@@ -115,11 +117,16 @@ impl PyStreamSet {
             .or(self.core.default_policy.as_ref())
             .cloned()
             .unwrap_or_default();
+        let policy_object = lock(&self.core.policy_objects)
+            .get(&id_of)
+            .map(|o| Python::attach(|py| o.clone_ref(py)));
         PyStreamBuffer {
             shared,
             producer: None,
             policy,
             edges: Mutex::new(VecDeque::new()),
+            policy_error: Some(self.core.policy_error.clone()),
+            policy_object,
         }
     }
 }
@@ -134,14 +141,36 @@ impl PyStreamSet {
         py: Python<'_>,
         worker: &str,
         prefix: Option<String>,
-        default_policy: Option<String>,
+        default_policy: Option<Bound<'_, PyAny>>,
         entries: Option<u32>,
     ) -> PyResult<Self> {
         let prefix = prefix.unwrap_or_else(|| shmstream::DEFAULT_PREFIX.to_string());
-        let policy = default_policy
-            .as_deref()
-            .map(|p| parse_policy(py, p))
-            .transpose()?;
+        let policy_error = error_slot();
+        let policy_objects = Arc::new(Mutex::new(HashMap::new()));
+        let mut factory = None;
+        let policy = match &default_policy {
+            None => None,
+            Some(p) if p.is_instance_of::<pyo3::types::PyString>() => {
+                Some(policy_arg(py, p, &policy_error)?)
+            }
+            // A Python policy has state: each stream gets its own, made by
+            // the factory the set was given.
+            Some(p) => {
+                let name = format!(
+                    "python:{}",
+                    p.getattr("__qualname__").map_or_else(
+                        |_| p
+                            .get_type()
+                            .qualname()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default(),
+                        |n| n.to_string()
+                    )
+                );
+                factory = Some((p.clone().unbind(), name));
+                None
+            }
+        };
         let hub_id = stream_id(format!("hub-{worker}"), String::new(), String::new());
         let made = py.detach(|| match entries {
             Some(n) => StreamSet::create_with_entries(worker, &prefix, n),
@@ -153,9 +182,34 @@ impl PyStreamSet {
             .map_err(|e| setup_err(py, &hub_id, &e))?
             .with_return_on_signal(true);
         let waker = set.waker();
-        let default_policy = policy.as_ref().map(|p| p.to_string());
-        if let Some(p) = policy {
+        let mut default_policy = None;
+        if let Some((AnyPolicy::Named(p), name)) = policy {
+            default_policy = Some(name);
             set = set.with_default_policy(p);
+        }
+        if let Some((factory, name)) = factory {
+            default_policy = Some(name);
+            let (error, objects) = (policy_error.clone(), policy_objects.clone());
+            set = set.with_adopter(Box::new(move |id| {
+                Python::attach(|py| {
+                    let made = factory
+                        .bind(py)
+                        .call0()
+                        .and_then(|obj| Ok((policy_arg(py, &obj, &error)?, obj)));
+                    match made {
+                        Ok(((policy, _), obj)) => {
+                            if let Some(obj) = python_object(&obj) {
+                                lock(&objects).insert(id.clone(), obj);
+                            }
+                            Some(Box::new(policy) as Box<dyn shmstream::policy::ChunkPolicy>)
+                        }
+                        Err(e) => {
+                            lock(&error).get_or_insert(e);
+                            None
+                        }
+                    }
+                })
+            }));
         }
         Ok(PyStreamSet {
             core: Arc::new(SetCore {
@@ -170,6 +224,8 @@ impl PyStreamSet {
                 prefix,
                 default_policy,
                 waker: Waker(Box::new(waker)),
+                policy_error,
+                policy_objects,
             }),
         })
     }
@@ -194,6 +250,7 @@ impl PyStreamSet {
                 self.core.drain(&mut st);
                 st.set.as_mut().map(|s| s.wait_any(Some(slice)))
             });
+            raise_policy_error(Some(&self.core.policy_error))?;
             let Some(keys) = keys else {
                 return Err(closed(py, &self.core.name));
             };
@@ -215,12 +272,12 @@ impl PyStreamSet {
         request_id: String,
         edge_name: String,
         from_partition: String,
-        policy: &str,
+        policy: &Bound<'_, PyAny>,
         prefix: Option<String>,
     ) -> PyResult<PyStreamKey> {
-        let parsed = parse_policy(py, policy)?;
-        let name = parsed.to_string();
+        let (parsed, name) = policy_arg(py, policy, &self.core.policy_error)?;
         let id = stream_id(request_id, edge_name, from_partition);
+        let object = python_object(policy);
         let cfg = StreamConfig::new(id.clone())
             .with_prefix(prefix.as_deref().unwrap_or(&self.core.prefix));
         // Python (the errors) only once the set's lock is let go: a
@@ -233,6 +290,11 @@ impl PyStreamSet {
                     let r = py.detach(|| set.add(&cfg, parsed));
                     if let Ok(key) = r {
                         st.policies.insert(key, name);
+                        let mut objects = lock(&self.core.policy_objects);
+                        match object {
+                            Some(obj) => objects.insert(id.clone(), obj),
+                            None => objects.remove(&id),
+                        };
                     }
                     Some(r)
                 }
@@ -240,7 +302,10 @@ impl PyStreamSet {
         };
         match added {
             None => Err(closed(py, &self.core.name)),
-            Some(r) => r.map(PyStreamKey).map_err(|e| setup_err(py, &id, &e)),
+            Some(r) => {
+                raise_policy_error(Some(&self.core.policy_error))?;
+                r.map(PyStreamKey).map_err(|e| setup_err(py, &id, &e))
+            }
         }
     }
 
@@ -396,6 +461,7 @@ fn _ready_chunk(py: Python<'_>, buffer: &Bound<'_, PyStreamBuffer>) -> PyResult<
             Err(e) => Err(e),
         }
     });
+    raise_policy_error(buffer.get().policy_error.as_ref())?;
     match popped {
         Ok(p) => Ok(p.map(|p| Chunk::new(shared, p))),
         Err(e) => Err(stream_err(py, &shared.id, &e)),

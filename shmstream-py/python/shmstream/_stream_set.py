@@ -4,12 +4,12 @@ on the worker's side, :class:`Hub` on a producer's."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _shmstream
 from ._buffer import StreamBuffer
-from ._policies import ChunkPolicy, NamedChunkPolicy, policy_name
+from ._policies import ChunkPolicy, NamedChunkPolicy, is_python_policy, policy_arg, policy_name
 from ._producer import Producer
 from ._shmstream import StreamChunk, StreamKey, _ready_chunk
 
@@ -20,8 +20,27 @@ def _buffer(b: Any) -> Any:
     sb._b = b
     sb._p = None
     sb._done = False
-    sb.policy = NamedChunkPolicy(b.policy_name)
+    obj = b.policy_object
+    sb.policy = obj if obj is not None else NamedChunkPolicy(b.policy_name)
     return sb
+
+
+def _default_policy(policy: Any) -> Any:
+    """A set's default policy as the native set takes it: a name, or a
+    factory of Python policies (one per stream: they have state)."""
+    if policy is None:
+        return None
+    if is_python_policy(policy):
+        raise TypeError(
+            f"default_policy {policy!r} is one Python policy object, but each stream needs "
+            "its own (a policy keeps state): pass its class or a factory, e.g. "
+            f"default_policy={type(policy).__qualname__} or default_policy=lambda: ..."
+        )
+    if isinstance(policy, (ChunkPolicy, str)):
+        return policy_name(policy)
+    if callable(policy):
+        return policy
+    return policy_name(policy)
 
 
 class StreamSet:
@@ -31,9 +50,10 @@ class StreamSet:
     ``StreamSet(worker, prefix=None, default_policy=None)`` creates the hub
     ``/<prefix>hub-<worker>`` (mode 0600; removed at :meth:`close`, at the
     end of a ``with`` block, or when the set is collected). With a
-    ``default_policy`` every announced stream is adopted with it as
-    :meth:`wait_any` finds it; without, announced streams wait for
-    :meth:`add`.
+    ``default_policy`` (a name, a built-in :class:`ChunkPolicy`, or for a
+    Python policy a factory such as its class: one object per stream)
+    every announced stream is adopted with it as :meth:`wait_any` finds
+    it; without, announced streams wait for :meth:`add`.
 
     :meth:`wait_any` sleeps (without the GIL) on one futex for every stream,
     once for the whole timeout (an idle worker wakes at most once a second,
@@ -63,11 +83,12 @@ class StreamSet:
         worker: str,
         *,
         prefix: str | None = None,
-        default_policy: ChunkPolicy | str | None = None,
+        default_policy: ChunkPolicy | str | Callable[[], Any] | None = None,
         entries: int | None = None,
     ) -> None:
-        name = None if default_policy is None else policy_name(default_policy)
-        self._s = _shmstream._StreamSet.create(worker, prefix, name, entries)
+        self._s = _shmstream._StreamSet.create(
+            worker, prefix, _default_policy(default_policy), entries
+        )
         self._buffers: dict[StreamKey, Any] = {}
         # Orders a look-up that caches a buffer with a removal from another
         # thread: else the look-up could cache the buffer of a stream just
@@ -112,7 +133,7 @@ class StreamSet:
         """Adopts the announced stream of that identity with ``policy``
         (segment ``prefix``: default the set's). Raises :class:`NotAnnounced`
         when no producer announced it yet."""
-        return self._s.add(request_id, edge_name, from_partition, policy_name(policy), prefix)
+        return self._s.add(request_id, edge_name, from_partition, policy_arg(policy), prefix)
 
     def remove(self, key: StreamKey) -> Any:
         """Takes stream ``key`` out of the set and returns its
