@@ -13,7 +13,7 @@ use crate::chunk::{capture, Chunk};
 use crate::errors::{raise, setup_err, stream_err};
 use crate::locks::lock;
 use crate::policy::{error_slot, policy_arg, raise_policy_error, AnyPolicy};
-use crate::shared::{SetCore, SetState, Shared, Waker};
+use crate::shared::{leaves_quiet, SetCore, SetState, Shared, Waker};
 use crate::timeout::seconds;
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
@@ -219,6 +219,7 @@ impl PyStreamSet {
                     handles: HashMap::new(),
                     parked: Vec::new(),
                     policies: HashMap::new(),
+                    quiet: Vec::new(),
                 }),
                 pending: Mutex::new(Vec::new()),
                 prefix,
@@ -315,9 +316,7 @@ impl PyStreamSet {
         let key = *key.get();
         let mut st = self.core.locked(py);
         let id = st
-            .set
-            .as_ref()
-            .and_then(|s| s.get(key.0))
+            .member(key.0)
             .map(|b| b.id().clone())
             .ok_or_else(|| no_key(&key))?;
         // Make sure there is a handle, so the buffer is parked for it.
@@ -337,9 +336,7 @@ impl PyStreamSet {
         let key = *key.get();
         let mut st = self.core.locked(py);
         let id = st
-            .set
-            .as_ref()
-            .and_then(|s| s.get(key.0))
+            .member(key.0)
             .map(|b| b.id().clone())
             .ok_or_else(|| no_key(&key))?;
         Ok(self.buffer_of(&mut st, key.0, id))
@@ -347,21 +344,18 @@ impl PyStreamSet {
 
     fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyStreamKey>) -> bool {
         let key = *key.get();
-        let st = self.core.locked(py);
-        st.set.as_ref().is_some_and(|s| s.get(key.0).is_some())
+        self.core.locked(py).member(key.0).is_some()
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
         let st = self.core.locked(py);
-        st.set.as_ref().map_or(0, |s| s.len())
+        st.set.as_ref().map_or(0, |s| s.len() + st.quiet.len())
     }
 
     /// The keys of every stream in the set.
     fn keys(&self, py: Python<'_>) -> Vec<PyStreamKey> {
         let st = self.core.locked(py);
-        st.set.as_ref().map_or_else(Vec::new, |s| {
-            s.keys().into_iter().map(PyStreamKey).collect()
-        })
+        st.keys().into_iter().map(PyStreamKey).collect()
     }
 
     /// The key of the stream of that identity, or None.
@@ -374,7 +368,12 @@ impl PyStreamSet {
     ) -> Option<PyStreamKey> {
         let id = stream_id(request_id, edge_name, from_partition);
         let st = self.core.locked(py);
-        st.set.as_ref()?.find(&id).map(PyStreamKey)
+        let quiet = st
+            .quiet
+            .iter()
+            .find(|(_, b)| *b.id() == id)
+            .map(|(k, _)| *k);
+        st.set.as_ref()?.find(&id).or(quiet).map(PyStreamKey)
     }
 
     /// `(request_id, edge_name, from_partition)` of each stream announced
@@ -437,8 +436,7 @@ impl PyStreamSet {
     /// readable until dropped).
     fn close(&self, py: Python<'_>) {
         let mut st = self.core.locked(py);
-        let keys = st.set.as_ref().map(|s| s.keys()).unwrap_or_default();
-        for key in keys {
+        for key in st.keys() {
             st.take_out(key);
         }
         let set = st.set.take();
@@ -454,11 +452,19 @@ impl PyStreamSet {
 #[pyfunction]
 fn _ready_chunk(py: Python<'_>, buffer: &Bound<'_, PyStreamBuffer>) -> PyResult<Option<Chunk>> {
     let shared = &buffer.get().shared;
-    let popped = shared.with(py, |b| {
+    // A quiet stream (only empty chunks left, one taken: see
+    // `SetState::quiet`) has nothing new: the iteration ends.
+    let popped = shared.with_quiet(py, |b, quiet| {
+        if quiet {
+            return (Ok(None), true);
+        }
         match b.next_lease_timeout(Some(std::time::Duration::ZERO)) {
-            Ok(Some(lease)) => Ok(Some(capture(b, lease))),
-            Ok(None) | Err(StreamError::Timeout { .. }) => Ok(None),
-            Err(e) => Err(e),
+            Ok(Some(lease)) => {
+                let now_quiet = leaves_quiet(b, &lease);
+                (Ok(Some(capture(b, lease))), now_quiet)
+            }
+            Ok(None) | Err(StreamError::Timeout { .. }) => (Ok(None), false),
+            Err(e) => (Err(e), false),
         }
     });
     raise_policy_error(buffer.get().policy_error.as_ref())?;

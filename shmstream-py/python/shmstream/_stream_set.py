@@ -102,7 +102,10 @@ class StreamSet:
         do (adopting announced streams on the way); ``[]`` once ``timeout``
         seconds passed (None: wait for ever, 0: just look). Fair: a stream
         with news is returned by the next call that finds any, and keeps
-        being returned while it has chunks ready.
+        being returned while it has chunks ready. A stream whose policy
+        continues after done is returned until its first empty chunk after
+        the end is taken (by :meth:`ready_chunks` or ``pop_chunk``); then
+        never again (nothing can change), and it costs no CPU while idle.
 
         Ctrl-C raises KeyboardInterrupt at once: the SIGINT handler
         interrupts the sleep of the main thread. In one window, a signal
@@ -113,9 +116,12 @@ class StreamSet:
         return self._s.wait_any(timeout)
 
     def ready_chunks(self, key: StreamKey) -> Iterator[StreamChunk]:
-        """The chunks of stream ``key`` ready now, in order, without waiting.
-        Raises the stream's error (:class:`ProducerGone` when its producer
-        died without signalling done, ...) once its chunks before are out."""
+        """The chunks of stream ``key`` ready now, in order, without waiting;
+        ends when nothing new is ready (a continue-after-done stream gives
+        one empty chunk after its end, then nothing: ``set[key].pop_chunk()``
+        still pops empty chunks as the reference does). Raises the stream's
+        error (:class:`ProducerGone` when its producer died without
+        signalling done, ...) once its chunks before are out."""
         b = self[key]._b
         while (chunk := _ready_chunk(b)) is not None:
             yield chunk
