@@ -341,6 +341,9 @@ impl SetState {
     }
 }
 
+/// A stream's policy name and Python policy object (None: by name).
+pub(crate) type PolicyOf = (String, Option<Py<PyAny>>);
+
 /// The set's state and the leases waiting to be handed back to it.
 #[derive(Debug)]
 pub(crate) struct SetCore {
@@ -352,8 +355,10 @@ pub(crate) struct SetCore {
     pub(crate) waker: Waker,
     /// Where the set's Python policies leave their exceptions.
     pub(crate) policy_error: PolicyError,
-    /// The Python policy object of each stream that has one.
-    pub(crate) policy_objects: Arc<Mutex<HashMap<StreamId, Py<PyAny>>>>,
+    /// The policy name and Python policy object (None: a policy by name)
+    /// of each stream adopted through a factory or added with a Python
+    /// policy, by identity (the factory runs before the stream has a key).
+    pub(crate) policy_objects: Arc<Mutex<HashMap<StreamId, PolicyOf>>>,
 }
 
 impl SetCore {

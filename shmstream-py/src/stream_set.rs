@@ -111,15 +111,25 @@ impl PyStreamSet {
                 s
             }
         };
-        let policy = st
-            .policies
-            .get(&key)
-            .or(self.core.default_policy.as_ref())
-            .cloned()
-            .unwrap_or_default();
-        let policy_object = lock(&self.core.policy_objects)
+        let adopted = lock(&self.core.policy_objects)
             .get(&id_of)
-            .map(|o| Python::attach(|py| o.clone_ref(py)));
+            .map(|(name, o)| {
+                (
+                    name.clone(),
+                    o.as_ref().map(|o| Python::attach(|py| o.clone_ref(py))),
+                )
+            });
+        let (policy, policy_object) = match adopted {
+            Some(a) => a,
+            None => (
+                st.policies
+                    .get(&key)
+                    .or(self.core.default_policy.as_ref())
+                    .cloned()
+                    .unwrap_or_default(),
+                None,
+            ),
+        };
         PyStreamBuffer {
             shared,
             producer: None,
@@ -153,20 +163,15 @@ impl PyStreamSet {
             Some(p) if p.is_instance_of::<pyo3::types::PyString>() => {
                 Some(policy_arg(py, p, &policy_error)?)
             }
-            // A Python policy has state: each stream gets its own, made by
-            // the factory the set was given.
+            // A factory (the Python side wraps a Python policy's class
+            // into one): called with each announced stream's identity, it
+            // returns a name, a Python policy (each stream its own: a policy
+            // has state), or None (the stream waits for `add`).
             Some(p) => {
-                let name = format!(
-                    "python:{}",
-                    p.getattr("__qualname__").map_or_else(
-                        |_| p
-                            .get_type()
-                            .qualname()
-                            .map(|n| n.to_string())
-                            .unwrap_or_default(),
-                        |n| n.to_string()
-                    )
-                );
+                let name = match p.getattr("__qualname__") {
+                    Ok(n) => format!("factory:{n}"),
+                    Err(_) => "factory".to_string(),
+                };
                 factory = Some((p.clone().unbind(), name));
                 None
             }
@@ -192,17 +197,20 @@ impl PyStreamSet {
             let (error, objects) = (policy_error.clone(), policy_objects.clone());
             set = set.with_adopter(Box::new(move |id| {
                 Python::attach(|py| {
-                    let made = factory
-                        .bind(py)
-                        .call0()
-                        .and_then(|obj| Ok((policy_arg(py, &obj, &error)?, obj)));
+                    let ident = (&id.request_id, &id.edge_name, &id.from_partition);
+                    let made = factory.bind(py).call1(ident).and_then(|obj| {
+                        if obj.is_none() {
+                            return Ok(None);
+                        }
+                        let (policy, name) = policy_arg(py, &obj, &error)?;
+                        Ok(Some((policy, name, python_object(&obj))))
+                    });
                     match made {
-                        Ok(((policy, _), obj)) => {
-                            if let Some(obj) = python_object(&obj) {
-                                lock(&objects).insert(id.clone(), obj);
-                            }
+                        Ok(Some((policy, name, obj))) => {
+                            lock(&objects).insert(id.clone(), (name, obj));
                             Some(Box::new(policy) as Box<dyn shmstream::policy::ChunkPolicy>)
                         }
+                        Ok(None) => None,
                         Err(e) => {
                             lock(&error).get_or_insert(e);
                             None
@@ -290,10 +298,10 @@ impl PyStreamSet {
                 Some(set) => {
                     let r = py.detach(|| set.add(&cfg, parsed));
                     if let Ok(key) = r {
-                        st.policies.insert(key, name);
+                        st.policies.insert(key, name.clone());
                         let mut objects = lock(&self.core.policy_objects);
                         match object {
-                            Some(obj) => objects.insert(id.clone(), obj),
+                            Some(obj) => objects.insert(id.clone(), (name.clone(), Some(obj))),
                             None => objects.remove(&id),
                         };
                     }

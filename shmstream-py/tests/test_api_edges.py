@@ -286,3 +286,40 @@ def test_stricter_than_the_reference_says_so(error, call, reference, how):
     if call != "register":
         b2.pre_read_register("t0")
         b2.put("t0", np.zeros(2))
+
+
+def test_policy_factory_chooses_per_stream(worker):
+    asked = []
+
+    def factory(request_id, edge_name, from_partition):
+        asked.append((request_id, edge_name, from_partition))
+        return {"text": s.FixedChunkPolicy(2), "audio": RefSliding(2, 1)}.get(edge_name)
+
+    with s.StreamSet(worker, policy_factory=factory) as streams:
+        hub = s.Hub.attach(worker)
+        ps = [
+            hub.create_stream("r", edge, "p", capacity=8, item_bytes=64)
+            for edge in ("text", "audio", "other")
+        ]
+        for p in ps:
+            for i in range(3):
+                p.put(f"t{i}", np.array([i], np.int64))
+            p.signal_done()
+        got = {}
+        for _ in range(30):
+            for key in streams.wait_any(timeout=0.5):
+                for c in streams.ready_chunks(key):
+                    d = c.data["data"]
+                    got.setdefault(streams[key].edge_name, []).append(
+                        [] if d is None else np.asarray(d).reshape(-1).tolist()
+                    )
+            if len(got) == 2 and all(streams[k].finished for k in streams.keys()):
+                break
+        assert got == {"text": [[0, 1], [2]], "audio": [[0, 1], [1, 2], [2]]}
+        assert sorted(a[1] for a in asked) == ["audio", "other", "text"]
+        assert streams.announced() == [("r", "other", "p")]  # None: left to add()
+        k = streams.find("r", "text", "p")
+        assert streams[k].policy == s.FixedChunkPolicy(2)
+        assert isinstance(streams[streams.find("r", "audio", "p")].policy, RefSliding)
+        with pytest.raises(TypeError, match="not both"):
+            s.StreamSet(worker + "y", default_policy="fixed:size=1", policy_factory=factory)

@@ -25,22 +25,36 @@ def _buffer(b: Any) -> Any:
     return sb
 
 
-def _default_policy(policy: Any) -> Any:
+def _default_policy(policy: Any, factory: Any) -> Any:
     """A set's default policy as the native set takes it: a name, or a
-    factory of Python policies (one per stream: they have state)."""
-    if policy is None:
+    factory called with each announced stream's identity that returns a
+    name or a Python policy (one per stream: a policy has state)."""
+    if policy is not None and factory is not None:
+        raise TypeError("give default_policy or policy_factory, not both")
+    if factory is not None:
+
+        def made(request_id: str, edge_name: str, from_partition: str) -> Any:
+            p = factory(request_id, edge_name, from_partition)
+            return None if p is None else policy_arg(p)
+
+    elif policy is None:
         return None
-    if is_python_policy(policy):
+    elif is_python_policy(policy):
         raise TypeError(
             f"default_policy {policy!r} is one Python policy object, but each stream needs "
             "its own (a policy keeps state): pass its class or a factory, e.g. "
             f"default_policy={type(policy).__qualname__} or default_policy=lambda: ..."
         )
-    if isinstance(policy, (ChunkPolicy, str)):
+    elif isinstance(policy, (ChunkPolicy, str)) or not callable(policy):
         return policy_name(policy)
-    if callable(policy):
-        return policy
-    return policy_name(policy)
+    else:
+        factory = policy
+
+        def made(request_id: str, edge_name: str, from_partition: str) -> Any:
+            return policy_arg(factory())
+
+    made.__qualname__ = getattr(factory, "__qualname__", "factory")
+    return made
 
 
 class StreamSet:
@@ -53,7 +67,11 @@ class StreamSet:
     ``default_policy`` (a name, a built-in :class:`ChunkPolicy`, or for a
     Python policy a factory such as its class: one object per stream)
     every announced stream is adopted with it as :meth:`wait_any` finds
-    it; without, announced streams wait for :meth:`add`.
+    it; without, announced streams wait for :meth:`add`. A
+    ``policy_factory(request_id, edge_name, from_partition)`` instead
+    chooses each stream's policy (a name or a policy; None leaves the
+    stream to :meth:`add`), as the reference's worker makes one buffer per
+    request and edge.
 
     :meth:`wait_any` sleeps (without the GIL) on one futex for every stream,
     once for the whole timeout (an idle worker wakes at most once a second,
@@ -85,9 +103,10 @@ class StreamSet:
         prefix: str | None = None,
         default_policy: ChunkPolicy | str | Callable[[], Any] | None = None,
         entries: int | None = None,
+        policy_factory: Callable[[str, str, str], Any] | None = None,
     ) -> None:
         self._s = _shmstream._StreamSet.create(
-            worker, prefix, _default_policy(default_policy), entries
+            worker, prefix, _default_policy(default_policy, policy_factory), entries
         )
         self._buffers: dict[StreamKey, Any] = {}
         # Orders a look-up that caches a buffer with a removal from another
@@ -206,7 +225,8 @@ class StreamSet:
 
     @property
     def default_policy(self) -> str | None:
-        """The policy of adopted streams (None: :meth:`add` only)."""
+        """The policy of adopted streams (None: :meth:`add` only;
+        ``factory:<name>`` with a factory)."""
         return self._s.default_policy
 
     @property
