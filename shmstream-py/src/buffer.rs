@@ -4,10 +4,11 @@
 
 use crate::chunk::{capture, Chunk};
 use crate::errors::{setup_err, stream_err};
-use crate::policy::parse_policy;
+use crate::locks::lock;
+use crate::policy::{error_slot, policy_arg, raise_policy_error, PolicyError};
 use crate::producer::PyProducer;
 use crate::producer_state::{self, SharedProducer};
-use crate::shared::Shared;
+use crate::shared::{leaves_quiet, Shared};
 use crate::timeout::seconds;
 use pyo3::prelude::*;
 use shmstream::{StreamBuffer, StreamConfig, StreamId};
@@ -24,6 +25,24 @@ pub(crate) struct PyStreamBuffer {
     pub(crate) producer: Option<SharedProducer>,
     pub(crate) policy: String,
     pub(crate) edges: Mutex<VecDeque<Py<PyAny>>>,
+    /// Where a Python policy's exception waits to be raised (None: the
+    /// policy is the core's, by name).
+    pub(crate) policy_error: Option<PolicyError>,
+    /// The Python policy object (None: a policy by name).
+    pub(crate) policy_object: Option<Py<PyAny>>,
+}
+
+/// The policy argument when it is a Python object, not a name.
+pub(crate) fn python_object(policy: &Bound<'_, PyAny>) -> Option<Py<PyAny>> {
+    (!policy.is_instance_of::<pyo3::types::PyString>()).then(|| policy.clone().unbind())
+}
+
+impl PyStreamBuffer {
+    /// Raises what the Python policy raised during the last core call.
+    fn checked<T>(&self, r: PyResult<T>) -> PyResult<T> {
+        raise_policy_error(self.policy_error.as_ref())?;
+        r
+    }
 }
 
 #[pymethods]
@@ -37,7 +56,7 @@ impl PyStreamBuffer {
         request_id: String,
         edge_name: String,
         from_partition: String,
-        policy: &str,
+        policy: &Bound<'_, PyAny>,
         capacity: u64,
         item_bytes: u64,
         payload_bytes: Option<u64>,
@@ -47,7 +66,8 @@ impl PyStreamBuffer {
             edge_name,
             from_partition,
         };
-        let parsed = parse_policy(py, policy)?;
+        let error = error_slot();
+        let (parsed, name) = policy_arg(py, policy, &error)?;
         // No waits in one process: a full ring is an error at once.
         let mut cfg = StreamConfig::new(id.clone())
             .with_capacity(capacity)
@@ -56,15 +76,18 @@ impl PyStreamBuffer {
         if let Some(p) = payload_bytes {
             cfg = cfg.with_payload_bytes(p);
         }
-        let (producer, buf) =
-            shmstream::in_process_buffer::<()>(&cfg, parsed).map_err(|e| setup_err(py, &id, &e))?;
+        let made = shmstream::in_process_buffer::<()>(&cfg, parsed);
+        raise_policy_error(Some(&error))?;
+        let (producer, buf) = made.map_err(|e| setup_err(py, &id, &e))?;
         let state = producer_state::shared(producer);
         Ok((
             PyStreamBuffer {
                 shared: Shared::new(buf, id.clone()),
                 producer: Some(state.clone()),
-                policy: policy.to_string(),
+                policy: name,
                 edges: Mutex::new(VecDeque::new()),
+                policy_error: Some(error),
+                policy_object: python_object(policy),
             },
             PyProducer {
                 state,
@@ -82,7 +105,7 @@ impl PyStreamBuffer {
         request_id: String,
         edge_name: String,
         from_partition: String,
-        policy: &str,
+        policy: &Bound<'_, PyAny>,
         prefix: Option<String>,
         timeout: Option<f64>,
     ) -> PyResult<Self> {
@@ -91,36 +114,51 @@ impl PyStreamBuffer {
             edge_name,
             from_partition,
         };
-        let parsed = parse_policy(py, policy)?;
+        let error = error_slot();
+        let (parsed, name) = policy_arg(py, policy, &error)?;
         let mut cfg = StreamConfig::new(id.clone()).with_timeout(seconds(py, timeout)?);
         if let Some(p) = &prefix {
             cfg = cfg.with_prefix(p);
         }
         let buf = py
             .detach(|| StreamBuffer::open(&cfg, parsed))
-            .map_err(|e| setup_err(py, &id, &e))?;
+            .map_err(|e| setup_err(py, &id, &e));
+        raise_policy_error(Some(&error))?;
         Ok(PyStreamBuffer {
-            shared: Shared::new(buf, id),
+            shared: Shared::new(buf?, id),
             producer: None,
-            policy: policy.to_string(),
+            policy: name,
             edges: Mutex::new(VecDeque::new()),
+            policy_error: Some(error),
+            policy_object: python_object(policy),
         })
     }
 
     /// SPEC section 2's `has_chunk_ready`, on a fresh look at the ring.
     fn has_chunk_ready(&self, py: Python<'_>) -> PyResult<bool> {
-        self.shared
+        let r = self
+            .shared
             .with(py, |b| b.has_chunk_ready())
-            .map_err(|e| stream_err(py, &self.shared.id, &e))
+            .map_err(|e| stream_err(py, &self.shared.id, &e));
+        self.checked(r)
     }
 
     /// Pops the next chunk; `NotReady` when none is ready.
     fn pop_chunk(&self, py: Python<'_>) -> PyResult<Chunk> {
         let popped = self
             .shared
-            .with(py, |b| b.pop_lease().map(|l| capture(b, l)))
-            .map_err(|e| stream_err(py, &self.shared.id, &e))?;
-        Ok(Chunk::new(&self.shared, popped))
+            .with_quiet(py, |b, quiet| match b.pop_lease() {
+                // A set's stream that pops only empty chunks from now on
+                // leaves the set's wait (see `SetState::quiet`).
+                Ok(l) => {
+                    let now_quiet = quiet || leaves_quiet(b, &l);
+                    (Ok(capture(b, l)), now_quiet)
+                }
+                Err(e) => (Err(e), quiet),
+            })
+            .map_err(|e| stream_err(py, &self.shared.id, &e));
+        let chunk = popped.map(|p| Chunk::new(&self.shared, p));
+        self.checked(chunk)
     }
 
     /// Waits for the next chunk (GIL released, Ctrl-C honoured); None once
@@ -128,10 +166,19 @@ impl PyStreamBuffer {
     #[pyo3(signature = (timeout=None))]
     fn next_chunk(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Chunk>> {
         let timeout = seconds(py, timeout)?;
+        let failed = || {
+            self.policy_error
+                .as_ref()
+                .is_some_and(|s| lock(s).is_some())
+        };
         let popped = self.shared.wait(py, timeout, |b, slice| {
+            if failed() {
+                return Ok(None);
+            }
             Ok(b.next_lease_timeout(Some(slice))?.map(|l| capture(b, l)))
-        })?;
-        Ok(popped.map(|p| Chunk::new(&self.shared, p)))
+        });
+        let chunk = popped.map(|p| p.map(|p| Chunk::new(&self.shared, p)));
+        self.checked(chunk)
     }
 
     /// Global position of the first item still in the buffer.
@@ -142,9 +189,11 @@ impl PyStreamBuffer {
 
     /// Items of the available prefix not yet discarded.
     fn available(&self, py: Python<'_>) -> PyResult<u64> {
-        self.shared
+        let r = self
+            .shared
             .with(py, |b| b.available())
-            .map_err(|e| stream_err(py, &self.shared.id, &e))
+            .map_err(|e| stream_err(py, &self.shared.id, &e));
+        self.checked(r)
     }
 
     /// Whether the final chunk was popped.
@@ -215,6 +264,12 @@ impl PyStreamBuffer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop_front()
+    }
+
+    /// The Python policy object, None for a policy by name.
+    #[getter]
+    fn policy_object(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.policy_object.as_ref().map(|o| o.clone_ref(py))
     }
 
     /// Whether this buffer has its own in-process producer.

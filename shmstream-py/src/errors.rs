@@ -47,11 +47,46 @@ fn stream_class(e: &StreamError) -> &'static str {
 
 /// A running stream's error, naming the stream.
 pub(crate) fn stream_err(py: Python<'_>, id: &StreamId, e: &StreamError) -> PyErr {
-    let hint = match e {
-        StreamError::UnknownId { .. } => " (register it first with pre_read_register)",
-        _ => "",
-    };
-    raise(py, stream_class(e), format!("stream {id}: {e}{hint}"))
+    raise(
+        py,
+        stream_class(e),
+        format!("stream {id}: {}", python_message(e)),
+    )
+}
+
+/// The core's message in Python's words: it names only Python API, and
+/// where the drop-in is stricter than the reference, says what the
+/// reference would have done and how to get that.
+fn python_message(e: &StreamError) -> String {
+    match e {
+        StreamError::UnknownId { id } => format!(
+            "tensor id {id:?} is not registered (or was already put); register it first with \
+             pre_read_register({id:?}). The reference would keep the tensor until the id is \
+             registered; here every position is reserved at registration, so register before put"
+        ),
+        StreamError::AfterDone => "the producer already signalled done; nothing more can be \
+             registered. The reference would register it and wait for it again (the stream \
+             reopens); here done is final: signal_done() only after the last pre_read_register"
+            .to_string(),
+        StreamError::NotReady => "no chunk is ready; check has_chunk_ready() first (or wait \
+             with next_chunk()). The reference would return the items present as a short chunk \
+             and advance by the full stride, so its offsets drift; to take what is there as a \
+             last chunk, signal_done() first and the stream flushes it"
+            .to_string(),
+        StreamError::TooLarge { nbytes, reserved } => format!(
+            "a tensor of {nbytes} bytes does not fit in the {reserved} bytes reserved for it; \
+             register it with its size: pre_read_register(tensor_id, nbytes), or build the \
+             buffer with a larger item_bytes="
+        ),
+        StreamError::ExceedsPayload {
+            nbytes,
+            payload_bytes,
+        } => format!(
+            "a tensor of {nbytes} bytes exceeds the whole payload ring of {payload_bytes} bytes; \
+             build the buffer with a larger payload_bytes= (or item_bytes=)"
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// A setup error, naming the stream.

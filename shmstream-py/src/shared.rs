@@ -12,6 +12,7 @@
 
 use crate::errors::{raise, stream_err};
 use crate::locks::{lock, try_lock};
+use crate::policy::PolicyError;
 use crate::timeout::SLICE;
 use pyo3::prelude::*;
 use shmstream::{ChunkLease, StreamBuffer, StreamError, StreamId, StreamKey, StreamSet};
@@ -157,6 +158,44 @@ impl Shared {
         out
     }
 
+    /// As [`with`](Self::with), for a step that may leave a set's stream
+    /// quiet: `f` is told whether the stream is quiet already and returns
+    /// whether it is now (an empty chunk of a continue-after-done stream
+    /// with nothing left, see [`SetState::quiet`]). Buffers of their own
+    /// are never quiet.
+    pub(crate) fn with_quiet<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut StreamBuffer, bool) -> (T, bool) + Send,
+    ) -> T {
+        let step = |g: &mut Guard<'_>| {
+            self.drain(g);
+            match g {
+                Guard::Set(st, key) => {
+                    let key = *key;
+                    let quiet = st.is_quiet(key);
+                    let buf = st.buffer(key).expect("a set's stream outlives its handles");
+                    let (out, now_quiet) = f(buf, quiet);
+                    if now_quiet && !quiet {
+                        st.go_quiet(key);
+                    }
+                    out
+                }
+                Guard::Own(b) => f(b, false).0,
+            }
+        };
+        let out = match self.try_buf() {
+            Some(mut g) => step(&mut g),
+            None => py.detach(|| step(&mut self.lock_buf())),
+        };
+        if self.has_pending() {
+            if let Some(mut g) = self.try_buf() {
+                self.drain(&mut g);
+            }
+        }
+        out
+    }
+
     /// Waits (GIL released, Ctrl-C honoured every slice) until `f`
     /// succeeds or fails otherwise than with a timeout of its slice.
     pub(crate) fn wait<T: Send>(
@@ -202,6 +241,13 @@ impl Shared {
     }
 }
 
+/// Whether popping `lease` leaves its stream quiet: an empty, never final
+/// chunk once everything is in (only a continue-after-done policy pops
+/// those), so every later chunk is the same empty one.
+pub(crate) fn leaves_quiet(b: &StreamBuffer, lease: &ChunkLease) -> bool {
+    lease.is_empty() && !lease.is_final() && b.consumer().is_all_in()
+}
+
 /// Wakes the set's current `wait_any` (the core set's `waker`).
 pub(crate) struct Waker(pub(crate) Box<dyn Fn() + Send + Sync>);
 
@@ -222,13 +268,21 @@ pub(crate) struct SetState {
     pub(crate) parked: Vec<(shmstream::StreamKey, StreamBuffer, Weak<Shared>)>,
     /// Policies of streams added with another than the default.
     pub(crate) policies: HashMap<shmstream::StreamKey, String>,
+    /// Streams of the set that offer nothing but the same empty chunk from
+    /// now on (continue after done, all in, drained, and one empty chunk
+    /// taken): out of the core set, so that its `wait_any` sleeps instead of
+    /// reporting them again and again; still members for Python (issue 26).
+    pub(crate) quiet: Vec<(shmstream::StreamKey, StreamBuffer)>,
 }
 
 impl SetState {
-    /// The buffer of `key`: in the set, or parked.
+    /// The buffer of `key`: in the set, quiet, or parked.
     pub(crate) fn buffer(&mut self, key: shmstream::StreamKey) -> Option<&mut StreamBuffer> {
         if self.set.as_ref().is_some_and(|s| s.get(key).is_some()) {
             return self.set.as_mut().and_then(|s| s.get_mut(key));
+        }
+        if let Some(at) = self.quiet.iter().position(|(k, _)| *k == key) {
+            return Some(&mut self.quiet[at].1);
         }
         self.parked
             .iter_mut()
@@ -236,10 +290,46 @@ impl SetState {
             .map(|(_, b, _)| b)
     }
 
+    /// The buffer of a member (in the core set or quiet), not a parked one.
+    pub(crate) fn member(&self, key: shmstream::StreamKey) -> Option<&StreamBuffer> {
+        let set = self.set.as_ref()?;
+        set.get(key)
+            .or_else(|| self.quiet.iter().find(|(k, _)| *k == key).map(|(_, b)| b))
+    }
+
+    /// Every member's key: the core set's, then the quiet ones.
+    pub(crate) fn keys(&self) -> Vec<shmstream::StreamKey> {
+        let Some(set) = self.set.as_ref() else {
+            return Vec::new();
+        };
+        let mut keys = set.keys();
+        keys.extend(self.quiet.iter().map(|(k, _)| *k));
+        keys
+    }
+
+    /// Whether `key` is quiet (see [`SetState::quiet`]).
+    pub(crate) fn is_quiet(&self, key: shmstream::StreamKey) -> bool {
+        self.quiet.iter().any(|(k, _)| *k == key)
+    }
+
+    /// Takes `key` out of the core set's wait into `quiet`.
+    pub(crate) fn go_quiet(&mut self, key: shmstream::StreamKey) {
+        if let Some(buf) = self.set.as_mut().and_then(|s| s.remove(key)) {
+            self.quiet.push((key, buf));
+        }
+    }
+
     /// Takes `key` out of the set: parked if Python holds it, else dropped
     /// (detaching the consumer).
     pub(crate) fn take_out(&mut self, key: shmstream::StreamKey) -> Option<Weak<Shared>> {
-        let buf = self.set.as_mut()?.remove(key)?;
+        let set = self.set.as_mut()?;
+        let buf = match set.remove(key) {
+            Some(b) => b,
+            None => {
+                let at = self.quiet.iter().position(|(k, _)| *k == key)?;
+                self.quiet.swap_remove(at).1
+            }
+        };
         self.policies.remove(&key);
         match self.handles.remove(&key) {
             Some(w) if w.strong_count() > 0 => {
@@ -251,6 +341,9 @@ impl SetState {
     }
 }
 
+/// A stream's policy name and Python policy object (None: by name).
+pub(crate) type PolicyOf = (String, Option<Py<PyAny>>);
+
 /// The set's state and the leases waiting to be handed back to it.
 #[derive(Debug)]
 pub(crate) struct SetCore {
@@ -260,6 +353,12 @@ pub(crate) struct SetCore {
     pub(crate) prefix: String,
     pub(crate) default_policy: Option<String>,
     pub(crate) waker: Waker,
+    /// Where the set's Python policies leave their exceptions.
+    pub(crate) policy_error: PolicyError,
+    /// The policy name and Python policy object (None: a policy by name)
+    /// of each stream adopted through a factory or added with a Python
+    /// policy, by identity (the factory runs before the stream has a key).
+    pub(crate) policy_objects: Arc<Mutex<HashMap<StreamId, PolicyOf>>>,
 }
 
 impl SetCore {

@@ -7,12 +7,13 @@
 //! [`SetCore`], both in `shared.rs`): its chunks, leases and views are
 //! those of any stream. The producer's way in is `_Hub` (`hub.rs`).
 
+use crate::buffer::python_object;
 use crate::buffer::PyStreamBuffer;
 use crate::chunk::{capture, Chunk};
 use crate::errors::{raise, setup_err, stream_err};
 use crate::locks::lock;
-use crate::policy::parse_policy;
-use crate::shared::{SetCore, SetState, Shared, Waker};
+use crate::policy::{error_slot, policy_arg, raise_policy_error, AnyPolicy};
+use crate::shared::{leaves_quiet, SetCore, SetState, Shared, Waker};
 use crate::timeout::seconds;
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
@@ -101,6 +102,7 @@ impl PyStreamSet {
         key: shmstream::StreamKey,
         id: StreamId,
     ) -> PyStreamBuffer {
+        let id_of = id.clone();
         let shared = match st.handles.get(&key).and_then(Weak::upgrade) {
             Some(s) => s,
             None => {
@@ -109,17 +111,32 @@ impl PyStreamSet {
                 s
             }
         };
-        let policy = st
-            .policies
-            .get(&key)
-            .or(self.core.default_policy.as_ref())
-            .cloned()
-            .unwrap_or_default();
+        let adopted = lock(&self.core.policy_objects)
+            .get(&id_of)
+            .map(|(name, o)| {
+                (
+                    name.clone(),
+                    o.as_ref().map(|o| Python::attach(|py| o.clone_ref(py))),
+                )
+            });
+        let (policy, policy_object) = match adopted {
+            Some(a) => a,
+            None => (
+                st.policies
+                    .get(&key)
+                    .or(self.core.default_policy.as_ref())
+                    .cloned()
+                    .unwrap_or_default(),
+                None,
+            ),
+        };
         PyStreamBuffer {
             shared,
             producer: None,
             policy,
             edges: Mutex::new(VecDeque::new()),
+            policy_error: Some(self.core.policy_error.clone()),
+            policy_object,
         }
     }
 }
@@ -134,14 +151,31 @@ impl PyStreamSet {
         py: Python<'_>,
         worker: &str,
         prefix: Option<String>,
-        default_policy: Option<String>,
+        default_policy: Option<Bound<'_, PyAny>>,
         entries: Option<u32>,
     ) -> PyResult<Self> {
         let prefix = prefix.unwrap_or_else(|| shmstream::DEFAULT_PREFIX.to_string());
-        let policy = default_policy
-            .as_deref()
-            .map(|p| parse_policy(py, p))
-            .transpose()?;
+        let policy_error = error_slot();
+        let policy_objects = Arc::new(Mutex::new(HashMap::new()));
+        let mut factory = None;
+        let policy = match &default_policy {
+            None => None,
+            Some(p) if p.is_instance_of::<pyo3::types::PyString>() => {
+                Some(policy_arg(py, p, &policy_error)?)
+            }
+            // A factory (the Python side wraps a Python policy's class
+            // into one): called with each announced stream's identity, it
+            // returns a name, a Python policy (each stream its own: a policy
+            // has state), or None (the stream waits for `add`).
+            Some(p) => {
+                let name = match p.getattr("__qualname__") {
+                    Ok(n) => format!("factory:{n}"),
+                    Err(_) => "factory".to_string(),
+                };
+                factory = Some((p.clone().unbind(), name));
+                None
+            }
+        };
         let hub_id = stream_id(format!("hub-{worker}"), String::new(), String::new());
         let made = py.detach(|| match entries {
             Some(n) => StreamSet::create_with_entries(worker, &prefix, n),
@@ -153,9 +187,37 @@ impl PyStreamSet {
             .map_err(|e| setup_err(py, &hub_id, &e))?
             .with_return_on_signal(true);
         let waker = set.waker();
-        let default_policy = policy.as_ref().map(|p| p.to_string());
-        if let Some(p) = policy {
+        let mut default_policy = None;
+        if let Some((AnyPolicy::Named(p), name)) = policy {
+            default_policy = Some(name);
             set = set.with_default_policy(p);
+        }
+        if let Some((factory, name)) = factory {
+            default_policy = Some(name);
+            let (error, objects) = (policy_error.clone(), policy_objects.clone());
+            set = set.with_adopter(Box::new(move |id| {
+                Python::attach(|py| {
+                    let ident = (&id.request_id, &id.edge_name, &id.from_partition);
+                    let made = factory.bind(py).call1(ident).and_then(|obj| {
+                        if obj.is_none() {
+                            return Ok(None);
+                        }
+                        let (policy, name) = policy_arg(py, &obj, &error)?;
+                        Ok(Some((policy, name, python_object(&obj))))
+                    });
+                    match made {
+                        Ok(Some((policy, name, obj))) => {
+                            lock(&objects).insert(id.clone(), (name, obj));
+                            Some(Box::new(policy) as Box<dyn shmstream::policy::ChunkPolicy>)
+                        }
+                        Ok(None) => None,
+                        Err(e) => {
+                            lock(&error).get_or_insert(e);
+                            None
+                        }
+                    }
+                })
+            }));
         }
         Ok(PyStreamSet {
             core: Arc::new(SetCore {
@@ -165,11 +227,14 @@ impl PyStreamSet {
                     handles: HashMap::new(),
                     parked: Vec::new(),
                     policies: HashMap::new(),
+                    quiet: Vec::new(),
                 }),
                 pending: Mutex::new(Vec::new()),
                 prefix,
                 default_policy,
                 waker: Waker(Box::new(waker)),
+                policy_error,
+                policy_objects,
             }),
         })
     }
@@ -194,6 +259,7 @@ impl PyStreamSet {
                 self.core.drain(&mut st);
                 st.set.as_mut().map(|s| s.wait_any(Some(slice)))
             });
+            raise_policy_error(Some(&self.core.policy_error))?;
             let Some(keys) = keys else {
                 return Err(closed(py, &self.core.name));
             };
@@ -215,12 +281,12 @@ impl PyStreamSet {
         request_id: String,
         edge_name: String,
         from_partition: String,
-        policy: &str,
+        policy: &Bound<'_, PyAny>,
         prefix: Option<String>,
     ) -> PyResult<PyStreamKey> {
-        let parsed = parse_policy(py, policy)?;
-        let name = parsed.to_string();
+        let (parsed, name) = policy_arg(py, policy, &self.core.policy_error)?;
         let id = stream_id(request_id, edge_name, from_partition);
+        let object = python_object(policy);
         let cfg = StreamConfig::new(id.clone())
             .with_prefix(prefix.as_deref().unwrap_or(&self.core.prefix));
         // Python (the errors) only once the set's lock is let go: a
@@ -232,7 +298,12 @@ impl PyStreamSet {
                 Some(set) => {
                     let r = py.detach(|| set.add(&cfg, parsed));
                     if let Ok(key) = r {
-                        st.policies.insert(key, name);
+                        st.policies.insert(key, name.clone());
+                        let mut objects = lock(&self.core.policy_objects);
+                        match object {
+                            Some(obj) => objects.insert(id.clone(), (name.clone(), Some(obj))),
+                            None => objects.remove(&id),
+                        };
                     }
                     Some(r)
                 }
@@ -240,7 +311,10 @@ impl PyStreamSet {
         };
         match added {
             None => Err(closed(py, &self.core.name)),
-            Some(r) => r.map(PyStreamKey).map_err(|e| setup_err(py, &id, &e)),
+            Some(r) => {
+                raise_policy_error(Some(&self.core.policy_error))?;
+                r.map(PyStreamKey).map_err(|e| setup_err(py, &id, &e))
+            }
         }
     }
 
@@ -250,9 +324,7 @@ impl PyStreamSet {
         let key = *key.get();
         let mut st = self.core.locked(py);
         let id = st
-            .set
-            .as_ref()
-            .and_then(|s| s.get(key.0))
+            .member(key.0)
             .map(|b| b.id().clone())
             .ok_or_else(|| no_key(&key))?;
         // Make sure there is a handle, so the buffer is parked for it.
@@ -272,9 +344,7 @@ impl PyStreamSet {
         let key = *key.get();
         let mut st = self.core.locked(py);
         let id = st
-            .set
-            .as_ref()
-            .and_then(|s| s.get(key.0))
+            .member(key.0)
             .map(|b| b.id().clone())
             .ok_or_else(|| no_key(&key))?;
         Ok(self.buffer_of(&mut st, key.0, id))
@@ -282,21 +352,18 @@ impl PyStreamSet {
 
     fn __contains__(&self, py: Python<'_>, key: &Bound<'_, PyStreamKey>) -> bool {
         let key = *key.get();
-        let st = self.core.locked(py);
-        st.set.as_ref().is_some_and(|s| s.get(key.0).is_some())
+        self.core.locked(py).member(key.0).is_some()
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
         let st = self.core.locked(py);
-        st.set.as_ref().map_or(0, |s| s.len())
+        st.set.as_ref().map_or(0, |s| s.len() + st.quiet.len())
     }
 
     /// The keys of every stream in the set.
     fn keys(&self, py: Python<'_>) -> Vec<PyStreamKey> {
         let st = self.core.locked(py);
-        st.set.as_ref().map_or_else(Vec::new, |s| {
-            s.keys().into_iter().map(PyStreamKey).collect()
-        })
+        st.keys().into_iter().map(PyStreamKey).collect()
     }
 
     /// The key of the stream of that identity, or None.
@@ -309,7 +376,12 @@ impl PyStreamSet {
     ) -> Option<PyStreamKey> {
         let id = stream_id(request_id, edge_name, from_partition);
         let st = self.core.locked(py);
-        st.set.as_ref()?.find(&id).map(PyStreamKey)
+        let quiet = st
+            .quiet
+            .iter()
+            .find(|(_, b)| *b.id() == id)
+            .map(|(k, _)| *k);
+        st.set.as_ref()?.find(&id).or(quiet).map(PyStreamKey)
     }
 
     /// `(request_id, edge_name, from_partition)` of each stream announced
@@ -372,8 +444,7 @@ impl PyStreamSet {
     /// readable until dropped).
     fn close(&self, py: Python<'_>) {
         let mut st = self.core.locked(py);
-        let keys = st.set.as_ref().map(|s| s.keys()).unwrap_or_default();
-        for key in keys {
+        for key in st.keys() {
             st.take_out(key);
         }
         let set = st.set.take();
@@ -389,13 +460,22 @@ impl PyStreamSet {
 #[pyfunction]
 fn _ready_chunk(py: Python<'_>, buffer: &Bound<'_, PyStreamBuffer>) -> PyResult<Option<Chunk>> {
     let shared = &buffer.get().shared;
-    let popped = shared.with(py, |b| {
+    // A quiet stream (only empty chunks left, one taken: see
+    // `SetState::quiet`) has nothing new: the iteration ends.
+    let popped = shared.with_quiet(py, |b, quiet| {
+        if quiet {
+            return (Ok(None), true);
+        }
         match b.next_lease_timeout(Some(std::time::Duration::ZERO)) {
-            Ok(Some(lease)) => Ok(Some(capture(b, lease))),
-            Ok(None) | Err(StreamError::Timeout { .. }) => Ok(None),
-            Err(e) => Err(e),
+            Ok(Some(lease)) => {
+                let now_quiet = leaves_quiet(b, &lease);
+                (Ok(Some(capture(b, lease))), now_quiet)
+            }
+            Ok(None) | Err(StreamError::Timeout { .. }) => (Ok(None), false),
+            Err(e) => (Err(e), false),
         }
     });
+    raise_policy_error(buffer.get().policy_error.as_ref())?;
     match popped {
         Ok(p) => Ok(p.map(|p| Chunk::new(shared, p))),
         Err(e) => Err(stream_err(py, &shared.id, &e)),

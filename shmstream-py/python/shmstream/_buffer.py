@@ -9,7 +9,7 @@ from typing import Any, Union
 
 from . import _shmstream
 from ._errors import StreamError
-from ._policies import ChunkPolicy, NamedChunkPolicy, policy_name
+from ._policies import ChunkPolicy, NamedChunkPolicy, is_python_policy, policy_arg, policy_name
 from ._shmstream import StreamChunk
 from ._tensors import host_array
 
@@ -17,7 +17,9 @@ PolicyLike = Union[ChunkPolicy, str]
 
 
 def _as_policy(policy: PolicyLike) -> ChunkPolicy:
-    return policy if isinstance(policy, ChunkPolicy) else NamedChunkPolicy(policy_name(policy))
+    if isinstance(policy, ChunkPolicy) or is_python_policy(policy):
+        return policy
+    return NamedChunkPolicy(policy_name(policy))
 
 
 class StreamBuffer:
@@ -60,7 +62,7 @@ class StreamBuffer:
             request_id,
             edge_name,
             from_partition,
-            self.policy.name,
+            policy_arg(self.policy),
             capacity,
             item_bytes,
             payload_bytes,
@@ -86,7 +88,7 @@ class StreamBuffer:
         self = cls.__new__(cls)
         self.policy = _as_policy(policy)
         self._b = _shmstream._Buffer.open(
-            request_id, edge_name, from_partition, self.policy.name, prefix, timeout
+            request_id, edge_name, from_partition, policy_arg(self.policy), prefix, timeout
         )
         self._p = None
         self._done = False
@@ -131,8 +133,13 @@ class StreamBuffer:
         del keep
 
     def signal_done(self) -> None:
-        """No more items will be registered."""
-        self._producer().signal_done()
+        """No more items will be registered. Idempotent. On a buffer of
+        another process's stream it only records what the worker was told
+        (``producer_done`` turns true): the stream's own end comes from its
+        :class:`Producer` (the reference's worker calls it there when the
+        producer reports done)."""
+        if self._p is not None and not self._done:
+            self._p.signal_done()
         self._done = True
 
     @property
@@ -208,7 +215,7 @@ class StreamBuffer:
         side = "in-process" if self._p is not None else "opened"
         return (
             f"StreamBuffer({self.request_id!r}, {self.edge_name!r}, {self.from_partition!r}, "
-            f"policy={self.policy.name!r}, {side}, consumed={self.consumed}, "
+            f"policy={self._b.policy_name!r}, {side}, consumed={self.consumed}, "
             f"live_chunks={self.live_chunks}, producer_done={self.producer_done}, "
             f"finished={self.finished})"
         )

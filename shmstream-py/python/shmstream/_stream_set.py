@@ -4,12 +4,12 @@ on the worker's side, :class:`Hub` on a producer's."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import _shmstream
 from ._buffer import StreamBuffer
-from ._policies import ChunkPolicy, NamedChunkPolicy, policy_name
+from ._policies import ChunkPolicy, NamedChunkPolicy, is_python_policy, policy_arg, policy_name
 from ._producer import Producer
 from ._shmstream import StreamChunk, StreamKey, _ready_chunk
 
@@ -20,8 +20,41 @@ def _buffer(b: Any) -> Any:
     sb._b = b
     sb._p = None
     sb._done = False
-    sb.policy = NamedChunkPolicy(b.policy_name)
+    obj = b.policy_object
+    sb.policy = obj if obj is not None else NamedChunkPolicy(b.policy_name)
     return sb
+
+
+def _default_policy(policy: Any, factory: Any) -> Any:
+    """A set's default policy as the native set takes it: a name, or a
+    factory called with each announced stream's identity that returns a
+    name or a Python policy (one per stream: a policy has state)."""
+    if policy is not None and factory is not None:
+        raise TypeError("give default_policy or policy_factory, not both")
+    if factory is not None:
+
+        def made(request_id: str, edge_name: str, from_partition: str) -> Any:
+            p = factory(request_id, edge_name, from_partition)
+            return None if p is None else policy_arg(p)
+
+    elif policy is None:
+        return None
+    elif is_python_policy(policy):
+        raise TypeError(
+            f"default_policy {policy!r} is one Python policy object, but each stream needs "
+            "its own (a policy keeps state): pass its class or a factory, e.g. "
+            f"default_policy={type(policy).__qualname__} or default_policy=lambda: ..."
+        )
+    elif isinstance(policy, (ChunkPolicy, str)) or not callable(policy):
+        return policy_name(policy)
+    else:
+        factory = policy
+
+        def made(request_id: str, edge_name: str, from_partition: str) -> Any:
+            return policy_arg(factory())
+
+    made.__qualname__ = getattr(factory, "__qualname__", "factory")
+    return made
 
 
 class StreamSet:
@@ -31,9 +64,14 @@ class StreamSet:
     ``StreamSet(worker, prefix=None, default_policy=None)`` creates the hub
     ``/<prefix>hub-<worker>`` (mode 0600; removed at :meth:`close`, at the
     end of a ``with`` block, or when the set is collected). With a
-    ``default_policy`` every announced stream is adopted with it as
-    :meth:`wait_any` finds it; without, announced streams wait for
-    :meth:`add`.
+    ``default_policy`` (a name, a built-in :class:`ChunkPolicy`, or for a
+    Python policy a factory such as its class: one object per stream)
+    every announced stream is adopted with it as :meth:`wait_any` finds
+    it; without, announced streams wait for :meth:`add`. A
+    ``policy_factory(request_id, edge_name, from_partition)`` instead
+    chooses each stream's policy (a name or a policy; None leaves the
+    stream to :meth:`add`), as the reference's worker makes one buffer per
+    request and edge.
 
     :meth:`wait_any` sleeps (without the GIL) on one futex for every stream,
     once for the whole timeout (an idle worker wakes at most once a second,
@@ -63,11 +101,13 @@ class StreamSet:
         worker: str,
         *,
         prefix: str | None = None,
-        default_policy: ChunkPolicy | str | None = None,
+        default_policy: ChunkPolicy | str | Callable[[], Any] | None = None,
         entries: int | None = None,
+        policy_factory: Callable[[str, str, str], Any] | None = None,
     ) -> None:
-        name = None if default_policy is None else policy_name(default_policy)
-        self._s = _shmstream._StreamSet.create(worker, prefix, name, entries)
+        self._s = _shmstream._StreamSet.create(
+            worker, prefix, _default_policy(default_policy, policy_factory), entries
+        )
         self._buffers: dict[StreamKey, Any] = {}
         # Orders a look-up that caches a buffer with a removal from another
         # thread: else the look-up could cache the buffer of a stream just
@@ -81,7 +121,10 @@ class StreamSet:
         do (adopting announced streams on the way); ``[]`` once ``timeout``
         seconds passed (None: wait for ever, 0: just look). Fair: a stream
         with news is returned by the next call that finds any, and keeps
-        being returned while it has chunks ready.
+        being returned while it has chunks ready. A stream whose policy
+        continues after done is returned until its first empty chunk after
+        the end is taken (by :meth:`ready_chunks` or ``pop_chunk``); then
+        never again (nothing can change), and it costs no CPU while idle.
 
         Ctrl-C raises KeyboardInterrupt at once: the SIGINT handler
         interrupts the sleep of the main thread. In one window, a signal
@@ -92,9 +135,12 @@ class StreamSet:
         return self._s.wait_any(timeout)
 
     def ready_chunks(self, key: StreamKey) -> Iterator[StreamChunk]:
-        """The chunks of stream ``key`` ready now, in order, without waiting.
-        Raises the stream's error (:class:`ProducerGone` when its producer
-        died without signalling done, ...) once its chunks before are out."""
+        """The chunks of stream ``key`` ready now, in order, without waiting;
+        ends when nothing new is ready (a continue-after-done stream gives
+        one empty chunk after its end, then nothing: ``set[key].pop_chunk()``
+        still pops empty chunks as the reference does). Raises the stream's
+        error (:class:`ProducerGone` when its producer died without
+        signalling done, ...) once its chunks before are out."""
         b = self[key]._b
         while (chunk := _ready_chunk(b)) is not None:
             yield chunk
@@ -112,7 +158,7 @@ class StreamSet:
         """Adopts the announced stream of that identity with ``policy``
         (segment ``prefix``: default the set's). Raises :class:`NotAnnounced`
         when no producer announced it yet."""
-        return self._s.add(request_id, edge_name, from_partition, policy_name(policy), prefix)
+        return self._s.add(request_id, edge_name, from_partition, policy_arg(policy), prefix)
 
     def remove(self, key: StreamKey) -> Any:
         """Takes stream ``key`` out of the set and returns its
@@ -179,7 +225,8 @@ class StreamSet:
 
     @property
     def default_policy(self) -> str | None:
-        """The policy of adopted streams (None: :meth:`add` only)."""
+        """The policy of adopted streams (None: :meth:`add` only;
+        ``factory:<name>`` with a factory)."""
         return self._s.default_policy
 
     @property
