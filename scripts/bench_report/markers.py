@@ -4,7 +4,7 @@ the network ingress (`scripts/bench-ucx.sh`), Python
 (`shmstream-py/bench/mooncake_bench.py`). A new report keeps them, in this
 order."""
 
-TAGS = ("ucx-bench", "python-bench", "mooncake-bench")
+TAGS = ("ucx-bench", "python-bench", "mooncake-bench", "dropin-bench")
 
 
 def kept_sections(old: str) -> str:
