@@ -533,12 +533,16 @@ mod tests {
     use crate::config::{StreamConfig, StreamId};
     use crate::protocol::ring_producer::ProducerRing;
 
-    /// A producer on an anonymous segment, and the segment's consumer half
-    /// (kept, so the producer's peer is there); what `in_process` builds,
-    /// made here so the handle's tests need nothing above it.
+    /// A producer on an anonymous segment (on the heap under Miri, which
+    /// has no memfd), and its consumer half (kept, so the producer's peer
+    /// is there); what `in_process` builds, made here so the handle's
+    /// tests need nothing above it.
     fn in_process(
         config: &StreamConfig,
     ) -> Result<(Producer, impl Sized), crate::error::SetupError> {
+        #[cfg(miri)]
+        let (p, c) = crate::protocol::heap::heap_ring(&config.validate()?);
+        #[cfg(not(miri))]
         let (p, c) = crate::os::segment::anonymous(config)?;
         Ok((Producer::from_ring(ProducerRing::new(p), config.timeout), c))
     }

@@ -13,7 +13,7 @@ import pytest
 import shmstream as s
 
 # Offsets of docs/design.md's layout, asserted at compile time in
-# src/layout.rs: the header's control_offset (u32 at 44) and
+# src/protocol/layout.rs: the header's control_offset (u32 at 44) and
 # descriptors_offset (u64 at 48); the control block's flags word at 256;
 # a descriptor's seq (u64) at 0.
 CONTROL_OFFSET_AT, DESCRIPTORS_OFFSET_AT, FLAGS_IN_CONTROL = 44, 48, 256

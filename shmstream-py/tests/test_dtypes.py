@@ -12,7 +12,7 @@ import pytest
 import shmstream as s
 import torch
 
-# The core's DType::ALL (src/tensor.rs), by shmstream name: numpy dtype,
+# The core's DType::ALL (src/protocol/tensor.rs), by shmstream name: numpy dtype,
 # torch dtype name.
 DTYPES = {
     "bool": (np.dtype(np.bool_), "bool"),
@@ -30,7 +30,7 @@ DTYPES = {
     "u64": (np.dtype(np.uint64), "uint64"),
 }
 
-CORE_TENSOR_RS = Path(__file__).resolve().parents[2] / "src" / "tensor.rs"
+CORE_TENSOR_RS = Path(__file__).resolve().parents[2] / "src" / "protocol" / "tensor.rs"
 
 
 def test_the_list_is_the_cores():
