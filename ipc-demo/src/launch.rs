@@ -84,6 +84,9 @@ pub struct RunArgs {
     /// Many-streams mode: producer processes sharing the streams
     #[arg(long, value_name = "P", default_value_t = 1, value_parser = at_least_one)]
     pub producers: u64,
+    /// Let the producer start before the consumer attached (the startup backlog then lands in the latency percentiles; by default the producer waits for the consumer and the report shows the steady state)
+    #[arg(long)]
+    pub cold_start: bool,
 }
 
 /// How long the children get to end after a forwarded signal before the
@@ -331,6 +334,7 @@ pub fn run(args: &RunArgs) -> Outcome {
         hub: None,
         streams: 1,
         stream_offset: 0,
+        wait_consumer: !args.cold_start,
     };
     launch.procs.push(spawn(
         "producer",
@@ -475,6 +479,7 @@ fn run_many(
             hub: Some(request.to_string()),
             streams,
             stream_offset: offset,
+            wait_consumer: false,
         };
         offset += streams;
         launch.procs.push(spawn(

@@ -89,6 +89,9 @@ pub struct ProduceArgs {
     /// With --hub: the number of this producer's first stream
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub stream_offset: u64,
+    /// Wait (up to --timeout) for a consumer to attach before producing (--source synthetic, one stream), so the ring does not fill before the consumer runs and that startup backlog stays out of the consumer's latency percentiles (`ipc-demo run` passes it unless --cold-start)
+    #[arg(long)]
+    pub wait_consumer: bool,
 }
 
 impl ProduceArgs {
@@ -114,6 +117,9 @@ impl ProduceArgs {
             out.extend(["--hub".into(), hub.clone()]);
             out.extend(["--streams".into(), self.streams.to_string()]);
             out.extend(["--stream-offset".into(), self.stream_offset.to_string()]);
+        }
+        if self.wait_consumer {
+            out.push("--wait-consumer".into());
         }
         out
     }
@@ -164,6 +170,9 @@ pub fn run(args: &ProduceArgs) -> Outcome {
     out.flush()?;
     drop(out);
     let mut waits = Waits::default();
+    if listen.is_none() && args.wait_consumer {
+        wait_attached(&name, args.identity.timeout)?;
+    }
     match listen {
         None => synthetic(&producer, args, &mut waits)?,
         Some(addr) => receive(&producer, &addr, args)?,
@@ -172,6 +181,27 @@ pub fn run(args: &ProduceArgs) -> Outcome {
     // closed pipe is not the producer's failure.
     let _ = writeln!(io::stdout(), "{}", waits.line());
     end(&producer, &name, args.identity.timeout)
+}
+
+/// Waits up to `timeout` for a consumer to attach to the segment `name`,
+/// so that the latency the consumer reports is the stream's steady state,
+/// not a ring filled before the consumer ran (`ipc-demo run --cold-start`
+/// keeps that view). Sleeps between looks: the consumer needs the other core.
+fn wait_attached(name: &str, timeout: Duration) -> Outcome {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match shmstream::inspect(name) {
+            Ok(info) if info.consumer_attached => return Ok(()),
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
+            Ok(_) => {
+                return Err(format!(
+                    "no consumer attached to {name} within {timeout:?} (without --wait-consumer it produces at once)"
+                )
+                .into())
+            }
+            Err(e) => return Err(format!("cannot look at {name}: {e}").into()),
+        }
+    }
 }
 
 /// Signals done and waits up to `timeout` for the consumer to release

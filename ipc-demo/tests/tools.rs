@@ -253,3 +253,40 @@ fn a_producer_stopped_by_a_signal_removes_its_segment() {
     assert_eq!(out.status.code(), Some(128 + libc::SIGTERM));
     scope.assert_no_leftovers();
 }
+
+/// `ipc-demo run` starts its producer with `--wait-consumer` (unless
+/// `--cold-start`) so the ring does not fill before the consumer runs: such
+/// a producer registers nothing until a consumer attaches, then streams.
+#[test]
+fn a_producer_told_to_wait_produces_nothing_until_the_consumer_attaches() {
+    let mut scope = Scope::new("wait");
+    let (i, name) = producer_with(&mut scope, "waiting", "10", &["--wait-consumer"]);
+    // Long enough for ten items many times over, had it not waited.
+    std::thread::sleep(Duration::from_millis(300));
+    let state = inspect_json(&name);
+    assert_eq!(
+        (
+            state["registered"].as_u64(),
+            state["consumer_attached"].as_bool()
+        ),
+        (Some(0), Some(false)),
+        "{state}"
+    );
+    let consumed = run(
+        CONSUMER,
+        &[
+            "--prefix",
+            &scope.prefix,
+            "--request-id",
+            "waiting",
+            "--items",
+            "10",
+            "--json",
+        ],
+        None,
+    );
+    assert!(consumed.status.success(), "{}", text(&consumed.stderr));
+    assert_complete(&json(&consumed.stdout), 10, 1);
+    assert!(scope.wait(i).status.success());
+    scope.assert_no_leftovers();
+}
