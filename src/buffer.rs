@@ -155,6 +155,15 @@ impl<E> StreamBuffer<E> {
         self.chunker.finished()
     }
 
+    /// Whether the stream has nothing new to give, ever: its policy
+    /// continues after done, everything is in and taken, and one empty
+    /// chunk was popped since. `pop_chunk` goes on giving that same empty
+    /// chunk (the reference's behaviour), but a [`StreamSet`](crate::StreamSet)
+    /// no longer reports the stream, so a waiting worker sleeps.
+    pub fn is_quiet(&self) -> bool {
+        self.chunker.idle()
+    }
+
     /// SPEC section 2's `has_chunk_ready`, on a fresh look at the ring.
     ///
     /// # Errors

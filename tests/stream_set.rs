@@ -154,6 +154,45 @@ fn a_stream_with_several_chunks_ready_is_reported_again_without_a_new_commit() {
     assert!(set.wait_any(Some(Duration::from_millis(1))).is_empty());
 }
 
+/// A stream whose policy continues after done (the reference's
+/// Thinker→Talker edges) offers the same empty chunk for ever once drained:
+/// the set reports it until that chunk is taken once, then never again,
+/// so a worker waiting on the set sleeps (issue 26). `pop_chunk` keeps
+/// giving the empty chunk, as the reference's does.
+#[test]
+fn a_drained_continue_after_done_stream_is_reported_until_its_empty_chunk_is_taken() {
+    let mut set: StreamSet = StreamSet::in_process(64)
+        .unwrap()
+        .with_default_policy("fixed:size=1,continue".parse().unwrap());
+    let hub = set.hub().unwrap();
+    let producer = hub.create_stream(&config(id(0, 0))).unwrap();
+    send(&producer, value(0, 0, 0), 0);
+    producer.signal_done();
+    let ready = set.wait_any(PATIENCE);
+    assert_eq!(ready.len(), 1);
+    let buffer = set.get_mut(ready[0]).unwrap();
+    assert_eq!(buffer.pop_chunk().unwrap().len(), 1);
+    assert!(!buffer.is_quiet(), "the empty chunk is not taken yet");
+    // Done and drained: the empty chunk is news once.
+    let ready = set.wait_any(PATIENCE);
+    assert_eq!(ready.len(), 1);
+    let buffer = set.get_mut(ready[0]).unwrap();
+    let empty = buffer.pop_chunk().unwrap();
+    assert_eq!((empty.len(), empty.is_final()), (0, false));
+    drop(empty);
+    assert!(buffer.is_quiet());
+    // Then nothing changes: not reported, in 20 waits.
+    for _ in 0..20 {
+        assert!(set.wait_any(Some(Duration::from_millis(1))).is_empty());
+    }
+    // The reference's pop still answers with the same empty chunk.
+    let buffer = set.get_mut(ready[0]).unwrap();
+    let again = buffer.pop_chunk().unwrap();
+    assert_eq!((again.len(), again.is_final()), (0, false));
+    drop(again);
+    assert!(buffer.is_quiet());
+}
+
 /// The stream number of a stream of `id(_, stream)`.
 fn stream_of(set: &StreamSet, key: StreamKey) -> usize {
     let sid = set.get(key).unwrap().id();

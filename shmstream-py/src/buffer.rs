@@ -8,7 +8,7 @@ use crate::locks::lock;
 use crate::policy::{error_slot, policy_arg, raise_policy_error, PolicyError};
 use crate::producer::PyProducer;
 use crate::producer_state::{self, SharedProducer};
-use crate::shared::{leaves_quiet, Shared};
+use crate::shared::Shared;
 use crate::timeout::seconds;
 use pyo3::prelude::*;
 use shmstream::{StreamBuffer, StreamConfig, StreamId};
@@ -147,15 +147,7 @@ impl PyStreamBuffer {
     fn pop_chunk(&self, py: Python<'_>) -> PyResult<Chunk> {
         let popped = self
             .shared
-            .with_quiet(py, |b, quiet| match b.pop_lease() {
-                // A set's stream that pops only empty chunks from now on
-                // leaves the set's wait (see `SetState::quiet`).
-                Ok(l) => {
-                    let now_quiet = quiet || leaves_quiet(b, &l);
-                    (Ok(capture(b, l)), now_quiet)
-                }
-                Err(e) => (Err(e), quiet),
-            })
+            .with(py, |b| b.pop_lease().map(|l| capture(b, l)))
             .map_err(|e| stream_err(py, &self.shared.id, &e));
         let chunk = popped.map(|p| Chunk::new(&self.shared, p));
         self.checked(chunk)

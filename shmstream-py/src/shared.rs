@@ -158,44 +158,6 @@ impl Shared {
         out
     }
 
-    /// As [`with`](Self::with), for a step that may leave a set's stream
-    /// quiet: `f` is told whether the stream is quiet already and returns
-    /// whether it is now (an empty chunk of a continue-after-done stream
-    /// with nothing left, see [`SetState::quiet`]). Buffers of their own
-    /// are never quiet.
-    pub(crate) fn with_quiet<T: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&mut StreamBuffer, bool) -> (T, bool) + Send,
-    ) -> T {
-        let step = |g: &mut Guard<'_>| {
-            self.drain(g);
-            match g {
-                Guard::Set(st, key) => {
-                    let key = *key;
-                    let quiet = st.is_quiet(key);
-                    let buf = st.buffer(key).expect("a set's stream outlives its handles");
-                    let (out, now_quiet) = f(buf, quiet);
-                    if now_quiet && !quiet {
-                        st.go_quiet(key);
-                    }
-                    out
-                }
-                Guard::Own(b) => f(b, false).0,
-            }
-        };
-        let out = match self.try_buf() {
-            Some(mut g) => step(&mut g),
-            None => py.detach(|| step(&mut self.lock_buf())),
-        };
-        if self.has_pending() {
-            if let Some(mut g) = self.try_buf() {
-                self.drain(&mut g);
-            }
-        }
-        out
-    }
-
     /// Waits (GIL released, Ctrl-C honoured every slice) until `f`
     /// succeeds or fails otherwise than with a timeout of its slice.
     pub(crate) fn wait<T: Send>(
@@ -241,13 +203,6 @@ impl Shared {
     }
 }
 
-/// Whether popping `lease` leaves its stream quiet: an empty, never final
-/// chunk once everything is in (only a continue-after-done policy pops
-/// those), so every later chunk is the same empty one.
-pub(crate) fn leaves_quiet(b: &StreamBuffer, lease: &ChunkLease) -> bool {
-    lease.is_empty() && !lease.is_final() && b.consumer().is_all_in()
-}
-
 /// Wakes the set's current `wait_any` (the core set's `waker`).
 pub(crate) struct Waker(pub(crate) Box<dyn Fn() + Send + Sync>);
 
@@ -268,21 +223,13 @@ pub(crate) struct SetState {
     pub(crate) parked: Vec<(shmstream::StreamKey, StreamBuffer, Weak<Shared>)>,
     /// Policies of streams added with another than the default.
     pub(crate) policies: HashMap<shmstream::StreamKey, String>,
-    /// Streams of the set that offer nothing but the same empty chunk from
-    /// now on (continue after done, all in, drained, and one empty chunk
-    /// taken): out of the core set, so that its `wait_any` sleeps instead of
-    /// reporting them again and again; still members for Python (issue 26).
-    pub(crate) quiet: Vec<(shmstream::StreamKey, StreamBuffer)>,
 }
 
 impl SetState {
-    /// The buffer of `key`: in the set, quiet, or parked.
+    /// The buffer of `key`: in the set, or parked.
     pub(crate) fn buffer(&mut self, key: shmstream::StreamKey) -> Option<&mut StreamBuffer> {
         if self.set.as_ref().is_some_and(|s| s.get(key).is_some()) {
             return self.set.as_mut().and_then(|s| s.get_mut(key));
-        }
-        if let Some(at) = self.quiet.iter().position(|(k, _)| *k == key) {
-            return Some(&mut self.quiet[at].1);
         }
         self.parked
             .iter_mut()
@@ -290,46 +237,20 @@ impl SetState {
             .map(|(_, b, _)| b)
     }
 
-    /// The buffer of a member (in the core set or quiet), not a parked one.
+    /// The buffer of a member, not a parked one.
     pub(crate) fn member(&self, key: shmstream::StreamKey) -> Option<&StreamBuffer> {
-        let set = self.set.as_ref()?;
-        set.get(key)
-            .or_else(|| self.quiet.iter().find(|(k, _)| *k == key).map(|(_, b)| b))
+        self.set.as_ref()?.get(key)
     }
 
-    /// Every member's key: the core set's, then the quiet ones.
+    /// Every member's key.
     pub(crate) fn keys(&self) -> Vec<shmstream::StreamKey> {
-        let Some(set) = self.set.as_ref() else {
-            return Vec::new();
-        };
-        let mut keys = set.keys();
-        keys.extend(self.quiet.iter().map(|(k, _)| *k));
-        keys
-    }
-
-    /// Whether `key` is quiet (see [`SetState::quiet`]).
-    pub(crate) fn is_quiet(&self, key: shmstream::StreamKey) -> bool {
-        self.quiet.iter().any(|(k, _)| *k == key)
-    }
-
-    /// Takes `key` out of the core set's wait into `quiet`.
-    pub(crate) fn go_quiet(&mut self, key: shmstream::StreamKey) {
-        if let Some(buf) = self.set.as_mut().and_then(|s| s.remove(key)) {
-            self.quiet.push((key, buf));
-        }
+        self.set.as_ref().map(|s| s.keys()).unwrap_or_default()
     }
 
     /// Takes `key` out of the set: parked if Python holds it, else dropped
     /// (detaching the consumer).
     pub(crate) fn take_out(&mut self, key: shmstream::StreamKey) -> Option<Weak<Shared>> {
-        let set = self.set.as_mut()?;
-        let buf = match set.remove(key) {
-            Some(b) => b,
-            None => {
-                let at = self.quiet.iter().position(|(k, _)| *k == key)?;
-                self.quiet.swap_remove(at).1
-            }
-        };
+        let buf = self.set.as_mut()?.remove(key)?;
         self.policies.remove(&key);
         match self.handles.remove(&key) {
             Some(w) if w.strong_count() > 0 => {

@@ -13,7 +13,7 @@ use crate::chunk::{capture, Chunk};
 use crate::errors::{raise, setup_err, stream_err};
 use crate::locks::lock;
 use crate::policy::{error_slot, policy_arg, raise_policy_error, AnyPolicy};
-use crate::shared::{leaves_quiet, SetCore, SetState, Shared, Waker};
+use crate::shared::{SetCore, SetState, Shared, Waker};
 use crate::timeout::seconds;
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
@@ -227,7 +227,6 @@ impl PyStreamSet {
                     handles: HashMap::new(),
                     parked: Vec::new(),
                     policies: HashMap::new(),
-                    quiet: Vec::new(),
                 }),
                 pending: Mutex::new(Vec::new()),
                 prefix,
@@ -357,7 +356,7 @@ impl PyStreamSet {
 
     fn __len__(&self, py: Python<'_>) -> usize {
         let st = self.core.locked(py);
-        st.set.as_ref().map_or(0, |s| s.len() + st.quiet.len())
+        st.set.as_ref().map_or(0, |s| s.len())
     }
 
     /// The keys of every stream in the set.
@@ -376,12 +375,7 @@ impl PyStreamSet {
     ) -> Option<PyStreamKey> {
         let id = stream_id(request_id, edge_name, from_partition);
         let st = self.core.locked(py);
-        let quiet = st
-            .quiet
-            .iter()
-            .find(|(_, b)| *b.id() == id)
-            .map(|(k, _)| *k);
-        st.set.as_ref()?.find(&id).or(quiet).map(PyStreamKey)
+        st.set.as_ref()?.find(&id).map(PyStreamKey)
     }
 
     /// `(request_id, edge_name, from_partition)` of each stream announced
@@ -460,19 +454,16 @@ impl PyStreamSet {
 #[pyfunction]
 fn _ready_chunk(py: Python<'_>, buffer: &Bound<'_, PyStreamBuffer>) -> PyResult<Option<Chunk>> {
     let shared = &buffer.get().shared;
-    // A quiet stream (only empty chunks left, one taken: see
-    // `SetState::quiet`) has nothing new: the iteration ends.
-    let popped = shared.with_quiet(py, |b, quiet| {
-        if quiet {
-            return (Ok(None), true);
+    // A quiet stream (only the same empty chunk left, one taken: the
+    // core's `StreamBuffer::is_quiet`) has nothing new: the iteration ends.
+    let popped = shared.with(py, |b| {
+        if b.is_quiet() {
+            return Ok(None);
         }
         match b.next_lease_timeout(Some(std::time::Duration::ZERO)) {
-            Ok(Some(lease)) => {
-                let now_quiet = leaves_quiet(b, &lease);
-                (Ok(Some(capture(b, lease))), now_quiet)
-            }
-            Ok(None) | Err(StreamError::Timeout { .. }) => (Ok(None), false),
-            Err(e) => (Err(e), false),
+            Ok(Some(lease)) => Ok(Some(capture(b, lease))),
+            Ok(None) | Err(StreamError::Timeout { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     });
     raise_policy_error(buffer.get().policy_error.as_ref())?;

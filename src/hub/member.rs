@@ -52,9 +52,12 @@ pub(crate) struct Member<E> {
 
 impl<E> Member<E> {
     /// Whether to report the stream: a chunk is ready, or it failed, or
-    /// its producer is gone (the last two once).
+    /// its producer is gone (the last two once). A quiet stream (only the
+    /// same empty chunk left, one taken) has nothing new: it is not
+    /// reported again, or a continue-after-done stream would keep
+    /// `wait_any` returning at once for ever.
     pub(crate) fn is_ready(&mut self) -> bool {
-        if self.buffer.is_finished() {
+        if self.buffer.is_finished() || self.buffer.is_quiet() {
             return false;
         }
         let news = match self.buffer.has_chunk_ready() {

@@ -19,6 +19,10 @@ pub(crate) struct Chunker {
     /// policy's primed count if larger: items before it are context when a
     /// chunk shows them again. Only grows.
     shown_until: u64,
+    /// The last pop was an empty, never final chunk with everything in
+    /// (only a continue-after-done policy pops those): every later chunk is
+    /// the same empty one, so nothing about the stream can change again.
+    idle: bool,
 }
 
 /// What the next chunk is: the items at global positions
@@ -61,6 +65,7 @@ impl Chunker {
             chunks_popped: 0,
             final_emitted: false,
             shown_until,
+            idle: false,
         }
     }
 
@@ -72,6 +77,12 @@ impl Chunker {
     /// Whether a final chunk was popped (no chunk is ready ever again).
     pub(crate) fn finished(&self) -> bool {
         self.final_emitted
+    }
+
+    /// Whether the stream offers nothing new from now on: all in, drained,
+    /// and one empty never-final chunk taken (see the field).
+    pub(crate) fn idle(&self) -> bool {
+        self.idle
     }
 
     /// The policy, as it stands before the next chunk.
@@ -137,6 +148,7 @@ impl Chunker {
         let chunk_index = self.chunks_popped;
         self.chunks_popped += 1;
         self.final_emitted = is_final;
+        self.idle = all_in && window == 0 && !is_final;
         Some(ChunkPlan {
             chunk_index,
             start_offset,
@@ -503,6 +515,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn only_an_empty_chunk_with_everything_in_makes_a_continuing_stream_idle() {
+        let mut c = Chunker::new(Box::new("fixed:size=2,continue".parse::<Policy>().unwrap()));
+        // Two items of a window of two, not done: a full chunk, not idle.
+        assert_eq!(c.pop(2, false).unwrap().window, 2);
+        assert!(!c.idle());
+        // Done with one item left: it is flushed, still not idle.
+        assert_eq!(c.pop(1, true).unwrap().window, 1);
+        assert!(!c.idle());
+        // Done and drained: the empty, never-final chunk, and idle for good.
+        for _ in 0..3 {
+            let plan = c.pop(0, true).unwrap();
+            assert_eq!((plan.window, plan.is_final), (0, false));
+            assert!(c.idle());
+        }
+        // A stream that ends with a final chunk is finished, never idle.
+        let mut f = Chunker::new(Box::new("fixed:size=2".parse::<Policy>().unwrap()));
+        assert!(f.pop(0, true).unwrap().is_final);
+        assert!(!f.idle() && f.finished());
     }
 
     #[test]
