@@ -241,9 +241,15 @@ impl<E> StreamBuffer<E> {
         }
     }
 
-    /// Waits until a chunk is ready; the items available then, or `None`
-    /// once the final chunk was popped.
-    pub(crate) fn wait_chunk(
+    /// Waits until a chunk is ready, without popping it; the items
+    /// available then, or `None` once the final chunk was popped. What an
+    /// event loop's helper thread waits on: the loop then pops the chunk
+    /// itself, so a wait given up (a cancelled `await`) takes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`next_chunk_timeout`](Self::next_chunk_timeout).
+    pub fn wait_chunk(
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<Option<u64>, StreamError> {

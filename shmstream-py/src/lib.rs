@@ -19,10 +19,13 @@
 //! - `stream_set`: `_StreamSet` and `StreamKey`, one consumer worker's many
 //!   streams and one wait;
 //! - `hub`: `_Hub`, a producer's way into a worker's hub;
-//! - `segments`, `array`: `list_segments` and `_array_data`.
+//! - `segments`, `array`: `list_segments` and `_array_data`;
+//! - `aio`: the waits of `shmstream._aio` (asyncio): a set's wait another
+//!   thread ends at once, a stream's wait that pops nothing.
 //!
 //! `tests/layering.rs` holds that no module uses one after it (no circle).
 
+mod aio;
 mod array;
 mod buffer;
 mod chunk;
@@ -55,5 +58,6 @@ fn _shmstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(segments::list_segments, m)?)?;
     stream_set::register(m)?;
     m.add_class::<hub::PyHub>()?;
+    aio::register(m)?;
     Ok(())
 }

@@ -32,13 +32,13 @@ use std::time::{Duration, Instant};
 /// thread, not blocking it, took), is only seen when this slice ends: so
 /// Ctrl-C is immediate but for that window, where it is at most this late,
 /// and an idle worker wakes once a second at most.
-const BACKSTOP: Duration = Duration::from_secs(1);
+pub(crate) const BACKSTOP: Duration = Duration::from_secs(1);
 
 /// Which stream of a `StreamSet`: its hub entry and that entry's
 /// generation (a key never names a later stream of the same entry).
 #[pyclass(module = "shmstream", name = "StreamKey", frozen, eq, hash)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct PyStreamKey(shmstream::StreamKey);
+pub(crate) struct PyStreamKey(pub(crate) shmstream::StreamKey);
 
 #[pymethods]
 impl PyStreamKey {
@@ -76,7 +76,7 @@ fn id_tuple<'py>(py: Python<'py>, id: &StreamId) -> PyResult<Bound<'py, PyTuple>
     )
 }
 
-fn closed(py: Python<'_>, name: &str) -> PyErr {
+pub(crate) fn closed(py: Python<'_>, name: &str) -> PyErr {
     raise(py, "StreamError", format!("stream set {name} is closed"))
 }
 
@@ -91,7 +91,7 @@ fn no_key(key: &PyStreamKey) -> PyErr {
 #[pyclass(module = "shmstream._shmstream", name = "_StreamSet", frozen)]
 #[derive(Debug)]
 pub(crate) struct PyStreamSet {
-    core: Arc<SetCore>,
+    pub(crate) core: Arc<SetCore>,
 }
 
 impl PyStreamSet {
