@@ -4,10 +4,10 @@ process."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Union
 
-from . import _shmstream
+from . import _aio, _shmstream
 from ._errors import StreamError
 from ._policies import ChunkPolicy, NamedChunkPolicy, is_python_policy, policy_arg, policy_name
 from ._shmstream import StreamChunk
@@ -44,6 +44,7 @@ class StreamBuffer:
         "_p": "The in-process producer (None for a buffer of another process's stream).",
         "policy": "The :class:`ChunkPolicy` that cuts the stream into chunks.",
         "_done": "Whether this buffer's own producer signalled done.",
+        "_aio": "The waiter thread's relay of the awaits (made by the first).",
     }
 
     def __init__(
@@ -169,6 +170,17 @@ class StreamBuffer:
             if chunk is None:
                 return
             yield chunk
+
+    async def anext_chunk(self) -> StreamChunk | None:
+        """:meth:`next_chunk` for asyncio: ``await buffer.anext_chunk()``;
+        None once the final chunk was popped. One waiter thread per buffer
+        while awaited (it pops nothing: a cancelled await loses no chunk).
+        No timeout argument: wrap it in ``asyncio.timeout``/``wait_for``."""
+        return await _aio.buffer_next_chunk(self)
+
+    def __aiter__(self) -> AsyncIterator[StreamChunk]:
+        """``async for chunk in buffer``: the chunks up to and including the final one."""
+        return _aio.buffer_chunks(self)
 
     @property
     def consumed(self) -> int:

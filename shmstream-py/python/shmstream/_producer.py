@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import _shmstream
+from . import _aio, _shmstream
 from ._errors import BadTensor, StreamError
 from ._shmstream import Slot
 from ._tensors import host_array
@@ -58,6 +58,16 @@ class Producer:
         ``tensor.copy_`` through ``torch.from_dlpack(slot)``), then
         ``slot.commit(dtype, shape)``. Waits (Ctrl-C-able) while the ring is full."""
         return self._p.register(tensor_id, nbytes, timeout)
+
+    async def aregister(self, tensor_id: str, nbytes: int | None = None) -> Slot:
+        """:meth:`register` for asyncio: ``slot = await producer.aregister(id)``
+        waits for room while the ring is full, in a waiter thread of its
+        own, without blocking the loop. Cancelled, it registers nothing,
+        except when room came in the same moment (within one ``SLICE`` of
+        ``shmstream._aio``): that slot is then abandoned at once (the
+        consumer sees the position abandoned). No timeout argument: wrap
+        it in ``asyncio.timeout``/``wait_for``."""
+        return await _aio.producer_register(self, tensor_id, nbytes)
 
     def pre_read_register(self, tensor_id: str, nbytes: int | None = None) -> int:
         """Reserves the next position for ``tensor_id`` until ``put`` names it;
@@ -138,6 +148,11 @@ class Producer:
         that has not opened it by then never will (a hub stream's segment is
         left to the worker instead, see :meth:`Hub.create_stream`)."""
         self._p.wait_drained(timeout)
+
+    async def await_drained(self) -> None:
+        """:meth:`wait_drained` for asyncio: ``await producer.await_drained()``
+        (no timeout argument: wrap it in ``asyncio.timeout``/``wait_for``)."""
+        await _aio.producer_drained(self)
 
     @property
     def capacity(self) -> int:

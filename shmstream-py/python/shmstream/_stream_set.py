@@ -4,10 +4,10 @@ on the worker's side, :class:`Hub` on a producer's."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from . import _shmstream
+from . import _aio, _shmstream
 from ._buffer import StreamBuffer
 from ._policies import ChunkPolicy, NamedChunkPolicy, is_python_policy, policy_arg, policy_name
 from ._producer import Producer
@@ -94,7 +94,7 @@ class StreamSet:
                         streams.remove(key)
     """
 
-    __slots__ = ("_s", "_buffers", "_cache_lock", "__weakref__")
+    __slots__ = ("_s", "_buffers", "_cache_lock", "_aio", "__weakref__")
 
     def __init__(
         self,
@@ -133,6 +133,26 @@ class StreamSet:
         comes when the current 1 s slice of the sleep ends: at most 1 s
         late."""
         return self._s.wait_any(timeout)
+
+    async def await_any(self, timeout: float | None = None) -> list[StreamKey]:
+        """:meth:`wait_any` for asyncio: ``await streams.await_any()``. The
+        set's one waiter thread (started by the first await, not one per
+        stream) sleeps in the set's wait without the GIL; every task
+        awaiting the set gets the same keys. ``[]`` once ``timeout``
+        passed. Cancelling the await (``asyncio.timeout``, ``wait_for``,
+        ``task.cancel()``) takes nothing: what was ready stays ready. A
+        close of the set raises the closed error in every awaiting task.
+        Serve the set from one task: a wait in progress holds the set, so
+        other tasks' looks at it wait for it to step aside (about 1 ms)."""
+        return await _aio.set_wait_any(self, timeout)
+
+    def __aiter__(self) -> AsyncIterator[tuple[StreamKey, StreamChunk]]:
+        """``async for key, chunk in streams``: every chunk of every stream,
+        as :meth:`await_any` and :meth:`ready_chunks` find them. A stream's
+        error (:class:`ProducerGone`, ...) ends the iteration, with the
+        stream's key as the exception's ``key`` (remove it, then iterate
+        again)."""
+        return _aio.set_chunks(self)
 
     def ready_chunks(self, key: StreamKey) -> Iterator[StreamChunk]:
         """The chunks of stream ``key`` ready now, in order, without waiting;

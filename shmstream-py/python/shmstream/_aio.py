@@ -1,0 +1,254 @@
+"""asyncio (issue 25): the awaitable variants of the blocking waits.
+
+A wait an event loop awaits runs in one daemon thread per object while it
+is awaited (a :class:`StreamSet`, a standalone :class:`StreamBuffer`; one
+per call for a producer's), never one per stream. That thread sleeps
+without the GIL in the native wait and hands the outcome to each awaiting
+loop with ``loop.call_soon_threadsafe``; every task awaiting the same object
+shares that outcome. The thread only *waits*: the loop's own thread then
+looks and pops, so a cancelled ``await`` takes nothing with it (readiness
+is level-triggered: what was ready stays ready). A cancelled await that
+leaves no one waiting ends the thread's wait at once (a set's) or within
+one slice (``SLICE`` seconds: a buffer's, a producer's). The thread stays a
+moment (``LINGER``) after handing out a result, for the next await of a
+loop that streams, then ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from . import _shmstream
+from ._errors import RingFull, StreamTimeout
+from ._shmstream import StreamChunk, StreamKey, _ready_chunk
+
+SLICE = 0.05
+"""The longest sleep of a buffer's or producer's waiter thread between two
+looks at whether anyone still awaits it (how late a cancel ends it)."""
+
+LINGER = 0.5
+"""How long a waiter thread that handed out a result waits for the next
+await before it ends."""
+
+_NOTHING: Any = object()
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None, orphan: Any) -> None:
+    """In the loop's thread: the outcome to the awaiter, or to ``orphan``
+    when the await was cancelled meanwhile."""
+    if fut.done():
+        if exc is None and orphan is not None:
+            orphan(result)
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+class Relay:
+    """One daemon thread that runs ``wait()`` while someone awaits
+    :meth:`get`, and hands each outcome (a result other than ``_NOTHING``,
+    or an exception) to every awaiter of the time. ``interrupt()`` ends a
+    ``wait()`` at once (None: ``wait()`` returns within a slice). ``orphan``
+    gets a result whose awaiter was cancelled (None: it is dropped)."""
+
+    def __init__(
+        self,
+        wait: Callable[[], Any],
+        interrupt: Callable[[], None] | None,
+        name: str,
+        orphan: Callable[[Any], None] | None = None,
+    ) -> None:
+        self._wait = wait
+        self._interrupt = interrupt
+        self._orphan = orphan
+        self._name = name
+        self._cond = threading.Condition(threading.Lock())
+        self._awaiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a task awaits (the thread is in, or going into, its wait)."""
+        return bool(self._awaiters)
+
+    async def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        with self._cond:
+            self._awaiters.append((loop, fut))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            else:
+                self._cond.notify()
+        try:
+            return await fut
+        finally:
+            if not fut.done() or fut.cancelled():
+                self._leave(fut)
+
+    def _leave(self, fut: asyncio.Future[Any]) -> None:
+        with self._cond:
+            self._awaiters = [(lp, f) for lp, f in self._awaiters if f is not fut]
+            idle = not self._awaiters
+        if idle and self._interrupt is not None:
+            self._interrupt()
+
+    def _run(self) -> None:
+        linger = 0.0
+        while True:
+            with self._cond:
+                if not self._awaiters and not self._cond.wait_for(
+                    lambda: bool(self._awaiters), timeout=linger
+                ):
+                    self._thread = None
+                    return
+            exc: BaseException | None = None
+            try:
+                result = self._wait()
+            except BaseException as e:  # noqa: BLE001 - handed to the awaiters
+                result, exc = None, e
+            if exc is None and result is _NOTHING:
+                linger = 0.0
+                continue
+            with self._cond:
+                awaiters, self._awaiters = self._awaiters, []
+            if not awaiters and exc is None and self._orphan is not None:
+                self._orphan(result)
+            # After an error (a closed set) the next await fails at once:
+            # nothing to stay for.
+            linger = LINGER if exc is None else 0.0
+            for loop, fut in awaiters:
+                try:
+                    loop.call_soon_threadsafe(_settle, fut, result, exc, self._orphan)
+                except RuntimeError:  # that loop is closed
+                    if exc is None and self._orphan is not None:
+                        self._orphan(result)
+
+    def __repr__(self) -> str:
+        return f"Relay({self._name!r}, awaiters={len(self._awaiters)})"
+
+
+# --- StreamSet ---------------------------------------------------------------
+
+
+def _set_relay(s: Any) -> Relay:
+    relay = getattr(s, "_aio", None)
+    if relay is None:
+        waiter = _shmstream._SetWaiter(s._s)
+
+        def wait() -> Any:
+            return waiter.wait() or _NOTHING
+
+        relay = s._aio = Relay(wait, waiter.interrupt, f"shmstream-aio {s.name}")
+    return relay
+
+
+async def set_wait_any(s: Any, timeout: float | None) -> list[StreamKey]:
+    """``StreamSet.await_any``."""
+    if timeout is not None:
+        try:
+            return await asyncio.wait_for(set_wait_any(s, None), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            return []
+    relay = _set_relay(s)
+    # What is ready now needs no thread; a thread in the set's wait would
+    # make this look wait for the set's lock: join its wait instead.
+    if not relay.waiting:
+        keys = s._s.wait_any(0)
+        if keys:
+            return keys
+    return await relay.get()
+
+
+async def set_chunks(s: Any) -> AsyncIterator[tuple[StreamKey, StreamChunk]]:
+    """``async for key, chunk in stream_set``."""
+    while True:
+        for key in await set_wait_any(s, None):
+            if key not in s:
+                continue
+            try:
+                for chunk in s.ready_chunks(key):
+                    yield key, chunk
+            except Exception as e:
+                e.key = key  # type: ignore[attr-defined]
+                raise
+
+
+# --- StreamBuffer ------------------------------------------------------------
+
+
+def _buffer_relay(b: Any) -> Relay:
+    relay = getattr(b, "_aio", None)
+    if relay is None:
+        native = b._b
+
+        def wait() -> Any:
+            return True if _shmstream._wait_chunk_ready(native, SLICE) else _NOTHING
+
+        relay = b._aio = Relay(wait, None, f"shmstream-aio {b._name()}")
+    return relay
+
+
+async def buffer_next_chunk(b: Any) -> StreamChunk | None:
+    """``StreamBuffer.anext_chunk``."""
+    relay = _buffer_relay(b)
+    while True:
+        chunk = _ready_chunk(b._b)
+        if chunk is not None:
+            return chunk
+        if b._b.finished:
+            return None
+        await relay.get()
+
+
+async def buffer_chunks(b: Any) -> AsyncIterator[StreamChunk]:
+    """``async for chunk in buffer``."""
+    while (chunk := await buffer_next_chunk(b)) is not None:
+        yield chunk
+
+
+# --- Producer ----------------------------------------------------------------
+
+
+async def producer_register(p: Any, tensor_id: str, nbytes: int | None) -> Any:
+    """``Producer.aregister``."""
+    native = p._p
+    try:
+        return native.register(tensor_id, nbytes, 0.0)
+    except RingFull:
+        pass
+
+    def wait() -> Any:
+        try:
+            return native.register(tensor_id, nbytes, SLICE)
+        except RingFull:
+            return _NOTHING
+
+    relay = Relay(wait, None, f"shmstream-aio register {tensor_id}", orphan=_abandon)
+    return await relay.get()
+
+
+def _abandon(slot: Any) -> None:
+    # A reservation made for an await that was cancelled meanwhile: given
+    # up (the consumer sees it abandoned) rather than left open for ever.
+    slot.abandon()
+
+
+async def producer_drained(p: Any) -> None:
+    """``Producer.await_drained``."""
+    native = p._p
+
+    def wait() -> Any:
+        try:
+            native.wait_drained(SLICE)
+        except StreamTimeout:
+            return _NOTHING
+        return True
+
+    await Relay(wait, None, "shmstream-aio drained").get()

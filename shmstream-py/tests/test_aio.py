@@ -1,0 +1,412 @@
+"""asyncio (issue 25): awaiting a ready stream, a chunk, room in the ring
+and the drain from an event loop, one waiter thread per set (not per
+stream), cancellation that takes nothing, and the ends (a producer killed,
+the set closed, Ctrl-C)."""
+
+import asyncio
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+import shmstream
+from test_stream_set import PRODUCER, item
+
+
+@pytest.fixture
+def worker():
+    return f"a{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def waiters() -> int:
+    """The waiter threads of shmstream's awaits running in this process."""
+    return sum(t.name.startswith("shmstream-aio") for t in threading.enumerate())
+
+
+async def threads_back_to(n: int, within: float = 1.0) -> float:
+    """Waits until only ``n`` waiter threads run; how long that took."""
+    t0 = time.monotonic()
+    while waiters() > n:
+        assert time.monotonic() - t0 < within, (
+            f"{waiters()} waiter threads still run, {n} expected: "
+            f"{[t.name for t in threading.enumerate()]}"
+        )
+        await asyncio.sleep(0.005)
+    return time.monotonic() - t0
+
+
+async def adopt(streams, n: int) -> None:
+    """Adopts ``n`` announced streams (await_any adopts on the way)."""
+    deadline = time.monotonic() + 30
+    while len(streams) < n:
+        assert time.monotonic() < deadline, f"{len(streams)} of {n} adopted"
+        await streams.await_any(timeout=0.05)
+
+
+def test_many_streams_from_producer_processes_in_one_loop(worker):
+    """Two producer processes, 16 streams each, read by one task with
+    ``async for key, chunk in streams``: every item, in order, intact."""
+    items = 30
+
+    async def main():
+        with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-c", PRODUCER, worker, f"p{k}", "16", str(items), "0"],
+                    stdout=subprocess.PIPE,
+                )
+                for k in range(2)
+            ]
+            got: dict[str, int] = {}
+            try:
+
+                async def read():
+                    async for key, chunk in streams:
+                        rid = streams[key].request_id
+                        if len(chunk):
+                            s = int(rid.rsplit("-", 1)[1])
+                            i = got.get(rid, 0)
+                            np.testing.assert_array_equal(np.asarray(chunk.item(0)), item(s, i))
+                            got[rid] = i + 1
+                        if streams[key].finished:
+                            streams.remove(key)
+                            if len(got) == 32 and len(streams) == 0:
+                                return
+
+                await asyncio.wait_for(read(), 30)
+            finally:
+                for p in procs:
+                    p.wait(timeout=30)
+            assert all(p.returncode == 0 for p in procs)
+            assert len(got) == 32 and set(got.values()) == {items}
+
+    asyncio.run(main())
+
+
+def test_tasks_awaiting_one_set_share_one_waiter_thread_and_its_result(worker):
+    async def main():
+        with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
+            hub = shmstream.Hub.attach(worker)
+            ps = [
+                hub.create_stream(f"{worker}-r{i}", "e", "p", capacity=4, item_bytes=8)
+                for i in range(64)
+            ]
+            base = 0
+            await threads_back_to(0, within=2.0)
+            await adopt(streams, 64)
+            await threads_back_to(base, within=2.0)
+            tasks = [asyncio.create_task(streams.await_any()) for _ in range(5)]
+            await asyncio.sleep(0.1)
+            assert not any(t.done() for t in tasks)
+            assert waiters() == 1
+            ps[17].put("t0", np.arange(2, dtype=np.int32))
+            results = await asyncio.wait_for(asyncio.gather(*tasks), 5)
+            key = streams.find(f"{worker}-r17", "e", "p")
+            assert all(r == [key] for r in results)
+            [chunk] = list(streams.ready_chunks(key))
+            assert np.asarray(chunk.item(0)).tolist() == [0, 1]
+            await threads_back_to(base, within=1 + 1)  # LINGER, then it ends
+
+    asyncio.run(main())
+
+
+def test_cancelled_await_any_ends_the_waiter_and_loses_nothing(worker):
+    """A cancelled await_any (wait_for, asyncio.timeout, cancel()) ends the
+    waiter thread's wait at once (interrupt, not its 1 s slice) and takes
+    no chunk or announcement: a stream announced meanwhile is adopted, and
+    what was committed meanwhile is read after."""
+
+    async def main():
+        with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
+            hub = shmstream.Hub.attach(worker)
+            p0 = hub.create_stream(f"{worker}-r0", "e", "p", capacity=4, item_bytes=8)
+            base = 0
+            await threads_back_to(0, within=2.0)
+            await adopt(streams, 1)
+            await threads_back_to(base, within=2.0)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(streams.await_any(), 0.1)
+            assert await threads_back_to(base, within=0.5) < 0.5
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await streams.await_any()
+            await threads_back_to(base, within=0.5)
+            task = asyncio.create_task(streams.await_any())
+            await asyncio.sleep(0.05)
+            # Announced and committed while the await is being cancelled.
+            p1 = hub.create_stream(f"{worker}-r1", "e", "p", capacity=4, item_bytes=8)
+            p0.put("t0", np.array([7], dtype=np.int32))
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await threads_back_to(base, within=0.5)
+            p1.put("t0", np.array([8], dtype=np.int32))
+            seen = {}
+            while len(seen) < 2:
+                for key in await asyncio.wait_for(streams.await_any(), 5):
+                    for chunk in streams.ready_chunks(key):
+                        seen[streams[key].request_id] = np.asarray(chunk.item(0)).tolist()
+            assert seen == {f"{worker}-r0": [7], f"{worker}-r1": [8]}
+            assert await streams.await_any(timeout=0.05) == []
+
+    asyncio.run(main())
+
+
+def test_cancelled_anext_chunk_loses_no_chunk(stream_id):
+    async def main():
+        with shmstream.Producer(*stream_id, capacity=4, item_bytes=8) as p:
+            buf = shmstream.StreamBuffer.open(*stream_id, "fixed:size=1")
+            base = 0
+            await threads_back_to(0, within=2.0)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(buf.anext_chunk(), 0.1)
+            await threads_back_to(base, within=1.0)
+            task = asyncio.create_task(buf.anext_chunk())
+            await asyncio.sleep(0.05)
+            p.put("t0", np.array([1], dtype=np.int32))
+            task.cancel()
+            got = []
+            try:
+                got.append(await task)  # it may have won the race
+            except asyncio.CancelledError:
+                pass
+            p.put("t1", np.array([2], dtype=np.int32))
+            p.signal_done()
+            got += [c async for c in buf]
+            assert [np.asarray(c.item(0)).tolist() for c in got if len(c)] == [[1], [2]]
+            assert buf.finished and await buf.anext_chunk() is None
+            await threads_back_to(base, within=2.0)
+
+    asyncio.run(main())
+
+
+def test_cancelled_aregister_registers_nothing(stream_id):
+    """A reserve cancelled while the ring is full leaves no registration
+    (``registered`` unchanged, no thread left), and the next one is the
+    very next position the consumer reads."""
+
+    async def main():
+        with shmstream.Producer(*stream_id, capacity=2, item_bytes=8) as p:
+            buf = shmstream.StreamBuffer.open(*stream_id, "fixed:size=1")
+            for i in range(2):
+                slot = await p.aregister(f"t{i}")
+                slot.numpy(np.int32, [2])[:] = i
+                slot.commit("i32", [2])
+            base = 0
+            await threads_back_to(0, within=2.0)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(p.aregister("t2"), 0.1)
+            await threads_back_to(base, within=1.0)
+            assert p.registered == 2
+            task = asyncio.create_task(p.aregister("t2"))
+            await asyncio.sleep(0.05)
+            assert not task.done()
+            first = buf.next_chunk(timeout=5)
+            assert np.asarray(first.item(0)).tolist() == [0, 0]
+            first.release()
+            slot = await asyncio.wait_for(task, 5)
+            assert slot.position == 2
+            slot.numpy(np.int32, [2])[:] = 2
+            slot.commit("i32", [2])
+            p.signal_done()
+            rest = [np.asarray(c.item(0)).tolist() async for c in buf if len(c)]
+            assert rest == [[1, 1], [2, 2]]
+            await threads_back_to(base, within=2.0)
+
+    asyncio.run(main())
+
+
+def test_await_drained_and_its_cancel(stream_id):
+    async def main():
+        with shmstream.Producer(*stream_id, capacity=4, item_bytes=8) as p:
+            buf = shmstream.StreamBuffer.open(*stream_id, "fixed:size=1")
+            p.put("t0", np.array([1], dtype=np.int32))
+            p.signal_done()
+            base = 0
+            await threads_back_to(0, within=2.0)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(p.await_drained(), 0.1)
+            await threads_back_to(base, within=1.0)
+            drained = asyncio.create_task(p.await_drained())
+            chunks = [c async for c in buf]
+            assert not drained.done() or len(chunks) >= 1
+            for c in chunks:
+                c.release()
+            await asyncio.wait_for(drained, 5)
+            await threads_back_to(base, within=2.0)
+
+    asyncio.run(main())
+
+
+def test_a_producer_killed_while_awaited_raises_producer_gone(worker):
+    async def main():
+        with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
+            doomed = subprocess.Popen(
+                [sys.executable, "-c", PRODUCER, worker, "doomed", "2", "3", "60"],
+                stdout=subprocess.PIPE,
+            )
+            try:
+                assert doomed.stdout.readline().strip() == b"ready"
+                n = 0
+                t_kill = None
+                async for _key, _chunk in streams:
+                    n += 1
+                    if n == 6:  # every item read: the awaits from now on wait
+                        asyncio.get_running_loop().call_later(0.2, doomed.kill)
+                        t_kill = time.monotonic() + 0.2
+                        break
+                with pytest.raises(shmstream.ProducerGone) as e:
+                    async with asyncio.timeout(10):
+                        async for _key, _chunk in streams:
+                            pass
+                gone = e.value
+                assert time.monotonic() - t_kill < 5
+                assert gone.key in streams
+            finally:
+                doomed.kill()
+                doomed.wait()
+
+    asyncio.run(main())
+
+
+def test_closing_the_set_raises_in_every_awaiting_task(worker):
+    async def main():
+        streams = shmstream.StreamSet(worker, default_policy="fixed:size=1")
+        hub = shmstream.Hub.attach(worker)
+        ps = [
+            hub.create_stream(f"{worker}-r{i}", "e", "p", capacity=4, item_bytes=8)
+            for i in range(3)
+        ]
+        base = 0
+        await threads_back_to(0, within=2.0)
+        await adopt(streams, 3)
+        tasks = [asyncio.create_task(streams.await_any()) for _ in range(3)]
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        streams.close()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        assert time.monotonic() - t0 < 1.0
+        for r in results:
+            assert isinstance(r, shmstream.StreamError) and "closed" in str(r), r
+        with pytest.raises(shmstream.StreamError, match="closed"):
+            await streams.await_any()
+        await threads_back_to(base, within=1.0)
+        del ps
+
+    asyncio.run(main())
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def test_an_idle_loop_with_1000_open_streams_costs_no_cpu(worker):
+    """Issue 25's goal: an event loop awaiting 1000 idle streams uses at
+    most 1 ms of CPU per second (the process's, all threads) and one Python
+    thread besides its own."""
+    n = 1000
+
+    async def main():
+        with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
+            hub = shmstream.Hub.attach(worker)
+            ps = [
+                hub.create_stream(f"{worker}-idle-{i}", "e", "p", capacity=2, item_bytes=8)
+                for i in range(n)
+            ]
+            base = 0
+            await threads_back_to(0, within=2.0)
+            await adopt(streams, n)
+            await threads_back_to(base, within=2.0)
+            py_threads = threading.active_count()
+            task = asyncio.create_task(streams.await_any())
+            await asyncio.sleep(0.2)
+            threads = threading.active_count()
+            assert waiters() == 1
+            c0, t0 = cpu_seconds(), time.monotonic()
+            await asyncio.sleep(1.5)
+            cpu, wall = cpu_seconds() - c0, time.monotonic() - t0
+            assert not task.done()
+            assert threads <= py_threads + 1
+            assert cpu <= 0.001 * wall + 0.0005, f"{cpu * 1e3:.2f} ms CPU in {wall:.2f} s"
+            ps[999].put("t0", np.array([1], dtype=np.int32))
+            assert await asyncio.wait_for(task, 5) == [streams.find(f"{worker}-idle-999", "e", "p")]
+
+    asyncio.run(main())
+
+
+def test_under_uvloop(worker):
+    uvloop = pytest.importorskip("uvloop", reason="uvloop does not install here")
+
+    async def main():
+        assert "uvloop" in type(asyncio.get_running_loop()).__module__
+        with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
+            hub = shmstream.Hub.attach(worker)
+            ps = [
+                hub.create_stream(f"{worker}-r{i}", "e", "p", capacity=8, item_bytes=8)
+                for i in range(8)
+            ]
+            base = 0
+            await threads_back_to(0, within=2.0)
+            await adopt(streams, 8)
+            await threads_back_to(base, within=2.0)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(streams.await_any(), 0.1)
+            await threads_back_to(base, within=0.5)
+
+            async def produce():
+                for i in range(5):
+                    for k, p in enumerate(ps):
+                        p.put(f"t{i}", np.array([k * 100 + i], dtype=np.int32))
+                    await asyncio.sleep(0.01)
+
+            prod = asyncio.create_task(produce())
+            got = []
+            async with asyncio.timeout(10):
+                async for _key, chunk in streams:
+                    got.append(int(np.asarray(chunk.item(0))[0]))
+                    if len(got) == 40:
+                        break
+            await prod
+            assert sorted(got) == sorted(k * 100 + i for k in range(8) for i in range(5))
+
+    uvloop.run(main())
+
+
+CTRL_C = textwrap.dedent(
+    """
+    import asyncio, sys
+    import shmstream
+    async def main():
+        with shmstream.StreamSet(sys.argv[1], default_policy="fixed:size=1") as s:
+            print("awaiting", flush=True)
+            await s.await_any()
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    """
+)
+
+
+def test_ctrl_c_ends_the_loop_cleanly(worker):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C, worker], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout.readline().strip() == b"awaiting"
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=5)
+    finally:
+        proc.kill()
+    assert out.strip() == b"interrupted", err.decode()
+    assert proc.returncode == 0
+    assert not any(name.endswith(f"hub-{worker}") for name in os.listdir("/dev/shm"))
