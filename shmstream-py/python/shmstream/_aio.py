@@ -136,16 +136,82 @@ class Relay:
 
 # --- StreamSet ---------------------------------------------------------------
 
+SET_WAITER = "fd"
+"""How a set's awaits wait: ``"fd"``, a native thread (``_SetWatch``) that
+makes a socket readable for the loop's ``add_reader`` (no GIL on the way);
+``"thread"``, a Python thread (:class:`Relay`) that hands the keys over with
+``call_soon_threadsafe``. ``"fd"`` wakes the loop sooner (docs/design.md,
+asyncio); the other stays for the comparison (``bench/aio.py``)."""
 
-def _set_relay(s: Any) -> Relay:
+
+class SetWatch:
+    """A set's awaits through ``_SetWatch``: armed while a task awaits, its
+    socket watched by the loop of the awaiting tasks."""
+
+    def __init__(self, s: Any) -> None:
+        self._w = _shmstream._SetWatch(s._s)
+        self._fd = self._w.fileno()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._awaiters: list[asyncio.Future[Any]] = []
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._awaiters)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is loop:
+            return
+        if self._awaiters:
+            raise RuntimeError("a StreamSet is awaited from one event loop at a time")
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        loop.add_reader(self._fd, self._ready)
+        self._loop = loop
+
+    async def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        self._watch(loop)
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._awaiters.append(fut)
+        if len(self._awaiters) == 1:
+            self._w.arm()
+        try:
+            return await fut
+        finally:
+            if fut.cancelled() or not fut.done():
+                self._awaiters = [f for f in self._awaiters if f is not fut]
+                if not self._awaiters:
+                    self._w.disarm()
+
+    def _ready(self) -> None:
+        try:
+            keys = self._w.take()
+        except Exception as e:  # the set's closed error, a policy's
+            awaiters, self._awaiters = self._awaiters, []
+            for f in awaiters:
+                if not f.done():
+                    f.set_exception(e)
+            return
+        if keys is None:
+            return
+        awaiters, self._awaiters = self._awaiters, []
+        for f in awaiters:
+            if not f.done():
+                f.set_result(keys)
+
+
+def _set_relay(s: Any) -> Any:
     relay = getattr(s, "_aio", None)
     if relay is None:
-        waiter = _shmstream._SetWaiter(s._s)
+        if SET_WAITER == "fd":
+            relay = s._aio = SetWatch(s)
+        else:
+            waiter = _shmstream._SetWaiter(s._s)
 
-        def wait() -> Any:
-            return waiter.wait() or _NOTHING
+            def wait() -> Any:
+                return waiter.wait() or _NOTHING
 
-        relay = s._aio = Relay(wait, waiter.interrupt, f"shmstream-aio {s.name}")
+            relay = s._aio = Relay(wait, waiter.interrupt, f"shmstream-aio {s.name}")
     return relay
 
 
