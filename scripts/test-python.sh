@@ -44,6 +44,14 @@ if ! "$PY" -c "import mooncake.engine" 2>/dev/null; then
         || echo "test-python: WARNING: mooncake-transfer-engine-non-cuda did not install; the Mooncake tests will skip" >&2
 fi
 
+# The asyncio tests (tests/test_aio.py) also run under uvloop where its
+# wheel installs; elsewhere that test skips, saying why.
+if ! "$PY" -c "import uvloop" 2>/dev/null; then
+    echo "test-python: installing uvloop"
+    "$PY" -m pip install --quiet uvloop \
+        || echo "test-python: WARNING: uvloop did not install; its asyncio test will skip" >&2
+fi
+
 # The install path of the issue and the README: pip builds the wheel with
 # maturin (fetched into pip's isolated build environment, from pip's cache
 # after the first time) and installs it like any user's. As quick as

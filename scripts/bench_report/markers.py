@@ -1,10 +1,11 @@
 """The sections other scripts write into the same file between markers:
 the network ingress (`scripts/bench-ucx.sh`), Python
-(`scripts/bench-python.sh`) and the Mooncake ingress
-(`shmstream-py/bench/mooncake_bench.py`). A new report keeps them, in this
+(`scripts/bench-python.sh`), the Mooncake ingress
+(`shmstream-py/bench/mooncake_bench.py`) and asyncio
+(`shmstream-py/bench/aio.py`). A new report keeps them, in this
 order."""
 
-TAGS = ("ucx-bench", "python-bench", "mooncake-bench", "dropin-bench")
+TAGS = ("ucx-bench", "python-bench", "mooncake-bench", "dropin-bench", "aio-bench")
 
 
 def kept_sections(old: str) -> str:

@@ -95,3 +95,11 @@ def test_an_unclosed_marker_is_not_kept(tmp_path: Path) -> None:
     path.write_text(f"old\n<!-- ucx-bench:start -->\nhalf\n\n{PY}\n")
     write(path, "new\n")
     assert path.read_text() == f"new\n\n{PY}\n"
+
+
+def test_write_keeps_the_asyncio_section(tmp_path: Path) -> None:
+    aio = "<!-- aio-bench:start -->\n### asyncio\n<!-- aio-bench:end -->"
+    path = tmp_path / "benchmarks.md"
+    path.write_text(f"# Benchmarks\n\nold\n\n{aio}\n\n{PY}\n")
+    write(path, "# Benchmarks\n\nnew\n")
+    assert path.read_text() == f"# Benchmarks\n\nnew\n\n{PY}\n\n{aio}\n"
