@@ -249,10 +249,7 @@ impl<E> StreamBuffer<E> {
     /// # Errors
     ///
     /// As [`next_chunk_timeout`](Self::next_chunk_timeout).
-    pub fn wait_chunk(
-        &mut self,
-        timeout: Option<Duration>,
-    ) -> Result<Option<u64>, StreamError> {
+    pub fn wait_chunk(&mut self, timeout: Option<Duration>) -> Result<Option<u64>, StreamError> {
         if self.chunker.finished() {
             return Ok(None);
         }

@@ -497,3 +497,35 @@ fn none_waits_past_the_configured_timeout_which_next_chunk_keeps() {
     drop(chunk);
     let _producer = late.join().unwrap();
 }
+
+/// Issue 25: `wait_chunk` (an event loop's helper thread waits with it,
+/// the loop pops) waits for readiness and takes nothing: the chunk is
+/// still there for `pop_chunk`, and after the final chunk it says `None`.
+#[test]
+fn wait_chunk_waits_without_popping() {
+    let (producer, mut buffer) = setup("fixed:size=2", 8);
+    for i in 0..2 {
+        producer.pre_read_register(&format!("t{i}")).unwrap();
+    }
+    put(&producer, 0);
+    assert!(matches!(
+        buffer.wait_chunk(Some(std::time::Duration::from_millis(10))),
+        Err(StreamError::Timeout { .. })
+    ));
+    put(&producer, 1);
+    assert_eq!(
+        buffer.wait_chunk(Some(std::time::Duration::ZERO)).unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        buffer.wait_chunk(None).unwrap(),
+        Some(2),
+        "nothing was taken"
+    );
+    assert_eq!(buffer.consumed(), 0);
+    assert_eq!(pop(&mut buffer).ids, ["t0", "t1"]);
+    producer.signal_done();
+    let last = pop(&mut buffer);
+    assert!(last.is_final);
+    assert_eq!(buffer.wait_chunk(None).unwrap(), None);
+}
