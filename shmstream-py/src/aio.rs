@@ -31,6 +31,16 @@ use std::time::{Duration, Instant};
 /// the lock instead of finding it taken again at once.
 const STEP_ASIDE: Duration = Duration::from_micros(1500);
 
+/// The longest step aside: each wake in a row that was not for the waiter
+/// doubles it (a thread that still wants the lock rings again; on a loaded
+/// machine its 1 ms retry may oversleep the first windows).
+const MAX_STEP_ASIDE: Duration = Duration::from_millis(24);
+
+/// The step aside after `n` wakes in a row not for the waiter.
+fn step_aside(n: u32) -> Duration {
+    STEP_ASIDE.saturating_mul(1 << n.min(4)).min(MAX_STEP_ASIDE)
+}
+
 /// A `StreamSet`'s wait for an event loop's helper thread: `wait()` sleeps
 /// without the GIL until a stream has news; `interrupt()` (from any thread)
 /// makes it return `[]` at once.
@@ -55,6 +65,7 @@ impl SetWaiter {
     /// `[]` after an `interrupt()` (one made before the call counts too).
     /// The set's closed error once it is closed.
     fn wait(&self, py: Python<'_>) -> PyResult<Vec<PyStreamKey>> {
+        let mut steps = 0;
         loop {
             if self.interrupted.swap(false, Ordering::AcqRel) {
                 return Ok(Vec::new());
@@ -76,7 +87,10 @@ impl SetWaiter {
                 return Ok(keys.into_iter().map(PyStreamKey).collect());
             }
             if early && !self.interrupted.load(Ordering::Acquire) {
-                py.detach(|| std::thread::sleep(STEP_ASIDE));
+                py.detach(|| std::thread::sleep(step_aside(steps)));
+                steps += 1;
+            } else {
+                steps = 0;
             }
         }
     }
@@ -171,6 +185,7 @@ impl WatchShared {
     /// Waits in the set until a stream has news (Some), the set is closed
     /// (Some(None)) or the wait is interrupted (None).
     fn wait(&self) -> Option<Found> {
+        let mut early = 0;
         loop {
             if self.interrupted.swap(false, Ordering::AcqRel) {
                 return None;
@@ -189,9 +204,10 @@ impl WatchShared {
                 None => return Some(None),
                 Some((keys, _)) if !keys.is_empty() => return Some(Some(keys)),
                 Some((_, true)) if !self.interrupted.load(Ordering::Acquire) => {
-                    std::thread::sleep(STEP_ASIDE);
+                    std::thread::sleep(step_aside(early));
+                    early += 1;
                 }
-                Some(_) => {}
+                Some(_) => early = 0,
             }
         }
     }
@@ -264,6 +280,14 @@ impl SetWatch {
             Some(None) => Err(closed(py, &self.shared.core.name)),
             Some(Some(keys)) => Ok(Some(keys.into_iter().map(PyStreamKey).collect())),
         }
+    }
+}
+
+impl Drop for SetWatch {
+    /// A watch dropped while armed (its awaiting task collected, not
+    /// cancelled): the thread lets the set go at once.
+    fn drop(&mut self) {
+        self.disarm();
     }
 }
 

@@ -195,6 +195,9 @@ class SetWatch:
         if keys is None:
             return
         awaiters, self._awaiters = self._awaiters, []
+        # Armed again by an await that came between the find and now: its
+        # task gets these keys too, so the thread must let the set go.
+        self._w.disarm()
         for f in awaiters:
             if not f.done():
                 f.set_result(keys)
