@@ -19,6 +19,10 @@ import pytest
 import shmstream
 from test_stream_set import PRODUCER, item
 
+needs_timeout = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="asyncio.timeout is Python 3.11+"
+)
+
 
 @pytest.fixture
 def worker():
@@ -125,6 +129,7 @@ def test_tasks_awaiting_one_set_share_one_waiter_thread_and_its_result(worker):
     asyncio.run(main())
 
 
+@needs_timeout
 def test_cancelled_await_any_ends_the_waiter_and_loses_nothing(worker):
     """A cancelled await_any (wait_for, asyncio.timeout, cancel()) ends the
     waiter thread's wait at once (interrupt, not its 1 s slice) and takes
@@ -253,6 +258,7 @@ def test_await_drained_and_its_cancel(stream_id):
     asyncio.run(main())
 
 
+@needs_timeout
 def test_a_producer_killed_while_awaited_raises_producer_gone(worker):
     async def main():
         with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
@@ -350,6 +356,7 @@ def test_an_idle_loop_with_1000_open_streams_costs_no_cpu(worker):
     asyncio.run(main())
 
 
+@needs_timeout
 def test_under_uvloop(worker):
     uvloop = pytest.importorskip("uvloop", reason="uvloop does not install here")
 
