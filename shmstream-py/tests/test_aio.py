@@ -290,6 +290,41 @@ def test_a_producer_killed_while_awaited_raises_producer_gone(worker):
     asyncio.run(main())
 
 
+ONE_STREAM = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import shmstream
+    p = shmstream.Producer(*sys.argv[1:4], capacity=4, item_bytes=8)
+    p.put("t0", np.array([3], dtype=np.int32))
+    print("ready", flush=True)
+    time.sleep(60)  # killed while the consumer awaits the next chunk
+    """
+)
+
+
+def test_a_producer_killed_while_a_buffer_is_awaited_raises_producer_gone(stream_id):
+    async def main():
+        doomed = subprocess.Popen(
+            [sys.executable, "-c", ONE_STREAM, *stream_id], stdout=subprocess.PIPE
+        )
+        try:
+            assert doomed.stdout.readline().strip() == b"ready"
+            buf = shmstream.StreamBuffer.open(*stream_id, "fixed:size=1")
+            first = await asyncio.wait_for(buf.anext_chunk(), 5)
+            assert np.asarray(first.item(0)).tolist() == [3]
+            asyncio.get_running_loop().call_later(0.2, doomed.kill)
+            t0 = time.monotonic()
+            with pytest.raises(shmstream.ProducerGone):
+                await asyncio.wait_for(buf.anext_chunk(), 10)
+            assert time.monotonic() - t0 < 5
+        finally:
+            doomed.kill()
+            doomed.wait()
+
+    asyncio.run(main())
+
+
 def test_closing_the_set_raises_in_every_awaiting_task(worker):
     async def main():
         streams = shmstream.StreamSet(worker, default_policy="fixed:size=1")
