@@ -1,17 +1,19 @@
 """asyncio (issue 25): the awaitable variants of the blocking waits.
 
-A wait an event loop awaits runs in one daemon thread per object while it
-is awaited (a :class:`StreamSet`, a standalone :class:`StreamBuffer`; one
-per call for a producer's), never one per stream. That thread sleeps
-without the GIL in the native wait and hands the outcome to each awaiting
-loop with ``loop.call_soon_threadsafe``; every task awaiting the same object
-shares that outcome. The thread only *waits*: the loop's own thread then
-looks and pops, so a cancelled ``await`` takes nothing with it (readiness
-is level-triggered: what was ready stays ready). A cancelled await that
-leaves no one waiting ends the thread's wait at once (a set's) or within
-one slice (``SLICE`` seconds: a buffer's, a producer's). The thread stays a
-moment (``LINGER``) after handing out a result, for the next await of a
-loop that streams, then ends.
+A wait an event loop awaits runs in one helper thread per object while it
+is awaited, never one per stream. A :class:`StreamSet`'s is native
+(``_SetWatch``): it sleeps in the set's wait without the GIL and makes a
+socket readable that the loop watches with ``add_reader``. A standalone
+:class:`StreamBuffer`'s, and a producer's (one per call), is a Python
+daemon thread (:class:`Relay`) that sleeps in the native wait without the
+GIL and hands the outcome over with ``loop.call_soon_threadsafe``. Every
+task awaiting the same object shares one outcome. The helpers only *wait*:
+the loop's own thread then looks and pops, so a cancelled ``await`` takes
+nothing with it (readiness is level-triggered: what was ready stays
+ready). A cancelled await that leaves no one waiting ends the helper's
+wait at once (a set's) or within one ``SLICE`` (a buffer's, a producer's).
+A helper stays a moment (``LINGER``) after handing out a result, for the
+next await of a loop that streams, then ends.
 """
 
 from __future__ import annotations
