@@ -44,11 +44,11 @@ def run(quick: bool) -> dict:
         "load_start": os.getloadavg(),
         "quick": quick,
     }
-    print("dropin: per item", file=sys.stderr)
+    print(f"dropin: {time.monotonic() - started:.1f} s: per item", file=sys.stderr)
     out["per_item"] = dropin_costs.per_item(trials=4 if quick else 40)
-    print("dropin: per chunk", file=sys.stderr)
+    print(f"dropin: {time.monotonic() - started:.1f} s: per chunk", file=sys.stderr)
     out["per_chunk"] = dropin_costs.per_chunk(chunks=12 if quick else 200)
-    print("dropin: wake-up", file=sys.stderr)
+    print(f"dropin: {time.monotonic() - started:.1f} s: wake-up", file=sys.stderr)
     rounds, per_round = (1, 12) if quick else (5, 100)
     out["wake"] = dropin_wake.run(rounds, per_round, idle=0.002)
     out["load_end"] = os.getloadavg()

@@ -111,7 +111,7 @@ def render(r: dict[str, Any]) -> str:
         f"when it comes), {w['rounds']} round(s) of {w['per_round']} per row, the rows in "
         "turns. From just before the producer's `put` to the consumer holding the data "
         "(CLOCK_MONOTONIC in both processes). Across processes the producer is a Python "
-        "process (`dropin_peer.py`: `Producer.put` of a torch tensor); the Rust consumer "
+        "process (`dropin_peer.py`: `Producer.put` of a 7 x i64 numpy array); the Rust consumer "
         "(`ipc-demo wake`) waits the same way on an identical producer's stream. Across "
         "threads: the drop-in's `put` in one thread and `next_chunk` in another, and the "
         "reference's design with a `threading.Condition` (the reference has no wait of "

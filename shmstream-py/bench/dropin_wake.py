@@ -67,14 +67,19 @@ def _ready(proc: subprocess.Popen[str], what: str) -> None:
 
 
 def _peer(kind: str, name: str, prefix: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
+    """Starts a producer process (``_ready`` waits for its stream)."""
+    return subprocess.Popen(
         [sys.executable, str(HERE / "dropin_peer.py"), kind, name, prefix],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-    _ready(proc, f"the producer process ({kind} {name})")
-    return proc
+
+
+def _wake(exe: str, wait: str, name: str, prefix: str, items: int) -> subprocess.Popen[str]:
+    """Starts the Rust consumer (``_ready`` waits for it)."""
+    args = ["wake", "--wait", wait, "--name", name, "--prefix", prefix, "--items", str(items)]
+    return subprocess.Popen([exe, *args], stdout=subprocess.PIPE, text=True)
 
 
 def _starts(line: str) -> dict[int, int]:
@@ -98,10 +103,10 @@ class Peer:
         self.starts.update(_starts(self.proc.stdout.readline()))
 
     def quit(self) -> None:
+        """Tells the producer to finish (``wait`` waits for it)."""
         if self.proc.stdin is not None and not self.proc.stdin.closed:
             self.proc.stdin.write("quit\n")
             self.proc.stdin.close()
-        self.proc.wait(timeout=WAIT)
 
 
 def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
@@ -120,49 +125,25 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
     procs: list[subprocess.Popen[str]] = []
     peers: dict[str, Peer] = {}
     try:
-        # Python set: the hub first, then its producer attaches.
+        # The hubs first (the producers attach to them), then the producers
+        # (started together: each imports torch), then the buffers' consumers
+        # (they open the producers' streams).
         streams = s.StreamSet(f"dib-py-{tag}", prefix=prefix, default_policy="fixed:size=1")
-        peers[SET_PY] = Peer(_peer("hub", f"dib-py-{tag}", prefix))
-        # Rust set: the Rust consumer makes the hub.
-        rs_set = subprocess.Popen(
-            [
-                exe,
-                "wake",
-                "--wait",
-                "set",
-                "--name",
-                f"dib-rs-{tag}",
-                "--prefix",
-                prefix,
-                "--items",
-                str(total),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        rs_set = _wake(exe, "set", f"dib-rs-{tag}", prefix, total)
         procs.append(rs_set)
         _ready(rs_set, "ipc-demo wake --wait set")
-        peers[SET_RS] = Peer(_peer("hub", f"dib-rs-{tag}", prefix))
-        # Buffers: the producer creates the stream, the consumer opens it.
-        peers[BUF_PY] = Peer(_peer("stream", f"dib-bpy-{tag}", prefix))
+        started = {
+            SET_PY: _peer("hub", f"dib-py-{tag}", prefix),
+            SET_RS: _peer("hub", f"dib-rs-{tag}", prefix),
+            BUF_PY: _peer("stream", f"dib-bpy-{tag}", prefix),
+            BUF_RS: _peer("stream", f"dib-brs-{tag}", prefix),
+        }
+        for v, proc in started.items():
+            peers[v] = Peer(proc)
+        for v, proc in started.items():
+            _ready(proc, f"the producer process of {v}")
         buf = s.StreamBuffer.open(f"dib-bpy-{tag}", "e", "p", "fixed:size=1", prefix=prefix)
-        peers[BUF_RS] = Peer(_peer("stream", f"dib-brs-{tag}", prefix))
-        rs_buf = subprocess.Popen(
-            [
-                exe,
-                "wake",
-                "--wait",
-                "buffer",
-                "--name",
-                f"dib-brs-{tag}",
-                "--prefix",
-                prefix,
-                "--items",
-                str(total),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        rs_buf = _wake(exe, "buffer", f"dib-brs-{tag}", prefix, total)
         procs.append(rs_buf)
         _ready(rs_buf, "ipc-demo wake --wait buffer")
 
@@ -207,6 +188,8 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
                 lat[v].extend(held[i] - starts[i] for i in starts if i in held)
         for v in (SET_PY, SET_RS, BUF_PY, BUF_RS):
             peers[v].quit()
+        for v in (SET_PY, SET_RS, BUF_PY, BUF_RS):
+            peers[v].proc.wait(timeout=WAIT)
         for v, p in ((SET_RS, rs_set), (BUF_RS, rs_buf)):
             out, _ = p.communicate(timeout=WAIT)
             words = out.split()
