@@ -4,10 +4,11 @@ the consumer asleep (the items come ``idle`` seconds apart). Every variant
 runs in turns, round after round, so that the machine's load falls on all
 of them alike.
 
-Across processes (the producer: ``dropin_peer.py``, a Python process):
-shmstream's Python consumer in ``StreamSet.wait_any`` + ``ready_chunks``
-and in ``StreamBuffer.next_chunk``, and a Rust consumer waiting the same
-ways on a stream of an identical producer (``ipc-demo wake``). Across
+Across processes: a Python producer process (``dropin_peer.py``) and a
+Rust one (``ipc-demo wake --role hub|stream``), each feeding a Python
+consumer (this process: ``StreamSet.wait_any`` + ``ready_chunks``, and
+``StreamBuffer.next_chunk``) and a Rust consumer waiting the same ways
+(``ipc-demo wake --role set|buffer``), each pair on its own stream. Across
 threads of one process: the drop-in (``put`` in one thread, ``next_chunk``
 in another) and the reference's design with a ``threading.Condition``."""
 
@@ -31,17 +32,23 @@ ROOT = HERE.parent.parent
 clock, MONO = time.clock_gettime_ns, time.CLOCK_MONOTONIC
 WAIT = 10.0  # seconds: a consumer that waits longer says so (never hangs)
 
-# Row labels (the report's order).
-SET_PY = "shmstream, Python consumer in `StreamSet.wait_any` (+ `ready_chunks`, `chunk.data`)"
-SET_RS = "shmstream, Rust consumer in `StreamSet::wait_any` (+ pop)"
-BUF_PY = "shmstream, Python consumer in `StreamBuffer.next_chunk` (+ `chunk.data`)"
-BUF_RS = "shmstream, Rust consumer in `StreamBuffer::next_chunk_timeout`"
-DROPIN_THREADS = "drop-in `StreamBuffer`, `put` in a thread, `next_chunk` + `chunk.data` in another"
+# The rows: (producer, wait, consumer), the report's order.
+PRODUCERS = ("Python", "Rust")
+WAITS = ("set", "buffer")
+CONSUMERS = ("Python", "Rust")
+CROSS = tuple((p, w, c) for p in PRODUCERS for w in WAITS for c in CONSUMERS)
+CONSUMER_CALL = {
+    ("set", "Python"): "`StreamSet.wait_any` + `ready_chunks` + `chunk.data`",
+    ("set", "Rust"): "`StreamSet::wait_any` + pop",
+    ("buffer", "Python"): "`StreamBuffer.next_chunk` + `chunk.data`",
+    ("buffer", "Rust"): "`StreamBuffer::next_chunk_timeout`",
+}
+DROPIN_THREADS = "drop-in `StreamBuffer`: `put` in a thread, `next_chunk` + `chunk.data` in another"
 REF_THREADS = (
-    "reference's design, `put` in a thread, `threading.Condition` wait + `pop_chunk` in another"
+    "reference's design: `put` in a thread, `threading.Condition` wait + `pop_chunk` in another"
 )
-VARIANTS = (SET_PY, SET_RS, BUF_PY, BUF_RS, DROPIN_THREADS, REF_THREADS)
-# The steps of SET_PY's consumer, after the core's wait (for "where the time goes").
+THREADS = (DROPIN_THREADS, REF_THREADS)
+# The steps of the Python consumer in `wait_any`, from the put's start.
 STEPS = ("`wait_any` returned to Python", "`ready_chunks` yielded the chunk", "`chunk.data` built")
 
 
@@ -66,8 +73,8 @@ def _ready(proc: subprocess.Popen[str], what: str) -> None:
         raise RuntimeError(f"{what} did not start (said {line!r})")
 
 
-def _peer(kind: str, name: str, prefix: str) -> subprocess.Popen[str]:
-    """Starts a producer process (``_ready`` waits for its stream)."""
+def _python(kind: str, name: str, prefix: str) -> subprocess.Popen[str]:
+    """Starts a Python producer process (``_ready`` waits for its stream)."""
     return subprocess.Popen(
         [sys.executable, str(HERE / "dropin_peer.py"), kind, name, prefix],
         stdin=subprocess.PIPE,
@@ -76,10 +83,12 @@ def _peer(kind: str, name: str, prefix: str) -> subprocess.Popen[str]:
     )
 
 
-def _wake(exe: str, wait: str, name: str, prefix: str, items: int) -> subprocess.Popen[str]:
-    """Starts the Rust consumer (``_ready`` waits for it)."""
-    args = ["wake", "--wait", wait, "--name", name, "--prefix", prefix, "--items", str(items)]
-    return subprocess.Popen([exe, *args], stdout=subprocess.PIPE, text=True)
+def _rust(exe: str, role: str, name: str, prefix: str, items: int = 0) -> subprocess.Popen[str]:
+    """Starts a Rust peer, ``ipc-demo wake`` (``_ready`` waits for it)."""
+    args = ["wake", "--role", role, "--name", name, "--prefix", prefix]
+    if items:
+        args += ["--items", str(items)]
+    return subprocess.Popen([exe, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def _starts(line: str) -> dict[int, int]:
@@ -110,7 +119,9 @@ class Peer:
 
 
 def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
-    """Latencies (ns) by variant, and SET_PY's steps (ns) by step."""
+    """Latencies (ns): "cross" by (producer, wait, consumer), "threads" by
+    label; "steps" of the Python consumers in `wait_any` by producer, then
+    step (each from the step before; the first from the put's start)."""
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
     # Not the default "shmstream-": a test session that ends meanwhile
     # removes every "shmstream-*" segment that appeared during it (the
@@ -118,36 +129,57 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
     prefix = "sstbench-"
     exe = ipc_demo()
     total = rounds * per_round
-    lat: dict[str, list[int]] = {v: [] for v in VARIANTS}
-    steps: dict[str, list[int]] = {k: [] for k in STEPS}
-    holds: dict[str, dict[int, int]] = {v: {} for v in VARIANTS}
-    returned: dict[int, int] = {}  # SET_PY: when wait_any returned, by item
+    holds: dict[tuple[str, str, str], dict[int, int]] = {v: {} for v in CROSS}
+    steps: dict[str, dict[str, list[int]]] = {p: {k: [] for k in STEPS} for p in PRODUCERS}
+    returned: dict[str, dict[int, int]] = {p: {} for p in PRODUCERS}
+    threads: dict[str, list[int]] = {v: [] for v in THREADS}
     procs: list[subprocess.Popen[str]] = []
-    peers: dict[str, Peer] = {}
+    peers: dict[tuple[str, str, str], Peer] = {}
+    sets: dict[str, Any] = {}
+    bufs: dict[str, Any] = {}
+    rust: dict[tuple[str, str, str], subprocess.Popen[str]] = {}
+
+    def name(v: tuple[str, str, str]) -> str:
+        return "dib-" + "".join(x[0].lower() for x in v) + f"-{tag}"
+
     try:
         # The hubs first (the producers attach to them), then the producers
-        # (started together: each imports torch), then the buffers' consumers
-        # (they open the producers' streams).
-        streams = s.StreamSet(f"dib-py-{tag}", prefix=prefix, default_policy="fixed:size=1")
-        rs_set = _wake(exe, "set", f"dib-rs-{tag}", prefix, total)
-        procs.append(rs_set)
-        _ready(rs_set, "ipc-demo wake --wait set")
-        started = {
-            SET_PY: _peer("hub", f"dib-py-{tag}", prefix),
-            SET_RS: _peer("hub", f"dib-rs-{tag}", prefix),
-            BUF_PY: _peer("stream", f"dib-bpy-{tag}", prefix),
-            BUF_RS: _peer("stream", f"dib-brs-{tag}", prefix),
-        }
-        for v, proc in started.items():
+        # (started together), then the buffers' consumers (they open the
+        # producers' streams).
+        for v in CROSS:
+            producer, wait, consumer = v
+            if wait == "set" and consumer == "Python":
+                sets[producer] = s.StreamSet(name(v), prefix=prefix, default_policy="fixed:size=1")
+            elif wait == "set":
+                rust[v] = _rust(exe, "set", name(v), prefix, total)
+                procs.append(rust[v])
+                _ready(rust[v], f"ipc-demo wake --role set ({v})")
+        for v in CROSS:
+            producer, wait, _ = v
+            kind = "hub" if wait == "set" else "stream"
+            proc = (
+                _python(kind, name(v), prefix)
+                if producer == "Python"
+                else _rust(exe, kind, name(v), prefix)
+            )
+            procs.append(proc)
             peers[v] = Peer(proc)
-        for v, proc in started.items():
-            _ready(proc, f"the producer process of {v}")
-        buf = s.StreamBuffer.open(f"dib-bpy-{tag}", "e", "p", "fixed:size=1", prefix=prefix)
-        rs_buf = _wake(exe, "buffer", f"dib-brs-{tag}", prefix, total)
-        procs.append(rs_buf)
-        _ready(rs_buf, "ipc-demo wake --wait buffer")
+        for v, peer in peers.items():
+            _ready(peer.proc, f"the producer of {v}")
+        for v in CROSS:
+            producer, wait, consumer = v
+            if wait == "buffer" and consumer == "Python":
+                bufs[producer] = s.StreamBuffer.open(
+                    name(v), "e", "p", "fixed:size=1", prefix=prefix
+                )
+            elif wait == "buffer":
+                rust[v] = _rust(exe, "buffer", name(v), prefix, total)
+                procs.append(rust[v])
+                _ready(rust[v], f"ipc-demo wake --role buffer ({v})")
 
-        def set_py(n: int) -> None:
+        def set_py(producer: str, n: int) -> None:
+            streams, held = sets[producer], holds[(producer, "set", "Python")]
+            st, back = steps[producer], returned[producer]
             got = 0
             while got < n:
                 keys = streams.wait_any(WAIT)
@@ -162,55 +194,56 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
                         if d is None:
                             continue
                         i = int(d[0])
-                        holds[SET_PY][i] = td
-                        returned[i] = tw
-                        steps[STEPS[1]].append(tc - tw)
-                        steps[STEPS[2]].append(td - tc)
+                        held[i], back[i] = td, tw
+                        st[STEPS[1]].append(tc - tw)
+                        st[STEPS[2]].append(td - tc)
                         got += 1
 
-        def buf_py(n: int) -> None:
+        def buf_py(producer: str, n: int) -> None:
+            buf, held = bufs[producer], holds[(producer, "buffer", "Python")]
             for _ in range(n):
                 chunk = buf.next_chunk(WAIT)
                 d = chunk.data["data"]
                 td = clock(MONO)
-                holds[BUF_PY][int(d[0])] = td
+                held[int(d[0])] = td
 
         for _ in range(rounds):
-            for v in (SET_PY, SET_RS, BUF_PY, BUF_RS):
+            for v in CROSS:
+                producer, wait, consumer = v
                 peers[v].go(per_round, idle)
-                if v == SET_PY:
-                    set_py(per_round)
-                elif v == BUF_PY:
-                    buf_py(per_round)
+                if consumer == "Python":
+                    (set_py if wait == "set" else buf_py)(producer, per_round)
                 peers[v].collect()
-            for v, f in ((DROPIN_THREADS, _dropin_threads), (REF_THREADS, _ref_threads)):
+            for label, f in ((DROPIN_THREADS, _dropin_threads), (REF_THREADS, _ref_threads)):
                 starts, held = f(per_round, idle)
-                lat[v].extend(held[i] - starts[i] for i in starts if i in held)
-        for v in (SET_PY, SET_RS, BUF_PY, BUF_RS):
-            peers[v].quit()
-        for v in (SET_PY, SET_RS, BUF_PY, BUF_RS):
-            peers[v].proc.wait(timeout=WAIT)
-        for v, p in ((SET_RS, rs_set), (BUF_RS, rs_buf)):
-            out, _ = p.communicate(timeout=WAIT)
+                threads[label].extend(held[i] - starts[i] for i in starts if i in held)
+        for peer in peers.values():
+            peer.quit()
+        for peer in peers.values():
+            peer.proc.wait(timeout=WAIT)
+        for v, proc in rust.items():
+            out, _ = proc.communicate(timeout=WAIT)
             words = out.split()
             holds[v] = {int(words[k]): int(words[k + 1]) for k in range(0, len(words), 2)}
-        for v in (SET_PY, SET_RS, BUF_PY, BUF_RS):
+        cross = {}
+        for v in CROSS:
             st = peers[v].starts
-            lat[v] = [holds[v][i] - st[i] for i in sorted(st) if i in holds[v]]
-        # wait_any's return, from the put's start.
-        st = peers[SET_PY].starts
-        steps[STEPS[0]] = [t - st[i] for i, t in returned.items() if i in st]
-        streams.close()
+            cross[v] = [holds[v][i] - st[i] for i in sorted(st) if i in holds[v]]
+        for producer in PRODUCERS:
+            st = peers[(producer, "set", "Python")].starts
+            steps[producer][STEPS[0]] = [
+                t - st[i] for i, t in returned[producer].items() if i in st
+            ]
+        for streams in sets.values():
+            streams.close()
     finally:
-        for p in peers.values():
-            if p.proc.poll() is None:
-                p.proc.kill()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
     return {
-        "latency_ns": lat,
-        "steps_ns": steps,
+        "cross": cross,
+        "threads": threads,
+        "steps": steps,
         "idle_s": idle,
         "rounds": rounds,
         "per_round": per_round,

@@ -44,6 +44,22 @@ def _row(section: str, first_cell: str) -> list[str]:
     raise AssertionError(f"no row {first_cell!r} in:\n{section}")
 
 
+def _rows(section: str, header: str) -> dict[tuple[str, str], list[str]]:
+    """The table whose first header cell is ``header``: its rows by their
+    first two cells."""
+    out: dict[tuple[str, str], list[str]] = {}
+    inside = False
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == header:
+            inside = True
+        elif inside and not line.startswith("|"):
+            break
+        elif inside and not cells[0].startswith("---"):
+            out[(cells[0], cells[1])] = cells[2:]
+    return out
+
+
 TIME = re.compile(r"^\d+\.\d\d (µs|ms)$")
 
 
@@ -76,24 +92,32 @@ def test_quick_run_writes_every_row_between_the_markers(tmp_path: Path, bench_mo
         cells = _row(section, window)
         assert TIME.match(cells[1]) or cells[1].startswith("fails: "), cells
         assert TIME.match(cells[2]), cells
-    for variant in wake.VARIANTS:
-        cells = _row(section, variant)
-        assert TIME.match(cells[1]) and TIME.match(cells[2]), cells
-        assert cells[3] == "12", ("every item of the quick run arrived", cells)
-    for wait in ("`wait_any`", "`next_chunk`"):
-        cells = _row(section, wait)
-        assert re.match(r"^\d+\.\d\dx$", cells[1]) and cells[2] in ("met", "**missed**"), cells
+    rows = _rows(section, "producer")
+    for producer, wait, consumer in wake.CROSS:
+        cells = rows[(producer, f"{consumer}: {wake.CONSUMER_CALL[(wait, consumer)]}")]
+        assert TIME.match(cells[0]) and TIME.match(cells[1]), cells
+        assert cells[2] == "12", ("every item of the quick run arrived", cells)
+        assert (consumer == "Rust") == (cells[3] == ""), cells
+    for label in wake.THREADS:
+        who, what = label.split(": ", 1)
+        cells = rows[(f"{who}, threads", what)]
+        assert TIME.match(cells[0]) and cells[2] == "12", cells
+    goals = _rows(section, "wait")
+    assert len(goals) == 6, goals
+    for cells in goals.values():
+        assert re.match(r"^\d+\.\d\dx$", cells[0]) and cells[1] in ("met", "**missed**"), cells
     first, *then = wake.STEPS
     for label in (f"the put's start to {first}", *(f"then {step}" for step in then)):
-        assert TIME.match(_row(section, label)[1]), label
+        cells = _row(section, label)
+        assert TIME.match(cells[1]) and TIME.match(cells[2]), cells
 
 
 def _results(set_py: int, set_rs: int) -> dict:
     import dropin_wake as w
 
-    lat = {v: [10_000, 20_000, 30_000] for v in w.VARIANTS}
-    lat[w.SET_PY] = [set_py] * 3
-    lat[w.SET_RS] = [set_rs] * 3
+    cross = {v: [10_000, 20_000, 30_000] for v in w.CROSS}
+    cross[("Rust", "set", "Python")] = [set_py] * 3
+    cross[("Rust", "set", "Rust")] = [set_rs] * 3
     return {
         "date": datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc),
         "cores": 2,
@@ -122,8 +146,9 @@ def _results(set_py: int, set_rs: int) -> dict:
             (1024, "reference"): 200000.0,
         },
         "wake": {
-            "latency_ns": lat,
-            "steps_ns": {s: [5_000] for s in w.STEPS},
+            "cross": cross,
+            "threads": {t: [5_000] for t in w.THREADS},
+            "steps": {p: {s: [5_000] for s in w.STEPS} for p in w.PRODUCERS},
             "idle_s": 0.002,
             "rounds": 5,
             "per_round": 100,
@@ -145,10 +170,18 @@ def test_report_ratios_and_goal_from_fixed_numbers(bench_modules) -> None:
     assert _row(met, "64 KiB")[1] == "fails: BadTensor (too big)"
     assert _row(met, "64 KiB")[5] == "n/a"
     assert _row(met, "1024")[1:] == ["2.00 µs", "200.00 µs", "100.00x"]
-    assert _row(met, wake.SET_PY)[1:] == ["40.00 µs", "40.00 µs", "3", "2.00x"]
-    assert _row(met, "`wait_any`")[1:] == ["2.00x", "met"]
+    call = wake.CONSUMER_CALL[("set", "Python")]
+    assert _rows(met, "producer")[("Rust", f"Python: {call}")] == [
+        "40.00 µs",
+        "40.00 µs",
+        "3",
+        "2.00x",
+    ]
+    pair = ("`wait_any`", "Rust producer, Python vs Rust consumer")
+    assert _rows(met, "wait")[pair] == ["2.00x", "met"]
+    assert _rows(met, "wait")[("`wait_any`", "all Python vs all Rust")] == ["1.00x", "met"]
     missed = report.render(_results(set_py=40_001, set_rs=20_000))
-    assert _row(missed, "`wait_any`")[2] == "**missed**"
+    assert _rows(missed, "wait")[pair] == ["2.00x", "**missed**"]
 
 
 def test_write_section_appends_when_the_markers_are_absent(tmp_path: Path, bench_modules) -> None:
