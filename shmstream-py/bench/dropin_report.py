@@ -109,22 +109,25 @@ def render(r: dict[str, Any]) -> str:
         "The reference has no cross-process analogue: its buffer lives in the consumer's "
         "process, and its tensors arrive there by RDMA.",
         "",
-        "| producer | consumer | p50 | p99 | samples | Python / Rust consumer (p50) |",
-        "|---|---|---|---|---|---|",
+        "| producer | consumer | p50 | p99 | samples | Python / Rust consumer (p50) "
+        "| consumer thread's CPU per item |",
+        "|---|---|---|---|---|---|---|",
     ]
+    cpu = w.get("cpu_per_item_ns", {})
     for v in CROSS:
         producer, wait, consumer = v
         rust = (producer, wait, "Rust")
         vs = ratio(p50(cross[v]), p50(cross[rust])) if consumer == "Python" else ""
         lines.append(
             f"| {producer} | {consumer}: {CONSUMER_CALL[(wait, consumer)]} | {us(p50(cross[v]))} "
-            f"| {us(pct(cross[v], 0.99))} | {len(cross[v])} | {vs} |"
+            f"| {us(pct(cross[v], 0.99))} | {len(cross[v])} | {vs} "
+            f"| {us(cpu[v]) if v in cpu else ''} |"
         )
     for label in THREADS:
         xs = w["threads"][label]
         who, what = label.split(": ", 1)
         lines.append(
-            f"| {who}, threads | {what} | {us(p50(xs))} | {us(pct(xs, 0.99))} | {len(xs)} | |"
+            f"| {who}, threads | {what} | {us(p50(xs))} | {us(pct(xs, 0.99))} | {len(xs)} | | |"
         )
     lines += [
         "",

@@ -15,6 +15,7 @@ in another) and the reference's design with a ``threading.Condition``."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -133,6 +134,7 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
     steps: dict[str, dict[str, list[int]]] = {p: {k: [] for k in STEPS} for p in PRODUCERS}
     returned: dict[str, dict[int, int]] = {p: {} for p in PRODUCERS}
     threads: dict[str, list[int]] = {v: [] for v in THREADS}
+    cpu: dict[tuple[str, str, str], float] = {v: 0.0 for v in CROSS}  # s, Python consumers
     procs: list[subprocess.Popen[str]] = []
     peers: dict[tuple[str, str, str], Peer] = {}
     sets: dict[str, Any] = {}
@@ -212,7 +214,10 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
                 producer, wait, consumer = v
                 peers[v].go(per_round, idle)
                 if consumer == "Python":
+                    r0 = resource.getrusage(resource.RUSAGE_THREAD)
                     (set_py if wait == "set" else buf_py)(producer, per_round)
+                    r1 = resource.getrusage(resource.RUSAGE_THREAD)
+                    cpu[v] += (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
                 peers[v].collect()
             for label, f in ((DROPIN_THREADS, _dropin_threads), (REF_THREADS, _ref_threads)):
                 starts, held = f(per_round, idle)
@@ -244,6 +249,8 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
         "cross": cross,
         "threads": threads,
         "steps": steps,
+        # The Python consumer thread's CPU (user + system) per item, ns.
+        "cpu_per_item_ns": {v: t * 1e9 / total for v, t in cpu.items() if v[2] == "Python"},
         "idle_s": idle,
         "rounds": rounds,
         "per_round": per_round,

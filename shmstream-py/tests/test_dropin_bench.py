@@ -97,7 +97,7 @@ def test_quick_run_writes_every_row_between_the_markers(tmp_path: Path, bench_mo
         cells = rows[(producer, f"{consumer}: {wake.CONSUMER_CALL[(wait, consumer)]}")]
         assert TIME.match(cells[0]) and TIME.match(cells[1]), cells
         assert cells[2] == "12", ("every item of the quick run arrived", cells)
-        assert (consumer == "Rust") == (cells[3] == ""), cells
+        assert (consumer == "Rust") == (cells[3] == "") == (cells[4] == ""), cells
     for label in wake.THREADS:
         who, what = label.split(": ", 1)
         cells = rows[(f"{who}, threads", what)]
@@ -148,6 +148,7 @@ def _results(set_py: int, set_rs: int) -> dict:
         "wake": {
             "cross": cross,
             "threads": {t: [5_000] for t in w.THREADS},
+            "cpu_per_item_ns": {v: 50_000.0 for v in w.CROSS if v[2] == "Python"},
             "steps": {p: {s: [5_000] for s in w.STEPS} for p in w.PRODUCERS},
             "idle_s": 0.002,
             "rounds": 5,
@@ -176,6 +177,7 @@ def test_report_ratios_and_goal_from_fixed_numbers(bench_modules) -> None:
         "40.00 µs",
         "3",
         "2.00x",
+        "50.00 µs",
     ]
     pair = ("`wait_any`", "Rust producer, Python vs Rust consumer")
     assert _rows(met, "wait")[pair] == ["2.00x", "met"]
