@@ -1,10 +1,12 @@
-"""The sections other scripts write into the same file between markers:
-the network ingress (`scripts/bench-ucx.sh`), Python
-(`scripts/bench-python.sh`) and the Mooncake ingress
-(`shmstream-py/bench/mooncake_bench.py`). A new report keeps them, in this
-order."""
+"""The sections other scripts (or hands) write into the same file between
+markers: the network ingress (`scripts/bench-ucx.sh`), Python
+(`scripts/bench-python.sh`), the Mooncake ingress
+(`shmstream-py/bench/mooncake_bench.py`), the drop-in against the
+reference's design (`shmstream-py/bench/dropin.py`) and the drop-in's
+worker path, measured by hand (`dropin-worker`). A new report keeps them,
+in this order."""
 
-TAGS = ("ucx-bench", "python-bench", "mooncake-bench", "dropin-bench")
+TAGS = ("ucx-bench", "python-bench", "mooncake-bench", "dropin-bench", "dropin-worker")
 
 
 def kept_sections(old: str) -> str:

@@ -173,12 +173,63 @@ def render(r: dict[str, Any]) -> str:
         label = f"the put's start to {step}" if k == 0 else f"then {step}"
         lines.append(f"| {label} | " + " | ".join(us(p50(st[p][step])) for p in PRODUCERS) + " |")
     lines.append("")
-    lines += NOTES
+    lines += notes(r)
     return "\n".join(lines).rstrip() + "\n"
 
 
-# What the run's numbers mean, from the investigation behind them (issue 26).
-NOTES: list[str] = []
+def notes(r: dict[str, Any]) -> list[str]:
+    """What the run's numbers mean: this run's figures where the run has
+    them, the investigation's (issue 26, 2026-12-07, same machine) where it
+    does not (strace, perf, an instrumented build)."""
+    w, pc = r["wake"], r["per_chunk"]
+    st = w["steps"]["Rust"]
+    rust_set = p50(w["cross"][("Rust", "set", "Rust")])
+    back = p50(st[STEPS[0]])
+    after = [p50(st[k]) for k in STEPS[1:]]
+    cold = sum(x for x in after if x is not None) if all(x is not None for x in after) else None
+    warm = pc.get((4, "drop-in"))
+    extra = back - rust_set if back is not None and rust_set is not None else None
+    return [
+        "### Reading the wake-up numbers",
+        "",
+        "- **The wait itself is at parity.** With a Rust producer the Rust consumer holds "
+        f"the item {us(rust_set)} after the put's start; the Python consumer's `wait_any` "
+        f"is back in Python {us(extra)} later. Of that, re-taking the GIL is about 2 µs "
+        "(an instrumented build stamped the core's return inside `Python::detach` and "
+        "again after it: 1.8-2.7 µs); the rest is PyO3 returning the keys and the "
+        "interpreter resuming the caller. The slice loops do not show at p50: `wait_any` "
+        "sleeps once per item (strace of the consumer: 499 `futex` calls for 500 items), "
+        "one slice being up to 1 s; `next_chunk`'s 20 ms slices end at most once per ten "
+        "2 ms waits and restart without a wake-up.",
+        "- **The rest is the interpreter and torch, cold.** After the wake-up, "
+        f"`ready_chunks` + `chunk.data` took {us(cold)} here; the same pop and tensor in a "
+        f"loop take {us(warm)} (the per-chunk table, window 4, this run). Nothing in that "
+        "path waits: it is code and objects that the 2 ms of sleep (on a 2-core VM shared "
+        "with other work) took out of the caches and TLB, and the Python path touches far "
+        "more of them than the Rust consumer's few KiB. `torch._C._from_dlpack` (where "
+        "`chunk.data` ends) is the largest piece; perf of the sleeping consumer puts "
+        "libpython at a quarter of its CPU, torch's libraries at 12%, the binding at 14%.",
+        "- **What a sleep costs besides.** Before each sleep the consumer runs "
+        "`membarrier(GLOBAL_EXPEDITED)` (the asymmetric handshake, docs/design.md): 8-11% "
+        "of the sleeping consumer's CPU in perf, ~20-30 µs a sleep on this VM, where the "
+        "IPIs' MSR writes trap to the hypervisor. It is paid before sleeping, not after "
+        "the put; the consumer thread's CPU per item (the table's last column) includes it, "
+        "and for `next_chunk` also the 5 µs of spinning and ~25 µs of yielding before a "
+        "sleep, which an item 2 ms away never meets. The last empty look of "
+        "`ready_chunks` tests the producer's liveness (one `fcntl`, after the data).",
+        "- **The producer's share.** A Python producer's `put` starts 25-35 µs before the "
+        "consumer could wake, against the Rust producer's few: compare the two producers' "
+        "Rust-consumer rows. That path is the put's (issue 26, point 3), not the wait's.",
+        "- **The goal.** Against a Rust consumer of the same producer the Python consumer "
+        "is within 2x with a Python producer (the drop-in's case: `wait_any` met, "
+        "`next_chunk` near the line) and at ~3-3.5x with a Rust producer, where the "
+        "consumer's ~45 µs of cold Python and torch stand beside a 15-19 µs Rust wake-up. "
+        "No change to the wait closes that: it is not spent waiting. What would is less "
+        "Python between the futex and the tensor (one native call that waits, pops and "
+        "makes the tensor, which `next_chunk` nearly is and which `chunk.data`'s torch "
+        "call still dominates), or keeping the consumer's CPU warm, which on 2 cores "
+        "means spinning, which the design rules out.",
+    ]
 
 
 def write_section(path: Path, text: str) -> None:
