@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dropin_costs import SIZES, WINDOWS
-from dropin_wake import CONSUMER_CALL, CROSS, PRODUCERS, STEPS, THREADS, WAITS
+from dropin_wake import BUSY, CONSUMER_CALL, CROSS, PRODUCERS, STEPS, THREADS, WAITS
 
 START, END = "<!-- dropin-bench:start -->", "<!-- dropin-bench:end -->"
 ITEM_PEERS = ("drop-in", "drop-in, sized", "reference", "reference + clone")
@@ -123,6 +123,12 @@ def render(r: dict[str, Any]) -> str:
             f"| {us(pct(cross[v], 0.99))} | {len(cross[v])} | {vs} "
             f"| {us(cpu[v]) if v in cpu else ''} |"
         )
+    for label in BUSY:
+        xs = w.get("gil", {}).get(label, [])
+        lines.append(
+            f"| Rust | Python: {CONSUMER_CALL[('buffer', 'Python')]}, {label} | {us(p50(xs))} "
+            f"| {us(pct(xs, 0.99))} | {len(xs)} | | |"
+        )
     for label in THREADS:
         xs = w["threads"][label]
         who, what = label.split(": ", 1)
@@ -217,6 +223,15 @@ def notes(r: dict[str, Any]) -> list[str]:
         "and for `next_chunk` also the 5 µs of spinning and ~25 µs of yielding before a "
         "sleep, which an item 2 ms away never meets. The last empty look of "
         "`ready_chunks` tests the producer's liveness (one `fcntl`, after the data).",
+        "- **The GIL hand-over.** Alone, the woken thread takes the GIL in ~2 µs. While "
+        "another thread of the process runs Python, it waits for that thread to drop it: "
+        "CPython asks for it only after the switch interval (5 ms by default), so the "
+        "wake-up becomes milliseconds (the `another thread runs Python` rows; "
+        "`sys.setswitchinterval` shortens it at a cost to the busy thread). The binding "
+        "pops without the GIL, but handing the chunk to Python needs it; the "
+        "reference's `threading.Condition` wait is subject to the same rule. A worker "
+        "should wait in the thread that runs its model loop, or keep the others out "
+        "of long pure-Python loops.",
         "- **The producer's share.** A Python producer's `put` starts 25-35 µs before the "
         "consumer could wake, against the Rust producer's few: compare the two producers' "
         "Rust-consumer rows. That path is the put's (issue 26, point 3), not the wait's.",

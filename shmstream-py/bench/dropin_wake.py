@@ -14,6 +14,7 @@ in another) and the reference's design with a ``threading.Condition``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +51,13 @@ REF_THREADS = (
     "reference's design: `put` in a thread, `threading.Condition` wait + `pop_chunk` in another"
 )
 THREADS = (DROPIN_THREADS, REF_THREADS)
+# The Rust producer's `next_chunk` row again, another Python thread busy:
+# at CPython's default switch interval (5 ms), and at BUSY_INTERVAL.
+BUSY_INTERVAL = 1e-4
+BUSY = (
+    "another thread runs Python (switch interval: default)",
+    f"another thread runs Python (`sys.setswitchinterval({BUSY_INTERVAL:g})`)",
+)
 # The steps of the Python consumer in `wait_any`, from the put's start.
 STEPS = ("`wait_any` returned to Python", "`ready_chunks` yielded the chunk", "`chunk.data` built")
 
@@ -135,6 +144,7 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
     returned: dict[str, dict[int, int]] = {p: {} for p in PRODUCERS}
     threads: dict[str, list[int]] = {v: [] for v in THREADS}
     cpu: dict[tuple[str, str, str], float] = {v: 0.0 for v in CROSS}  # s, Python consumers
+    busy: dict[str, dict[int, int]] = {label: {} for label in BUSY}
     procs: list[subprocess.Popen[str]] = []
     peers: dict[tuple[str, str, str], Peer] = {}
     sets: dict[str, Any] = {}
@@ -222,6 +232,17 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
             for label, f in ((DROPIN_THREADS, _dropin_threads), (REF_THREADS, _ref_threads)):
                 starts, held = f(per_round, idle)
                 threads[label].extend(held[i] - starts[i] for i in starts if i in held)
+            # The GIL hand-over: the Rust producer's stream again, while
+            # another thread of this process runs Python.
+            v = ("Rust", "buffer", "Python")
+            for label, interval in zip(BUSY, (None, BUSY_INTERVAL)):
+                before = dict(holds[v])
+                holds[v] = busy[label]
+                with _busy_thread(interval):
+                    peers[v].go(per_round, idle)
+                    buf_py("Rust", per_round)
+                    peers[v].collect()
+                busy[label], holds[v] = holds[v], before
         for peer in peers.values():
             peer.quit()
         for peer in peers.values():
@@ -234,6 +255,10 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
         for v in CROSS:
             st = peers[v].starts
             cross[v] = [holds[v][i] - st[i] for i in sorted(st) if i in holds[v]]
+        gil = {}
+        for label, held in busy.items():
+            st = peers[("Rust", "buffer", "Python")].starts
+            gil[label] = [held[i] - st[i] for i in sorted(held) if i in st]
         for producer in PRODUCERS:
             st = peers[(producer, "set", "Python")].starts
             steps[producer][STEPS[0]] = [
@@ -248,6 +273,7 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
     return {
         "cross": cross,
         "threads": threads,
+        "gil": gil,
         "steps": steps,
         # The Python consumer thread's CPU (user + system) per item, ns.
         "cpu_per_item_ns": {v: t * 1e9 / total for v, t in cpu.items() if v[2] == "Python"},
@@ -255,6 +281,30 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
         "rounds": rounds,
         "per_round": per_round,
     }
+
+
+@contextlib.contextmanager
+def _busy_thread(interval: float | None) -> Iterator[None]:
+    """A thread running pure Python meanwhile (the switch interval set to
+    ``interval``, if given, and restored)."""
+    old = sys.getswitchinterval()
+    stop = threading.Event()
+
+    def spin() -> None:
+        x = 0
+        while not stop.is_set():
+            x += 1
+
+    t = threading.Thread(target=spin)
+    if interval is not None:
+        sys.setswitchinterval(interval)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        sys.setswitchinterval(old)
 
 
 def _threads(n: int, idle: float, put: Callable[[int], None], take: Callable[[], None]) -> None:

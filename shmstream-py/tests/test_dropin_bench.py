@@ -98,6 +98,10 @@ def test_quick_run_writes_every_row_between_the_markers(tmp_path: Path, bench_mo
         assert TIME.match(cells[0]) and TIME.match(cells[1]), cells
         assert cells[2] == "12", ("every item of the quick run arrived", cells)
         assert (consumer == "Rust") == (cells[3] == "") == (cells[4] == ""), cells
+    for label in wake.BUSY:
+        call = wake.CONSUMER_CALL[("buffer", "Python")]
+        cells = rows[("Rust", f"Python: {call}, {label}")]
+        assert TIME.match(cells[0]) and cells[2] == "12", cells
     for label in wake.THREADS:
         who, what = label.split(": ", 1)
         cells = rows[(f"{who}, threads", what)]
@@ -148,6 +152,7 @@ def _results(set_py: int, set_rs: int) -> dict:
         "wake": {
             "cross": cross,
             "threads": {t: [5_000] for t in w.THREADS},
+            "gil": {b: [5_000_000] for b in w.BUSY},
             "cpu_per_item_ns": {v: 50_000.0 for v in w.CROSS if v[2] == "Python"},
             "steps": {p: {s: [5_000] for s in w.STEPS} for p in w.PRODUCERS},
             "idle_s": 0.002,
