@@ -2,6 +2,7 @@
 one run (issue 26): per item, per chunk, and the wake-up of a consumer.
 
     python shmstream-py/bench/dropin.py [--quick] [--write docs/benchmarks.md]
+    scripts/bench-dropin.sh [--quick] [--no-write]   # installs, builds, writes
 
 Per item (``dropin_costs.per_item``): ``pre_read_register`` + ``put`` of a
 56-byte and a 64 KiB tensor. Per chunk (``dropin_costs.per_chunk``):

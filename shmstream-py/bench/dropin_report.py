@@ -49,8 +49,9 @@ def render(r: dict[str, Any]) -> str:
     lines = [
         "## The drop-in against the reference's design (issue 26, `dropin.py`)",
         "",
-        f"`python shmstream-py/bench/dropin.py{' --quick' if r['quick'] else ''} --write "
-        f"docs/benchmarks.md`, {r['date']:%Y-%m-%d %H:%M} UTC, {r['cores']} cores, Python "
+        f"`scripts/bench-dropin.sh{' --quick' if r['quick'] else ''}` (`python "
+        "shmstream-py/bench/dropin.py --write docs/benchmarks.md` in the venv, the package "
+        f"installed, ipc-demo built), {r['date']:%Y-%m-%d %H:%M} UTC, {r['cores']} cores, Python "
         f"{r['python']}, torch {r['torch']}; load average {load0[0]:.1f} at the start, "
         f"{load1[0]:.1f} at the end ({r['elapsed_s']:.0f} s"
         + (", quick: few samples" if r["quick"] else "")
