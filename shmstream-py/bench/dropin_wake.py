@@ -270,6 +270,11 @@ def run(rounds: int, per_round: int, idle: float) -> dict[str, Any]:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
+            proc.wait()
+        # What a killed producer (a failed run) left: every name carries
+        # this run's tag, and every process of the run is gone.
+        for leftover in Path("/dev/shm").glob(f"{prefix}*{tag}*"):
+            leftover.unlink(missing_ok=True)
     return {
         "cross": cross,
         "threads": threads,

@@ -68,6 +68,7 @@ def test_quick_run_writes_every_row_between_the_markers(tmp_path: Path, bench_mo
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# before\n\n{START}\nold\n{END}\n\n# after\n")
     env = dict(os.environ)
+    shm_before = set(os.listdir("/dev/shm"))
     r = subprocess.run(
         [sys.executable, str(BENCH / "dropin.py"), "--quick", "--write", str(doc)],
         cwd=REPO,
@@ -77,6 +78,8 @@ def test_quick_run_writes_every_row_between_the_markers(tmp_path: Path, bench_mo
         timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    left = {n for n in set(os.listdir("/dev/shm")) - shm_before if n.startswith("sstbench-")}
+    assert not left, left
     text = doc.read_text()
     assert text.startswith("# before\n\n") and text.endswith(f"{END}\n\n# after\n")
     section = _section(text)
@@ -114,6 +117,23 @@ def test_quick_run_writes_every_row_between_the_markers(tmp_path: Path, bench_mo
     for label in (f"the put's start to {first}", *(f"then {step}" for step in then)):
         cells = _row(section, label)
         assert TIME.match(cells[1]) and TIME.match(cells[2]), cells
+
+
+def test_a_peer_that_does_not_start_fails_the_run_and_leaves_no_segment(tmp_path: Path) -> None:
+    env = dict(os.environ, SHMSTREAM_IPC_DEMO="/bin/false")
+    shm_before = set(os.listdir("/dev/shm"))
+    r = subprocess.run(
+        [sys.executable, str(BENCH / "dropin.py"), "--quick"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode != 0
+    assert "ipc-demo wake --role set" in r.stderr and "did not start" in r.stderr, r.stderr[-2000:]
+    left = {n for n in set(os.listdir("/dev/shm")) - shm_before if n.startswith("sstbench-")}
+    assert not left, left
 
 
 def _results(set_py: int, set_rs: int) -> dict:
