@@ -46,3 +46,4 @@ pub mod sizes;
 mod take;
 pub mod trace;
 pub mod verify;
+pub mod wake;

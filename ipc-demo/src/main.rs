@@ -10,6 +10,7 @@ use ipc_demo::launch::RunArgs;
 use ipc_demo::produce::ProduceArgs;
 use ipc_demo::replay::ReplayArgs;
 use ipc_demo::send::SendArgs;
+use ipc_demo::wake::WakeArgs;
 use std::process::ExitCode;
 
 /// Zero-copy tensor streaming between two processes through shared memory.
@@ -43,6 +44,9 @@ enum Command {
     /// The consumer process (as ipc-consumer)
     #[command(hide = true)]
     Consume(ConsumeArgs),
+    /// The Rust consumer of the Python drop-in benchmark's wake-up rows
+    #[command(hide = true)]
+    Wake(WakeArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => ("ipc-demo replay", ipc_demo::replay::run(args)),
         Some(Command::Produce(args)) => ("ipc-demo produce", ipc_demo::produce::run(args)),
         Some(Command::Consume(args)) => ("ipc-demo consume", ipc_demo::consume::run(args)),
+        Some(Command::Wake(args)) => ("ipc-demo wake", ipc_demo::wake::run(args)),
     };
     finish(prog, outcome)
 }

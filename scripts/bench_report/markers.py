@@ -1,11 +1,12 @@
-"""The sections other scripts write into the same file between markers:
-the network ingress (`scripts/bench-ucx.sh`), Python
+"""The sections other scripts (or hands) write into the same file between
+markers: the network ingress (`scripts/bench-ucx.sh`), Python
 (`scripts/bench-python.sh`), the Mooncake ingress
-(`shmstream-py/bench/mooncake_bench.py`) and asyncio
-(`shmstream-py/bench/aio.py`). A new report keeps them, in this
-order."""
+(`shmstream-py/bench/mooncake_bench.py`), the drop-in against the
+reference's design (`shmstream-py/bench/dropin.py`), the drop-in's worker
+path, measured by hand (`dropin-worker`), and asyncio
+(`shmstream-py/bench/aio.py`). A new report keeps them, in this order."""
 
-TAGS = ("ucx-bench", "python-bench", "mooncake-bench", "dropin-bench", "aio-bench")
+TAGS = ("ucx-bench", "python-bench", "mooncake-bench", "dropin-bench", "dropin-worker", "aio-bench")
 
 
 def kept_sections(old: str) -> str:

@@ -90,6 +90,22 @@ def test_write_keeps_the_other_scripts_sections(tmp_path: Path) -> None:
     assert path.read_text() == f"# Benchmarks\n\nnew\n\n{UCX}\n\n{PY}\n"
 
 
+def test_write_keeps_every_marked_section_in_the_tags_order(tmp_path: Path) -> None:
+    tags = (
+        "ucx-bench",
+        "python-bench",
+        "mooncake-bench",
+        "dropin-bench",
+        "dropin-worker",
+        "aio-bench",
+    )
+    blocks = {t: f"<!-- {t}:start -->\n## {t}\n<!-- {t}:end -->" for t in tags}
+    path = tmp_path / "benchmarks.md"
+    path.write_text("old\n\n" + "\n\n".join(blocks[t] for t in reversed(tags)) + "\n")
+    write(path, "new\n")
+    assert path.read_text() == "new\n" + "".join(f"\n{blocks[t]}\n" for t in tags)
+
+
 def test_an_unclosed_marker_is_not_kept(tmp_path: Path) -> None:
     path = tmp_path / "benchmarks.md"
     path.write_text(f"old\n<!-- ucx-bench:start -->\nhalf\n\n{PY}\n")
