@@ -222,6 +222,28 @@ impl Producer {
         Ok(self.handle(reservation))
     }
 
+    /// Waits up to `timeout` (`None`: for ever) until a reservation of
+    /// `nbytes` would fit, reserving nothing: a caller that must not hold a
+    /// position it may give up (an `await` that can be cancelled) waits
+    /// here, then registers without waiting. Another registration may take
+    /// the room first; the register then says `Full` and the caller waits
+    /// again.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Timeout`] when no room came, [`StreamError::ExceedsPayload`]
+    /// when `nbytes` can never fit, [`StreamError::ConsumerGone`],
+    /// [`StreamError::AfterDone`].
+    pub fn wait_room(&self, nbytes: u64, timeout: Option<Duration>) -> Result<(), StreamError> {
+        let mut ring = self.ring.borrow_mut();
+        if let Some(resource) = ring.fits(nbytes)? {
+            ring.wait_for_space(resource, nbytes, timeout)?;
+            // The wait also ends when the consumer left: the look says so.
+            ring.fits(nbytes)?;
+        }
+        Ok(())
+    }
+
     /// The handle of a position the ring just made `Held` for it: the only
     /// one, since only a `Free -> Held` or `Pending -> Held` transition
     /// makes a handle.

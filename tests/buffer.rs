@@ -529,3 +529,32 @@ fn wait_chunk_waits_without_popping() {
     assert!(last.is_final);
     assert_eq!(buffer.wait_chunk(None).unwrap(), None);
 }
+
+/// `wait_room` waits for room without taking it: a full ring times out
+/// with nothing registered, a popped chunk makes room, a size that can
+/// never fit says so, and after done it says AfterDone (issue 25: a
+/// cancelled `aregister` must leave no position behind).
+#[test]
+fn wait_room_waits_for_room_and_reserves_nothing() {
+    let (producer, mut buffer) = setup("fixed:size=1", 2);
+    for i in 0..2 {
+        producer.pre_read_register(&format!("t{i}")).unwrap();
+        put(&producer, i);
+    }
+    let short = Some(std::time::Duration::from_millis(5));
+    assert!(matches!(
+        producer.wait_room(8, short),
+        Err(StreamError::Timeout { .. })
+    ));
+    assert_eq!(producer.registered(), 2);
+    drop(buffer.pop_chunk().unwrap());
+    producer.wait_room(8, short).unwrap();
+    assert_eq!(producer.registered(), 2, "room is not a registration");
+    let too_big = producer.payload_bytes() + 1;
+    assert!(matches!(
+        producer.wait_room(too_big, short),
+        Err(StreamError::ExceedsPayload { .. })
+    ));
+    producer.signal_done();
+    assert_eq!(producer.wait_room(8, short), Err(StreamError::AfterDone));
+}
