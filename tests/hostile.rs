@@ -1290,7 +1290,7 @@ impl Bounds {
 /// The field of shared memory a consumer's `Corrupt` message names: each
 /// check the consumer makes, with the words its message uses.
 fn corrupt_field(msg: &str) -> Option<&'static str> {
-    const DESCRIPTOR_FIELDS: [(&str, &str); 9] = [
+    const DESCRIPTOR_FIELDS: [(&str, &str); 11] = [
         ("id length ", "id length"),
         ("the id is not UTF-8", "id"),
         ("status code ", "status"),
@@ -1300,6 +1300,8 @@ fn corrupt_field(msg: &str) -> Option<&'static str> {
         ("nbytes ", "nbytes"),
         ("completion sequence ", "sequence"),
         ("reservation of ", "reservation"),
+        ("abandon reason length ", "reason length"),
+        ("the abandon reason is not UTF-8", "reason"),
     ];
     if let Some(rest) = msg.strip_prefix("descriptor of position ") {
         let (position, what) = rest.split_once(": ")?;
@@ -1322,7 +1324,9 @@ fn corrupt_field(msg: &str) -> Option<&'static str> {
 fn allowed(e: &StreamError) -> bool {
     match e {
         StreamError::Corrupt(msg) => corrupt_field(msg).is_some(),
-        StreamError::Abandoned { id, .. } => (1..=64).contains(&id.len()),
+        StreamError::Abandoned { id, reason, .. } => {
+            (1..=64).contains(&id.len()) && reason.text().len() <= shmstream::MAX_REASON_LEN
+        }
         // A forged flags word may say the producer is gone, or done.
         StreamError::Timeout { .. } | StreamError::ProducerGone | StreamError::NotReady => true,
         _ => false,
