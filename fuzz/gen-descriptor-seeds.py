@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes fuzz/seeds/descriptor/: the descriptor target's seeds in the
-layout of docs/design.md (version 3): 32 bytes of head (position, end of
+layout of docs/design.md (version 4): 32 bytes of head (position, end of
 the previous reservation, start of the oldest unreleased one, payload
 size; native-endian u64, x86-64 little), one 64-byte descriptor, then its
 128-byte side entry (the id's line, the wide dims' line). Run it again
@@ -24,8 +24,24 @@ def seed(head, seq, status, dtype, dims, nbytes, ident, offset, length, wide=Non
     return struct.pack("<4Q", *head) + desc + side
 
 
+def abandoned(head, seq, ident, code, reason, length=None):
+    """An abandoned slot: the reason's length in the ndim byte (or a lie),
+    its code in nbytes, its text in the dims (32 bytes) then the side
+    entry's wide dims (64 bytes)."""
+    n = len(reason) if length is None else length
+    info = 2 | n << 16 | len(ident) << 24
+    text = reason.ljust(96, b"\0")
+    desc = struct.pack("<QQQIi", seq, 0, 8, info, code) + text[:32]
+    side = ident.ljust(64, b"\0") + text[32:]
+    assert len(desc) == 64 and len(side) == 128
+    return struct.pack("<4Q", *head) + desc + side
+
+
 SEEDS = {
-    "abandoned": seed((2, 0, 0, 4096), 3, 2, 2, [1], 1, b"gone", 0, 8),
+    "abandoned": abandoned((2, 0, 0, 4096), 3, b"gone", 0, b""),
+    "abandoned-reason-96-bytes": abandoned((2, 0, 0, 4096), 3, b"gone", -1, "engine status -1: é".encode().ljust(96, b"x")),
+    "refused-abandon-reason-97-bytes": abandoned((2, 0, 0, 4096), 3, b"gone", -1, b"x" * 96, length=97),
+    "refused-abandon-reason-not-utf8": abandoned((2, 0, 0, 4096), 3, b"gone", -1, b"x" * 40 + b"\xff"),
     "committed-empty": seed((3, 4096, 0, 4096), 4, 1, 2, [0, 5], 0, b"z", 4096, 0),
     "committed-f32-2x3": seed((5, 100, 40, 4096), 6, 1, 9, [2, 3], 24, b"frame-5", 128, 64),
     "committed-i64x7-across-the-wrap": seed((7, 65520, 65000, 65536), 8, 1, 6, [7], 56, b"s7", 65528, 56),

@@ -247,6 +247,93 @@ pub enum Resource {
     PayloadBytes,
 }
 
+/// Longest [`AbandonReason`] text, in bytes: what an abandoned slot's
+/// unused shape words hold (the descriptor's 8 u32 dims and the side
+/// entry's 8 u64 wide dims; docs/design.md, "An abandoned slot's reason").
+/// A longer text is cut at the last char boundary within it.
+pub const MAX_REASON_LEN: usize = 96;
+
+/// Why a producer gave up a position: a status code (a transfer engine's
+/// or UCX's status, say; 0 when there is none) and a text of at most
+/// [`MAX_REASON_LEN`] bytes. The consumer's
+/// [`StreamError::Abandoned`] carries it.
+///
+/// # Examples
+///
+/// ```
+/// use shmstream::{AbandonReason, MAX_REASON_LEN};
+/// let r = AbandonReason::new(-1, "engine read failed");
+/// assert_eq!((r.code(), r.text()), (-1, "engine read failed"));
+/// assert_eq!(r.to_string(), "engine read failed (status -1)");
+/// // Cut on a char boundary: 95 bytes of 'x' and no half of 'é'.
+/// let long = format!("{}é", "x".repeat(MAX_REASON_LEN - 1));
+/// assert_eq!(AbandonReason::new(0, &long).text().len(), MAX_REASON_LEN - 1);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AbandonReason(
+    /// `None` when neither a code nor a text was given: a word, so an
+    /// error or a slot without a reason stays as small as before.
+    Option<Box<GivenReason>>,
+);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct GivenReason {
+    code: i32,
+    /// At most `MAX_REASON_LEN` bytes (cut in `new`).
+    text: String,
+}
+
+impl AbandonReason {
+    /// A reason with `code` and `text`, the text cut to at most
+    /// [`MAX_REASON_LEN`] bytes at a char boundary.
+    pub fn new(code: i32, text: &str) -> AbandonReason {
+        let mut end = text.len().min(MAX_REASON_LEN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        if code == 0 && end == 0 {
+            return AbandonReason(None);
+        }
+        AbandonReason(Some(Box::new(GivenReason {
+            code,
+            text: text[..end].to_string(),
+        })))
+    }
+
+    /// The status code (0: none given).
+    pub fn code(&self) -> i32 {
+        self.0.as_ref().map_or(0, |r| r.code)
+    }
+
+    /// The text (empty: none given).
+    pub fn text(&self) -> &str {
+        self.0.as_ref().map_or("", |r| &r.text)
+    }
+
+    /// Whether neither a code nor a text was given (a slot dropped without
+    /// a reason).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl fmt::Display for AbandonReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code(), self.text()) {
+            (0, "") => write!(f, "no reason given"),
+            (0, text) => write!(f, "{text}"),
+            (code, "") => write!(f, "status {code}"),
+            (code, text) => write!(f, "{text} (status {code})"),
+        }
+    }
+}
+
+impl From<&str> for AbandonReason {
+    fn from(text: &str) -> AbandonReason {
+        AbandonReason::new(0, text)
+    }
+}
+
 /// An operation on a running stream failed. The stream itself is left
 /// intact unless the variant says the peer is gone or the memory is corrupt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,12 +412,15 @@ pub enum StreamError {
         /// The name given.
         name: String,
     },
-    /// The producer dropped a registered slot without committing it.
+    /// The producer gave up a registered slot without committing it.
     Abandoned {
         /// Stream position of the slot.
         position: u64,
         /// Its id.
         id: String,
+        /// Why, as the producer said ([`AbandonReason::is_empty`] when it
+        /// only dropped the slot).
+        reason: AbandonReason,
     },
     /// `wait_drained` while a registered position is neither committed nor
     /// abandoned: the consumer could never release it.
@@ -412,9 +502,21 @@ impl fmt::Display for StreamError {
                 f,
                 "unknown dtype {name:?}; accepted: bool, u8, i8, i16, u16, i32, u32, i64, u64, f16, bf16, f32, f64"
             ),
-            StreamError::Abandoned { position, id } => write!(
+            StreamError::Abandoned {
+                position,
+                id,
+                reason,
+            } if reason.is_empty() => write!(
                 f,
                 "the producer dropped tensor {id:?} at position {position} without committing it"
+            ),
+            StreamError::Abandoned {
+                position,
+                id,
+                reason,
+            } => write!(
+                f,
+                "the producer gave up tensor {id:?} at position {position} without committing it: {reason}"
             ),
             StreamError::Unpublished { position } => write!(
                 f,
@@ -436,6 +538,36 @@ impl std::error::Error for StreamError {}
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    #[test]
+    fn an_abandon_reason_is_cut_on_a_char_boundary_and_says_what_was_given() {
+        for pad in 0..4 {
+            let text = format!("{}{}", "x".repeat(MAX_REASON_LEN - 3 + pad), "€€");
+            let reason = AbandonReason::new(0, &text);
+            assert!(text.starts_with(reason.text()));
+            // At most one char (3 bytes) short of the limit.
+            assert!(
+                (MAX_REASON_LEN - 2..=MAX_REASON_LEN).contains(&reason.text().len()),
+                "{pad}"
+            );
+        }
+        assert_eq!(AbandonReason::new(1, "short").text(), "short");
+        assert_eq!(AbandonReason::default().to_string(), "no reason given");
+        assert!(AbandonReason::default().is_empty());
+        assert_eq!(AbandonReason::new(0, "gone").to_string(), "gone");
+        assert_eq!(AbandonReason::new(-25, "").to_string(), "status -25");
+        assert!(!AbandonReason::new(-25, "").is_empty());
+        assert!(!AbandonReason::new(0, "x").is_empty());
+        assert_eq!(
+            AbandonReason::new(-1, "read failed").to_string(),
+            "read failed (status -1)"
+        );
+        assert_eq!(AbandonReason::from("x"), AbandonReason::new(0, "x"));
+        assert_eq!(AbandonReason::new(0, ""), AbandonReason::default());
+        // A reason costs the error a word: it is no larger than before.
+        assert_eq!(std::mem::size_of::<AbandonReason>(), 8);
+        assert!(std::mem::size_of::<StreamError>() <= 40);
+    }
 
     /// The sentences users see for the errors they meet most: each names
     /// what ran out or went wrong, the numbers involved and the way out.
@@ -517,8 +649,17 @@ mod tests {
                 StreamError::Abandoned {
                     position: 3,
                     id: "t3".into(),
+                    reason: AbandonReason::default(),
                 },
                 "the producer dropped tensor \"t3\" at position 3 without committing it",
+            ),
+            (
+                StreamError::Abandoned {
+                    position: 3,
+                    id: "t3".into(),
+                    reason: AbandonReason::new(-1, "engine read failed"),
+                },
+                "the producer gave up tensor \"t3\" at position 3 without committing it: engine read failed (status -1)",
             ),
             (
                 StreamError::Unpublished { position: 2 },

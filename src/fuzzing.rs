@@ -2,9 +2,11 @@
 //! applies to bytes read back from a segment, callable on arbitrary input.
 //! Not part of the stable API.
 
+use crate::error::MAX_REASON_LEN;
 use crate::error::{SetupError, StreamError};
 use crate::protocol::descriptor::{Descriptor, ItemId, ItemMeta, SideEntry};
 use crate::protocol::layout::{DESCRIPTOR_BYTES, HEADER_BYTES, SIDE_ENTRY_BYTES};
+use crate::protocol::reason;
 use crate::sync::Ordering;
 
 pub mod layout;
@@ -48,7 +50,8 @@ pub struct Accepted {
 /// starting at `oldest_start` (`u64::MAX`: this is the oldest unreleased
 /// one), in a payload ring of `payload_bytes` (rounded to a power of two of
 /// at least a page), `mirrored` or not. Returns what a committed item
-/// carries, its id read from the side entry as the by-id calls read it.
+/// carries, its id read from the side entry as the by-id calls read it;
+/// an abandoned one gives `Ok(None)` once its id and reason are read.
 /// An accepted descriptor is read a second time as the next item of its
 /// own run (the per-run shortcut), which must agree with the first read.
 ///
@@ -97,6 +100,10 @@ pub fn check_descriptor(
     let read = ItemMeta::read_into(&desc, &side, position, bounds, None, &mut meta)?;
     let id = ItemId::read(&side, position, meta.id_len)?;
     if read.status != crate::protocol::layout::STATUS_COMMITTED {
+        // Abandoned: its reason is read as the consumer reads it.
+        let info = desc.info.load(Ordering::Relaxed);
+        let reason = reason::read(&desc, &side, position, info)?;
+        assert!(reason.text().len() <= MAX_REASON_LEN);
         return Ok(None);
     }
     // The same words again, as the next item of a run: the shortcut must

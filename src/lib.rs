@@ -96,7 +96,7 @@ pub use buffer::{NewBufferError, StreamBuffer};
 pub use chunk::StreamChunk;
 pub use config::{StreamConfig, StreamId, DEFAULT_PREFIX, MAX_PREFIX_LEN};
 pub use consumer::Consumer;
-pub use error::{Resource, SetupError, StreamError};
+pub use error::{AbandonReason, Resource, SetupError, StreamError, MAX_REASON_LEN};
 pub use hub::producer::Hub;
 pub use hub::stream_set::{Adopter, StreamKey, StreamSet, WATCH_SLICE};
 pub use lease::{ChunkLease, ForeignLease};

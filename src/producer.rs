@@ -1,7 +1,7 @@
 //! The producer's handle: registers tensor ids in stream order, hands out
 //! writable slots, commits them in any order, and signals done.
 
-use crate::error::StreamError;
+use crate::error::{AbandonReason, StreamError};
 use crate::protocol::layout::MAX_ID_LEN;
 use crate::protocol::ring_producer::{check_id, ProducerRing, Reservation, SlotState};
 use crate::protocol::tensor::TensorMeta;
@@ -258,6 +258,7 @@ impl Producer {
                     .track_write(reservation.offset, reservation.len),
             ),
             done: false,
+            reason: AbandonReason::default(),
         }
     }
 
@@ -340,6 +341,19 @@ impl Producer {
         self.pending_slot(id)?.commit_or_keep_pending(meta)
     }
 
+    /// Gives up the slot registered for `id` by
+    /// [`pre_read_register`](Self::pre_read_register) (its bytes never
+    /// came): the consumer's [`StreamError::Abandoned`] at its position
+    /// carries `reason`.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::UnknownId`] when `id` is not pending.
+    pub fn abandon(&self, id: &str, reason: AbandonReason) -> Result<(), StreamError> {
+        self.pending_slot(id)?.abandon_with(reason);
+        Ok(())
+    }
+
     /// Takes the pending position of `id` up again as a handle; the ring's
     /// `Pending -> Held` transition makes it the position's only one.
     fn pending_slot(&self, id: &str) -> Result<Slot<'_>, StreamError> {
@@ -383,6 +397,8 @@ pub struct Slot<'p> {
     pub(crate) guard: Option<WriteGuard>,
     /// Published (or kept pending): the drop abandons nothing.
     pub(crate) done: bool,
+    /// What the consumer is told if the slot is dropped uncommitted.
+    pub(crate) reason: AbandonReason,
 }
 
 impl fmt::Debug for Slot<'_> {
@@ -512,6 +528,37 @@ impl<'p> Slot<'p> {
         }
         self.commit(meta)
     }
+
+    /// Gives the position up and tells the consumer why: its
+    /// [`StreamError::Abandoned`] carries `reason` (a text longer than
+    /// [`MAX_REASON_LEN`](crate::MAX_REASON_LEN) bytes was cut by
+    /// [`AbandonReason::new`]). Dropping the slot does the same without a
+    /// reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstream::{in_process, AbandonReason, StreamConfig, StreamError, StreamId};
+    /// let (producer, mut consumer) = in_process(&StreamConfig::new(StreamId { request_id: "r".into(), edge_name: "e".into(), from_partition: "p".into() }).with_capacity(4)).unwrap();
+    /// let slot = producer.register("t0").unwrap();
+    /// slot.abandon_with(AbandonReason::new(-1, "the engine's read failed"));
+    /// match consumer.poll() {
+    ///     Err(StreamError::Abandoned { id, reason, .. }) => {
+    ///         assert_eq!((id.as_str(), reason.code(), reason.text()), ("t0", -1, "the engine's read failed"));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    pub fn abandon_with(mut self, reason: AbandonReason) {
+        self.reason = reason;
+        drop(self);
+    }
+
+    /// Sets what the consumer is told if this slot is dropped without a
+    /// commit (a handle kept while a transfer may still end, say).
+    pub fn set_abandon_reason(&mut self, reason: AbandonReason) {
+        self.reason = reason;
+    }
 }
 
 impl Slot<'_> {
@@ -544,7 +591,7 @@ impl Drop for Slot<'_> {
             self.producer
                 .ring
                 .borrow_mut()
-                .abandon(self.reservation.position);
+                .abandon_with(self.reservation.position, &self.reason);
         }
     }
 }

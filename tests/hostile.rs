@@ -19,7 +19,8 @@ use common::{commit_item, config, unique_prefix, Cleanup};
 use proptest::prelude::*;
 use shmstream::policy::{Fixed, Sliding};
 use shmstream::{
-    placement_align, Consumer, DType, Producer, StreamBuffer, StreamConfig, StreamError, TensorMeta,
+    placement_align, AbandonReason, Consumer, DType, Producer, StreamBuffer, StreamConfig,
+    StreamError, TensorMeta, MAX_REASON_LEN,
 };
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -636,17 +637,77 @@ fn a_forged_abandoned_slot_is_reported_not_skipped() {
     let s = stream("abandon", 4, 1024);
     let mut consumer = Consumer::open(&s.cfg).unwrap();
     commit(&s.producer, 2);
-    s.poker
-        .u32(desc(1, INFO), info(STATUS_ABANDONED, U64_CODE, 1, 2));
+    // An abandonment with a 2-byte reason ("ok") and status -9.
+    s.poker.u32(desc(1, DIMS), u32::from_le_bytes(*b"ok\0\0"));
+    s.poker.u32(desc(1, NBYTES), -9i32 as u32);
+    s.poker.u32(desc(1, INFO), info(STATUS_ABANDONED, 0, 2, 2));
     assert_eq!(consumer.poll().unwrap(), 1);
     consumer.consume(1);
     assert_eq!(
         consumer.poll(),
         Err(StreamError::Abandoned {
             position: 1,
-            id: "t1".into()
+            id: "t1".into(),
+            reason: AbandonReason::new(-9, "ok"),
         })
     );
+}
+
+/// The abandon reason's length (the `ndim` byte of an abandoned slot's
+/// `info`) and bytes (the descriptor's dims, then the side entry's wide
+/// dims) are checked before use: a length past `MAX_REASON_LEN` or bytes
+/// that are not UTF-8 are corrupt, never read out of bounds.
+#[test]
+fn a_lying_abandon_reason_is_corrupt() {
+    // Byte 96 is within the limit; 97 and 255 are not.
+    for len in [97u32, 255] {
+        let s = stream(&format!("why{len}"), 4, 1024);
+        let mut consumer = Consumer::open(&s.cfg).unwrap();
+        s.producer
+            .register("t0")
+            .unwrap()
+            .abandon_with(AbandonReason::new(-1, "fine"));
+        s.poker
+            .u32(desc(0, INFO), info(STATUS_ABANDONED, 0, len, 2));
+        let err = consumer.poll().unwrap_err();
+        assert_eq!(
+            err,
+            StreamError::Corrupt(format!(
+                "descriptor of position 0: abandon reason length {len} exceeds the limit of {MAX_REASON_LEN} bytes"
+            ))
+        );
+        // Reported again, not skipped, on the next poll.
+        assert_eq!(consumer.poll().unwrap_err(), err);
+    }
+    // Not UTF-8: in the descriptor's part, and past it in the side entry's.
+    for (at, len) in [(desc(0, DIMS + 4), 8u32), (side(4, 0, WIDE_DIMS + 56), 96)] {
+        let s = stream(&format!("utf{len}"), 4, 1024);
+        let mut consumer = Consumer::open(&s.cfg).unwrap();
+        let text = "r".repeat(len as usize);
+        s.producer
+            .register("t0")
+            .unwrap()
+            .abandon_with(AbandonReason::new(0, &text));
+        s.poker.u32(at, 0xffff_ffff);
+        assert!(
+            matches!(consumer.poll(), Err(StreamError::Corrupt(m)) if m == "descriptor of position 0: the abandon reason is not UTF-8"),
+            "{len}"
+        );
+    }
+    // The longest reason, read whole.
+    let s = stream("why96", 4, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    let text: String = ('a'..='z').cycle().take(MAX_REASON_LEN).collect();
+    s.producer
+        .register("t0")
+        .unwrap()
+        .abandon_with(AbandonReason::new(i32::MIN, &text));
+    match consumer.poll() {
+        Err(StreamError::Abandoned { reason, .. }) => {
+            assert_eq!((reason.code(), reason.text()), (i32::MIN, &text[..]))
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A correct producer may commit a shape with a zero dimension next to huge
@@ -1229,7 +1290,7 @@ impl Bounds {
 /// The field of shared memory a consumer's `Corrupt` message names: each
 /// check the consumer makes, with the words its message uses.
 fn corrupt_field(msg: &str) -> Option<&'static str> {
-    const DESCRIPTOR_FIELDS: [(&str, &str); 9] = [
+    const DESCRIPTOR_FIELDS: [(&str, &str); 11] = [
         ("id length ", "id length"),
         ("the id is not UTF-8", "id"),
         ("status code ", "status"),
@@ -1239,6 +1300,8 @@ fn corrupt_field(msg: &str) -> Option<&'static str> {
         ("nbytes ", "nbytes"),
         ("completion sequence ", "sequence"),
         ("reservation of ", "reservation"),
+        ("abandon reason length ", "reason length"),
+        ("the abandon reason is not UTF-8", "reason"),
     ];
     if let Some(rest) = msg.strip_prefix("descriptor of position ") {
         let (position, what) = rest.split_once(": ")?;
@@ -1261,7 +1324,9 @@ fn corrupt_field(msg: &str) -> Option<&'static str> {
 fn allowed(e: &StreamError) -> bool {
     match e {
         StreamError::Corrupt(msg) => corrupt_field(msg).is_some(),
-        StreamError::Abandoned { id, .. } => (1..=64).contains(&id.len()),
+        StreamError::Abandoned { id, reason, .. } => {
+            (1..=64).contains(&id.len()) && reason.text().len() <= shmstream::MAX_REASON_LEN
+        }
         // A forged flags word may say the producer is gone, or done.
         StreamError::Timeout { .. } | StreamError::ProducerGone | StreamError::NotReady => true,
         _ => false,

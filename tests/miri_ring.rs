@@ -11,8 +11,8 @@
 
 use shmstream::policy::{Fixed, Sliding};
 use shmstream::{
-    in_process, in_process_buffer, DType, ItemView, Producer, StreamConfig, StreamError, StreamId,
-    TensorMeta,
+    in_process, in_process_buffer, AbandonReason, DType, ItemView, Producer, StreamConfig,
+    StreamError, StreamId, TensorMeta, MAX_REASON_LEN,
 };
 use std::thread;
 use std::time::Duration;
@@ -287,17 +287,35 @@ fn an_abandoned_slot_is_reported_and_the_items_before_it_are_not_lost() {
         send(&producer, 0);
         let given_up = producer.register("t1").unwrap();
         send(&producer, 2);
-        drop(given_up);
+        given_up.abandon_with(AbandonReason::new(-3, &reason_text()));
         producer
     });
     let available = consumer.wait_for(1, PATIENCE).unwrap();
     check(&consumer.item(0).unwrap(), 0);
     consumer.consume(available);
     match consumer.wait_for(1, PATIENCE) {
-        Err(StreamError::Abandoned { position: 1, id }) => assert_eq!(id, "t1"),
+        Err(StreamError::Abandoned {
+            position: 1,
+            id,
+            reason,
+        }) => {
+            assert_eq!(id, "t1");
+            // Every byte, across the descriptor's words and the side
+            // entry's, arrives with the abandonment.
+            assert_eq!((reason.code(), reason.text()), (-3, &reason_text()[..]));
+        }
         other => panic!("expected t1 abandoned, got {other:?}"),
     }
     drop(p.join().unwrap());
+}
+
+/// A reason of exactly `MAX_REASON_LEN` bytes with multi-byte chars on
+/// both sides of the descriptor/side-entry split (byte 32), and one (€,
+/// bytes 30 to 32) across it.
+fn reason_text() -> String {
+    let text = format!("status -3: é{}€ end{}", "y".repeat(17), "z".repeat(59));
+    assert_eq!(text.len(), MAX_REASON_LEN);
+    text
 }
 
 #[test]

@@ -4,7 +4,10 @@
 mod common;
 
 use common::{check_item, commit_item, consume_in_order, produce_reordered};
-use shmstream::{in_process, DType, Resource, StreamConfig, StreamError, StreamId, TensorMeta};
+use shmstream::{
+    in_process, AbandonReason, DType, Resource, StreamConfig, StreamError, StreamId, TensorMeta,
+    MAX_REASON_LEN,
+};
 use std::time::Duration;
 
 fn cfg(capacity: u64, item_bytes: u64) -> StreamConfig {
@@ -122,7 +125,70 @@ fn a_slot_dropped_without_commit_is_reported_not_waited_for() {
         consumer.poll().unwrap_err(),
         StreamError::Abandoned {
             position: 1,
-            id: "lost".into()
+            id: "lost".into(),
+            reason: AbandonReason::default(),
+        }
+    );
+}
+
+#[test]
+fn an_abandon_reason_reaches_the_consumer_cut_to_its_bound() {
+    let (producer, mut consumer) = in_process(&cfg(4, 1024)).unwrap();
+    // Past the bound, with a 4-byte char across it: cut before that char.
+    let long = format!("{}🦀 and more", "x".repeat(MAX_REASON_LEN - 2));
+    producer
+        .register("t0")
+        .unwrap()
+        .abandon_with(AbandonReason::new(-1, &long));
+    match consumer.poll() {
+        Err(StreamError::Abandoned {
+            position: 0,
+            id,
+            reason,
+        }) => {
+            assert_eq!(id, "t0");
+            assert_eq!(reason.code(), -1);
+            assert_eq!(reason.text(), "x".repeat(MAX_REASON_LEN - 2));
+        }
+        other => panic!("expected t0 abandoned, got {other:?}"),
+    }
+    let err = consumer.poll().unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "the producer gave up tensor \"t0\" at position 0 without committing it: xxx"
+        ) && err.ends_with("x (status -1)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pending_id_is_abandoned_by_id_with_its_reason() {
+    let (producer, mut consumer) = in_process(&cfg(4, 1024)).unwrap();
+    producer.pre_read_register("a").unwrap();
+    producer.pre_read_register("b").unwrap();
+    assert_eq!(
+        producer.abandon("zz", AbandonReason::from("no such id")),
+        Err(StreamError::UnknownId { id: "zz".into() })
+    );
+    producer
+        .abandon("b", AbandonReason::new(-4, "peer gone"))
+        .unwrap();
+    // Once given up, it is no longer pending.
+    assert!(matches!(
+        producer.abandon("b", AbandonReason::default()),
+        Err(StreamError::UnknownId { .. })
+    ));
+    producer
+        .put("a", TensorMeta::new(DType::U8, &[1]).unwrap(), &[7])
+        .unwrap();
+    assert_eq!(consumer.poll().unwrap(), 1);
+    consumer.consume(1);
+    assert_eq!(
+        consumer.poll().unwrap_err(),
+        StreamError::Abandoned {
+            position: 1,
+            id: "b".into(),
+            reason: AbandonReason::new(-4, "peer gone"),
         }
     );
 }

@@ -9,7 +9,8 @@
 //! seeds). Any input must give `Ok` or
 //! `Err`, never a panic; an accepted item must lie after the previous one,
 //! within one payload length of the oldest unreleased one, hold its tensor in its
-//! reservation and carry a valid id.
+//! reservation and carry a valid id; an abandoned one's id and reason are
+//! read and checked (`Ok(None)` or `Err`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -8,7 +8,9 @@
 
 use loom::thread;
 use loom_tests::{bytes, check_item, config, id, meta, model};
-use shmstream::{in_process, in_process_buffer, policy::Fixed, Producer, StreamError};
+use shmstream::{
+    in_process, in_process_buffer, policy::Fixed, AbandonReason, Producer, StreamError,
+};
 
 /// Registers t0, t1, t2, then commits t0, t2, t1.
 fn send_out_of_order(producer: &Producer) {
@@ -73,6 +75,9 @@ fn the_available_prefix_never_skips_an_incomplete_item() {
     });
 }
 
+/// Spans the descriptor's 32 bytes of reason and the side entry's.
+const REASON: &str = "the engine's read failed: transfer status FAILED";
+
 #[test]
 fn an_abandoned_slot_is_reported_not_waited_for() {
     model(|| {
@@ -81,11 +86,20 @@ fn an_abandoned_slot_is_reported_not_waited_for() {
             let t0 = producer.register_timeout(&id(0), None).unwrap();
             let t1 = producer.register_timeout(&id(1), None).unwrap();
             t1.write(meta(), &bytes(1)).unwrap();
-            drop(t0); // given up: published as abandoned
+            // Given up, with a reason in both the descriptor's words and
+            // the side entry's (longer than 32 bytes).
+            t0.abandon_with(AbandonReason::new(-1, REASON));
             producer
         });
         match consumer.wait_for(1, None) {
-            Err(StreamError::Abandoned { position: 0, id }) => assert_eq!(id, "t0"),
+            Err(StreamError::Abandoned {
+                position: 0,
+                id,
+                reason,
+            }) => {
+                assert_eq!(id, "t0");
+                assert_eq!((reason.code(), reason.text()), (-1, REASON));
+            }
             other => panic!("expected t0 abandoned, got {other:?}"),
         }
         drop(p.join().unwrap());

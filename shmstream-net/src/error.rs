@@ -1,6 +1,6 @@
 //! What can go wrong on the network path, each as a sentence.
 
-use shmstream::StreamError;
+use shmstream::{AbandonReason, StreamError};
 use std::fmt;
 use ucx_sys::{ucs_status_t, LoadError};
 
@@ -204,6 +204,32 @@ impl fmt::Display for NetError {
 }
 
 impl std::error::Error for NetError {}
+
+impl NetError {
+    /// What the consumer is told about a tensor this error ended before it
+    /// arrived: UCX's status as the code and its text, in a few words (the
+    /// consumer's error names the tensor and its position already).
+    pub(crate) fn abandon_reason(&self) -> AbandonReason {
+        match self {
+            NetError::PeerFailed { status, .. } => {
+                ucx_reason("the connection to the sender failed", *status)
+            }
+            NetError::TransferFailed { status, .. } => {
+                ucx_reason("the UCX receive failed", *status)
+            }
+            NetError::Ucx { what, status } => ucx_reason(&format!("{what} failed"), *status),
+            other => AbandonReason::new(0, &format!("the receiver stopped: {other}")),
+        }
+    }
+}
+
+/// `what`, then UCX's text for `status`; the status is the code.
+pub(crate) fn ucx_reason(what: &str, status: ucs_status_t) -> AbandonReason {
+    AbandonReason::new(
+        i32::from(status.0),
+        &format!("{what}: {}", ucx_sys::status_string(status)),
+    )
+}
 
 impl From<StreamError> for NetError {
     fn from(e: StreamError) -> Self {

@@ -17,7 +17,7 @@
 //! until the receiver acknowledges them.
 
 use crate::budget::ByteBudget;
-use crate::error::{NetError, OfferError};
+use crate::error::{ucx_reason, NetError, OfferError};
 use crate::options::{
     ReceiveReport, ReceiverOptions, ACK_ENTRY_BYTES, MAX_REORDER, MAX_UNSENT_ACK_BYTES,
 };
@@ -25,7 +25,7 @@ use crate::recent_ids::RecentIds;
 use crate::reorder::Reorder;
 use crate::ucx::{AmData, Context, DataDesc, Endpoint, Event, Listener, MemRegion, Worker};
 use crate::wire::{self, AckStatus, Message, Offer};
-use shmstream::{Producer, Slot, StreamError};
+use shmstream::{AbandonReason, Producer, Slot, StreamError};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -204,7 +204,7 @@ impl<'p> Receiver<'p> {
                 Ok(self.report.clone())
             }
             Err(e) => {
-                self.abort();
+                self.abort(&e);
                 Err(e)
             }
         }
@@ -545,7 +545,9 @@ impl<'p> Receiver<'p> {
         let dst = self.region.addr().wrapping_add(offset as usize);
         if !self.region.contains(dst, len) {
             self.release(data);
-            drop(slot); // abandons the position
+            slot.abandon_with(AbandonReason::from(
+                "the receiver's slot lies outside its payload mapping",
+            ));
             return Err(NetError::Protocol(format!(
                 "slot at offset {offset} + {len} bytes lies outside the {}-byte payload mapping",
                 self.region.len()
@@ -566,7 +568,9 @@ impl<'p> Receiver<'p> {
             // Longer than the payload ring, so refused by `wire::parse`
             // before: never here.
             AmData::Discarded => {
-                drop(slot); // abandons the position
+                slot.abandon_with(AbandonReason::from(
+                    "the offer's eager payload was too long to copy",
+                ));
                 Err(NetError::Protocol(format!(
                     "offer #{} came with an eager payload too long to copy",
                     offer.seq
@@ -598,7 +602,7 @@ impl<'p> Receiver<'p> {
                 Ok(())
             }
             Err(NetError::Ucx { status, .. }) => {
-                drop(slot); // abandons the position
+                slot.abandon_with(ucx_reason("the UCX receive failed", status));
                 self.ack(offer.seq, AckStatus::Failed, &status.to_string());
                 Err(NetError::TransferFailed {
                     id: offer.id,
@@ -619,18 +623,20 @@ impl<'p> Receiver<'p> {
             // A receive abort() gave up on: UCX is done with its slot now.
             if let Some(transfer) = self.unended.remove(&request) {
                 self.worker.free_request(request);
-                drop(transfer.slot); // abandons the position
+                // Abandoned with the reason abort() set: why it gave up.
+                drop(transfer.slot);
             }
             return Ok(());
         };
         self.worker.free_request(request);
         if status != ucx_sys::ucs_status_t::UCS_OK || length as u64 != offer.meta.nbytes() {
-            drop(slot); // abandons the position: never published half written
             let status = if status == ucx_sys::ucs_status_t::UCS_OK {
                 ucx_sys::ucs_status_t::UCS_ERR_MESSAGE_TRUNCATED
             } else {
                 status
             };
+            // Never published half written; the consumer is told UCX's word.
+            slot.abandon_with(ucx_reason("the UCX receive failed", status));
             self.ack(offer.seq, AckStatus::Failed, &status.to_string());
             return Err(NetError::TransferFailed {
                 id: offer.id,
@@ -713,9 +719,13 @@ impl<'p> Receiver<'p> {
 
     /// Ends every transfer in flight: the endpoint is closed by force, the
     /// slots of the receives UCX then ends are dropped, which abandons
-    /// their positions, the others are held in `unended`, and queued
-    /// offers are released.
-    fn abort(&mut self) {
+    /// their positions (with `cause`'s reason: the consumer learns why),
+    /// the others are held in `unended`, and queued offers are released.
+    fn abort(&mut self, cause: &NetError) {
+        let reason = cause.abandon_reason();
+        for transfer in self.in_flight.values_mut() {
+            transfer.slot.set_abandon_reason(reason.clone());
+        }
         if let Some(ep) = self.ep.take() {
             ep.close(true, Duration::from_millis(500));
         }

@@ -395,8 +395,16 @@ fn vanish_after(serve: Duration) -> (usize, usize) {
     // does not end it) is held, not given up, while the receiver lives:
     // nothing else can be reserved in bytes UCX may still write.
     let unended = receiver.transfers_unended();
+    // Given up, and the consumer told why: UCX's status, in the error's
+    // sentence (the failed receive's, or the failed connection's).
     let abandoned = |r: Result<u64, shmstream::StreamError>| match r {
-        Err(shmstream::StreamError::Abandoned { position: 1, id }) => id == "h1",
+        Err(e @ shmstream::StreamError::Abandoned { position: 1, .. }) => {
+            let text = e.to_string();
+            text.contains("tensor \"h1\" at position 1")
+                && (text.contains(": the connection to the sender failed: ")
+                    || text.contains(": the UCX receive failed: "))
+                && text.contains("(status -")
+        }
         _ => false,
     };
     let early = consumer.poll();
@@ -421,7 +429,7 @@ fn vanish_after(serve: Duration) -> (usize, usize) {
     attacker.join().unwrap();
     assert_eq!(other.join().unwrap(), 200, "the other stream stopped");
     eprintln!(
-        "peer died after {serve:?}: {in_flight} in flight, {unended} receives UCX had not ended"
+        "peer died after {serve:?}: {in_flight} in flight, {unended} receives UCX had not ended; the consumer saw {late:?}"
     );
     (in_flight, unended)
 }

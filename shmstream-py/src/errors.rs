@@ -3,9 +3,9 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyDict, PyType};
 use shmstream::policy::PolicyError;
-use shmstream::{SetupError, StreamError, StreamId};
+use shmstream::{AbandonReason, SetupError, StreamError, StreamId};
 
 /// Raises `shmstream._errors.<class>(message)`.
 pub(crate) fn raise(py: Python<'_>, class: &'static str, message: String) -> PyErr {
@@ -47,11 +47,36 @@ fn stream_class(e: &StreamError) -> &'static str {
 
 /// A running stream's error, naming the stream.
 pub(crate) fn stream_err(py: Python<'_>, id: &StreamId, e: &StreamError) -> PyErr {
-    raise(
-        py,
-        stream_class(e),
-        format!("stream {id}: {}", python_message(e)),
-    )
+    let message = format!("stream {id}: {}", python_message(e));
+    match e {
+        StreamError::Abandoned {
+            position,
+            id,
+            reason,
+        } => abandoned(py, message, *position, id, reason),
+        _ => raise(py, stream_class(e), message),
+    }
+}
+
+/// `Abandoned(message)` with the position, the tensor id and the
+/// producer's reason as attributes, so a caller need not parse the text.
+fn abandoned(
+    py: Python<'_>,
+    message: String,
+    position: u64,
+    id: &str,
+    reason: &AbandonReason,
+) -> PyErr {
+    let made = (|| -> PyResult<PyErr> {
+        let class = py.import("shmstream._errors")?.getattr("Abandoned")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("position", position)?;
+        kwargs.set_item("tensor_id", id)?;
+        kwargs.set_item("reason", reason.text())?;
+        kwargs.set_item("code", reason.code())?;
+        Ok(PyErr::from_value(class.call((message,), Some(&kwargs))?))
+    })();
+    made.unwrap_or_else(|e| e)
 }
 
 /// The core's message in Python's words: it names only Python API, and

@@ -8,9 +8,10 @@ use crate::errors::stream_err;
 use crate::locks::lock;
 use crate::producer_state::{meta, with_state, SharedProducer};
 use crate::view::{dlpack_args, View};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use shmstream::{DType, StreamId};
+use shmstream::{AbandonReason, DType, StreamId};
 
 /// A reserved slot: fill its memory in place (`numpy.asarray(slot)` is a
 /// writable `uint8` array of its `len` bytes; `slot.__dlpack__` for torch),
@@ -166,15 +167,29 @@ impl PySlot {
         }
     }
 
-    /// Gives the position up (the consumer reports it as abandoned); no
-    /// effect on a slot committed or given up already.
-    fn abandon(&self, py: Python<'_>) {
+    /// Gives the position up (the consumer reports it as abandoned, with
+    /// `reason` and `code`: its `Abandoned` exception carries them); no
+    /// effect on a slot committed or given up already. A reason longer
+    /// than `MAX_REASON_LEN` bytes is cut at a character boundary.
+    #[pyo3(signature = (reason=None, code=0))]
+    fn abandon(&self, py: Python<'_>, reason: Option<&str>, code: i64) -> PyResult<()> {
+        let code = i32::try_from(code).map_err(|_| {
+            PyValueError::new_err(format!(
+                "abandon code {code} is outside the 32-bit range {}..={}",
+                i32::MIN,
+                i32::MAX
+            ))
+        })?;
+        let reason = AbandonReason::new(code, reason.unwrap_or(""));
         let token = self.token;
         with_state(py, &self.state, |state| {
-            // Dropping it publishes the abandonment through the producer's
+            // Giving it up publishes the abandonment through the producer's
             // ring: under the lock (the safety argument of `State`).
-            drop(state.take_slot(token));
+            if let Some(slot) = state.take_slot(token) {
+                slot.abandon_with(reason);
+            }
         });
+        Ok(())
     }
 
     /// Whether the slot is still open (not committed nor abandoned).
@@ -208,9 +223,9 @@ impl PySlot {
 
     /// Leaving a `with` block without a commit abandons the slot.
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> bool {
-        self.abandon(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.abandon(py, None, 0)?;
+        Ok(false)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

@@ -1,5 +1,7 @@
 """Bad input gets a clear error from the one hierarchy, never a panic."""
 
+import pickle
+
 import numpy as np
 import pytest
 import shmstream as s
@@ -77,8 +79,40 @@ def test_abandoned_slot_is_reported(stream_id):
     b = s.StreamBuffer.open(*stream_id, policy="fixed:size=1", timeout=1)
     with p.register("t0"):
         pass  # no commit: abandoned
-    with pytest.raises(s.Abandoned):
+    with pytest.raises(s.Abandoned) as e:
         b.next_chunk()
+    # Dropped without a reason: empty, and the message says "dropped".
+    assert (e.value.tensor_id, e.value.position, e.value.reason, e.value.code) == ("t0", 0, "", 0)
+    assert "dropped tensor" in str(e.value)
+
+
+def test_an_abandon_reason_reaches_the_consumer_s_exception(stream_id):
+    p = s.Producer(*stream_id, capacity=4, item_bytes=64)
+    b = s.StreamBuffer.open(*stream_id, policy="fixed:size=1", timeout=1)
+    slot = p.register("t0")
+    # A code outside 32 bits is refused, naming the range; the slot stays open.
+    with pytest.raises(ValueError, match="outside the 32-bit range"):
+        slot.abandon("x", 1 << 31)
+    assert slot.is_open
+    # Cut to 96 bytes on a character boundary: 95 x "a", not half an "é".
+    slot.abandon("a" * 95 + "é and more", -7)
+    assert not slot.is_open
+    slot.abandon("again")  # closed: no effect
+    with pytest.raises(s.Abandoned) as e:
+        b.next_chunk()
+    err = e.value
+    assert (err.tensor_id, err.position, err.code) == ("t0", 0, -7)
+    assert err.reason == "a" * 95
+    assert str(err).endswith(f"without committing it: {'a' * 95} (status -7)"), str(err)
+    # The attributes survive pickling (an exception sent to another process).
+    back = pickle.loads(pickle.dumps(err))
+    assert (type(back), str(back), back.reason, back.code, back.position) == (
+        s.Abandoned,
+        str(err),
+        err.reason,
+        -7,
+        0,
+    )
 
 
 def test_pop_when_not_ready_and_after_done():

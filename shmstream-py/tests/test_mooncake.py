@@ -256,6 +256,12 @@ def test_an_unregistered_remote_address_fails_that_tensor_only(ingress):
     assert [tid for tid, _ in items.get("bad", [])] == ["b0", "b1", "b2"]
     assert isinstance(errors["bad"], s.Abandoned)
     assert '"b3"' in str(errors["bad"]) and "position 3" in str(errors["bad"])
+    # The consumer's exception names the engine's status too: in its
+    # message, and as attributes.
+    bad = errors["bad"]
+    assert "mooncake read failed: engine status -1" in str(bad), str(bad)
+    assert (bad.tensor_id, bad.position, bad.code) == ("b3", 3, -1)
+    assert bad.reason.startswith("mooncake read failed: engine status -1, 56 B from "), bad.reason
     # The receiver and the sender name the tensor and the engine's status.
     (failure,) = ingress.receiver.counters.failures
     assert "'b3'" in failure and "engine status -1" in failure
@@ -297,6 +303,9 @@ def test_a_failed_read_from_an_unreachable_peer_abandons_its_slot(ingress):
     assert [tid for tid, _ in items["gone"]] == ["w0"]
     assert isinstance(errors["gone"], s.Abandoned) and '"x0"' in str(errors["gone"])
     assert "127.0.0.1:1" in out and "engine status" in out
+    gone = errors["gone"]
+    assert "engine status" in str(gone) and "127.0.0.1:1 " in str(gone), str(gone)
+    assert gone.code < 0 and gone.tensor_id == "x0"
 
 
 class SilentEngine:
@@ -348,6 +357,8 @@ def test_a_read_the_engine_never_finishes_is_given_up_and_quarantined(tmp_path):
         assert [tid for tid, _ in items["fine"]] == ["f0", "f1"] and "fine" not in errors
         assert [tid for tid, _ in items["slow"]] == ["s0"]
         assert isinstance(errors["slow"], s.Abandoned) and '"s1"' in str(errors["slow"])
+        assert "not finished after 0.5 s" in str(errors["slow"]), str(errors["slow"])
+        assert "not finished after 0.5 s" in errors["slow"].reason
         assert "'s1'" in out and "not finished after 0.5 s" in out
         # Ended, but its ring stays registered and mapped until close().
         assert ing.receiver.streams == 0

@@ -4,6 +4,7 @@
 //! number a segment's header carries, so two builds whose layouts differ
 //! refuse each other.
 
+use crate::error::MAX_REASON_LEN;
 use crate::protocol::descriptor::{Descriptor, SideEntry, WIDE};
 use crate::protocol::layout::{
     Control, Header, Padded, CONTROL_OFFSET, DESCRIPTOR_BYTES, FLAG_CONSUMER_ATTACHED,
@@ -97,14 +98,14 @@ const fn fnv1a(mut hash: u64, value: u64) -> u64 {
 /// A hash of everything that fixes the bytes of a segment: the version,
 /// the limits, the size, alignment and every field offset of the header,
 /// the control block, a descriptor and a side entry, the wide marker, the
-/// flag and status codes, the byte
+/// flag and status codes, where an abandoned slot keeps its reason, the byte
 /// order and the pointer width. Stored in the header by the producer;
 /// `open` refuses a segment whose fingerprint differs, so two builds whose
 /// layouts differ in any of these refuse each other even where every field
 /// the consumer checks one by one happens to agree.
 pub(crate) const LAYOUT_FINGERPRINT: u64 = {
     use core::mem::{align_of, offset_of, size_of};
-    let parts: [u64; 66] = [
+    let parts: [u64; 68] = [
         MAGIC,
         VERSION as u64,
         HEADER_BYTES as u64,
@@ -172,6 +173,13 @@ pub(crate) const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(SideEntry, wide_dims) as u64,
         // The descriptor's `info` word: status, dtype, ndim, id length.
         8 << 8 | 16 << 16 | 24 << 24,
+        // An abandoned slot's reason: its bound; its length in the `ndim`
+        // bits, its code in `nbytes`, its text in the dims, then the side
+        // entry's wide dims.
+        MAX_REASON_LEN as u64,
+        16 | (offset_of!(Descriptor, nbytes) as u64) << 8
+            | (offset_of!(Descriptor, dims) as u64) << 16
+            | (offset_of!(SideEntry, wide_dims) as u64) << 24,
     ];
     let mut hash = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;

@@ -14,6 +14,7 @@ pub(crate) mod hub;
 pub(crate) mod hub_heap;
 pub(crate) mod hub_layout;
 pub(crate) mod layout;
+pub(crate) mod reason;
 pub(crate) mod ring;
 pub(crate) mod ring_consumer;
 pub(crate) mod ring_producer;

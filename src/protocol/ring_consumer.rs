@@ -7,6 +7,7 @@ use crate::protocol::layout::{
     FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_KNOWN, FLAG_PRODUCER_GONE,
     STATUS_ABANDONED,
 };
+use crate::protocol::reason;
 use crate::protocol::ring::{RingMem, Side};
 use crate::protocol::wait::{wait_for, Waited};
 use crate::sync::Ordering;
@@ -353,9 +354,13 @@ impl Cursors {
                 if self.avail_end == self.consumed {
                     // The one id read at poll: the error names the item.
                     let id = ItemId::read(mem.side(position), position, meta.id_len)?;
+                    // And why: the words a commit's shape would use.
+                    let info = desc.info.load(Ordering::Relaxed);
+                    let reason = reason::read(desc, mem.side(position), position, info)?;
                     return Err(StreamError::Abandoned {
                         position,
                         id: id.as_str().to_string(),
+                        reason,
                     });
                 }
                 break;

@@ -2,12 +2,13 @@
 //! bytes), commit or abandon in any order, publish the in-order prefix,
 //! wait for space.
 
-use crate::error::{Resource, StreamError};
+use crate::error::{AbandonReason, Resource, StreamError};
 use crate::protocol::descriptor::Descriptor;
 use crate::protocol::layout::{
     placement_align, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_PRODUCER_GONE,
-    MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED,
+    MAX_ID_LEN, STATUS_COMMITTED,
 };
+use crate::protocol::reason;
 use crate::protocol::ring::{RingMem, Side};
 use crate::protocol::tensor::TensorMeta;
 use crate::protocol::wait::{wait_for, Waited};
@@ -329,10 +330,20 @@ impl ProducerRing {
 
     /// Publishes the slot of `position` as given up: the consumer reports it
     /// instead of waiting for it for ever.
+    // Without a reason: for code that gives positions up on its own
+    // account (a buffer copying abandoned positions into a new ring).
+    #[allow(dead_code)]
     pub(crate) fn abandon(&mut self, position: u64) {
+        self.abandon_with(position, &AbandonReason::default());
+    }
+
+    /// As [`abandon`](Self::abandon), telling the consumer why: the reason
+    /// goes into the position's descriptor and side entry before the
+    /// Release store of its `seq` publishes it.
+    pub(crate) fn abandon_with(&mut self, position: u64, reason: &AbandonReason) {
         self.close(position);
         let desc = self.mem.descriptor(position);
-        desc.write_meta(self.mem.side(position), STATUS_ABANDONED, 0, &[0; 8], 0, 0);
+        reason::write(reason, desc, self.mem.side(position));
         self.publish(desc, position);
     }
 

@@ -77,7 +77,52 @@ class AfterDone(StreamError, RuntimeError):
 
 
 class Abandoned(StreamError):
-    """The producer gave up a registered slot without committing it."""
+    """The producer gave up a registered slot without committing it.
+
+    ``reason`` and ``code`` are what the producer said when it gave the slot
+    up (``Slot.abandon(reason, code)``; a transfer engine's or UCX's status
+    text and code, say): ``""`` and ``0`` when it only dropped the slot.
+    The text is at most ``MAX_REASON_LEN`` (96) bytes; the message names
+    the tensor, its position and the reason too."""
+
+    position: int | None
+    tensor_id: str | None
+    reason: str
+    code: int
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        position: int | None = None,
+        tensor_id: str | None = None,
+        reason: str = "",
+        code: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.position = position
+        self.tensor_id = tensor_id
+        self.reason = reason
+        self.code = code
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Keyword-only fields survive pickling (multiprocessing, say).
+        return (
+            _abandoned,
+            (
+                self.args[0] if self.args else "",
+                self.position,
+                self.tensor_id,
+                self.reason,
+                self.code,
+            ),
+        )
+
+
+def _abandoned(
+    message: str, position: int | None, tensor_id: str | None, reason: str, code: int
+) -> Abandoned:
+    return Abandoned(message, position=position, tensor_id=tensor_id, reason=reason, code=code)
 
 
 class BadId(StreamError, ValueError):

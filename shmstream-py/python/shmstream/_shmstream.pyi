@@ -70,7 +70,9 @@ class Slot:
         """A writable numpy view of the slot (default: its bytes as uint8)."""
     def commit(self, dtype: Any, shape: list[int]) -> None:
         """Publishes the tensor written from the slot's start."""
-    def abandon(self) -> None: ...
+    def abandon(self, reason: str | None = None, code: int = 0) -> None:
+        """Gives the position up; the consumer's ``Abandoned`` carries
+        ``reason`` (cut to 96 bytes) and ``code``. No effect once closed."""
     def __enter__(self) -> Slot: ...
     def __exit__(self, *exc: object) -> bool: ...
     def __dlpack__(

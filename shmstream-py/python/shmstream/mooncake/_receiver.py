@@ -83,7 +83,8 @@ class Receiver:
 
     A read that fails (engine status < 0) abandons its slot (the consumer
     sees :class:`~shmstream.Abandoned` naming the tensor at that position,
-    nothing half-written) and ends that stream: the failure (tensor,
+    nothing half-written, with the engine's status as its ``code`` and
+    ``reason``) and ends that stream: the failure (tensor,
     session, address, status) is in :attr:`counters` and on stderr, later
     announcements of the stream are refused, and its ring takes no new
     registration, so a transfer the engine gave up on (a timeout) can never
@@ -266,7 +267,7 @@ class Receiver:
         except BaseException as e:  # noqa: BLE001 (a reader thread must settle every slot)
             for st, ann, slot in items:
                 if slot.is_open:
-                    slot.abandon()
+                    slot.abandon(f"mooncake read raised {e!r}")
                     self._fail(st, f"reading {ann.tensor_id!r}: {e!r}")
                     self._settle(st, ann, f"{e!r}")
             raise
@@ -367,7 +368,7 @@ class Receiver:
             try:
                 slot.commit(ann.dtype, list(ann.shape))
             except StreamError as e:
-                slot.abandon()
+                slot.abandon(f"commit refused: {e}")
                 self._fail(st, f"committing {ann.tensor_id!r}: {e}")
                 self._settle(st, ann, str(e))
                 return
@@ -379,11 +380,17 @@ class Receiver:
         # The engine returned: the transfer finished or failed (or the engine
         # gave up on it). The slot is abandoned and the stream ends, so its
         # ring is never registered into again while this receiver lives.
-        slot.abandon()
         outcome = (
             f"not finished after {self._read_timeout} s (engine status {status})"
             if st.unsettled
             else f"failed: engine status {status}"
+        )
+        # The consumer's Abandoned carries the engine's status as its code
+        # and this text (cut to 96 bytes: the status first, then where
+        # from; the consumer's error names the tensor and position).
+        slot.abandon(
+            f"mooncake read {outcome}, {ann.nbytes} B from {ann.session} at {ann.addr:#x}",
+            status,
         )
         why = (
             f"mooncake read of tensor {ann.tensor_id!r} (stream {'/'.join(st.ident)}) from "
