@@ -245,11 +245,34 @@ impl Producer {
     /// As [`pre_read_register`](Self::pre_read_register) and
     /// [`register_sized`](Self::register_sized).
     pub fn pre_read_register_sized(&self, id: &str, nbytes: u64) -> Result<u64, StreamError> {
+        self.register_pending(id, |p| p.register_sized(id, nbytes))
+    }
+
+    /// As [`pre_read_register_sized`](Self::pre_read_register_sized),
+    /// without waiting: a binding tries this with its lock taken at once,
+    /// and waits (in slices, its lock free) only when the ring is full.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Full`] when the item slots or the payload bytes all
+    /// wait for the consumer; otherwise as
+    /// [`pre_read_register_sized`](Self::pre_read_register_sized).
+    pub fn try_pre_read_register_sized(&self, id: &str, nbytes: u64) -> Result<u64, StreamError> {
+        self.register_pending(id, |p| p.try_register_sized(id, nbytes))
+    }
+
+    /// Registers `id` with `register` unless it is pending already, and
+    /// keeps the slot pending under it.
+    fn register_pending<'p>(
+        &'p self,
+        id: &str,
+        register: impl FnOnce(&'p Self) -> Result<Slot<'p>, StreamError>,
+    ) -> Result<u64, StreamError> {
         check_id(id.as_bytes())?;
         if self.find_pending(id.as_bytes()).is_some() {
             return Err(StreamError::DuplicateId { id: id.to_string() });
         }
-        let slot = self.register_sized(id, nbytes)?;
+        let slot = register(self)?;
         let offset = slot.payload_offset();
         self.pending
             .borrow_mut()
