@@ -229,3 +229,32 @@ fn ids_come_back_lap_after_lap_once_their_positions_are_consumed() {
     }
     assert_eq!(seen, 4 * laps);
 }
+
+#[test]
+fn a_registration_without_waiting_on_a_full_ring_leaves_the_id_unregistered() {
+    let (producer, mut consumer) = in_process(&cfg(2, 16)).unwrap();
+    let meta = TensorMeta::new(DType::U8, &[16]).unwrap();
+    producer.try_pre_read_register_sized("a", 16).unwrap();
+    producer.try_pre_read_register_sized("b", 16).unwrap();
+    assert_eq!(
+        producer.try_pre_read_register_sized("a", 16).unwrap_err(),
+        StreamError::DuplicateId { id: "a".into() }
+    );
+    assert!(matches!(
+        producer.try_pre_read_register_sized("c", 16).unwrap_err(),
+        StreamError::Full { capacity: 2, .. }
+    ));
+    assert_eq!(
+        producer.put("c", meta, &[0; 16]).unwrap_err(),
+        StreamError::UnknownId { id: "c".into() }
+    );
+    producer.put("b", meta, &[2; 16]).unwrap();
+    producer.put("a", meta, &[1; 16]).unwrap();
+    assert_eq!(consumer.poll().unwrap(), 2);
+    consumer.consume(2);
+    consumer.poll().unwrap(); // releases the two slots
+    producer.try_pre_read_register_sized("c", 16).unwrap();
+    producer.put("c", meta, &[3; 16]).unwrap();
+    assert_eq!(consumer.poll().unwrap(), 1);
+    assert_eq!(consumer.item(0).unwrap().id(), "c");
+}
