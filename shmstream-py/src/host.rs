@@ -44,8 +44,8 @@ const MAX_DTYPES: usize = 64;
 static TORCH_TENSOR: AtomicUsize = AtomicUsize::new(0);
 static NDARRAY: AtomicUsize = AtomicUsize::new(0);
 
-fn dtype_of(object: &Bound<'_, PyAny>) -> Option<DType> {
-    let address = object.as_ptr() as usize;
+/// The dtype of the dtype object at `address`, if [`learn`] saw it.
+fn known_dtype(address: usize) -> Option<DType> {
     let known = DTYPES.lock().unwrap_or_else(|e| e.into_inner());
     known.iter().find(|(a, _)| *a == address).map(|(_, d)| *d)
 }
@@ -57,14 +57,14 @@ pub(crate) fn read(py: Python<'_>, item: &Bound<'_, PyAny>) -> Option<HostTensor
     if ty == TORCH_TENSOR.load(Ordering::Relaxed) {
         read_torch(py, item)
     } else if ty == NDARRAY.load(Ordering::Relaxed) {
-        read_numpy(py, item)
+        read_numpy(item)
     } else {
         None
     }
 }
 
 fn read_torch(py: Python<'_>, item: &Bound<'_, PyAny>) -> Option<HostTensor> {
-    let dtype = dtype_of(&item.getattr(intern!(py, "dtype")).ok()?)?;
+    let dtype = known_dtype(item.getattr(intern!(py, "dtype")).ok()?.as_ptr() as usize)?;
     let yes = PyBool::new(py, true);
     // A CUDA pointer or a strided/expanded view would be read wrongly (or
     // out of bounds) as `numel` contiguous host bytes: the Python way
@@ -181,7 +181,7 @@ fn check_numpy_fields(py: Python<'_>) -> PyResult<bool> {
     Ok(true)
 }
 
-fn read_numpy(py: Python<'_>, item: &Bound<'_, PyAny>) -> Option<HostTensor> {
+fn read_numpy(item: &Bound<'_, PyAny>) -> Option<HostTensor> {
     if !NUMPY_FIELDS.load(Ordering::Relaxed) {
         return None;
     }
@@ -191,15 +191,11 @@ fn read_numpy(py: Python<'_>, item: &Bound<'_, PyAny>) -> Option<HostTensor> {
     if flags & C_CONTIGUOUS == 0 || shape.len() > MAX_DIMS {
         return None;
     }
-    let dtype = {
-        let known = DTYPES.lock().unwrap_or_else(|e| e.into_inner());
-        known.iter().find(|(a, _)| *a == descr).map(|(_, d)| *d)?
-    };
+    let dtype = known_dtype(descr)?;
     let mut dims = [0u64; MAX_DIMS];
     for (d, &dim) in dims.iter_mut().zip(shape) {
         *d = u64::try_from(dim).ok()?;
     }
-    let _ = py;
     Some(HostTensor {
         dtype,
         dims,
