@@ -42,6 +42,11 @@ impl PendingIds {
     pub(crate) fn remove(&mut self, id: &[u8]) {
         self.map.remove(id);
     }
+
+    /// Entries held (pending ids, and stale ones not yet seen).
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
 }
 
 /// An id inline (no allocation per registration), compared and hashed as
@@ -194,6 +199,17 @@ mod tests {
         ids.insert(&longest, at(3));
         assert_eq!(ids.get(&longest), Some(at(3)));
         assert_eq!(format!("{:?}", IdKey::new(b"t7")), "\"t7\"");
+    }
+
+    #[test]
+    fn the_length_tells_apart_ids_that_differ_by_trailing_zeroes() {
+        // The last word is zero-padded: only the length separates these.
+        let build = IdHashBuilder::new();
+        let hashes: HashSet<u64> = [&b"a"[..], b"a\0", b"a\0\0\0\0\0\0\0"]
+            .iter()
+            .map(|id| build.hash_one(id))
+            .collect();
+        assert_eq!(hashes.len(), 3);
     }
 
     #[test]

@@ -49,6 +49,9 @@ impl fmt::Debug for Producer {
                 .field("registered", &ring.registered()),
             Err(_) => out.field("ring", &"<in use>"),
         };
+        if let Ok(pending) = self.pending.try_borrow() {
+            out.field("pending_ids", &pending.len());
+        }
         out.finish()
     }
 }
@@ -568,6 +571,18 @@ mod tests {
             free.contains("capacity: 4") && free.contains("registered: 0"),
             "{free}"
         );
+        // The by-id table: an id in it from registration to put.
+        assert!(free.contains("pending_ids: 0"), "{free}");
+        producer.pre_read_register("a").unwrap();
+        assert!(format!("{producer:?}").contains("pending_ids: 1"));
+        let meta = crate::protocol::tensor::TensorMeta::new(crate::DType::U8, &[1]).unwrap();
+        producer.put("a", meta, &[7]).unwrap();
+        assert!(format!("{producer:?}").contains("pending_ids: 0"));
+        producer.pre_read_register("b").unwrap();
+        producer.put_in_place("b", meta).unwrap();
+        producer.pre_read_register("c").unwrap();
+        producer.put_in_place_many(&[("c", meta)]).unwrap();
+        assert!(format!("{producer:?}").contains("pending_ids: 0"));
         // As a panic message formed inside one of its methods would see it.
         let _held = producer.ring.borrow_mut();
         let busy = format!("{producer:?}");
