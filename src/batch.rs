@@ -351,7 +351,7 @@ impl Producer {
     /// Commits many `pre_read_register`ed ids whose bytes were written in
     /// place (by a NIC, at the offsets `pre_read_register` returned), in
     /// the batch's order, with one doorbell ring and one hub notification.
-    /// Each id is looked up among the open positions, as
+    /// Each id is looked up among the pending ids, as
     /// [`put_in_place`](Self::put_in_place) does.
     ///
     /// # Examples
@@ -393,6 +393,8 @@ impl Producer {
             let taken = ring.transition(reservation.position, SlotState::Pending, SlotState::Held);
             debug_assert!(taken, "find_pending returns pending positions only");
             ring.commit_quiet(reservation.position, meta);
+            drop(ring);
+            self.forget_pending(id.as_bytes());
             committed += 1;
         }
         if committed > 0 {

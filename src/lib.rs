@@ -71,6 +71,7 @@ mod chunk;
 mod consumer;
 mod lease;
 mod open;
+mod pending;
 mod producer;
 mod view;
 

@@ -2,7 +2,7 @@
 //! writable slots, commits them in any order, and signals done.
 
 use crate::error::{AbandonReason, StreamError};
-use crate::protocol::layout::MAX_ID_LEN;
+use crate::pending::PendingIds;
 use crate::protocol::ring_producer::{check_id, ProducerRing, Reservation, SlotState};
 use crate::protocol::tensor::TensorMeta;
 use crate::sync::WriteGuard;
@@ -31,18 +31,10 @@ use std::time::Duration;
 /// ```
 pub struct Producer {
     pub(crate) ring: RefCell<ProducerRing>,
-    /// By slot: the id a `pre_read_register` position waits under, for the
-    /// by-id calls. Meaningful only where the ring says `Pending`.
-    ids: RefCell<Box<[PendingId]>>,
+    /// The ids `pre_read_register` positions wait under, for the by-id
+    /// calls; an entry counts only where the ring says `Pending`.
+    pending: RefCell<PendingIds>,
     pub(crate) timeout: Option<Duration>,
-}
-
-#[derive(Clone, Copy)]
-struct PendingId {
-    len: u8,
-    bytes: [u8; MAX_ID_LEN],
-    /// Where its bytes were reserved.
-    reservation: Reservation,
 }
 
 impl fmt::Debug for Producer {
@@ -57,42 +49,38 @@ impl fmt::Debug for Producer {
                 .field("registered", &ring.registered()),
             Err(_) => out.field("ring", &"<in use>"),
         };
+        if let Ok(pending) = self.pending.try_borrow() {
+            out.field("pending_ids", &pending.len());
+        }
         out.finish()
     }
 }
 
 impl Producer {
     pub(crate) fn from_ring(ring: ProducerRing, timeout: Option<Duration>) -> Producer {
-        let capacity = ring.mem().capacity() as usize;
-        let empty = PendingId {
-            len: 0,
-            bytes: [0; MAX_ID_LEN],
-            reservation: Reservation {
-                position: 0,
-                offset: 0,
-                len: 0,
-            },
-        };
         Producer {
             ring: RefCell::new(ring),
-            ids: RefCell::new(vec![empty; capacity].into_boxed_slice()),
+            pending: RefCell::new(PendingIds::new()),
             timeout,
         }
     }
 
-    /// The pending (`pre_read_register`ed, not yet put) position of `id`,
-    /// scanning only the positions still open.
+    /// The pending (`pre_read_register`ed, not yet put) position of `id`:
+    /// one look-up, however many ids are outstanding. An entry whose
+    /// position left `Pending` some other way (a handle taken up by id and
+    /// dropped) is stale: it is dropped here and the id is not pending.
     pub(crate) fn find_pending(&self, id: &[u8]) -> Option<Reservation> {
-        let mut ring = self.ring.borrow_mut();
-        let ids = self.ids.borrow();
-        let mask = ids.len() as u64 - 1;
-        (ring.oldest_open()..ring.registered())
-            .map(|p| &ids[(p & mask) as usize])
-            .find(|entry| {
-                ring.state(entry.reservation.position) == SlotState::Pending
-                    && &entry.bytes[..entry.len as usize] == id
-            })
-            .map(|entry| entry.reservation)
+        let reservation = self.pending.borrow().get(id)?;
+        if self.ring.borrow().state(reservation.position) == SlotState::Pending {
+            return Some(reservation);
+        }
+        self.pending.borrow_mut().remove(id);
+        None
+    }
+
+    /// Forgets `id` once its pending position was published.
+    pub(crate) fn forget_pending(&self, id: &[u8]) {
+        self.pending.borrow_mut().remove(id);
     }
 
     /// Items the ring holds at most.
@@ -283,20 +271,38 @@ impl Producer {
     /// As [`pre_read_register`](Self::pre_read_register) and
     /// [`register_sized`](Self::register_sized).
     pub fn pre_read_register_sized(&self, id: &str, nbytes: u64) -> Result<u64, StreamError> {
+        self.register_pending(id, |p| p.register_sized(id, nbytes))
+    }
+
+    /// As [`pre_read_register_sized`](Self::pre_read_register_sized),
+    /// without waiting: a binding tries this with its lock taken at once,
+    /// and waits (in slices, its lock free) only when the ring is full.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Full`] when the item slots or the payload bytes all
+    /// wait for the consumer; otherwise as
+    /// [`pre_read_register_sized`](Self::pre_read_register_sized).
+    pub fn try_pre_read_register_sized(&self, id: &str, nbytes: u64) -> Result<u64, StreamError> {
+        self.register_pending(id, |p| p.try_register_sized(id, nbytes))
+    }
+
+    /// Registers `id` with `register` unless it is pending already, and
+    /// keeps the slot pending under it.
+    fn register_pending<'p>(
+        &'p self,
+        id: &str,
+        register: impl FnOnce(&'p Self) -> Result<Slot<'p>, StreamError>,
+    ) -> Result<u64, StreamError> {
         check_id(id.as_bytes())?;
         if self.find_pending(id.as_bytes()).is_some() {
             return Err(StreamError::DuplicateId { id: id.to_string() });
         }
-        let slot = self.register_sized(id, nbytes)?;
-        let reservation = slot.reservation;
+        let slot = register(self)?;
         let offset = slot.payload_offset();
-        let mut ids = self.ids.borrow_mut();
-        let mask = ids.len() as u64 - 1;
-        let entry = &mut ids[(reservation.position & mask) as usize];
-        entry.len = id.len() as u8;
-        entry.bytes[..id.len()].copy_from_slice(id.as_bytes());
-        entry.reservation = reservation;
-        drop(ids);
+        self.pending
+            .borrow_mut()
+            .insert(id.as_bytes(), slot.reservation);
         slot.keep_pending();
         Ok(offset)
     }
@@ -328,7 +334,9 @@ impl Producer {
             });
         }
         slot.payload_mut()[..bytes.len()].copy_from_slice(bytes);
-        slot.commit_or_keep_pending(meta)
+        slot.commit_or_keep_pending(meta)?;
+        self.forget_pending(id.as_bytes());
+        Ok(())
     }
 
     /// Commits the slot registered for `id` whose bytes were written in
@@ -338,7 +346,9 @@ impl Producer {
     ///
     /// As [`put`](Self::put), without the size comparison with given bytes.
     pub fn put_in_place(&self, id: &str, meta: TensorMeta) -> Result<(), StreamError> {
-        self.pending_slot(id)?.commit_or_keep_pending(meta)
+        self.pending_slot(id)?.commit_or_keep_pending(meta)?;
+        self.forget_pending(id.as_bytes());
+        Ok(())
     }
 
     /// Gives up the slot registered for `id` by
@@ -351,6 +361,7 @@ impl Producer {
     /// [`StreamError::UnknownId`] when `id` is not pending.
     pub fn abandon(&self, id: &str, reason: AbandonReason) -> Result<(), StreamError> {
         self.pending_slot(id)?.abandon_with(reason);
+        self.forget_pending(id.as_bytes());
         Ok(())
     }
 
@@ -630,6 +641,18 @@ mod tests {
             free.contains("capacity: 4") && free.contains("registered: 0"),
             "{free}"
         );
+        // The by-id table: an id in it from registration to put.
+        assert!(free.contains("pending_ids: 0"), "{free}");
+        producer.pre_read_register("a").unwrap();
+        assert!(format!("{producer:?}").contains("pending_ids: 1"));
+        let meta = crate::protocol::tensor::TensorMeta::new(crate::DType::U8, &[1]).unwrap();
+        producer.put("a", meta, &[7]).unwrap();
+        assert!(format!("{producer:?}").contains("pending_ids: 0"));
+        producer.pre_read_register("b").unwrap();
+        producer.put_in_place("b", meta).unwrap();
+        producer.pre_read_register("c").unwrap();
+        producer.put_in_place_many(&[("c", meta)]).unwrap();
+        assert!(format!("{producer:?}").contains("pending_ids: 0"));
         // As a panic message formed inside one of its methods would see it.
         let _held = producer.ring.borrow_mut();
         let busy = format!("{producer:?}");

@@ -390,7 +390,7 @@ fn producer_and_slot_debug_show_the_ring_and_the_reservation() {
     let (producer, _consumer) = in_process(&cfg(8, 512).with_payload_bytes(8192)).unwrap();
     assert_eq!(
         format!("{producer:?}"),
-        "Producer { capacity: 8, payload_bytes: 8192, registered: 0 }"
+        "Producer { capacity: 8, payload_bytes: 8192, registered: 0, pending_ids: 0 }"
     );
     let a = producer.register_sized("a", 100).unwrap();
     let b = producer.register_sized("b", 64).unwrap();
@@ -402,7 +402,7 @@ fn producer_and_slot_debug_show_the_ring_and_the_reservation() {
         format!("{b:?}"),
         "Slot { position: 1, offset: 128, len: 64 }"
     );
-    assert!(format!("{producer:?}").ends_with("registered: 2 }"));
+    assert!(format!("{producer:?}").ends_with("registered: 2, pending_ids: 0 }"));
 }
 
 #[test]

@@ -3,10 +3,19 @@ markers: the network ingress (`scripts/bench-ucx.sh`), Python
 (`scripts/bench-python.sh`), the Mooncake ingress
 (`shmstream-py/bench/mooncake_bench.py`), the drop-in against the
 reference's design (`shmstream-py/bench/dropin.py`), the drop-in's worker
-path, measured by hand (`dropin-worker`), and asyncio
+path, measured by hand (`dropin-worker`), the drop-in's register + put
+(`shmstream-py/bench/per_item.py`, `dropin-per-item`), and asyncio
 (`shmstream-py/bench/aio.py`). A new report keeps them, in this order."""
 
-TAGS = ("ucx-bench", "python-bench", "mooncake-bench", "dropin-bench", "dropin-worker", "aio-bench")
+TAGS = (
+    "ucx-bench",
+    "python-bench",
+    "mooncake-bench",
+    "dropin-bench",
+    "dropin-worker",
+    "dropin-per-item",
+    "aio-bench",
+)
 
 
 def kept_sections(old: str) -> str:

@@ -7,6 +7,7 @@
 //! - `locks`: poison-tolerant locks;
 //! - `timeout`: seconds as durations, and the wait slice (Ctrl-C);
 //! - `policy`: chunk policies by name;
+//! - `host`: the fields of a torch tensor or numpy array read in Rust;
 //! - `view`: `_View`, a tensor for numpy and DLPack;
 //! - `shared`: where a stream's buffer lives (its own, or a set's) and how
 //!   its leases are handed back;
@@ -31,6 +32,7 @@ mod buffer;
 mod chunk;
 mod dlpack;
 mod errors;
+mod host;
 mod hub;
 mod locks;
 mod policy;

@@ -4,8 +4,9 @@
 //! slices (Ctrl-C between them).
 
 use crate::errors::{raise, stream_err};
-use crate::locks::lock;
-use crate::producer_state::{meta, register, shared, with_state, SharedProducer, State};
+use crate::host;
+use crate::locks::{lock, try_lock};
+use crate::producer_state::{meta, meta_of, register, shared, with_state, SharedProducer, State};
 use crate::slot::PySlot;
 use crate::timeout::{seconds, slice_of, SLICE};
 use pyo3::prelude::*;
@@ -107,6 +108,18 @@ impl PyProducer {
         tensor_id: &str,
         nbytes: Option<u64>,
     ) -> PyResult<u64> {
+        // First without waiting, the lock taken at once (as `with_state`):
+        // no GIL hand-over, no clock read, for the common case of room.
+        if let Some(s) = try_lock(&self.state) {
+            let p = s.producer();
+            let r = p.try_pre_read_register_sized(tensor_id, nbytes.unwrap_or(p.item_bytes()));
+            drop(s); // before any exception is built
+            match r {
+                Err(StreamError::Full { .. }) => {} // wait for room below
+                Err(e) => return Err(stream_err(py, &self.id, &e)),
+                Ok(offset) => return Ok(offset),
+            }
+        }
         // The wait for room runs without the GIL, one slice (the core
         // producer's configured timeout, see `create`) at a time, with
         // Ctrl-C checked in between and the mutex free for other threads.
@@ -143,6 +156,34 @@ impl PyProducer {
                 Ok(offset) => return Ok(offset),
             }
         }
+    }
+
+    /// The drop-in `StreamBuffer`'s `pre_read_register` (bound to it
+    /// without a Python frame): as `pre_read_register`, returning None.
+    #[pyo3(signature = (tensor_id, nbytes=None))]
+    fn _register_pending(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        nbytes: Option<u64>,
+    ) -> PyResult<()> {
+        self.pre_read_register(py, tensor_id, nbytes).map(drop)
+    }
+
+    /// The drop-in `StreamBuffer`'s `put` (bound to it without a Python
+    /// frame): copies `item` (a contiguous host torch.Tensor or
+    /// numpy.ndarray) into the slot `pre_read_register` reserved for
+    /// `tensor_id` and commits it. Its fields are read here when `host`
+    /// knows its type and dtype, else by `_tensors.host_array`.
+    fn _put_item(&self, py: Python<'_>, tensor_id: &str, item: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(tensor) = host::read(py, item) else {
+            return self.put_item_python(py, tensor_id, item);
+        };
+        let meta = meta_of(py, &self.id, tensor.dtype, tensor.shape())?;
+        // `item` stays referenced by the caller for the call: its bytes
+        // live until the copy is done.
+        self.put_pending(py, tensor_id, meta, tensor.ptr, meta.nbytes() as usize)
+            .map_err(|e| stream_err(py, &self.id, &e))
     }
 
     /// Copies `nbytes` from address `ptr` (a contiguous host array the
@@ -415,6 +456,33 @@ impl PyProducer {
 }
 
 impl PyProducer {
+    /// `_put_item` of an item `host` does not read: `host_array` checks it
+    /// (and raises what is wrong with it); once put, `host` learns its
+    /// type and dtype.
+    fn put_item_python(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        item: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        static HOST_ARRAY: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        let host_array = HOST_ARRAY.get_or_try_init(py, || {
+            py.import("shmstream._tensors")?
+                .getattr("host_array")
+                .map(Bound::unbind)
+        })?;
+        let fields = host_array.call1(py, (item,))?;
+        // The fifth field keeps the array alive: `item` itself, or the
+        // array a numpy scalar became.
+        let (dtype, shape, ptr, nbytes, _keep): (String, Vec<u64>, usize, usize, Bound<'_, PyAny>) =
+            fields.extract(py)?;
+        let meta = meta(py, &self.id, &dtype, &shape)?;
+        self.put_pending(py, tensor_id, meta, ptr, nbytes)
+            .map_err(|e| stream_err(py, &self.id, &e))?;
+        host::learn(py, item, meta.dtype());
+        Ok(())
+    }
+
     /// Copies `nbytes` from `ptr` into the slot `pre_read_register` reserved
     /// for `tensor_id` and commits it (without the GIL for large copies).
     fn put_pending(

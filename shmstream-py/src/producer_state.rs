@@ -7,7 +7,7 @@ use crate::errors::{raise, stream_err};
 use crate::locks::{lock, try_lock};
 use crate::timeout::SLICE;
 use pyo3::prelude::*;
-use shmstream::{Producer, Slot, StreamError, StreamId, TensorMeta};
+use shmstream::{DType, Producer, Slot, StreamError, StreamId, TensorMeta};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -134,7 +134,18 @@ pub(crate) fn meta(
     dtype: &str,
     shape: &[u64],
 ) -> PyResult<TensorMeta> {
-    let meta = shmstream::binding::tensor_meta(dtype, shape).map_err(|e| stream_err(py, id, &e))?;
+    let dtype = dtype.parse::<DType>().map_err(|e| stream_err(py, id, &e))?;
+    meta_of(py, id, dtype, shape)
+}
+
+/// [`meta`] of a dtype already parsed (or read from a tensor).
+pub(crate) fn meta_of(
+    py: Python<'_>,
+    id: &StreamId,
+    dtype: DType,
+    shape: &[u64],
+) -> PyResult<TensorMeta> {
+    let meta = TensorMeta::new(dtype, shape).map_err(|e| stream_err(py, id, &e))?;
     // Refused here rather than at the consumer, where numpy and DLPack
     // could not show it (their shapes are int64).
     match dlpack::beyond_int64(meta.dtype(), meta.shape(), &[]) {

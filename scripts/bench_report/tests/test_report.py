@@ -97,6 +97,7 @@ def test_write_keeps_every_marked_section_in_the_tags_order(tmp_path: Path) -> N
         "mooncake-bench",
         "dropin-bench",
         "dropin-worker",
+        "dropin-per-item",
         "aio-bench",
     )
     blocks = {t: f"<!-- {t}:start -->\n## {t}\n<!-- {t}:end -->" for t in tags}

@@ -11,7 +11,6 @@ from . import _aio, _shmstream
 from ._errors import StreamError
 from ._policies import ChunkPolicy, NamedChunkPolicy, is_python_policy, policy_arg, policy_name
 from ._shmstream import StreamChunk
-from ._tensors import host_array
 
 PolicyLike = Union[ChunkPolicy, str]
 
@@ -39,12 +38,24 @@ class StreamBuffer:
 
     __module__ = "shmstream"  # its public home (repr, help), as before the move
 
+    # ``pre_read_register`` and ``put`` are the per-item calls: each
+    # instance holds them bound to its native producer (no Python frame in
+    # between, about a third of their cost), documented here.
     __slots__ = {
         "_b": "The native buffer.",
         "_p": "The in-process producer (None for a buffer of another process's stream).",
         "policy": "The :class:`ChunkPolicy` that cuts the stream into chunks.",
         "_done": "Whether this buffer's own producer signalled done.",
         "_aio": "The waiter thread's relay of the awaits (made by the first).",
+        "pre_read_register": (
+            "pre_read_register(tensor_id, nbytes=None): reserves the next position of the "
+            "stream for ``tensor_id`` (``nbytes``, default the buffer's ``item_bytes``)."
+        ),
+        "put": (
+            "put(tensor_id, item): copies ``item`` (a contiguous host torch.Tensor or "
+            "numpy.ndarray) into the slot ``pre_read_register`` reserved for ``tensor_id``; "
+            "the items arrive in any order, the chunks see them in registration order."
+        ),
     }
 
     def __init__(
@@ -69,6 +80,8 @@ class StreamBuffer:
             payload_bytes,
         )
         self._done = False
+        self.pre_read_register = self._p._register_pending
+        self.put = self._p._put_item
 
     @classmethod
     def open(
@@ -93,6 +106,7 @@ class StreamBuffer:
         )
         self._p = None
         self._done = False
+        self.pre_read_register = self.put = self._not_here
         return self
 
     # --- identity -------------------------------------------------------
@@ -120,18 +134,9 @@ class StreamBuffer:
             )
         return self._p
 
-    def pre_read_register(self, tensor_id: str, nbytes: int | None = None) -> None:
-        """Reserves the next position of the stream for ``tensor_id``
-        (``nbytes``, default the buffer's ``item_bytes``)."""
-        self._producer().pre_read_register(tensor_id, nbytes)
-
-    def put(self, tensor_id: str, item: Any) -> None:
-        """Copies ``item`` (a contiguous host torch.Tensor or numpy.ndarray)
-        into the slot ``pre_read_register`` reserved for ``tensor_id``; the
-        items arrive in any order, the chunks see them in registration order."""
-        dtype, shape, ptr, nbytes, keep = host_array(item)
-        self._producer()._put_raw(tensor_id, dtype, shape, ptr, nbytes)
-        del keep
+    def _not_here(self, *args: Any, **kwargs: Any) -> None:
+        """``pre_read_register`` and ``put`` of a buffer of another process's stream."""
+        self._producer()
 
     def signal_done(self) -> None:
         """No more items will be registered. Idempotent. On a buffer of
