@@ -236,6 +236,35 @@ def test_cancelled_aregister_registers_nothing(stream_id):
     asyncio.run(main())
 
 
+def test_room_right_after_a_cancelled_aregister_abandons_nothing(stream_id):
+    """Room that comes just after an ``aregister`` was cancelled (within
+    its waiter's slice) is not taken: no position is reserved and given up,
+    so the consumer never meets an ``Abandoned`` hole, and the next
+    registration gets the very next position."""
+
+    async def main():
+        with shmstream.Producer(*stream_id, capacity=1, item_bytes=8) as p:
+            buf = shmstream.StreamBuffer.open(*stream_id, "fixed:size=1")
+            p.put("t0", np.array([0, 0], dtype=np.int32))
+            task = asyncio.create_task(p.aregister("gone"))
+            await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The room comes at once, while the cancelled wait may still be
+            # in its slice.
+            buf.next_chunk(timeout=5).release()
+            await asyncio.sleep(0.2)
+            assert p.registered == 1
+            p.put("t1", np.array([1, 1], dtype=np.int32))
+            p.signal_done()
+            got = [np.asarray(c.item(0)).tolist() async for c in buf if len(c)]
+            assert got == [[1, 1]]
+            await threads_back_to(0, within=2.0)
+
+    asyncio.run(main())
+
+
 def test_await_drained_and_its_cancel(stream_id):
     async def main():
         with shmstream.Producer(*stream_id, capacity=4, item_bytes=8) as p:

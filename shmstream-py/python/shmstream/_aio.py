@@ -38,12 +38,10 @@ await before it ends."""
 _NOTHING: Any = object()
 
 
-def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None, orphan: Any) -> None:
-    """In the loop's thread: the outcome to the awaiter, or to ``orphan``
-    when the await was cancelled meanwhile."""
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """In the loop's thread: the outcome to the awaiter, unless the await
+    was cancelled meanwhile (the waits hand over nothing to give back)."""
     if fut.done():
-        if exc is None and orphan is not None:
-            orphan(result)
         return
     if exc is not None:
         fut.set_exception(exc)
@@ -55,19 +53,18 @@ class Relay:
     """One daemon thread that runs ``wait()`` while someone awaits
     :meth:`get`, and hands each outcome (a result other than ``_NOTHING``,
     or an exception) to every awaiter of the time. ``interrupt()`` ends a
-    ``wait()`` at once (None: ``wait()`` returns within a slice). ``orphan``
-    gets a result whose awaiter was cancelled (None: it is dropped)."""
+    ``wait()`` at once (None: ``wait()`` returns within a slice). A wait
+    only waits: it takes nothing (a position, a chunk) that a cancelled
+    awaiter would have to give back."""
 
     def __init__(
         self,
         wait: Callable[[], Any],
         interrupt: Callable[[], None] | None,
         name: str,
-        orphan: Callable[[Any], None] | None = None,
     ) -> None:
         self._wait = wait
         self._interrupt = interrupt
-        self._orphan = orphan
         self._name = name
         self._cond = threading.Condition(threading.Lock())
         self._awaiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
@@ -120,17 +117,14 @@ class Relay:
                 continue
             with self._cond:
                 awaiters, self._awaiters = self._awaiters, []
-            if not awaiters and exc is None and self._orphan is not None:
-                self._orphan(result)
             # After an error (a closed set) the next await fails at once:
             # nothing to stay for.
             linger = LINGER if exc is None else 0.0
             for loop, fut in awaiters:
                 try:
-                    loop.call_soon_threadsafe(_settle, fut, result, exc, self._orphan)
+                    loop.call_soon_threadsafe(_settle, fut, result, exc)
                 except RuntimeError:  # that loop is closed
-                    if exc is None and self._orphan is not None:
-                        self._orphan(result)
+                    pass
 
     def __repr__(self) -> str:
         return f"Relay({self._name!r}, awaiters={len(self._awaiters)})"
@@ -288,27 +282,23 @@ async def buffer_chunks(b: Any) -> AsyncIterator[StreamChunk]:
 
 
 async def producer_register(p: Any, tensor_id: str, nbytes: int | None) -> Any:
-    """``Producer.aregister``."""
+    """``Producer.aregister``: registers in the loop's thread, and while the
+    ring is full a waiter thread waits for room without taking it, so a
+    cancelled await leaves no position behind (nothing to abandon)."""
     native = p._p
-    try:
-        return native.register(tensor_id, nbytes, 0.0)
-    except RingFull:
-        pass
-
-    def wait() -> Any:
+    relay: Relay | None = None
+    while True:
         try:
-            return native.register(tensor_id, nbytes, SLICE)
+            return native.register(tensor_id, nbytes, 0.0)
         except RingFull:
-            return _NOTHING
+            pass
+        if relay is None:
 
-    relay = Relay(wait, None, f"shmstream-aio register {tensor_id}", orphan=_abandon)
-    return await relay.get()
+            def wait() -> Any:
+                return True if native._wait_room(nbytes, SLICE) else _NOTHING
 
-
-def _abandon(slot: Any) -> None:
-    # A reservation made for an await that was cancelled meanwhile: given
-    # up (the consumer sees it abandoned) rather than left open for ever.
-    slot.abandon()
+            relay = Relay(wait, None, f"shmstream-aio register {tensor_id}")
+        await relay.get()
 
 
 async def producer_drained(p: Any) -> None:
