@@ -69,6 +69,7 @@ mod batch;
 mod buffer;
 mod chunk;
 mod consumer;
+mod grow;
 mod lease;
 mod open;
 mod producer;
@@ -99,6 +100,7 @@ pub use consumer::Consumer;
 pub use error::{Resource, SetupError, StreamError};
 pub use hub::producer::Hub;
 pub use hub::stream_set::{Adopter, StreamKey, StreamSet, WATCH_SLICE};
+pub use grow::{Grown, Need};
 pub use lease::{ChunkLease, ForeignLease};
 pub use open::{in_process, in_process_buffer};
 #[cfg(not(loom))]

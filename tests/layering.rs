@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["policy"],
     &["os"],
     &[
-        "batch", "buffer", "chunk", "consumer", "lease", "open", "producer", "view",
+        "batch", "buffer", "chunk", "consumer", "grow", "lease", "open", "producer", "view",
     ],
     &["hub"],
     // Beside the layers: what only the bindings and the fuzz targets use.
