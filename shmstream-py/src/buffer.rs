@@ -49,7 +49,7 @@ impl PyStreamBuffer {
 impl PyStreamBuffer {
     /// A drop-in buffer: producer and consumer in this process.
     #[staticmethod]
-    #[pyo3(signature = (request_id, edge_name, from_partition, policy, capacity, item_bytes, payload_bytes=None))]
+    #[pyo3(signature = (request_id, edge_name, from_partition, policy, capacity, item_bytes, payload_bytes=None, grow=false))]
     #[allow(clippy::too_many_arguments)]
     fn in_process(
         py: Python<'_>,
@@ -60,6 +60,7 @@ impl PyStreamBuffer {
         capacity: u64,
         item_bytes: u64,
         payload_bytes: Option<u64>,
+        grow: bool,
     ) -> PyResult<(Self, PyProducer)> {
         let id = StreamId {
             request_id,
@@ -68,6 +69,8 @@ impl PyStreamBuffer {
         };
         let error = error_slot();
         let (parsed, name) = policy_arg(py, policy, &error)?;
+        // A growing buffer starts with room for the policy's window.
+        let capacity = crate::grow::first_capacity(&parsed, capacity, grow);
         // No waits in one process: a full ring is an error at once.
         let mut cfg = StreamConfig::new(id.clone())
             .with_capacity(capacity)
@@ -270,6 +273,14 @@ impl PyStreamBuffer {
     #[getter]
     fn policy_object(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.policy_object.as_ref().map(|o| o.clone_ref(py))
+    }
+
+    /// Moves a growing drop-in buffer's stream to a bigger ring with room
+    /// for one more registration of `nbytes` (`tensor_id` None) or for the
+    /// put of `nbytes` to the pending `tensor_id`; False when that put
+    /// fits already (growing would not help). See `grow.rs`.
+    fn _grow(&self, py: Python<'_>, tensor_id: Option<&str>, nbytes: u64) -> PyResult<bool> {
+        crate::grow::grow(py, self, tensor_id, nbytes)
     }
 
     /// Whether this buffer has its own in-process producer.

@@ -41,6 +41,7 @@ fn stream_class(e: &StreamError) -> &'static str {
         StreamError::Unpublished { .. } => "StreamError",
         StreamError::Corrupt(_) => "CorruptStream",
         StreamError::NotReady => "NotReady",
+        StreamError::NotGrown { .. } => "RingFull",
         _ => "StreamError",
     }
 }

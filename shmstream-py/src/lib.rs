@@ -28,6 +28,7 @@ mod buffer;
 mod chunk;
 mod dlpack;
 mod errors;
+mod grow;
 mod hub;
 mod locks;
 mod policy;

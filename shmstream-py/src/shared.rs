@@ -158,6 +158,16 @@ impl Shared {
         out
     }
 
+    /// As [`with`](Self::with), on a thread that does not hold the GIL
+    /// (`grow.rs`, inside `detach`).
+    pub(crate) fn with_detached<T>(&self, f: impl FnOnce(&mut StreamBuffer) -> T) -> T {
+        let mut g = self.lock_buf();
+        self.drain(&mut g);
+        let out = f(g.buf());
+        self.drain(&mut g);
+        out
+    }
+
     /// As [`with`](Self::with), for a step that may leave a set's stream
     /// quiet: `f` is told whether the stream is quiet already and returns
     /// whether it is now (an empty chunk of a continue-after-done stream

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any, Union
 
 from . import _shmstream
-from ._errors import StreamError
+from ._errors import BadTensor, RingFull, StreamError
 from ._policies import ChunkPolicy, NamedChunkPolicy, is_python_policy, policy_arg, policy_name
 from ._shmstream import StreamChunk
 from ._tensors import host_array
@@ -32,9 +32,19 @@ class StreamBuffer:
     another process created.
 
     ``policy`` is a :class:`ChunkPolicy` or a name such as
-    ``"sliding:window=28,stride=7"``. The ring holds ``capacity`` items and
-    ``payload_bytes`` bytes (default ``capacity * item_bytes``); a ``put``
-    that does not fit raises :class:`RingFull` (pop chunks first).
+    ``"sliding:window=28,stride=7"``.
+
+    Built with the reference's four arguments, the buffer has no limit the
+    reference lacks: a ``put`` of any size after an unsized
+    ``pre_read_register``, any number of buffered items, any window while
+    earlier chunks are held; it moves to a bigger ring when it must
+    (docs/design.md, "Growing the in-process buffer"). Given any of
+    ``capacity`` (items), ``item_bytes`` (what an unsized
+    ``pre_read_register`` reserves) or ``payload_bytes`` (default
+    ``capacity * item_bytes``), it is fixed-memory: what does not fit raises
+    :class:`RingFull` or :class:`BadTensor` with the numbers (pop chunks
+    first). ``grow`` says it outright (True: start from the sizes given and
+    grow; False: fixed at the defaults, 1024 items of 4096 bytes).
     """
 
     __module__ = "shmstream"  # its public home (repr, help), as before the move
@@ -44,6 +54,7 @@ class StreamBuffer:
         "_p": "The in-process producer (None for a buffer of another process's stream).",
         "policy": "The :class:`ChunkPolicy` that cuts the stream into chunks.",
         "_done": "Whether this buffer's own producer signalled done.",
+        "_grows": "Whether it moves to a bigger ring instead of raising RingFull.",
     }
 
     def __init__(
@@ -53,21 +64,26 @@ class StreamBuffer:
         from_partition: str,
         policy: PolicyLike,
         *,
-        capacity: int = 1024,
-        item_bytes: int = 4096,
+        capacity: int | None = None,
+        item_bytes: int | None = None,
         payload_bytes: int | None = None,
+        grow: bool | None = None,
     ) -> None:
+        if grow is None:  # explicit sizes mean fixed memory
+            grow = capacity is None and item_bytes is None and payload_bytes is None
         self.policy = _as_policy(policy)
         self._b, self._p = _shmstream._Buffer.in_process(
             request_id,
             edge_name,
             from_partition,
             policy_arg(self.policy),
-            capacity,
-            item_bytes,
+            1024 if capacity is None else capacity,
+            4096 if item_bytes is None else item_bytes,
             payload_bytes,
+            bool(grow),
         )
         self._done = False
+        self._grows = bool(grow)
 
     @classmethod
     def open(
@@ -92,6 +108,7 @@ class StreamBuffer:
         )
         self._p = None
         self._done = False
+        self._grows = False
         return self
 
     # --- identity -------------------------------------------------------
@@ -121,15 +138,30 @@ class StreamBuffer:
 
     def pre_read_register(self, tensor_id: str, nbytes: int | None = None) -> None:
         """Reserves the next position of the stream for ``tensor_id``
-        (``nbytes``, default the buffer's ``item_bytes``)."""
-        self._producer().pre_read_register(tensor_id, nbytes)
+        (``nbytes``, default the buffer's ``item_bytes``: a growing buffer's
+        is the largest item put so far, rounded up to a power of two)."""
+        p = self._producer()
+        try:
+            p.pre_read_register(tensor_id, nbytes)
+        except (RingFull, BadTensor):
+            if not self._grows:
+                raise
+            self._b._grow(None, p.item_bytes if nbytes is None else nbytes)
+            p.pre_read_register(tensor_id, nbytes)
 
     def put(self, tensor_id: str, item: Any) -> None:
         """Copies ``item`` (a contiguous host torch.Tensor or numpy.ndarray)
         into the slot ``pre_read_register`` reserved for ``tensor_id``; the
         items arrive in any order, the chunks see them in registration order."""
         dtype, shape, ptr, nbytes, keep = host_array(item)
-        self._producer()._put_raw(tensor_id, dtype, shape, ptr, nbytes)
+        p = self._producer()
+        try:
+            p._put_raw(tensor_id, dtype, shape, ptr, nbytes)
+        except BadTensor:
+            # Larger than its reservation: a growing buffer moves (once).
+            if not (self._grows and self._b._grow(tensor_id, nbytes)):
+                raise
+            p._put_raw(tensor_id, dtype, shape, ptr, nbytes)
         del keep
 
     def signal_done(self) -> None:
