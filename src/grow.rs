@@ -121,7 +121,8 @@ impl<E> StreamBuffer<E> {
         let old_item = old.mem().item_bytes();
         let item_bytes = learned_item_bytes(&items, need, old_item, self.moves > 0);
         let plan = Plan::new(&items, need, old_item, item_bytes);
-        let (mut capacity, mut payload) = plan.sizes(old.mem().capacity(), old.mem().payload_bytes());
+        let (mut capacity, mut payload) =
+            plan.sizes(old.mem().capacity(), old.mem().payload_bytes());
         let done = old.mem().flags() & FLAG_DONE != 0;
         loop {
             match self.rebuild(producer, &plan, start, capacity, payload, done)? {
@@ -174,8 +175,7 @@ impl<E> StreamBuffer<E> {
         capacity: u64,
         payload: u64,
         done: bool,
-    ) -> Result<Result<(Producer, ConsumerRing, u64), Resource>, StreamError>
-    {
+    ) -> Result<Result<(Producer, ConsumerRing, u64), Resource>, StreamError> {
         let config = StreamConfig::new(self.id().clone())
             .with_capacity(capacity)
             .with_item_bytes(plan.item_bytes)
@@ -186,6 +186,10 @@ impl<E> StreamBuffer<E> {
         let old = producer.ring.get_mut();
         let mut copied = 0;
         for (carry, len) in &plan.entries {
+            // Checked first, so that no registration below waits for room.
+            if let Some(short) = short_of(&next, *len)? {
+                return Ok(Err(short));
+            }
             let r = match **carry {
                 Carried::Item { id, meta, offset } => {
                     let n = meta.nbytes() as usize;
@@ -195,14 +199,17 @@ impl<E> StreamBuffer<E> {
                     // the consumer only reads. Its reservation of at least
                     // `n` bytes lies in the mapping from `offset` (checked
                     // by `carried`: across the wrap only with the mirror).
-                    let bytes = unsafe { std::slice::from_raw_parts(old.mem().payload_ptr(offset), n) };
+                    let bytes =
+                        unsafe { std::slice::from_raw_parts(old.mem().payload_ptr(offset), n) };
                     copied += n as u64;
                     next.try_register_sized(id.as_str(), *len)
                         .and_then(|slot| slot.write(meta, bytes).map_err(|e| e.error))
                 }
                 // Dropped uncommitted: published as abandoned again.
                 Carried::Abandoned { id } => next.try_register_sized(id.as_str(), 0).map(drop),
-                Carried::Pending { id, .. } => next.pre_read_register_sized(id.as_str(), *len).map(drop),
+                Carried::Pending { id, .. } => {
+                    next.pre_read_register_sized(id.as_str(), *len).map(drop)
+                }
                 Carried::Held => unreachable!("refused before"),
             };
             match r {
@@ -214,11 +221,8 @@ impl<E> StreamBuffer<E> {
         }
         // Room for the need itself, as the caller will ask for it.
         if plan.need_slot {
-            match next.ring.borrow_mut().fits(plan.need_bytes) {
-                Ok(None) => {}
-                Ok(Some(resource)) => return Ok(Err(resource)),
-                Err(StreamError::ExceedsPayload { .. }) => return Ok(Err(Resource::PayloadBytes)),
-                Err(e) => return Err(e),
+            if let Some(short) = short_of(&next, plan.need_bytes)? {
+                return Ok(Err(short));
             }
         }
         if done {
@@ -279,17 +283,18 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// Sizes with room for twice what is carried (so that the next move
-    /// comes only after as many new items again): the old ones, doubled
-    /// while short.
+    /// Sizes with room for what is carried and half as much again (so
+    /// that the next move comes only after a third as many new items as
+    /// the ring then holds): the old ones, doubled while short.
     fn sizes(&self, capacity: u64, payload: u64) -> (u64, u64) {
         let items = self.entries.len() as u64 + u64::from(self.need_slot);
         let mut capacity = capacity;
-        while capacity < 2 * items && capacity < MAX_CAPACITY {
+        while capacity < items + items / 2 && capacity < MAX_CAPACITY {
             capacity *= 2;
         }
+        let bytes = self.placed + self.placed / 2;
         let mut payload = payload.max(PAGE as u64);
-        while (payload < 2 * self.placed || payload < self.item_bytes) && payload < MAX_PAYLOAD_BYTES {
+        while (payload < bytes || payload < self.item_bytes) && payload < MAX_PAYLOAD_BYTES {
             payload *= 2;
         }
         (capacity, payload)
@@ -316,6 +321,14 @@ fn learned_item_bytes(items: &[Carried], need: Need<'_>, old: u64, learned: bool
         (None, _) => old,
         (Some(n), false) => n.max(1).next_power_of_two(),
         (Some(n), true) => n.max(1).next_power_of_two().max(old),
+    }
+}
+
+/// What a fresh ring is short of for one more reservation of `len`.
+fn short_of(producer: &Producer, len: u64) -> Result<Option<Resource>, StreamError> {
+    match producer.ring.borrow_mut().fits(len) {
+        Err(StreamError::ExceedsPayload { .. }) => Ok(Some(Resource::PayloadBytes)),
+        r => r,
     }
 }
 

@@ -227,7 +227,12 @@ impl<E> StreamBuffer<E> {
 
     /// Live leases: popped and not yet handed back.
     pub fn live_leases(&self) -> usize {
-        self.leases.live.len() + self.retired.iter().map(|r| r.leases.live.len()).sum::<usize>()
+        self.leases.live.len()
+            + self
+                .retired
+                .iter()
+                .map(|r| r.leases.live.len())
+                .sum::<usize>()
     }
 
     /// The ring a live lease reads from, and its window.

@@ -98,9 +98,9 @@ pub use chunk::StreamChunk;
 pub use config::{StreamConfig, StreamId, DEFAULT_PREFIX, MAX_PREFIX_LEN};
 pub use consumer::Consumer;
 pub use error::{Resource, SetupError, StreamError};
+pub use grow::{Grown, Need};
 pub use hub::producer::Hub;
 pub use hub::stream_set::{Adopter, StreamKey, StreamSet, WATCH_SLICE};
-pub use grow::{Grown, Need};
 pub use lease::{ChunkLease, ForeignLease};
 pub use open::{in_process, in_process_buffer};
 #[cfg(not(loom))]

@@ -60,7 +60,10 @@ fn a_move_carries_committed_pending_and_abandoned_positions() {
         .grow(&mut producer, Need::Register { nbytes: 64 })
         .unwrap();
     assert_eq!((grown.start, grown.carried), (0, 4));
-    assert_eq!(grown.capacity, 16, "room for twice the 5 positions");
+    assert_eq!(
+        grown.capacity, 8,
+        "room for the 5 positions and half as many again"
+    );
     assert_eq!(grown.copied_bytes, 32);
     assert_eq!(grown.item_bytes, 32, "the largest put, a power of two");
     producer.pre_read_register("e").unwrap();
@@ -99,9 +102,15 @@ fn leases_of_the_old_ring_read_it_until_the_last_goes() {
     let stacked = buffer.lease_stacked(&second).unwrap();
     assert_eq!(stacked.shape(), &[2, 4]);
     assert_eq!(stacked.item(1).unwrap(), &values(3, 4)[..]);
-    assert_eq!(buffer.lease_item(&first, 0).unwrap().bytes(), &values(0, 4)[..]);
+    assert_eq!(
+        buffer.lease_item(&first, 0).unwrap().bytes(),
+        &values(0, 4)[..]
+    );
     buffer.release_lease(second).unwrap();
-    assert_eq!(buffer.lease_item(&first, 1).unwrap().bytes(), &values(1, 4)[..]);
+    assert_eq!(
+        buffer.lease_item(&first, 1).unwrap().bytes(),
+        &values(1, 4)[..]
+    );
     buffer.release_lease(first).unwrap();
     assert_eq!(buffer.live_leases(), 0);
     let next = buffer.pop_chunk().unwrap();
@@ -124,10 +133,16 @@ fn a_put_larger_than_its_reservation_moves_the_stream_once() {
         })
     ));
     let grown = buffer
-        .grow(&mut producer, Need::Put { id: "b", nbytes: 8000 })
+        .grow(
+            &mut producer,
+            Need::Put {
+                id: "b",
+                nbytes: 8000,
+            },
+        )
         .unwrap();
     assert_eq!(grown.item_bytes, 8192);
-    assert!(grown.payload_bytes >= 2 * (8000 + 2 * 8192));
+    assert!(grown.payload_bytes >= 3 * (8000 + 2 * 8192) / 2);
     assert_eq!(producer.item_bytes(), 8192);
     put(&producer, "b", 1, big);
     // The other unsized registrations took the learned size: no move.
@@ -151,9 +166,18 @@ fn done_and_positions_carry_over_and_the_stream_ends_once() {
         Err(StreamError::TooLarge { .. })
     ));
     buffer
-        .grow(&mut producer, Need::Put { id: "b", nbytes: 800 })
+        .grow(
+            &mut producer,
+            Need::Put {
+                id: "b",
+                nbytes: 800,
+            },
+        )
         .unwrap();
-    assert!(matches!(producer.try_register("x"), Err(StreamError::AfterDone)));
+    assert!(matches!(
+        producer.try_register("x"),
+        Err(StreamError::AfterDone)
+    ));
     put(&producer, "b", 1, 100);
     let chunk = buffer.next_chunk().unwrap().unwrap();
     assert!(chunk.is_final());
@@ -182,7 +206,10 @@ fn a_sliding_window_with_held_chunks_grows_and_reads_right() {
             let lease = buffer.pop_lease().unwrap();
             let start = lease.start_offset();
             for (k, want) in (start..start + lease.len() as u64).enumerate() {
-                assert_eq!(buffer.lease_item(&lease, k).unwrap().bytes(), &values(want, 4)[..]);
+                assert_eq!(
+                    buffer.lease_item(&lease, k).unwrap().bytes(),
+                    &values(want, 4)[..]
+                );
             }
             held.push(lease);
             // The worker keeps the last two chunks' tensors.
@@ -220,7 +247,10 @@ fn many_items_move_a_logarithmic_number_of_times() {
     // 4 -> 8 -> ... : one move per doubling, each item copied < 2 times.
     let bound = 64 - (n as u64).leading_zeros();
     assert!(moves <= bound, "{moves} moves for {n} items");
-    assert!(copied < 2 * 8 * n, "{copied} bytes copied for {n} items of 8");
+    assert!(
+        copied < 2 * 8 * n,
+        "{copied} bytes copied for {n} items of 8"
+    );
     for i in 0..n {
         check(&mut buffer, i, 1);
     }

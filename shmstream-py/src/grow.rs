@@ -53,7 +53,9 @@ pub(crate) fn grow(
             },
             None => Need::Register { nbytes },
         };
-        shared.with_detached(|b| b.grow(producer, need)).map(|_| true)
+        shared
+            .with_detached(|b| b.grow(producer, need))
+            .map(|_| true)
     });
     r.map_err(|e| stream_err(py, id, &e))
 }

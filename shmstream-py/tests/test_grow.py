@@ -187,3 +187,19 @@ def test_grow_false_is_fixed_and_grow_true_grows_given_sizes():
     for i in range(10):
         grows.pre_read_register(f"t{i}")
     assert grows.capacity >= 10
+
+
+def test_an_open_write_slot_refuses_the_move_and_says_why():
+    sb = dropin("fixed:size=1")
+    slot = sb._p.register("held")  # the drop-in's producer's zero-copy slot
+    for i in range(1023):
+        sb.pre_read_register(f"t{i}")
+    with pytest.raises(s.RingFull) as e:
+        sb.pre_read_register("t1023")
+    assert "register()" in str(e.value) and "commit it" in str(e.value)
+    assert sb.capacity == 1024  # nothing moved, nothing lost
+    slot.commit("f32", [1])
+    sb.pre_read_register("t1023")  # no slot open: the stream moves
+    assert sb.capacity > 1024
+    sb.put("t0", torch.tensor([5.0]))
+    assert sb.pop_chunk().ids == ["held"] and sb.pop_chunk().ids == ["t0"]

@@ -71,9 +71,16 @@ pub(crate) fn carried(ring: &ProducerRing, position: u64) -> Result<Carried, Str
 /// The two sides of a fresh ring whose first position is `start` (the
 /// counters of a new ring are 0; a ring that takes over a stream goes on
 /// from where the consumer stands).
-pub(crate) fn rings_at(producer: RingMem, consumer: RingMem, start: u64) -> (ProducerRing, ConsumerRing) {
+pub(crate) fn rings_at(
+    producer: RingMem,
+    consumer: RingMem,
+    start: u64,
+) -> (ProducerRing, ConsumerRing) {
     // Nothing is shared yet: both counters are set before either side runs.
-    producer.control().registered.store(start, Ordering::Release);
+    producer
+        .control()
+        .registered
+        .store(start, Ordering::Release);
     producer.control().released.store(start, Ordering::Release);
     (
         ProducerRing::starting_at(producer, start),
