@@ -245,7 +245,7 @@ fn many_items_move_a_logarithmic_number_of_times() {
         put(&producer, &id, i, 1);
     }
     // 4 -> 8 -> ... : one move per doubling, each item copied < 2 times.
-    let bound = 64 - (n as u64).leading_zeros();
+    let bound = 64 - n.leading_zeros();
     assert!(moves <= bound, "{moves} moves for {n} items");
     assert!(
         copied < 2 * 8 * n,
