@@ -52,7 +52,7 @@ pub struct Grown {
     /// The new ring's payload bytes.
     pub payload_bytes: u64,
     /// What a registration without a size now reserves: the largest item
-    /// seen, rounded up to a power of two.
+    /// seen (see the module).
     pub item_bytes: u64,
 }
 
@@ -251,13 +251,14 @@ impl<'a> Plan<'a> {
                 let len = match c {
                     Carried::Item { meta, .. } => meta.nbytes(),
                     Carried::Abandoned { .. } | Carried::Held => 0,
-                    // The put that asked for room gets it; a registration
-                    // of the old default size (an unsized one, most likely)
-                    // gets the learned size, so its put does not move the
-                    // stream again.
+                    // The put that asked for room gets its size; a
+                    // registration of the old default size (an unsized one,
+                    // most likely) gets the learned size, so that its put
+                    // does not move the stream again and same-sized items
+                    // lie back to back.
                     Carried::Pending { id, len } => match need {
-                        Need::Put { id: want, nbytes } if want == id.as_str() => nbytes.max(*len),
-                        _ if *len == old_item => item_bytes.max(*len),
+                        Need::Put { id: want, nbytes } if want == id.as_str() => nbytes,
+                        _ if *len == old_item => item_bytes,
                         _ => *len,
                     },
                 };
@@ -302,9 +303,10 @@ impl<'a> Plan<'a> {
 }
 
 /// What an unsized registration reserves after the move: the largest item
-/// carried or asked for (a learned size is kept), rounded up to a power of
-/// two so that growing item sizes move the stream O(log) times; the old
-/// default when nothing was put yet.
+/// carried or asked for, exactly (same-sized items then lie back to back,
+/// one contiguous tensor per chunk); the old default when nothing was put
+/// yet. A learned size is kept, and one found too small at least doubles,
+/// so that ever larger items move the stream O(log) times.
 fn learned_item_bytes(items: &[Carried], need: Need<'_>, old: u64, learned: bool) -> u64 {
     let largest = items
         .iter()
@@ -317,10 +319,11 @@ fn learned_item_bytes(items: &[Carried], need: Need<'_>, old: u64, learned: bool
             Need::Register { .. } => None,
         })
         .max();
-    match (largest, learned) {
-        (None, _) => old,
-        (Some(n), false) => n.max(1).next_power_of_two(),
-        (Some(n), true) => n.max(1).next_power_of_two().max(old),
+    match largest {
+        None => old,
+        Some(n) if !learned => n.max(1),
+        Some(n) if n <= old => old,
+        Some(n) => n.max(old.saturating_mul(2)),
     }
 }
 

@@ -203,3 +203,18 @@ def test_an_open_write_slot_refuses_the_move_and_says_why():
     assert sb.capacity > 1024
     sb.put("t0", torch.tensor([5.0]))
     assert sb.pop_chunk().ids == ["held"] and sb.pop_chunk().ids == ["t0"]
+
+
+def test_same_sized_items_stack_across_a_move():
+    # 1200-byte items: the first ring reserves 4096 for each, the move
+    # learns 1200; chunk 42 (items 1008..1031) has items of both rings.
+    sb = dropin("fixed:size=24")
+    for i in range(2400):
+        sb.pre_read_register(f"t{i}")
+        sb.put(f"t{i}", torch.full((300,), float(i)))
+    sb.signal_done()
+    for chunk in sb:
+        data = chunk.data["data"]
+        assert torch.is_tensor(data) and data.shape == (24, 300), chunk.start_offset
+        want = torch.arange(chunk.start_offset, chunk.start_offset + 24).float()
+        assert torch.equal(data[:, 0], want) and torch.equal(data[:, 299], want)
