@@ -42,8 +42,9 @@ pub struct StreamBuffer<E = ()> {
     /// Rings the stream moved away from (`grow.rs`) while leases of them
     /// were live, oldest first: each goes with its last lease.
     pub(crate) retired: Vec<Retired>,
-    /// How many times the stream moved to a bigger ring.
-    pub(crate) moves: u32,
+    /// Whether a move learned the stream's item size from its items (a
+    /// default given at creation is not learned).
+    pub(crate) learned: bool,
 }
 
 /// A ring the stream left (`grow.rs`), kept for the leases popped from it.
@@ -120,7 +121,7 @@ impl<E> StreamBuffer<E> {
             id,
             leases: Leases::default(),
             retired: Vec::new(),
-            moves: 0,
+            learned: false,
         })
     }
 

@@ -119,7 +119,7 @@ impl<E> StreamBuffer<E> {
             }
         }
         let old_item = old.mem().item_bytes();
-        let item_bytes = learned_item_bytes(&items, need, old_item, self.moves > 0);
+        let item_bytes = learned_item_bytes(&items, need, old_item, self.learned);
         let plan = Plan::new(&items, need, old_item, item_bytes);
         let (mut capacity, mut payload) =
             plan.sizes(old.mem().capacity(), old.mem().payload_bytes());
@@ -142,7 +142,7 @@ impl<E> StreamBuffer<E> {
                             leases,
                         });
                     }
-                    self.moves += 1;
+                    self.learned |= learns(&items, need);
                     // A fresh look at the new ring; an error (the next item
                     // abandoned, say) is the next poll's to report.
                     let _ = self.consumer.poll();
@@ -307,6 +307,11 @@ impl<'a> Plan<'a> {
 /// one contiguous tensor per chunk); the old default when nothing was put
 /// yet. A learned size is kept, and one found too small at least doubles,
 /// so that ever larger items move the stream O(log) times.
+/// Whether the move sees an item's size to learn from.
+fn learns(items: &[Carried], need: Need<'_>) -> bool {
+    matches!(need, Need::Put { .. }) || items.iter().any(|c| matches!(c, Carried::Item { .. }))
+}
+
 fn learned_item_bytes(items: &[Carried], need: Need<'_>, old: u64, learned: bool) -> u64 {
     let largest = items
         .iter()

@@ -155,6 +155,27 @@ fn a_put_larger_than_its_reservation_moves_the_stream_once() {
 }
 
 #[test]
+fn a_move_before_any_put_learns_nothing_and_the_next_one_learns() {
+    let (mut producer, mut buffer) = setup("fixed:size=1", 2);
+    producer.pre_read_register("a").unwrap();
+    producer.pre_read_register("b").unwrap();
+    let grown = buffer
+        .grow(&mut producer, Need::Register { nbytes: 64 })
+        .unwrap();
+    assert_eq!(grown.item_bytes, 64, "the default stays: nothing was put");
+    put(&producer, "a", 0, 1);
+    put(&producer, "b", 1, 1);
+    let mut i = 2;
+    while producer.pre_read_register(&format!("t{i}")).is_ok() {
+        i += 1;
+    }
+    let grown = buffer
+        .grow(&mut producer, Need::Register { nbytes: 64 })
+        .unwrap();
+    assert_eq!(grown.item_bytes, 8, "learned from the 8-byte puts");
+}
+
+#[test]
 fn done_and_positions_carry_over_and_the_stream_ends_once() {
     let (mut producer, mut buffer) = setup("fixed:size=2", 4);
     producer.pre_read_register("a").unwrap();
