@@ -176,6 +176,46 @@ fn a_move_before_any_put_learns_nothing_and_the_next_one_learns() {
 }
 
 #[test]
+fn a_learned_size_is_kept_when_later_items_are_smaller() {
+    let (mut producer, mut buffer) = setup("fixed:size=1", 4);
+    producer.pre_read_register("big").unwrap();
+    // Learned from the put alone: nothing committed is carried.
+    let grown = buffer
+        .grow(
+            &mut producer,
+            Need::Put {
+                id: "big",
+                nbytes: 8000,
+            },
+        )
+        .unwrap();
+    assert_eq!(grown.item_bytes, 8000);
+    put(&producer, "big", 0, 1000);
+    check(&mut buffer, 0, 1000);
+    let mut i = 1;
+    while producer.pre_read_register(&format!("t{i}")).is_ok() {
+        put(&producer, &format!("t{i}"), i, 1);
+        i += 1;
+    }
+    let grown = buffer
+        .grow(&mut producer, Need::Register { nbytes: 8 })
+        .unwrap();
+    assert_eq!(grown.item_bytes, 8000, "a learned size is kept");
+    // One found too small at least doubles.
+    producer.pre_read_register("huge").unwrap();
+    let grown = buffer
+        .grow(
+            &mut producer,
+            Need::Put {
+                id: "huge",
+                nbytes: 9000,
+            },
+        )
+        .unwrap();
+    assert_eq!(grown.item_bytes, 16000);
+}
+
+#[test]
 fn done_and_positions_carry_over_and_the_stream_ends_once() {
     let (mut producer, mut buffer) = setup("fixed:size=2", 4);
     producer.pre_read_register("a").unwrap();
