@@ -5,8 +5,9 @@
 # tests/ring.rs and tests/buffer.rs (in_process() is heap-backed under
 # Miri), and tests/stream_set.rs (the worker hub's protocol on the heap:
 # producer threads announcing and committing, one wait_any thread), and
-# tests/batch.rs (put_many, commit_many, put_in_place_many), and tests/by_id.rs
-# (the pending-id table). Tests that touch the OS (segments, other processes) are compiled
+# tests/batch.rs (put_many, commit_many, put_in_place_many), tests/by_id.rs
+# (the pending-id table) and tests/grow.rs (an in-process stream moving to a
+# bigger ring). Tests that touch the OS (segments, other processes) are compiled
 # out with cfg(not(miri)) or not passed (tests/segment.rs,
 # tests/cross_process.rs).
 #
@@ -45,7 +46,7 @@ done
 cargo +nightly miri setup >&2 || skip "'cargo +nightly miri setup' failed"
 
 targets=(--lib)
-for t in policy miri_ring soundness ring buffer payload lease stream_set batch by_id; do
+for t in policy miri_ring soundness ring buffer payload lease stream_set batch by_id grow; do
     if [[ -f "tests/$t.rs" ]]; then
         targets+=(--test "$t")
     else

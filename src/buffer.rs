@@ -39,6 +39,19 @@ pub struct StreamBuffer<E = ()> {
     id: StreamId,
     /// Chunks popped as leases (`lease.rs`), not yet handed back.
     pub(crate) leases: Leases,
+    /// Rings the stream moved away from (`grow.rs`) while leases of them
+    /// were live, oldest first: each goes with its last lease.
+    pub(crate) retired: Vec<Retired>,
+    /// Whether a move learned the stream's item size from its items (a
+    /// default given at creation is not learned).
+    pub(crate) learned: bool,
+}
+
+/// A ring the stream left (`grow.rs`), kept for the leases popped from it.
+#[derive(Debug)]
+pub(crate) struct Retired {
+    pub(crate) ring: crate::protocol::ring_consumer::ConsumerRing,
+    pub(crate) leases: Leases,
 }
 
 /// [`StreamBuffer::new`] refused its arguments; the consumer comes back
@@ -107,6 +120,8 @@ impl<E> StreamBuffer<E> {
             edges: VecDeque::new(),
             id,
             leases: Leases::default(),
+            retired: Vec::new(),
+            learned: false,
         })
     }
 
@@ -286,6 +301,21 @@ impl Leases {
     /// The oldest position a live lease shows (`u64::MAX`: none).
     pub(crate) fn hold(&self) -> u64 {
         self.holds.keys().next().copied().unwrap_or(u64::MAX)
+    }
+
+    /// Forgets the live lease with this serial (and its hold).
+    pub(crate) fn forget(&mut self, serial: u64) {
+        let Some((start, len)) = self.live.remove(&serial) else {
+            return;
+        };
+        if len > 0 {
+            if let Some(count) = self.holds.get_mut(&start) {
+                *count -= 1;
+                if *count == 0 {
+                    self.holds.remove(&start);
+                }
+            }
+        }
     }
 
     /// The window of the live lease with this serial.

@@ -438,6 +438,12 @@ pub enum StreamError {
     Corrupt(String),
     /// `pop_chunk` when `has_chunk_ready()` is false.
     NotReady,
+    /// An in-process stream could not move to a bigger ring (`grow`); it
+    /// is left as it was.
+    NotGrown {
+        /// Why, with the numbers.
+        why: String,
+    },
 }
 
 impl fmt::Display for StreamError {
@@ -528,6 +534,7 @@ impl fmt::Display for StreamError {
             ),
             StreamError::Corrupt(what) => write!(f, "shared memory is corrupt: {what}"),
             StreamError::NotReady => write!(f, "no chunk is ready; check has_chunk_ready() first"),
+            StreamError::NotGrown { why } => write!(f, "the stream cannot grow: {why}"),
         }
     }
 }

@@ -18,6 +18,7 @@
 use crate::buffer::StreamBuffer;
 use crate::consumer::stacked;
 use crate::error::StreamError;
+use crate::protocol::ring_consumer::ConsumerRing;
 use crate::view::{ItemView, TensorView};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -197,39 +198,65 @@ impl<E> StreamBuffer<E> {
     ///
     /// [`ForeignLease`] (with the lease) when this buffer did not issue it.
     pub fn release_lease(&mut self, lease: ChunkLease) -> Result<(), ForeignLease> {
-        let Some((start, len)) = self.leases.live.remove(&lease.serial) else {
-            return Err(ForeignLease(lease));
-        };
-        if len > 0 {
-            if let Some(count) = self.leases.holds.get_mut(&start) {
-                *count -= 1;
-                if *count == 0 {
-                    self.leases.holds.remove(&start);
-                }
-            }
+        if !self.leases.live.contains_key(&lease.serial) {
+            return self.release_retired(lease);
         }
+        self.leases.forget(lease.serial);
         let ring = &mut self.consumer.ring;
         ring.set_hold(self.leases.hold());
         ring.release();
         Ok(())
     }
 
+    /// Hands back a lease of a ring the stream moved away from
+    /// (`grow.rs`); the ring goes with its last lease.
+    fn release_retired(&mut self, lease: ChunkLease) -> Result<(), ForeignLease> {
+        let Some(i) = self
+            .retired
+            .iter()
+            .position(|r| r.leases.live.contains_key(&lease.serial))
+        else {
+            return Err(ForeignLease(lease));
+        };
+        self.retired[i].leases.forget(lease.serial);
+        if self.retired[i].leases.live.is_empty() {
+            self.retired.remove(i);
+        }
+        Ok(())
+    }
+
     /// Live leases: popped and not yet handed back.
     pub fn live_leases(&self) -> usize {
         self.leases.live.len()
+            + self
+                .retired
+                .iter()
+                .map(|r| r.leases.live.len())
+                .sum::<usize>()
+    }
+
+    /// The ring a live lease reads from, and its window.
+    fn lease_home(&self, serial: u64) -> Option<(&ConsumerRing, (u64, usize))> {
+        if let Some(window) = self.leases.window(serial) {
+            return Some((&self.consumer.ring, window));
+        }
+        self.retired
+            .iter()
+            .find_map(|r| r.leases.window(serial).map(|w| (&r.ring, w)))
     }
 
     /// Item `i` of a leased chunk, in place; `None` past its end or for a
     /// lease this buffer does not hold.
     pub fn lease_item(&self, lease: &ChunkLease, i: usize) -> Option<ItemView<'_>> {
-        let (start, len) = self.leases.window(lease.serial)?;
+        let (ring, (start, len)) = self.lease_home(lease.serial)?;
         (i < len).then(|| {
             let position = start + i as u64;
-            let ring = &self.consumer.ring;
             // SAFETY: the position is in the window of a live lease: it was
             // in the available prefix when popped, and the ring's hold keeps
             // it unreleased until the lease is handed back, which needs
-            // `&mut self`, so not while this borrow lives.
+            // `&mut self`, so not while this borrow lives. A ring the
+            // stream moved away from (`grow.rs`) has no producer left: its
+            // ring, kept with the lease, is never written again.
             unsafe { ItemView::new(ring, position) }
         })
     }
@@ -238,17 +265,18 @@ impl<E> StreamBuffer<E> {
     /// its items share dtype and shape; `None` for an empty chunk, mixed
     /// items, or a lease this buffer does not hold.
     pub fn lease_stacked(&self, lease: &ChunkLease) -> Option<TensorView<'_>> {
-        let (start, len) = self.leases.window(lease.serial)?;
+        let (ring, (start, len)) = self.lease_home(lease.serial)?;
         // The window is held unreleased (see `lease_item`).
-        stacked(&self.consumer.ring, start, len as u64)
+        stacked(ring, start, len as u64)
     }
 
     /// The tensor ids of a leased chunk's window, in order (empty for a
     /// lease this buffer does not hold; an id is empty when corrupt, see
     /// [`ItemView::id`]).
     pub fn lease_ids(&self, lease: &ChunkLease) -> impl ExactSizeIterator<Item = &str> + '_ {
-        let (start, len) = self.leases.window(lease.serial).unwrap_or((0, 0));
-        let ring = &self.consumer.ring;
+        let (ring, (start, len)) = self
+            .lease_home(lease.serial)
+            .unwrap_or((&self.consumer.ring, (0, 0)));
         (0..len).map(move |i| ring.id(start + i as u64).unwrap_or_default())
     }
 }

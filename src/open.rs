@@ -9,6 +9,7 @@ use crate::policy::ChunkPolicy;
 use crate::producer::Producer;
 #[cfg(any(loom, miri))]
 use crate::protocol::heap::heap_ring;
+use crate::protocol::ring::RingMem;
 use crate::protocol::ring_consumer::ConsumerRing;
 use crate::protocol::ring_producer::ProducerRing;
 
@@ -21,20 +22,26 @@ use crate::protocol::ring_producer::ProducerRing;
 /// [`SetupError::InvalidName`] and [`SetupError::InvalidConfig`] for a bad
 /// configuration.
 pub fn in_process(config: &StreamConfig) -> Result<(Producer, Consumer), SetupError> {
-    let geometry = config.validate()?;
-    // Loom and Miri run the protocol on the heap; elsewhere a memfd gives
-    // the double mapping, so stacked views work across the wrap.
-    #[cfg(any(loom, miri))]
-    let (p, c) = heap_ring(&geometry);
-    #[cfg(not(any(loom, miri)))]
-    let (p, c) = {
-        let _ = geometry; // `anonymous` checks the config itself
-        crate::os::segment::anonymous(config)?
-    };
+    let (p, c) = in_process_mem(config)?;
     Ok((
         Producer::from_ring(ProducerRing::new(p), config.timeout),
         Consumer::from_ring(ConsumerRing::new(c), config.timeout),
     ))
+}
+
+/// The memory of an in-process stream, as the producer's and the
+/// consumer's views (also what a growing stream moves to, `grow.rs`).
+pub(crate) fn in_process_mem(config: &StreamConfig) -> Result<(RingMem, RingMem), SetupError> {
+    let geometry = config.validate()?;
+    // Loom and Miri run the protocol on the heap; elsewhere a memfd gives
+    // the double mapping, so stacked views work across the wrap.
+    #[cfg(any(loom, miri))]
+    return Ok(heap_ring(&geometry));
+    #[cfg(not(any(loom, miri)))]
+    {
+        let _ = geometry; // `anonymous` checks the config itself
+        crate::os::segment::anonymous(config)
+    }
 }
 
 /// [`in_process`] with a [`StreamBuffer`] on the consumer's side.

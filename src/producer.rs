@@ -83,6 +83,12 @@ impl Producer {
         self.pending.borrow_mut().remove(id);
     }
 
+    /// Bytes reserved for the pending (`pre_read_register`ed, not yet
+    /// put) `id`; `None` when it is not pending.
+    pub fn pending_bytes(&self, id: &str) -> Option<u64> {
+        self.find_pending(id.as_bytes()).map(|r| r.len)
+    }
+
     /// Items the ring holds at most.
     pub fn capacity(&self) -> u64 {
         self.ring.borrow().mem().capacity()

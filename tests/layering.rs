@@ -21,7 +21,8 @@ const LAYERS: &[&[&str]] = &[
     &["policy"],
     &["os"],
     &[
-        "batch", "buffer", "chunk", "consumer", "lease", "open", "pending", "producer", "view",
+        "batch", "buffer", "chunk", "consumer", "grow", "lease", "open", "pending", "producer",
+        "view",
     ],
     &["hub"],
     // Beside the layers: what only the bindings and the fuzz targets use.

@@ -49,7 +49,7 @@ impl PyStreamBuffer {
 impl PyStreamBuffer {
     /// A drop-in buffer: producer and consumer in this process.
     #[staticmethod]
-    #[pyo3(signature = (request_id, edge_name, from_partition, policy, capacity, item_bytes, payload_bytes=None))]
+    #[pyo3(signature = (request_id, edge_name, from_partition, policy, capacity, item_bytes, payload_bytes=None, grow=false))]
     #[allow(clippy::too_many_arguments)]
     fn in_process(
         py: Python<'_>,
@@ -60,6 +60,7 @@ impl PyStreamBuffer {
         capacity: u64,
         item_bytes: u64,
         payload_bytes: Option<u64>,
+        grow: bool,
     ) -> PyResult<(Self, PyProducer)> {
         let id = StreamId {
             request_id,
@@ -68,6 +69,8 @@ impl PyStreamBuffer {
         };
         let error = error_slot();
         let (parsed, name) = policy_arg(py, policy, &error)?;
+        // A growing buffer starts with room for the policy's window.
+        let capacity = crate::grow::first_capacity(&parsed, capacity, grow);
         // No waits in one process: a full ring is an error at once.
         let mut cfg = StreamConfig::new(id.clone())
             .with_capacity(capacity)
@@ -80,9 +83,10 @@ impl PyStreamBuffer {
         raise_policy_error(Some(&error))?;
         let (producer, buf) = made.map_err(|e| setup_err(py, &id, &e))?;
         let state = producer_state::shared(producer);
+        let shared = Shared::new(buf, id.clone());
         Ok((
             PyStreamBuffer {
-                shared: Shared::new(buf, id.clone()),
+                shared: shared.clone(),
                 producer: Some(state.clone()),
                 policy: name,
                 edges: Mutex::new(VecDeque::new()),
@@ -93,6 +97,7 @@ impl PyStreamBuffer {
                 state,
                 id,
                 timeout: Some(Duration::ZERO),
+                grows: grow.then_some(shared),
             },
         ))
     }

@@ -7,17 +7,27 @@ use pyo3::types::{PyDict, PyType};
 use shmstream::policy::PolicyError;
 use shmstream::{AbandonReason, SetupError, StreamError, StreamId};
 
+/// The class `shmstream._errors.<class>`.
+fn class_of<'py>(py: Python<'py>, class: &'static str) -> PyResult<Bound<'py, PyType>> {
+    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    let module = MODULE.get_or_try_init(py, || py.import("shmstream._errors").map(Bound::unbind))?;
+    module
+        .bind(py)
+        .getattr(class)
+        .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from))
+}
+
 /// Raises `shmstream._errors.<class>(message)`.
 pub(crate) fn raise(py: Python<'_>, class: &'static str, message: String) -> PyErr {
-    static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    let module = MODULE.get_or_try_init(py, || py.import("shmstream._errors").map(Bound::unbind));
-    let class: PyResult<Bound<'_, PyType>> = module
-        .and_then(|m| m.bind(py).getattr(class))
-        .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));
-    match class {
+    match class_of(py, class) {
         Ok(class) => PyErr::from_type(class, message),
         Err(e) => e,
     }
+}
+
+/// Whether `e` is a `shmstream._errors.<class>` (or of a subclass).
+pub(crate) fn is_a(py: Python<'_>, e: &PyErr, class: &'static str) -> bool {
+    class_of(py, class).is_ok_and(|c| e.is_instance(py, &c))
 }
 
 /// The class for a stream error.
@@ -41,6 +51,7 @@ fn stream_class(e: &StreamError) -> &'static str {
         StreamError::Unpublished { .. } => "StreamError",
         StreamError::Corrupt(_) => "CorruptStream",
         StreamError::NotReady => "NotReady",
+        StreamError::NotGrown { .. } => "RingFull",
         _ => "StreamError",
     }
 }

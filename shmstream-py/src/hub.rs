@@ -73,6 +73,7 @@ impl PyHub {
             state: shared_producer(producer),
             id,
             timeout,
+            grows: None,
         })
     }
 

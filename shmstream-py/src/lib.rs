@@ -32,6 +32,7 @@ mod buffer;
 mod chunk;
 mod dlpack;
 mod errors;
+mod grow;
 mod host;
 mod hub;
 mod locks;

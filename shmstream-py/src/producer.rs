@@ -3,14 +3,16 @@
 //! copies a host array in (`put`, `put_many`), waiting for room in
 //! slices (Ctrl-C between them).
 
-use crate::errors::{raise, stream_err};
+use crate::errors::{is_a, raise, stream_err};
 use crate::host;
 use crate::locks::{lock, try_lock};
+use crate::shared::Shared;
 use crate::producer_state::{meta, meta_of, register, shared, with_state, SharedProducer, State};
 use crate::slot::PySlot;
 use crate::timeout::{seconds, slice_of, SLICE};
 use pyo3::prelude::*;
 use shmstream::{BatchItem, Producer, StreamError, StreamId, TensorMeta};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `err` with its message prefixed by the batch item it is about and
@@ -32,6 +34,11 @@ pub(crate) struct PyProducer {
     pub(crate) state: SharedProducer,
     pub(crate) id: StreamId,
     pub(crate) timeout: Option<Duration>,
+    /// The buffer of a growing drop-in `StreamBuffer` (built without
+    /// sizes): a registration or put that does not fit moves the stream to
+    /// a bigger ring and is tried again (`grow.rs`); None for every other
+    /// producer, which raises `RingFull` or `BadTensor`.
+    pub(crate) grows: Option<Arc<Shared>>,
 }
 
 #[pymethods]
@@ -76,6 +83,7 @@ impl PyProducer {
             state: shared(producer),
             id,
             timeout,
+            grows: None,
         })
     }
 
@@ -167,6 +175,18 @@ impl PyProducer {
         tensor_id: &str,
         nbytes: Option<u64>,
     ) -> PyResult<()> {
+        let e = match self.pre_read_register(py, tensor_id, nbytes) {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        let Some(shared) = &self.grows else {
+            return Err(e);
+        };
+        if !(is_a(py, &e, "RingFull") || is_a(py, &e, "BadTensor")) {
+            return Err(e);
+        }
+        let n = nbytes.unwrap_or_else(|| self.item_bytes(py));
+        crate::grow::grow(py, &self.state, shared, None, n)?;
         self.pre_read_register(py, tensor_id, nbytes).map(drop)
     }
 
@@ -182,8 +202,7 @@ impl PyProducer {
         let meta = meta_of(py, &self.id, tensor.dtype, tensor.shape())?;
         // `item` stays referenced by the caller for the call: its bytes
         // live until the copy is done.
-        self.put_pending(py, tensor_id, meta, tensor.ptr, meta.nbytes() as usize)
-            .map_err(|e| stream_err(py, &self.id, &e))
+        self.put_growing(py, tensor_id, meta, tensor.ptr, meta.nbytes() as usize)
     }
 
     /// Copies `nbytes` from address `ptr` (a contiguous host array the
@@ -496,10 +515,37 @@ impl PyProducer {
         let (dtype, shape, ptr, nbytes, _keep): (String, Vec<u64>, usize, usize, Bound<'_, PyAny>) =
             fields.extract(py)?;
         let meta = meta(py, &self.id, &dtype, &shape)?;
-        self.put_pending(py, tensor_id, meta, ptr, nbytes)
-            .map_err(|e| stream_err(py, &self.id, &e))?;
+        self.put_growing(py, tensor_id, meta, ptr, nbytes)?;
         host::learn(py, item, meta.dtype());
         Ok(())
+    }
+
+    /// [`put_pending`](Self::put_pending); for a growing buffer, an item
+    /// larger than its reservation moves the stream to a bigger ring first
+    /// (once) and goes in there.
+    fn put_growing(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        meta: TensorMeta,
+        ptr: usize,
+        nbytes: usize,
+    ) -> PyResult<()> {
+        let e = match self.put_pending(py, tensor_id, meta, ptr, nbytes) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let grown = match (&self.grows, &e) {
+            (Some(shared), StreamError::TooLarge { .. } | StreamError::ExceedsPayload { .. }) => {
+                crate::grow::grow(py, &self.state, shared, Some(tensor_id), nbytes as u64)?
+            }
+            _ => false,
+        };
+        if !grown {
+            return Err(stream_err(py, &self.id, &e));
+        }
+        self.put_pending(py, tensor_id, meta, ptr, nbytes)
+            .map_err(|e| stream_err(py, &self.id, &e))
     }
 
     /// Copies `nbytes` from `ptr` into the slot `pre_read_register` reserved

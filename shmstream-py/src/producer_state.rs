@@ -82,6 +82,11 @@ impl State {
         &self.producer
     }
 
+    /// The producer to change (`grow.rs`), when no slot borrows it.
+    pub(crate) fn producer_mut(&mut self) -> Option<&mut Producer> {
+        self.slots.is_empty().then_some(&mut *self.producer)
+    }
+
     /// Takes the open slot of `token` out; the caller commits or drops it
     /// before it lets the lock go (the safety argument of `State`).
     pub(crate) fn take_slot(&mut self, token: u64) -> Option<Slot<'static>> {

@@ -158,6 +158,16 @@ impl Shared {
         out
     }
 
+    /// As [`with`](Self::with), on a thread that does not hold the GIL
+    /// (`grow.rs`, inside `detach`).
+    pub(crate) fn with_detached<T>(&self, f: impl FnOnce(&mut StreamBuffer) -> T) -> T {
+        let mut g = self.lock_buf();
+        self.drain(&mut g);
+        let out = f(g.buf());
+        self.drain(&mut g);
+        out
+    }
+
     /// Waits (GIL released, Ctrl-C honoured every slice) until `f`
     /// succeeds or fails otherwise than with a timeout of its slice.
     pub(crate) fn wait<T: Send>(

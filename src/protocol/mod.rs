@@ -5,6 +5,7 @@
 //! (beyond the clock and `sched_yield` of a wait loop), so loom and Miri
 //! run exactly this code. Uses only `error` and `sync`.
 
+pub(crate) mod carry;
 pub(crate) mod descriptor;
 #[cfg(not(loom))]
 pub(crate) mod fingerprint;

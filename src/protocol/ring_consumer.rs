@@ -102,6 +102,17 @@ impl ConsumerRing {
         }
     }
 
+    /// A ring whose first position is `start` (see
+    /// `ProducerRing::starting_at`).
+    pub(crate) fn starting_at(mem: RingMem, start: u64) -> Self {
+        let mut ring = ConsumerRing::new(mem);
+        ring.cur.consumed = start;
+        ring.cur.avail_end = start;
+        ring.cur.cached_registered = start;
+        ring.cur.released = start;
+        ring
+    }
+
     /// Sets the position no release may pass (`u64::MAX`: none), for the
     /// leased chunks of `lease.rs`.
     pub(crate) fn set_hold(&mut self, hold: u64) {

@@ -82,6 +82,22 @@ impl ProducerRing {
         }
     }
 
+    /// A ring whose first position is `start` (a stream moved to a bigger
+    /// ring, `carry.rs`): its counters are set to `start` before either
+    /// side runs.
+    pub(crate) fn starting_at(mem: RingMem, start: u64) -> Self {
+        let mut ring = ProducerRing::new(mem);
+        ring.next = start;
+        ring.cached_released = start;
+        ring.oldest_open = start;
+        ring
+    }
+
+    /// The hub hook, handed on to the ring that takes the stream over.
+    pub(crate) fn take_notifier(&mut self) -> Option<Box<dyn Wake>> {
+        self.notifier.take()
+    }
+
     /// Makes every publication also mark the stream ready in a hub.
     pub(crate) fn set_notifier(&mut self, notifier: Box<dyn Wake>) {
         self.notifier = Some(notifier);

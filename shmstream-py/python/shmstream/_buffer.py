@@ -31,9 +31,19 @@ class StreamBuffer:
     another process created.
 
     ``policy`` is a :class:`ChunkPolicy` or a name such as
-    ``"sliding:window=28,stride=7"``. The ring holds ``capacity`` items and
-    ``payload_bytes`` bytes (default ``capacity * item_bytes``); a ``put``
-    that does not fit raises :class:`RingFull` (pop chunks first).
+    ``"sliding:window=28,stride=7"``.
+
+    Built with the reference's four arguments, the buffer has no limit the
+    reference lacks: a ``put`` of any size after an unsized
+    ``pre_read_register``, any number of buffered items, any window while
+    earlier chunks are held; it moves to a bigger ring when it must
+    (docs/design.md, "Growing the in-process buffer"). Given any of
+    ``capacity`` (items), ``item_bytes`` (what an unsized
+    ``pre_read_register`` reserves) or ``payload_bytes`` (default
+    ``capacity * item_bytes``), it is fixed-memory: what does not fit raises
+    :class:`RingFull` or :class:`BadTensor` with the numbers (pop chunks
+    first). ``grow`` says it outright (True: start from the sizes given and
+    grow; False: fixed at the defaults, 1024 items of 4096 bytes).
     """
 
     __module__ = "shmstream"  # its public home (repr, help), as before the move
@@ -65,19 +75,23 @@ class StreamBuffer:
         from_partition: str,
         policy: PolicyLike,
         *,
-        capacity: int = 1024,
-        item_bytes: int = 4096,
+        capacity: int | None = None,
+        item_bytes: int | None = None,
         payload_bytes: int | None = None,
+        grow: bool | None = None,
     ) -> None:
+        if grow is None:  # explicit sizes mean fixed memory
+            grow = capacity is None and item_bytes is None and payload_bytes is None
         self.policy = _as_policy(policy)
         self._b, self._p = _shmstream._Buffer.in_process(
             request_id,
             edge_name,
             from_partition,
             policy_arg(self.policy),
-            capacity,
-            item_bytes,
+            1024 if capacity is None else capacity,
+            4096 if item_bytes is None else item_bytes,
             payload_bytes,
+            bool(grow),
         )
         self._done = False
         self.pre_read_register = self._p._register_pending
