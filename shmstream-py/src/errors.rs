@@ -10,7 +10,8 @@ use shmstream::{AbandonReason, SetupError, StreamError, StreamId};
 /// The class `shmstream._errors.<class>`.
 fn class_of<'py>(py: Python<'py>, class: &'static str) -> PyResult<Bound<'py, PyType>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-    let module = MODULE.get_or_try_init(py, || py.import("shmstream._errors").map(Bound::unbind))?;
+    let module =
+        MODULE.get_or_try_init(py, || py.import("shmstream._errors").map(Bound::unbind))?;
     module
         .bind(py)
         .getattr(class)

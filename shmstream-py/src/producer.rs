@@ -6,8 +6,8 @@
 use crate::errors::{is_a, raise, stream_err};
 use crate::host;
 use crate::locks::{lock, try_lock};
-use crate::shared::Shared;
 use crate::producer_state::{meta, meta_of, register, shared, with_state, SharedProducer, State};
+use crate::shared::Shared;
 use crate::slot::PySlot;
 use crate::timeout::{seconds, slice_of, SLICE};
 use pyo3::prelude::*;
