@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import shmstream
+from sections import write_section
 from shmstream import _aio
 
 # (row label, loop, how the set's awaits wait: shmstream._aio.SET_WAITER)
@@ -230,18 +231,6 @@ def report(lat: dict[int, dict[str, list[float]]], tput: dict[str, float]) -> st
     return "\n".join(lines) + "\n"
 
 
-def write(path: Path, section: str) -> None:
-    start, end = "<!-- aio-bench:start -->", "<!-- aio-bench:end -->"
-    text = path.read_text() if path.exists() else ""
-    block = f"{start}\n{section}{end}"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--write", type=Path)
@@ -259,7 +248,7 @@ def main() -> None:
     section = report(lat, tput)
     print(section)
     if args.write:
-        write(args.write, section)
+        write_section(args.write, "aio-bench", section)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import measure
 import report
+from sections import write_section
 
 
 def main() -> None:
@@ -40,7 +41,7 @@ def main() -> None:
     text = report.render(measure.run(args.quick))
     print(text)
     if args.write:
-        report.write_section(Path(args.write), text)
+        write_section(Path(args.write), report.TAG, text)
         print(f"bench: wrote the section into {args.write}", file=sys.stderr)
 
 

@@ -33,6 +33,7 @@ import dropin_costs
 import dropin_report
 import dropin_wake
 import torch
+from sections import write_section
 
 
 def run(quick: bool) -> dict:
@@ -65,7 +66,7 @@ def main() -> None:
     text = dropin_report.render(run(args.quick))
     print(text)
     if args.write:
-        dropin_report.write_section(Path(args.write), text)
+        write_section(Path(args.write), dropin_report.TAG, text)
         print(f"dropin: wrote the section into {args.write}", file=sys.stderr)
 
 

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 from typing import Any
 
 from dropin_costs import SIZES, WINDOWS
 from dropin_wake import BUSY, CONSUMER_CALL, CROSS, PRODUCERS, STEPS, THREADS, WAITS
+from sections import markers
 
-START, END = "<!-- dropin-bench:start -->", "<!-- dropin-bench:end -->"
+TAG = "dropin-bench"
+START, END = markers(TAG)
 ITEM_PEERS = ("drop-in", "drop-in, sized", "reference", "reference + clone")
 GOAL = 2.0  # issue 26: Python's wake-up p50 within 2x Rust's, same run
 
@@ -273,15 +274,3 @@ def notes(r: dict[str, Any]) -> list[str]:
         "call still dominates), or keeping the consumer's CPU warm, which on 2 cores "
         "means spinning, which the design rules out.",
     ]
-
-
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    block = f"{START}\n{text}{END}"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        _, tail = rest.split(END, 1)
-        new = head + block + tail
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)

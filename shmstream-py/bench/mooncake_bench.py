@@ -41,8 +41,10 @@ import mooncake_ingress  # noqa: E402
 import mooncake_ours  # noqa: E402
 import mooncake_reference  # noqa: E402
 import mooncake_workload as wl  # noqa: E402
+from sections import markers, write_section  # noqa: E402
 
-START, END = "<!-- mooncake-bench:start -->", "<!-- mooncake-bench:end -->"
+TAG = "mooncake-bench"
+START, END = markers(TAG)
 
 
 def run_ours(ctx: Any, w: wl.Workload) -> dict[str, Any]:
@@ -175,16 +177,6 @@ def render(ingress: list[dict], e2e: list[dict], quick: bool) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--write", metavar="FILE")
@@ -209,7 +201,7 @@ def main() -> None:
     text = render(ingress, e2e, args.quick)
     print(text)
     if args.write:
-        write_section(Path(args.write), text)
+        write_section(Path(args.write), TAG, text)
 
 
 if __name__ == "__main__":

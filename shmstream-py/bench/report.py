@@ -6,13 +6,13 @@ it is tested with fixed numbers (test_report.py)."""
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 from results import Results
+from sections import markers
 from sizes import payload_of
 
-START = "<!-- python-bench:start -->"
-END = "<!-- python-bench:end -->"
+TAG = "python-bench"
+START, END = markers(TAG)
 VARIANTS = ["pop", "data", "torch.from_dlpack", "numpy.from_dlpack", "reference"]
 
 
@@ -255,15 +255,3 @@ def analysis(
             "cores its wake-ups compete with the producer."
         )
     return out
-
-
-def write_section(path: Path, text: str) -> None:
-    old = path.read_text() if path.exists() else ""
-    block = f"{START}\n{text}\n{END}"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        _, tail = rest.split(END, 1)
-        new = head + block + tail
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)

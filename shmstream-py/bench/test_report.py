@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from report import END, START, render, write_section
+from report import END, START, TAG, render
 from results import Results
+from sections import write_section
 
 WINDOWS = [4, 28, 256, 1024]
 VARIANTS = ["pop", "data", "torch.from_dlpack", "numpy.from_dlpack", "reference"]
@@ -143,7 +144,7 @@ def test_goals_at_their_bounds() -> None:
 def test_write_section_replaces_or_appends(tmp_path: Path) -> None:
     path = tmp_path / "benchmarks.md"
     path.write_text("# Benchmarks\n\nbody\n")
-    write_section(path, "one")
+    write_section(path, TAG, "one")
     assert path.read_text() == f"# Benchmarks\n\nbody\n\n{START}\none\n{END}\n"
-    write_section(path, "two")
+    write_section(path, TAG, "two")
     assert path.read_text() == f"# Benchmarks\n\nbody\n\n{START}\ntwo\n{END}\n"

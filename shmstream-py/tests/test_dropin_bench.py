@@ -25,8 +25,9 @@ def bench_modules():
     try:
         import dropin_report
         import dropin_wake
+        import sections
 
-        yield dropin_report, dropin_wake
+        yield dropin_report, dropin_wake, sections
     finally:
         sys.path.remove(str(BENCH))
 
@@ -64,7 +65,7 @@ TIME = re.compile(r"^\d+\.\d\d (µs|ms)$")
 
 
 def test_quick_run_writes_every_row_between_the_markers(tmp_path: Path, bench_modules) -> None:
-    _, wake = bench_modules
+    _, wake, _ = bench_modules
     doc = tmp_path / "benchmarks.md"
     doc.write_text(f"# before\n\n{START}\nold\n{END}\n\n# after\n")
     env = dict(os.environ)
@@ -183,7 +184,7 @@ def _results(set_py: int, set_rs: int) -> dict:
 
 
 def test_report_ratios_and_goal_from_fixed_numbers(bench_modules) -> None:
-    report, wake = bench_modules
+    report, wake, _ = bench_modules
     met = report.render(_results(set_py=40_000, set_rs=20_000))
     assert _row(met, "56 B")[1:] == [
         "0.60 µs",
@@ -212,10 +213,10 @@ def test_report_ratios_and_goal_from_fixed_numbers(bench_modules) -> None:
 
 
 def test_write_section_appends_when_the_markers_are_absent(tmp_path: Path, bench_modules) -> None:
-    report, _ = bench_modules
+    report, _, sections = bench_modules
     doc = tmp_path / "b.md"
     doc.write_text("# title\n")
-    report.write_section(doc, "body\n")
+    sections.write_section(doc, report.TAG, "body\n")
     assert doc.read_text() == f"# title\n\n{START}\nbody\n{END}\n"
-    report.write_section(doc, "new\n")
+    sections.write_section(doc, report.TAG, "new\n")
     assert doc.read_text() == f"# title\n\n{START}\nnew\n{END}\n"
