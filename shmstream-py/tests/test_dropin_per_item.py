@@ -3,6 +3,7 @@ and ``put`` find a pending id in O(1) however many are outstanding, and the
 fast way of reading a tensor (in Rust, once its type and dtype were seen)
 refuses exactly what the Python way refuses."""
 
+import os
 import time
 import uuid
 
@@ -126,3 +127,19 @@ def test_a_buffer_of_another_process_stream_has_no_per_item_calls(stream_id):
         with pytest.raises(s.StreamError, match="register and put through its Producer"):
             call()
     producer.close()
+
+
+def test_a_stream_set_buffer_has_no_per_item_calls_either():
+    """``set[key]`` is a buffer of another process's stream too: the same
+    clear error, not an AttributeError of the per-instance calls."""
+    name = f"pi{os.getpid()}"
+    with s.StreamSet(name, default_policy="fixed:size=1") as streams:
+        hub = s.Hub.attach(name)
+        producer = hub.create_stream("r", "e", "p", capacity=4, item_bytes=64)
+        producer.put("t0", np.arange(2, dtype=np.int64))
+        (key,) = streams.wait_any(timeout=5)
+        sb = streams[key]
+        for call in (lambda: sb.pre_read_register("a"), lambda: sb.put("a", torch.ones(2))):
+            with pytest.raises(s.StreamError, match="register and put through its Producer"):
+                call()
+        producer.close()

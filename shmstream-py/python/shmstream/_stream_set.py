@@ -20,6 +20,7 @@ def _buffer(b: Any) -> Any:
     sb._b = b
     sb._p = None
     sb._done = False
+    sb.pre_read_register = sb.put = sb._not_here
     obj = b.policy_object
     sb.policy = obj if obj is not None else NamedChunkPolicy(b.policy_name)
     return sb
