@@ -1,4 +1,4 @@
-//! `_Buffer._grow`: a drop-in buffer (its producer in this process) that
+//! A drop-in buffer (its producer in this process) that
 //! was built without sizes moves its stream to a bigger ring instead of
 //! raising `RingFull` or `BadTensor` (issue 26; the core's
 //! `StreamBuffer::grow`, docs/design.md "Growing the in-process buffer").
