@@ -329,8 +329,7 @@ impl Chunk {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
-        dlpack_args(stream.as_ref(), dl_device, copy)?;
-        let versioned = max_version.is_some_and(|(major, _)| major >= 1);
+        let versioned = dlpack_args(stream.as_ref(), max_version, dl_device, copy)?;
         // The capsule's deleter holds the lease, as a view's would; taken
         // before any address into the slots is formed.
         let keep = self.handle(py)?;

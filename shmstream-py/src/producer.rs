@@ -9,7 +9,7 @@ use crate::locks::{lock, try_lock};
 use crate::producer_state::{meta, meta_of, register, shared, with_state, SharedProducer, State};
 use crate::shared::Shared;
 use crate::slot::PySlot;
-use crate::timeout::{seconds, slice_of, SLICE};
+use crate::timeout::{seconds, slice_of, sliced, SLICE};
 use pyo3::prelude::*;
 use shmstream::{BatchItem, Producer, StreamError, StreamId, TensorMeta};
 use std::sync::Arc;
@@ -421,30 +421,9 @@ impl PyProducer {
     #[pyo3(signature = (timeout=None))]
     fn wait_drained(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = seconds(py, timeout)?;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            let slice = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-                None => SLICE,
-            };
-            match py.detach(|| lock(&self.state).producer().wait_drained(Some(slice))) {
-                Err(StreamError::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => {
-                    py.check_signals()?;
-                }
-                Err(StreamError::Timeout { what, .. }) => {
-                    return Err(raise(
-                        py,
-                        "StreamTimeout",
-                        format!(
-                            "stream {}: waited {:.3} s for {what}",
-                            self.id,
-                            timeout.unwrap_or_default().as_secs_f64()
-                        ),
-                    ))
-                }
-                r => return r.map_err(|e| stream_err(py, &self.id, &e)),
-            }
-        }
+        sliced(py, &self.id, timeout, |slice| {
+            lock(&self.state).producer().wait_drained(Some(slice))
+        })
     }
 
     #[getter]

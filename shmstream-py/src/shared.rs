@@ -10,15 +10,14 @@
 //! while Python still holds it is *parked* in the set's state: its buffer
 //! (and mapping) stays until the last holder goes.
 
-use crate::errors::{raise, stream_err};
 use crate::locks::{lock, try_lock};
 use crate::policy::PolicyError;
-use crate::timeout::SLICE;
+use crate::timeout::sliced;
 use pyo3::prelude::*;
 use shmstream::{ChunkLease, StreamBuffer, StreamError, StreamId, StreamKey, StreamSet};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A stream's buffer, where it lives, and the leases waiting to be handed
 /// back to it.
@@ -176,40 +175,11 @@ impl Shared {
         timeout: Option<Duration>,
         mut f: impl FnMut(&mut StreamBuffer, Duration) -> Result<T, StreamError> + Send,
     ) -> PyResult<T> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            let slice = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-                None => SLICE,
-            };
-            let r = py.detach(|| {
-                let mut g = self.lock_buf();
-                self.drain(&mut g);
-                f(g.buf(), slice)
-            });
-            match r {
-                Err(StreamError::Timeout { what, .. })
-                    if deadline.is_none_or(|d| Instant::now() < d) =>
-                {
-                    let _ = what;
-                    py.check_signals()?;
-                }
-                Err(StreamError::Timeout { what, .. }) => {
-                    let waited = timeout.unwrap_or_default();
-                    return Err(raise(
-                        py,
-                        "StreamTimeout",
-                        format!(
-                            "stream {}: waited {:.3} s for {what}",
-                            self.id,
-                            waited.as_secs_f64()
-                        ),
-                    ));
-                }
-                Err(e) => return Err(stream_err(py, &self.id, &e)),
-                Ok(v) => return Ok(v),
-            }
-        }
+        sliced(py, &self.id, timeout, |slice| {
+            let mut g = self.lock_buf();
+            self.drain(&mut g);
+            f(g.buf(), slice)
+        })
     }
 }
 

@@ -207,8 +207,7 @@ impl PySlot {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
-        dlpack_args(stream.as_ref(), dl_device, copy)?;
-        let versioned = max_version.is_some_and(|(major, _)| major >= 1);
+        let versioned = dlpack_args(stream.as_ref(), max_version, dl_device, copy)?;
         let v = self.view(py)?;
         dlpack::capsule(py, &v.t, v.keep.clone(), versioned, false)
     }

@@ -1,9 +1,10 @@
 //! How long the binding waits: a Python timeout in seconds as a duration,
 //! and the slices a blocking wait is cut into (Ctrl-C between them).
 
-use crate::errors::raise;
+use crate::errors::{raise, stream_err};
 use pyo3::prelude::*;
-use std::time::Duration;
+use shmstream::{StreamError, StreamId};
+use std::time::{Duration, Instant};
 
 /// A blocking wait is cut into slices this long, so that Ctrl-C is noticed
 /// (`check_signals`) and queued leases are handed back in between. A
@@ -26,4 +27,40 @@ pub(crate) fn seconds(py: Python<'_>, t: Option<f64>) -> PyResult<Option<Duratio
 /// `None` (for ever): [`SLICE`].
 pub(crate) fn slice_of(timeout: Option<Duration>) -> Duration {
     shmstream::binding::wait_slice(timeout, SLICE)
+}
+
+/// Waits up to `timeout` (None: for ever) in slices of at most [`SLICE`]:
+/// calls `f(slice)` without the GIL until it succeeds or fails otherwise
+/// than by a timeout of its slice, checking Ctrl-C in between. The whole
+/// wait running out is `StreamTimeout`, naming stream `id` and what `f`
+/// waited for.
+pub(crate) fn sliced<T: Send>(
+    py: Python<'_>,
+    id: &StreamId,
+    timeout: Option<Duration>,
+    mut f: impl FnMut(Duration) -> Result<T, StreamError> + Send,
+) -> PyResult<T> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let slice = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+            None => SLICE,
+        };
+        match py.detach(|| f(slice)) {
+            Err(StreamError::Timeout { .. }) if deadline.is_none_or(|d| Instant::now() < d) => {
+                py.check_signals()?;
+            }
+            Err(StreamError::Timeout { what, .. }) => {
+                return Err(raise(
+                    py,
+                    "StreamTimeout",
+                    format!(
+                        "stream {id}: waited {:.3} s for {what}",
+                        timeout.unwrap_or_default().as_secs_f64()
+                    ),
+                ))
+            }
+            r => return r.map_err(|e| stream_err(py, id, &e)),
+        }
+    }
 }

@@ -96,8 +96,7 @@ impl View {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
-        dlpack_args(stream.as_ref(), dl_device, copy)?;
-        let versioned = max_version.is_some_and(|(major, _)| major >= 1);
+        let versioned = dlpack_args(stream.as_ref(), max_version, dl_device, copy)?;
         dlpack::capsule(py, &self.t, self.keep.clone(), versioned, !self.writable)
     }
 
@@ -115,12 +114,14 @@ impl View {
     }
 }
 
-/// Checks the DLPack keyword arguments: host memory, no copy asked for.
+/// Checks the DLPack keyword arguments (host memory, no copy asked for)
+/// and says whether the caller takes a versioned (DLPack 1.x) capsule.
 pub(crate) fn dlpack_args(
     stream: Option<&Bound<'_, PyAny>>,
+    max_version: Option<(u32, u32)>,
     dl_device: Option<(i32, i32)>,
     copy: Option<bool>,
-) -> PyResult<()> {
+) -> PyResult<bool> {
     if let Some(s) = stream {
         if !s.is_none() && s.extract::<i64>().map_or(true, |v| v != -1) {
             // The CPU has no streams; the array API asks producers to
@@ -142,5 +143,5 @@ pub(crate) fn dlpack_args(
             "shmstream exports views of shared memory, never copies (copy=True); copy the result instead",
         ));
     }
-    Ok(())
+    Ok(max_version.is_some_and(|(major, _)| major >= 1))
 }
