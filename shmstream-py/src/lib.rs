@@ -59,6 +59,7 @@ fn _shmstream(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(policy::policy_name, m)?)?;
     m.add_function(wrap_pyfunction!(policy::policy_max_window, m)?)?;
     m.add_function(wrap_pyfunction!(segments::list_segments, m)?)?;
+    m.add_function(wrap_pyfunction!(segments::remove_dead_segments, m)?)?;
     stream_set::register(m)?;
     m.add_class::<hub::PyHub>()?;
     aio::register(m)?;

@@ -1,3 +1,4 @@
+import gc
 import os
 import uuid
 
@@ -14,16 +15,16 @@ def stream_id():
 def _no_segments_left_behind():
     """Removes the shared-memory segments the tests' killed producers leave.
 
-    A SIGKILLed producer cannot remove its segment, and nothing else does
-    until a `clean`; every segment that appeared during the session is gone
-    by its end (no producer of these tests outlives it), so each is removed
-    then, whether the tests passed or not.
+    A SIGKILLed producer cannot remove its segment. At the end of the
+    session every segment that appeared during it and whose owner is dead
+    is removed, whether the tests passed or not; a live owner's segment
+    stays (another pytest session or program running beside this one owns
+    it: removing its name would break that run).
     """
-    before = set(os.listdir("/dev/shm"))
+    import shmstream
+
+    before = set(shmstream.list_segments())
     yield
-    for name in set(os.listdir("/dev/shm")) - before:
-        if name.startswith("shmstream-"):
-            try:
-                os.unlink(os.path.join("/dev/shm", name))
-            except FileNotFoundError:
-                pass
+    gc.collect()
+    for name in set(shmstream.list_segments()) - before:
+        shmstream.remove_dead_segments(name.lstrip("/"))

@@ -54,7 +54,7 @@ from ._policies import (
 )
 from ._policies import policy_name as policy_name
 from ._producer import Producer
-from ._shmstream import Slot, StreamChunk, StreamKey
+from ._shmstream import Slot, StreamChunk, StreamKey, list_segments, remove_dead_segments
 from ._stream_set import Hub, StreamSet
 
 __all__ = [
@@ -98,4 +98,6 @@ __all__ = [
     "TooManyProducers",
     "UnknownId",
     "WorkerGone",
+    "list_segments",
+    "remove_dead_segments",
 ]

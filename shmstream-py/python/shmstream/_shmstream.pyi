@@ -128,7 +128,14 @@ class _Producer: ...
 
 def policy_name(name: str) -> str: ...
 def policy_max_window(name: str) -> int: ...
-def list_segments(prefix: str | None = None) -> list[str]: ...
+def list_segments(prefix: str | None = None) -> list[str]:
+    """Names (with their leading ``/``) of this user's segments starting with
+    ``prefix`` (default: the library's), sorted."""
+
+def remove_dead_segments(prefix: str | None = None) -> list[str]:
+    """Removes this user's segments starting with ``prefix`` whose producer
+    (or hub worker) is dead, never a live one's; returns the removed names."""
+
 def _ready_chunk(buffer: _Buffer) -> StreamChunk | None:
     """The next chunk if one is ready now, else None; the stream's error
     (``ProducerGone``, ...) once the chunks before it are out."""
