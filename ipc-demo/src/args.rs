@@ -277,12 +277,18 @@ pub struct ReorderArgs {
     /// Commit items out of order within groups of up to N registered items (1: in order; shuffled by --seed)
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = at_least_one)]
     pub reorder: u64,
+    /// Commit each group with one `commit_many` (published together: one doorbell, and one descriptor run for same-shaped items lying back to back) instead of one commit per item
+    #[arg(long)]
+    pub commit_many: bool,
 }
 
 impl ReorderArgs {
     /// These settings as arguments.
     pub fn to_args(&self, out: &mut Vec<String>) {
         push(out, "--reorder", self.reorder);
+        if self.commit_many {
+            out.push("--commit-many".into());
+        }
     }
 }
 

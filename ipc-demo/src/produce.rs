@@ -3,7 +3,8 @@
 //!
 //! - `--source synthetic`: registers items in order, each with its own
 //!   size (`--shape`, or the size mix of `--sizes`), and commits them out
-//!   of order within groups of `--reorder`, as RDMA completions arrive;
+//!   of order within groups of `--reorder`, as RDMA completions arrive
+//!   (with `--commit-many`, each group by one `commit_many`);
 //!   each item's bytes are written straight into its reservation
 //!   ([`crate::item`]).
 //! - `--source ucx`: accepts one `ipc-demo send --transport ucx` on
@@ -334,6 +335,7 @@ fn synthetic(producer: &Producer, args: &ProduceArgs, waits: &mut Waits) -> Outc
     let mut rng = SplitMix::new(args.items.sizes.seed);
     let pace = Pace::new(args.items.rate);
     let mut group: Vec<(Slot<'_>, u64)> = Vec::with_capacity(args.reorder.reorder as usize);
+    let mut landed = Vec::with_capacity(args.reorder.reorder as usize);
     let mut id = String::with_capacity(24);
     let mut seq = 0u64;
     while seq < total {
@@ -362,6 +364,14 @@ fn synthetic(producer: &Producer, args: &ProduceArgs, waits: &mut Waits) -> Outc
         seq += registered;
         // One stamp for the group: its commits follow within nanoseconds.
         let now = monotonic_ns();
+        if args.reorder.commit_many {
+            landed.extend(group.drain(..).map(|(mut slot, at)| {
+                let meta = plan.meta(at);
+                seal(&mut slot.payload_mut()[..meta.nbytes() as usize], now);
+                (slot, meta)
+            }));
+            producer.commit_many(&mut landed).map_err(|e| e.error)?;
+        }
         for (mut slot, at) in group.drain(..) {
             let meta = plan.meta(at);
             seal(&mut slot.payload_mut()[..meta.nbytes() as usize], now);

@@ -290,3 +290,31 @@ fn a_producer_told_to_wait_produces_nothing_until_the_consumer_attaches() {
     assert!(scope.wait(i).status.success());
     scope.assert_no_leftovers();
 }
+
+#[test]
+fn a_producer_committing_each_group_at_once_delivers_every_item_verified() {
+    let mut scope = Scope::new("many");
+    let (i, _name) = producer_with(
+        &mut scope,
+        "together",
+        "2000",
+        &["--commit-many", "--reorder", "16", "--capacity", "64"],
+    );
+    let consumed = run(
+        CONSUMER,
+        &[
+            "--prefix",
+            &scope.prefix,
+            "--request-id",
+            "together",
+            "--items",
+            "2000",
+            "--json",
+        ],
+        None,
+    );
+    assert!(consumed.status.success(), "{}", text(&consumed.stderr));
+    assert_complete(&json(&consumed.stdout), 2000, 1);
+    assert!(scope.wait(i).status.success());
+    scope.assert_no_leftovers();
+}
