@@ -454,3 +454,200 @@ def test_demo_source_mooncake_reports_every_item_in_order():
     assert r["mooncake"]["registrations"] == 1 and r["mooncake"]["failures"] == []
     assert r["mooncake"]["items"] == 3000
     assert not [n for n in os.listdir("/dev/shm") if r["stream"].split("/")[0] in n]
+
+
+# --- coalesced reads -------------------------------------------------------
+# The sender lays tensors out itself (a buffer it registers) and announces
+# them with explicit addresses: `items` is [edge, id, byte offset, value].
+LAYOUT = """
+with mc.Sender(path, pool_bytes=1 << 20) as snd:
+    buf = np.zeros(1 << 17, np.int64)
+    base = buf.ctypes.data
+    assert snd.engine.register_memory(base, buf.nbytes) == 0
+    edges = []
+    for edge, tid, off, value in args["items"]:
+        if args.get("unreachable") == edge:
+            snd.session = "127.0.0.1:1"  # a peer that is not there
+        buf[off // 8 : off // 8 + 7] = np.arange(7) + value
+        snd.announce(("r", edge, "p"), tid, base + off, 56, "i64", (7,))
+        snd.session = mc.session_id(snd.engine)
+        if edge not in edges:
+            edges.append(edge)
+    for edge in edges:
+        snd.done(("r", edge, "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+    snd.engine.unregister_memory(base)
+"""
+
+
+def laid_out(edge, prefix, n, start, stride):
+    return [[edge, f"{prefix}{i}", start + i * stride, i] for i in range(n)]
+
+
+def check_values(got, prefix, n):
+    assert [tid for tid, _ in got] == [f"{prefix}{i}" for i in range(n)]
+    for i, (_, a) in enumerate(got):
+        assert a.dtype == np.int64 and (a == np.arange(7) + i).all(), (i, a)
+
+
+class RecordingEngine:
+    """The real engine, recording the lengths of every read submitted."""
+
+    def __init__(self) -> None:
+        self.inner = mc.new_engine()
+        self.reads: list[list[int]] = []
+
+    def batch_transfer_async_read(self, session, ptrs, addrs, lens):
+        self.reads.append(list(lens))
+        return self.inner.batch_transfer_async_read(session, ptrs, addrs, lens)
+
+    def batch_transfer_sync_read(self, session, ptrs, addrs, lens):
+        self.reads.append(list(lens))
+        return self.inner.batch_transfer_sync_read(session, ptrs, addrs, lens)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("reads", ["async", "sync"])
+def test_contiguous_announcements_coalesce_and_gapped_ones_do_not(tmp_path, reads):
+    engine = RecordingEngine()
+    ing = Ingress(tmp_path, engine, capacity=256, item_bytes=64, reads=reads)
+    try:
+        # 64 tensors of 56 B back to back (as the receiving ring lays them
+        # out), and 32 with an 8 B gap between them at the sender.
+        items = laid_out("dense", "d", 64, 0, 56) + laid_out("gapped", "g", 32, 1 << 16, 64)
+        proc = spawn_sender(ing.path, LAYOUT, items=items)
+        got, errors = ing.drain(2)
+        assert errors == {} and finish(proc).strip() == "[]"
+        check_values(got["dense"], "d", 64)
+        check_values(got["gapped"], "g", 32)
+        c = ing.receiver.counters
+        assert c.items == 96 and c.bytes == 96 * 56
+        flat = [n for call in engine.reads for n in call]
+        # The gapped stream: one read per tensor; the dense one: a few
+        # reads of many tensors each (however the announcements arrived).
+        assert flat.count(56) <= 32 + 8, flat
+        assert sum(flat) == 96 * 56, flat
+        assert len(flat) <= 32 + 8, flat
+        assert c.reads == len(flat) and c.coalesced >= 64 - 8, (c.reads, c.coalesced)
+    finally:
+        ing.close()
+    assert ing.leftovers() == []
+
+
+@pytest.mark.parametrize("ingress", [{"capacity": 64, "item_bytes": 64}], indirect=True)
+def test_coalesced_reads_break_where_the_ring_wraps(ingress):
+    # 300 contiguous tensors through a ring of 64 x 64 B (4 KiB of payload,
+    # 73 tensors of 56 B): the slots wrap several times, so reads cover only
+    # contiguous slots; every value lands whole and in order.
+    proc = spawn_sender(ingress.path, LAYOUT, items=laid_out("wrap", "w", 300, 0, 56))
+    got, errors = ingress.drain(1)
+    assert errors == {} and finish(proc).strip() == "[]"
+    check_values(got["wrap"], "w", 300)
+    c = ingress.receiver.counters
+    assert c.items == 300
+    # Fewer reads than tensors, more than one per wrap of the ring.
+    assert 300 * 56 // 4096 < c.reads < 300, c.reads
+    assert c.engine_calls < 300
+
+
+@pytest.mark.parametrize("reads", ["async", "sync"])
+def test_a_failed_coalesced_read_abandons_every_slot_in_it(tmp_path, reads):
+    engine = RecordingEngine()
+    ing = Ingress(tmp_path, engine, reads=reads)
+    try:
+        # "gone": 6 contiguous tensors from a peer that is not there;
+        # "fine": 6 contiguous ones from the real sender.
+        items = laid_out("gone", "x", 6, 0, 56) + laid_out("fine", "f", 6, 4096, 56)
+        proc = spawn_sender(ing.path, LAYOUT, items=items, unreachable="gone")
+        got, errors = ing.drain(2)
+        out = finish(proc)
+        check_values(got["fine"], "f", 6)
+        assert "fine" not in errors and "gone" not in got
+        gone = errors["gone"]
+        assert isinstance(gone, s.Abandoned)
+        assert (gone.tensor_id, gone.position) == ("x0", 0) and gone.code < 0
+        assert "engine status" in gone.reason and "127.0.0.1:1 " in gone.reason, gone.reason
+        # The run was one read of the 6 tensors; each of them failed with
+        # the engine's status (each retried alone first, to find which).
+        assert [6 * 56] in engine.reads, engine.reads
+        failed = sorted(tid for tid, err in ing.completions if err and "engine status" in err)
+        assert failed == [f"x{i}" for i in range(6)], ing.completions
+        assert all(f"'x{i}'" in out for i in range(6)), out
+        assert ing.receiver.streams == 0
+    finally:
+        ing.close()
+    assert ing.leftovers() == []
+
+
+class GatedRunEngine(RecordingEngine):
+    """The first read of the ``gated`` stream waits until the later one of
+    the same stream completed: a coalesced run completing out of order."""
+
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__()
+        self.first = True
+        self.release = threading.Event()
+
+    def batch_transfer_async_read(self, session, ptrs, addrs, lens):
+        if self.first and sum(lens) > 56:
+            self.first = False
+            bid = super().batch_transfer_async_read(session, ptrs, addrs, lens)
+            self.held = bid
+            return bid
+        return super().batch_transfer_async_read(session, ptrs, addrs, lens)
+
+    def transfer_check_status(self, bid):
+        if bid == getattr(self, "held", None) and not self.release.is_set():
+            return 0
+        return self.inner.transfer_check_status(bid)
+
+
+TWO_RUNS = """
+with mc.Sender(path, pool_bytes=1 << 20) as snd:
+    buf = np.zeros(1 << 12, np.int64)
+    base = buf.ctypes.data
+    assert snd.engine.register_memory(base, buf.nbytes) == 0
+    for i in range(8):
+        buf[i * 7 : i * 7 + 7] = np.arange(7) + i
+        snd.announce(("r", "ooo", "p"), f"o{i}", base + i * 56, 56, "i64", (7,))
+        if i == 3:
+            snd.flush()
+            print("first run", flush=True)
+            sys.stdin.readline()
+    snd.done(("r", "ooo", "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+    snd.engine.unregister_memory(base)
+"""
+
+
+def test_coalesced_runs_completing_out_of_order_are_delivered_in_order(tmp_path):
+    engine = GatedRunEngine()
+    ing = Ingress(tmp_path, engine, per_session=4, threads=4)
+    try:
+        proc = spawn_sender(ing.path, TWO_RUNS)
+        assert proc.stdout.readline().strip() == "first run"
+        deadline = time.monotonic() + 10
+        while not hasattr(engine, "held") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        # The second run (o4..o7) commits while the first is held.
+        deadline = time.monotonic() + 10
+        while len(ing.completions) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(tid for tid, _ in ing.completions) == ["o4", "o5", "o6", "o7"]
+        engine.release.set()
+        got, errors = ing.drain(1)
+        assert errors == {} and finish(proc).strip() == "[]"
+        check_values(got["ooo"], "o", 8)
+        assert sorted(sum(r) for r in engine.reads) == [4 * 56, 4 * 56], engine.reads
+    finally:
+        engine.release.set()
+        ing.close()
+    assert ing.leftovers() == []
