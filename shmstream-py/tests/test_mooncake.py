@@ -651,3 +651,67 @@ def test_coalesced_runs_completing_out_of_order_are_delivered_in_order(tmp_path)
         engine.release.set()
         ing.close()
     assert ing.leftovers() == []
+
+
+MANY_UNREAD_ACKS = """
+# Announces every tensor before reading a single acknowledgement (no
+# window): the acknowledgements pile up unread on the control socket.
+with mc.Sender(path, pool_bytes=4 << 20) as snd:
+    for half in (0, 1):
+        for i in range(half * args["n"], (half + 1) * args["n"]):
+            snd.send(("r", "acks", "p"), f"a{i}", np.arange(7, dtype=np.int64) + i)
+        snd.flush()
+        print("announced", flush=True)
+        sys.stdin.readline()
+    snd.done(("r", "acks", "p"))
+    snd.wait_acks(60)
+    print(json.dumps(snd.errors), flush=True)
+"""
+
+
+@pytest.mark.parametrize("ingress", [{"capacity": 8192, "item_bytes": 64}], indirect=True)
+def test_unread_acknowledgements_never_stall_the_control_loop(ingress):
+    # 6000 acknowledgements (~50 B each) are more than a Unix socket holds
+    # unread (~200 KiB): a control loop blocking on writing them stops
+    # reading announcements, and the sender then blocks writing the next
+    # 6000 (~1 MB): both wait for ever (a 4096-tensor window at N = 256 in
+    # the benchmark stalled so).
+    n = 6000
+    proc = spawn_sender(ingress.path, MANY_UNREAD_ACKS, n=n)
+    try:
+        check_both_halves(ingress, proc, n)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def line_within(proc, timeout):
+    """The sender's next output line, or AssertionError after ``timeout`` s."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: q.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        return q.get(timeout=timeout).strip()
+    except queue.Empty:
+        raise AssertionError(f"the sender printed nothing within {timeout} s: stalled") from None
+
+
+def check_both_halves(ingress, proc, n):
+    assert line_within(proc, 30) == "announced"
+    deadline = time.monotonic() + 30
+    while ingress.receiver.counters.items < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ingress.receiver.counters.items == n
+    time.sleep(0.5)  # the acknowledgements written (or not) meanwhile
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    assert line_within(proc, 30) == "announced"
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    got, errors = ingress.drain(1, timeout=30)
+    assert errors == {}
+    check_values(got["acks"], "a", 2 * n)
+    assert line_within(proc, 30) == "[]"
