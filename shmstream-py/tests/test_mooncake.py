@@ -453,6 +453,8 @@ def test_demo_source_mooncake_reports_every_item_in_order():
     assert r["producer_exit_code"] == 0 and r["sender_exit_code"] == 0
     assert r["mooncake"]["registrations"] == 1 and r["mooncake"]["failures"] == []
     assert r["mooncake"]["items"] == 3000
+    # The sender lays the rows out back to back: read in runs, not one by one.
+    assert r["mooncake"]["reads"] < 3000 // 2 < r["mooncake"]["coalesced"], r["mooncake"]
     assert not [n for n in os.listdir("/dev/shm") if r["stream"].split("/")[0] in n]
 
 
@@ -715,3 +717,54 @@ def check_both_halves(ingress, proc, n):
     assert errors == {}
     check_values(got["acks"], "a", 2 * n)
     assert line_within(proc, 30) == "[]"
+
+
+PER_STREAM_POOL = """
+def size(ident):
+    return 1 << 30 if ident[1] == "huge" else 4096
+
+with mc.Sender(path, pool_bytes=1 << 16, stream_bytes=size) as snd:
+    try:
+        snd.send(("r", "huge", "p"), "h0", np.zeros(7, np.int64))
+    except Exception as e:
+        print(type(e).__name__, e, flush=True)
+    # Two streams interleaved, each in its own 4 KiB of the pool (73
+    # tensors of 56 B: each part wraps and is reused as acks come back).
+    for i in range(200):
+        for e in range(2):
+            snd.send(("r", f"e{e}", "p"), f"t{i}", np.arange(7, dtype=np.int64) * 1000 + i + e)
+    for e in range(2):
+        snd.done(("r", f"e{e}", "p"))
+    # 16 more streams: the pool (16 parts of 4 KiB) has room for them only
+    # once the first two gave theirs back (done and acknowledged).
+    for i in range(10):
+        for e in range(2, 18):
+            snd.send(("r", f"e{e}", "p"), f"t{i}", np.arange(7, dtype=np.int64) * 1000 + i + e)
+    for e in range(2, 18):
+        snd.done(("r", f"e{e}", "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+"""
+
+
+@pytest.mark.parametrize("ingress", [{"capacity": 256, "item_bytes": 64}], indirect=True)
+def test_a_sender_with_a_pool_part_per_stream_lays_tensors_out_for_coalescing(ingress):
+    proc = spawn_sender(ingress.path, PER_STREAM_POOL)
+    items, errors = ingress.drain(18, timeout=60)
+    out = finish(proc).strip().splitlines()
+    assert errors == {}
+    assert out[0] == (
+        "BadTensor stream_bytes of stream r/huge/p: 1073741824, expected 1 to the pool's "
+        "65536 bytes"
+    ), out
+    assert out[-1] == "[]", out
+    for e in range(18):
+        got = items[f"e{e}"]
+        n = 200 if e < 2 else 10
+        assert [tid for tid, _ in got] == [f"t{i}" for i in range(n)]
+        for i, (_, a) in enumerate(got):
+            assert (a == np.arange(7) * 1000 + i + e).all(), (e, i, a)
+    c = ingress.receiver.counters
+    assert c.items == 560
+    # Interleaved at the sender, yet each stream's tensors are read in runs.
+    assert c.reads < 560 // 2 and c.coalesced > 560 // 2, (c.reads, c.coalesced)
