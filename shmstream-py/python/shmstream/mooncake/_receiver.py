@@ -152,7 +152,10 @@ class Receiver:
         if per_session is None:
             per_session = 4 if reads == "async" else 1
         self._per_session = max(1, per_session)
-        self._sessions: dict[str, threading.BoundedSemaphore] = {}
+        # Per sender session: tensors reserved and not yet handed to the
+        # engine, and the reader tasks taking them (at most per_session).
+        self._queues: dict[str, deque[Item]] = {}
+        self._readers: dict[str, int] = {}
         self._quarantine: list[_Stream] = []
         self._on_complete = on_complete
         self.counters = Counters()
@@ -258,29 +261,57 @@ class Receiver:
             return
 
     def _dispatch(self, ready: list[Item]) -> None:
-        by_session: dict[str, list[Item]] = {}
-        for item in ready:
-            by_session.setdefault(item[1].session, []).append(item)
-        for session, items in by_session.items():
-            runs = self._runs(items)
-            for i in range(0, len(runs), self._max_batch):
-                self._pool.submit(self._read, session, runs[i : i + self._max_batch])
+        """Queues the reserved tensors per session and starts readers (at
+        most ``per_session`` per session). A reader takes up to
+        ``max_batch`` runs from its queue at a time, so while the engine is
+        busy the tensors that arrive meanwhile queue up and are read in
+        longer runs; when it is idle, a tensor is read at once."""
+        starts: list[str] = []
+        with self._lock:
+            touched: dict[str, deque[Item]] = {}
+            for item in ready:
+                q = self._queues.setdefault(item[1].session, deque())
+                q.append(item)
+                touched[item[1].session] = q
+            for session, q in touched.items():
+                active = self._readers.get(session, 0)
+                more = min(self._per_session - active, -(-len(q) // self._max_batch))
+                if more > 0:
+                    self._readers[session] = active + more
+                    starts += [session] * more
+        for session in starts:
+            self._pool.submit(self._reader, session)
 
-    def _runs(self, items: list[Item]) -> list[list[Item]]:
-        """``items`` (one session's, in reservation order) as runs: each
-        run is consecutive tensors of one stream lying as far apart at the
-        sender as their slots lie here (a gap of at most ``MAX_GAP``
-        padding bytes), read as one transfer of at most ``coalesce_bytes``.
-        The slot addresses are checked, not assumed: a ring that wrapped
-        (or a sender that left a gap) starts a new run."""
+    def _reader(self, session: str) -> None:
+        while True:
+            with self._lock:
+                q = self._queues.get(session)
+                if not q:
+                    self._readers[session] -= 1
+                    return
+                runs = self._take_runs(q)
+            try:
+                self._read(session, runs)
+            except Exception as e:  # noqa: BLE001 (settled by _read; the reader goes on)
+                print(f"shmstream.mooncake: reader of {session}: {e!r}", file=sys.stderr)
+
+    def _take_runs(self, q: deque[Item]) -> list[list[Item]]:
+        """Takes up to ``max_batch`` runs off the front of ``q``: each run is
+        consecutive tensors of one stream lying as far apart at the sender
+        as their slots lie here (a gap of at most ``MAX_GAP`` padding
+        bytes), read as one transfer of at most ``coalesce_bytes``. The
+        slot addresses are checked, not assumed: a ring that wrapped (or a
+        sender that left a gap) starts a new run."""
         runs: list[list[Item]] = []
         # Per stream: the open run, its first slot's address, the last
         # tensor's slot address and remote address.
         open_runs: dict[int, tuple[list[Item], int, int, int]] = {}
-        for it in items:
-            st, ann, slot = it
+        while q:
+            st, ann, slot = q[0]
             if ann.nbytes == 0:
-                runs.append([it])
+                if len(runs) == self._max_batch:
+                    break
+                runs.append([q.popleft()])
                 open_runs.pop(id(st), None)
                 continue
             ptr = slot.data_ptr
@@ -294,10 +325,12 @@ class Receiver:
                     and prev <= gap <= prev + MAX_GAP
                     and ptr + ann.nbytes - first <= self._coalesce
                 ):
-                    run.append(it)
+                    run.append(q.popleft())
                     open_runs[id(st)] = (run, first, ptr, ann.addr)
                     continue
-            run = [it]
+            if len(runs) == self._max_batch:
+                break
+            run = [q.popleft()]
             runs.append(run)
             open_runs[id(st)] = (run, ptr, ptr, ann.addr)
         return runs
@@ -347,75 +380,66 @@ class Receiver:
     def _read_async(self, session: str, runs: list[list[Item]]) -> None:
         """One asynchronous read per run (the engine's status of a batch
         covers its first task only), polled with growing sleeps."""
-        gate = self._gate(session)
-        with gate:
-            pending: list[tuple[int, list[Item]]] = []
-            ready = [it for run in runs for it in run if it[1].nbytes == 0]
-            todo = [run for run in runs if run[0][1].nbytes > 0]
-            while True:
-                submitted = 0
-                for run in todo:
-                    ptr, addr, length = self._span(run)
-                    bid = self.engine.batch_transfer_async_read(session, [ptr], [addr], [length])
-                    if bid <= 0 or bid >= 1 << 63:  # 0, or -1 as an unsigned batch id
+        pending: list[tuple[int, list[Item]]] = []
+        ready = [it for run in runs for it in run if it[1].nbytes == 0]
+        todo = [run for run in runs if run[0][1].nbytes > 0]
+        while True:
+            submitted = 0
+            for run in todo:
+                ptr, addr, length = self._span(run)
+                bid = self.engine.batch_transfer_async_read(session, [ptr], [addr], [length])
+                if bid <= 0 or bid >= 1 << 63:  # 0, or -1 as an unsigned batch id
+                    for it in run:
+                        self._finish_read(*it, -1)
+                else:
+                    submitted += 1
+                    pending.append((bid, run))
+            self._count(submitted, todo)
+            todo = []
+            deadline = time.monotonic() + self._read_timeout
+            nap = 20e-6
+            while pending or ready:
+                if ready:
+                    self._commit_all(ready)
+                    ready = []
+                if not pending:
+                    break
+                time.sleep(nap)
+                nap = min(nap * 2, 1e-3)
+                left = []
+                for bid, run in pending:
+                    status = self.engine.transfer_check_status(bid)
+                    if status == 1:
+                        ready.extend(run)
+                        nap = 20e-6
+                    elif status == -1 and len(run) > 1:
+                        # Settled by the engine: retried one tensor at a
+                        # time, to fail only the tensors that fail alone.
+                        todo.extend([it] for it in run)
+                    elif status == -1:
+                        self._finish_read(*run[0], -1)
+                    elif time.monotonic() > deadline:
+                        # Not finished: the slots are abandoned and the
+                        # stream ends, so a late completion lands in a
+                        # ring that is never registered into again, and
+                        # stays mapped (quarantined) until the receiver
+                        # closes.
                         for it in run:
-                            self._finish_read(*it, -1)
+                            it[0].unsettled = True
+                            self._finish_read(*it, status if status < 0 else -3)
                     else:
-                        submitted += 1
-                        pending.append((bid, run))
-                self._count(submitted, todo)
-                todo = []
-                deadline = time.monotonic() + self._read_timeout
-                nap = 20e-6
-                while pending or ready:
-                    if ready:
-                        self._commit_all(ready)
-                        ready = []
-                    if not pending:
-                        break
-                    time.sleep(nap)
-                    nap = min(nap * 2, 1e-3)
-                    left = []
-                    for bid, run in pending:
-                        status = self.engine.transfer_check_status(bid)
-                        if status == 1:
-                            ready.extend(run)
-                            nap = 20e-6
-                        elif status == -1 and len(run) > 1:
-                            # Settled by the engine: retried one tensor at a
-                            # time, to fail only the tensors that fail alone.
-                            todo.extend([it] for it in run)
-                        elif status == -1:
-                            self._finish_read(*run[0], -1)
-                        elif time.monotonic() > deadline:
-                            # Not finished: the slots are abandoned and the
-                            # stream ends, so a late completion lands in a
-                            # ring that is never registered into again, and
-                            # stays mapped (quarantined) until the receiver
-                            # closes.
-                            for it in run:
-                                it[0].unsettled = True
-                                self._finish_read(*it, status if status < 0 else -3)
-                        else:
-                            left.append((bid, run))
-                    pending = left
-                    if todo:
-                        break  # submit the retries, then poll everything
-                if not todo:
-                    return
+                        left.append((bid, run))
+                pending = left
+                if todo:
+                    break  # submit the retries, then poll everything
+            if not todo:
+                return
 
     def _count(self, submitted: int, runs: list[list[Item]]) -> None:
         with self._lock:
             self.counters.engine_calls += submitted
             self.counters.reads += len(runs)
             self.counters.coalesced += sum(len(run) for run in runs if len(run) > 1)
-
-    def _gate(self, session: str) -> threading.BoundedSemaphore:
-        with self._lock:
-            gate = self._sessions.get(session)
-            if gate is None:
-                gate = self._sessions[session] = threading.BoundedSemaphore(self._per_session)
-        return gate
 
     def _commit_all(self, items: list[Item]) -> None:
         """The whole batch read: commits it with one lock round for the
@@ -443,13 +467,12 @@ class Receiver:
 
     def _engine_read(self, session: str, runs: list[list[Item]]) -> int:
         spans = [self._span(run) for run in runs]
-        with self._gate(session):
-            status = self.engine.batch_transfer_sync_read(
-                session,
-                [ptr for ptr, _, _ in spans],
-                [addr for _, addr, _ in spans],
-                [length for _, _, length in spans],
-            )
+        status = self.engine.batch_transfer_sync_read(
+            session,
+            [ptr for ptr, _, _ in spans],
+            [addr for _, addr, _ in spans],
+            [length for _, _, length in spans],
+        )
         with self._lock:
             self.counters.engine_calls += 1
             self.counters.reads += len(runs)
