@@ -44,6 +44,7 @@ import mooncake_workload as wl  # noqa: E402
 from sections import markers, write_section  # noqa: E402
 
 TAG = "mooncake-bench"
+SHARED = False  # --shared-pool
 START, END = markers(TAG)
 
 
@@ -61,7 +62,7 @@ def run_ours(ctx: Any, w: wl.Workload, window: int) -> dict[str, Any]:
         rp = ctx.Process(target=mooncake_ours.receive, args=(path, worker, prefix, rr, ro))
         rp.start()
         assert rr.wait(60)
-        sp = ctx.Process(target=wl.send, args=(path, w, so, window))
+        sp = ctx.Process(target=wl.send, args=(path, w, so, window, SHARED))
         sp.start()
         sent, received, worked = so.get(), ro.get(), wo.get()
         for p in (sp, rp, wp):
@@ -82,7 +83,7 @@ def run_reference(ctx: Any, w: wl.Workload, window: int) -> dict[str, Any]:
         )
         rp.start()
         assert ready.wait(60)
-        sp = ctx.Process(target=wl.send, args=(path, w, so, window))
+        sp = ctx.Process(target=wl.send, args=(path, w, so, window, SHARED))
         sp.start()
         sent, stats = so.get(), out.get()
         for p in (sp, rp):
@@ -192,7 +193,12 @@ def main() -> None:
     ap.add_argument("--requests", type=int, nargs="*", default=[16, 64, 256])
     ap.add_argument("--window", type=int, default=512, help="sender's unacknowledged tensors")
     ap.add_argument("--only", nargs="*", help="rows to run (e.g. 256 '56 B only')")
+    ap.add_argument(
+        "--shared-pool", action="store_true", help="one sender ring for all streams (no runs)"
+    )
     args = ap.parse_args()
+    global SHARED  # noqa: PLW0603 (a run-wide setting, read in run_ours/run_reference)
+    SHARED = args.shared_pool
     ctx = mp.get_context("spawn")
     ingress = [] if args.skip_ingress else mooncake_ingress.run(args.quick)
     scale = 1 if args.quick else 2

@@ -75,10 +75,11 @@ def stream_bytes(ident: tuple[str, str, str]) -> int:
     return 192 << 20  # 96 tensors of 2 MiB (the whole pool before parts)
 
 
-def send(path: str, w: Workload, out: Any, window: int = 512) -> None:
+def send(path: str, w: Workload, out: Any, window: int = 512, shared: bool = False) -> None:
     """The remote machine: announces every item, stamped, in steps (each
     request's codec frame and hidden state, and the 2 MiB one, per step),
-    at most ``window`` unacknowledged."""
+    at most ``window`` unacknowledged; ``shared``: one 192 MiB ring for all
+    streams (interleaved: nothing to coalesce) instead of a part per stream."""
     from shmstream import mooncake as mc  # noqa: PLC0415
 
     codec = np.zeros(7, np.int64)
@@ -87,10 +88,9 @@ def send(path: str, w: Workload, out: Any, window: int = 512) -> None:
     hidden_words = hidden.view(np.int64)
     big_words = big.view(np.int64)
     steps = max(w.codec_items, w.hidden_items, w.big_items)
-    pool = sum(stream_bytes(ident) for ident in w.streams())
-    with mc.Sender(
-        path, pool_bytes=pool, window=window, timeout=120, stream_bytes=stream_bytes
-    ) as snd:
+    pool = 192 << 20 if shared else sum(stream_bytes(ident) for ident in w.streams())
+    parts = None if shared else stream_bytes
+    with mc.Sender(path, pool_bytes=pool, window=window, timeout=120, stream_bytes=parts) as snd:
         t0 = time.monotonic_ns()
         for step in range(steps):
             for r in range(w.requests):
