@@ -768,3 +768,41 @@ def test_a_sender_with_a_pool_part_per_stream_lays_tensors_out_for_coalescing(in
     assert c.items == 560
     # Interleaved at the sender, yet each stream's tensors are read in runs.
     assert c.reads < 560 // 2 and c.coalesced > 560 // 2, (c.reads, c.coalesced)
+
+
+TWO_REGISTRATIONS = """
+with mc.Sender(path, pool_bytes=1 << 20) as snd:
+    buf = np.zeros(8 * 7, np.int64)
+    base = buf.ctypes.data
+    # Back to back, but two registrations: a read across both is refused.
+    assert snd.engine.register_memory(base, 4 * 56) == 0
+    assert snd.engine.register_memory(base + 4 * 56, 4 * 56) == 0
+    for i in range(8):
+        buf[i * 7 : i * 7 + 7] = np.arange(7) + i
+        snd.announce(("r", "split", "p"), f"s{i}", base + i * 56, 56, "i64", (7,))
+    snd.done(("r", "split", "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+    snd.engine.unregister_memory(base + 4 * 56)
+    snd.engine.unregister_memory(base)
+"""
+
+
+@pytest.mark.parametrize("reads", ["async", "sync"])
+def test_a_run_the_engine_refuses_whole_is_read_tensor_by_tensor(tmp_path, reads):
+    # Coalescing must not fail a good tensor: the run across the sender's
+    # two registrations fails as one transfer, then each tensor is read
+    # alone, and all of them land.
+    engine = RecordingEngine()
+    ing = Ingress(tmp_path, engine, reads=reads)
+    try:
+        proc = spawn_sender(ing.path, TWO_REGISTRATIONS)
+        got, errors = ing.drain(1)
+        assert errors == {} and finish(proc).strip() == "[]"
+        check_values(got["split"], "s", 8)
+        assert ing.receiver.counters.failures == []
+        flat = [n for call in engine.reads for n in call]
+        assert flat[0] == 8 * 56 and flat[1:].count(56) == 8, engine.reads
+    finally:
+        ing.close()
+    assert ing.leftovers() == []
