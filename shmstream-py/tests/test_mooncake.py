@@ -806,3 +806,42 @@ def test_a_run_the_engine_refuses_whole_is_read_tensor_by_tensor(tmp_path, reads
     finally:
         ing.close()
     assert ing.leftovers() == []
+
+
+POOL_FULL = """
+with mc.Sender(path, pool_bytes=8192, stream_bytes=8192, timeout=0.5) as snd:
+    snd.send(("r", "first", "p"), "f0", np.zeros(7, np.int64))
+    try:
+        # The first stream holds the whole pool until its 'done' is acked.
+        snd.send(("r", "second", "p"), "s0", np.zeros(7, np.int64))
+    except Exception as e:
+        print(type(e).__name__, e, flush=True)
+    try:
+        snd.send(("r", "first", "p"), "big", np.zeros(8193, np.uint8))
+    except Exception as e:
+        print(type(e).__name__, e, flush=True)
+    snd.done(("r", "first", "p"))
+    snd.wait_acks(30)
+    # Given back: the second stream now has room.
+    snd.send(("r", "second", "p"), "s0", np.zeros(7, np.int64))
+    snd.done(("r", "second", "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+"""
+
+
+def test_a_sender_without_pool_room_waits_then_names_the_pool(ingress):
+    proc = spawn_sender(ingress.path, POOL_FULL)
+    items, errors = ingress.drain(2)
+    out = finish(proc).strip().splitlines()
+    assert errors == {} and out[-1] == "[]", out
+    assert out[0].startswith(
+        "StreamTimeout mooncake sender: no room in the pool (8192 bytes) for stream "
+        "r/second/p's 8192 bytes after 0.5 s: 1 streams hold 8192 bytes"
+    ), out
+    assert out[1] == (
+        "BadTensor a tensor of 8193 bytes exceeds stream r/first/p's 8192 bytes of the "
+        "pool (stream_bytes)"
+    ), out
+    assert [tid for tid, _ in items["first"]] == ["f0"]
+    assert [tid for tid, _ in items["second"]] == ["s0"]

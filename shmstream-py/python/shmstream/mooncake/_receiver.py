@@ -73,28 +73,28 @@ class Receiver:
 
     :meth:`submit` takes announcements in the sender's order: it reserves
     each tensor's slot in that order (so the consumer's stream order is
-    the announcement order), reads the reserved slots with
-    ``batch_transfer_sync_read`` (batched per sender session, at most
-    ``max_batch`` per call) on ``threads`` threads, at most ``per_session``
-    batches at once per session (default 4 with async reads, 1 with sync:
-    on TCP here four concurrent sync calls to one session were slower than
-    one, four async batches faster), and commits each slot when its read
-    returned 0: completions, and commits, come in any order.
-    ``reads="async"`` (the default) submits each tensor of a batch with
-    ``batch_transfer_async_read`` and polls ``transfer_check_status``
-    with short sleeps, committing each slot as its own read completes; the
-    sync call spins a core while it waits (here async took 30-50% less CPU
-    at 56 B, 64 KiB and 2 MiB). A read not finished after ``read_timeout``
-    seconds counts as failed. ``reads="sync"``: one
-    ``batch_transfer_sync_read`` per batch.
-    Consecutive tensors of one stream from one session whose remote
-    addresses are as far apart as their slots (the sender laid them out
-    back to back, as the ring did) are read by ONE transfer of their
-    summed length, at most ``coalesce_bytes`` (0: never), and committed
-    each when it completes; the slot addresses are checked, so a ring
-    wrap or a gap at the sender starts a new transfer. A coalesced read
-    that fails is retried one tensor at a time, so that only the tensors
-    whose own read fails are abandoned (each with its engine status).
+    the announcement order) and queues it per sender session; at most
+    ``per_session`` reader tasks per session (on ``threads`` threads; default
+    4 with async reads, 1 with sync: on TCP here four concurrent sync calls
+    to one session were slower than one, four async batches faster) each
+    take up to ``max_batch`` runs off the queue at a time, read them and
+    commit each slot when its read returned 0: completions, and commits,
+    come in any order. A run is consecutive tensors of one stream whose
+    remote addresses lie as far apart as their slots (the sender laid them
+    out back to back, as the ring did): ONE transfer of their summed
+    length, at most ``coalesce_bytes`` (0: never); the slot addresses are
+    checked, so a ring wrap or a gap at the sender starts a new run. While
+    the engine is busy the queue grows and runs get longer; an idle engine
+    reads a tensor at once. ``reads="async"`` (the default) submits each
+    run with ``batch_transfer_async_read`` and polls
+    ``transfer_check_status`` with short sleeps, committing a run's slots
+    as soon as it completes; the sync call spins a core while it waits
+    (here async took 30-50% less CPU at 56 B, 64 KiB and 2 MiB). A read not
+    finished after ``read_timeout`` seconds counts as failed.
+    ``reads="sync"``: one ``batch_transfer_sync_read`` per batch of runs.
+    A failed run (the engine settled it) is retried one tensor at a time,
+    so that only the tensors whose own read fails are abandoned (each with
+    its engine status).
     A stream whose ring is full keeps its announcements in a backlog that
     :meth:`pump` retries; other streams go on meanwhile.
 
