@@ -1,6 +1,7 @@
 """Mooncake ingress benchmarks (issue 23), one run, one Markdown section.
 
     python shmstream-py/bench/mooncake_bench.py [--quick] [--write docs/benchmarks.md]
+        [--skip-ingress] [--window N] [--only ROW ...] [--shared-pool]
 
 1. Ingress: the engine's ``batch_transfer_sync_read`` into one plain buffer
    registered once, against the same reads through
