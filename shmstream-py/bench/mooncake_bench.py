@@ -1,6 +1,7 @@
 """Mooncake ingress benchmarks (issue 23), one run, one Markdown section.
 
     python shmstream-py/bench/mooncake_bench.py [--quick] [--write docs/benchmarks.md]
+        [--skip-ingress] [--window N] [--only ROW ...] [--shared-pool]
 
 1. Ingress: the engine's ``batch_transfer_sync_read`` into one plain buffer
    registered once, against the same reads through
@@ -44,10 +45,11 @@ import mooncake_workload as wl  # noqa: E402
 from sections import markers, write_section  # noqa: E402
 
 TAG = "mooncake-bench"
+SHARED = False  # --shared-pool
 START, END = markers(TAG)
 
 
-def run_ours(ctx: Any, w: wl.Workload) -> dict[str, Any]:
+def run_ours(ctx: Any, w: wl.Workload, window: int) -> dict[str, Any]:
     worker = f"mcw{os.getpid()}"
     prefix = f"mcb{uuid.uuid4().hex[:6]}-"
     with tempfile.TemporaryDirectory(prefix="shmstream-mcb-") as tmp:
@@ -61,7 +63,7 @@ def run_ours(ctx: Any, w: wl.Workload) -> dict[str, Any]:
         rp = ctx.Process(target=mooncake_ours.receive, args=(path, worker, prefix, rr, ro))
         rp.start()
         assert rr.wait(60)
-        sp = ctx.Process(target=wl.send, args=(path, w, so))
+        sp = ctx.Process(target=wl.send, args=(path, w, so, window, SHARED))
         sp.start()
         sent, received, worked = so.get(), ro.get(), wo.get()
         for p in (sp, rp, wp):
@@ -73,7 +75,7 @@ def run_ours(ctx: Any, w: wl.Workload) -> dict[str, Any]:
     return r
 
 
-def run_reference(ctx: Any, w: wl.Workload) -> dict[str, Any]:
+def run_reference(ctx: Any, w: wl.Workload, window: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="shmstream-mcb-") as tmp:
         path = os.path.join(tmp, "control.sock")
         ready, out, so = ctx.Event(), ctx.SimpleQueue(), ctx.SimpleQueue()
@@ -82,7 +84,7 @@ def run_reference(ctx: Any, w: wl.Workload) -> dict[str, Any]:
         )
         rp.start()
         assert ready.wait(60)
-        sp = ctx.Process(target=wl.send, args=(path, w, so))
+        sp = ctx.Process(target=wl.send, args=(path, w, so, window, SHARED))
         sp.start()
         sent, stats = so.get(), out.get()
         for p in (sp, rp):
@@ -106,10 +108,13 @@ def summarize(w: wl.Workload, sent: dict, worked: dict, cpu_s: float, rx: dict) 
         "copied_per_item": worked.get("copied", 0) / items,
         "registrations_per_item": rx["registrations"] / items,
         "engine_calls": rx["calls"],
+        # Transfers: ours counts them (runs of tensors); the reference's
+        # destinations are separate buffers, one transfer per tensor.
+        "reads_per_item": rx.get("reads", items) / items,
     }
 
 
-def render(ingress: list[dict], e2e: list[dict], quick: bool) -> str:
+def render(ingress: list[dict], e2e: list[dict], quick: bool, window: int) -> str:
     load = os.getloadavg()
     lines = [
         START,
@@ -150,8 +155,11 @@ def render(ingress: list[dict], e2e: list[dict], quick: bool) -> str:
         "",
         "Per request a stream of 56 B codec frames (`LeftContextChunkPolicy(300, 25)`) "
         "and one of 64 KiB hidden states (`SlidingWindowChunkPolicy(28, 7)`), plus one "
-        "stream of 2 MiB hidden states; the sender keeps at most 512 tensors "
-        "unacknowledged. shmstream: receiver process (`Receiver`, hub streams) + "
+        f"stream of 2 MiB hidden states; the sender keeps at most {window} tensors "
+        "unacknowledged and lays each stream's tensors out back to back in its own "
+        "part of its pool (`Sender(stream_bytes=...)`), so shmstream's receiver reads "
+        "runs of them with one transfer (`coalesce_bytes`, 1 MiB). "
+        "shmstream: receiver process (`Receiver`, hub streams) + "
         "worker process (`StreamSet`, chunks as torch tensors in place). Reference: "
         "one process, per tensor `torch.empty` + `register_memory` + "
         "`batch_transfer_sync_read` (same batching and thread pool) + "
@@ -160,8 +168,8 @@ def render(ingress: list[dict], e2e: list[dict], quick: bool) -> str:
         "chunk in the worker, per chunk (its newest item).",
         "",
         "| N | items | path | items/s | p50 ms | p99 ms | CPU us/item | items per CPU-s "
-        "| vs reference | bytes copied/item | registrations/item |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| vs reference | engine transfers/item | bytes copied/item | registrations/item |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in e2e:
         ours, ref = row["ours"], row["reference"]
@@ -170,7 +178,8 @@ def render(ingress: list[dict], e2e: list[dict], quick: bool) -> str:
             lines.append(
                 f"| {row['n']} | {r['items']} | {name} | {r['items_per_s']:.0f} | "
                 f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['cpu_us_per_item']:.0f} | "
-                f"{r['items_per_cpu_s']:.0f} | {vs} | {r['copied_per_item']:.0f} | "
+                f"{r['items_per_cpu_s']:.0f} | {vs} | {r['reads_per_item']:.3f} | "
+                f"{r['copied_per_item']:.0f} | "
                 f"{r['registrations_per_item']:.4f} |"
             )
     lines += ["", END]
@@ -183,7 +192,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-ingress", action="store_true")
     ap.add_argument("--requests", type=int, nargs="*", default=[16, 64, 256])
+    ap.add_argument("--window", type=int, default=512, help="sender's unacknowledged tensors")
+    ap.add_argument("--only", nargs="*", help="rows to run (e.g. 256 '56 B only')")
+    ap.add_argument(
+        "--shared-pool", action="store_true", help="one sender ring for all streams (no runs)"
+    )
     args = ap.parse_args()
+    global SHARED  # noqa: PLW0603 (a run-wide setting, read in run_ours/run_reference)
+    SHARED = args.shared_pool
     ctx = mp.get_context("spawn")
     ingress = [] if args.skip_ingress else mooncake_ingress.run(args.quick)
     scale = 1 if args.quick else 2
@@ -194,11 +210,17 @@ def main() -> None:
     # One size at a time: the goals are per size.
     workloads.append(("64, 56 B only", wl.Workload(64, 325 * scale, 0, 0)))
     workloads.append(("2 MiB only", wl.Workload(0, 0, 0, 140 * scale)))
+    if args.only:
+        workloads = [(n, w) for n, w in workloads if any(o in n for o in args.only)]
     for name, w in workloads:
-        row = {"n": name, "ours": run_ours(ctx, w), "reference": run_reference(ctx, w)}
+        row = {
+            "n": name,
+            "ours": run_ours(ctx, w, args.window),
+            "reference": run_reference(ctx, w, args.window),
+        }
         print(name, row, file=sys.stderr, flush=True)
         e2e.append(row)
-    text = render(ingress, e2e, args.quick)
+    text = render(ingress, e2e, args.quick, args.window)
     print(text)
     if args.write:
         write_section(Path(args.write), TAG, text)

@@ -25,6 +25,7 @@ def receive(path: str, worker: str, prefix: str, ready: Any, out: Any) -> None:
         server.serve(until_idle=True, timeout=900)
         c = server.receiver.counters
         counts = {"items": c.items, "registrations": c.registrations, "calls": c.engine_calls}
+        counts["reads"] = c.reads
         counts["failures"] = len(c.failures)
     counts["cpu_s"] = wl.cpu_seconds() - cpu0
     out.put(counts)

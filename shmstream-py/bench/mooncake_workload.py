@@ -62,9 +62,24 @@ def stream_options(ident: tuple[str, str, str]) -> dict[str, Any]:
     return {"capacity": 64, "item_bytes": 2 << 20}
 
 
-def send(path: str, w: Workload, out: Any) -> None:
+def stream_bytes(ident: tuple[str, str, str]) -> int:
+    """The sender's pool part per stream (``Sender(stream_bytes=...)``): a
+    sender with a pool per stream lays each stream's tensors out back to
+    back, so the receiver reads runs of them with one transfer. About what
+    the receiving ring holds (more could only wait in its backlog)."""
+    edge = ident[1]
+    if edge == CODEC:
+        return 64 << 10  # 1170 frames of 56 B
+    if edge == HIDDEN:
+        return 2 << 20  # 32 hidden states
+    return 192 << 20  # 96 tensors of 2 MiB (the whole pool before parts)
+
+
+def send(path: str, w: Workload, out: Any, window: int = 512, shared: bool = False) -> None:
     """The remote machine: announces every item, stamped, in steps (each
-    request's codec frame and hidden state, and the 2 MiB one, per step)."""
+    request's codec frame and hidden state, and the 2 MiB one, per step),
+    at most ``window`` unacknowledged; ``shared``: one 192 MiB ring for all
+    streams (interleaved: nothing to coalesce) instead of a part per stream."""
     from shmstream import mooncake as mc  # noqa: PLC0415
 
     codec = np.zeros(7, np.int64)
@@ -73,7 +88,9 @@ def send(path: str, w: Workload, out: Any) -> None:
     hidden_words = hidden.view(np.int64)
     big_words = big.view(np.int64)
     steps = max(w.codec_items, w.hidden_items, w.big_items)
-    with mc.Sender(path, pool_bytes=192 << 20, window=512, timeout=120) as snd:
+    pool = 192 << 20 if shared else sum(stream_bytes(ident) for ident in w.streams())
+    parts = None if shared else stream_bytes
+    with mc.Sender(path, pool_bytes=pool, window=window, timeout=120, stream_bytes=parts) as snd:
         t0 = time.monotonic_ns()
         for step in range(steps):
             for r in range(w.requests):

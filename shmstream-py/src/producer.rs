@@ -8,7 +8,7 @@ use crate::host;
 use crate::locks::{lock, try_lock};
 use crate::producer_state::{meta, meta_of, register, shared, with_state, SharedProducer, State};
 use crate::shared::Shared;
-use crate::slot::PySlot;
+use crate::slot::{abandon_reason, PySlot};
 use crate::timeout::{seconds, slice_of, sliced, SLICE};
 use pyo3::prelude::*;
 use shmstream::{BatchItem, Producer, StreamError, StreamId, TensorMeta};
@@ -391,6 +391,24 @@ impl PyProducer {
             s.producer().put_in_place(tensor_id, meta)
         });
         r.map_err(|e| stream_err(py, &self.id, &e))
+    }
+
+    /// Gives up the position `pre_read_register` reserved for `tensor_id`
+    /// (the consumer's `Abandoned` carries `reason` and `code`); `UnknownId`
+    /// for an id not pending (never registered, put or given up already, or
+    /// held as a `Slot`, which is abandoned through the slot).
+    #[pyo3(signature = (tensor_id, reason=None, code=0))]
+    fn abandon(
+        &self,
+        py: Python<'_>,
+        tensor_id: &str,
+        reason: Option<&str>,
+        code: i64,
+    ) -> PyResult<()> {
+        let reason = abandon_reason(reason, code)?;
+        // Published through the producer's ring: under the lock (`State`).
+        with_state(py, &self.state, |s| s.producer().abandon(tensor_id, reason))
+            .map_err(|e| stream_err(py, &self.id, &e))
     }
 
     /// The producer's last word: nothing more will be registered.

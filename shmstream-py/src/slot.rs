@@ -173,14 +173,7 @@ impl PySlot {
     /// than `MAX_REASON_LEN` bytes is cut at a character boundary.
     #[pyo3(signature = (reason=None, code=0))]
     fn abandon(&self, py: Python<'_>, reason: Option<&str>, code: i64) -> PyResult<()> {
-        let code = i32::try_from(code).map_err(|_| {
-            PyValueError::new_err(format!(
-                "abandon code {code} is outside the 32-bit range {}..={}",
-                i32::MIN,
-                i32::MAX
-            ))
-        })?;
-        let reason = AbandonReason::new(code, reason.unwrap_or(""));
+        let reason = abandon_reason(reason, code)?;
         let token = self.token;
         with_state(py, &self.state, |state| {
             // Giving it up publishes the abandonment through the producer's
@@ -249,4 +242,18 @@ impl Drop for PySlot {
         drop(slot);
         drop(state);
     }
+}
+
+/// The reason a Python caller gives for abandoning a position (`Slot.abandon`,
+/// `Producer.abandon`): a code outside 32 bits is refused, naming the range,
+/// before anything is given up.
+pub(crate) fn abandon_reason(reason: Option<&str>, code: i64) -> PyResult<AbandonReason> {
+    let code = i32::try_from(code).map_err(|_| {
+        PyValueError::new_err(format!(
+            "abandon code {code} is outside the 32-bit range {}..={}",
+            i32::MIN,
+            i32::MAX
+        ))
+    })?;
+    Ok(AbandonReason::new(code, reason.unwrap_or("")))
 }

@@ -453,4 +453,395 @@ def test_demo_source_mooncake_reports_every_item_in_order():
     assert r["producer_exit_code"] == 0 and r["sender_exit_code"] == 0
     assert r["mooncake"]["registrations"] == 1 and r["mooncake"]["failures"] == []
     assert r["mooncake"]["items"] == 3000
+    # The sender lays the rows out back to back: read in runs, not one by one.
+    assert r["mooncake"]["reads"] < 3000 // 2 < r["mooncake"]["coalesced"], r["mooncake"]
     assert not [n for n in os.listdir("/dev/shm") if r["stream"].split("/")[0] in n]
+
+
+# --- coalesced reads -------------------------------------------------------
+# The sender lays tensors out itself (a buffer it registers) and announces
+# them with explicit addresses: `items` is [edge, id, byte offset, value].
+LAYOUT = """
+with mc.Sender(path, pool_bytes=1 << 20) as snd:
+    buf = np.zeros(1 << 17, np.int64)
+    base = buf.ctypes.data
+    assert snd.engine.register_memory(base, buf.nbytes) == 0
+    edges = []
+    for edge, tid, off, value in args["items"]:
+        if args.get("unreachable") == edge:
+            snd.session = "127.0.0.1:1"  # a peer that is not there
+        buf[off // 8 : off // 8 + 7] = np.arange(7) + value
+        snd.announce(("r", edge, "p"), tid, base + off, 56, "i64", (7,))
+        snd.session = mc.session_id(snd.engine)
+        if edge not in edges:
+            edges.append(edge)
+    for edge in edges:
+        snd.done(("r", edge, "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+    snd.engine.unregister_memory(base)
+"""
+
+
+def laid_out(edge, prefix, n, start, stride):
+    return [[edge, f"{prefix}{i}", start + i * stride, i] for i in range(n)]
+
+
+def check_values(got, prefix, n):
+    assert [tid for tid, _ in got] == [f"{prefix}{i}" for i in range(n)]
+    for i, (_, a) in enumerate(got):
+        assert a.dtype == np.int64 and (a == np.arange(7) + i).all(), (i, a)
+
+
+class RecordingEngine:
+    """The real engine, recording the lengths of every read submitted."""
+
+    def __init__(self) -> None:
+        self.inner = mc.new_engine()
+        self.reads: list[list[int]] = []
+
+    def batch_transfer_async_read(self, session, ptrs, addrs, lens):
+        self.reads.append(list(lens))
+        return self.inner.batch_transfer_async_read(session, ptrs, addrs, lens)
+
+    def batch_transfer_sync_read(self, session, ptrs, addrs, lens):
+        self.reads.append(list(lens))
+        return self.inner.batch_transfer_sync_read(session, ptrs, addrs, lens)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("reads", ["async", "sync"])
+def test_contiguous_announcements_coalesce_and_gapped_ones_do_not(tmp_path, reads):
+    engine = RecordingEngine()
+    ing = Ingress(tmp_path, engine, capacity=256, item_bytes=64, reads=reads)
+    try:
+        # 64 tensors of 56 B back to back (as the receiving ring lays them
+        # out), and 32 with an 8 B gap between them at the sender.
+        items = laid_out("dense", "d", 64, 0, 56) + laid_out("gapped", "g", 32, 1 << 16, 64)
+        proc = spawn_sender(ing.path, LAYOUT, items=items)
+        got, errors = ing.drain(2)
+        assert errors == {} and finish(proc).strip() == "[]"
+        check_values(got["dense"], "d", 64)
+        check_values(got["gapped"], "g", 32)
+        c = ing.receiver.counters
+        assert c.items == 96 and c.bytes == 96 * 56
+        flat = [n for call in engine.reads for n in call]
+        # The gapped stream: one read per tensor; the dense one: a few
+        # reads of many tensors each (however the announcements arrived).
+        assert flat.count(56) <= 32 + 8, flat
+        assert sum(flat) == 96 * 56, flat
+        assert len(flat) <= 32 + 8, flat
+        assert c.reads == len(flat) and c.coalesced >= 64 - 8, (c.reads, c.coalesced)
+    finally:
+        ing.close()
+    assert ing.leftovers() == []
+
+
+@pytest.mark.parametrize("ingress", [{"capacity": 64, "item_bytes": 64}], indirect=True)
+def test_coalesced_reads_break_where_the_ring_wraps(ingress):
+    # 300 contiguous tensors through a ring of 64 x 64 B (4 KiB of payload,
+    # 73 tensors of 56 B): the slots wrap several times, so reads cover only
+    # contiguous slots; every value lands whole and in order.
+    proc = spawn_sender(ingress.path, LAYOUT, items=laid_out("wrap", "w", 300, 0, 56))
+    got, errors = ingress.drain(1)
+    assert errors == {} and finish(proc).strip() == "[]"
+    check_values(got["wrap"], "w", 300)
+    c = ingress.receiver.counters
+    assert c.items == 300
+    # Fewer reads than tensors, more than one per wrap of the ring.
+    assert 300 * 56 // 4096 < c.reads < 300, c.reads
+    assert c.engine_calls < 300
+
+
+@pytest.mark.parametrize("reads", ["async", "sync"])
+def test_a_failed_coalesced_read_abandons_every_slot_in_it(tmp_path, reads):
+    engine = RecordingEngine()
+    ing = Ingress(tmp_path, engine, reads=reads)
+    try:
+        # "gone": 6 contiguous tensors from a peer that is not there;
+        # "fine": 6 contiguous ones from the real sender.
+        items = laid_out("gone", "x", 6, 0, 56) + laid_out("fine", "f", 6, 4096, 56)
+        proc = spawn_sender(ing.path, LAYOUT, items=items, unreachable="gone")
+        got, errors = ing.drain(2)
+        out = finish(proc)
+        check_values(got["fine"], "f", 6)
+        assert "fine" not in errors and "gone" not in got
+        gone = errors["gone"]
+        assert isinstance(gone, s.Abandoned)
+        assert (gone.tensor_id, gone.position) == ("x0", 0) and gone.code < 0
+        assert "engine status" in gone.reason and "127.0.0.1:1 " in gone.reason, gone.reason
+        # The run was one read of the 6 tensors; each of them failed with
+        # the engine's status (each retried alone first, to find which).
+        assert [6 * 56] in engine.reads, engine.reads
+        failed = sorted(tid for tid, err in ing.completions if err and "engine status" in err)
+        assert failed == [f"x{i}" for i in range(6)], ing.completions
+        assert all(f"'x{i}'" in out for i in range(6)), out
+        assert ing.receiver.streams == 0
+    finally:
+        ing.close()
+    assert ing.leftovers() == []
+
+
+class GatedRunEngine(RecordingEngine):
+    """The first read of the ``gated`` stream waits until the later one of
+    the same stream completed: a coalesced run completing out of order."""
+
+    def __init__(self) -> None:
+        import threading
+
+        super().__init__()
+        self.first = True
+        self.release = threading.Event()
+
+    def batch_transfer_async_read(self, session, ptrs, addrs, lens):
+        if self.first and sum(lens) > 56:
+            self.first = False
+            bid = super().batch_transfer_async_read(session, ptrs, addrs, lens)
+            self.held = bid
+            return bid
+        return super().batch_transfer_async_read(session, ptrs, addrs, lens)
+
+    def transfer_check_status(self, bid):
+        if bid == getattr(self, "held", None) and not self.release.is_set():
+            return 0
+        return self.inner.transfer_check_status(bid)
+
+
+TWO_RUNS = """
+with mc.Sender(path, pool_bytes=1 << 20) as snd:
+    buf = np.zeros(1 << 12, np.int64)
+    base = buf.ctypes.data
+    assert snd.engine.register_memory(base, buf.nbytes) == 0
+    for i in range(8):
+        buf[i * 7 : i * 7 + 7] = np.arange(7) + i
+        snd.announce(("r", "ooo", "p"), f"o{i}", base + i * 56, 56, "i64", (7,))
+        if i == 3:
+            snd.flush()
+            print("first run", flush=True)
+            sys.stdin.readline()
+    snd.done(("r", "ooo", "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+    snd.engine.unregister_memory(base)
+"""
+
+
+def test_coalesced_runs_completing_out_of_order_are_delivered_in_order(tmp_path):
+    engine = GatedRunEngine()
+    ing = Ingress(tmp_path, engine, per_session=4, threads=4)
+    try:
+        proc = spawn_sender(ing.path, TWO_RUNS)
+        assert proc.stdout.readline().strip() == "first run"
+        deadline = time.monotonic() + 10
+        while not hasattr(engine, "held") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        # The second run (o4..o7) commits while the first is held.
+        deadline = time.monotonic() + 10
+        while len(ing.completions) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(tid for tid, _ in ing.completions) == ["o4", "o5", "o6", "o7"]
+        engine.release.set()
+        got, errors = ing.drain(1)
+        assert errors == {} and finish(proc).strip() == "[]"
+        check_values(got["ooo"], "o", 8)
+        assert sorted(sum(r) for r in engine.reads) == [4 * 56, 4 * 56], engine.reads
+    finally:
+        engine.release.set()
+        ing.close()
+    assert ing.leftovers() == []
+
+
+MANY_UNREAD_ACKS = """
+# Announces every tensor before reading a single acknowledgement (no
+# window): the acknowledgements pile up unread on the control socket.
+with mc.Sender(path, pool_bytes=4 << 20) as snd:
+    for half in (0, 1):
+        for i in range(half * args["n"], (half + 1) * args["n"]):
+            snd.send(("r", "acks", "p"), f"a{i}", np.arange(7, dtype=np.int64) + i)
+        snd.flush()
+        print("announced", flush=True)
+        sys.stdin.readline()
+    snd.done(("r", "acks", "p"))
+    snd.wait_acks(60)
+    print(json.dumps(snd.errors), flush=True)
+"""
+
+
+@pytest.mark.parametrize("ingress", [{"capacity": 8192, "item_bytes": 64}], indirect=True)
+def test_unread_acknowledgements_never_stall_the_control_loop(ingress):
+    # 6000 acknowledgements (~50 B each) are more than a Unix socket holds
+    # unread (~200 KiB): a control loop blocking on writing them stops
+    # reading announcements, and the sender then blocks writing the next
+    # 6000 (~1 MB): both wait for ever (a 4096-tensor window at N = 256 in
+    # the benchmark stalled so).
+    n = 6000
+    proc = spawn_sender(ingress.path, MANY_UNREAD_ACKS, n=n)
+    try:
+        check_both_halves(ingress, proc, n)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def line_within(proc, timeout):
+    """The sender's next output line, or AssertionError after ``timeout`` s."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: q.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        return q.get(timeout=timeout).strip()
+    except queue.Empty:
+        raise AssertionError(f"the sender printed nothing within {timeout} s: stalled") from None
+
+
+def check_both_halves(ingress, proc, n):
+    assert line_within(proc, 30) == "announced"
+    deadline = time.monotonic() + 30
+    while ingress.receiver.counters.items < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ingress.receiver.counters.items == n
+    time.sleep(0.5)  # the acknowledgements written (or not) meanwhile
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    assert line_within(proc, 30) == "announced"
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    got, errors = ingress.drain(1, timeout=30)
+    assert errors == {}
+    check_values(got["acks"], "a", 2 * n)
+    assert line_within(proc, 30) == "[]"
+
+
+PER_STREAM_POOL = """
+def size(ident):
+    return 1 << 30 if ident[1] == "huge" else 4096
+
+with mc.Sender(path, pool_bytes=1 << 16, stream_bytes=size) as snd:
+    try:
+        snd.send(("r", "huge", "p"), "h0", np.zeros(7, np.int64))
+    except Exception as e:
+        print(type(e).__name__, e, flush=True)
+    # Two streams interleaved, each in its own 4 KiB of the pool (73
+    # tensors of 56 B: each part wraps and is reused as acks come back).
+    for i in range(200):
+        for e in range(2):
+            snd.send(("r", f"e{e}", "p"), f"t{i}", np.arange(7, dtype=np.int64) * 1000 + i + e)
+    for e in range(2):
+        snd.done(("r", f"e{e}", "p"))
+    # 16 more streams: the pool (16 parts of 4 KiB) has room for them only
+    # once the first two gave theirs back (done and acknowledged).
+    for i in range(10):
+        for e in range(2, 18):
+            snd.send(("r", f"e{e}", "p"), f"t{i}", np.arange(7, dtype=np.int64) * 1000 + i + e)
+    for e in range(2, 18):
+        snd.done(("r", f"e{e}", "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+"""
+
+
+@pytest.mark.parametrize("ingress", [{"capacity": 256, "item_bytes": 64}], indirect=True)
+def test_a_sender_with_a_pool_part_per_stream_lays_tensors_out_for_coalescing(ingress):
+    proc = spawn_sender(ingress.path, PER_STREAM_POOL)
+    items, errors = ingress.drain(18, timeout=60)
+    out = finish(proc).strip().splitlines()
+    assert errors == {}
+    assert out[0] == (
+        "BadTensor stream_bytes of stream r/huge/p: 1073741824, expected 1 to the pool's "
+        "65536 bytes"
+    ), out
+    assert out[-1] == "[]", out
+    for e in range(18):
+        got = items[f"e{e}"]
+        n = 200 if e < 2 else 10
+        assert [tid for tid, _ in got] == [f"t{i}" for i in range(n)]
+        for i, (_, a) in enumerate(got):
+            assert (a == np.arange(7) * 1000 + i + e).all(), (e, i, a)
+    c = ingress.receiver.counters
+    assert c.items == 560
+    # Interleaved at the sender, yet each stream's tensors are read in runs.
+    assert c.reads < 560 // 2 and c.coalesced > 560 // 2, (c.reads, c.coalesced)
+
+
+TWO_REGISTRATIONS = """
+with mc.Sender(path, pool_bytes=1 << 20) as snd:
+    buf = np.zeros(8 * 7, np.int64)
+    base = buf.ctypes.data
+    # Back to back, but two registrations: a read across both is refused.
+    assert snd.engine.register_memory(base, 4 * 56) == 0
+    assert snd.engine.register_memory(base + 4 * 56, 4 * 56) == 0
+    for i in range(8):
+        buf[i * 7 : i * 7 + 7] = np.arange(7) + i
+        snd.announce(("r", "split", "p"), f"s{i}", base + i * 56, 56, "i64", (7,))
+    snd.done(("r", "split", "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+    snd.engine.unregister_memory(base + 4 * 56)
+    snd.engine.unregister_memory(base)
+"""
+
+
+@pytest.mark.parametrize("reads", ["async", "sync"])
+def test_a_run_the_engine_refuses_whole_is_read_tensor_by_tensor(tmp_path, reads):
+    # Coalescing must not fail a good tensor: the run across the sender's
+    # two registrations fails as one transfer, then each tensor is read
+    # alone, and all of them land.
+    engine = RecordingEngine()
+    ing = Ingress(tmp_path, engine, reads=reads)
+    try:
+        proc = spawn_sender(ing.path, TWO_REGISTRATIONS)
+        got, errors = ing.drain(1)
+        assert errors == {} and finish(proc).strip() == "[]"
+        check_values(got["split"], "s", 8)
+        assert ing.receiver.counters.failures == []
+        flat = [n for call in engine.reads for n in call]
+        assert flat[0] == 8 * 56 and flat[1:].count(56) == 8, engine.reads
+    finally:
+        ing.close()
+    assert ing.leftovers() == []
+
+
+POOL_FULL = """
+with mc.Sender(path, pool_bytes=8192, stream_bytes=8192, timeout=0.5) as snd:
+    snd.send(("r", "first", "p"), "f0", np.zeros(7, np.int64))
+    try:
+        # The first stream holds the whole pool until its 'done' is acked.
+        snd.send(("r", "second", "p"), "s0", np.zeros(7, np.int64))
+    except Exception as e:
+        print(type(e).__name__, e, flush=True)
+    try:
+        snd.send(("r", "first", "p"), "big", np.zeros(8193, np.uint8))
+    except Exception as e:
+        print(type(e).__name__, e, flush=True)
+    snd.done(("r", "first", "p"))
+    snd.wait_acks(30)
+    # Given back: the second stream now has room.
+    snd.send(("r", "second", "p"), "s0", np.zeros(7, np.int64))
+    snd.done(("r", "second", "p"))
+    snd.wait_acks(30)
+    print(json.dumps(snd.errors), flush=True)
+"""
+
+
+def test_a_sender_without_pool_room_waits_then_names_the_pool(ingress):
+    proc = spawn_sender(ingress.path, POOL_FULL)
+    items, errors = ingress.drain(2)
+    out = finish(proc).strip().splitlines()
+    assert errors == {} and out[-1] == "[]", out
+    assert out[0].startswith(
+        "StreamTimeout mooncake sender: no room in the pool (8192 bytes) for stream "
+        "r/second/p's 8192 bytes after 0.5 s: 1 streams hold 8192 bytes"
+    ), out
+    assert out[1] == (
+        "BadTensor a tensor of 8193 bytes exceeds stream r/first/p's 8192 bytes of the "
+        "pool (stream_bytes)"
+    ), out
+    assert [tid for tid, _ in items["first"]] == ["f0"]
+    assert [tid for tid, _ in items["second"]] == ["s0"]

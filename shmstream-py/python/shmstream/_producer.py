@@ -74,6 +74,14 @@ class Producer:
         returns its offset in the payload region."""
         return self._p.pre_read_register(tensor_id, nbytes)
 
+    def abandon(self, tensor_id: str, reason: str = "", code: int = 0) -> None:
+        """Gives up the position ``pre_read_register`` reserved for
+        ``tensor_id``: the consumer's ``Abandoned`` carries ``reason`` (cut
+        to 96 bytes) and ``code`` (32-bit). ``UnknownId`` for an id that is
+        not pending (never registered, put or given up already, or taken
+        as a :class:`Slot`: abandon that through the slot)."""
+        self._p.abandon(tensor_id, reason, code)
+
     def put(self, tensor_id: str, item: Any, timeout: float | None = _DEFAULT) -> None:
         """Copies ``item`` (a contiguous host torch.Tensor or numpy.ndarray) into
         the stream: into the slot ``pre_read_register`` reserved for

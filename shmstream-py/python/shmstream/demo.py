@@ -291,7 +291,8 @@ def main_mooncake(args: argparse.Namespace, ident: tuple[str, str, str], ctx: An
         print(render(report))
         if counts is not None:
             print(
-                f"mooncake       {counts['items']} reads in {counts['engine_calls']} engine calls, "
+                f"mooncake       {counts['items']} tensors in {counts['reads']} reads "
+                f"({counts['engine_calls']} engine calls), "
                 f"{counts['registrations']} memory registration(s), "
                 f"{len(counts['failures'])} failures; sender exit code {sender.exitcode}"
             )

@@ -5,8 +5,9 @@ shmstream slots.
 
 A :class:`Receiver` registers each stream's payload memory with the engine
 once, reserves a slot per announced remote tensor in announcement order,
-reads into it with ``batch_transfer_sync_read`` and commits it when the
-read returns. :class:`ControlServer` takes the announcements (one JSON line
+reads into it with the engine (a stream's tensors that lie back to back
+at the sender as in the ring: one transfer for the run) and commits it
+when the read completes. :class:`ControlServer` takes the announcements (one JSON line
 per tensor) from senders on a Unix socket; :class:`Sender` is such a
 sender (demo, tests, benchmarks). Install with
 ``pip install "shmstream[mooncake]"``; the module imports without the

@@ -40,6 +40,8 @@ def receive(ident: tuple[str, str, str], capacity: int, path: str, ready: Any, o
         {
             "items": c.items,
             "engine_calls": c.engine_calls,
+            "reads": c.reads,
+            "coalesced": c.coalesced,
             "registrations": c.registrations,
             "failures": c.failures,
         }
@@ -49,7 +51,9 @@ def receive(ident: tuple[str, str, str], capacity: int, path: str, ready: Any, o
 
 def send(ident: tuple[str, str, str], items: int, path: str) -> None:
     """The sender process: ``items`` rows of the demo (position, stamp,
-    checksum, position x4), each stamped just before its announcement."""
+    checksum, position x4), each stamped just before its announcement.
+    One stream, so its rows lie back to back in the pool (until it wraps)
+    and the receiver reads runs of them with one transfer each."""
     from ..demo import WORDS, checksum  # noqa: PLC0415
 
     row = np.empty(WORDS, np.int64)

@@ -20,6 +20,13 @@ Ident = tuple[str, str, str]
 Completion = Callable[[Announcement, Optional[str]], None]
 
 MAX_BATCH = 64  # reads per engine call: bounded so one batch's failure retries cheaply
+COALESCE_BYTES = 1 << 20  # the longest read that covers several tensors
+# The most padding between two tensors that one read may cover: a ring's
+# placement aligns a tensor to at most 64 bytes (`placement_align`), so
+# consecutive reservations of one stream are at most 63 bytes apart.
+MAX_GAP = 63
+
+Item = tuple["_Stream", Announcement, Any]
 
 
 class ReadFailed(StreamError):
@@ -47,6 +54,8 @@ class Counters:
     items: int = 0
     bytes: int = 0
     engine_calls: int = 0
+    reads: int = 0  # contiguous transfers submitted (one per tensor, or per coalesced run)
+    coalesced: int = 0  # tensors read by a transfer that covered several
     registrations: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -64,20 +73,28 @@ class Receiver:
 
     :meth:`submit` takes announcements in the sender's order: it reserves
     each tensor's slot in that order (so the consumer's stream order is
-    the announcement order), reads the reserved slots with
-    ``batch_transfer_sync_read`` (batched per sender session, at most
-    ``max_batch`` per call) on ``threads`` threads, at most ``per_session``
-    batches at once per session (default 4 with async reads, 1 with sync:
-    on TCP here four concurrent sync calls to one session were slower than
-    one, four async batches faster), and commits each slot when its read
-    returned 0: completions, and commits, come in any order.
-    ``reads="async"`` (the default) submits each tensor of a batch with
-    ``batch_transfer_async_read`` and polls ``transfer_check_status``
-    with short sleeps, committing each slot as its own read completes; the
-    sync call spins a core while it waits (here async took 30-50% less CPU
-    at 56 B, 64 KiB and 2 MiB). A read not finished after ``read_timeout``
-    seconds counts as failed. ``reads="sync"``: one
-    ``batch_transfer_sync_read`` per batch.
+    the announcement order) and queues it per sender session; at most
+    ``per_session`` reader tasks per session (on ``threads`` threads; default
+    4 with async reads, 1 with sync: on TCP here four concurrent sync calls
+    to one session were slower than one, four async batches faster) each
+    take up to ``max_batch`` runs off the queue at a time, read them and
+    commit each slot when its read returned 0: completions, and commits,
+    come in any order. A run is consecutive tensors of one stream whose
+    remote addresses lie as far apart as their slots (the sender laid them
+    out back to back, as the ring did): ONE transfer of their summed
+    length, at most ``coalesce_bytes`` (0: never); the slot addresses are
+    checked, so a ring wrap or a gap at the sender starts a new run. While
+    the engine is busy the queue grows and runs get longer; an idle engine
+    reads a tensor at once. ``reads="async"`` (the default) submits each
+    run with ``batch_transfer_async_read`` and polls
+    ``transfer_check_status`` with short sleeps, committing a run's slots
+    as soon as it completes; the sync call spins a core while it waits
+    (here async took 30-50% less CPU at 56 B, 64 KiB and 2 MiB). A read not
+    finished after ``read_timeout`` seconds counts as failed.
+    ``reads="sync"``: one ``batch_transfer_sync_read`` per batch of runs.
+    A failed run (the engine settled it) is retried one tensor at a time,
+    so that only the tensors whose own read fails are abandoned (each with
+    its engine status).
     A stream whose ring is full keeps its announcements in a backlog that
     :meth:`pump` retries; other streams go on meanwhile.
 
@@ -108,6 +125,7 @@ class Receiver:
         per_session: int | None = None,
         reads: str = "async",
         read_timeout: float = 30.0,
+        coalesce_bytes: int = COALESCE_BYTES,
         stream_options: Callable[[Ident], dict[str, Any]] | None = None,
         on_complete: Completion | None = None,
     ) -> None:
@@ -128,12 +146,16 @@ class Receiver:
             raise SetupFailed(f"mooncake Receiver: reads={reads!r}, expected 'async' or 'sync'")
         self._reads = reads
         self._read_timeout = read_timeout
+        self._coalesce = max(0, coalesce_bytes)
         # Sync calls spin a thread each, and concurrent ones to one session
         # were slower on TCP here; async reads were faster four batches deep.
         if per_session is None:
             per_session = 4 if reads == "async" else 1
         self._per_session = max(1, per_session)
-        self._sessions: dict[str, threading.BoundedSemaphore] = {}
+        # Per sender session: tensors reserved and not yet handed to the
+        # engine, and the reader tasks taking them (at most per_session).
+        self._queues: dict[str, deque[Item]] = {}
+        self._readers: dict[str, int] = {}
         self._quarantine: list[_Stream] = []
         self._on_complete = on_complete
         self.counters = Counters()
@@ -181,7 +203,7 @@ class Receiver:
     # --- announcements -----------------------------------------------------
     def submit(self, announcements: Iterable[Announcement], owner: Any = None) -> None:
         """Reserves the announced tensors' slots in order and starts their reads."""
-        ready: list[tuple[_Stream, Announcement, Any]] = []
+        ready: list[Item] = []
         touched: dict[Ident, _Stream] = {}
         for ann in announcements:
             try:
@@ -206,7 +228,7 @@ class Receiver:
 
     def pump(self) -> bool:
         """Retries the backlogs of full rings; whether any backlog remains."""
-        ready: list[tuple[_Stream, Announcement, Any]] = []
+        ready: list[Item] = []
         with self._lock:
             streams = list(self._streams.values())
         for st in streams:
@@ -217,7 +239,7 @@ class Receiver:
             self._maybe_finish(st)
         return any(s.backlog for s in streams)
 
-    def _reserve(self, st: _Stream, ready: list[tuple[_Stream, Announcement, Any]]) -> None:
+    def _reserve(self, st: _Stream, ready: list[Item]) -> None:
         # Under the lock: a reader thread failing the stream clears its backlog.
         while True:
             with self._lock:
@@ -238,32 +260,115 @@ class Receiver:
             self._fail(st, f"registering {ann.tensor_id!r}: {error}")
             return
 
-    def _dispatch(self, ready: list[tuple[_Stream, Announcement, Any]]) -> None:
-        by_session: dict[str, list[tuple[_Stream, Announcement, Any]]] = {}
-        for item in ready:
-            by_session.setdefault(item[1].session, []).append(item)
-        for session, items in by_session.items():
-            for i in range(0, len(items), self._max_batch):
-                self._pool.submit(self._read, session, items[i : i + self._max_batch])
+    def _dispatch(self, ready: list[Item]) -> None:
+        """Queues the reserved tensors per session and starts readers (at
+        most ``per_session`` per session). A reader takes up to
+        ``max_batch`` runs from its queue at a time, so while the engine is
+        busy the tensors that arrive meanwhile queue up and are read in
+        longer runs; when it is idle, a tensor is read at once."""
+        starts: list[str] = []
+        with self._lock:
+            touched: dict[str, deque[Item]] = {}
+            for item in ready:
+                q = self._queues.setdefault(item[1].session, deque())
+                q.append(item)
+                touched[item[1].session] = q
+            for session, q in touched.items():
+                active = self._readers.get(session, 0)
+                more = min(self._per_session - active, -(-len(q) // self._max_batch))
+                if more > 0:
+                    self._readers[session] = active + more
+                    starts += [session] * more
+        for session in starts:
+            self._pool.submit(self._reader, session)
+
+    def _reader(self, session: str) -> None:
+        while True:
+            with self._lock:
+                q = self._queues.get(session)
+                if not q:
+                    self._readers[session] -= 1
+                    return
+                runs = self._take_runs(q)
+            try:
+                self._read(session, runs)
+            except Exception as e:  # noqa: BLE001 (settled by _read; the reader goes on)
+                print(f"shmstream.mooncake: reader of {session}: {e!r}", file=sys.stderr)
+
+    def _take_runs(self, q: deque[Item]) -> list[list[Item]]:
+        """Takes up to ``max_batch`` runs off the front of ``q``: each run is
+        consecutive tensors of one stream lying as far apart at the sender
+        as their slots lie here (a gap of at most ``MAX_GAP`` padding
+        bytes), read as one transfer of at most ``coalesce_bytes``. The
+        slot addresses are checked, not assumed: a ring that wrapped (or a
+        sender that left a gap) starts a new run."""
+        runs: list[list[Item]] = []
+        # Per stream: the open run, its first slot's address, the last
+        # tensor's slot address and remote address.
+        open_runs: dict[int, tuple[list[Item], int, int, int]] = {}
+        while q:
+            st, ann, slot = q[0]
+            if ann.nbytes == 0:
+                if len(runs) == self._max_batch:
+                    break
+                runs.append([q.popleft()])
+                open_runs.pop(id(st), None)
+                continue
+            ptr = slot.data_ptr
+            cur = open_runs.get(id(st))
+            if cur is not None:
+                run, first, last_ptr, last_addr = cur
+                gap = ptr - last_ptr
+                prev = run[-1][1].nbytes
+                if (
+                    ann.addr - last_addr == gap
+                    and prev <= gap <= prev + MAX_GAP
+                    and ptr + ann.nbytes - first <= self._coalesce
+                ):
+                    run.append(q.popleft())
+                    open_runs[id(st)] = (run, first, ptr, ann.addr)
+                    continue
+            if len(runs) == self._max_batch:
+                break
+            run = [q.popleft()]
+            runs.append(run)
+            open_runs[id(st)] = (run, ptr, ptr, ann.addr)
+        return runs
+
+    @staticmethod
+    def _span(run: list[Item]) -> tuple[int, int, int]:
+        """(local address, remote address, length) of a run's one transfer."""
+        first, last = run[0], run[-1]
+        ptr = first[2].data_ptr
+        return ptr, first[1].addr, last[2].data_ptr + last[1].nbytes - ptr
 
     # --- the reads (reader threads) ----------------------------------------
-    def _read(self, session: str, items: list[tuple[_Stream, Announcement, Any]]) -> None:
+    def _read(self, session: str, runs: list[list[Item]]) -> None:
+        items = [it for run in runs for it in run]
         try:
             if self._reads == "async":
-                self._read_async(session, items)
+                self._read_async(session, runs)
                 return
-            live = [it for it in items if it[1].nbytes > 0]
+            live = [run for run in runs if run[0][1].nbytes > 0]
             status = self._engine_read(session, live) if live else 0
             if status >= 0:
                 self._commit_all(items)
                 return
-            for st, ann, slot in items:
-                if ann.nbytes > 0 and len(live) > 1:
-                    # The engine's status is per batch: find which reads failed.
-                    own = self._engine_read(session, [(st, ann, slot)])
+            # The engine's status is per batch: find which reads failed,
+            # a run's tensors one at a time.
+            for run in runs:
+                if run[0][1].nbytes == 0:
+                    own = 0
+                elif len(live) > 1:
+                    own = self._engine_read(session, [run])
                 else:
-                    own = status if ann.nbytes > 0 else 0
-                self._finish_read(st, ann, slot, own)
+                    own = status
+                if own < 0 and len(run) > 1:
+                    for it in run:
+                        self._finish_read(*it, self._engine_read(session, [[it]]))
+                    continue
+                for it in run:
+                    self._finish_read(*it, own)
         except BaseException as e:  # noqa: BLE001 (a reader thread must settle every slot)
             for st, ann, slot in items:
                 if slot.is_open:
@@ -272,25 +377,25 @@ class Receiver:
                     self._settle(st, ann, f"{e!r}")
             raise
 
-    def _read_async(self, session: str, items: list[tuple[_Stream, Announcement, Any]]) -> None:
-        """One asynchronous read per tensor (the engine's status of a batch
+    def _read_async(self, session: str, runs: list[list[Item]]) -> None:
+        """One asynchronous read per run (the engine's status of a batch
         covers its first task only), polled with growing sleeps."""
-        gate = self._gate(session)
-        with gate:
-            pending: list[tuple[int, tuple[_Stream, Announcement, Any]]] = []
-            ready = [it for it in items if it[1].nbytes == 0]
-            for it in items:
-                if it[1].nbytes == 0:
-                    continue
-                bid = self.engine.batch_transfer_async_read(
-                    session, [it[2].data_ptr], [it[1].addr], [it[1].nbytes]
-                )
+        pending: list[tuple[int, list[Item]]] = []
+        ready = [it for run in runs for it in run if it[1].nbytes == 0]
+        todo = [run for run in runs if run[0][1].nbytes > 0]
+        while True:
+            submitted = 0
+            for run in todo:
+                ptr, addr, length = self._span(run)
+                bid = self.engine.batch_transfer_async_read(session, [ptr], [addr], [length])
                 if bid <= 0 or bid >= 1 << 63:  # 0, or -1 as an unsigned batch id
-                    self._finish_read(*it, -1)
+                    for it in run:
+                        self._finish_read(*it, -1)
                 else:
-                    pending.append((bid, it))
-            with self._lock:
-                self.counters.engine_calls += len(pending)
+                    submitted += 1
+                    pending.append((bid, run))
+            self._count(submitted, todo)
+            todo = []
             deadline = time.monotonic() + self._read_timeout
             nap = 20e-6
             while pending or ready:
@@ -302,35 +407,44 @@ class Receiver:
                 time.sleep(nap)
                 nap = min(nap * 2, 1e-3)
                 left = []
-                for bid, it in pending:
+                for bid, run in pending:
                     status = self.engine.transfer_check_status(bid)
                     if status == 1:
-                        ready.append(it)
+                        ready.extend(run)
                         nap = 20e-6
+                    elif status == -1 and len(run) > 1:
+                        # Settled by the engine: retried one tensor at a
+                        # time, to fail only the tensors that fail alone.
+                        todo.extend([it] for it in run)
                     elif status == -1:
-                        self._finish_read(*it, -1)
+                        self._finish_read(*run[0], -1)
                     elif time.monotonic() > deadline:
-                        # Not finished: the slot is abandoned and its stream
-                        # ends, so a late completion lands in a ring that is
-                        # never registered into again, and stays mapped
-                        # (quarantined) until the receiver closes.
-                        it[0].unsettled = True
-                        self._finish_read(*it, status if status < 0 else -3)
+                        # Not finished: the slots are abandoned and the
+                        # stream ends, so a late completion lands in a
+                        # ring that is never registered into again, and
+                        # stays mapped (quarantined) until the receiver
+                        # closes.
+                        for it in run:
+                            it[0].unsettled = True
+                            self._finish_read(*it, status if status < 0 else -3)
                     else:
-                        left.append((bid, it))
+                        left.append((bid, run))
                 pending = left
+                if todo:
+                    break  # submit the retries, then poll everything
+            if not todo:
+                return
 
-    def _gate(self, session: str) -> threading.BoundedSemaphore:
+    def _count(self, submitted: int, runs: list[list[Item]]) -> None:
         with self._lock:
-            gate = self._sessions.get(session)
-            if gate is None:
-                gate = self._sessions[session] = threading.BoundedSemaphore(self._per_session)
-        return gate
+            self.counters.engine_calls += submitted
+            self.counters.reads += len(runs)
+            self.counters.coalesced += sum(len(run) for run in runs if len(run) > 1)
 
-    def _commit_all(self, items: list[tuple[_Stream, Announcement, Any]]) -> None:
+    def _commit_all(self, items: list[Item]) -> None:
         """The whole batch read: commits it with one lock round for the
         bookkeeping (the common path, per batch rather than per item)."""
-        done: list[tuple[_Stream, Announcement, Any]] = []
+        done: list[Item] = []
         for st, ann, slot in items:
             try:
                 slot.commit(ann.dtype, list(ann.shape))
@@ -351,16 +465,18 @@ class Receiver:
         for st in touched.values():
             self._maybe_finish(st)
 
-    def _engine_read(self, session: str, items: list[tuple[_Stream, Announcement, Any]]) -> int:
-        with self._gate(session):
-            status = self.engine.batch_transfer_sync_read(
-                session,
-                [slot.data_ptr for _, _, slot in items],
-                [ann.addr for _, ann, _ in items],
-                [ann.nbytes for _, ann, _ in items],
-            )
+    def _engine_read(self, session: str, runs: list[list[Item]]) -> int:
+        spans = [self._span(run) for run in runs]
+        status = self.engine.batch_transfer_sync_read(
+            session,
+            [ptr for ptr, _, _ in spans],
+            [addr for _, addr, _ in spans],
+            [length for _, _, length in spans],
+        )
         with self._lock:
             self.counters.engine_calls += 1
+            self.counters.reads += len(runs)
+            self.counters.coalesced += sum(len(run) for run in runs if len(run) > 1)
         return int(status)
 
     def _finish_read(self, st: _Stream, ann: Announcement, slot: Any, status: int) -> None:

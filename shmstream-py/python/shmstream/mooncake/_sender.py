@@ -9,8 +9,7 @@ import json
 import mmap
 import socket
 import time
-from collections import deque
-from typing import Any
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -18,8 +17,10 @@ from .._errors import BadTensor, SetupFailed, StreamError, StreamTimeout
 from .._tensors import host_array
 from ._announce import Announcement
 from ._engine import new_engine, session_id
+from ._pool import Arenas, Ring
 
-ALIGN = 64
+Ident = tuple[str, str, str]
+StreamBytes = Union[int, Callable[[Ident], int], None]
 
 
 class Sender:
@@ -30,7 +31,16 @@ class Sender:
     back when the receiver acknowledges the tensor. :meth:`announce` names
     memory the caller registered itself. Announcements are buffered until
     :meth:`flush` (or a full buffer). ``window``: at most that many
-    tensors announced and not yet acknowledged (None: as the pool allows)."""
+    tensors announced and not yet acknowledged (None: as the pool allows).
+
+    ``stream_bytes`` (an int, or a function of the stream's ident): each
+    stream gets a part of the pool of that many bytes at its first tensor,
+    given back after its 'done' and its last acknowledgement, and lays its
+    tensors out there in order, back to back as the receiving ring does
+    (what a sender with a pool per stream does): the receiver reads runs
+    of them with one transfer each. None (default): one ring for all
+    streams, in announcement order. Without pool room the sender waits
+    for acknowledgements, up to ``timeout`` (StreamTimeout names the pool)."""
 
     def __init__(
         self,
@@ -42,6 +52,7 @@ class Sender:
         pool_bytes: int = 64 << 20,
         window: int | None = None,
         timeout: float = 30.0,
+        stream_bytes: StreamBytes = None,
     ) -> None:
         self.engine = engine if engine is not None else new_engine(hostname, protocol=protocol)
         self.session = session_id(self.engine, hostname)
@@ -57,9 +68,12 @@ class Sender:
         self._sock = self._connect(path, timeout)
         self._out: list[bytes] = []
         self._in = b""
-        # [key, start, end, acked]: the pool is a ring, given back in order.
-        self._allocs: deque[list[Any]] = deque()
-        self._by_key: dict[tuple[tuple[str, str, str], str], list[Any]] = {}
+        self._stream_bytes = stream_bytes
+        self._shared = Ring(0, pool_bytes) if stream_bytes is None else None
+        self._arenas = Arenas(pool_bytes)
+        self._rings: dict[Ident, Ring] = {}
+        # An allocation per unacknowledged tensor, given back in order.
+        self._by_key: dict[tuple[Ident, str], list[Any]] = {}
         self.unacked = 0
         self.acked = 0
         self.errors: list[str] = []
@@ -114,7 +128,7 @@ class Sender:
         """Copies ``item`` (a contiguous host numpy array or torch tensor)
         into the pool and announces it."""
         dtype, shape, ptr, nbytes, keep = host_array(item)
-        start = self._alloc(((stream[0], stream[1], stream[2]), tensor_id), nbytes)
+        start = self._alloc((stream[0], stream[1], stream[2]), tensor_id, nbytes)
         src = np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(ptr))
         self._pool_array[start : start + nbytes] = src
         del keep
@@ -124,6 +138,10 @@ class Sender:
         """No more tensors on ``stream`` (the receiver signals done after its last commit)."""
         ident = (stream[0], stream[1], stream[2])
         self._out.append(Announcement(ident, done=True).to_json().encode() + b"\n")
+        ring = self._rings.get(ident)
+        if ring is not None:
+            ring.done = True
+            self._give_back()
 
     def flush(self) -> None:
         """Writes the buffered announcements to the control socket."""
@@ -156,10 +174,18 @@ class Sender:
                 self.acked += 1
                 a = self._by_key.pop((tuple(d["stream"]), d["id"]), None)
                 if a is not None:
-                    a[3] = True
-        while self._allocs and self._allocs[0][3]:
-            self._allocs.popleft()
+                    a[2] = True
+        self._give_back()
         return len(lines)
+
+    def _give_back(self) -> None:
+        if self._shared is not None:
+            self._shared.reclaim()
+        for ident, ring in list(self._rings.items()):
+            ring.reclaim()
+            if ring.done and not ring.allocs:
+                del self._rings[ident]
+                self._arenas.give(ring.start)
 
     def wait_acks(self, timeout: float | None = None) -> None:
         """Waits until every announced tensor was acknowledged."""
@@ -174,33 +200,57 @@ class Sender:
                 )
             self.poll_acks(min(left, 1.0))
 
-    def _alloc(self, key: tuple[tuple[str, str, str], str], nbytes: int) -> int:
-        n = max(ALIGN, (nbytes + ALIGN - 1) // ALIGN * ALIGN)
-        if n > self.pool_bytes:
+    def _alloc(self, ident: Ident, tensor_id: str, nbytes: int) -> int:
+        ring = self._ring(ident)
+        if nbytes > ring.size:
+            where = "the sender's pool" if ring is self._shared else f"stream {'/'.join(ident)}'s"
             raise BadTensor(
-                f"a tensor of {nbytes} bytes exceeds the sender's pool of {self.pool_bytes}"
+                f"a tensor of {nbytes} bytes exceeds {where} {ring.size} bytes"
+                + ("" if ring is self._shared else " of the pool (stream_bytes)")
             )
         deadline = time.monotonic() + self.timeout
         while True:
-            start = self._fit(n)
-            if start is not None:
-                a = [key, start, start + n, False]
-                self._allocs.append(a)
-                self._by_key[key] = a
-                return start
+            a = ring.take(nbytes)
+            if a is not None:
+                self._by_key[(ident, tensor_id)] = a
+                return int(a[0])
             if time.monotonic() > deadline:
-                raise StreamTimeout(f"mooncake sender: no pool room for {nbytes} bytes")
+                raise StreamTimeout(
+                    f"mooncake sender: no room for {nbytes} bytes in {ring.size} bytes of pool "
+                    f"after {self.timeout} s, {self.unacked} tensors unacknowledged: the "
+                    "receiver acknowledges a tensor once it read it, and reads while its "
+                    "rings have room (is the consumer popping?)"
+                )
             self.poll_acks(0.5)
 
-    def _fit(self, n: int) -> int | None:
-        if not self._allocs:
-            return 0
-        head, tail = self._allocs[0][1], self._allocs[-1][2]
-        if tail > head:
-            if self.pool_bytes - tail >= n:
-                return tail
-            return 0 if head >= n else None
-        return tail if head - tail >= n else None
+    def _ring(self, ident: Ident) -> Ring:
+        """The stream's ring (its own part of the pool, taken at its first
+        tensor, with ``stream_bytes``), or the one shared ring."""
+        if self._shared is not None:
+            return self._shared
+        ring = self._rings.get(ident)
+        if ring is not None:
+            return ring
+        sb = self._stream_bytes
+        size = int(sb(ident) if callable(sb) else sb)  # type: ignore[arg-type]
+        if not 0 < size <= self.pool_bytes:
+            raise BadTensor(
+                f"stream_bytes of stream {'/'.join(ident)}: {size}, expected 1 to the "
+                f"pool's {self.pool_bytes} bytes"
+            )
+        deadline = time.monotonic() + self.timeout
+        while (start := self._arenas.take(size)) is None:
+            if time.monotonic() > deadline:
+                raise StreamTimeout(
+                    f"mooncake sender: no room in the pool ({self.pool_bytes} bytes) for stream "
+                    f"{'/'.join(ident)}'s {size} bytes after {self.timeout} s: "
+                    f"{len(self._rings)} streams hold {sum(self._arenas.used.values())} "
+                    "bytes until their 'done' is acknowledged; a larger pool_bytes or "
+                    "smaller stream_bytes"
+                )
+            self.poll_acks(0.5)
+        ring = self._rings[ident] = Ring(start, size)
+        return ring
 
     def close(self) -> None:
         """Flushes, closes the control connection and unregisters the pool."""

@@ -21,11 +21,20 @@ IDLE_POLL = 0.005  # s between retries of full rings' backlogs
 
 
 class _Conn:
+    """One sender's connection. Reader threads queue acknowledgements under
+    ``lock`` (never held across I/O); only the control loop writes, without
+    blocking: what the socket does not take now waits in ``out`` until
+    the socket is writable. A loop that blocked on a sender that does not
+    read its acknowledgements (it is busy writing announcements) would
+    stop reading announcements, and both would wait for ever."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.pending = b""
         self.lock = threading.Lock()
         self.acks: list[bytes] = []
+        self.out = bytearray()
+        self.writing = False  # registered for EVENT_WRITE
         self.alive = True
 
     def queue(self, line: bytes) -> bool:
@@ -34,15 +43,26 @@ class _Conn:
             self.acks.append(line)
             return len(self.acks) == 1
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Writes what the socket takes now; whether output is left."""
         with self.lock:
             lines, self.acks = self.acks, []
-            if not self.alive or not lines:
-                return
+        if not self.alive:
+            self.out.clear()
+            return False
+        for line in lines:
+            self.out += line
+        while self.out:
             try:
-                self.sock.sendall(b"".join(lines))
+                sent = self.sock.send(self.out)
+            except (BlockingIOError, InterruptedError):
+                return True
             except OSError:
                 self.alive = False
+                self.out.clear()
+                return False
+            del self.out[:sent]
+        return False
 
 
 def _ack(ann: Announcement, error: str | None) -> bytes:
@@ -106,7 +126,7 @@ class ControlServer:
                 raise StreamError(f"mooncake control server: still busy after {timeout} s")
             backlog = self.receiver.pump()
             wait = IDLE_POLL if backlog else 0.2
-            for key, _ in self._sel.select(wait):
+            for key, events in self._sel.select(wait):
                 if key.fileobj is self._listener:
                     self._accept()
                 elif key.fileobj == self._wake_r:
@@ -117,10 +137,12 @@ class ControlServer:
                         except BlockingIOError:
                             break
                 else:
-                    self._read(self._conns[key.fileobj.fileno()])  # type: ignore[union-attr]
+                    conn = self._conns.get(key.fileobj.fileno())  # type: ignore[union-attr]
+                    if conn is not None and events & selectors.EVENT_READ:
+                        self._read(conn)
             for conn in list(self._conns.values()):
-                if conn.acks:
-                    conn.flush()
+                if conn.acks or conn.out:
+                    self._write(conn)
             if (
                 until_idle
                 and self.connected
@@ -130,9 +152,17 @@ class ControlServer:
             ):
                 return
 
+    def _write(self, conn: _Conn) -> None:
+        """Flushes ``conn``; it is watched for room while output is left."""
+        left = conn.flush()
+        if left != conn.writing and conn.alive:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if left else 0)
+            self._sel.modify(conn.sock, events)
+            conn.writing = left
+
     def _accept(self) -> None:
         sock, _ = self._listener.accept()
-        sock.setblocking(True)
+        sock.setblocking(False)
         conn = _Conn(sock)
         self._conns[sock.fileno()] = conn
         self._sel.register(sock, selectors.EVENT_READ)
@@ -141,6 +171,8 @@ class ControlServer:
     def _read(self, conn: _Conn) -> None:
         try:
             data = conn.sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
         except OSError:
             data = b""
         if not data:
@@ -163,11 +195,10 @@ class ControlServer:
         self.receiver.submit(anns, owner=conn)
 
     def _drop(self, conn: _Conn) -> None:
-        conn.flush()
+        conn.flush()  # what the socket takes; the sender is gone or going
         self._sel.unregister(conn.sock)
         del self._conns[conn.sock.fileno()]
-        with conn.lock:
-            conn.alive = False
+        conn.alive = False
         conn.sock.close()
         self.receiver.abort_owner(
             conn, "the sender's control connection closed before it announced 'done'"
