@@ -27,6 +27,7 @@
 //! `tests/layering.rs` holds that no module uses one after it (no circle).
 
 mod aio;
+mod aio_uring;
 mod array;
 mod buffer;
 mod chunk;
