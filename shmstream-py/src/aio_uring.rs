@@ -7,10 +7,16 @@
 //! `add_reader`, and the loop looks again. One wake-up (the loop's), where
 //! a helper thread costs two.
 //!
-//! The ring is made with `IORING_SETUP_DEFER_TASKRUN`: the completion's
-//! work runs when the loop asks for it (`IORING_ENTER_GETEVENTS`), so a
-//! wake never interrupts a system call of the loop's thread, and it is
-//! single-issuer: only the thread that made it (the loop's) uses it.
+//! The ring runs its completion work the default way: the producer's wake
+//! queues it to the loop's thread and interrupts that thread's sleep
+//! (`epoll_wait` returns `EINTR`, which asyncio and uvloop retry); the work
+//! runs on the way back to user space, posts the completion and signals
+//! the eventfd, and the retried `epoll_wait` finds it readable. (A
+//! `IORING_SETUP_DEFER_TASKRUN` ring, which leaves the loop's system calls
+//! alone, signalled its eventfd 8-15 ms late here: `perf` showed the loop
+//! woken that long after the producer's `FUTEX_WAKE`, from another task's
+//! softirq.) The ring is single-issuer: only the thread that made it (the
+//! loop's) uses it.
 //! Where io_uring or its `FUTEX_WAIT` (Linux 6.7) is not available, the
 //! constructor fails and `_aio` falls back to `_SetWatch` (a thread).
 
@@ -32,9 +38,6 @@ const FUTEX2_SIZE_U32: u32 = 0x02;
 /// `FUTEX_BITSET_MATCH_ANY`: woken by any wake (the producers' plain
 /// `FUTEX_WAKE`).
 const MATCH_ANY: u64 = u32::MAX as u64;
-
-/// `IORING_ENTER_GETEVENTS`: run the deferred work, reap completions.
-const ENTER_GETEVENTS: u32 = 1;
 
 /// The user data of the ring's entries.
 const FUTEX: u64 = 1;
@@ -115,24 +118,33 @@ impl SetUring {
     }
 
     /// Runs the ring's deferred completions and reaps them; whether the
-    /// `FUTEX_WAIT` ended (its announcement is then retracted).
-    fn reap(inner: &mut Inner, wait_for_futex: bool) -> PyResult<bool> {
+    /// `FUTEX_WAIT` ended (its announcement is then retracted). With
+    /// `block`, until it ended (after a cancel: at once).
+    fn reap(inner: &mut Inner, block: bool) -> PyResult<bool> {
         let mut ended = false;
-        loop {
-            // SAFETY: no argument pointer is passed (`None`); the call only
-            // runs this ring's deferred work and posts its completions.
-            unsafe {
-                inner.ring.submitter().enter::<libc::sigset_t>(
-                    0,
-                    u32::from(wait_for_futex && !ended && inner.wait.is_some()),
-                    ENTER_GETEVENTS,
-                    None,
-                )
-            }?;
+        while inner.wait.is_some() && !ended {
+            // Runs the completion work queued to this thread (if the loop
+            // did not already on its way out of the kernel) and reaps; an
+            // enter that waits for one completion, with a zero timeout
+            // making the wait a look.
+            let zero = types::Timespec::new();
+            let got = if block {
+                inner.ring.submit_and_wait(1)
+            } else {
+                inner
+                    .ring
+                    .submitter()
+                    .submit_with_args(1, &types::SubmitArgs::new().timespec(&zero))
+            };
+            match got {
+                Ok(_) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+                Err(e) => return Err(e.into()),
+            }
             for cqe in inner.ring.completion() {
                 ended |= cqe.user_data() == FUTEX;
             }
-            if ended || !wait_for_futex || inner.wait.is_none() {
+            if !block {
                 break;
             }
         }
@@ -140,6 +152,15 @@ impl SetUring {
             inner.wait = None;
         }
         Ok(ended)
+    }
+
+    /// Empties the eventfd (a completion posted while reaping signalled it
+    /// again: without this, a wake-up of the loop for nothing).
+    fn quiet(&self) {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into `count`; the eventfd is
+        // non-blocking, so an empty one fails with EAGAIN, which is fine.
+        let _ = unsafe { libc::read(self.efd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
     }
 }
 
@@ -189,10 +210,7 @@ fn submit(inner: &mut Inner, wait: BellWait) -> PyResult<()> {
 /// error where there is none (io_uring refused by a seccomp filter or
 /// `kernel.io_uring_disabled`, a kernel before 6.7).
 fn ring() -> std::io::Result<IoUring> {
-    let ring = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(8)?;
+    let ring = IoUring::builder().setup_single_issuer().build(8)?;
     let mut probe = Probe::new();
     ring.submitter().register_probe(&mut probe)?;
     if !probe.is_supported(opcode::FutexWait::CODE) {
@@ -269,6 +287,7 @@ impl SetUring {
         // The cancelled (or just completed) wait's completion comes at
         // once: the wait for it is not a sleep.
         Self::reap(&mut inner, true)?;
+        self.quiet();
         Ok(())
     }
 
@@ -283,11 +302,9 @@ impl SetUring {
     /// again, or nobody awaits); the set's closed error once it is closed.
     fn take(&self, py: Python<'_>) -> PyResult<Option<Vec<PyStreamKey>>> {
         let mut inner = self.inner()?;
-        let mut count = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into `count`; the eventfd is
-        // non-blocking, so an empty one fails with EAGAIN, which is fine.
-        let _ = unsafe { libc::read(self.efd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
-        if !Self::reap(&mut inner, false)? || !inner.armed {
+        let ended = Self::reap(&mut inner, false)?;
+        self.quiet();
+        if !ended || !inner.armed {
             return Ok(None);
         }
         self.look(py, &mut inner)
