@@ -32,12 +32,14 @@ def worker():
 @pytest.fixture(params=["uring", "thread"])
 def set_waiter(request, monkeypatch):
     """How the set's awaits wait: an io_uring ``FUTEX_WAIT`` made by the
-    loop's thread (the default), or the fallback's native thread (forced
-    here as ``SHMSTREAM_AIO_WAIT=thread`` or a kernel without io_uring's
-    ``FUTEX_WAIT`` would)."""
+    loop's thread (the default), or the fallback's native thread, taken
+    here as on a kernel without io_uring's ``FUTEX_WAIT`` (the probe's
+    answer says no; ``SHMSTREAM_AIO_WAIT=thread`` is the other way in,
+    see the Ctrl-C test)."""
     if request.param == "uring" and not _aio.uring_available():
         pytest.skip("io_uring's FUTEX_WAIT is not available here")
-    monkeypatch.setattr(_aio, "SET_WAITER", request.param)
+    if request.param == "thread":
+        monkeypatch.setattr(_aio, "_URING", False)
     return request.param
 
 
@@ -158,6 +160,34 @@ def test_tasks_awaiting_one_set_share_one_wait_and_its_result(worker, set_waiter
             assert in_flight(streams) == 0
 
     asyncio.run(main())
+
+
+def test_a_set_awaited_from_one_loop_then_another(worker, set_waiter):
+    """Each event loop gets its own waiter (an io_uring wait belongs to its
+    loop's thread): a set awaited from a second loop, in another thread,
+    after the first one closed, still finds its chunks."""
+    with shmstream.StreamSet(worker, default_policy="fixed:size=1") as streams:
+        p = shmstream.Hub.attach(worker).create_stream(
+            f"{worker}-r0", "e", "p", capacity=4, item_bytes=8
+        )
+
+        async def one(value: int) -> list:
+            task = asyncio.create_task(streams.await_any())
+            await asyncio.sleep(0.05)
+            p.put(f"t{value}", np.array([value], dtype=np.int32))
+            got = []
+            for key in await asyncio.wait_for(task, 5):
+                got += [np.asarray(c.item(0)).tolist() for c in streams.ready_chunks(key)]
+            assert streams._aio.kind == set_waiter
+            return got
+
+        assert asyncio.run(adopt(streams, 1)) is None
+        assert asyncio.run(one(1)) == [[1]]
+        out = []
+        t = threading.Thread(target=lambda: out.append(asyncio.run(one(2))))
+        t.start()
+        t.join(10)
+        assert out == [[[2]]]
 
 
 @needs_timeout
@@ -393,7 +423,6 @@ def test_closing_the_set_raises_in_every_awaiting_task(worker, set_waiter):
             hub.create_stream(f"{worker}-r{i}", "e", "p", capacity=4, item_bytes=8)
             for i in range(3)
         ]
-        base = 0
         await threads_back_to(0, within=2.0)
         await adopt(streams, 3)
         tasks = [asyncio.create_task(streams.await_any()) for _ in range(3)]
@@ -544,8 +573,10 @@ CTRL_C = textwrap.dedent(
     import shmstream
     async def main():
         with shmstream.StreamSet(sys.argv[1], default_policy="fixed:size=1") as s:
-            print("awaiting", flush=True)
-            await s.await_any()
+            task = asyncio.create_task(s.await_any())
+            await asyncio.sleep(0.1)
+            print("awaiting", s._aio.kind, flush=True)
+            await task
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
@@ -554,12 +585,21 @@ CTRL_C = textwrap.dedent(
 )
 
 
-def test_ctrl_c_ends_the_loop_cleanly(worker):
+@pytest.mark.parametrize("env", ["", "thread"])
+def test_ctrl_c_ends_the_loop_cleanly(worker, env):
+    """Ctrl-C while a set is awaited, with the default waiter and with
+    ``SHMSTREAM_AIO_WAIT=thread`` (the fallback, forced: the child reports
+    which one its await used)."""
+    if not env and not _aio.uring_available():
+        pytest.skip("io_uring's FUTEX_WAIT is not available here")
     proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C, worker], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", CTRL_C, worker],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "SHMSTREAM_AIO_WAIT": env},
     )
     try:
-        assert proc.stdout.readline().strip() == b"awaiting"
+        assert proc.stdout.readline().split() == [b"awaiting", (env or "uring").encode()]
         time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=5)

@@ -133,6 +133,7 @@ class Relay:
 
 # --- StreamSet ---------------------------------------------------------------
 
+
 def _default_waiter() -> str:
     """``SHMSTREAM_AIO_WAIT=thread`` forces the thread (else io_uring where
     the kernel offers it)."""
