@@ -93,11 +93,16 @@ impl SetUring {
     fn look(&self, py: Python<'_>, inner: &mut Inner) -> PyResult<Option<Vec<PyStreamKey>>> {
         let mut ready = Vec::new();
         loop {
-            let looked = py.detach(|| {
-                let mut st = self.core.state();
-                self.core.drain(&mut st);
-                st.set.as_mut().map(|set| set.look_or_arm(&mut ready))
-            });
+            let look = |st: &mut crate::shared::SetState, ready: &mut Vec<_>| {
+                self.core.drain(st);
+                st.set.as_mut().map(|set| set.look_or_arm(ready))
+            };
+            // The lock is free but while another thread uses the set: take
+            // it without letting the GIL go (a look is microseconds).
+            let looked = match self.core.try_state() {
+                Some(mut st) => look(&mut st, &mut ready),
+                None => py.detach(|| look(&mut self.core.state(), &mut ready)),
+            };
             raise_policy_error(Some(&self.core.policy_error))?;
             let Some(looked) = looked else {
                 inner.armed = false;
@@ -122,10 +127,18 @@ impl SetUring {
     /// `block`, until it ended (after a cancel: at once).
     fn reap(inner: &mut Inner, block: bool) -> PyResult<bool> {
         let mut ended = false;
-        while inner.wait.is_some() && !ended {
-            // Runs the completion work queued to this thread (if the loop
-            // did not already on its way out of the kernel) and reaps; an
-            // enter that waits for one completion, with a zero timeout
+        let mut entered = false;
+        loop {
+            // The completion is mostly there already: the loop's thread
+            // ran the work on its way out of the interrupted `epoll_wait`.
+            for cqe in inner.ring.completion() {
+                ended |= cqe.user_data() == FUTEX;
+            }
+            if ended || inner.wait.is_none() || (entered && !block) {
+                break;
+            }
+            // Else run the completion work queued to this thread and reap:
+            // an enter that waits for one completion, a zero timeout
             // making the wait a look.
             let zero = types::Timespec::new();
             let got = if block {
@@ -141,12 +154,7 @@ impl SetUring {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
                 Err(e) => return Err(e.into()),
             }
-            for cqe in inner.ring.completion() {
-                ended |= cqe.user_data() == FUTEX;
-            }
-            if !block {
-                break;
-            }
+            entered = true;
         }
         if ended {
             inner.wait = None;
