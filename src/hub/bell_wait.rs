@@ -35,6 +35,13 @@ impl BellWait {
         self.hub.bell().word_ptr()
     }
 
+    /// Under loom, the wait itself (the model's futex), for the models of
+    /// an event loop's wait.
+    #[cfg(loom)]
+    pub fn wait(&self) {
+        self.hub.bell().wait_announced(self.seen);
+    }
+
     /// The word's value the wait must see changed.
     pub fn seen(&self) -> u32 {
         self.seen

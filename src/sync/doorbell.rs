@@ -331,6 +331,14 @@ impl Doorbell {
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Under loom, the wait an announced caller makes elsewhere (an
+    /// io_uring `FUTEX_WAIT` on the real word): the model's futex wait for
+    /// a change from `seen`.
+    #[cfg(loom)]
+    pub(crate) fn wait_announced(&self, seen: u32) {
+        self.futex_wait(seen, None);
+    }
+
     /// The futex word's address, for a wait made elsewhere (an io_uring
     /// `FUTEX_WAIT`). Valid as long as the bell's memory is mapped.
     #[cfg(not(loom))]
