@@ -1,19 +1,23 @@
 """asyncio (issue 25): the awaitable variants of the blocking waits.
 
-A wait an event loop awaits runs in one helper thread per object while it
-is awaited, never one per stream. A :class:`StreamSet`'s is native
-(``_SetWatch``): it sleeps in the set's wait without the GIL and makes a
-socket readable that the loop watches with ``add_reader``. A standalone
-:class:`StreamBuffer`'s, and a producer's (one per call), is a Python
-daemon thread (:class:`Relay`) that sleeps in the native wait without the
-GIL and hands the outcome over with ``loop.call_soon_threadsafe``. Every
-task awaiting the same object shares one outcome. The helpers only *wait*:
-the loop's own thread then looks and pops, so a cancelled ``await`` takes
-nothing with it (readiness is level-triggered: what was ready stays
-ready). A cancelled await that leaves no one waiting ends the helper's
-wait at once (a set's) or within one ``SLICE`` (a buffer's, a producer's).
-A helper stays a moment (``LINGER``) after handing out a result, for the
-next await of a loop that streams, then ends.
+A :class:`StreamSet`'s await needs no thread: the event loop's own thread
+looks at the set and, when nothing is ready, arms an io_uring
+``FUTEX_WAIT`` on the set's one futex (``_SetUring``); a producer's commit
+completes it as it would wake a sleeping thread, the ring's eventfd turns
+readable, and the loop (``add_reader``) looks again. Where io_uring's
+``FUTEX_WAIT`` is not available (or with ``SHMSTREAM_AIO_WAIT=thread``) a
+native thread per set (``_SetWatch``) waits in the set without the GIL and
+makes a socket readable instead. A standalone :class:`StreamBuffer`'s
+await, and a producer's (one per call), runs in a Python daemon thread
+(:class:`Relay`) that sleeps in the native wait without the GIL and hands
+the outcome over with ``loop.call_soon_threadsafe``. Every task awaiting
+the same object shares one outcome. The waits only *wait*: the loop's own
+thread then looks and pops, so a cancelled ``await`` takes nothing with it
+(readiness is level-triggered: what was ready stays ready). A cancelled
+await that leaves no one waiting ends the wait at once (a set's) or within
+one ``SLICE`` (a buffer's, a producer's). A helper thread stays a moment
+(``LINGER``) after handing out a result, for the next await of a loop that
+streams, then ends.
 """
 
 from __future__ import annotations
@@ -254,7 +258,8 @@ async def set_wait_any(s: Any, timeout: float | None) -> list[StreamKey]:
             return await asyncio.wait_for(set_wait_any(s, None), timeout)
         except (asyncio.TimeoutError, TimeoutError):
             return []
-    return await _set_watch(s).get()
+    keys: list[StreamKey] = await _set_watch(s).get()
+    return keys
 
 
 async def set_chunks(s: Any) -> AsyncIterator[tuple[StreamKey, StreamChunk]]:
