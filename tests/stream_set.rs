@@ -554,6 +554,8 @@ fn an_armed_set_is_rung_by_a_commit_and_a_dropped_arm_by_nothing() {
         .with_default_policy(fixed1());
     let hub = set.hub().unwrap();
     let producer = hub.create_stream(&config(id(0, 0))).unwrap();
+    // The word moves off its first value (a wait must name the one it saw).
+    set.waker()();
     let mut ready = Vec::new();
     let wait = loop {
         if let Some(w) = set.look_or_arm(&mut ready) {
@@ -563,8 +565,12 @@ fn an_armed_set_is_rung_by_a_commit_and_a_dropped_arm_by_nothing() {
     };
     assert_eq!(set.len(), 1, "the look adopted the announced stream");
     // An in-process producer has no pidfd: it is watched between slices.
-    assert!(wait.slice().is_some_and(|s| s <= shmstream::WATCH_SLICE));
+    assert!(wait
+        .slice()
+        .is_some_and(|s| !s.is_zero() && s <= shmstream::WATCH_SLICE));
+    assert_ne!(wait.seen(), 0);
     assert_eq!(word(&wait), wait.seen());
+    assert!(format!("{wait:?}").contains(&format!("seen: {}", wait.seen())));
     send(&producer, value(0, 0, 0), 0);
     assert_ne!(word(&wait), wait.seen(), "the commit rang the armed bell");
     drop(wait);
