@@ -318,3 +318,75 @@ impl SetUring {
         self.look(py, &mut inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shmstream::{DType, StreamConfig, StreamId, StreamSet, TensorMeta};
+    use std::time::Instant;
+
+    /// The ring's unsafe entries, both shapes: a wait with its linked
+    /// slice (an in-process producer is watched in slices) that the slice
+    /// ends, and one that a commit ends at once.
+    #[test]
+    fn a_sliced_wait_ends_with_its_slice_and_a_commit_ends_a_wait_at_once() {
+        let Ok(ring) = ring() else {
+            eprintln!("io_uring's FUTEX_WAIT is not available here: nothing to test");
+            return;
+        };
+        let mut inner = Inner {
+            ring,
+            wait: None,
+            armed: true,
+            slice: types::Timespec::new(),
+        };
+        let mut set: StreamSet = StreamSet::in_process(64)
+            .unwrap()
+            .with_default_policy("fixed:size=1".parse().unwrap());
+        let hub = set.hub().unwrap();
+        let id = StreamId {
+            request_id: "r".into(),
+            edge_name: "e".into(),
+            from_partition: "p".into(),
+        };
+        let config = StreamConfig::new(id).with_capacity(4).with_item_bytes(64);
+        let producer = hub.create_stream(&config).unwrap();
+        let mut ready = Vec::new();
+        let mut arm = |set: &mut StreamSet| loop {
+            if let Some(w) = set.look_or_arm(&mut ready) {
+                break w;
+            }
+        };
+
+        let wait = arm(&mut set);
+        let slice = wait
+            .slice()
+            .expect("an in-process producer is watched in slices");
+        let t0 = Instant::now();
+        submit(&mut inner, wait).unwrap();
+        assert!(SetUring::reap(&mut inner, true).unwrap());
+        assert!(inner.wait.is_none(), "the announcement is retracted");
+        assert!(t0.elapsed() >= slice, "ended by its slice, not before");
+
+        let wait = arm(&mut set);
+        submit(&mut inner, wait).unwrap();
+        assert!(
+            !SetUring::reap(&mut inner, false).unwrap(),
+            "nothing rang yet"
+        );
+        producer
+            .register("t0")
+            .unwrap()
+            .write(
+                TensorMeta::new(DType::U64, &[1]).unwrap(),
+                &7u64.to_le_bytes(),
+            )
+            .unwrap();
+        // The commit's FUTEX_WAKE queued the completion to this thread,
+        // which ran it on its way back from that system call (or the reap
+        // runs it): no sleep.
+        assert!(SetUring::reap(&mut inner, false).unwrap());
+        assert!(set.look_or_arm(&mut ready).is_none());
+        assert_eq!(ready.len(), 1);
+    }
+}
