@@ -100,6 +100,7 @@ pub use config::{StreamConfig, StreamId, DEFAULT_PREFIX, MAX_PREFIX_LEN};
 pub use consumer::Consumer;
 pub use error::{AbandonReason, Resource, SetupError, StreamError, MAX_REASON_LEN};
 pub use grow::{Grown, Need};
+pub use hub::bell_wait::BellWait;
 pub use hub::producer::Hub;
 pub use hub::stream_set::{Adopter, StreamKey, StreamSet, WATCH_SLICE};
 pub use lease::{ChunkLease, ForeignLease};

@@ -532,3 +532,68 @@ mod signals {
         );
     }
 }
+
+/// The futex word of an armed set's bell.
+fn word(wait: &shmstream::BellWait) -> u32 {
+    // SAFETY: `futex()` points at the bell's aligned u32 word, which the
+    // wait keeps alive (it holds the hub); the word is only ever accessed
+    // atomically.
+    unsafe { std::sync::atomic::AtomicU32::from_ptr(wait.futex().cast_mut()) }
+        .load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// An event loop's wait (issue 25): `look_or_arm` announces a sleeper on
+/// the hub's bell and hands its futex word over instead of sleeping; a
+/// commit then changes the word (what completes an io_uring `FUTEX_WAIT`
+/// on it), as does the set's waker; once the wait is dropped the
+/// announcement is gone and a commit rings nobody.
+#[test]
+fn an_armed_set_is_rung_by_a_commit_and_a_dropped_arm_by_nothing() {
+    let mut set: StreamSet = StreamSet::in_process(64)
+        .unwrap()
+        .with_default_policy(fixed1());
+    let hub = set.hub().unwrap();
+    let producer = hub.create_stream(&config(id(0, 0))).unwrap();
+    // The word moves off its first value (a wait must name the one it saw).
+    set.waker()();
+    let mut ready = Vec::new();
+    let wait = loop {
+        if let Some(w) = set.look_or_arm(&mut ready) {
+            break w;
+        }
+        assert!(ready.is_empty(), "nothing committed yet: {ready:?}");
+    };
+    assert_eq!(set.len(), 1, "the look adopted the announced stream");
+    // An in-process producer has no pidfd: it is watched between slices.
+    assert!(wait
+        .slice()
+        .is_some_and(|s| !s.is_zero() && s <= shmstream::WATCH_SLICE));
+    assert_ne!(wait.seen(), 0);
+    assert_eq!(word(&wait), wait.seen());
+    assert!(format!("{wait:?}").contains(&format!("seen: {}", wait.seen())));
+    send(&producer, value(0, 0, 0), 0);
+    assert_ne!(word(&wait), wait.seen(), "the commit rang the armed bell");
+    drop(wait);
+    assert!(set.look_or_arm(&mut ready).is_none());
+    assert_eq!(ready.len(), 1);
+    assert_eq!(set.get_mut(ready[0]).unwrap().pop_chunk().unwrap().len(), 1);
+
+    // Dropped unrung: the next commit makes no futex call.
+    let wait = set.look_or_arm(&mut ready).expect("nothing ready: armed");
+    let seen = wait.seen();
+    drop(wait);
+    send(&producer, value(0, 0, 1), 1);
+    let again = set.look_or_arm(&mut ready);
+    assert!(again.is_none() && ready.len() == 1, "{ready:?}");
+    assert_eq!(set.get_mut(ready[0]).unwrap().pop_chunk().unwrap().len(), 1);
+    let wait = set.look_or_arm(&mut ready).expect("armed");
+    assert_eq!(wait.seen(), seen, "nobody rang the bell after the drop");
+
+    // The waker rings it too, and the look after it arms again.
+    set.waker()();
+    assert_ne!(word(&wait), wait.seen());
+    drop(wait);
+    let woken = set.look_or_arm(&mut ready);
+    assert!(woken.is_none() && ready.is_empty());
+    assert!(set.look_or_arm(&mut ready).is_some());
+}

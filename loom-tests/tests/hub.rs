@@ -53,6 +53,51 @@ fn worker() -> StreamSet {
         .with_default_policy(policy)
 }
 
+/// An event loop's wait (issue 25): the worker looks and arms
+/// (`look_or_arm`) and waits on the bell's futex itself, as an io_uring
+/// `FUTEX_WAIT` does, then drops the arm and looks again. A commit whose
+/// ring misses the announcement leaves it waiting for ever (a deadlock).
+#[test]
+fn a_worker_waiting_on_an_armed_bell_is_woken_by_two_producers() {
+    model(|| {
+        let mut set = worker();
+        let producers: Vec<_> = ["a", "b"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let hub = set.hub().unwrap();
+                let producer = hub.create_stream(&config(name)).unwrap();
+                thread::spawn(move || {
+                    let slot = producer.register_timeout(&id(0), None).unwrap();
+                    slot.write(meta(), &bytes(i as u64)).unwrap();
+                    (hub, producer)
+                })
+            })
+            .collect();
+        let mut seen = [false; 2];
+        let mut ready = Vec::new();
+        while seen != [true; 2] {
+            if let Some(wait) = set.look_or_arm(&mut ready) {
+                wait.wait();
+                continue;
+            }
+            for &key in &ready {
+                let buffer = set.get_mut(key).unwrap();
+                let which = usize::from(buffer.id().request_id == "b");
+                assert_eq!(
+                    buffer.pop_chunk().unwrap().item(0).unwrap().bytes(),
+                    &bytes(which as u64)
+                );
+                assert!(!seen[which], "one item per stream");
+                seen[which] = true;
+            }
+        }
+        for p in producers {
+            drop(p.join().unwrap());
+        }
+    });
+}
+
 /// Readiness: the streams exist (announced from the worker's thread), two
 /// producer threads commit while the worker sleeps in `wait_any`.
 #[test]

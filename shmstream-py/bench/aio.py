@@ -38,9 +38,9 @@ from shmstream import _aio
 
 # (row label, loop, how the set's awaits wait: shmstream._aio.SET_WAITER)
 VARIANTS = [
-    ("asyncio, native thread + add_reader", "asyncio", "fd"),
-    ("asyncio, Python thread + call_soon_threadsafe", "asyncio", "thread"),
-    ("uvloop, native thread + add_reader", "uvloop", "fd"),
+    ("asyncio, io_uring FUTEX_WAIT", "asyncio", "uring"),
+    ("asyncio, native thread (fallback)", "asyncio", "thread"),
+    ("uvloop, io_uring FUTEX_WAIT", "uvloop", "uring"),
 ]
 
 PRODUCER = textwrap.dedent(

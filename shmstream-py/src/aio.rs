@@ -1,10 +1,9 @@
-//! What `shmstream._aio` (asyncio, issue 25) needs from the native side:
-//! `_SetWatch`, a thread of its own that waits in a set while armed and
-//! then makes a socket readable (the event loop watches it with
-//! `add_reader`: no GIL on the way); `_SetWaiter`, a set's wait that
-//! another thread can end at once (for a Python waiter thread: the
-//! variant measured against it); and `_wait_chunk_ready`, a stream's wait
-//! that pops nothing.
+//! What `shmstream._aio` (asyncio, issue 25) needs from the native side
+//! besides `_SetUring` (`aio_uring.rs`, a set's await without a thread):
+//! `_SetWatch`, its fallback where io_uring is not available, a thread of
+//! its own that waits in a set while armed and then makes a socket
+//! readable (the event loop watches it with `add_reader`: no GIL on the
+//! way); and `_wait_chunk_ready`, a stream's wait that pops nothing.
 //!
 //! Both only *wait*: the event loop's thread then looks (and pops) itself.
 //! Readiness is level-triggered, so a wait given up (a cancelled `await`)
@@ -39,68 +38,6 @@ const MAX_STEP_ASIDE: Duration = Duration::from_millis(24);
 /// The step aside after `n` wakes in a row not for the waiter.
 fn step_aside(n: u32) -> Duration {
     STEP_ASIDE.saturating_mul(1 << n.min(4)).min(MAX_STEP_ASIDE)
-}
-
-/// A `StreamSet`'s wait for an event loop's helper thread: `wait()` sleeps
-/// without the GIL until a stream has news; `interrupt()` (from any thread)
-/// makes it return `[]` at once.
-#[pyclass(module = "shmstream._shmstream", name = "_SetWaiter", frozen)]
-#[derive(Debug)]
-pub(crate) struct SetWaiter {
-    core: Arc<SetCore>,
-    interrupted: AtomicBool,
-}
-
-#[pymethods]
-impl SetWaiter {
-    #[new]
-    fn new(set: &Bound<'_, PyStreamSet>) -> Self {
-        SetWaiter {
-            core: set.get().core.clone(),
-            interrupted: AtomicBool::new(false),
-        }
-    }
-
-    /// The keys of the streams with news (as `_StreamSet.wait_any`), or
-    /// `[]` after an `interrupt()` (one made before the call counts too).
-    /// The set's closed error once it is closed.
-    fn wait(&self, py: Python<'_>) -> PyResult<Vec<PyStreamKey>> {
-        let mut steps = 0;
-        loop {
-            if self.interrupted.swap(false, Ordering::AcqRel) {
-                return Ok(Vec::new());
-            }
-            let waited = py.detach(|| {
-                // A plain lock: `state()` would ring the waker, and so end
-                // this very wait.
-                let mut st = lock(&self.core.state);
-                self.core.drain(&mut st);
-                let start = Instant::now();
-                let keys = st.set.as_mut()?.wait_any(Some(BACKSTOP));
-                Some((keys, start.elapsed() < BACKSTOP))
-            });
-            raise_policy_error(Some(&self.core.policy_error))?;
-            let Some((keys, early)) = waited else {
-                return Err(closed(py, &self.core.name));
-            };
-            if !keys.is_empty() {
-                return Ok(keys.into_iter().map(PyStreamKey).collect());
-            }
-            if early && !self.interrupted.load(Ordering::Acquire) {
-                py.detach(|| std::thread::sleep(step_aside(steps)));
-                steps += 1;
-            } else {
-                steps = 0;
-            }
-        }
-    }
-
-    /// Ends the current `wait()` (or the next one) at once with `[]`.
-    fn interrupt(&self) {
-        // Flag first: the woken waiter must see it on its re-check.
-        self.interrupted.store(true, Ordering::Release);
-        (self.core.waker.0)();
-    }
 }
 
 /// How long a `_SetWatch` thread that found something waits to be armed
@@ -314,8 +251,9 @@ fn _wait_chunk_ready(
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<SetWaiter>()?;
     m.add_class::<SetWatch>()?;
+    m.add_class::<crate::aio_uring::SetUring>()?;
+    m.add_function(wrap_pyfunction!(crate::aio_uring::_uring_available, m)?)?;
     m.add_function(wrap_pyfunction!(_wait_chunk_ready, m)?)?;
     Ok(())
 }

@@ -21,12 +21,15 @@
 //!   streams and one wait;
 //! - `hub`: `_Hub`, a producer's way into a worker's hub;
 //! - `segments`, `array`: `list_segments` and `_array_data`;
-//! - `aio`: the waits of `shmstream._aio` (asyncio): a set's wait another
-//!   thread ends at once, a stream's wait that pops nothing.
+//! - `aio_uring`: `_SetUring`, a set awaited through an io_uring
+//!   `FUTEX_WAIT` made by the event loop's thread (asyncio, no thread);
+//! - `aio`: the other waits of `shmstream._aio`: `_SetWatch`, the
+//!   fallback's thread per set, and a stream's wait that pops nothing.
 //!
 //! `tests/layering.rs` holds that no module uses one after it (no circle).
 
 mod aio;
+mod aio_uring;
 mod array;
 mod buffer;
 mod chunk;

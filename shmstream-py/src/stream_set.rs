@@ -443,6 +443,9 @@ impl PyStreamSet {
         }
         let set = st.set.take();
         drop(st);
+        // An event loop's wait armed on the hub's bell holds no lock a
+        // close would ring for: ring it (it then finds the set closed).
+        (self.core.waker.0)();
         py.detach(|| drop(set));
     }
 }

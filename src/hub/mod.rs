@@ -5,6 +5,7 @@
 //! `protocol`; nothing in the crate below uses it.
 
 mod adopt;
+pub(crate) mod bell_wait;
 mod member;
 pub(crate) mod producer;
 pub(crate) mod stream_set;

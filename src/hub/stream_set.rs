@@ -109,7 +109,7 @@ pub struct StreamSet<E = ()> {
     return_on_signal: bool,
     /// Set by a [`waker`](StreamSet::waker): the current or next
     /// `wait_any` returns early.
-    woken: Arc<AtomicBool>,
+    pub(crate) woken: Arc<AtomicBool>,
 }
 
 impl<E> fmt::Debug for StreamSet<E> {
@@ -518,7 +518,7 @@ impl<E> StreamSet<E> {
     /// within as many calls as there are ready streams (streams carried
     /// over from the last call, looked at first, would otherwise come
     /// first again and again). O(k log k) for k ready streams.
-    fn take_turns(&mut self, ready: &mut [StreamKey]) {
+    pub(crate) fn take_turns(&mut self, ready: &mut [StreamKey]) {
         let n = self.hub.entries();
         let first = self.first;
         ready.sort_unstable_by_key(|k| (k.entry + n - first) % n);
@@ -529,7 +529,7 @@ impl<E> StreamSet<E> {
 
     /// One look at everything: announcements, the streams returned last
     /// time, the ready bits, and (every `WATCH_SLICE`) the producers.
-    fn collect(&mut self, ready: &mut Vec<StreamKey>) {
+    pub(crate) fn collect(&mut self, ready: &mut Vec<StreamKey>) {
         self.round += 1;
         self.take_announcements(Some(ready));
         for k in 0..self.carry.len() {

@@ -47,6 +47,17 @@ pub(crate) enum Woke {
     Interrupted,
 }
 
+/// A sleeper announced by [`Doorbell::announce`], whose wait is the
+/// caller's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Announced {
+    /// The futex word's value before the re-check: wait for a change.
+    pub(crate) seen: u32,
+    /// False when the sleeper's membarrier failed: a publisher may miss the
+    /// announcement, so the wait must be bounded (`UNORDERED_SLICE`).
+    pub(crate) ordered: bool,
+}
+
 /// A futex word and the announcement of its sleeper. Lives in shared memory
 /// (`repr(C)`, all zeroes is the initial state).
 #[repr(C)]
@@ -54,7 +65,8 @@ pub(crate) enum Woke {
 pub(crate) struct Doorbell {
     /// Bumped on every ring that found a sleeper; the futex word.
     word: AtomicU32,
-    /// Number of sleepers announced (0 or 1: one side sleeps per bell).
+    /// Number of sleepers announced (one side sleeps per bell; a hub's
+    /// bell may have a thread and an event loop's wait announced at once).
     sleepers: AtomicU32,
     #[cfg(loom)]
     model: FutexModel,
@@ -100,7 +112,7 @@ fn sleep_barrier() -> bool {
 /// that lets the peer register but not this process call it): a wake-up the
 /// peer skipped then costs at most this much latency, never a hang.
 #[cfg_attr(any(loom, miri), allow(dead_code))]
-const UNORDERED_SLICE: Duration = Duration::from_millis(1);
+pub(crate) const UNORDERED_SLICE: Duration = Duration::from_millis(1);
 
 /// The process-wide membarrier state (not under loom or Miri: no syscalls).
 #[cfg(not(any(loom, miri)))]
@@ -276,6 +288,29 @@ impl Doorbell {
         slice: Option<Duration>,
         ready: impl FnOnce() -> Option<T>,
     ) -> (Option<T>, Woke) {
+        let announced = match self.announce(ready) {
+            Ok(value) => return (Some(value), Woke::Changed),
+            Err(announced) => announced,
+        };
+        let slice = if announced.ordered {
+            slice
+        } else {
+            Some(slice.map_or(UNORDERED_SLICE, |s| s.min(UNORDERED_SLICE)))
+        };
+        let woke = self.futex_wait(announced.seen, slice);
+        self.retract();
+        (None, woke)
+    }
+
+    /// The first half of a sleep, for a caller that waits on the futex
+    /// itself (an event loop: an io_uring `FUTEX_WAIT` on
+    /// [`word_ptr`](Self::word_ptr), woken as this thread would be): reads
+    /// the word, announces a sleeper, fences and re-checks `ready`. `Ok`
+    /// with its value when it held (nothing stays announced); otherwise the
+    /// sleeper stays announced, so every ring wakes the futex, until
+    /// [`retract`](Self::retract). The wait must end on a change of the word
+    /// from [`Announced::seen`].
+    pub(crate) fn announce<T>(&self, ready: impl FnOnce() -> Option<T>) -> Result<T, Announced> {
         // Read the word before the re-check: a ring after this point changes
         // it, and the futex then refuses to sleep on the stale value.
         let seen = self.word.load(Ordering::Acquire);
@@ -284,17 +319,31 @@ impl Doorbell {
         // ordered before the re-check of the condition.
         let ordered = sleep_barrier();
         if let Some(value) = ready() {
-            self.sleepers.fetch_sub(1, Ordering::Relaxed);
-            return (Some(value), Woke::Changed);
+            self.retract();
+            return Ok(value);
         }
-        let slice = if ordered {
-            slice
-        } else {
-            Some(slice.map_or(UNORDERED_SLICE, |s| s.min(UNORDERED_SLICE)))
-        };
-        let woke = self.futex_wait(seen, slice);
+        Err(Announced { seen, ordered })
+    }
+
+    /// Ends an announcement of [`announce`](Self::announce) (the wait is
+    /// over or given up).
+    pub(crate) fn retract(&self) {
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
-        (None, woke)
+    }
+
+    /// Under loom, the wait an announced caller makes elsewhere (an
+    /// io_uring `FUTEX_WAIT` on the real word): the model's futex wait for
+    /// a change from `seen`.
+    #[cfg(loom)]
+    pub(crate) fn wait_announced(&self, seen: u32) {
+        self.futex_wait(seen, None);
+    }
+
+    /// The futex word's address, for a wait made elsewhere (an io_uring
+    /// `FUTEX_WAIT`). Valid as long as the bell's memory is mapped.
+    #[cfg(not(loom))]
+    pub(crate) fn word_ptr(&self) -> *const u32 {
+        self.word.as_ptr()
     }
 
     /// Returns how the wait ended.

@@ -1,24 +1,29 @@
 """asyncio (issue 25): the awaitable variants of the blocking waits.
 
-A wait an event loop awaits runs in one helper thread per object while it
-is awaited, never one per stream. A :class:`StreamSet`'s is native
-(``_SetWatch``): it sleeps in the set's wait without the GIL and makes a
-socket readable that the loop watches with ``add_reader``. A standalone
-:class:`StreamBuffer`'s, and a producer's (one per call), is a Python
-daemon thread (:class:`Relay`) that sleeps in the native wait without the
-GIL and hands the outcome over with ``loop.call_soon_threadsafe``. Every
-task awaiting the same object shares one outcome. The helpers only *wait*:
-the loop's own thread then looks and pops, so a cancelled ``await`` takes
-nothing with it (readiness is level-triggered: what was ready stays
-ready). A cancelled await that leaves no one waiting ends the helper's
-wait at once (a set's) or within one ``SLICE`` (a buffer's, a producer's).
-A helper stays a moment (``LINGER``) after handing out a result, for the
-next await of a loop that streams, then ends.
+A :class:`StreamSet`'s await needs no thread: the event loop's own thread
+looks at the set and, when nothing is ready, arms an io_uring
+``FUTEX_WAIT`` on the set's one futex (``_SetUring``); a producer's commit
+completes it as it would wake a sleeping thread, the ring's eventfd turns
+readable, and the loop (``add_reader``) looks again. Where io_uring's
+``FUTEX_WAIT`` is not available (or with ``SHMSTREAM_AIO_WAIT=thread``) a
+native thread per set (``_SetWatch``) waits in the set without the GIL and
+makes a socket readable instead. A standalone :class:`StreamBuffer`'s
+await, and a producer's (one per call), runs in a Python daemon thread
+(:class:`Relay`) that sleeps in the native wait without the GIL and hands
+the outcome over with ``loop.call_soon_threadsafe``. Every task awaiting
+the same object shares one outcome. The waits only *wait*: the loop's own
+thread then looks and pops, so a cancelled ``await`` takes nothing with it
+(readiness is level-triggered: what was ready stays ready). A cancelled
+await that leaves no one waiting ends the wait at once (a set's) or within
+one ``SLICE`` (a buffer's, a producer's). A helper thread stays a moment
+(``LINGER``) after handing out a result, for the next await of a loop that
+streams, then ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -132,27 +137,54 @@ class Relay:
 
 # --- StreamSet ---------------------------------------------------------------
 
-SET_WAITER = "fd"
-"""How a set's awaits wait: ``"fd"``, a native thread (``_SetWatch``) that
-makes a socket readable for the loop's ``add_reader`` (no GIL on the way);
-``"thread"``, a Python thread (:class:`Relay`) that hands the keys over with
-``call_soon_threadsafe``. ``"fd"`` wakes the loop sooner (docs/design.md,
-asyncio); the other stays for the comparison (``bench/aio.py``)."""
+
+def _default_waiter() -> str:
+    """``SHMSTREAM_AIO_WAIT=thread`` forces the thread (else io_uring where
+    the kernel offers it)."""
+    return "thread" if os.environ.get("SHMSTREAM_AIO_WAIT") == "thread" else "uring"
+
+
+SET_WAITER = _default_waiter()
+"""How a set's awaits wait: ``"uring"``, an io_uring ``FUTEX_WAIT`` on the
+hub's bell made by the loop's own thread (``_SetUring``), its completion an
+eventfd the loop watches: no thread at all, and one wake-up (the loop's)
+per find; ``"thread"``, a native thread per set (``_SetWatch``) that waits
+in the set and makes a socket readable for the loop: the fallback where
+io_uring or its ``FUTEX_WAIT`` (Linux 6.7) is not available (a seccomp
+filter, an older kernel), taken by itself then. docs/design.md, asyncio."""
+
+
+def uring_available() -> bool:
+    """Whether this kernel lets a set be awaited through io_uring."""
+    global _URING
+    if _URING is None:
+        _URING = _shmstream._uring_available()
+    return _URING
+
+
+_URING: bool | None = None
 
 
 class SetWatch:
-    """A set's awaits through ``_SetWatch``: armed while a task awaits, its
-    socket watched by the loop of the awaiting tasks."""
+    """A set's awaits: the native waiter (``_SetUring``, or ``_SetWatch``
+    where io_uring is not available) of the loop of the awaiting tasks,
+    armed while one awaits, its descriptor watched by that loop."""
 
     def __init__(self, s: Any) -> None:
-        self._w = _shmstream._SetWatch(s._s)
-        self._fd = self._w.fileno()
+        self._s = s
+        self._w: Any = None
+        self._fd = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._awaiters: list[asyncio.Future[Any]] = []
 
     @property
     def waiting(self) -> bool:
         return bool(self._awaiters)
+
+    @property
+    def kind(self) -> str:
+        """``"uring"`` or ``"thread"``: how the set's awaits wait."""
+        return "uring" if isinstance(self._w, _shmstream._SetUring) else "thread"
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is loop:
@@ -161,15 +193,28 @@ class SetWatch:
             raise RuntimeError("a StreamSet is awaited from one event loop at a time")
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
+        # One waiter per loop: an io_uring wait is its loop thread's.
+        if SET_WAITER == "uring" and uring_available():
+            self._w = _shmstream._SetUring(self._s._s)
+        else:
+            self._w = _shmstream._SetWatch(self._s._s)
+        self._fd = self._w.fileno()
         loop.add_reader(self._fd, self._ready)
         self._loop = loop
 
     async def get(self) -> Any:
         loop = asyncio.get_running_loop()
         self._watch(loop)
+        if not self._awaiters:
+            # What is ready now needs no wait (the io_uring waiter's arm
+            # looks itself; a thread in the set's wait would make this look
+            # wait for the set's lock: join its wait instead).
+            keys = self._w.arm() if self.kind == "uring" else self._s._s.wait_any(0)
+            if keys:
+                return keys
         fut: asyncio.Future[Any] = loop.create_future()
         self._awaiters.append(fut)
-        if len(self._awaiters) == 1:
+        if len(self._awaiters) == 1 and self.kind == "thread":
             self._w.arm()
         try:
             return await fut
@@ -192,26 +237,18 @@ class SetWatch:
             return
         awaiters, self._awaiters = self._awaiters, []
         # Armed again by an await that came between the find and now: its
-        # task gets these keys too, so the thread must let the set go.
+        # task gets these keys too, so the waiter must let the set go.
         self._w.disarm()
         for f in awaiters:
             if not f.done():
                 f.set_result(keys)
 
 
-def _set_relay(s: Any) -> Any:
-    relay = getattr(s, "_aio", None)
-    if relay is None:
-        if SET_WAITER == "fd":
-            relay = s._aio = SetWatch(s)
-        else:
-            waiter = _shmstream._SetWaiter(s._s)
-
-            def wait() -> Any:
-                return waiter.wait() or _NOTHING
-
-            relay = s._aio = Relay(wait, waiter.interrupt, f"shmstream-aio {s.name}")
-    return relay
+def _set_watch(s: Any) -> SetWatch:
+    watch = getattr(s, "_aio", None)
+    if watch is None:
+        watch = s._aio = SetWatch(s)
+    return watch
 
 
 async def set_wait_any(s: Any, timeout: float | None) -> list[StreamKey]:
@@ -221,14 +258,8 @@ async def set_wait_any(s: Any, timeout: float | None) -> list[StreamKey]:
             return await asyncio.wait_for(set_wait_any(s, None), timeout)
         except (asyncio.TimeoutError, TimeoutError):
             return []
-    relay = _set_relay(s)
-    # What is ready now needs no thread; a thread in the set's wait would
-    # make this look wait for the set's lock: join its wait instead.
-    if not relay.waiting:
-        keys = s._s.wait_any(0)
-        if keys:
-            return keys
-    return await relay.get()
+    keys: list[StreamKey] = await _set_watch(s).get()
+    return keys
 
 
 async def set_chunks(s: Any) -> AsyncIterator[tuple[StreamKey, StreamChunk]]:

@@ -137,14 +137,17 @@ class StreamSet:
 
     async def await_any(self, timeout: float | None = None) -> list[StreamKey]:
         """:meth:`wait_any` for asyncio: ``await streams.await_any()``. The
-        set's one waiter thread (started by the first await, not one per
-        stream) sleeps in the set's wait without the GIL; every task
-        awaiting the set gets the same keys. ``[]`` once ``timeout``
-        passed. Cancelling the await (``asyncio.timeout``, ``wait_for``,
-        ``task.cancel()``) takes nothing: what was ready stays ready. A
-        close of the set raises the closed error in every awaiting task.
-        Serve the set from one task: a wait in progress holds the set, so
-        other tasks' looks at it wait for it to step aside (about 1 ms)."""
+        event loop's thread waits on the set's one futex through an
+        io_uring ``FUTEX_WAIT`` (no thread; where io_uring is not
+        available, or with ``SHMSTREAM_AIO_WAIT=thread``, one waiter thread
+        per set, not per stream, sleeps in the set's wait without the GIL);
+        every task awaiting the set gets the same keys. ``[]`` once
+        ``timeout`` passed. Cancelling the await (``asyncio.timeout``,
+        ``wait_for``, ``task.cancel()``) takes nothing: what was ready stays
+        ready. A close of the set raises the closed error in every awaiting
+        task. With the waiter thread, serve the set from one task: its wait
+        holds the set, so other tasks' looks at it wait for it to step aside
+        (about 1 ms)."""
         return await _aio.set_wait_any(self, timeout)
 
     def __aiter__(self) -> AsyncIterator[tuple[StreamKey, StreamChunk]]:
