@@ -66,6 +66,12 @@ echo "test-python: building ipc-demo (for the replay parity test)"
 cargo build --release --quiet -p ipc-demo --bin ipc-demo
 export SHMSTREAM_IPC_DEMO="${CARGO_TARGET_DIR:-$PWD/target}/release/ipc-demo"
 
+# The binding's own Rust tests: its module layering and the unit tests of
+# its unsafe code (the io_uring wait); a cdylib without the
+# extension-module feature, so they link without a Python.
+echo "test-python: cargo test in shmstream-py"
+(cd shmstream-py && cargo test --quiet)
+
 echo "test-python: ruff"
 "$VENV/bin/ruff" check shmstream-py
 "$VENV/bin/ruff" format --check shmstream-py
