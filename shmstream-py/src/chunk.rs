@@ -6,9 +6,10 @@
 //! capsule's manager context). The last one to go hands the lease back to
 //! the buffer ([`Shared::give_back`]), without needing the GIL.
 
-use crate::dlpack::{self, Strided};
+use crate::dlpack::{self, Strided, TensorRef};
 use crate::errors::raise;
 use crate::locks::lock;
+use crate::npy;
 use crate::shared::Shared;
 use crate::view::{dlpack_args, View};
 use pyo3::prelude::*;
@@ -69,6 +70,42 @@ fn row(s: &Strided, i: usize) -> Strided {
         shape: s.shape[1..].to_vec(),
         strides: s.strides[1..].to_vec(),
     }
+}
+
+/// Which library `data` makes its tensors with: `_collate`'s word, asked
+/// every time (a test may take torch away).
+enum Library {
+    /// `_collate` has not looked for torch yet; the general path does.
+    NotLooked,
+    Torch,
+    Numpy,
+}
+
+fn collate(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static COLLATE: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+    Ok(COLLATE
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("shmstream._collate")?.unbind())
+        })?
+        .bind(py))
+}
+
+/// Read from the module's dict (a module attribute lookup with its string
+/// cost about 90 ns a chunk, measured with perf; this about 15).
+fn collate_torch(py: Python<'_>) -> PyResult<Library> {
+    static GLOBALS: pyo3::sync::PyOnceLock<Py<PyDict>> = pyo3::sync::PyOnceLock::new();
+    let globals = GLOBALS
+        .get_or_try_init(py, || -> PyResult<_> { Ok(collate(py)?.dict().unbind()) })?
+        .bind(py);
+    let torch = globals.get_item(pyo3::intern!(py, "_torch"))?;
+    if torch.is_some_and(|t| !t.is_none()) {
+        return Ok(Library::Torch);
+    }
+    let looked = globals.get_item(pyo3::intern!(py, "_looked"))?;
+    Ok(match looked {
+        Some(l) if l.is_truthy()? => Library::Numpy,
+        _ => Library::NotLooked,
+    })
 }
 
 /// What a popped chunk shows, captured at the pop.
@@ -152,59 +189,66 @@ impl Chunk {
         }
     }
 
-    /// `data` without Python in between when torch is there and the items
-    /// stack (or there are none): one versioned, read-only DLPack capsule
-    /// straight into `torch._C._from_dlpack`, which is where
-    /// `torch.from_dlpack` ends (its Python wrapper costs about a
-    /// microsecond). None: take the general path (`_collate.collate`).
+    /// The tensor `data` and `__dlpack__` show when the items stack: the
+    /// item of a chunk of one, else the stacked view.
+    fn shown(&self) -> Option<TensorRef<'_>> {
+        let s = self.stacked.as_ref()?;
+        Some(if self.len == 1 {
+            s.first_row()
+        } else {
+            s.as_ref()
+        })
+    }
+
+    /// `data` without Python in between when the items stack (or there are
+    /// none): with torch, one versioned, read-only DLPack capsule straight
+    /// into `torch._C._from_dlpack`, which is where `torch.from_dlpack` ends
+    /// (its Python wrapper costs about a microsecond); without, a numpy
+    /// array made through numpy's C API (`npy`). None: take the general
+    /// path (`_collate.collate`).
     fn fast_data(&self, py: Python<'_>, handle: Arc<LeaseHandle>) -> PyResult<Option<Py<PyAny>>> {
         use std::sync::atomic::{AtomicBool, Ordering};
         /// Cleared for good when the converter refuses a capsule (a torch
         /// without versioned DLPack): the general path then serves.
         static FAST: AtomicBool = AtomicBool::new(true);
         static CONVERT: pyo3::sync::PyOnceLock<Option<Py<PyAny>>> = pyo3::sync::PyOnceLock::new();
+        let key = pyo3::intern!(py, "data");
         let d = PyDict::new(py);
         if self.len == 0 {
-            d.set_item("data", py.None())?;
+            d.set_item(key, py.None())?;
             return Ok(Some(d.into_any().unbind()));
         }
-        // Relaxed: a hint; a stale `true` costs one refused conversion.
-        let (Some(stacked), true) = (&self.stacked, FAST.load(Ordering::Relaxed)) else {
+        let Some(t) = self.shown() else {
             return Ok(None);
         };
-        static COLLATE: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
-        let collate = COLLATE.get_or_try_init(py, || -> PyResult<_> {
-            Ok(py.import("shmstream._collate")?.unbind())
-        })?;
-        // Whether torch is there is `_collate`'s word, asked every time (a
-        // test may take torch away); None until its first look, which the
-        // general path makes.
-        if collate.bind(py).getattr("_torch")?.is_none() {
-            return Ok(None);
-        }
-        let convert = CONVERT.get_or_try_init(py, || -> PyResult<_> {
-            let c = collate.bind(py).getattr("capsule_converter")?.call0()?;
-            Ok((!c.is_none()).then(|| c.unbind()))
-        })?;
-        let Some(convert) = convert else {
-            return Ok(None);
-        };
-        let t = if self.len == 1 {
-            row(stacked, 0)
-        } else {
-            stacked.clone()
-        };
-        let capsule = dlpack::capsule(py, &t, handle, true, true)?;
-        match convert.call1(py, (capsule,)) {
-            Ok(tensor) => {
-                d.set_item("data", tensor)?;
-                Ok(Some(d.into_any().unbind()))
+        let value = match collate_torch(py)? {
+            Library::NotLooked => return Ok(None),
+            Library::Numpy => match npy::array(py, t, handle)? {
+                Some(a) => a,
+                None => return Ok(None),
+            },
+            // Relaxed: a hint; a stale `true` costs one refused conversion.
+            Library::Torch if !FAST.load(Ordering::Relaxed) => return Ok(None),
+            Library::Torch => {
+                let convert = CONVERT.get_or_try_init(py, || -> PyResult<_> {
+                    let c = collate(py)?.getattr("capsule_converter")?.call0()?;
+                    Ok((!c.is_none()).then(|| c.unbind()))
+                })?;
+                let Some(convert) = convert else {
+                    return Ok(None);
+                };
+                let capsule = dlpack::capsule(py, t, handle, true, true)?;
+                match convert.call1(py, (capsule,)) {
+                    Ok(tensor) => tensor,
+                    Err(_) => {
+                        FAST.store(false, Ordering::Relaxed);
+                        return Ok(None);
+                    }
+                }
             }
-            Err(_) => {
-                FAST.store(false, Ordering::Relaxed);
-                Ok(None)
-            }
-        }
+        };
+        d.set_item(key, value)?;
+        Ok(Some(d.into_any().unbind()))
     }
 
     /// Reads through the buffer for the lease (the mixed-shape path).
@@ -333,9 +377,8 @@ impl Chunk {
         // The capsule's deleter holds the lease, as a view's would; taken
         // before any address into the slots is formed.
         let keep = self.handle(py)?;
-        let t = match (self.len, &self.stacked) {
-            (1, Some(t)) => std::borrow::Cow::Owned(row(t, 0)),
-            (_, Some(t)) => std::borrow::Cow::Borrowed(t),
+        let t = match (self.len, self.shown()) {
+            (_, Some(t)) => t,
             (0, None) => {
                 return Err(pyo3::exceptions::PyBufferError::new_err(format!(
                     "chunk {} has no items, so no tensor",
@@ -349,7 +392,7 @@ impl Chunk {
             )))
             }
         };
-        dlpack::capsule(py, &t, keep, versioned, true)
+        dlpack::capsule(py, t, keep, versioned, true)
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {

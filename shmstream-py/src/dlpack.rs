@@ -84,6 +84,39 @@ pub(crate) struct Strided {
     pub(crate) strides: Vec<usize>,
 }
 
+impl Strided {
+    /// The tensor as an export reads it.
+    pub(crate) fn as_ref(&self) -> TensorRef<'_> {
+        TensorRef {
+            ptr: self.ptr,
+            dtype: self.dtype,
+            shape: &self.shape,
+            strides: &self.strides,
+        }
+    }
+
+    /// Row 0 of a stacked tensor: its first item, with the item's shape.
+    /// No allocation (a chunk of one item shows this).
+    pub(crate) fn first_row(&self) -> TensorRef<'_> {
+        TensorRef {
+            ptr: self.ptr,
+            dtype: self.dtype,
+            shape: &self.shape[1..],
+            strides: &self.strides[1..],
+        }
+    }
+}
+
+/// A borrowed `Strided` (or a part of one): what an export reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TensorRef<'a> {
+    pub(crate) ptr: *mut u8,
+    pub(crate) dtype: DType,
+    pub(crate) shape: &'a [u64],
+    /// Strides in bytes.
+    pub(crate) strides: &'a [usize],
+}
+
 // SAFETY: a `Strided` is a description (address, shape, strides) of memory
 // that its holder keeps alive; sending the description to another thread
 // reads nothing.
@@ -146,11 +179,11 @@ fn dl_dtype(dtype: DType) -> DLDataType {
 
 /// Fills the shape and strides (in elements); `None` when a byte stride is
 /// not a multiple of the element size (DLPack cannot express it).
-fn dims(t: &Strided) -> Option<([i64; MAX_NDIM], [i64; MAX_NDIM])> {
+fn dims(t: TensorRef<'_>) -> Option<([i64; MAX_NDIM], [i64; MAX_NDIM])> {
     let mut shape = [0i64; MAX_NDIM];
     let mut strides = [0i64; MAX_NDIM];
     let size = t.dtype.size();
-    for (d, (&n, &s)) in t.shape.iter().zip(&t.strides).enumerate() {
+    for (d, (&n, &s)) in t.shape.iter().zip(t.strides).enumerate() {
         if s % size != 0 {
             return None;
         }
@@ -161,7 +194,7 @@ fn dims(t: &Strided) -> Option<([i64; MAX_NDIM], [i64; MAX_NDIM])> {
     Some((shape, strides))
 }
 
-fn tensor(t: &Strided) -> DLTensor {
+fn tensor(t: TensorRef<'_>) -> DLTensor {
     DLTensor {
         data: t.ptr.cast(),
         device: DLDevice {
@@ -214,12 +247,12 @@ unsafe extern "C" fn destroy_versioned(capsule: *mut ffi::PyObject) {
 /// `read_only`) when the caller accepts version 1, else the legacy one.
 pub(crate) fn capsule(
     py: Python<'_>,
-    t: &Strided,
+    t: TensorRef<'_>,
     keep: KeepAlive,
     versioned: bool,
     read_only: bool,
 ) -> PyResult<Py<PyAny>> {
-    if let Some(why) = beyond_int64(t.dtype, &t.shape, &t.strides) {
+    if let Some(why) = beyond_int64(t.dtype, t.shape, t.strides) {
         return Err(pyo3::exceptions::PyBufferError::new_err(why));
     }
     let (shape, strides) = dims(t).ok_or_else(|| {

@@ -36,6 +36,7 @@ mod grow;
 mod host;
 mod hub;
 mod locks;
+mod npy;
 mod policy;
 mod producer;
 mod producer_state;

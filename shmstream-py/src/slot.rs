@@ -209,7 +209,7 @@ impl PySlot {
     ) -> PyResult<Py<PyAny>> {
         let versioned = dlpack_args(stream.as_ref(), max_version, dl_device, copy)?;
         let v = self.view(py)?;
-        dlpack::capsule(py, &v.t, v.keep.clone(), versioned, false)
+        dlpack::capsule(py, v.t.as_ref(), v.keep.clone(), versioned, false)
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {

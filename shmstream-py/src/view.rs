@@ -24,7 +24,7 @@ impl std::fmt::Debug for View {
 
 /// numpy's type string of a dtype (`None` for bf16, which numpy reads as
 /// `u16` and views as `ml_dtypes.bfloat16`).
-fn typestr(dtype: shmstream::DType) -> &'static str {
+pub(crate) fn typestr(dtype: shmstream::DType) -> &'static str {
     use shmstream::DType::*;
     match dtype {
         Bool => "|b1",
@@ -97,7 +97,13 @@ impl View {
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
         let versioned = dlpack_args(stream.as_ref(), max_version, dl_device, copy)?;
-        dlpack::capsule(py, &self.t, self.keep.clone(), versioned, !self.writable)
+        dlpack::capsule(
+            py,
+            self.t.as_ref(),
+            self.keep.clone(),
+            versioned,
+            !self.writable,
+        )
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {
