@@ -27,7 +27,7 @@ import sys
 from typing import Any, Callable
 
 WINDOWS = [1, 4, 28, 256, 1024]
-VARIANTS = ["pop", "torch", "numpy", "numpy.from_dlpack"]
+VARIANTS = ["pop", "torch", "numpy", "numpy.from_dlpack", "torch apart", "numpy apart"]
 FLOORS = ["torch capsule", "numpy.from_dlpack(view)"]
 
 
@@ -63,7 +63,7 @@ def one_run(quick: bool) -> dict[str, float]:
         while min(len(t) for t in ts.values()) < target:
             for v in VARIANTS:
                 k = min(fill(), 200) - 1
-                col._torch = None if v == "numpy" else with_torch
+                col._torch = None if v.startswith("numpy") else with_torch
                 gc.collect()
                 c = pop()  # cold after the refill: not timed
                 del c
@@ -79,6 +79,13 @@ def one_run(quick: bool) -> dict[str, float]:
                         t = now()
                         c = pop()
                         x = np_from_dlpack(c)
+                        acc.append(now() - t)
+                elif v.endswith("apart"):
+                    # the data alone: the pop timed apart (and not counted)
+                    for _ in range(k):
+                        c = pop()
+                        t = now()
+                        x = c.data["data"]
                         acc.append(now() - t)
                 else:
                     for _ in range(k):
@@ -148,15 +155,24 @@ def table(runs: dict[str, list[dict[str, float]]]) -> str:
             ("pop + numpy.from_dlpack(chunk)", lambda m, w=w: m[f"{w} numpy.from_dlpack"]),
             ("torch: data less pop", lambda m, w=w: m[f"{w} torch"] - m[f"{w} pop"]),
             ("numpy: data less pop", lambda m, w=w: m[f"{w} numpy"] - m[f"{w} pop"]),
+            ('torch: data["data"] timed alone', lambda m, w=w: m[f"{w} torch apart"]),
+            ('numpy: data["data"] timed alone', lambda m, w=w: m[f"{w} numpy apart"]),
             ("floor: torch._C._from_dlpack(ready capsule)", lambda m, w=w: m[f"{w} torch capsule"]),
             ("torch data less pop / floor", None),  # type: ignore[list-item]
+            ("torch data timed alone / floor", None),  # type: ignore[list-item]
         ]
         for name, f in rows:
             if f is None:
-                vals = [
-                    (med[lab][f"{w} torch"] - med[lab][f"{w} pop"]) / med[lab][f"{w} torch capsule"]
-                    for lab in labels
-                ]
+                m = med
+                if "alone" in name:
+                    vals = [
+                        m[lab][f"{w} torch apart"] / m[lab][f"{w} torch capsule"] for lab in labels
+                    ]
+                else:
+                    vals = [
+                        (m[lab][f"{w} torch"] - m[lab][f"{w} pop"]) / m[lab][f"{w} torch capsule"]
+                        for lab in labels
+                    ]
                 cells = [f"{v:.2f}x" for v in vals]
                 if len(labels) == 2:
                     cells.append("")

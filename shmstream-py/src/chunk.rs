@@ -6,6 +6,7 @@
 //! capsule's manager context). The last one to go hands the lease back to
 //! the buffer ([`Shared::give_back`]), without needing the GIL.
 
+use crate::convert::Converter;
 use crate::dlpack::{self, Strided, TensorRef};
 use crate::errors::raise;
 use crate::locks::lock;
@@ -211,7 +212,7 @@ impl Chunk {
         /// Cleared for good when the converter refuses a capsule (a torch
         /// without versioned DLPack): the general path then serves.
         static FAST: AtomicBool = AtomicBool::new(true);
-        static CONVERT: pyo3::sync::PyOnceLock<Option<Py<PyAny>>> = pyo3::sync::PyOnceLock::new();
+        static CONVERT: pyo3::sync::PyOnceLock<Option<Converter>> = pyo3::sync::PyOnceLock::new();
         let key = pyo3::intern!(py, "data");
         let d = PyDict::new(py);
         if self.len == 0 {
@@ -232,13 +233,13 @@ impl Chunk {
             Library::Torch => {
                 let convert = CONVERT.get_or_try_init(py, || -> PyResult<_> {
                     let c = collate(py)?.getattr("capsule_converter")?.call0()?;
-                    Ok((!c.is_none()).then(|| c.unbind()))
+                    Ok((!c.is_none()).then(|| Converter::new(c)))
                 })?;
                 let Some(convert) = convert else {
                     return Ok(None);
                 };
                 let capsule = dlpack::capsule(py, t, handle, true, true)?;
-                match convert.call1(py, (capsule,)) {
+                match convert.call(py, capsule.into_bound(py)) {
                     Ok(tensor) => tensor,
                     Err(_) => {
                         FAST.store(false, Ordering::Relaxed);

@@ -30,6 +30,7 @@ mod aio;
 mod array;
 mod buffer;
 mod chunk;
+mod convert;
 mod dlpack;
 mod errors;
 mod grow;
