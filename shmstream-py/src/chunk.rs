@@ -36,41 +36,28 @@ impl Drop for LeaseHandle {
 
 fn strided_of(view: shmstream::TensorView<'_>) -> Strided {
     let n = view.shape().len();
-    Strided {
-        ptr: view.as_ptr().cast_mut(),
-        dtype: view.dtype(),
-        shape: view.shape().to_vec(),
-        strides: view.strides()[..n].to_vec(),
-    }
+    Strided::new(
+        view.as_ptr().cast_mut(),
+        view.dtype(),
+        view.shape(),
+        &view.strides()[..n],
+    )
 }
 
 fn item_strided(item: shmstream::ItemView<'_>) -> Strided {
-    let shape = item.shape().to_vec();
-    let mut strides = vec![0usize; shape.len()];
+    let shape = item.shape();
+    let mut strides = [0usize; shmstream::MAX_DIMS + 1];
     let mut acc = item.dtype().size();
     for d in (0..shape.len()).rev() {
         strides[d] = acc;
         acc = acc.saturating_mul(shape[d] as usize);
     }
-    Strided {
-        ptr: item.bytes().as_ptr().cast_mut(),
-        dtype: item.dtype(),
+    Strided::new(
+        item.bytes().as_ptr().cast_mut(),
+        item.dtype(),
         shape,
-        strides,
-    }
-}
-
-/// Row `i` of a stacked view: item `i` with its own shape.
-fn row(s: &Strided, i: usize) -> Strided {
-    // SAFETY: callers pass `i < n`: `n` rows of `strides[0]` bytes each
-    // lie in the stacked view's span.
-    let ptr = unsafe { s.ptr.add(i * s.strides[0]) };
-    Strided {
-        ptr,
-        dtype: s.dtype,
-        shape: s.shape[1..].to_vec(),
-        strides: s.strides[1..].to_vec(),
-    }
+        &strides[..shape.len()],
+    )
 }
 
 /// Which library `data` makes its tensors with: `_collate`'s word, asked
@@ -320,7 +307,8 @@ impl Chunk {
             )));
         }
         let t = match &self.stacked {
-            Some(s) => row(s, i),
+            // SAFETY: `i < self.len`, the stacked view's first dim.
+            Some(s) => unsafe { s.row(i) }.to_owned(),
             None => {
                 let t =
                     self.with_lease(py, |buf, lease| buf.lease_item(lease, i).map(item_strided))?;
@@ -402,7 +390,7 @@ impl Chunk {
 
     fn __repr__(&self) -> String {
         let shape = match &self.stacked {
-            Some(t) => format!(" {} {:?}", t.dtype, t.shape),
+            Some(t) => format!(" {} {:?}", t.dtype, t.shape()),
             None if self.len > 0 => " mixed".to_string(),
             None => String::new(),
         };

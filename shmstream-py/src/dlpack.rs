@@ -74,36 +74,87 @@ pub(crate) const CPU_DEVICE: (i32, i32) = (KDL_CPU, 0);
 const NAME: &CStr = c"dltensor";
 const NAME_VERSIONED: &CStr = c"dltensor_versioned";
 
-/// A strided tensor in memory kept alive by `keep`.
+/// A strided tensor in memory kept alive by `keep`. Its dims are held
+/// inline, not in vectors: a chunk captures one at every pop, and two
+/// allocations (and their frees) were about 40 ns of it (issue 24).
 #[derive(Clone, Debug)]
 pub(crate) struct Strided {
     pub(crate) ptr: *mut u8,
     pub(crate) dtype: DType,
-    pub(crate) shape: Vec<u64>,
+    ndim: usize,
+    shape: [u64; MAX_NDIM],
     /// Strides in bytes.
-    pub(crate) strides: Vec<usize>,
+    strides: [usize; MAX_NDIM],
 }
 
 impl Strided {
+    /// `shape` and `strides` (bytes) have one length, at most `MAX_NDIM`:
+    /// an item has at most `MAX_DIMS` dims (the core checks every
+    /// descriptor), a stacked view one more.
+    pub(crate) fn new(ptr: *mut u8, dtype: DType, shape: &[u64], strides: &[usize]) -> Strided {
+        let ndim = shape.len();
+        assert!(
+            ndim <= MAX_NDIM && strides.len() == ndim,
+            "a view of {ndim} dims with {} strides (at most {MAX_NDIM})",
+            strides.len()
+        );
+        let mut t = Strided {
+            ptr,
+            dtype,
+            ndim,
+            shape: [0; MAX_NDIM],
+            strides: [0; MAX_NDIM],
+        };
+        t.shape[..ndim].copy_from_slice(shape);
+        t.strides[..ndim].copy_from_slice(strides);
+        t
+    }
+
+    pub(crate) fn shape(&self) -> &[u64] {
+        &self.shape[..self.ndim]
+    }
+
+    /// Strides in bytes.
+    pub(crate) fn strides(&self) -> &[usize] {
+        &self.strides[..self.ndim]
+    }
+
     /// The tensor as an export reads it.
     pub(crate) fn as_ref(&self) -> TensorRef<'_> {
         TensorRef {
             ptr: self.ptr,
             dtype: self.dtype,
-            shape: &self.shape,
-            strides: &self.strides,
+            shape: self.shape(),
+            strides: self.strides(),
         }
     }
 
-    /// Row 0 of a stacked tensor: its first item, with the item's shape.
-    /// No allocation (a chunk of one item shows this).
-    pub(crate) fn first_row(&self) -> TensorRef<'_> {
+    /// Row `i` of a stacked tensor: item `i`, with the item's shape. No
+    /// allocation (a chunk of one item shows row 0).
+    ///
+    /// # Safety
+    /// `i` is below the first dim: the row lies in the view's span.
+    pub(crate) unsafe fn row(&self, i: usize) -> TensorRef<'_> {
         TensorRef {
-            ptr: self.ptr,
+            // SAFETY: the caller's `i < shape[0]`: `i` rows of `strides[0]`
+            // bytes each lie in the view's span.
+            ptr: unsafe { self.ptr.add(i * self.strides[0]) },
             dtype: self.dtype,
-            shape: &self.shape[1..],
-            strides: &self.strides[1..],
+            shape: &self.shape()[1..],
+            strides: &self.strides()[1..],
         }
+    }
+
+    /// Row 0 of a stacked tensor (see `row`).
+    pub(crate) fn first_row(&self) -> TensorRef<'_> {
+        // SAFETY: row 0 starts at the view's own address.
+        unsafe { self.row(0) }
+    }
+}
+
+impl TensorRef<'_> {
+    pub(crate) fn to_owned(self) -> Strided {
+        Strided::new(self.ptr, self.dtype, self.shape, self.strides)
     }
 }
 

@@ -84,12 +84,7 @@ impl PySlot {
         self.check_open(py)?;
         let keep: KeepAlive = self.state.clone();
         Ok(View {
-            t: Strided {
-                ptr: self.ptr as *mut u8,
-                dtype: DType::U8,
-                shape: vec![self.len],
-                strides: vec![1],
-            },
+            t: Strided::new(self.ptr as *mut u8, DType::U8, &[self.len], &[1]),
             keep,
             writable: true,
         })
