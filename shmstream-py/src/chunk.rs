@@ -132,8 +132,16 @@ pub(crate) struct Chunk {
     context_items: usize,
     len: usize,
     stacked: Option<Strided>,
-    handle: Mutex<Option<Arc<LeaseHandle>>>,
-    data: Mutex<Option<Py<PyAny>>>,
+    held: Mutex<Held>,
+}
+
+/// What a chunk holds, under one lock (`data` takes it twice, not four
+/// times): its lease (None once released) and its `data` (None until
+/// computed, and again once released).
+#[derive(Debug, Default)]
+struct Held {
+    handle: Option<Arc<LeaseHandle>>,
+    data: Option<Py<PyAny>>,
 }
 
 impl Chunk {
@@ -146,27 +154,32 @@ impl Chunk {
             context_items: lease.context_items(),
             len: lease.len(),
             stacked: p.stacked,
-            handle: Mutex::new(Some(Arc::new(LeaseHandle {
-                shared: shared.clone(),
-                lease: Mutex::new(Some(lease)),
-            }))),
-            data: Mutex::new(None),
+            held: Mutex::new(Held {
+                handle: Some(Arc::new(LeaseHandle {
+                    shared: shared.clone(),
+                    lease: Mutex::new(Some(lease)),
+                })),
+                data: None,
+            }),
         }
     }
 
     fn handle(&self, py: Python<'_>) -> PyResult<Arc<LeaseHandle>> {
-        lock(&self.handle).clone().ok_or_else(|| {
-            raise(
-                py,
-                "ChunkReleased",
-                format!(
-                    "chunk {} (items {}..{}) was released; its views made before stay valid",
-                    self.chunk_index,
-                    self.start_offset,
-                    self.start_offset + self.len as u64
-                ),
-            )
-        })
+        let handle = lock(&self.held).handle.clone();
+        handle.ok_or_else(|| self.released(py))
+    }
+
+    fn released(&self, py: Python<'_>) -> PyErr {
+        raise(
+            py,
+            "ChunkReleased",
+            format!(
+                "chunk {} (items {}..{}) was released; its views made before stay valid",
+                self.chunk_index,
+                self.start_offset,
+                self.start_offset + self.len as u64
+            ),
+        )
     }
 
     fn view_of(keep: Arc<LeaseHandle>, t: Strided) -> View {
@@ -269,10 +282,14 @@ impl Chunk {
     fn data(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let this = slf.get();
-        if let Some(d) = lock(&this.data).as_ref() {
-            return Ok(d.clone_ref(py));
-        }
-        let handle = this.handle(py)?;
+        let handle = {
+            let held = lock(&this.held);
+            if let Some(d) = held.data.as_ref() {
+                return Ok(d.clone_ref(py));
+            }
+            held.handle.clone()
+        };
+        let handle = handle.ok_or_else(|| this.released(py))?;
         let d = match this.fast_data(py, handle)? {
             Some(d) => d,
             None => {
@@ -281,11 +298,30 @@ impl Chunk {
                 collate.call1((slf,))?.unbind()
             }
         };
-        // A value another thread stored meanwhile is dropped (maybe
-        // deallocated, running Python) after the lock is let go.
-        let old = lock(&this.data).replace(d.clone_ref(py));
-        drop(old);
-        Ok(d)
+        // The first value stored wins, so every caller sees one `data`: a
+        // thread may have computed it meanwhile (the general path runs
+        // Python, which lets others run). Ours is then dropped after the
+        // lock is let go (its deallocation may run Python). A chunk
+        // released meanwhile keeps nothing.
+        let first = {
+            let mut held = lock(&this.held);
+            match &held.data {
+                Some(first) => Some(first.clone_ref(py)),
+                None => {
+                    if held.handle.is_some() {
+                        held.data = Some(d.clone_ref(py));
+                    }
+                    None
+                }
+            }
+        };
+        Ok(match first {
+            Some(first) => {
+                drop(d);
+                first
+            }
+            None => d,
+        })
     }
 
     /// The window as one read-only view `[n, *shape]` when its items share
@@ -331,16 +367,17 @@ impl Chunk {
     /// Whether the chunk still holds its lease (not released).
     #[getter]
     fn alive(&self) -> bool {
-        lock(&self.handle).is_some()
+        lock(&self.held).handle.is_some()
     }
 
     /// Gives up the chunk's lease: its slots go back to the producer once
     /// the views made from it are gone too. `data` and new views are
     /// refused afterwards.
     fn release(&self) {
-        let data = lock(&self.data).take();
-        let handle = lock(&self.handle).take();
-        drop((data, handle));
+        // Dropped after the lock is let go: the data's deallocation may
+        // run Python.
+        let held = std::mem::take(&mut *lock(&self.held));
+        drop(held);
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

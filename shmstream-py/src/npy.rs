@@ -1,17 +1,19 @@
 //! numpy arrays of a chunk's tensors made through numpy's C API (the
 //! `_ARRAY_API` function table that every numpy C extension calls, looked
 //! up once): `PyArray_NewFromDescr` over the slots' memory, read-only,
-//! with a capsule holding the keep-alive (the chunk's lease) as the
-//! array's base. `numpy.asarray` of a view's `__array_interface__` costs
-//! about 2 us per chunk (a dict of tuples, parsed back), `numpy.from_dlpack`
-//! about 0.5 us; this about 0.2 us (issue 24, docs/benchmarks.md).
+//! with a capsule holding the keep-alive (the chunk's lease, its `Arc`'s
+//! own pointer) as the array's base. `numpy.asarray` of a view's
+//! `__array_interface__` costs about 2 us per chunk (a dict of tuples,
+//! parsed back), `numpy.from_dlpack` about 0.5 us; this about 0.1 us
+//! (issue 24, docs/benchmarks.md).
 
-use crate::dlpack::{beyond_int64, KeepAlive, TensorRef};
+use crate::dlpack::{beyond_int64, TensorRef};
 use crate::view::typestr;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use shmstream::DType;
 use std::ffi::{c_int, c_uint, c_void, CStr};
+use std::sync::Arc;
 
 type NpyIntp = isize;
 
@@ -115,13 +117,16 @@ fn load(py: Python<'_>) -> PyResult<Option<Api>> {
     Ok(Some(Api { descrs, ..api }))
 }
 
-unsafe extern "C" fn drop_keep(capsule: *mut ffi::PyObject) {
+/// The base capsule's destructor: drops the `Arc<K>` whose raw pointer
+/// `array` stored (a thin pointer: no box around it).
+unsafe extern "C" fn drop_keep<K>(capsule: *mut ffi::PyObject) {
     // SAFETY: called by Python with a live capsule; a valid capsule of this
-    // name holds a leaked `Box<KeepAlive>` (made in `array`), dropped once.
+    // name holds the pointer of an `Arc<K>` (`array` made it with this
+    // destructor's `K`), whose reference is given up here, once.
     unsafe {
         if ffi::PyCapsule_IsValid(capsule, KEEP_NAME.as_ptr()) == 1 {
             let keep = ffi::PyCapsule_GetPointer(capsule, KEEP_NAME.as_ptr());
-            drop(Box::from_raw(keep.cast::<KeepAlive>()));
+            drop(Arc::from_raw(keep.cast::<K>()));
         }
     }
 }
@@ -129,10 +134,10 @@ unsafe extern "C" fn drop_keep(capsule: *mut ffi::PyObject) {
 /// A read-only numpy array of `t`, its base holding `keep`; None when
 /// numpy's C API is not there or numpy has no such dtype (bf16): take the
 /// general path.
-pub(crate) fn array(
+pub(crate) fn array<K: Send + Sync + 'static>(
     py: Python<'_>,
     t: TensorRef<'_>,
-    keep: KeepAlive,
+    keep: Arc<K>,
 ) -> PyResult<Option<Py<PyAny>>> {
     let Some(api) = api(py) else {
         return Ok(None);
@@ -154,12 +159,19 @@ pub(crate) fn array(
         dims[d] = n as NpyIntp;
         strides[d] = s as NpyIntp;
     }
-    let raw = Box::into_raw(Box::new(keep));
-    // SAFETY: `raw` is non-null, the name static, the destructor matches.
-    let base = unsafe { ffi::PyCapsule_New(raw.cast(), KEEP_NAME.as_ptr(), Some(drop_keep)) };
+    let raw = Arc::into_raw(keep);
+    // SAFETY: `raw` is non-null, the name static, the destructor matches
+    // the pointer's type.
+    let base = unsafe {
+        ffi::PyCapsule_New(
+            raw.cast_mut().cast(),
+            KEEP_NAME.as_ptr(),
+            Some(drop_keep::<K>),
+        )
+    };
     if base.is_null() {
-        // SAFETY: the capsule was not made; the box is still ours.
-        drop(unsafe { Box::from_raw(raw) });
+        // SAFETY: the capsule was not made; the reference is still ours.
+        drop(unsafe { Arc::from_raw(raw) });
         return Err(PyErr::fetch(py));
     }
     // SAFETY: numpy's functions with their documented contracts:

@@ -164,3 +164,40 @@ def test_numpy_data_from_threads_with_the_collector_running(no_torch):
     collector.join(30)
     gc.collect()
     assert sb.live_chunks == 0
+
+
+def test_threads_racing_for_data_all_get_the_first_stored():
+    """Threads that compute one chunk's `data` at once (the general path,
+    mixed shapes, runs Python: they interleave) all get the value stored
+    first, and `chunk.data` stays it. Before issue 24 the last one stored
+    replaced the others', so a thread could hold a `data` the chunk no
+    longer showed."""
+    rounds, nthreads = 256, 4
+    sb = s.StreamBuffer("r", "e", "p", "fixed:size=2", capacity=2 * rounds)
+    for i in range(2 * rounds):
+        sb.pre_read_register(f"t{i}")
+        sb.put(f"t{i}", np.zeros(1 + i % 2, np.float32))
+    chunks = [sb.pop_chunk() for _ in range(rounds)]
+    barrier = threading.Barrier(nthreads)
+    got = [[None] * rounds for _ in range(nthreads)]
+
+    def take(k):
+        for r, c in enumerate(chunks):
+            barrier.wait()
+            got[k][r] = c.data
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=take, args=(k,)) for k in range(nthreads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(old)
+    assert not any(t.is_alive() for t in threads)
+    differ = sum(
+        any(got[k][r] is not chunks[r].data for k in range(nthreads)) for r in range(rounds)
+    )
+    assert differ == 0, f"{differ} of {rounds} chunks: a thread got a data the chunk does not show"
