@@ -201,3 +201,17 @@ def test_threads_racing_for_data_all_get_the_first_stored():
         any(got[k][r] is not chunks[r].data for k in range(nthreads)) for r in range(rounds)
     )
     assert differ == 0, f"{differ} of {rounds} chunks: a thread got a data the chunk does not show"
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (2, 0, 3), (1,) * 8])
+@pytest.mark.parametrize("window", [1, 2])
+def test_numpy_data_of_scalars_empty_and_deepest_items(no_torch, shape, window):
+    items = [np.full(shape, i + 1, np.int16) for i in range(window)]
+    sb = buffer(f"fixed:size={window}", items)
+    c = sb.pop_chunk()
+    x = c.data["data"]
+    want = items[0] if window == 1 else np.stack(items)
+    view = c.item(0) if window == 1 else c.stacked()
+    assert isinstance(x, np.ndarray) and x.shape == want.shape == view.shape
+    assert x.strides == view.strides and x.dtype == np.int16
+    assert (x == want).all() and not x.flags.writeable
