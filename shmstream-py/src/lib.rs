@@ -9,12 +9,17 @@
 //! - `policy`: chunk policies by name;
 //! - `host`: the fields of a torch tensor or numpy array read in Rust;
 //! - `view`: `_View`, a tensor for numpy and DLPack;
+//! - `npy`: numpy arrays made through numpy's C API (a chunk's `data`
+//!   without torch);
+//! - `convert`: a one-argument converter (`torch._C._from_dlpack`) called
+//!   from Rust;
 //! - `shared`: where a stream's buffer lives (its own, or a set's) and how
 //!   its leases are handed back;
 //! - `chunk`: `StreamChunk`, which owns a lease on its slots;
 //! - `producer_state`: the core producer and its open slots behind one
 //!   mutex;
 //! - `slot`: `Slot`, a reserved position filled in place;
+//! - `grow`: a drop-in buffer's move to a bigger ring;
 //! - `producer`: `_Producer`, the writing end;
 //! - `buffer`: `_Buffer`, the consumer's `StreamBuffer`;
 //! - `stream_set`: `_StreamSet` and `StreamKey`, one consumer worker's many
