@@ -6,9 +6,11 @@
 //! capsule's manager context). The last one to go hands the lease back to
 //! the buffer ([`Shared::give_back`]), without needing the GIL.
 
-use crate::dlpack::{self, Strided};
+use crate::convert::Converter;
+use crate::dlpack::{self, Strided, TensorRef};
 use crate::errors::raise;
 use crate::locks::lock;
+use crate::npy;
 use crate::shared::Shared;
 use crate::view::{dlpack_args, View};
 use pyo3::prelude::*;
@@ -34,41 +36,64 @@ impl Drop for LeaseHandle {
 
 fn strided_of(view: shmstream::TensorView<'_>) -> Strided {
     let n = view.shape().len();
-    Strided {
-        ptr: view.as_ptr().cast_mut(),
-        dtype: view.dtype(),
-        shape: view.shape().to_vec(),
-        strides: view.strides()[..n].to_vec(),
-    }
+    Strided::new(
+        view.as_ptr().cast_mut(),
+        view.dtype(),
+        view.shape(),
+        &view.strides()[..n],
+    )
 }
 
 fn item_strided(item: shmstream::ItemView<'_>) -> Strided {
-    let shape = item.shape().to_vec();
-    let mut strides = vec![0usize; shape.len()];
+    let shape = item.shape();
+    let mut strides = [0usize; shmstream::MAX_DIMS + 1];
     let mut acc = item.dtype().size();
     for d in (0..shape.len()).rev() {
         strides[d] = acc;
         acc = acc.saturating_mul(shape[d] as usize);
     }
-    Strided {
-        ptr: item.bytes().as_ptr().cast_mut(),
-        dtype: item.dtype(),
+    Strided::new(
+        item.bytes().as_ptr().cast_mut(),
+        item.dtype(),
         shape,
-        strides,
-    }
+        &strides[..shape.len()],
+    )
 }
 
-/// Row `i` of a stacked view: item `i` with its own shape.
-fn row(s: &Strided, i: usize) -> Strided {
-    // SAFETY: callers pass `i < n`: `n` rows of `strides[0]` bytes each
-    // lie in the stacked view's span.
-    let ptr = unsafe { s.ptr.add(i * s.strides[0]) };
-    Strided {
-        ptr,
-        dtype: s.dtype,
-        shape: s.shape[1..].to_vec(),
-        strides: s.strides[1..].to_vec(),
+/// Which library `data` makes its tensors with: `_collate`'s word, asked
+/// every time (a test may take torch away).
+enum Library {
+    /// `_collate` has not looked for torch yet; the general path does.
+    NotLooked,
+    Torch,
+    Numpy,
+}
+
+fn collate(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static COLLATE: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
+    Ok(COLLATE
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("shmstream._collate")?.unbind())
+        })?
+        .bind(py))
+}
+
+/// Read from the module's dict (a module attribute lookup with its string
+/// cost about 90 ns a chunk, measured with perf; this about 15).
+fn collate_torch(py: Python<'_>) -> PyResult<Library> {
+    static GLOBALS: pyo3::sync::PyOnceLock<Py<PyDict>> = pyo3::sync::PyOnceLock::new();
+    let globals = GLOBALS
+        .get_or_try_init(py, || -> PyResult<_> { Ok(collate(py)?.dict().unbind()) })?
+        .bind(py);
+    let torch = globals.get_item(pyo3::intern!(py, "_torch"))?;
+    if torch.is_some_and(|t| !t.is_none()) {
+        return Ok(Library::Torch);
     }
+    let looked = globals.get_item(pyo3::intern!(py, "_looked"))?;
+    Ok(match looked {
+        Some(l) if l.is_truthy()? => Library::Numpy,
+        _ => Library::NotLooked,
+    })
 }
 
 /// What a popped chunk shows, captured at the pop.
@@ -107,8 +132,16 @@ pub(crate) struct Chunk {
     context_items: usize,
     len: usize,
     stacked: Option<Strided>,
-    handle: Mutex<Option<Arc<LeaseHandle>>>,
-    data: Mutex<Option<Py<PyAny>>>,
+    held: Mutex<Held>,
+}
+
+/// What a chunk holds, under one lock (`data` takes it twice, not four
+/// times): its lease (None once released) and its `data` (None until
+/// computed, and again once released).
+#[derive(Debug, Default)]
+struct Held {
+    handle: Option<Arc<LeaseHandle>>,
+    data: Option<Py<PyAny>>,
 }
 
 impl Chunk {
@@ -121,27 +154,32 @@ impl Chunk {
             context_items: lease.context_items(),
             len: lease.len(),
             stacked: p.stacked,
-            handle: Mutex::new(Some(Arc::new(LeaseHandle {
-                shared: shared.clone(),
-                lease: Mutex::new(Some(lease)),
-            }))),
-            data: Mutex::new(None),
+            held: Mutex::new(Held {
+                handle: Some(Arc::new(LeaseHandle {
+                    shared: shared.clone(),
+                    lease: Mutex::new(Some(lease)),
+                })),
+                data: None,
+            }),
         }
     }
 
     fn handle(&self, py: Python<'_>) -> PyResult<Arc<LeaseHandle>> {
-        lock(&self.handle).clone().ok_or_else(|| {
-            raise(
-                py,
-                "ChunkReleased",
-                format!(
-                    "chunk {} (items {}..{}) was released; its views made before stay valid",
-                    self.chunk_index,
-                    self.start_offset,
-                    self.start_offset + self.len as u64
-                ),
-            )
-        })
+        let handle = lock(&self.held).handle.clone();
+        handle.ok_or_else(|| self.released(py))
+    }
+
+    fn released(&self, py: Python<'_>) -> PyErr {
+        raise(
+            py,
+            "ChunkReleased",
+            format!(
+                "chunk {} (items {}..{}) was released; its views made before stay valid",
+                self.chunk_index,
+                self.start_offset,
+                self.start_offset + self.len as u64
+            ),
+        )
     }
 
     fn view_of(keep: Arc<LeaseHandle>, t: Strided) -> View {
@@ -152,59 +190,66 @@ impl Chunk {
         }
     }
 
-    /// `data` without Python in between when torch is there and the items
-    /// stack (or there are none): one versioned, read-only DLPack capsule
-    /// straight into `torch._C._from_dlpack`, which is where
-    /// `torch.from_dlpack` ends (its Python wrapper costs about a
-    /// microsecond). None: take the general path (`_collate.collate`).
+    /// The tensor `data` and `__dlpack__` show when the items stack: the
+    /// item of a chunk of one, else the stacked view.
+    fn shown(&self) -> Option<TensorRef<'_>> {
+        let s = self.stacked.as_ref()?;
+        Some(if self.len == 1 {
+            s.first_row()
+        } else {
+            s.as_ref()
+        })
+    }
+
+    /// `data` without Python in between when the items stack (or there are
+    /// none): with torch, one versioned, read-only DLPack capsule straight
+    /// into `torch._C._from_dlpack`, which is where `torch.from_dlpack` ends
+    /// (its Python wrapper costs about a microsecond); without, a numpy
+    /// array made through numpy's C API (`npy`). None: take the general
+    /// path (`_collate.collate`).
     fn fast_data(&self, py: Python<'_>, handle: Arc<LeaseHandle>) -> PyResult<Option<Py<PyAny>>> {
         use std::sync::atomic::{AtomicBool, Ordering};
         /// Cleared for good when the converter refuses a capsule (a torch
         /// without versioned DLPack): the general path then serves.
         static FAST: AtomicBool = AtomicBool::new(true);
-        static CONVERT: pyo3::sync::PyOnceLock<Option<Py<PyAny>>> = pyo3::sync::PyOnceLock::new();
+        static CONVERT: pyo3::sync::PyOnceLock<Option<Converter>> = pyo3::sync::PyOnceLock::new();
+        let key = pyo3::intern!(py, "data");
         let d = PyDict::new(py);
         if self.len == 0 {
-            d.set_item("data", py.None())?;
+            d.set_item(key, py.None())?;
             return Ok(Some(d.into_any().unbind()));
         }
-        // Relaxed: a hint; a stale `true` costs one refused conversion.
-        let (Some(stacked), true) = (&self.stacked, FAST.load(Ordering::Relaxed)) else {
+        let Some(t) = self.shown() else {
             return Ok(None);
         };
-        static COLLATE: pyo3::sync::PyOnceLock<Py<PyModule>> = pyo3::sync::PyOnceLock::new();
-        let collate = COLLATE.get_or_try_init(py, || -> PyResult<_> {
-            Ok(py.import("shmstream._collate")?.unbind())
-        })?;
-        // Whether torch is there is `_collate`'s word, asked every time (a
-        // test may take torch away); None until its first look, which the
-        // general path makes.
-        if collate.bind(py).getattr("_torch")?.is_none() {
-            return Ok(None);
-        }
-        let convert = CONVERT.get_or_try_init(py, || -> PyResult<_> {
-            let c = collate.bind(py).getattr("capsule_converter")?.call0()?;
-            Ok((!c.is_none()).then(|| c.unbind()))
-        })?;
-        let Some(convert) = convert else {
-            return Ok(None);
-        };
-        let t = if self.len == 1 {
-            row(stacked, 0)
-        } else {
-            stacked.clone()
-        };
-        let capsule = dlpack::capsule(py, &t, handle, true, true)?;
-        match convert.call1(py, (capsule,)) {
-            Ok(tensor) => {
-                d.set_item("data", tensor)?;
-                Ok(Some(d.into_any().unbind()))
+        let value = match collate_torch(py)? {
+            Library::NotLooked => return Ok(None),
+            Library::Numpy => match npy::array(py, t, handle)? {
+                Some(a) => a,
+                None => return Ok(None),
+            },
+            // Relaxed: a hint; a stale `true` costs one refused conversion.
+            Library::Torch if !FAST.load(Ordering::Relaxed) => return Ok(None),
+            Library::Torch => {
+                let convert = CONVERT.get_or_try_init(py, || -> PyResult<_> {
+                    let c = collate(py)?.getattr("capsule_converter")?.call0()?;
+                    Ok((!c.is_none()).then(|| Converter::new(c)))
+                })?;
+                let Some(convert) = convert else {
+                    return Ok(None);
+                };
+                let capsule = dlpack::capsule(py, t, handle, true, true)?;
+                match convert.call(py, capsule.into_bound(py)) {
+                    Ok(tensor) => tensor,
+                    Err(_) => {
+                        FAST.store(false, Ordering::Relaxed);
+                        return Ok(None);
+                    }
+                }
             }
-            Err(_) => {
-                FAST.store(false, Ordering::Relaxed);
-                Ok(None)
-            }
-        }
+        };
+        d.set_item(key, value)?;
+        Ok(Some(d.into_any().unbind()))
     }
 
     /// Reads through the buffer for the lease (the mixed-shape path).
@@ -237,10 +282,14 @@ impl Chunk {
     fn data(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let this = slf.get();
-        if let Some(d) = lock(&this.data).as_ref() {
-            return Ok(d.clone_ref(py));
-        }
-        let handle = this.handle(py)?;
+        let handle = {
+            let held = lock(&this.held);
+            if let Some(d) = held.data.as_ref() {
+                return Ok(d.clone_ref(py));
+            }
+            held.handle.clone()
+        };
+        let handle = handle.ok_or_else(|| this.released(py))?;
         let d = match this.fast_data(py, handle)? {
             Some(d) => d,
             None => {
@@ -249,11 +298,30 @@ impl Chunk {
                 collate.call1((slf,))?.unbind()
             }
         };
-        // A value another thread stored meanwhile is dropped (maybe
-        // deallocated, running Python) after the lock is let go.
-        let old = lock(&this.data).replace(d.clone_ref(py));
-        drop(old);
-        Ok(d)
+        // The first value stored wins, so every caller sees one `data`: a
+        // thread may have computed it meanwhile (the general path runs
+        // Python, which lets others run). Ours is then dropped after the
+        // lock is let go (its deallocation may run Python). A chunk
+        // released meanwhile keeps nothing.
+        let first = {
+            let mut held = lock(&this.held);
+            match &held.data {
+                Some(first) => Some(first.clone_ref(py)),
+                None => {
+                    if held.handle.is_some() {
+                        held.data = Some(d.clone_ref(py));
+                    }
+                    None
+                }
+            }
+        };
+        Ok(match first {
+            Some(first) => {
+                drop(d);
+                first
+            }
+            None => d,
+        })
     }
 
     /// The window as one read-only view `[n, *shape]` when its items share
@@ -275,7 +343,8 @@ impl Chunk {
             )));
         }
         let t = match &self.stacked {
-            Some(s) => row(s, i),
+            // SAFETY: `i < self.len`, the stacked view's first dim.
+            Some(s) => unsafe { s.row(i) }.to_owned(),
             None => {
                 let t =
                     self.with_lease(py, |buf, lease| buf.lease_item(lease, i).map(item_strided))?;
@@ -298,16 +367,17 @@ impl Chunk {
     /// Whether the chunk still holds its lease (not released).
     #[getter]
     fn alive(&self) -> bool {
-        lock(&self.handle).is_some()
+        lock(&self.held).handle.is_some()
     }
 
     /// Gives up the chunk's lease: its slots go back to the producer once
     /// the views made from it are gone too. `data` and new views are
     /// refused afterwards.
     fn release(&self) {
-        let data = lock(&self.data).take();
-        let handle = lock(&self.handle).take();
-        drop((data, handle));
+        // Dropped after the lock is let go: the data's deallocation may
+        // run Python.
+        let held = std::mem::take(&mut *lock(&self.held));
+        drop(held);
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -333,9 +403,8 @@ impl Chunk {
         // The capsule's deleter holds the lease, as a view's would; taken
         // before any address into the slots is formed.
         let keep = self.handle(py)?;
-        let t = match (self.len, &self.stacked) {
-            (1, Some(t)) => std::borrow::Cow::Owned(row(t, 0)),
-            (_, Some(t)) => std::borrow::Cow::Borrowed(t),
+        let t = match (self.len, self.shown()) {
+            (_, Some(t)) => t,
             (0, None) => {
                 return Err(pyo3::exceptions::PyBufferError::new_err(format!(
                     "chunk {} has no items, so no tensor",
@@ -349,7 +418,7 @@ impl Chunk {
             )))
             }
         };
-        dlpack::capsule(py, &t, keep, versioned, true)
+        dlpack::capsule(py, t, keep, versioned, true)
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {
@@ -358,7 +427,7 @@ impl Chunk {
 
     fn __repr__(&self) -> String {
         let shape = match &self.stacked {
-            Some(t) => format!(" {} {:?}", t.dtype, t.shape),
+            Some(t) => format!(" {} {:?}", t.dtype, t.shape()),
             None if self.len > 0 => " mixed".to_string(),
             None => String::new(),
         };

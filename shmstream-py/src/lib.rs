@@ -9,6 +9,10 @@
 //! - `policy`: chunk policies by name;
 //! - `host`: the fields of a torch tensor or numpy array read in Rust;
 //! - `view`: `_View`, a tensor for numpy and DLPack;
+//! - `npy`: numpy arrays made through numpy's C API (a chunk's `data`
+//!   without torch);
+//! - `convert`: a one-argument converter (`torch._C._from_dlpack`) called
+//!   from Rust;
 //! - `shared`: where a stream's buffer lives (its own, or a set's) and how
 //!   its leases are handed back;
 //! - `chunk`: `StreamChunk`, which owns a lease on its slots;
@@ -17,6 +21,7 @@
 //! - `grow`: moving an in-process buffer's ring to a bigger one inside
 //!   the per-item calls;
 //! - `slot`: `Slot`, a reserved position filled in place;
+//! - `grow`: a drop-in buffer's move to a bigger ring;
 //! - `producer`: `_Producer`, the writing end;
 //! - `buffer`: `_Buffer`, the consumer's `StreamBuffer`;
 //! - `stream_set`: `_StreamSet` and `StreamKey`, one consumer worker's many
@@ -35,12 +40,14 @@ mod aio_uring;
 mod array;
 mod buffer;
 mod chunk;
+mod convert;
 mod dlpack;
 mod errors;
 mod grow;
 mod host;
 mod hub;
 mod locks;
+mod npy;
 mod policy;
 mod producer;
 mod producer_state;

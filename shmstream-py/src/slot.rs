@@ -84,12 +84,7 @@ impl PySlot {
         self.check_open(py)?;
         let keep: KeepAlive = self.state.clone();
         Ok(View {
-            t: Strided {
-                ptr: self.ptr as *mut u8,
-                dtype: DType::U8,
-                shape: vec![self.len],
-                strides: vec![1],
-            },
+            t: Strided::new(self.ptr as *mut u8, DType::U8, &[self.len], &[1]),
             keep,
             writable: true,
         })
@@ -202,7 +197,7 @@ impl PySlot {
     ) -> PyResult<Py<PyAny>> {
         let versioned = dlpack_args(stream.as_ref(), max_version, dl_device, copy)?;
         let v = self.view(py)?;
-        dlpack::capsule(py, &v.t, v.keep.clone(), versioned, false)
+        dlpack::capsule(py, v.t.as_ref(), v.keep.clone(), versioned, false)
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {

@@ -18,13 +18,13 @@ pub(crate) struct View {
 
 impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "_View({} {:?})", self.t.dtype, self.t.shape)
+        write!(f, "_View({} {:?})", self.t.dtype, self.t.shape())
     }
 }
 
 /// numpy's type string of a dtype (`None` for bf16, which numpy reads as
 /// `u16` and views as `ml_dtypes.bfloat16`).
-fn typestr(dtype: shmstream::DType) -> &'static str {
+pub(crate) fn typestr(dtype: shmstream::DType) -> &'static str {
     use shmstream::DType::*;
     match dtype {
         Bool => "|b1",
@@ -47,14 +47,14 @@ impl View {
     /// numpy's array interface (version 3), read-only for a chunk's view.
     #[getter]
     pub(crate) fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        if let Some(why) = dlpack::beyond_int64(self.t.dtype, &self.t.shape, &self.t.strides) {
+        if let Some(why) = dlpack::beyond_int64(self.t.dtype, self.t.shape(), self.t.strides()) {
             return Err(pyo3::exceptions::PyBufferError::new_err(why));
         }
         let d = PyDict::new(py);
         d.set_item("version", 3)?;
         d.set_item("typestr", typestr(self.t.dtype))?;
-        d.set_item("shape", PyTuple::new(py, &self.t.shape)?)?;
-        d.set_item("strides", PyTuple::new(py, &self.t.strides)?)?;
+        d.set_item("shape", PyTuple::new(py, self.t.shape())?)?;
+        d.set_item("strides", PyTuple::new(py, self.t.strides())?)?;
         d.set_item("data", (self.t.ptr as usize, !self.writable))?;
         Ok(d)
     }
@@ -67,13 +67,13 @@ impl View {
 
     #[getter]
     fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, &self.t.shape)
+        PyTuple::new(py, self.t.shape())
     }
 
     /// Strides in bytes.
     #[getter]
     fn strides<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, &self.t.strides)
+        PyTuple::new(py, self.t.strides())
     }
 
     /// Address of the first element.
@@ -97,7 +97,13 @@ impl View {
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
         let versioned = dlpack_args(stream.as_ref(), max_version, dl_device, copy)?;
-        dlpack::capsule(py, &self.t, self.keep.clone(), versioned, !self.writable)
+        dlpack::capsule(
+            py,
+            self.t.as_ref(),
+            self.keep.clone(),
+            versioned,
+            !self.writable,
+        )
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {
@@ -108,7 +114,7 @@ impl View {
         format!(
             "<shmstream view {} {:?}{}>",
             self.t.dtype,
-            self.t.shape,
+            self.t.shape(),
             if self.writable { "" } else { " read-only" }
         )
     }
