@@ -18,8 +18,6 @@
 //! - `chunk`: `StreamChunk`, which owns a lease on its slots;
 //! - `producer_state`: the core producer and its open slots behind one
 //!   mutex;
-//! - `grow`: moving an in-process buffer's ring to a bigger one inside
-//!   the per-item calls;
 //! - `slot`: `Slot`, a reserved position filled in place;
 //! - `grow`: a drop-in buffer's move to a bigger ring;
 //! - `producer`: `_Producer`, the writing end;
