@@ -26,7 +26,10 @@ pub(crate) const WIDE: u32 = u32::MAX;
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub(crate) struct Descriptor {
-    /// `position + 1` once the slot of `position` is committed (or abandoned).
+    /// `position + n` once the positions `position .. position + n` are
+    /// committed together as one run (`n == 1`: one item, or an abandoned
+    /// one); the run's other descriptors keep their registration words only
+    /// and an older `seq`, always `<= position` (see [`run_count`]).
     pub(crate) seq: AtomicU64,
     /// Payload byte position of the reservation (never wraps).
     pub(crate) offset: AtomicU64,
@@ -113,6 +116,44 @@ impl Descriptor {
             Ordering::Relaxed,
         );
     }
+}
+
+/// The distance between consecutive items of a run whose reservations are
+/// `len` bytes each: the producer places each one after the previous,
+/// aligned for its size (`None`: a length no producer reserves).
+pub(crate) fn run_stride(len: u64) -> Option<u64> {
+    let align = placement_align(len);
+    Some(len.checked_add(align - 1)? & !(align - 1))
+}
+
+/// The number of items of the run published at `position` by a `seq` word,
+/// checked before anything trusts it: `None` while the position is not
+/// published in this lap (`seq <= position`: never used, or an older
+/// lap's run, whose `seq` is at most its head plus `capacity`, at most
+/// `position`). A run reaches at most to `end` (the registered count, or
+/// the end of the consumer's window: `released + capacity`) and spans at
+/// most `capacity` positions.
+pub(crate) fn run_count(
+    position: u64,
+    seq: u64,
+    capacity: u64,
+    end: u64,
+) -> Result<Option<u64>, StreamError> {
+    if seq <= position {
+        return Ok(None);
+    }
+    let n = seq - position;
+    if n > capacity {
+        return Err(StreamError::Corrupt(format!(
+            "descriptor of position {position}: completion sequence {seq} claims a run of {n} items, more than the capacity of {capacity}"
+        )));
+    }
+    if n > end.saturating_sub(position) {
+        return Err(StreamError::Corrupt(format!(
+            "descriptor of position {position}: completion sequence {seq} claims a run of {n} items, past position {end} (registered, and within the consumer's window)"
+        )));
+    }
+    Ok(Some(n))
 }
 
 impl SideEntry {
@@ -379,6 +420,55 @@ impl ItemMeta {
     /// Same dtype and shape: the two items stack into one tensor.
     pub(crate) fn stacks_with(&self, other: &ItemMeta) -> bool {
         self.dtype == other.dtype && self.shape() == other.shape()
+    }
+
+    /// Checks that a run of `n` items whose head (at `position`) this
+    /// validated copy is, lies where the head's own reservation was
+    /// checked to lie: the items `1 .. n` at [`run_stride`] from each other,
+    /// each of the head's length, the last ending within the same limit as
+    /// the head (one payload length past the oldest unreleased item) and,
+    /// without a mirror, not across the end of the payload. Returns the
+    /// stride and the end of the run's last reservation.
+    pub(crate) fn check_run(
+        &self,
+        position: u64,
+        n: u64,
+        bounds: Bounds,
+    ) -> Result<(u64, u64), StreamError> {
+        debug_assert!(n >= 1);
+        let corrupt = |what: String| {
+            StreamError::Corrupt(format!(
+                "descriptor of position {position}: a run of {n} items {what}"
+            ))
+        };
+        let (offset, len) = (self.offset, self.len);
+        if n == 1 {
+            return Ok((0, self.end()));
+        }
+        let limit = bounds
+            .oldest_start
+            .unwrap_or(offset)
+            .saturating_add(bounds.payload_bytes);
+        // The span from the head's start to the last item's end.
+        let span = run_stride(len)
+            .and_then(|stride| Some((stride, stride.checked_mul(n - 1)?.checked_add(len)?)));
+        let Some((stride, span)) = span else {
+            return Err(corrupt(format!("of {len} bytes each overflows")));
+        };
+        let end = offset.checked_add(span).filter(|&end| end <= limit);
+        let Some(end) = end else {
+            return Err(corrupt(format!(
+                "of {len} bytes each from payload byte {offset} spans {span} bytes, past {limit} (one payload length past the oldest unreleased item)"
+            )));
+        };
+        let mask = bounds.payload_bytes - 1;
+        if !bounds.mirrored && (offset & mask) + span > bounds.payload_bytes {
+            return Err(corrupt(format!(
+                "of {len} bytes each from payload byte {offset} crosses the end of an unmirrored payload of {} bytes",
+                bounds.payload_bytes
+            )));
+        }
+        Ok((stride, end))
     }
 }
 
