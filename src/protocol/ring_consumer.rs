@@ -287,21 +287,8 @@ impl ConsumerRing {
             self.cur.released,
             self.cur.avail_end
         );
-        let runs = &self.cur.runs;
-        let holds = |i: u64| {
-            runs.get(i as usize)
-                .filter(|r| r.head <= position && position < r.end())
-        };
-        let hint = self.cur.hint.get().wrapping_sub(self.cur.dropped);
-        let index = if holds(hint).is_some() {
-            hint
-        } else if holds(hint.wrapping_add(1)).is_some() {
-            hint.wrapping_add(1)
-        } else {
-            runs.partition_point(|r| r.end() <= position) as u64
-        };
-        self.cur.hint.set(self.cur.dropped + index);
-        &runs[index as usize]
+        let index = self.cur.index_of(position);
+        &self.cur.runs[index]
     }
 
     /// The validated metadata of `position`, which must be in the prefix and
@@ -363,10 +350,47 @@ impl Cursors {
     /// next walk compares with it. Then the first run holds `released`
     /// unless every run is released.
     fn drop_released(&mut self) {
-        while self.runs.len() > 1 && self.runs[0].end() <= self.released {
-            self.runs.pop_front();
-            self.dropped += 1;
+        let len = self.runs.len();
+        if len <= 1 || self.runs[0].end() > self.released {
+            return;
         }
+        // All at once: a drain from the front moves no element.
+        let keep_from = if self.released < self.avail_end {
+            self.index_of(self.released)
+        } else {
+            len - 1
+        };
+        self.runs.drain(..keep_from);
+        self.dropped += keep_from as u64;
+    }
+
+    /// The index in `runs` of the run holding `position` (which one holds).
+    fn index_of(&self, position: u64) -> usize {
+        let runs = &self.runs;
+        let holds = |i: u64| {
+            runs.get(i as usize)
+                .is_some_and(|r| r.head <= position && position < r.end())
+        };
+        let hint = self.hint.get().wrapping_sub(self.dropped);
+        let index = if holds(hint) {
+            hint
+        } else if holds(hint.wrapping_add(1)) {
+            hint.wrapping_add(1)
+        } else {
+            // Where the run would be if all were of one length (exact for
+            // a stream of same-sized batches or of single items), then a
+            // binary search: no walk over a cold deque per lookup.
+            let first = runs[0].head;
+            let span = runs[runs.len() - 1].end() - first;
+            let guess = ((position - first) as u128 * runs.len() as u128 / span as u128) as u64;
+            if holds(guess) {
+                guess
+            } else {
+                runs.partition_point(|r| r.end() <= position) as u64
+            }
+        };
+        self.hint.set(self.dropped + index);
+        index as usize
     }
 
     fn poll(&mut self, mem: &RingMem) -> Result<Snapshot, StreamError> {
@@ -419,19 +443,36 @@ impl Cursors {
                 payload_bytes: mem.payload_bytes,
                 mirrored: mem.mirrored,
             };
-            // The previous run, if kept: the head of this one is compared
-            // with its copy (the per-run shape shortcut).
-            let prev = self.runs.back().copied();
-            let mut meta = ItemMeta::EMPTY;
-            let read = ItemMeta::read_into(
-                desc,
-                mem.side(position),
-                position,
-                bounds,
-                prev.as_ref().map(|r| &r.meta),
-                &mut meta,
-            )?;
+            // The run's record is checked in place, in the deque (read
+            // back at once, a copy of fields just stored one by one would
+            // stall on store forwarding), and taken back if it fails.
+            self.runs.push_back(Run {
+                head: position,
+                count: n,
+                meta: ItemMeta::EMPTY,
+                stride: 0,
+                stack_start: position,
+                stack_stride: 0,
+            });
+            let len = self.runs.len();
+            let mut tail = self.runs.range_mut(len.saturating_sub(2)..);
+            let prev = if len >= 2 {
+                tail.next().map(|r| &*r)
+            } else {
+                None
+            };
+            let run = tail.next().expect("just pushed");
+            let read = match check_run_head(prev, run, desc, mem, bounds) {
+                Ok(read) => read,
+                Err(e) => {
+                    self.runs.pop_back();
+                    return Err(e);
+                }
+            };
+            let end = run.offset(run.end() - 1) + run.meta.len;
             if read.status == STATUS_ABANDONED {
+                let id_len = run.meta.id_len;
+                self.runs.pop_back();
                 if n > 1 {
                     return Err(StreamError::Corrupt(format!(
                         "descriptor of position {position}: completion sequence {seq} claims an abandoned run of {n} items (only one item is abandoned at a time)"
@@ -439,7 +480,7 @@ impl Cursors {
                 }
                 if self.avail_end == self.consumed {
                     // The one id read at poll: the error names the item.
-                    let id = ItemId::read(mem.side(position), position, meta.id_len)?;
+                    let id = ItemId::read(mem.side(position), position, id_len)?;
                     // And why: the words a commit's shape would use.
                     let info = desc.info.load(Ordering::Relaxed);
                     let reason = reason::read(desc, mem.side(position), position, info)?;
@@ -451,25 +492,6 @@ impl Cursors {
                 }
                 break;
             }
-            let (stride, end) = meta.check_run(position, n, bounds)?;
-            let mut run = Run {
-                head: position,
-                count: n,
-                meta,
-                stride,
-                stack_start: position,
-                stack_stride: stride,
-            };
-            // The stretch of stackable items goes on from the previous run
-            // when it can, so that a stacked view is checked in O(1),
-            // whatever the window.
-            if let Some(prev) = prev {
-                if let Some(distance) = prev.stack_continues(&run, read.same_shape) {
-                    run.stack_start = prev.stack_start;
-                    run.stack_stride = distance;
-                }
-            }
-            self.runs.push_back(run);
             self.walk_end = end;
             self.avail_end = position + n;
         }
@@ -506,6 +528,45 @@ impl Cursors {
         self.cached_registered = registered;
         Ok(registered)
     }
+}
+
+/// Reads and checks the head descriptor `desc` of `run` (its position
+/// and count set) into the run's record, and the run's span, after the
+/// previous run `prev` (the walk's bounds in `bounds`). An abandoned head
+/// is read (its id length kept) but its span is not checked: the caller
+/// reports it.
+fn check_run_head(
+    prev: Option<&Run>,
+    run: &mut Run,
+    desc: &crate::protocol::descriptor::Descriptor,
+    mem: &RingMem,
+    bounds: Bounds,
+) -> Result<crate::protocol::descriptor::Read, StreamError> {
+    let position = run.head;
+    let read = ItemMeta::read_into(
+        desc,
+        mem.side(position),
+        position,
+        bounds,
+        prev.map(|r| &r.meta),
+        &mut run.meta,
+    )?;
+    if read.status == STATUS_ABANDONED {
+        return Ok(read);
+    }
+    let (stride, _) = run.meta.check_run(position, run.count, bounds)?;
+    run.stride = stride;
+    run.stack_stride = stride;
+    // The stretch of stackable items goes on from the previous run when
+    // it can, so that a stacked view is checked in O(1), whatever the
+    // window.
+    if let Some(prev) = prev {
+        if let Some(distance) = prev.stack_continues(run, read.same_shape) {
+            run.stack_start = prev.stack_start;
+            run.stack_stride = distance;
+        }
+    }
+    Ok(read)
 }
 
 impl Drop for ConsumerRing {
