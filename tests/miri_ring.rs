@@ -104,23 +104,24 @@ fn run_words(i: u64) -> [u8; 64] {
     out
 }
 
-/// Batches of 8 items of 64 bytes are published as runs: the consumer,
+/// Batches of 64 items of 64 bytes are published as runs: the consumer,
 /// polling while the producer puts them, only ever sees whole runs. After
-/// a first item of 256 bytes every eighth batch straddles the end of the
-/// 4096-byte payload: without a mirror (the heap ring of Miri) the
-/// producer splits it there, into two runs of 4 (each seen whole, the
+/// a first item of 256 bytes every second batch straddles the end of the
+/// 8192-byte payload: without a mirror (the heap ring of Miri) the
+/// producer splits it there, into runs of 60 and 4 (each seen whole, the
 /// stacked view of each part stands, one across the end does not); with
 /// one (the memfd of a native run) the run and its view go across. Miri
 /// checks every access to the runs' bytes and the consumer's per-run
 /// records.
 #[test]
 fn runs_cross_two_threads_whole_and_split_at_the_wrap() {
-    const BATCH: u64 = 8;
-    let batches = if cfg!(miri) { 10 } else { 1_000 };
-    let cfg = config(16).with_item_bytes(256);
+    const BATCH: u64 = 64;
+    const PAYLOAD: u64 = 8192;
+    let batches = if cfg!(miri) { 3 } else { 1_000 };
+    let cfg = config(128).with_item_bytes(64);
     let (producer, mut consumer) = in_process(&cfg).unwrap();
-    assert_eq!(consumer.payload_bytes(), 4096);
-    let mirrored = consumer.payload_region().1 > 4096;
+    assert_eq!(consumer.payload_bytes(), PAYLOAD);
+    let mirrored = consumer.payload_region().1 as u64 > PAYLOAD;
     let meta = TensorMeta::new(DType::U64, &[8]).unwrap();
     let first = [7u8; 256];
     producer
@@ -134,7 +135,7 @@ fn runs_cross_two_threads_whole_and_split_at_the_wrap() {
     consumer.consume(1);
     // Item `i` (from 1) lies at byte 256 + 64 (i - 1): a run ends after
     // the last item of a batch, and where an item ends the payload.
-    let ends_run = |i: u64| i % BATCH == 0 || (!mirrored && (256 + 64 * i) % 4096 == 0);
+    let ends_run = |i: u64| i % BATCH == 0 || (!mirrored && (256 + 64 * i) % PAYLOAD == 0);
     let p = thread::spawn(move || {
         for b in 0..batches {
             let words: Vec<[u8; 64]> = (1 + b * BATCH..1 + (b + 1) * BATCH)
@@ -169,7 +170,7 @@ fn runs_cross_two_threads_whole_and_split_at_the_wrap() {
         // it and the next stacks only with a mirror; the items of the lap
         // before it do.
         for i in from..last {
-            if (256 + 64 * i) % 4096 == 0 {
+            if (256 + 64 * i) % PAYLOAD == 0 {
                 let k = i - from;
                 let across = consumer.window(k, 2);
                 assert_eq!(
