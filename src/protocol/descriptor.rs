@@ -850,6 +850,12 @@ mod tests {
             late.check_run(9, 2, bounds(4032, false)),
             "a run of 2 items of 64 bytes each from payload byte 4032 crosses the end of an unmirrored payload of 4096 bytes"
         ));
+        // Without a mirror, a run inside the lap is fine wherever it starts.
+        let inside = read(&committed(64, 64), 64, false).unwrap();
+        assert_eq!(
+            inside.check_run(1, 2, bounds(64, false)).unwrap(),
+            (64, 192)
+        );
         // The oldest unreleased item bounds the run, not the head.
         let mut b = bounds(1024, true);
         b.oldest_start = Some(512);
