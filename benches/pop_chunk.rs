@@ -6,13 +6,17 @@
 //! shape and first item, drop the chunk (which releases the slots). Not
 //! timed: the producer refilling the ring between batches of pops.
 //!
-//! Two variants: `pop_chunk` also pays the consumer's scan of the newly
+//! Three variants: `pop_chunk` also pays the consumer's scan of the newly
 //! committed descriptors (what a real consumer pays once per item), and
 //! `pop_chunk_prepolled` scans them before the clock starts, so that only
-//! the pop itself is timed.
+//! the pop itself is timed; `pop_chunk_runs` is `pop_chunk` with the ring
+//! refilled by one `put_many` per refill (descriptor runs, issue 24: the
+//! scan then checks one descriptor per run, not one per item).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use shmstream::{policy::Fixed, DType, Producer, StreamBuffer, StreamConfig, StreamId, TensorMeta};
+use shmstream::{
+    policy::Fixed, BatchItem, DType, Producer, StreamBuffer, StreamConfig, StreamId, TensorMeta,
+};
 use std::time::{Duration, Instant};
 
 /// Two windows of the largest size: the descriptors and the consumer's
@@ -22,7 +26,7 @@ use std::time::{Duration, Instant};
 const CAPACITY: u64 = 16384;
 const WINDOWS: [usize; 4] = [4, 28, 256, 1024];
 
-fn pop_chunk(c: &mut Criterion, name: &str, prepoll: bool) {
+fn pop_chunk(c: &mut Criterion, name: &str, prepoll: bool, batched: bool) {
     let mut group = c.benchmark_group(name);
     for window in WINDOWS {
         let cfg = StreamConfig::new(StreamId {
@@ -44,9 +48,17 @@ fn pop_chunk(c: &mut Criterion, name: &str, prepoll: bool) {
                 let mut left = iters;
                 while left > 0 {
                     let pops = left.min(per_fill);
-                    for i in 0..pops * window as u64 {
-                        let slot = producer.try_register("x").expect("room");
-                        slot.write(meta, &i.to_le_bytes()).unwrap();
+                    if batched {
+                        let words: Vec<[u8; 8]> =
+                            (0..pops * window as u64).map(|i| i.to_le_bytes()).collect();
+                        let items: Vec<BatchItem> =
+                            words.iter().map(|w| BatchItem::new("x", meta, w)).collect();
+                        producer.put_many(&items).expect("room");
+                    } else {
+                        for i in 0..pops * window as u64 {
+                            let slot = producer.try_register("x").expect("room");
+                            slot.write(meta, &i.to_le_bytes()).unwrap();
+                        }
                     }
                     if prepoll {
                         buffer.available().unwrap();
@@ -68,8 +80,9 @@ fn pop_chunk(c: &mut Criterion, name: &str, prepoll: bool) {
 }
 
 fn benches(c: &mut Criterion) {
-    pop_chunk(c, "pop_chunk", false);
-    pop_chunk(c, "pop_chunk_prepolled", true);
+    pop_chunk(c, "pop_chunk", false, false);
+    pop_chunk(c, "pop_chunk_prepolled", true, false);
+    pop_chunk(c, "pop_chunk_runs", false, true);
 }
 
 criterion_group!(pop, benches);

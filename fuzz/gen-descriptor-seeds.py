@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes fuzz/seeds/descriptor/: the descriptor target's seeds in the
-layout of docs/design.md (version 4): 32 bytes of head (position, end of
+layout of docs/design.md (version 5): 32 bytes of head (position, end of
 the previous reservation, start of the oldest unreleased one, payload
 size; native-endian u64, x86-64 little), one 64-byte descriptor, then its
 128-byte side entry (the id's line, the wide dims' line). Run it again
@@ -55,6 +55,16 @@ SEEDS = {
     "refused-past-released-plus-payload": seed((1, 0, 0, 4096), 2, 1, 2, [8], 8, b"far", 4096, 8),
     "refused-wide-overflow": seed((1, 0, 0, 4096), 2, 1, 13, [1 << 40, 1 << 40], 0, b"ovf", 0, 8, wide=True),
     "refused-id-not-utf8": seed((1, 0, 0, 4096), 2, 1, 2, [8], 8, b"\xff\xfe", 0, 8),
+    # Runs (version 5): seq = position + count. The entry point takes
+    # capacity 1024 and 256 positions registered past the head.
+    "committed-run-of-3-u64x4": seed((0, 0, 0, 4096), 3, 1, 13, [4], 32, b"0", 0, 32),
+    "committed-run-of-2-across-the-mirrored-wrap": seed((7, 4032, 4032, 4096), 9, 1, 2, [64], 64, b"7", 4032, 64),
+    "refused-run-past-registered": seed((0, 0, 0, 4096), 257, 1, 13, [4], 32, b"0", 0, 32),
+    "refused-run-past-capacity": seed((0, 0, 0, 4096), 1025, 1, 13, [4], 32, b"0", 0, 32),
+    "refused-run-count-max": seed((0, 0, 0, 4096), 0xFFFF_FFFF_FFFF_FFFF, 1, 13, [4], 32, b"0", 0, 32),
+    "refused-run-past-payload": seed((0, 0, 0, 4096), 200, 1, 13, [4], 32, b"0", 0, 32),
+    "refused-run-crosses-unmirrored-end": seed((6, 3000, 3000, 4096), 10, 1, 13, [4], 32, b"6", 4000, 32),
+    "refused-abandoned-run": abandoned((2, 0, 0, 4096), 4, b"gone", 0, b""),
 }
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@
 //! - [`Producer::put_many`] registers, copies and commits a batch of
 //!   [`BatchItem`]s: the items that fit are reserved in one step (one
 //!   store of `registered` for all of them), copied, committed (one
-//!   Release store of `seq` each, so the protocol's commit-in-any-order is
-//!   unchanged) and announced with one ring.
+//!   Release store of `seq` per run of same-shaped items lying back to
+//!   back: docs/design.md, "Descriptor runs") and announced with one ring.
 //! - [`Producer::commit_many`] commits many held [`Slot`]s at once (a NIC
 //!   completion queue delivers many completions at once).
 //! - [`Producer::put_in_place_many`] commits many `pre_read_register`ed ids
@@ -192,8 +192,20 @@ fn put_round(ring: &mut ProducerRing, items: &[BatchItem<'_>]) -> (usize, Option
     if reserved > 0 {
         // One store of `registered` for the round, before any completion.
         ring.publish_registered();
-        for (k, item) in items[..reserved].iter().enumerate() {
-            ring.commit_quiet(first + k as u64, &item.meta);
+        // One run per stretch of same-shaped items lying back to back: one
+        // descriptor, one Release store.
+        let mut k = 0;
+        while k < reserved {
+            let (head, meta) = (first + k as u64, &items[k].meta);
+            let mut n = 1;
+            while k + n < reserved
+                && items[k + n].meta == *meta
+                && ring.continues_run(head, n as u64, meta.nbytes())
+            {
+                n += 1;
+            }
+            ring.commit_run(head, n as u64, meta);
+            k += n;
         }
         // One barrier and one hub notification for the round.
         ring.ring_bells();
@@ -206,8 +218,9 @@ impl Producer {
     /// doorbell ring (one barrier) and one hub notification per round: a
     /// round is what fits in the ring at once, all of the batch when the
     /// consumer keeps up. The round's positions are reserved with one
-    /// store of `registered`; each item is still published by its own
-    /// Release store of `seq`. When the ring is full, the items published
+    /// store of `registered`; each stretch of same-shaped items lying back
+    /// to back is published as one run (one descriptor, one Release store
+    /// of `seq`). When the ring is full, the items published
     /// so far are announced, then the call waits (up to the configured
     /// timeout per wait) for room for the next item. Nothing is allocated.
     ///
@@ -313,6 +326,10 @@ impl Producer {
         let mut failure = None;
         {
             let mut ring = self.ring.borrow_mut();
+            // The run being gathered: consecutive positions of one
+            // metadata and reservation length, lying back to back,
+            // published as one when the next entry does not continue it.
+            let mut run: Option<(u64, u64, TensorMeta, u64)> = None;
             for (slot, meta) in batch.iter_mut() {
                 if !std::ptr::eq(slot.producer, self) {
                     failure = Some(StreamError::ForeignSlot {
@@ -329,9 +346,29 @@ impl Producer {
                 }
                 // The write ends here, before the completion is published.
                 slot.guard = None;
-                ring.commit_quiet(slot.reservation.position, meta);
+                let position = slot.reservation.position;
+                let len = slot.len();
+                run = match run {
+                    Some((head, n, m, l))
+                        if position == head + n
+                            && m == *meta
+                            && l == len
+                            && ring.continues_run(head, n, len) =>
+                    {
+                        Some((head, n + 1, m, l))
+                    }
+                    other => {
+                        if let Some((head, n, m, _)) = other {
+                            ring.commit_run(head, n, &m);
+                        }
+                        Some((position, 1, *meta, len))
+                    }
+                };
                 slot.done = true;
                 committed += 1;
+            }
+            if let Some((head, n, m, _)) = run {
+                ring.commit_run(head, n, &m);
             }
             if committed > 0 {
                 ring.ring_bells();

@@ -55,8 +55,8 @@ impl<'a> StreamChunk<'a> {
         #[cfg(loom)]
         let _guards = (start_offset..start_offset + len as u64)
             .map(|p| {
-                let meta = ring.meta(p);
-                ring.mem().track_read(meta.offset, meta.nbytes)
+                let (offset, meta) = ring.meta(p);
+                ring.mem().track_read(offset, meta.nbytes)
             })
             .collect();
         StreamChunk {

@@ -154,17 +154,17 @@ pub(crate) fn stacked(ring: &ConsumerRing, start: u64, n: u64) -> Option<TensorV
         return None;
     }
     let mem = ring.mem();
-    let first = ring.meta(start);
+    let (first_offset, first) = ring.meta(start);
     let stride = ring.stack_stride(start + n - 1, n)?;
     let span = stride * (n - 1) + first.nbytes;
-    if !mem.mirrored() && (first.offset & (mem.payload_bytes() - 1)) + span > mem.payload_bytes() {
+    if !mem.mirrored() && (first_offset & (mem.payload_bytes() - 1)) + span > mem.payload_bytes() {
         return None;
     }
     // Loom: the view reads every item of the window (see `ItemView::new`).
     #[cfg(loom)]
     for position in start..start + n {
-        let meta = ring.meta(position);
-        drop(mem.track_read(meta.offset, meta.nbytes));
+        let (offset, meta) = ring.meta(position);
+        drop(mem.track_read(offset, meta.nbytes));
     }
     // SAFETY: the `n` positions are in the prefix and unreleased for the
     // borrow of `ring` (released only through `&mut`). Their reservations
@@ -176,7 +176,7 @@ pub(crate) fn stacked(ring: &ConsumerRing, start: u64, n: u64) -> Option<TensorV
     // `first.nbytes` valid bytes, `stride` apart.
     Some(unsafe {
         TensorView::new(
-            mem.payload_ptr(first.offset),
+            mem.payload_ptr(first_offset),
             n as usize,
             first,
             stride as usize,

@@ -29,8 +29,8 @@ pub fn check_header(page: &[u8], file_len: u64) -> Result<(), SetupError> {
     unsafe { crate::os::header::read_header(copy.0.as_ptr(), file_len, "(fuzz)") }.map(|_| ())
 }
 
-/// What [`check_descriptor`] accepted: the item's id, byte count and
-/// reservation.
+/// What [`check_descriptor`] accepted: the run head's id, byte count and
+/// reservation, and the run's count and stride.
 #[derive(Debug)]
 pub struct Accepted {
     /// The id.
@@ -39,9 +39,19 @@ pub struct Accepted {
     pub nbytes: u64,
     /// Payload byte position of its reservation.
     pub offset: u64,
-    /// Bytes reserved.
+    /// Bytes reserved (for each item of the run).
     pub len: u64,
+    /// Items in the run (1 for one item).
+    pub count: u64,
+    /// Between consecutive items of the run (0 for one item).
+    pub stride: u64,
 }
+
+/// The capacity [`check_descriptor`] checks a run's count against.
+pub const FUZZ_CAPACITY: u64 = 1024;
+/// How many positions past the head [`check_descriptor`] takes as
+/// registered: a run's count must stay within them.
+pub const FUZZ_REGISTERED: u64 = 256;
 
 /// Runs the per-item descriptor checks on `bytes` (padded or cut to one
 /// descriptor, 64 bytes, followed by its side entry, 128 bytes: the id's
@@ -54,6 +64,11 @@ pub struct Accepted {
 /// an abandoned one gives `Ok(None)` once its id and reason are read.
 /// An accepted descriptor is read a second time as the next item of its
 /// own run (the per-run shortcut), which must agree with the first read.
+/// The `seq` word (the first) is a run's count when above `position`
+/// (`seq - position` items, checked against [`FUZZ_CAPACITY`] and
+/// [`FUZZ_REGISTERED`] positions registered past it, then the run's span);
+/// at or below it, the descriptor is read as one item, so every input
+/// reaches the descriptor's checks.
 ///
 /// # Errors
 ///
@@ -96,9 +111,22 @@ pub fn check_descriptor(
         payload_bytes,
         mirrored,
     };
+    let seq = desc.seq.load(Ordering::Relaxed);
+    let count = crate::protocol::descriptor::run_count(
+        position,
+        seq,
+        FUZZ_CAPACITY,
+        position.saturating_add(FUZZ_REGISTERED),
+    )?
+    .unwrap_or(1);
     let mut meta = ItemMeta::EMPTY;
     let read = ItemMeta::read_into(&desc, &side, position, bounds, None, &mut meta)?;
     let id = ItemId::read(&side, position, meta.id_len)?;
+    if read.status != crate::protocol::layout::STATUS_COMMITTED && count > 1 {
+        return Err(StreamError::Corrupt(format!(
+            "descriptor of position {position}: completion sequence {seq} claims an abandoned run of {count} items"
+        )));
+    }
     if read.status != crate::protocol::layout::STATUS_COMMITTED {
         // Abandoned: its reason is read as the consumer reads it.
         let info = desc.info.load(Ordering::Relaxed);
@@ -126,11 +154,15 @@ pub fn check_descriptor(
         ),
         (meta.dtype, meta.shape(), meta.nbytes, meta.offset, meta.len)
     );
+    let (stride, end) = meta.check_run(position, count, bounds)?;
+    assert_eq!(end, meta.offset + (count - 1) * stride + meta.len);
     Ok(Some(Accepted {
         id: id.as_str().to_string(),
         nbytes: meta.nbytes,
         offset: meta.offset,
         len: meta.len,
+        count,
+        stride,
     }))
 }
 

@@ -36,21 +36,20 @@ impl<'a> ItemView<'a> {
     /// `position` is in the consumer's available prefix and stays
     /// unreleased for `'a`.
     pub(crate) unsafe fn new(ring: &'a ConsumerRing, position: u64) -> Self {
-        let (mem, meta) = (ring.mem(), ring.meta(position));
+        let (mem, (offset, meta)) = (ring.mem(), ring.meta(position));
         // Loom: the view reads the item now; a producer write to its bytes
         // that does not happen after the consumer's release is a reported
         // race.
         #[cfg(loom)]
-        drop(mem.track_read(meta.offset, meta.nbytes));
+        drop(mem.track_read(offset, meta.nbytes));
         // SAFETY: the item's reservation of `meta.len >= meta.nbytes` bytes
-        // at `meta.offset` was checked at poll time to lie within one
+        // at `offset` was checked at poll time (with its run) to lie within one
         // payload length of the released bytes, so it is inside the mapping
         // (across the wrap thanks to the mirror, or checked not to cross it
         // without one); the producer does not write it until it is
         // released, which the caller rules out for `'a`.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(mem.payload_ptr(meta.offset), meta.nbytes as usize)
-        };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(mem.payload_ptr(offset), meta.nbytes as usize) };
         ItemView {
             ring,
             meta,

@@ -361,9 +361,10 @@ fn hostile_bells_and_header_rewrites_do_not_hang_or_matter() {
 
 #[test]
 fn a_completion_sequence_out_of_range_is_corrupt() {
-    // Slot 0 of a ring of 4 may only ever hold 0 or p + 1 for p = 0, 4, 8,
-    // ..., and never more than `registered`.
-    for (tag, seq) in [("seq-lap", 5u64), ("seq-slot", 2), ("seq-max", u64::MAX)] {
+    // Slot 0 of a ring of 4 may only ever hold 0, an older lap's run (at
+    // most its position), or the position plus a run's count: at most the
+    // capacity, never past `registered` (2 here).
+    for (tag, seq) in [("seq-lap", 5u64), ("seq-reg", 3), ("seq-max", u64::MAX)] {
         corrupt_everywhere(
             tag,
             false,
@@ -372,6 +373,86 @@ fn a_completion_sequence_out_of_range_is_corrupt() {
             "sequence",
         );
     }
+}
+
+/// `n` items of `words` u64 words each, put as one batch (one run when
+/// they lie back to back).
+fn put_run(producer: &Producer, n: u64, words: u64) {
+    let meta = TensorMeta::new(DType::U64, &[words]).unwrap();
+    let bytes: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let k = producer.registered() + i;
+            (0..words)
+                .flat_map(|w| (k * 100 + w).to_le_bytes())
+                .collect()
+        })
+        .collect();
+    let items: Vec<_> = bytes
+        .iter()
+        .map(|b| shmstream::BatchItem::unnamed(meta, b))
+        .collect();
+    producer.put_many(&items).unwrap();
+}
+
+/// Checks item `k` of `consumer`'s prefix is the one `put_run` wrote at
+/// `position` with `words` words.
+fn expect_item(consumer: &Consumer, k: u64, position: u64, words: u64) {
+    let item = consumer.item(k).unwrap();
+    assert_eq!(item.position(), position);
+    assert_eq!(item.id(), position.to_string());
+    let want: Vec<u8> = (0..words)
+        .flat_map(|w| (position * 100 + w).to_le_bytes())
+        .collect();
+    assert_eq!(item.bytes(), &want[..], "position {position}");
+}
+
+#[test]
+fn a_lying_run_count_is_corrupt_and_the_true_one_still_delivers_the_run() {
+    // A ring of 8 items and 8 KiB: positions 0..4 of 1 KiB in one run;
+    // 2 released; then position 4 of 2 KiB alone and 5..10 of 512 B in
+    // one run (registered 10, the window's end too).
+    let s = stream("run-lie", 8, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    put_run(&s.producer, 4, 128);
+    assert_eq!(s.poker.read_u64(desc(0, SEQ)), 4, "one run of 4");
+    assert_eq!(consumer.poll().unwrap(), 4);
+    consumer.consume(2);
+    put_run(&s.producer, 1, 256);
+    put_run(&s.producer, 5, 64);
+    assert_eq!(s.poker.read_u64(desc(4, SEQ)), 5);
+    assert_eq!(s.poker.read_u64(desc(5, SEQ)), 10, "one run of 5");
+    let lies = [
+        // More than the capacity.
+        (4 + 9, "more than the capacity of 8"),
+        // Past the registered count (and the window: released 2 + 8).
+        (4 + 7, "past position 10"),
+        (u64::MAX, "more than the capacity of 8"),
+        // Within the counts, but 6 items of 2 KiB from byte 4096 reach
+        // past one payload length from the oldest unreleased item (byte
+        // 2048): over the bytes the consumer still reads.
+        (4 + 6, "spans 12288 bytes, past 10240"),
+    ];
+    for (seq, needle) in lies {
+        s.poker.u64(desc(4, SEQ), seq);
+        let msg = expect_corrupt(bounded("poll", || consumer.poll()), needle);
+        assert!(msg.starts_with("descriptor of position 4: "), "{msg}");
+        // Nothing of the lie was taken: the two items before it are still
+        // there, whole.
+        expect_item(&consumer, 0, 2, 128);
+        expect_item(&consumer, 1, 3, 128);
+    }
+    // A run's other positions are not heads: a count there (of a run of 1
+    // inside the true run) is read as a head only if the consumer got
+    // there, which it never does; the true counts deliver everything.
+    s.poker.u64(desc(4, SEQ), 5);
+    assert_eq!(consumer.poll().unwrap(), 8);
+    expect_item(&consumer, 2, 4, 256);
+    for k in 3..8 {
+        expect_item(&consumer, k, k + 2, 64);
+    }
+    // The five stack as one view, the first two do not join them.
+    assert_eq!(consumer.window(3, 5).unwrap().shape(), &[5, 64]);
+    assert!(consumer.window(1, 3).is_none());
 }
 
 #[test]
@@ -1290,7 +1371,7 @@ impl Bounds {
 /// The field of shared memory a consumer's `Corrupt` message names: each
 /// check the consumer makes, with the words its message uses.
 fn corrupt_field(msg: &str) -> Option<&'static str> {
-    const DESCRIPTOR_FIELDS: [(&str, &str); 11] = [
+    const DESCRIPTOR_FIELDS: [(&str, &str); 12] = [
         ("id length ", "id length"),
         ("the id is not UTF-8", "id"),
         ("status code ", "status"),
@@ -1300,6 +1381,7 @@ fn corrupt_field(msg: &str) -> Option<&'static str> {
         ("nbytes ", "nbytes"),
         ("completion sequence ", "sequence"),
         ("reservation of ", "reservation"),
+        ("a run of ", "run"),
         ("abandon reason length ", "reason length"),
         ("the abandon reason is not UTF-8", "reason"),
     ];

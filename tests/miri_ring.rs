@@ -11,8 +11,8 @@
 
 use shmstream::policy::{Fixed, Sliding};
 use shmstream::{
-    in_process, in_process_buffer, AbandonReason, DType, ItemView, Producer, StreamConfig,
-    StreamError, StreamId, TensorMeta, MAX_REASON_LEN,
+    in_process, in_process_buffer, AbandonReason, BatchItem, DType, ItemView, Producer,
+    StreamConfig, StreamError, StreamId, TensorMeta, MAX_REASON_LEN,
 };
 use std::thread;
 use std::time::Duration;
@@ -88,6 +88,101 @@ fn items_cross_two_threads_in_order_with_their_bytes() {
             check(&consumer.item(k).unwrap(), next + k);
         }
         next += available;
+        consumer.consume(available);
+    }
+    assert_eq!(consumer.wait_for(1, PATIENCE).unwrap(), 0);
+    assert!(consumer.is_all_in());
+    p.join().unwrap();
+}
+
+/// Item `i` of the run test: eight u64 words `i * 8 + k`.
+fn run_words(i: u64) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    for (k, chunk) in out.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&(i * 8 + k as u64).to_le_bytes());
+    }
+    out
+}
+
+/// Batches of 64 items of 64 bytes are published as runs: the consumer,
+/// polling while the producer puts them, only ever sees whole runs. After
+/// a first item of 256 bytes every second batch straddles the end of the
+/// 8192-byte payload: without a mirror (the heap ring of Miri) the
+/// producer splits it there, into runs of 60 and 4 (each seen whole, the
+/// stacked view of each part stands, one across the end does not); with
+/// one (the memfd of a native run) the run and its view go across. Miri
+/// checks every access to the runs' bytes and the consumer's per-run
+/// records.
+#[test]
+fn runs_cross_two_threads_whole_and_split_at_the_wrap() {
+    const BATCH: u64 = 64;
+    const PAYLOAD: u64 = 8192;
+    let batches = if cfg!(miri) { 3 } else { 1_000 };
+    let cfg = config(128).with_item_bytes(64);
+    let (producer, mut consumer) = in_process(&cfg).unwrap();
+    assert_eq!(consumer.payload_bytes(), PAYLOAD);
+    let mirrored = consumer.payload_region().1 as u64 > PAYLOAD;
+    let meta = TensorMeta::new(DType::U64, &[8]).unwrap();
+    let first = [7u8; 256];
+    producer
+        .put_many(&[BatchItem::new(
+            "first",
+            TensorMeta::new(DType::U8, &[256]).unwrap(),
+            &first,
+        )])
+        .unwrap();
+    assert_eq!(consumer.wait_for(1, PATIENCE).unwrap(), 1);
+    consumer.consume(1);
+    // Item `i` (from 1) lies at byte 256 + 64 (i - 1): a run ends after
+    // the last item of a batch, and where an item ends the payload.
+    let ends_run = |i: u64| i % BATCH == 0 || (!mirrored && (256 + 64 * i) % PAYLOAD == 0);
+    let p = thread::spawn(move || {
+        for b in 0..batches {
+            let words: Vec<[u8; 64]> = (1 + b * BATCH..1 + (b + 1) * BATCH)
+                .map(run_words)
+                .collect();
+            let items: Vec<BatchItem> = words.iter().map(|w| BatchItem::unnamed(meta, w)).collect();
+            producer.put_many(&items).unwrap();
+        }
+        producer.signal_done();
+        producer.wait_drained(PATIENCE).unwrap();
+    });
+    let end = 1 + batches * BATCH;
+    while consumer.position() < end {
+        let available = consumer.poll().unwrap();
+        if available == 0 {
+            thread::yield_now();
+            continue;
+        }
+        let from = consumer.position();
+        let last = from + available - 1;
+        assert!(
+            ends_run(last),
+            "a look at {from}..={last} ends inside a run"
+        );
+        for k in 0..available {
+            let item = consumer.item(k).unwrap();
+            assert_eq!(item.position(), from + k);
+            assert_eq!(item.id(), (from + k).to_string());
+            assert_eq!(item.bytes(), &run_words(from + k)[..], "item {}", from + k);
+        }
+        // Where an item ends the payload inside this look, the window over
+        // it and the next stacks only with a mirror; the items of the lap
+        // before it do.
+        for i in from..last {
+            if (256 + 64 * i) % PAYLOAD == 0 {
+                let k = i - from;
+                let across = consumer.window(k, 2);
+                assert_eq!(
+                    across.is_some(),
+                    mirrored,
+                    "a stacked view across the end at {i}"
+                );
+                let back = k.min(3);
+                let view = consumer.window(k - back, back + 1).unwrap();
+                assert_eq!(view.shape(), &[back + 1, 8]);
+            }
+        }
         consumer.consume(available);
     }
     assert_eq!(consumer.wait_for(1, PATIENCE).unwrap(), 0);

@@ -146,7 +146,7 @@ fn a_wrong_version_is_refused() {
         } => {
             assert_eq!(
                 (field, expected.as_str(), found.as_str()),
-                ("version", "4", "99")
+                ("version", "5", "99")
             );
         }
         e => panic!("{e}"),

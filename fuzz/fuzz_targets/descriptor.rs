@@ -34,12 +34,17 @@ fuzz_target!(|data: &[u8]| {
         assert!(item.nbytes <= item.len, "{item:?} holds more than it reserved");
         assert!(item.offset >= walk_end, "{item:?} starts before {walk_end}");
         let floor = if oldest_start == u64::MAX { item.offset } else { oldest_start };
+        // The whole run: its last item ends where the head's would have to.
+        assert!(item.count >= 1 && item.count <= shmstream::fuzzing::FUZZ_CAPACITY, "{item:?}");
+        assert!(item.count <= shmstream::fuzzing::FUZZ_REGISTERED, "{item:?}");
+        let span = (item.count - 1) * item.stride + item.len;
+        assert!(item.count == 1 || item.stride >= item.len, "{item:?} overlaps itself");
         assert!(
-            item.offset + item.len <= floor.saturating_add(payload),
+            item.offset + span <= floor.saturating_add(payload),
             "{item:?} reaches past {floor} + {payload}"
         );
         assert!(
-            mirrored || (item.offset % payload) + item.len <= payload,
+            mirrored || (item.offset % payload) + span <= payload,
             "{item:?} crosses the end of an unmirrored payload"
         );
         assert!(

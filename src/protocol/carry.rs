@@ -48,27 +48,30 @@ pub(crate) fn carried(ring: &ProducerRing, position: u64) -> Result<Carried, Str
         }
         SlotState::Free => {}
     }
-    // Published: the checks of the consumer's walk, with bounds that only
-    // ask the reservation to lie in the payload (it is our own).
-    let bounds = Bounds {
-        walk_end: 0,
-        oldest_start: None,
-        payload_bytes: mem.payload_bytes(),
-        mirrored: mem.mirrored(),
-    };
-    let mut meta = ItemMeta::EMPTY;
-    let read = ItemMeta::read_into(desc, side, position, bounds, None, &mut meta)?;
-    let id = ItemId::read(side, position, meta.id_len)?;
-    if read.status == STATUS_ABANDONED {
+    // Published. Abandoned alone: its descriptor says so, with the checks
+    // of the consumer's walk, with bounds that only ask the reservation to
+    // lie in the payload (it is our own).
+    let info = desc.info.load(Ordering::Relaxed);
+    if info & 0xff == STATUS_ABANDONED {
+        let bounds = Bounds {
+            walk_end: 0,
+            oldest_start: None,
+            payload_bytes: mem.payload_bytes(),
+            mirrored: mem.mirrored(),
+        };
+        let mut meta = ItemMeta::EMPTY;
+        ItemMeta::read_into(desc, side, position, bounds, None, &mut meta)?;
+        let id = ItemId::read(side, position, id_len)?;
         // Its reason too, checked as the consumer's poll checks it.
-        let info = desc.info.load(Ordering::Relaxed);
         let reason = reason::read(desc, side, position, info)?;
         return Ok(Carried::Abandoned { id, reason });
     }
+    // Committed, maybe inside a run whose head alone has the metadata: our
+    // private copy of it, and the reservation our registration wrote.
     Ok(Carried::Item {
-        id,
-        meta: TensorMeta::new(meta.dtype, meta.shape())?,
-        offset: meta.offset,
+        id: ItemId::read(side, position, id_len)?,
+        meta: ring.committed_meta(position),
+        offset: desc.offset.load(Ordering::Relaxed),
     })
 }
 

@@ -26,7 +26,10 @@ pub(crate) const WIDE: u32 = u32::MAX;
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub(crate) struct Descriptor {
-    /// `position + 1` once the slot of `position` is committed (or abandoned).
+    /// `position + n` once the positions `position .. position + n` are
+    /// committed together as one run (`n == 1`: one item, or an abandoned
+    /// one); the run's other descriptors keep their registration words only
+    /// and an older `seq`, always `<= position` (see [`run_count`]).
     pub(crate) seq: AtomicU64,
     /// Payload byte position of the reservation (never wraps).
     pub(crate) offset: AtomicU64,
@@ -113,6 +116,44 @@ impl Descriptor {
             Ordering::Relaxed,
         );
     }
+}
+
+/// The distance between consecutive items of a run whose reservations are
+/// `len` bytes each: the producer places each one after the previous,
+/// aligned for its size (`None`: a length no producer reserves).
+pub(crate) fn run_stride(len: u64) -> Option<u64> {
+    let align = placement_align(len);
+    Some(len.checked_add(align - 1)? & !(align - 1))
+}
+
+/// The number of items of the run published at `position` by a `seq` word,
+/// checked before anything trusts it: `None` while the position is not
+/// published in this lap (`seq <= position`: never used, or an older
+/// lap's run, whose `seq` is at most its head plus `capacity`, at most
+/// `position`). A run reaches at most to `end` (the registered count, or
+/// the end of the consumer's window: `released + capacity`) and spans at
+/// most `capacity` positions.
+pub(crate) fn run_count(
+    position: u64,
+    seq: u64,
+    capacity: u64,
+    end: u64,
+) -> Result<Option<u64>, StreamError> {
+    if seq <= position {
+        return Ok(None);
+    }
+    let n = seq - position;
+    if n > capacity {
+        return Err(StreamError::Corrupt(format!(
+            "descriptor of position {position}: completion sequence {seq} claims a run of {n} items, more than the capacity of {capacity}"
+        )));
+    }
+    if n > end.saturating_sub(position) {
+        return Err(StreamError::Corrupt(format!(
+            "descriptor of position {position}: completion sequence {seq} claims a run of {n} items, past position {end} (registered, and within the consumer's window)"
+        )));
+    }
+    Ok(Some(n))
 }
 
 impl SideEntry {
@@ -379,6 +420,55 @@ impl ItemMeta {
     /// Same dtype and shape: the two items stack into one tensor.
     pub(crate) fn stacks_with(&self, other: &ItemMeta) -> bool {
         self.dtype == other.dtype && self.shape() == other.shape()
+    }
+
+    /// Checks that a run of `n` items whose head (at `position`) this
+    /// validated copy is, lies where the head's own reservation was
+    /// checked to lie: the items `1 .. n` at [`run_stride`] from each other,
+    /// each of the head's length, the last ending within the same limit as
+    /// the head (one payload length past the oldest unreleased item) and,
+    /// without a mirror, not across the end of the payload. Returns the
+    /// stride and the end of the run's last reservation.
+    pub(crate) fn check_run(
+        &self,
+        position: u64,
+        n: u64,
+        bounds: Bounds,
+    ) -> Result<(u64, u64), StreamError> {
+        debug_assert!(n >= 1);
+        let corrupt = |what: String| {
+            StreamError::Corrupt(format!(
+                "descriptor of position {position}: a run of {n} items {what}"
+            ))
+        };
+        let (offset, len) = (self.offset, self.len);
+        if n == 1 {
+            return Ok((0, self.end()));
+        }
+        let limit = bounds
+            .oldest_start
+            .unwrap_or(offset)
+            .saturating_add(bounds.payload_bytes);
+        // The span from the head's start to the last item's end.
+        let span = run_stride(len)
+            .and_then(|stride| Some((stride, stride.checked_mul(n - 1)?.checked_add(len)?)));
+        let Some((stride, span)) = span else {
+            return Err(corrupt(format!("of {len} bytes each overflows")));
+        };
+        let end = offset.checked_add(span).filter(|&end| end <= limit);
+        let Some(end) = end else {
+            return Err(corrupt(format!(
+                "of {len} bytes each from payload byte {offset} spans {span} bytes, past {limit} (one payload length past the oldest unreleased item)"
+            )));
+        };
+        let mask = bounds.payload_bytes - 1;
+        if !bounds.mirrored && (offset & mask) + span > bounds.payload_bytes {
+            return Err(corrupt(format!(
+                "of {len} bytes each from payload byte {offset} crosses the end of an unmirrored payload of {} bytes",
+                bounds.payload_bytes
+            )));
+        }
+        Ok((stride, end))
     }
 }
 
@@ -680,5 +770,106 @@ mod tests {
         next.0.len.store(64, Ordering::Relaxed);
         next.0.offset.store(72, Ordering::Relaxed);
         assert!(corrupt(read_next(&prev), "is not aligned to 64"));
+    }
+
+    #[test]
+    fn a_run_s_stride_is_its_length_rounded_up_to_its_placement() {
+        for (len, stride) in [
+            (56, 56),
+            (8, 8),
+            (12, 16),
+            (64, 64),
+            (96, 96),
+            (36, 40),
+            (100, 104),
+            (0, 0),
+        ] {
+            assert_eq!(run_stride(len), Some(stride), "len {len}");
+        }
+        assert_eq!(run_stride(u64::MAX), None);
+        assert_eq!(run_stride(u64::MAX - 6), None);
+    }
+
+    #[test]
+    fn a_seq_at_most_the_position_is_not_a_run_and_a_count_is_checked_before_use() {
+        let cap = 8;
+        // Never used, or any older lap's run of this slot: q + m with
+        // q = p - k * capacity (k >= 1) and 1 <= m <= capacity.
+        let p = 3 * cap + 5;
+        assert_eq!(run_count(p, 0, cap, p + cap).unwrap(), None);
+        for k in 1..=3 {
+            for m in 1..=cap {
+                let q = p - k * cap;
+                assert_eq!(
+                    run_count(p, q + m, cap, p + cap).unwrap(),
+                    None,
+                    "q {q} m {m}"
+                );
+            }
+        }
+        // A run of one, of the capacity, of what is registered.
+        assert_eq!(run_count(p, p + 1, cap, p + 1).unwrap(), Some(1));
+        assert_eq!(run_count(p, p + cap, cap, p + cap).unwrap(), Some(cap));
+        assert_eq!(run_count(p, p + 3, cap, p + 3).unwrap(), Some(3));
+        // Lies: past the end (registered or the window), past the capacity.
+        assert!(corrupt(
+            run_count(p, p + 4, cap, p + 3),
+            "descriptor of position 29: completion sequence 33 claims a run of 4 items, past position 32"
+        ));
+        assert!(corrupt(
+            run_count(p, p + cap + 1, cap, u64::MAX),
+            "claims a run of 9 items, more than the capacity of 8"
+        ));
+        assert!(corrupt(
+            run_count(p, u64::MAX, cap, u64::MAX),
+            "more than the capacity of 8"
+        ));
+        // An end behind the position (a corrupt registered): no run fits.
+        assert!(corrupt(run_count(p, p + 1, cap, p - 1), "past position 28"));
+    }
+
+    #[test]
+    fn a_run_s_span_is_checked_against_the_head_s_limits() {
+        let head = read(&committed(0, 64), 0, false).unwrap();
+        // One item: its own reservation, checked by `read_into` already.
+        assert_eq!(head.check_run(0, 1, bounds(0, false)).unwrap(), (0, 64));
+        // 64 items of 64 bytes end the 4096-byte payload exactly.
+        assert_eq!(head.check_run(0, 64, bounds(0, false)).unwrap(), (64, 4096));
+        assert!(corrupt(
+            head.check_run(0, 65, bounds(0, false)),
+            "descriptor of position 0: a run of 65 items of 64 bytes each from payload byte 0 spans 4160 bytes, past 4096"
+        ));
+        // From byte 4032 (everything before released): the second item
+        // starts the next lap, fine with a mirror only.
+        let late = read(&committed(4032, 64), 4032, true).unwrap();
+        assert_eq!(
+            late.check_run(9, 2, bounds(4032, true)).unwrap(),
+            (64, 4160)
+        );
+        assert!(corrupt(
+            late.check_run(9, 2, bounds(4032, false)),
+            "a run of 2 items of 64 bytes each from payload byte 4032 crosses the end of an unmirrored payload of 4096 bytes"
+        ));
+        // Without a mirror, a run inside the lap is fine wherever it starts.
+        let inside = read(&committed(64, 64), 64, false).unwrap();
+        assert_eq!(
+            inside.check_run(1, 2, bounds(64, false)).unwrap(),
+            (64, 192)
+        );
+        // The oldest unreleased item bounds the run, not the head.
+        let mut b = bounds(1024, true);
+        b.oldest_start = Some(512);
+        let mid = read(&committed(1024, 64), 1024, true).unwrap();
+        assert!(mid.check_run(1, 56, b).is_ok());
+        assert!(corrupt(mid.check_run(1, 57, b), "past 4608"));
+        // Spans that overflow are corrupt, not wrapped.
+        let mut huge = head;
+        huge.len = u64::MAX / 2;
+        assert!(corrupt(huge.check_run(0, 3, bounds(0, true)), "overflows"));
+        huge.len = 1 << 40;
+        huge.offset = u64::MAX - (1 << 41);
+        let mut b = bounds(0, true);
+        b.oldest_start = None;
+        assert!(corrupt(huge.check_run(0, 3, b), "past"));
     }
 }

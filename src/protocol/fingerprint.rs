@@ -98,14 +98,15 @@ const fn fnv1a(mut hash: u64, value: u64) -> u64 {
 /// A hash of everything that fixes the bytes of a segment: the version,
 /// the limits, the size, alignment and every field offset of the header,
 /// the control block, a descriptor and a side entry, the wide marker, the
-/// flag and status codes, where an abandoned slot keeps its reason, the byte
+/// flag and status codes, where an abandoned slot keeps its reason, what
+/// `seq` encodes (a run: head plus count), the byte
 /// order and the pointer width. Stored in the header by the producer;
 /// `open` refuses a segment whose fingerprint differs, so two builds whose
 /// layouts differ in any of these refuse each other even where every field
 /// the consumer checks one by one happens to agree.
 pub(crate) const LAYOUT_FINGERPRINT: u64 = {
     use core::mem::{align_of, offset_of, size_of};
-    let parts: [u64; 68] = [
+    let parts: [u64; 69] = [
         MAGIC,
         VERSION as u64,
         HEADER_BYTES as u64,
@@ -180,6 +181,9 @@ pub(crate) const LAYOUT_FINGERPRINT: u64 = {
         16 | (offset_of!(Descriptor, nbytes) as u64) << 8
             | (offset_of!(Descriptor, dims) as u64) << 16
             | (offset_of!(SideEntry, wide_dims) as u64) << 24,
+        // A descriptor's `seq` publishes a run: head position plus count
+        // (issue 24; before, position plus one for each item).
+        u64::from_le_bytes(*b"seq=p+n\0"),
     ];
     let mut hash = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;

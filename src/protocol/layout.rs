@@ -33,7 +33,7 @@ pub const MAX_ALIGN: u64 = 64;
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMSTRM\0");
 /// Bumped whenever the bytes of a segment change meaning.
 #[cfg_attr(loom, allow(dead_code))] // segments only
-pub(crate) const VERSION: u32 = 4;
+pub(crate) const VERSION: u32 = 5;
 /// The header occupies one page.
 pub(crate) const HEADER_BYTES: usize = 4096;
 pub(crate) const PAGE: usize = 4096;

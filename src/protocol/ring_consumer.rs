@@ -2,7 +2,7 @@
 //! in place, release slots, wait for data.
 
 use crate::error::StreamError;
-use crate::protocol::descriptor::{Bounds, ItemId, ItemMeta};
+use crate::protocol::descriptor::{run_count, Bounds, ItemId, ItemMeta};
 use crate::protocol::layout::{
     FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_KNOWN, FLAG_PRODUCER_GONE,
     STATUS_ABANDONED,
@@ -12,6 +12,7 @@ use crate::protocol::ring::{RingMem, Side};
 use crate::protocol::wait::{wait_for, Waited};
 use crate::sync::Ordering;
 use std::cell::{Cell, RefCell, UnsafeCell};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// A snapshot of the stream's counters as the consumer sees them.
@@ -54,20 +55,61 @@ pub(crate) struct Cursors {
     /// End of the reservation of position `avail_end - 1` (0 before any):
     /// the next position's reservation starts at or after it.
     walk_end: u64,
-    /// Validated copies of the descriptors of the prefix, by slot.
-    metas: Box<[ItemMeta]>,
-    /// By slot: how many consecutive items ending at that position share
-    /// dtype and shape and lie at one constant distance from each other
-    /// (saturating).
-    runs: Box<[u32]>,
-    /// By slot: that distance, the stacked view's row stride (meaningful
-    /// for runs longer than one).
-    strides: Box<[u64]>,
+    /// The runs of the prefix in stream order ([`Run`]), each validated
+    /// once: from the one holding `released` (or the last one walked, kept
+    /// for the next walk's comparisons) to the one ending at `avail_end`.
+    /// At most `capacity + 1`, so never grown after the start.
+    runs: VecDeque<Run>,
+    /// How many runs were dropped from the front of `runs`: a run's number
+    /// minus this is its index.
+    dropped: u64,
+    /// The number of the run found last (`ConsumerRing::run`), tried first:
+    /// items are mostly looked up in order.
+    hint: Cell<u64>,
     /// By slot: the id of the position last asked for there, read from
     /// the side table and checked. The walk never touches it (a store per
     /// item into a cold array costs a cache miss per item): the tag says
     /// which position the copy belongs to.
     ids: Box<[IdCache]>,
+}
+
+/// Positions `head .. head + count`, published by one `seq` store with one
+/// descriptor (the head's), checked once: item `head + k` has the head's
+/// dtype, shape and reservation length, at `meta.offset + k * stride`.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    head: u64,
+    count: u64,
+    /// The head's validated copy.
+    meta: ItemMeta,
+    /// Between consecutive items (0 for one item).
+    stride: u64,
+    /// The first position of the longest stretch ending in this run whose
+    /// items stack (same dtype and shape, `stack_stride` apart): a stacked
+    /// view of a window inside it is checked in O(1).
+    stack_start: u64,
+    stack_stride: u64,
+}
+
+impl Run {
+    fn end(&self) -> u64 {
+        self.head + self.count
+    }
+
+    fn offset(&self, position: u64) -> u64 {
+        self.meta.offset + (position - self.head) * self.stride
+    }
+
+    /// Whether `next`, the run after this one, continues its stack: same
+    /// shape, and one distance between all items of both stretches.
+    fn stack_continues(&self, next: &Run, same_shape: bool) -> Option<u64> {
+        let last = self.offset(self.end() - 1);
+        let distance = next.meta.offset - last;
+        let shape = same_shape || next.meta.stacks_with(&self.meta);
+        let mine = self.stack_start + 1 >= self.end() || self.stack_stride == distance;
+        let theirs = next.count == 1 || next.stride == distance;
+        (shape && mine && theirs).then_some(distance)
+    }
 }
 
 /// A slot's cached id. Only `ConsumerRing::id` touches it (through `&`).
@@ -82,7 +124,6 @@ pub(crate) struct IdCache {
 impl ConsumerRing {
     pub(crate) fn new(mem: RingMem) -> Self {
         let capacity = mem.capacity as usize;
-        let metas = vec![ItemMeta::EMPTY; capacity].into_boxed_slice();
         mem.set_flag(FLAG_CONSUMER_ATTACHED);
         ConsumerRing {
             mem,
@@ -92,9 +133,9 @@ impl ConsumerRing {
                 cached_registered: 0,
                 released: 0,
                 walk_end: 0,
-                metas,
-                runs: vec![0; capacity].into_boxed_slice(),
-                strides: vec![0; capacity].into_boxed_slice(),
+                runs: VecDeque::with_capacity(capacity + 1),
+                dropped: 0,
+                hint: Cell::new(0),
                 ids: (0..capacity).map(|_| IdCache::default()).collect(),
             },
             hold: u64::MAX,
@@ -152,7 +193,7 @@ impl ConsumerRing {
     /// for, then from the consumer's private copy. A corrupt one is an
     /// error here and at every later poll.
     pub(crate) fn id(&self, position: u64) -> Result<&str, StreamError> {
-        let id_len = self.meta(position).id_len;
+        self.run(position);
         let cache = &self.cur.ids[(position & (self.mem.capacity - 1)) as usize];
         if cache.tag.get() == position + 1 {
             // SAFETY: only the branch below writes `id`, and only while
@@ -160,9 +201,14 @@ impl ConsumerRing {
             // handed out only for the position the tag names.
             return Ok(unsafe { &*cache.id.get() }.as_str());
         }
-        // The position is committed and unreleased (`meta` checked it): a
-        // correct producer does not write its side entry now.
-        match ItemId::read(self.mem.side(position), position, id_len) {
+        // After a corrupt id, every id not read before fails the same way:
+        // the memory is not re-read, so asking twice gives one answer.
+        self.check_ids()?;
+        // The position is committed and unreleased (`run` checked it): a
+        // correct producer does not write its side entry, nor the id
+        // length its registration left in the descriptor, now.
+        let info = self.mem.descriptor(position).info.load(Ordering::Relaxed);
+        match ItemId::read(self.mem.side(position), position, (info >> 24) as u8) {
             Ok(id) => {
                 // SAFETY: no borrow of this slot's `id` is alive. One is
                 // handed out (above, or below) only for the position the
@@ -230,9 +276,9 @@ impl ConsumerRing {
         }
     }
 
-    /// The validated metadata of `position`, which must be in the prefix and
-    /// not released.
-    pub(crate) fn meta(&self, position: u64) -> &ItemMeta {
+    /// The run holding `position`, which must be in the prefix and not
+    /// released.
+    fn run(&self, position: u64) -> &Run {
         // A hard check: a position outside the unreleased prefix may be
         // rewritten by the producer at any time.
         assert!(
@@ -241,22 +287,27 @@ impl ConsumerRing {
             self.cur.released,
             self.cur.avail_end
         );
-        &self.cur.metas[(position & (self.mem.capacity - 1)) as usize]
+        let index = self.cur.index_of(position);
+        &self.cur.runs[index]
+    }
+
+    /// The validated metadata of `position`, which must be in the prefix and
+    /// not released: its payload byte position and its run's dtype, shape,
+    /// byte count and reservation length (whose `offset` is the run's head's).
+    pub(crate) fn meta(&self, position: u64) -> (u64, &ItemMeta) {
+        let run = self.run(position);
+        (run.offset(position), &run.meta)
     }
 
     /// The row stride of a stacked view of the `n` items ending at `last`:
     /// `Some` when they share dtype and shape and lie at one constant
     /// distance (the item size for `n == 1`).
     pub(crate) fn stack_stride(&self, last: u64, n: u64) -> Option<u64> {
-        let slot = (last & (self.mem.capacity - 1)) as usize;
-        if u64::from(self.cur.runs[slot]) < n {
-            return None;
+        let run = self.run(last);
+        if n <= 1 {
+            return Some(run.meta.nbytes);
         }
-        Some(if n > 1 {
-            self.cur.strides[slot]
-        } else {
-            self.meta(last).nbytes
-        })
+        (last + 1 - n >= run.stack_start).then_some(run.stack_stride)
     }
 
     /// Moves the consumer's position forward by `n` items of the prefix
@@ -275,6 +326,7 @@ impl ConsumerRing {
             return;
         }
         self.cur.released = upto;
+        self.cur.drop_released();
         // Release: pairs with the producer's Acquire load in `has_space`:
         // our reads of these slots happen before it overwrites them.
         self.mem
@@ -294,6 +346,53 @@ pub(crate) fn producer_gone(mem: &RingMem) -> bool {
 }
 
 impl Cursors {
+    /// Drops the runs wholly released, but not the last one walked: the
+    /// next walk compares with it. Then the first run holds `released`
+    /// unless every run is released.
+    fn drop_released(&mut self) {
+        let len = self.runs.len();
+        if len <= 1 || self.runs[0].end() > self.released {
+            return;
+        }
+        // All at once: a drain from the front moves no element.
+        let keep_from = if self.released < self.avail_end {
+            self.index_of(self.released)
+        } else {
+            len - 1
+        };
+        self.runs.drain(..keep_from);
+        self.dropped += keep_from as u64;
+    }
+
+    /// The index in `runs` of the run holding `position` (which one holds).
+    fn index_of(&self, position: u64) -> usize {
+        let runs = &self.runs;
+        let holds = |i: u64| {
+            runs.get(i as usize)
+                .is_some_and(|r| r.head <= position && position < r.end())
+        };
+        let hint = self.hint.get().wrapping_sub(self.dropped);
+        let index = if holds(hint) {
+            hint
+        } else if holds(hint.wrapping_add(1)) {
+            hint.wrapping_add(1)
+        } else {
+            // Where the run would be if all were of one length (exact for
+            // a stream of same-sized batches or of single items), then a
+            // binary search: no walk over a cold deque per lookup.
+            let first = runs[0].head;
+            let span = runs[runs.len() - 1].end() - first;
+            let guess = ((position - first) as u128 * runs.len() as u128 / span as u128) as u64;
+            if holds(guess) {
+                guess
+            } else {
+                runs.partition_point(|r| r.end() <= position) as u64
+            }
+        };
+        self.hint.set(self.dropped + index);
+        index as usize
+    }
+
     fn poll(&mut self, mem: &RingMem) -> Result<Snapshot, StreamError> {
         // Acquire: pairs with the Release of `signal_done`; read before the
         // walk and before `registered`, so that when done is seen, the
@@ -305,66 +404,83 @@ impl Cursors {
                 flags & !FLAG_KNOWN
             )));
         }
-        // The walk needs no look at `registered`: a published completion
-        // implies its registration (the producer registers, then commits),
-        // and a slot not yet registered in this lap still holds the
-        // previous lap's sequence, which never matches. Leaving `registered`
+        // The walk looks at `registered` only for a run that reaches past
+        // the count it loaded last: a published completion implies its
+        // registration (the producer registers, then commits), and a slot
+        // not yet published in this lap still holds an older lap's
+        // sequence, which is at most its position. Leaving `registered`
         // alone keeps its cache line with the producer. The walk is bounded
         // by what we ourselves released: at most `capacity` items.
         let limit = self.released + mem.capacity;
-        let mask = mem.capacity - 1;
         let start = self.avail_end;
         while self.avail_end < limit {
             let position = self.avail_end;
             let desc = mem.descriptor(position);
             // Acquire: pairs with the producer's Release store in
-            // `publish`; this slot's metadata and payload are visible.
+            // `publish_run`; the metadata and payload of the whole run are
+            // visible, and so is the `registered` count stored before it.
             let seq = desc.seq.load(Ordering::Acquire);
-            if seq != position + 1 {
-                // Not yet committed: the slot holds 0 (never used) or an
-                // earlier lap's `position + 1` for this same slot. Anything
-                // else no correct producer writes.
-                let stale = seq == 0 || (seq <= position && (seq - 1) & mask == position & mask);
-                if !stale {
-                    return Err(StreamError::Corrupt(format!(
-                        "descriptor of position {position}: completion sequence {seq} is out of range"
-                    )));
-                }
+            // The count is checked before anything trusts it: against the
+            // window first (no load), then, for a run that reaches past the
+            // registered count we know, against a fresh one.
+            let Some(n) = run_count(position, seq, mem.capacity, limit)? else {
                 break;
+            };
+            if n > 1 && position + n > self.cached_registered {
+                let registered = self.load_registered(mem)?;
+                run_count(position, seq, mem.capacity, registered.min(limit))?;
             }
-            let slot = (position & mask) as usize;
-            // The slot's previous occupant, `position - capacity`, is
-            // released (position < released + capacity), so no view uses
-            // its copy any more, nor its id.
+            // The oldest unreleased position is in the prefix (its run's
+            // copy is kept until a release passes it), or it is this one.
+            self.drop_released();
+            let oldest_start = (self.released < position).then(|| {
+                let run = self.runs.front().expect("the unreleased prefix has runs");
+                run.offset(self.released)
+            });
             let bounds = Bounds {
                 walk_end: self.walk_end,
-                // The oldest unreleased position is in the prefix (its copy
-                // is its own until a release passes it), or it is this one.
-                oldest_start: (self.released < position)
-                    .then(|| self.metas[(self.released & mask) as usize].offset),
+                oldest_start,
                 payload_bytes: mem.payload_bytes,
                 mirrored: mem.mirrored,
             };
-            // The previous position is in the prefix or released; either
-            // way its copy is still its own (its slot is polled again only
-            // after this one). Only a previous item of this walk (or of an
-            // earlier one) counts: before position 0 there is none.
-            let prev = position
-                .checked_sub(1)
-                .map(|p| self.metas[(p & mask) as usize]);
-            let meta = &mut self.metas[slot];
-            let read = ItemMeta::read_into(
-                desc,
-                mem.side(position),
-                position,
-                bounds,
-                prev.as_ref(),
-                meta,
-            )?;
+            // The run's record is checked in place, in the deque (read
+            // back at once, a copy of fields just stored one by one would
+            // stall on store forwarding), and taken back if it fails.
+            self.runs.push_back(Run {
+                head: position,
+                count: n,
+                meta: ItemMeta::EMPTY,
+                stride: 0,
+                stack_start: position,
+                stack_stride: 0,
+            });
+            let len = self.runs.len();
+            let mut tail = self.runs.range_mut(len.saturating_sub(2)..);
+            let prev = if len >= 2 {
+                tail.next().map(|r| &*r)
+            } else {
+                None
+            };
+            let run = tail.next().expect("just pushed");
+            let read = match check_run_head(prev, run, desc, mem, bounds) {
+                Ok(read) => read,
+                Err(e) => {
+                    self.runs.pop_back();
+                    return Err(e);
+                }
+            };
+            let end = run.offset(run.end() - 1) + run.meta.len;
             if read.status == STATUS_ABANDONED {
+                let id_len = run.meta.id_len;
+                self.runs.pop_back();
+                if n > 1 {
+                    return Err(StreamError::Corrupt(format!(
+                        "descriptor of position {position}: completion sequence {seq} claims an abandoned run of {n} items (only one item is abandoned at a time)"
+                    )));
+                }
                 if self.avail_end == self.consumed {
                     // The one id read at poll: the error names the item.
-                    let id = ItemId::read(mem.side(position), position, meta.id_len)?;
+                    let id = ItemId::read(mem.side(position), position, id_len)?;
                     // And why: the words a commit's shape would use.
                     let info = desc.info.load(Ordering::Relaxed);
                     let reason = reason::read(desc, mem.side(position), position, info)?;
@@ -376,26 +492,8 @@ impl Cursors {
                 }
                 break;
             }
-            // Length of the run of stackable items ending here, so that
-            // a stacked view is checked in O(1), whatever the window.
-            let (run, stride) = match (position.checked_sub(1), prev) {
-                (Some(prev_position), Some(before)) => {
-                    let p = (prev_position & mask) as usize;
-                    let here = &self.metas[slot];
-                    let stride = here.offset - before.offset;
-                    let continues = self.runs[p] == 1 || self.strides[p] == stride;
-                    if (read.same_shape || here.stacks_with(&before)) && continues {
-                        (self.runs[p].saturating_add(1), stride)
-                    } else {
-                        (1, 0)
-                    }
-                }
-                _ => (1, 0),
-            };
-            self.runs[slot] = run;
-            self.strides[slot] = stride;
-            self.walk_end = self.metas[slot].end();
-            self.avail_end = position + 1;
+            self.walk_end = end;
+            self.avail_end = position + n;
         }
         // `registered` is still checked on every poll that found nothing
         // new (an idle consumer can afford the cache miss), so a corrupt
@@ -430,6 +528,45 @@ impl Cursors {
         self.cached_registered = registered;
         Ok(registered)
     }
+}
+
+/// Reads and checks the head descriptor `desc` of `run` (its position
+/// and count set) into the run's record, and the run's span, after the
+/// previous run `prev` (the walk's bounds in `bounds`). An abandoned head
+/// is read (its id length kept) but its span is not checked: the caller
+/// reports it.
+fn check_run_head(
+    prev: Option<&Run>,
+    run: &mut Run,
+    desc: &crate::protocol::descriptor::Descriptor,
+    mem: &RingMem,
+    bounds: Bounds,
+) -> Result<crate::protocol::descriptor::Read, StreamError> {
+    let position = run.head;
+    let read = ItemMeta::read_into(
+        desc,
+        mem.side(position),
+        position,
+        bounds,
+        prev.map(|r| &r.meta),
+        &mut run.meta,
+    )?;
+    if read.status == STATUS_ABANDONED {
+        return Ok(read);
+    }
+    let (stride, _) = run.meta.check_run(position, run.count, bounds)?;
+    run.stride = stride;
+    run.stack_stride = stride;
+    // The stretch of stackable items goes on from the previous run when
+    // it can, so that a stacked view is checked in O(1), whatever the
+    // window.
+    if let Some(prev) = prev {
+        if let Some(distance) = prev.stack_continues(run, read.same_shape) {
+            run.stack_start = prev.stack_start;
+            run.stack_stride = distance;
+        }
+    }
+    Ok(read)
 }
 
 impl Drop for ConsumerRing {

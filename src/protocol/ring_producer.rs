@@ -3,14 +3,14 @@
 //! wait for space.
 
 use crate::error::{AbandonReason, Resource, StreamError};
-use crate::protocol::descriptor::Descriptor;
+use crate::protocol::descriptor::{run_stride, Descriptor};
 use crate::protocol::layout::{
     placement_align, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_PRODUCER_GONE,
     MAX_ID_LEN, STATUS_COMMITTED,
 };
 use crate::protocol::reason;
 use crate::protocol::ring::{RingMem, Side};
-use crate::protocol::tensor::TensorMeta;
+use crate::protocol::tensor::{DType, TensorMeta};
 use crate::protocol::wait::{wait_for, Waited};
 use crate::protocol::wake::Wake;
 use crate::sync::Ordering;
@@ -61,6 +61,13 @@ pub(crate) struct ProducerRing {
     /// consumer cannot have released past it (it never saw it complete), so
     /// a `released` beyond it is corrupt, not a licence to reuse the slot.
     oldest_open: u64,
+    /// By slot: the last position of the run the position there was
+    /// committed in (only the head's descriptor says, in shared memory).
+    run_ends: Box<[u64]>,
+    /// By slot of a run's last position: the run's tensor metadata. Kept
+    /// there because that slot is the run's last to be reused: while any
+    /// position of the run is unreleased, so is the last (`carry.rs`).
+    run_metas: Box<[TensorMeta]>,
     /// A stream of a worker hub: marks the stream ready in the hub at every
     /// publication (after the stream's own bell), so the worker waiting on
     /// all its streams at once wakes up. The ring knows only the hook.
@@ -78,6 +85,9 @@ impl ProducerRing {
             head: 0,
             states: vec![SlotState::Free; capacity].into_boxed_slice(),
             oldest_open: 0,
+            run_ends: vec![0; capacity].into_boxed_slice(),
+            run_metas: vec![TensorMeta::new(DType::U8, &[]).expect("a scalar"); capacity]
+                .into_boxed_slice(),
             notifier: None,
         }
     }
@@ -331,17 +341,57 @@ impl ProducerRing {
     /// A batch commits its items this way and then calls
     /// [`ring_bells`](Self::ring_bells) once, before it returns.
     pub(crate) fn commit_quiet(&mut self, position: u64, meta: &TensorMeta) {
-        self.close(position);
-        let desc = self.mem.descriptor(position);
+        self.commit_run(position, 1, meta);
+    }
+
+    /// Whether `head + n`, reserved with `len` bytes like the `n` positions
+    /// from `head`, lies where a run of them puts it (at `n` strides from
+    /// the head's start), so that the `n + 1` can be committed as one run.
+    /// Without a mirror a run also stops at the end of the payload: the
+    /// consumer reads a run as one stretch of the mapping.
+    pub(crate) fn continues_run(&self, head: u64, n: u64, len: u64) -> bool {
+        let mask = self.mem.capacity - 1;
+        let first = self.starts[(head & mask) as usize];
+        let next = self.starts[((head + n) & mask) as usize];
+        let Some(stride) = run_stride(len) else {
+            return false;
+        };
+        let in_lap = self.mem.mirrored
+            || (first & (self.mem.payload_bytes - 1)) + n * stride + len <= self.mem.payload_bytes;
+        n < self.mem.capacity && next == first + n * stride && in_lap
+    }
+
+    /// Publishes the `n` held positions from `head`, whose reservations
+    /// follow each other ([`continues_run`](Self::continues_run)), as one
+    /// run of items of `meta` (checked by the caller against each
+    /// reservation): the head's descriptor alone carries the metadata, one
+    /// Release store of its `seq` (`head + n`) publishes them all.
+    pub(crate) fn commit_run(&mut self, head: u64, n: u64, meta: &TensorMeta) {
+        debug_assert!(n >= 1 && n <= self.mem.capacity);
+        let mask = self.mem.capacity - 1;
+        for position in head..head + n {
+            self.close(position);
+            self.run_ends[(position & mask) as usize] = head + n - 1;
+        }
+        self.run_metas[((head + n - 1) & mask) as usize] = *meta;
+        let desc = self.mem.descriptor(head);
         desc.write_meta(
-            self.mem.side(position),
+            self.mem.side(head),
             STATUS_COMMITTED,
             meta.dtype().code(),
             meta.dims_raw(),
             meta.ndim(),
             meta.nbytes(),
         );
-        self.publish_quiet(desc, position);
+        self.publish_run(desc, head, n);
+    }
+
+    /// The tensor metadata of the committed `position` (for `carry.rs`:
+    /// the descriptors of a run's other positions do not carry it).
+    pub(crate) fn committed_meta(&self, position: u64) -> TensorMeta {
+        let mask = self.mem.capacity - 1;
+        let last = self.run_ends[(position & mask) as usize];
+        self.run_metas[(last & mask) as usize]
     }
 
     /// Publishes the slot of `position` as given up: the consumer reports it
@@ -374,20 +424,23 @@ impl ProducerRing {
     }
 
     fn publish(&self, desc: &Descriptor, position: u64) {
-        self.publish_quiet(desc, position);
+        self.publish_run(desc, position, 1);
         self.ring_bells();
     }
 
-    /// The completion store alone.
-    fn publish_quiet(&self, desc: &Descriptor, position: u64) {
+    /// The completion store alone: `head + n` publishes the run of `n`
+    /// positions from `head` (an older lap's `seq` in the slot is at most
+    /// `head`, so the consumer tells the two apart).
+    fn publish_run(&self, desc: &Descriptor, head: u64, n: u64) {
         // Release: pairs with the consumer's Acquire load of `seq` in `poll`:
-        // the payload bytes and the metadata written before are visible to a
-        // consumer that sees the sequence. `--cfg shmstream_weaken=
-        // "commit_release"` makes it Relaxed to show loom catching it.
+        // the payload bytes and the metadata of the whole run, written
+        // before, are visible to a consumer that sees the sequence.
+        // `--cfg shmstream_weaken="commit_release"` makes it Relaxed to
+        // show loom catching it.
         #[cfg(not(shmstream_weaken = "commit_release"))]
-        desc.seq.store(position + 1, Ordering::Release);
+        desc.seq.store(head + n, Ordering::Release);
         #[cfg(shmstream_weaken = "commit_release")]
-        desc.seq.store(position + 1, Ordering::Relaxed);
+        desc.seq.store(head + n, Ordering::Relaxed);
     }
 
     /// Tells a sleeping consumer (and the worker hub, if any) about every
