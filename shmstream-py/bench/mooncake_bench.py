@@ -163,8 +163,10 @@ def render(ingress: list[dict], e2e: list[dict], quick: bool, window: int) -> st
     for r in alone:
         lines += [
             "",
-            f"Without the worker process ({r['nbytes'] >> 10} KiB, no coalescing, a ring "
-            f"holding every tensor, no consumer): {r['alone0_gbs']:.2f} GB/s "
+            f"Without the worker process ({r['nbytes'] >> 10} KiB, no coalescing, no "
+            f"consumer; the ring holds all {r['count']} tensors, "
+            f"{r['count'] * r['nbytes'] >> 20} MiB, so unlike the 16 MiB ring above its "
+            f"slots are never reused warm): {r['alone0_gbs']:.2f} GB/s "
             f"({r['alone0_gbs'] / r['plain_gbs']:.2f}x the plain read), receiver "
             f"{r['alone0_recv_us']:.0f} us/tensor, sender {r['alone0_sender_us']:.0f}.",
         ]
