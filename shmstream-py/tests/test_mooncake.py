@@ -845,3 +845,85 @@ def test_a_sender_without_pool_room_waits_then_names_the_pool(ingress):
     ), out
     assert [tid for tid, _ in items["first"]] == ["f0"]
     assert [tid for tid, _ in items["second"]] == ["s0"]
+
+
+SERVE = """
+e = mc.new_engine()
+buf = np.zeros(args["n"] * 7, np.int64)
+for i in range(args["n"]):
+    buf[i * 7 : i * 7 + 7] = np.arange(7) + i
+assert e.register_memory(buf.ctypes.data, buf.nbytes) == 0
+print(json.dumps([mc.session_id(e), buf.ctypes.data]), flush=True)
+sys.stdin.read()  # serves until the test closes stdin
+"""
+
+
+def test_a_busy_reader_backs_off_its_polling_and_commits_in_groups(tmp_path, monkeypatch):
+    # 64 reads of 56 B in ONE reader batch (no coalescing, one reader):
+    # while reads stay pending the reader's naps only grow (first
+    # NAP_FIRST, doubling to NAP_MAX), also after a round that completed
+    # some, so a busy reader polls (and wakes the consumer) a few times
+    # per batch rather than once per completion. Every tensor lands in order.
+    import json
+    import math
+
+    from shmstream.mooncake import _receiver as R
+
+    naps: list[tuple[str, float]] = []  # ("call", 0) marks a batch's start
+    real_time = R.time
+
+    class Clock:
+        monotonic = staticmethod(real_time.monotonic)
+
+        @staticmethod
+        def sleep(d: float) -> None:
+            naps.append(("nap", d))
+            real_time.sleep(d)
+
+    class Marking(mc.Receiver):
+        def _read_async(self, session, runs):
+            naps.append(("call", real_time.monotonic()))
+            super()._read_async(session, runs)
+            naps.append(("end", real_time.monotonic()))
+
+    monkeypatch.setattr(R, "time", Clock)
+    n = 64
+    proc = spawn_sender("-", SERVE, n=n)
+    session, base = json.loads(proc.stdout.readline())
+    ident = (f"nap{os.getpid()}", "e", "p")
+    producer = s.Producer(*ident, capacity=n, item_bytes=64)
+    rx = Marking(coalesce_bytes=0, threads=1, per_session=1)
+    try:
+        rx.add_stream(ident, producer)
+        buf = s.StreamBuffer.open(*ident, policy="fixed:size=1", timeout=10)
+        anns = [
+            mc.Announcement(ident, f"t{i}", session, base + i * 56, 56, "i64", (7,))
+            for i in range(n)
+        ]
+        rx.submit(anns + [mc.Announcement(ident, done=True)])
+        got = []
+        for chunk in buf:
+            got.append((chunk.ids[0], np.asarray(chunk.item(0)).copy()))
+            chunk.release()
+        check_values(got, "t", n)
+        assert rx.counters.reads == n and rx.counters.engine_calls == n
+        assert [k for k, _ in naps].count("call") == 1, naps  # one batch of 64
+        calls = []
+        for kind, v in naps:
+            if kind == "call":
+                calls.append((v, []))
+            elif kind == "nap":
+                calls[-1][1].append(v)
+            else:
+                calls[-1] = (v - calls[-1][0], calls[-1][1])
+        for elapsed, ds in calls:
+            assert ds and ds[0] == R.NAP_FIRST, ds
+            assert all(b >= a for a, b in zip(ds, ds[1:])), f"a nap shrank: {ds}"
+            # Growth to NAP_MAX, then one nap per NAP_MAX of the batch's time.
+            growth = math.ceil(math.log2(R.NAP_MAX / R.NAP_FIRST)) + 1
+            assert len(ds) <= growth + elapsed / R.NAP_MAX + 1, (len(ds), elapsed, ds)
+    finally:
+        rx.close()
+        producer.close()
+        proc.stdin.close()
+        proc.wait(30)

@@ -25,6 +25,14 @@ COALESCE_BYTES = 1 << 20  # the longest read that covers several tensors
 # placement aligns a tensor to at most 64 bytes (`placement_align`), so
 # consecutive reservations of one stream are at most 63 bytes apart.
 MAX_GAP = 63
+# The async reads' polling: the first nap, doubling each round up to the
+# last. Not shortened when a round completed some reads while others are
+# pending: on a busy engine a reader then polls (and commits, and wakes the
+# consumer) a few times per batch instead of once per completion; at 64 KiB
+# that took the receiver's and the worker's CPU per tensor down by about
+# 15% and 30% here. An idle engine's read is still seen after 20 us.
+NAP_FIRST = 20e-6
+NAP_MAX = 2e-3
 
 Item = tuple["_Stream", Announcement, Any]
 
@@ -87,8 +95,9 @@ class Receiver:
     the engine is busy the queue grows and runs get longer; an idle engine
     reads a tensor at once. ``reads="async"`` (the default) submits each
     run with ``batch_transfer_async_read`` and polls
-    ``transfer_check_status`` with short sleeps, committing a run's slots
-    as soon as it completes; the sync call spins a core while it waits
+    ``transfer_check_status`` with sleeps growing from 20 us to 2 ms while
+    its reads are pending (``NAP_FIRST``, ``NAP_MAX``), committing the
+    runs each round found complete; the sync call spins a core while it waits
     (here async took 30-50% less CPU at 56 B, 64 KiB and 2 MiB). A read not
     finished after ``read_timeout`` seconds counts as failed.
     ``reads="sync"``: one ``batch_transfer_sync_read`` per batch of runs.
@@ -397,7 +406,7 @@ class Receiver:
             self._count(submitted, todo)
             todo = []
             deadline = time.monotonic() + self._read_timeout
-            nap = 20e-6
+            nap = NAP_FIRST
             while pending or ready:
                 if ready:
                     self._commit_all(ready)
@@ -405,13 +414,12 @@ class Receiver:
                 if not pending:
                     break
                 time.sleep(nap)
-                nap = min(nap * 2, 1e-3)
+                nap = min(nap * 2, NAP_MAX)
                 left = []
                 for bid, run in pending:
                     status = self.engine.transfer_check_status(bid)
                     if status == 1:
                         ready.extend(run)
-                        nap = 20e-6
                     elif status == -1 and len(run) > 1:
                         # Settled by the engine: retried one tensor at a
                         # time, to fail only the tensors that fail alone.
