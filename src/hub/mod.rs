@@ -6,6 +6,7 @@
 
 mod adopt;
 pub(crate) mod bell_wait;
+mod ring_wait;
 mod member;
 pub(crate) mod producer;
 pub(crate) mod stream_set;
