@@ -87,9 +87,7 @@ def test_an_awaited_buffer_or_producer_starts_no_python_thread(stream_id, waiter
             task = asyncio.create_task(awaited)
             await asyncio.sleep(0.2)
             assert not task.done()
-            assert threading.active_count() == py_threads, [
-                t.name for t in threading.enumerate()
-            ]
+            assert threading.active_count() == py_threads, [t.name for t in threading.enumerate()]
             extra = 1 if waiter == "thread" else 0
             assert native_threads() == threads + extra
             assert owner._aio[kind].kind == waiter
@@ -196,5 +194,28 @@ def test_a_producer_killed_while_a_buffer_is_awaited_raises_producer_gone(stream
         finally:
             doomed.kill()
             doomed.wait()
+
+    asyncio.run(main())
+
+
+def test_an_awaited_growing_buffer_gets_its_chunk_from_the_bigger_ring(waiter):
+    """An in-process buffer built without sizes moves to a bigger ring
+    while it is awaited (items larger than its reservation): the wait on
+    the old ring's data bell ends (the old producer's drop rings it; the
+    wait holds that ring's memory), and the await gets the chunk from the
+    new ring."""
+    n = 1 << 19  # 2 MiB of float32 per item: more than a reservation
+
+    async def main():
+        sb = shmstream.StreamBuffer(f"grow-{uuid.uuid4().hex[:8]}", "e", "p", "fixed:size=3")
+        task = asyncio.create_task(sb.anext_chunk())
+        await asyncio.sleep(0.1)
+        assert sb._aio["chunk"].kind == waiter and in_flight(sb, "chunk")
+        for i in range(3):
+            sb.pre_read_register(f"t{i}")
+            sb.put(f"t{i}", np.full(n, i, dtype=np.float32))
+            await asyncio.sleep(0.02)
+        chunk = await asyncio.wait_for(task, 5)
+        assert [float(np.asarray(chunk.item(i))[0]) for i in range(3)] == [0.0, 1.0, 2.0]
 
     asyncio.run(main())

@@ -40,13 +40,15 @@ def _default_waiter() -> str:
 
 
 SET_WAITER = _default_waiter()
-"""How the awaits wait (a set's, a standalone buffer's, a producer's): ``"uring"``, an io_uring ``FUTEX_WAIT`` on the
-hub's bell made by the loop's own thread (``_SetUring``), its completion an
-eventfd the loop watches: no thread at all, and one wake-up (the loop's)
-per find; ``"thread"``, a native thread per set (``_SetWatch``) that waits
-in the set and makes a socket readable for the loop: the fallback where
-io_uring or its ``FUTEX_WAIT`` (Linux 6.7) is not available (a seccomp
-filter, an older kernel), taken by itself then. docs/design.md, asyncio."""
+"""How the awaits wait (a set's, a standalone buffer's, a producer's):
+``"uring"``, an io_uring ``FUTEX_WAIT`` made by the loop's own thread on the
+futex the other side wakes (the hub's bell: ``_SetUring``; a ring's data or
+space bell: ``_StreamWait``), its completion an eventfd the loop watches: no
+thread at all, and one wake-up (the loop's) per find; ``"thread"``, a native
+thread per set (``_SetWatch``) or per awaited buffer or producer that waits
+and makes a socket readable for the loop: the fallback where io_uring or its
+``FUTEX_WAIT`` (Linux 6.7) is not available (a seccomp filter, an older
+kernel), taken by itself then. docs/design.md, asyncio."""
 
 
 def uring_available() -> bool:
