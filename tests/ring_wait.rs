@@ -53,7 +53,10 @@ fn a_buffer_arms_on_its_data_bell_which_a_commit_rings_and_pops_nothing() {
     assert!(rang(&wait), "the commit woke the announced sleeper");
     drop(wait);
     assert!(buffer.look_or_arm().unwrap().is_none(), "a chunk is ready");
-    assert!(buffer.look_or_arm().unwrap().is_none(), "still: the look took nothing");
+    assert!(
+        buffer.look_or_arm().unwrap().is_none(),
+        "still: the look took nothing"
+    );
     let chunk = buffer.pop_chunk().unwrap();
     assert_eq!(chunk.len(), 1);
     drop(chunk);
@@ -81,7 +84,10 @@ fn room_and_drain_arm_on_the_space_bell_which_a_release_rings_and_reserve_nothin
     put(&producer, 0);
     put(&producer, 1);
     let room = producer.room_or_arm(8).unwrap().expect("full: armed");
-    let drained = producer.drained_or_arm().unwrap().expect("not drained: armed");
+    let drained = producer
+        .drained_or_arm()
+        .unwrap()
+        .expect("not drained: armed");
     assert!(!rang(&room) && !rang(&drained));
     drop(buffer.pop_chunk().unwrap());
     // The release of the next look (the chunk dropped) rings the bell.
@@ -90,7 +96,10 @@ fn room_and_drain_arm_on_the_space_bell_which_a_release_rings_and_reserve_nothin
     drop((room, drained));
     assert!(producer.room_or_arm(8).unwrap().is_none());
     assert_eq!(producer.registered(), 2, "room is not a registration");
-    assert!(producer.drained_or_arm().unwrap().is_some(), "one item left");
+    assert!(
+        producer.drained_or_arm().unwrap().is_some(),
+        "one item left"
+    );
     drop(buffer.pop_chunk().unwrap());
     assert!(buffer.look_or_arm().unwrap().is_some());
     assert!(producer.drained_or_arm().unwrap().is_none(), "all released");

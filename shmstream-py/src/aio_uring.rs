@@ -161,7 +161,6 @@ impl Uring {
 }
 
 impl SetUring {
-
     /// Looks at the set; when nothing is ready, arms the `FUTEX_WAIT`.
     /// The keys found (None: armed).
     fn look(&self, py: Python<'_>, inner: &mut Inner) -> PyResult<Option<Vec<PyStreamKey>>> {
@@ -403,10 +402,7 @@ mod tests {
 
         let wait = arm(&mut set);
         submit(&mut inner, wait).unwrap();
-        assert!(
-            !reap(&mut inner, false).unwrap(),
-            "nothing rang yet"
-        );
+        assert!(!reap(&mut inner, false).unwrap(), "nothing rang yet");
         producer
             .register("t0")
             .unwrap()
@@ -421,5 +417,57 @@ mod tests {
         assert!(reap(&mut inner, false).unwrap());
         assert!(set.look_or_arm(&mut ready).is_none());
         assert_eq!(ready.len(), 1);
+    }
+
+    /// The same entries over a standalone ring's bells: a buffer's wait on
+    /// its data bell that a commit ends, and a producer's wait for room on
+    /// the space bell that a release ends (no slice: in-process peers).
+    #[test]
+    fn a_ring_wait_on_a_buffer_or_a_producer_ends_with_the_other_side() {
+        let Ok(ring) = ring() else {
+            eprintln!("io_uring's FUTEX_WAIT is not available here: nothing to test");
+            return;
+        };
+        let mut inner = Inner {
+            ring,
+            wait: None,
+            armed: true,
+            slice: types::Timespec::new(),
+        };
+        let id = StreamId {
+            request_id: "r".into(),
+            edge_name: "e".into(),
+            from_partition: "p".into(),
+        };
+        let config = StreamConfig::new(id).with_capacity(1).with_item_bytes(64);
+        let policy: shmstream::policy::Policy = "fixed:size=1".parse().unwrap();
+        let (producer, mut buffer): (_, shmstream::StreamBuffer) =
+            shmstream::in_process_buffer(&config, policy).unwrap();
+        let put = |name: &str| {
+            producer.pre_read_register(name).unwrap();
+            producer
+                .put(
+                    name,
+                    TensorMeta::new(DType::U64, &[1]).unwrap(),
+                    &7u64.to_le_bytes(),
+                )
+                .unwrap();
+        };
+
+        let wait = buffer.look_or_arm().unwrap().expect("empty: armed");
+        assert_eq!(wait.slice(), None);
+        submit(&mut inner, wait).unwrap();
+        assert!(!reap(&mut inner, false).unwrap(), "nothing committed yet");
+        put("t0");
+        assert!(reap(&mut inner, false).unwrap(), "the commit ended it");
+        assert!(inner.wait.is_none());
+
+        let wait = producer.room_or_arm(8).unwrap().expect("full: armed");
+        submit(&mut inner, wait).unwrap();
+        assert!(!reap(&mut inner, false).unwrap(), "nothing released yet");
+        drop(buffer.pop_chunk().unwrap());
+        assert!(buffer.look_or_arm().unwrap().is_some(), "the look released");
+        assert!(reap(&mut inner, false).unwrap(), "the release ended it");
+        assert!(producer.room_or_arm(8).unwrap().is_none());
     }
 }

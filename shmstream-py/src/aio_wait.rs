@@ -70,7 +70,9 @@ impl Target {
     /// awaited is there, `Ok(false)` when the slice passed.
     fn wait(&self, slice: Duration) -> Result<bool, StreamError> {
         let r = match self {
-            Target::Chunk(shared, _) => shared.with_detached(|b| b.wait_chunk(Some(slice)).map(drop)),
+            Target::Chunk(shared, _) => {
+                shared.with_detached(|b| b.wait_chunk(Some(slice)).map(drop))
+            }
             Target::Room(p, n) => {
                 let s = lock(p);
                 let p = s.producer();
@@ -84,7 +86,6 @@ impl Target {
             Err(e) => Err(e),
         }
     }
-
 }
 
 /// The fallback: a thread of its own, armed while someone awaits.
@@ -146,7 +147,8 @@ impl ThreadShared {
 
 #[derive(Debug)]
 enum Mode {
-    Uring(Uring),
+    /// Boxed: the ring is large, the thread's handles small.
+    Uring(Box<Uring>),
     Thread(Arc<ThreadShared>, UnixStream),
 }
 
@@ -232,7 +234,7 @@ impl StreamWait {
         };
         let target = Arc::new(target);
         let mode = if uring {
-            Mode::Uring(Uring::new()?)
+            Mode::Uring(Box::new(Uring::new()?))
         } else {
             let (reader, bell) = UnixStream::pair()?;
             reader.set_nonblocking(true)?;

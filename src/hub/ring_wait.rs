@@ -138,13 +138,13 @@ impl Producer {
             match load_released(mem, 0, open) {
                 Ok(released) if released == next => Some(Ok(())),
                 Err(e) => Some(Err(e)),
-                Ok(_) if consumer_gone(mem) => Some(
-                    if mem.control().released.load(Ordering::Acquire) == next {
+                Ok(_) if consumer_gone(mem) => {
+                    Some(if mem.control().released.load(Ordering::Acquire) == next {
                         Ok(())
                     } else {
                         Err(StreamError::ConsumerGone)
-                    },
-                ),
+                    })
+                }
                 Ok(_) => None,
             }
         };
