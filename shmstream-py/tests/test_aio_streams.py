@@ -219,3 +219,28 @@ def test_an_awaited_growing_buffer_gets_its_chunk_from_the_bigger_ring(waiter):
         assert [float(np.asarray(chunk.item(i))[0]) for i in range(3)] == [0.0, 1.0, 2.0]
 
     asyncio.run(main())
+
+
+def test_a_buffer_and_a_producer_awaited_under_uvloop(stream_id, waiter):
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main():
+        with shmstream.Producer(*stream_id, capacity=1, item_bytes=8) as p:
+            buf = shmstream.StreamBuffer.open(*stream_id, "fixed:size=1")
+            task = asyncio.create_task(buf.anext_chunk())
+            await asyncio.sleep(0.05)
+            put(p, 1)
+            first = await asyncio.wait_for(task, 5)
+            assert np.asarray(first.item(0)).tolist() == [1]
+            room = asyncio.create_task(p.aregister("t2"))  # full until the release
+            await asyncio.sleep(0.05)
+            assert not room.done()
+            first.release()
+            slot = await asyncio.wait_for(room, 5)
+            assert slot.position == 1 and p._aio["room"].kind == waiter
+            slot.numpy(np.int32, [1])[:] = 2
+            slot.commit("i32", [1])
+            second = await asyncio.wait_for(buf.anext_chunk(), 5)
+            assert np.asarray(second.item(0)).tolist() == [2]
+
+    uvloop.run(main())
