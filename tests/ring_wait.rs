@@ -116,3 +116,28 @@ fn room_and_drain_arm_on_the_space_bell_which_a_release_rings_and_reserve_nothin
         StreamError::ConsumerGone
     );
 }
+
+#[test]
+fn a_drain_is_not_awaited_with_a_position_open_nor_after_the_consumer_left_short() {
+    let (producer, buffer) = setup(4);
+    let slot = producer.register("open").unwrap();
+    assert!(matches!(
+        producer.drained_or_arm(),
+        Err(StreamError::Unpublished { position: 0 })
+    ));
+    slot.write(
+        TensorMeta::new(DType::U32, &[1]).unwrap(),
+        &1u32.to_le_bytes(),
+    )
+    .unwrap();
+    assert!(
+        producer.drained_or_arm().unwrap().is_some(),
+        "one item unread"
+    );
+    drop(buffer);
+    assert_eq!(
+        producer.drained_or_arm().unwrap_err(),
+        StreamError::ConsumerGone,
+        "the consumer left with an item unreleased"
+    );
+}
