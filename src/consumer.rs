@@ -13,7 +13,7 @@ use std::time::Duration;
 pub struct Consumer {
     pub(crate) ring: ConsumerRing,
     pub(crate) timeout: Option<Duration>,
-    last: Snapshot,
+    pub(crate) last: Snapshot,
 }
 
 impl fmt::Debug for Consumer {

@@ -1,6 +1,6 @@
 """asyncio against the blocking waits, in one run (issue 25).
 
-    python shmstream-py/bench/aio.py [--write docs/benchmarks.md] [--quick]
+    python shmstream-py/bench/aio.py [--write docs/benchmarks.md] [--quick] [--buffer-only]
 
 1. Wake-up latency: a producer process puts one 56-byte item (its
    ``CLOCK_MONOTONIC`` stamp inside) every 2 ms into one of N open streams
@@ -8,7 +8,13 @@
    waits with ``wait_any`` (sync) and then with ``await_any`` inside
    ``async for key, chunk in streams`` (asyncio; also under uvloop when it
    imports) and takes the time from the put to the chunk in hand.
-2. Throughput: 56-byte items (7 x i64), one chunk each (``fixed:size=1``),
+2. A standalone buffer's wake-up: a producer process puts one such item
+   every 2 ms into one stream (``Producer``), and this process reads it
+   through ``StreamBuffer.open``, in interleaved blocks of 200 items:
+   ``next_chunk`` (sync), ``anext_chunk`` with io_uring, ``anext_chunk``
+   with the fallback's thread (the first 10 of each block left out: the
+   items the switch let pile up). ``--buffer-only`` runs just this.
+3. Throughput: 56-byte items (7 x i64), one chunk each (``fixed:size=1``),
    from a producer process writing batches of 64 (``put_many``) into 4
    streams, read by ``for key in wait_any(): for chunk in ready_chunks(key)``
    against ``async for key, chunk in streams``.
@@ -77,6 +83,94 @@ PRODUCER = textwrap.dedent(
         sys.stdin.readline()
     """
 )
+
+
+BUFFER_PRODUCER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import shmstream
+    p = shmstream.Producer(*sys.argv[1:4], capacity=16, item_bytes=64)
+    print("ready", flush=True)
+    item = np.zeros(7, dtype=np.int64)
+    i = 0
+    while True:  # killed when the reader is done
+        time.sleep(0.002)
+        item[0] = time.monotonic_ns()
+        p.put(f"t{i}", item)
+        i += 1
+    """
+)
+
+# (row label, how a buffer's awaits wait: None for the sync next_chunk)
+BUFFER_VARIANTS = [
+    ("sync next_chunk", None),
+    ("anext_chunk, io_uring FUTEX_WAIT", "uring"),
+    ("anext_chunk, native thread (fallback)", "thread"),
+]
+
+
+def stamp_of(chunk) -> float:
+    now = time.monotonic_ns()
+    return (now - int(np.asarray(chunk.item(0))[0])) / 1e3
+
+
+async def buffer_async(buf, count: int) -> list[float]:
+    out = []
+    while len(out) < count:
+        chunk = await buf.anext_chunk()
+        out.append(stamp_of(chunk))
+        chunk.release()
+    return out
+
+
+def run_buffer_latency(rounds: int, block: int) -> dict[str, list[float]]:
+    """The standalone buffer's wake-up, the variants interleaved in
+    ``rounds`` rounds of ``block`` items each."""
+    sid = (f"aio-buf-{os.getpid()}-{uuid.uuid4().hex[:6]}", "e", "p")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BUFFER_PRODUCER, *sid], stdout=subprocess.PIPE, text=True
+    )
+    out: dict[str, list[float]] = {label: [] for label, _ in BUFFER_VARIANTS}
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        buf = shmstream.StreamBuffer.open(*sid, "fixed:size=1")
+        skip = 10
+        for _ in range(rounds):
+            for label, mode in BUFFER_VARIANTS:
+                if mode is None:
+                    got = []
+                    while len(got) < block + skip:
+                        chunk = buf.next_chunk()
+                        got.append(stamp_of(chunk))
+                        chunk.release()
+                else:
+                    _aio.SET_WAITER = mode
+                    buf._aio = None
+                    got = asyncio.run(buffer_async(buf, block + skip))
+                out[label] += got[skip:]
+    finally:
+        proc.kill()
+        proc.wait()
+    return out
+
+
+def buffer_report(lat: dict[str, list[float]]) -> list[str]:
+    base = statistics.median(lat["sync next_chunk"])
+    lines = [
+        "",
+        "A standalone buffer (`StreamBuffer.open`, one item every 2 ms from a "
+        "producer process), the variants interleaved in blocks of 200 (µs):",
+        "",
+        "| wait | p50 | p90 | p99 | vs sync p50 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, xs in lat.items():
+        med = statistics.median(xs)
+        lines.append(
+            f"| {name} | {med:.0f} | {pct(xs, 0.9):.0f} | {pct(xs, 0.99):.0f} | {med / base:.2f}x |"
+        )
+    return lines
 
 
 def spawn(worker: str, mode: str, n: int, count: int, phases: int) -> subprocess.Popen:
@@ -198,7 +292,11 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))]
 
 
-def report(lat: dict[int, dict[str, list[float]]], tput: dict[str, float]) -> str:
+def report(
+    lat: dict[int, dict[str, list[float]]],
+    buffer_lat: dict[str, list[float]],
+    tput: dict[str, float],
+) -> str:
     lines = [
         "### asyncio against the blocking waits (issue 25)",
         "",
@@ -217,6 +315,7 @@ def report(lat: dict[int, dict[str, list[float]]], tput: dict[str, float]) -> st
                 f"| {n} | {name} | {med:.0f} | {pct(xs, 0.9):.0f} | {pct(xs, 0.99):.0f} "
                 f"| {med / base:.2f}x |"
             )
+    lines += buffer_report(buffer_lat)
     lines += [
         "",
         "56-byte items, one chunk each, 4 streams, a producer process writing "
@@ -235,7 +334,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--write", type=Path)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--buffer-only", action="store_true")
     args = ap.parse_args()
+    rounds = 2 if args.quick else 5
+    if args.buffer_only:
+        print(f"load average {os.getloadavg()[0]:.2f}")
+        print("\n".join(buffer_report(run_buffer_latency(rounds, 200))))
+        return
     loops = VARIANTS
     try:
         import uvloop  # noqa: F401
@@ -244,8 +349,9 @@ def main() -> None:
         loops = [v for v in VARIANTS if v[1] != "uvloop"]
     count = 200 if args.quick else 1000
     lat = {n: run_latency(n, count, loops) for n in (1, 64, 1024)}
+    buffer_lat = run_buffer_latency(rounds, 200)
     tput = run_throughput(50_000 if args.quick else 1_000_000, loops)
-    section = report(lat, tput)
+    section = report(lat, buffer_lat, tput)
     print(section)
     if args.write:
         write_section(args.write, "aio-bench", section)

@@ -3,20 +3,18 @@
 //! `_SetWatch`, its fallback where io_uring is not available, a thread of
 //! its own that waits in a set while armed and then makes a socket
 //! readable (the event loop watches it with `add_reader`: no GIL on the
-//! way); and `_wait_chunk_ready`, a stream's wait that pops nothing.
+//! way). It registers the other waits' classes too (`_SetUring`,
+//! `_StreamWait`).
 //!
 //! Both only *wait*: the event loop's thread then looks (and pops) itself.
 //! Readiness is level-triggered, so a wait given up (a cancelled `await`)
 //! takes nothing with it.
 
-use crate::buffer::PyStreamBuffer;
 use crate::locks::lock;
 use crate::policy::raise_policy_error;
 use crate::shared::SetCore;
 use crate::stream_set::{closed, PyStreamKey, PyStreamSet, BACKSTOP};
-use crate::timeout::seconds;
 use pyo3::prelude::*;
-use shmstream::StreamError;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -228,32 +226,10 @@ impl Drop for SetWatch {
     }
 }
 
-/// Waits (GIL released) at most `timeout` seconds until `buffer` has a
-/// chunk ready (or its end, or an error to raise), popping nothing: True
-/// then, False when the time passed. The caller pops (and so sees the
-/// error) itself.
-#[pyfunction]
-fn _wait_chunk_ready(
-    py: Python<'_>,
-    buffer: &Bound<'_, PyStreamBuffer>,
-    timeout: f64,
-) -> PyResult<bool> {
-    let timeout = seconds(py, Some(timeout))?.unwrap_or_default();
-    let deadline = Instant::now() + timeout;
-    let shared = &buffer.get().shared;
-    // Slices of the binding's usual length (Ctrl-C, the lock let go
-    // between them), the last one ending at or just after `deadline`.
-    shared.wait(py, None, |b, slice| match b.wait_chunk(Some(slice)) {
-        Err(StreamError::Timeout { .. }) if Instant::now() >= deadline => Ok(false),
-        Err(e @ StreamError::Timeout { .. }) => Err(e),
-        Ok(_) | Err(_) => Ok(true),
-    })
-}
-
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<SetWatch>()?;
     m.add_class::<crate::aio_uring::SetUring>()?;
+    m.add_class::<crate::aio_wait::StreamWait>()?;
     m.add_function(wrap_pyfunction!(crate::aio_uring::_uring_available, m)?)?;
-    m.add_function(wrap_pyfunction!(_wait_chunk_ready, m)?)?;
     Ok(())
 }

@@ -44,13 +44,13 @@ const FUTEX: u64 = 1;
 const SLICE: u64 = 2;
 const CANCEL: u64 = 3;
 
-struct Inner {
+pub(crate) struct Inner {
     ring: IoUring,
     /// The announced sleeper of the `FUTEX_WAIT` in flight (dropped, so
     /// retracted, once its completion is reaped).
-    wait: Option<BellWait>,
+    pub(crate) wait: Option<BellWait>,
     /// Someone awaits: a completion is followed by a look.
-    armed: bool,
+    pub(crate) armed: bool,
     /// The bound of the wait in flight (a linked timeout reads it when the
     /// entry is submitted).
     slice: types::Timespec,
@@ -73,21 +73,94 @@ impl std::fmt::Debug for Inner {
 #[derive(Debug)]
 pub(crate) struct SetUring {
     core: Arc<SetCore>,
+    uring: Uring,
+}
+
+/// An io_uring of the event loop's thread with at most one `FUTEX_WAIT`
+/// in flight, and the eventfd its completions signal (`_SetUring`'s, and
+/// a standalone stream's `_StreamWait`'s).
+#[derive(Debug)]
+pub(crate) struct Uring {
     inner: Mutex<Inner>,
     efd: OwnedFd,
     owner: ThreadId,
 }
 
-impl SetUring {
-    fn inner(&self) -> PyResult<std::sync::MutexGuard<'_, Inner>> {
+impl Uring {
+    /// Fails (OSError) where io_uring or its `FUTEX_WAIT` is not available.
+    pub(crate) fn new() -> PyResult<Self> {
+        let ring = ring()?;
+        // SAFETY: eventfd takes two integers and returns a new descriptor
+        // (or -1), which `OwnedFd` then owns alone.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: `fd` was just made and nothing else owns it.
+        let efd = unsafe { OwnedFd::from_raw_fd(fd) };
+        ring.submitter().register_eventfd(efd.as_raw_fd())?;
+        Ok(Uring {
+            inner: Mutex::new(Inner {
+                ring,
+                wait: None,
+                armed: false,
+                slice: types::Timespec::new(),
+            }),
+            efd,
+            owner: std::thread::current().id(),
+        })
+    }
+
+    pub(crate) fn inner(&self) -> PyResult<std::sync::MutexGuard<'_, Inner>> {
         if std::thread::current().id() != self.owner {
             return Err(PyRuntimeError::new_err(
-                "a StreamSet's io_uring wait is used from the thread that made it (its event loop's)",
+                "an io_uring wait is used from the thread that made it (its event loop's)",
             ));
         }
         Ok(lock(&self.inner))
     }
 
+    /// The eventfd that turns readable when the wait ended.
+    pub(crate) fn fileno(&self) -> i32 {
+        self.efd.as_raw_fd()
+    }
+
+    /// Whether a `FUTEX_WAIT` is in flight.
+    pub(crate) fn waiting(&self) -> bool {
+        lock(&self.inner).wait.is_some()
+    }
+
+    /// Empties the eventfd (a completion posted while reaping signalled it
+    /// again: without this, a wake-up of the loop for nothing).
+    pub(crate) fn quiet(&self) {
+        let mut count = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into `count`; the eventfd is
+        // non-blocking, so an empty one fails with EAGAIN, which is fine.
+        let _ = unsafe { libc::read(self.efd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+    }
+
+    /// Nobody awaits any more: cancels the wait in flight and retracts its
+    /// announcement (nothing is taken: readiness is level-triggered).
+    pub(crate) fn disarm(&self) -> PyResult<()> {
+        let mut inner = self.inner()?;
+        inner.armed = false;
+        if inner.wait.is_none() {
+            return Ok(());
+        }
+        let cancel = opcode::AsyncCancel::new(FUTEX).build().user_data(CANCEL);
+        // SAFETY: a cancel entry points at no memory.
+        unsafe { inner.ring.submission().push(&cancel) }
+            .map_err(|_| PyRuntimeError::new_err("the io_uring submission queue is full"))?;
+        inner.ring.submit()?;
+        // The cancelled (or just completed) wait's completion comes at
+        // once: the wait for it is not a sleep.
+        reap(&mut inner, true)?;
+        self.quiet();
+        Ok(())
+    }
+}
+
+impl SetUring {
     /// Looks at the set; when nothing is ready, arms the `FUTEX_WAIT`.
     /// The keys found (None: armed).
     fn look(&self, py: Python<'_>, inner: &mut Inner) -> PyResult<Option<Vec<PyStreamKey>>> {
@@ -121,59 +194,50 @@ impl SetUring {
             }
         }
     }
+}
 
-    /// Runs the ring's deferred completions and reaps them; whether the
-    /// `FUTEX_WAIT` ended (its announcement is then retracted). With
-    /// `block`, until it ended (after a cancel: at once).
-    fn reap(inner: &mut Inner, block: bool) -> PyResult<bool> {
-        let mut ended = false;
-        let mut entered = false;
-        loop {
-            // The completion is mostly there already: the loop's thread
-            // ran the work on its way out of the interrupted `epoll_wait`.
-            for cqe in inner.ring.completion() {
-                ended |= cqe.user_data() == FUTEX;
-            }
-            if ended || inner.wait.is_none() || (entered && !block) {
-                break;
-            }
-            // Else run the completion work queued to this thread and reap:
-            // an enter that waits for one completion, a zero timeout
-            // making the wait a look.
-            let zero = types::Timespec::new();
-            let got = if block {
-                inner.ring.submit_and_wait(1)
-            } else {
-                inner
-                    .ring
-                    .submitter()
-                    .submit_with_args(1, &types::SubmitArgs::new().timespec(&zero))
-            };
-            match got {
-                Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            entered = true;
+/// Runs the ring's deferred completions and reaps them; whether the
+/// `FUTEX_WAIT` ended (its announcement is then retracted). With
+/// `block`, until it ended (after a cancel: at once).
+pub(crate) fn reap(inner: &mut Inner, block: bool) -> PyResult<bool> {
+    let mut ended = false;
+    let mut entered = false;
+    loop {
+        // The completion is mostly there already: the loop's thread
+        // ran the work on its way out of the interrupted `epoll_wait`.
+        for cqe in inner.ring.completion() {
+            ended |= cqe.user_data() == FUTEX;
         }
-        if ended {
-            inner.wait = None;
+        if ended || inner.wait.is_none() || (entered && !block) {
+            break;
         }
-        Ok(ended)
+        // Else run the completion work queued to this thread and reap:
+        // an enter that waits for one completion, a zero timeout
+        // making the wait a look.
+        let zero = types::Timespec::new();
+        let got = if block {
+            inner.ring.submit_and_wait(1)
+        } else {
+            inner
+                .ring
+                .submitter()
+                .submit_with_args(1, &types::SubmitArgs::new().timespec(&zero))
+        };
+        match got {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        entered = true;
     }
-
-    /// Empties the eventfd (a completion posted while reaping signalled it
-    /// again: without this, a wake-up of the loop for nothing).
-    fn quiet(&self) {
-        let mut count = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into `count`; the eventfd is
-        // non-blocking, so an empty one fails with EAGAIN, which is fine.
-        let _ = unsafe { libc::read(self.efd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+    if ended {
+        inner.wait = None;
     }
+    Ok(ended)
 }
 
 /// Queues the `FUTEX_WAIT` of `wait` (and its bound) and submits it.
-fn submit(inner: &mut Inner, wait: BellWait) -> PyResult<()> {
+pub(crate) fn submit(inner: &mut Inner, wait: BellWait) -> PyResult<()> {
     let futex = opcode::FutexWait::new(
         wait.futex(),
         u64::from(wait.seen()),
@@ -236,42 +300,24 @@ pub(crate) fn _uring_available() -> bool {
 
 #[pymethods]
 impl SetUring {
-    /// Fails (OSError) where io_uring, its `FUTEX_WAIT` or a deferred-work
-    /// ring is not available.
+    /// Fails (OSError) where io_uring or its `FUTEX_WAIT` is not available.
     #[new]
     fn new(set: &Bound<'_, PyStreamSet>) -> PyResult<Self> {
-        let ring = ring()?;
-        // SAFETY: eventfd takes two integers and returns a new descriptor
-        // (or -1), which `OwnedFd` then owns alone.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        // SAFETY: `fd` was just made and nothing else owns it.
-        let efd = unsafe { OwnedFd::from_raw_fd(fd) };
-        ring.submitter().register_eventfd(efd.as_raw_fd())?;
         Ok(SetUring {
             core: set.get().core.clone(),
-            inner: Mutex::new(Inner {
-                ring,
-                wait: None,
-                armed: false,
-                slice: types::Timespec::new(),
-            }),
-            efd,
-            owner: std::thread::current().id(),
+            uring: Uring::new()?,
         })
     }
 
     /// The eventfd that turns readable when the wait ended.
     fn fileno(&self) -> i32 {
-        self.efd.as_raw_fd()
+        self.uring.fileno()
     }
 
     /// Someone awaits: looks, and returns what is ready, or None when it
     /// armed the wait (`take()` after `fileno()` turned readable).
     fn arm(&self, py: Python<'_>) -> PyResult<Option<Vec<PyStreamKey>>> {
-        let mut inner = self.inner()?;
+        let mut inner = self.uring.inner()?;
         inner.armed = true;
         if inner.wait.is_some() {
             return Ok(None);
@@ -282,36 +328,22 @@ impl SetUring {
     /// Nobody awaits any more: cancels the wait in flight and retracts its
     /// announcement (nothing is taken: readiness is level-triggered).
     fn disarm(&self) -> PyResult<()> {
-        let mut inner = self.inner()?;
-        inner.armed = false;
-        if inner.wait.is_none() {
-            return Ok(());
-        }
-        let cancel = opcode::AsyncCancel::new(FUTEX).build().user_data(CANCEL);
-        // SAFETY: a cancel entry points at no memory.
-        unsafe { inner.ring.submission().push(&cancel) }
-            .map_err(|_| PyRuntimeError::new_err("the io_uring submission queue is full"))?;
-        inner.ring.submit()?;
-        // The cancelled (or just completed) wait's completion comes at
-        // once: the wait for it is not a sleep.
-        Self::reap(&mut inner, true)?;
-        self.quiet();
-        Ok(())
+        self.uring.disarm()
     }
 
     /// Whether a `FUTEX_WAIT` is in flight.
     #[getter]
     fn waiting(&self) -> bool {
-        lock(&self.inner).wait.is_some()
+        self.uring.waiting()
     }
 
     /// After `fileno()` turned readable: the keys of the streams with
     /// news, or None (nothing for the awaiters yet: the wait was armed
     /// again, or nobody awaits); the set's closed error once it is closed.
     fn take(&self, py: Python<'_>) -> PyResult<Option<Vec<PyStreamKey>>> {
-        let mut inner = self.inner()?;
-        let ended = Self::reap(&mut inner, false)?;
-        self.quiet();
+        let mut inner = self.uring.inner()?;
+        let ended = reap(&mut inner, false)?;
+        self.uring.quiet();
         if !ended || !inner.armed {
             return Ok(None);
         }
@@ -364,16 +396,13 @@ mod tests {
             .expect("an in-process producer is watched in slices");
         let t0 = Instant::now();
         submit(&mut inner, wait).unwrap();
-        assert!(SetUring::reap(&mut inner, true).unwrap());
+        assert!(reap(&mut inner, true).unwrap());
         assert!(inner.wait.is_none(), "the announcement is retracted");
         assert!(t0.elapsed() >= slice, "ended by its slice, not before");
 
         let wait = arm(&mut set);
         submit(&mut inner, wait).unwrap();
-        assert!(
-            !SetUring::reap(&mut inner, false).unwrap(),
-            "nothing rang yet"
-        );
+        assert!(!reap(&mut inner, false).unwrap(), "nothing rang yet");
         producer
             .register("t0")
             .unwrap()
@@ -385,8 +414,60 @@ mod tests {
         // The commit's FUTEX_WAKE queued the completion to this thread,
         // which ran it on its way back from that system call (or the reap
         // runs it): no sleep.
-        assert!(SetUring::reap(&mut inner, false).unwrap());
+        assert!(reap(&mut inner, false).unwrap());
         assert!(set.look_or_arm(&mut ready).is_none());
         assert_eq!(ready.len(), 1);
+    }
+
+    /// The same entries over a standalone ring's bells: a buffer's wait on
+    /// its data bell that a commit ends, and a producer's wait for room on
+    /// the space bell that a release ends (no slice: in-process peers).
+    #[test]
+    fn a_ring_wait_on_a_buffer_or_a_producer_ends_with_the_other_side() {
+        let Ok(ring) = ring() else {
+            eprintln!("io_uring's FUTEX_WAIT is not available here: nothing to test");
+            return;
+        };
+        let mut inner = Inner {
+            ring,
+            wait: None,
+            armed: true,
+            slice: types::Timespec::new(),
+        };
+        let id = StreamId {
+            request_id: "r".into(),
+            edge_name: "e".into(),
+            from_partition: "p".into(),
+        };
+        let config = StreamConfig::new(id).with_capacity(1).with_item_bytes(64);
+        let policy: shmstream::policy::Policy = "fixed:size=1".parse().unwrap();
+        let (producer, mut buffer): (_, shmstream::StreamBuffer) =
+            shmstream::in_process_buffer(&config, policy).unwrap();
+        let put = |name: &str| {
+            producer.pre_read_register(name).unwrap();
+            producer
+                .put(
+                    name,
+                    TensorMeta::new(DType::U64, &[1]).unwrap(),
+                    &7u64.to_le_bytes(),
+                )
+                .unwrap();
+        };
+
+        let wait = buffer.look_or_arm().unwrap().expect("empty: armed");
+        assert_eq!(wait.slice(), None);
+        submit(&mut inner, wait).unwrap();
+        assert!(!reap(&mut inner, false).unwrap(), "nothing committed yet");
+        put("t0");
+        assert!(reap(&mut inner, false).unwrap(), "the commit ended it");
+        assert!(inner.wait.is_none());
+
+        let wait = producer.room_or_arm(8).unwrap().expect("full: armed");
+        submit(&mut inner, wait).unwrap();
+        assert!(!reap(&mut inner, false).unwrap(), "nothing released yet");
+        drop(buffer.pop_chunk().unwrap());
+        assert!(buffer.look_or_arm().unwrap().is_some(), "the look released");
+        assert!(reap(&mut inner, false).unwrap(), "the release ended it");
+        assert!(producer.room_or_arm(8).unwrap().is_none());
     }
 }

@@ -28,6 +28,8 @@
 //! - `segments`, `array`: `list_segments` and `_array_data`;
 //! - `aio_uring`: `_SetUring`, a set awaited through an io_uring
 //!   `FUTEX_WAIT` made by the event loop's thread (asyncio, no thread);
+//! - `aio_wait`: `_StreamWait`, a standalone buffer's or a producer's
+//!   await (io_uring, or its fallback's thread);
 //! - `aio`: the other waits of `shmstream._aio`: `_SetWatch`, the
 //!   fallback's thread per set, and a stream's wait that pops nothing.
 //!
@@ -35,6 +37,7 @@
 
 mod aio;
 mod aio_uring;
+mod aio_wait;
 mod array;
 mod buffer;
 mod chunk;

@@ -416,25 +416,6 @@ impl PyProducer {
         with_state(py, &self.state, |s| s.producer().signal_done());
     }
 
-    /// Waits up to `timeout` seconds (GIL released) until a registration of
-    /// `nbytes` (default the item size) would fit, reserving nothing: True
-    /// when it would, False when the time passed. For `aregister`, whose
-    /// await may be cancelled: it registers only in the loop's thread.
-    #[pyo3(signature = (nbytes=None, timeout=0.05))]
-    fn _wait_room(&self, py: Python<'_>, nbytes: Option<u64>, timeout: f64) -> PyResult<bool> {
-        let timeout = seconds(py, Some(timeout))?;
-        let r = py.detach(|| {
-            let state = lock(&self.state);
-            let p = state.producer();
-            p.wait_room(nbytes.unwrap_or_else(|| p.item_bytes()), timeout)
-        });
-        match r {
-            Ok(()) => Ok(true),
-            Err(StreamError::Timeout { .. }) => Ok(false),
-            Err(e) => Err(stream_err(py, &self.id, &e)),
-        }
-    }
-
     /// Waits until the consumer released every item (GIL released).
     #[pyo3(signature = (timeout=None))]
     fn wait_drained(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {

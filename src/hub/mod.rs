@@ -8,5 +8,6 @@ mod adopt;
 pub(crate) mod bell_wait;
 mod member;
 pub(crate) mod producer;
+mod ring_wait;
 pub(crate) mod stream_set;
 mod watch;

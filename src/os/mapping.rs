@@ -60,6 +60,10 @@ impl Backing for Segment {
         peer_holds_lock(&self.fd, peer)
     }
 
+    fn peer_elsewhere(&self) -> bool {
+        !self.in_process
+    }
+
     fn cancel_hand_over(&self) {
         self.hand_over.store(false, Ordering::Relaxed);
     }

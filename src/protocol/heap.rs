@@ -36,6 +36,10 @@ impl Backing for HeapBacking {
         true
     }
 
+    fn peer_elsewhere(&self) -> bool {
+        false
+    }
+
     #[cfg(loom)]
     fn trackers(&self) -> &[crate::sync::AccessTracker] {
         &self.trackers

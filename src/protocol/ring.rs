@@ -38,6 +38,12 @@ pub(crate) trait Backing: Send + Sync + fmt::Debug {
     /// the flags set on drop tell the rest.
     fn peer_alive(&self, peer: Side) -> bool;
 
+    /// Whether the peer may die without setting its gone flag (it is
+    /// another process): a wait must then look at `peer_alive` in slices.
+    fn peer_elsewhere(&self) -> bool {
+        true
+    }
+
     /// The producer is going and nobody will adopt its stream (its worker is
     /// gone): remove the name as usual rather than leave it to a consumer.
     fn cancel_hand_over(&self) {}
@@ -173,6 +179,13 @@ impl RingMem {
 
     pub(crate) fn peer_alive(&self, peer: Side) -> bool {
         self.backing.peer_alive(peer)
+    }
+
+    /// What keeps this memory alive, for a wait on one of its bells made
+    /// outside the ring (an event loop's io_uring `FUTEX_WAIT`), and whether
+    /// that wait must be sliced to notice a peer's death.
+    pub(crate) fn backing(&self) -> (Arc<dyn Backing>, bool) {
+        (self.backing.clone(), self.backing.peer_elsewhere())
     }
 
     pub(crate) fn cancel_hand_over(&self) {

@@ -4,136 +4,31 @@ A :class:`StreamSet`'s await needs no thread: the event loop's own thread
 looks at the set and, when nothing is ready, arms an io_uring
 ``FUTEX_WAIT`` on the set's one futex (``_SetUring``); a producer's commit
 completes it as it would wake a sleeping thread, the ring's eventfd turns
-readable, and the loop (``add_reader``) looks again. Where io_uring's
+readable, and the loop (``add_reader``) looks again. A standalone
+:class:`StreamBuffer`'s await and a producer's (room in the ring, the
+drain) wait the same way on the futex the other side already wakes (the
+ring's data bell, its space bell: ``_StreamWait``). Where io_uring's
 ``FUTEX_WAIT`` is not available (or with ``SHMSTREAM_AIO_WAIT=thread``) a
-native thread per set (``_SetWatch``) waits in the set without the GIL and
-makes a socket readable instead. A standalone :class:`StreamBuffer`'s
-await, and a producer's (one per call), runs in a Python daemon thread
-(:class:`Relay`) that sleeps in the native wait without the GIL and hands
-the outcome over with ``loop.call_soon_threadsafe``. Every task awaiting
-the same object shares one outcome. The waits only *wait*: the loop's own
-thread then looks and pops, so a cancelled ``await`` takes nothing with it
-(readiness is level-triggered: what was ready stays ready). A cancelled
-await that leaves no one waiting ends the wait at once (a set's) or within
-one ``SLICE`` (a buffer's, a producer's). A helper thread stays a moment
-(``LINGER``) after handing out a result, for the next await of a loop that
-streams, then ends.
+native thread per set (``_SetWatch``), or per awaited buffer or producer
+(``_StreamWait``'s fallback), waits without the GIL and makes a socket
+readable instead. Every task awaiting the same object shares one wait.
+The waits only *wait*: the loop's own thread then looks and pops (or
+registers), so a cancelled ``await`` takes nothing with it (readiness is
+level-triggered: what was ready stays ready). A cancelled await that
+leaves no one waiting ends the wait at once (io_uring, a set's thread) or
+within the fallback thread's 20 ms slice (a buffer's, a producer's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from . import _shmstream
-from ._errors import RingFull, StreamTimeout
+from ._errors import RingFull
 from ._shmstream import StreamChunk, StreamKey, _ready_chunk
-
-SLICE = 0.05
-"""The longest sleep of a buffer's or producer's waiter thread between two
-looks at whether anyone still awaits it (how late a cancel ends it)."""
-
-LINGER = 0.5
-"""How long a waiter thread that handed out a result waits for the next
-await before it ends."""
-
-_NOTHING: Any = object()
-
-
-def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    """In the loop's thread: the outcome to the awaiter, unless the await
-    was cancelled meanwhile (the waits hand over nothing to give back)."""
-    if fut.done():
-        return
-    if exc is not None:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
-
-
-class Relay:
-    """One daemon thread that runs ``wait()`` while someone awaits
-    :meth:`get`, and hands each outcome (a result other than ``_NOTHING``,
-    or an exception) to every awaiter of the time. ``interrupt()`` ends a
-    ``wait()`` at once (None: ``wait()`` returns within a slice). A wait
-    only waits: it takes nothing (a position, a chunk) that a cancelled
-    awaiter would have to give back."""
-
-    def __init__(
-        self,
-        wait: Callable[[], Any],
-        interrupt: Callable[[], None] | None,
-        name: str,
-    ) -> None:
-        self._wait = wait
-        self._interrupt = interrupt
-        self._name = name
-        self._cond = threading.Condition(threading.Lock())
-        self._awaiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = []
-        self._thread: threading.Thread | None = None
-
-    @property
-    def waiting(self) -> bool:
-        """Whether a task awaits (the thread is in, or going into, its wait)."""
-        return bool(self._awaiters)
-
-    async def get(self) -> Any:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        with self._cond:
-            self._awaiters.append((loop, fut))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
-            else:
-                self._cond.notify()
-        try:
-            return await fut
-        finally:
-            if not fut.done() or fut.cancelled():
-                self._leave(fut)
-
-    def _leave(self, fut: asyncio.Future[Any]) -> None:
-        with self._cond:
-            self._awaiters = [(lp, f) for lp, f in self._awaiters if f is not fut]
-            idle = not self._awaiters
-        if idle and self._interrupt is not None:
-            self._interrupt()
-
-    def _run(self) -> None:
-        linger = 0.0
-        while True:
-            with self._cond:
-                if not self._awaiters and not self._cond.wait_for(
-                    lambda: bool(self._awaiters), timeout=linger
-                ):
-                    self._thread = None
-                    return
-            exc: BaseException | None = None
-            try:
-                result = self._wait()
-            except BaseException as e:  # noqa: BLE001 - handed to the awaiters
-                result, exc = None, e
-            if exc is None and result is _NOTHING:
-                linger = 0.0
-                continue
-            with self._cond:
-                awaiters, self._awaiters = self._awaiters, []
-            # After an error (a closed set) the next await fails at once:
-            # nothing to stay for.
-            linger = LINGER if exc is None else 0.0
-            for loop, fut in awaiters:
-                try:
-                    loop.call_soon_threadsafe(_settle, fut, result, exc)
-                except RuntimeError:  # that loop is closed
-                    pass
-
-    def __repr__(self) -> str:
-        return f"Relay({self._name!r}, awaiters={len(self._awaiters)})"
-
 
 # --- StreamSet ---------------------------------------------------------------
 
@@ -145,13 +40,15 @@ def _default_waiter() -> str:
 
 
 SET_WAITER = _default_waiter()
-"""How a set's awaits wait: ``"uring"``, an io_uring ``FUTEX_WAIT`` on the
-hub's bell made by the loop's own thread (``_SetUring``), its completion an
-eventfd the loop watches: no thread at all, and one wake-up (the loop's)
-per find; ``"thread"``, a native thread per set (``_SetWatch``) that waits
-in the set and makes a socket readable for the loop: the fallback where
-io_uring or its ``FUTEX_WAIT`` (Linux 6.7) is not available (a seccomp
-filter, an older kernel), taken by itself then. docs/design.md, asyncio."""
+"""How the awaits wait (a set's, a standalone buffer's, a producer's):
+``"uring"``, an io_uring ``FUTEX_WAIT`` made by the loop's own thread on the
+futex the other side wakes (the hub's bell: ``_SetUring``; a ring's data or
+space bell: ``_StreamWait``), its completion an eventfd the loop watches: no
+thread at all, and one wake-up (the loop's) per find; ``"thread"``, a native
+thread per set (``_SetWatch``) or per awaited buffer or producer that waits
+and makes a socket readable for the loop: the fallback where io_uring or its
+``FUTEX_WAIT`` (Linux 6.7) is not available (a seccomp filter, an older
+kernel), taken by itself then. docs/design.md, asyncio."""
 
 
 def uring_available() -> bool:
@@ -276,31 +173,98 @@ async def set_chunks(s: Any) -> AsyncIterator[tuple[StreamKey, StreamChunk]]:
                 raise
 
 
-# --- StreamBuffer ------------------------------------------------------------
+# --- StreamBuffer, Producer ------------------------------------------------
 
 
-def _buffer_relay(b: Any) -> Relay:
-    relay = getattr(b, "_aio", None)
-    if relay is None:
-        native = b._b
+class StreamWait:
+    """A standalone buffer's or a producer's awaits of one kind (``"chunk"``,
+    ``"room"``, ``"drained"``): the native waiter (``_StreamWait``: io_uring,
+    or its fallback's thread) of the loop of the awaiting tasks, armed while
+    one awaits, its descriptor watched by that loop. :meth:`get` returns
+    once what is awaited is there (the caller then pops or registers)."""
 
-        def wait() -> Any:
-            return True if _shmstream._wait_chunk_ready(native, SLICE) else _NOTHING
+    def __init__(self, native: Any, kind: str) -> None:
+        self._native = native
+        self._kind_of = kind
+        self._w: Any = None
+        self._fd = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._awaiters: list[asyncio.Future[None]] = []
 
-        relay = b._aio = Relay(wait, None, f"shmstream-aio {b._name()}")
-    return relay
+    @property
+    def waiting(self) -> bool:
+        return bool(self._awaiters)
+
+    @property
+    def kind(self) -> str:
+        """``"uring"`` or ``"thread"``: how the awaits wait."""
+        return str(self._w.kind)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is loop:
+            return
+        if self._awaiters:
+            raise RuntimeError("a stream is awaited from one event loop at a time")
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        # One waiter per loop: an io_uring wait is its loop thread's.
+        uring = SET_WAITER == "uring" and uring_available()
+        self._w = _shmstream._StreamWait(self._native, self._kind_of, uring)
+        self._fd = self._w.fileno()
+        loop.add_reader(self._fd, self._ready)
+        self._loop = loop
+
+    async def get(self, nbytes: int | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._watch(loop)
+        if not self._awaiters and self._w.arm(nbytes):
+            return  # there now (the io_uring waiter's arm looks itself)
+        fut: asyncio.Future[None] = loop.create_future()
+        self._awaiters.append(fut)
+        try:
+            await fut
+        finally:
+            if fut.cancelled() or not fut.done():
+                self._awaiters = [f for f in self._awaiters if f is not fut]
+                if not self._awaiters:
+                    self._w.disarm()
+
+    def _ready(self) -> None:
+        try:
+            there = self._w.take()
+        except Exception as e:  # the stream's error (ProducerGone, ...)
+            awaiters, self._awaiters = self._awaiters, []
+            for f in awaiters:
+                if not f.done():
+                    f.set_exception(e)
+            return
+        if not there:
+            return
+        awaiters, self._awaiters = self._awaiters, []
+        for f in awaiters:
+            if not f.done():
+                f.set_result(None)
+
+
+def _stream_wait(owner: Any, native: Any, kind: str) -> StreamWait:
+    waits: dict[str, StreamWait] | None = getattr(owner, "_aio", None)
+    if waits is None:
+        waits = owner._aio = {}
+    wait = waits.get(kind)
+    if wait is None:
+        wait = waits[kind] = StreamWait(native, kind)
+    return wait
 
 
 async def buffer_next_chunk(b: Any) -> StreamChunk | None:
     """``StreamBuffer.anext_chunk``."""
-    relay = _buffer_relay(b)
     while True:
         chunk = _ready_chunk(b._b)
         if chunk is not None:
             return chunk
         if b._b.finished:
             return None
-        await relay.get()
+        await _stream_wait(b, b._b, "chunk").get()
 
 
 async def buffer_chunks(b: Any) -> AsyncIterator[StreamChunk]:
@@ -309,38 +273,19 @@ async def buffer_chunks(b: Any) -> AsyncIterator[StreamChunk]:
         yield chunk
 
 
-# --- Producer ----------------------------------------------------------------
-
-
 async def producer_register(p: Any, tensor_id: str, nbytes: int | None) -> Any:
     """``Producer.aregister``: registers in the loop's thread, and while the
-    ring is full a waiter thread waits for room without taking it, so a
-    cancelled await leaves no position behind (nothing to abandon)."""
+    ring is full awaits room without taking it, so a cancelled await leaves
+    no position behind (nothing to abandon)."""
     native = p._p
-    relay: Relay | None = None
     while True:
         try:
             return native.register(tensor_id, nbytes, 0.0)
         except RingFull:
             pass
-        if relay is None:
-
-            def wait() -> Any:
-                return True if native._wait_room(nbytes, SLICE) else _NOTHING
-
-            relay = Relay(wait, None, f"shmstream-aio register {tensor_id}")
-        await relay.get()
+        await _stream_wait(p, native, "room").get(nbytes)
 
 
 async def producer_drained(p: Any) -> None:
     """``Producer.await_drained``."""
-    native = p._p
-
-    def wait() -> Any:
-        try:
-            native.wait_drained(SLICE)
-        except StreamTimeout:
-            return _NOTHING
-        return True
-
-    await Relay(wait, None, "shmstream-aio drained").get()
+    await _stream_wait(p, p._p, "drained").get()

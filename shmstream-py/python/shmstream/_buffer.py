@@ -56,7 +56,7 @@ class StreamBuffer:
         "_p": "The in-process producer (None for a buffer of another process's stream).",
         "policy": "The :class:`ChunkPolicy` that cuts the stream into chunks.",
         "_done": "Whether this buffer's own producer signalled done.",
-        "_aio": "The waiter thread's relay of the awaits (made by the first).",
+        "_aio": "The native waiters of the awaits, by kind (made by the first).",
         "pre_read_register": (
             "pre_read_register(tensor_id, nbytes=None): reserves the next position of the "
             "stream for ``tensor_id`` (``nbytes``, default the buffer's ``item_bytes``)."
@@ -192,8 +192,10 @@ class StreamBuffer:
 
     async def anext_chunk(self) -> StreamChunk | None:
         """:meth:`next_chunk` for asyncio: ``await buffer.anext_chunk()``;
-        None once the final chunk was popped. One waiter thread per buffer
-        while awaited (it pops nothing: a cancelled await loses no chunk).
+        None once the final chunk was popped. No thread: the loop's thread
+        waits on the stream's futex through io_uring (the fallback: a native
+        thread while awaited); the wait pops nothing, so a cancelled await
+        loses no chunk.
         No timeout argument: wrap it in ``asyncio.timeout``/``wait_for``."""
         return await _aio.buffer_next_chunk(self)
 

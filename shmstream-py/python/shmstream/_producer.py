@@ -25,7 +25,7 @@ class Producer:
 
     __module__ = "shmstream"  # its public home (repr, help), as before the move
 
-    __slots__ = ("_p",)
+    __slots__ = ("_p", "_aio")
 
     def __init__(
         self,
@@ -61,12 +61,12 @@ class Producer:
 
     async def aregister(self, tensor_id: str, nbytes: int | None = None) -> Slot:
         """:meth:`register` for asyncio: ``slot = await producer.aregister(id)``
-        waits for room while the ring is full, in a waiter thread of its
-        own, without blocking the loop. Cancelled, it registers nothing,
-        except when room came in the same moment (within one ``SLICE`` of
-        ``shmstream._aio``): that slot is then abandoned at once (the
-        consumer sees the position abandoned). No timeout argument: wrap
-        it in ``asyncio.timeout``/``wait_for``."""
+        waits for room while the ring is full without blocking the loop
+        (and without a thread: the loop's thread waits on the ring's futex
+        through io_uring; the fallback: a native thread while awaited). It
+        registers in the loop's thread only, so a cancelled await registers
+        nothing. No timeout argument: wrap it in
+        ``asyncio.timeout``/``wait_for``."""
         return await _aio.producer_register(self, tensor_id, nbytes)
 
     def pre_read_register(self, tensor_id: str, nbytes: int | None = None) -> int:

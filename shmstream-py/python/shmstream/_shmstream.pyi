@@ -131,6 +131,24 @@ class _SetUring:
     def disarm(self) -> None: ...
     def take(self) -> list[StreamKey] | None: ...
 
+class _StreamWait:
+    """A standalone buffer's (``kind="chunk"``) or a producer's (``"room"``,
+    ``"drained"``) awaits (``shmstream._aio``): ``arm()`` looks and returns
+    True when what is awaited is there, else False: it waits (an io_uring
+    ``FUTEX_WAIT`` when ``uring``, else a native thread); ``fileno()`` turns
+    readable when the wait ended, and ``take()`` says whether it is there
+    (False: armed again) or raises the stream's error; ``disarm()`` gives
+    the wait up. OSError from the constructor with ``uring`` where io_uring's
+    ``FUTEX_WAIT`` is not available."""
+
+    kind: str
+    waiting: bool
+    def __init__(self, target: _Buffer | _Producer, kind: str, uring: bool) -> None: ...
+    def fileno(self) -> int: ...
+    def arm(self, nbytes: int | None = None) -> bool: ...
+    def disarm(self) -> None: ...
+    def take(self) -> bool: ...
+
 def _uring_available() -> bool:
     """Whether this kernel offers what ``_SetUring`` needs."""
 
@@ -150,10 +168,6 @@ def remove_dead_segments(prefix: str | None = None) -> list[str]:
 def _ready_chunk(buffer: _Buffer) -> StreamChunk | None:
     """The next chunk if one is ready now, else None; the stream's error
     (``ProducerGone``, ...) once the chunks before it are out."""
-
-def _wait_chunk_ready(buffer: _Buffer, timeout: float) -> bool:
-    """Waits (GIL released) at most ``timeout`` s until a chunk is ready (or
-    the end, or an error), popping nothing; False when the time passed."""
 
 def _array_data(array: Any) -> int:
     """The address of a numpy array's first element (numpy's ``PyArray_DATA``)."""
