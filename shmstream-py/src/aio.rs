@@ -10,7 +10,7 @@
 //! Readiness is level-triggered, so a wait given up (a cancelled `await`)
 //! takes nothing with it.
 
-use crate::locks::lock;
+use crate::locks::{lock, wait_ready};
 use crate::policy::raise_policy_error;
 use crate::shared::SetCore;
 use crate::stream_set::{closed, PyStreamKey, PyStreamSet, BACKSTOP};
@@ -87,19 +87,10 @@ impl WatchShared {
         let mut linger = Duration::ZERO;
         loop {
             {
-                let mut w = lock(&self.watch);
-                let deadline = Instant::now() + linger;
-                while !w.armed {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        w.running = false;
-                        return;
-                    }
-                    w = self
-                        .armed
-                        .wait_timeout(w, left)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|e| e.into_inner().0);
+                let (mut w, armed) = wait_ready(&self.watch, &self.armed, linger, |w| w.armed);
+                if !armed {
+                    w.running = false;
+                    return;
                 }
             }
             linger = Duration::ZERO;

@@ -13,7 +13,7 @@
 use crate::aio_uring::{reap, submit, Inner, Uring};
 use crate::buffer::PyStreamBuffer;
 use crate::errors::stream_err;
-use crate::locks::lock;
+use crate::locks::{lock, wait_ready};
 use crate::policy::{raise_policy_error, PolicyError};
 use crate::producer::PyProducer;
 use crate::producer_state::{with_state, SharedProducer};
@@ -26,7 +26,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The fallback thread's longest wait between two looks at whether anyone
 /// still awaits (how late a cancel ends it; the sync wait's slice).
@@ -111,19 +111,10 @@ impl ThreadShared {
         let mut linger = Duration::ZERO;
         loop {
             {
-                let mut w = lock(&self.watch);
-                let deadline = Instant::now() + linger;
-                while !w.armed {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        w.running = false;
-                        return;
-                    }
-                    w = self
-                        .armed
-                        .wait_timeout(w, left)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|e| e.into_inner().0);
+                let (mut w, armed) = wait_ready(&self.watch, &self.armed, linger, |w| w.armed);
+                if !armed {
+                    w.running = false;
+                    return;
                 }
             }
             linger = Duration::ZERO;

@@ -62,13 +62,14 @@ def uring_available() -> bool:
 _URING: bool | None = None
 
 
-class SetWatch:
-    """A set's awaits: the native waiter (``_SetUring``, or ``_SetWatch``
-    where io_uring is not available) of the loop of the awaiting tasks,
-    armed while one awaits, its descriptor watched by that loop."""
+class _LoopWaiter:
+    """The part of an await shared by sets and streams: one native waiter
+    per event loop (an io_uring wait is its loop thread's), its descriptor
+    watched by that loop, and the futures of the tasks awaiting it."""
 
-    def __init__(self, s: Any) -> None:
-        self._s = s
+    _what = "an object"
+
+    def __init__(self) -> None:
         self._w: Any = None
         self._fd = -1
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -78,26 +79,62 @@ class SetWatch:
     def waiting(self) -> bool:
         return bool(self._awaiters)
 
-    @property
-    def kind(self) -> str:
-        """``"uring"`` or ``"thread"``: how the set's awaits wait."""
-        return "uring" if isinstance(self._w, _shmstream._SetUring) else "thread"
+    def _new_waiter(self, uring: bool) -> Any:
+        raise NotImplementedError
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._loop is loop:
             return
         if self._awaiters:
-            raise RuntimeError("a StreamSet is awaited from one event loop at a time")
+            raise RuntimeError(f"{self._what} is awaited from one event loop at a time")
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
-        # One waiter per loop: an io_uring wait is its loop thread's.
-        if SET_WAITER == "uring" and uring_available():
-            self._w = _shmstream._SetUring(self._s._s)
-        else:
-            self._w = _shmstream._SetWatch(self._s._s)
+        self._w = self._new_waiter(SET_WAITER == "uring" and uring_available())
         self._fd = self._w.fileno()
         loop.add_reader(self._fd, self._ready)
         self._loop = loop
+
+    def _ready(self) -> None:
+        raise NotImplementedError
+
+    def _forget(self, fut: asyncio.Future[Any]) -> None:
+        """After an await ends: a cancelled (or abandoned) one leaves, and
+        the last to leave disarms the waiter."""
+        if fut.cancelled() or not fut.done():
+            self._awaiters = [f for f in self._awaiters if f is not fut]
+            if not self._awaiters:
+                self._w.disarm()
+
+    def _settle(self, value: Any = None, error: BaseException | None = None) -> None:
+        """Every awaiting task gets `value` (or `error`)."""
+        awaiters, self._awaiters = self._awaiters, []
+        for f in awaiters:
+            if f.done():
+                continue
+            if error is not None:
+                f.set_exception(error)
+            else:
+                f.set_result(value)
+
+
+class SetWatch(_LoopWaiter):
+    """A set's awaits: the native waiter (``_SetUring``, or ``_SetWatch``
+    where io_uring is not available) of the loop of the awaiting tasks,
+    armed while one awaits, its descriptor watched by that loop."""
+
+    _what = "a StreamSet"
+
+    def __init__(self, s: Any) -> None:
+        super().__init__()
+        self._s = s
+
+    @property
+    def kind(self) -> str:
+        """``"uring"`` or ``"thread"``: how the set's awaits wait."""
+        return "uring" if isinstance(self._w, _shmstream._SetUring) else "thread"
+
+    def _new_waiter(self, uring: bool) -> Any:
+        return (_shmstream._SetUring if uring else _shmstream._SetWatch)(self._s._s)
 
     async def get(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -116,29 +153,20 @@ class SetWatch:
         try:
             return await fut
         finally:
-            if fut.cancelled() or not fut.done():
-                self._awaiters = [f for f in self._awaiters if f is not fut]
-                if not self._awaiters:
-                    self._w.disarm()
+            self._forget(fut)
 
     def _ready(self) -> None:
         try:
             keys = self._w.take()
         except Exception as e:  # the set's closed error, a policy's
-            awaiters, self._awaiters = self._awaiters, []
-            for f in awaiters:
-                if not f.done():
-                    f.set_exception(e)
+            self._settle(error=e)
             return
         if keys is None:
             return
-        awaiters, self._awaiters = self._awaiters, []
         # Armed again by an await that came between the find and now: its
         # task gets these keys too, so the waiter must let the set go.
         self._w.disarm()
-        for f in awaiters:
-            if not f.done():
-                f.set_result(keys)
+        self._settle(keys)
 
 
 def _set_watch(s: Any) -> SetWatch:
@@ -176,43 +204,27 @@ async def set_chunks(s: Any) -> AsyncIterator[tuple[StreamKey, StreamChunk]]:
 # --- StreamBuffer, Producer ------------------------------------------------
 
 
-class StreamWait:
+class StreamWait(_LoopWaiter):
     """A standalone buffer's or a producer's awaits of one kind (``"chunk"``,
     ``"room"``, ``"drained"``): the native waiter (``_StreamWait``: io_uring,
     or its fallback's thread) of the loop of the awaiting tasks, armed while
     one awaits, its descriptor watched by that loop. :meth:`get` returns
     once what is awaited is there (the caller then pops or registers)."""
 
+    _what = "a stream"
+
     def __init__(self, native: Any, kind: str) -> None:
+        super().__init__()
         self._native = native
         self._kind_of = kind
-        self._w: Any = None
-        self._fd = -1
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._awaiters: list[asyncio.Future[None]] = []
-
-    @property
-    def waiting(self) -> bool:
-        return bool(self._awaiters)
 
     @property
     def kind(self) -> str:
         """``"uring"`` or ``"thread"``: how the awaits wait."""
         return str(self._w.kind)
 
-    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._loop is loop:
-            return
-        if self._awaiters:
-            raise RuntimeError("a stream is awaited from one event loop at a time")
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-        # One waiter per loop: an io_uring wait is its loop thread's.
-        uring = SET_WAITER == "uring" and uring_available()
-        self._w = _shmstream._StreamWait(self._native, self._kind_of, uring)
-        self._fd = self._w.fileno()
-        loop.add_reader(self._fd, self._ready)
-        self._loop = loop
+    def _new_waiter(self, uring: bool) -> Any:
+        return _shmstream._StreamWait(self._native, self._kind_of, uring)
 
     async def get(self, nbytes: int | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -224,26 +236,16 @@ class StreamWait:
         try:
             await fut
         finally:
-            if fut.cancelled() or not fut.done():
-                self._awaiters = [f for f in self._awaiters if f is not fut]
-                if not self._awaiters:
-                    self._w.disarm()
+            self._forget(fut)
 
     def _ready(self) -> None:
         try:
             there = self._w.take()
         except Exception as e:  # the stream's error (ProducerGone, ...)
-            awaiters, self._awaiters = self._awaiters, []
-            for f in awaiters:
-                if not f.done():
-                    f.set_exception(e)
+            self._settle(error=e)
             return
-        if not there:
-            return
-        awaiters, self._awaiters = self._awaiters, []
-        for f in awaiters:
-            if not f.done():
-                f.set_result(None)
+        if there:
+            self._settle()
 
 
 def _stream_wait(owner: Any, native: Any, kind: str) -> StreamWait:
