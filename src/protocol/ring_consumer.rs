@@ -462,7 +462,7 @@ impl Cursors {
                 None
             };
             let run = tail.next().expect("just pushed");
-            let read = match check_run_head(prev, run, desc, mem, bounds) {
+            let read = match check_run_head(prev, run, desc, mem, &bounds) {
                 Ok(read) => read,
                 Err(e) => {
                     self.runs.pop_back();
@@ -540,7 +540,7 @@ fn check_run_head(
     run: &mut Run,
     desc: &crate::protocol::descriptor::Descriptor,
     mem: &RingMem,
-    bounds: Bounds,
+    bounds: &Bounds,
 ) -> Result<crate::protocol::descriptor::Read, StreamError> {
     let position = run.head;
     let read = ItemMeta::read_into(
@@ -554,7 +554,12 @@ fn check_run_head(
     if read.status == STATUS_ABANDONED {
         return Ok(read);
     }
-    let (stride, _) = run.meta.check_run(position, run.count, bounds)?;
+    // A run of one is its head: `check_run` has nothing more to check.
+    let stride = if run.count == 1 {
+        0
+    } else {
+        run.meta.check_run(position, run.count, bounds)?.0
+    };
     run.stride = stride;
     run.stack_stride = stride;
     // The stretch of stackable items goes on from the previous run when
