@@ -378,7 +378,8 @@ impl Cursors {
                 if position < run.end() {
                     return hint;
                 }
-                if position == run.end() && hint + 1 < self.runs.len() {
+                // A position below `avail_end` past this run is in the next.
+                if position == run.end() {
                     self.hint.set(self.hint.get() + 1);
                     return hint + 1;
                 }
