@@ -120,7 +120,7 @@ pub fn check_descriptor(
     )?
     .unwrap_or(1);
     let mut meta = ItemMeta::EMPTY;
-    let read = ItemMeta::read_into(&desc, &side, position, bounds, None, &mut meta)?;
+    let read = ItemMeta::read_into(&desc, &side, position, &bounds, None, &mut meta)?;
     let id = ItemId::read(&side, position, meta.id_len)?;
     if read.status != crate::protocol::layout::STATUS_COMMITTED && count > 1 {
         return Err(StreamError::Corrupt(format!(
@@ -137,7 +137,7 @@ pub fn check_descriptor(
     // The same words again, as the next item of a run: the shortcut must
     // accept them and agree on every field.
     let mut again = ItemMeta::EMPTY;
-    let second = ItemMeta::read_into(&desc, &side, position, bounds, Some(&meta), &mut again)
+    let second = ItemMeta::read_into(&desc, &side, position, &bounds, Some(&meta), &mut again)
         .expect("the same descriptor is accepted as the next item of its run");
     assert_eq!(second.status, read.status);
     assert_eq!(
@@ -154,7 +154,7 @@ pub fn check_descriptor(
         ),
         (meta.dtype, meta.shape(), meta.nbytes, meta.offset, meta.len)
     );
-    let (stride, end) = meta.check_run(position, count, bounds)?;
+    let (stride, end) = meta.check_run(position, count, &bounds)?;
     assert_eq!(end, meta.offset + (count - 1) * stride + meta.len);
     Ok(Some(Accepted {
         id: id.as_str().to_string(),

@@ -6,7 +6,7 @@
 
 use shmstream::policy::Policy;
 use shmstream::{
-    in_process_buffer, AbandonReason, DType, Need, Producer, StreamBuffer, StreamConfig,
+    in_process_buffer, AbandonReason, BatchItem, DType, Need, Producer, StreamBuffer, StreamConfig,
     StreamError, StreamId, TensorMeta,
 };
 use std::time::Duration;
@@ -389,4 +389,36 @@ fn measure_one_move_of_1k_items_of_64_kib() {
         g.payload_bytes
     );
     assert_eq!(g.carried, 1024);
+}
+
+#[test]
+fn a_move_carries_a_run_and_an_item_committed_alone_with_their_shapes() {
+    // A run of three (one put_many of one shape: only the head's descriptor
+    // has the metadata) and one item alone (its own descriptor has it).
+    let (mut producer, mut buffer) = setup("fixed:size=1", 4);
+    let run: Vec<Vec<u8>> = (0..3).map(|i| values(i, 4)).collect();
+    let batch: Vec<BatchItem> = ["a", "b", "c"]
+        .iter()
+        .zip(&run)
+        .map(|(id, bytes)| BatchItem::new(id, meta(4), bytes))
+        .collect();
+    producer.put_many(&batch).unwrap();
+    let alone = values(3, 2);
+    producer
+        .put_many(&[BatchItem::new("d", meta(2), &alone)])
+        .unwrap();
+    assert!(producer.try_register("e").is_err());
+    buffer
+        .grow(&mut producer, Need::Register { nbytes: 8 })
+        .unwrap();
+    let last = values(4, 1);
+    producer
+        .put_many(&[BatchItem::new("e", meta(1), &last)])
+        .unwrap();
+    producer.signal_done();
+    for i in 0..3 {
+        check(&mut buffer, i, 4);
+    }
+    check(&mut buffer, 3, 2);
+    check(&mut buffer, 4, 1);
 }

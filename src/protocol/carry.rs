@@ -48,30 +48,44 @@ pub(crate) fn carried(ring: &ProducerRing, position: u64) -> Result<Carried, Str
         }
         SlotState::Free => {}
     }
-    // Published. Abandoned alone: its descriptor says so, with the checks
-    // of the consumer's walk, with bounds that only ask the reservation to
-    // lie in the payload (it is our own).
+    // Published. Inside a run of more than one, whose head alone has the
+    // metadata: our private copy of it, and the reservation our
+    // registration wrote.
     let info = desc.info.load(Ordering::Relaxed);
-    if info & 0xff == STATUS_ABANDONED {
-        let bounds = Bounds {
-            walk_end: 0,
-            oldest_start: None,
-            payload_bytes: mem.payload_bytes(),
-            mirrored: mem.mirrored(),
-        };
-        let mut meta = ItemMeta::EMPTY;
-        ItemMeta::read_into(desc, side, position, bounds, None, &mut meta)?;
-        let id = ItemId::read(side, position, id_len)?;
+    match ring.committed_meta(position) {
+        Some(meta) if info & 0xff != STATUS_ABANDONED => Ok(Carried::Item {
+            id: ItemId::read(side, position, id_len)?,
+            meta,
+            offset: desc.offset.load(Ordering::Relaxed),
+        }),
+        _ => read_alone(mem, position, id_len, info),
+    }
+}
+
+/// A published position whose own descriptor has its metadata (committed
+/// alone, or abandoned), read back with the checks of the consumer's walk,
+/// with bounds that only ask the reservation to lie in the payload (it is
+/// our own).
+fn read_alone(mem: &RingMem, position: u64, id_len: u8, info: u32) -> Result<Carried, StreamError> {
+    let (desc, side) = (mem.descriptor(position), mem.side(position));
+    let bounds = Bounds {
+        walk_end: 0,
+        oldest_start: None,
+        payload_bytes: mem.payload_bytes(),
+        mirrored: mem.mirrored(),
+    };
+    let mut meta = ItemMeta::EMPTY;
+    let read = ItemMeta::read_into(desc, side, position, &bounds, None, &mut meta)?;
+    let id = ItemId::read(side, position, id_len)?;
+    if read.status == STATUS_ABANDONED {
         // Its reason too, checked as the consumer's poll checks it.
         let reason = reason::read(desc, side, position, info)?;
         return Ok(Carried::Abandoned { id, reason });
     }
-    // Committed, maybe inside a run whose head alone has the metadata: our
-    // private copy of it, and the reservation our registration wrote.
     Ok(Carried::Item {
-        id: ItemId::read(side, position, id_len)?,
-        meta: ring.committed_meta(position),
-        offset: desc.offset.load(Ordering::Relaxed),
+        id,
+        meta: TensorMeta::new(meta.dtype, meta.shape())?,
+        offset: meta.offset,
     })
 }
 

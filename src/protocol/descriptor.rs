@@ -306,7 +306,7 @@ impl ItemMeta {
         desc: &Descriptor,
         side: &SideEntry,
         position: u64,
-        bounds: Bounds,
+        bounds: &Bounds,
         prev: Option<&ItemMeta>,
         out: &mut ItemMeta,
     ) -> Result<Read, StreamError> {
@@ -433,7 +433,7 @@ impl ItemMeta {
         &self,
         position: u64,
         n: u64,
-        bounds: Bounds,
+        bounds: &Bounds,
     ) -> Result<(u64, u64), StreamError> {
         debug_assert!(n >= 1);
         let corrupt = |what: String| {
@@ -505,7 +505,7 @@ mod tests {
         mirrored: bool,
     ) -> Result<ItemMeta, StreamError> {
         let mut out = ItemMeta::EMPTY;
-        ItemMeta::read_into(desc, side, 0, bounds(walk_end, mirrored), None, &mut out).map(|_| out)
+        ItemMeta::read_into(desc, side, 0, &bounds(walk_end, mirrored), None, &mut out).map(|_| out)
     }
 
     fn crosses(result: Result<ItemMeta, StreamError>) -> bool {
@@ -607,7 +607,7 @@ mod tests {
             mirrored: true,
         };
         let mut out = ItemMeta::EMPTY;
-        ItemMeta::read_into(&desc, &side, 0, big, None, &mut out).unwrap();
+        ItemMeta::read_into(&desc, &side, 0, &big, None, &mut out).unwrap();
         assert_eq!(
             (out.shape(), out.nbytes),
             (&[1 << 16, 1 << 16][..], 1 << 32)
@@ -626,7 +626,7 @@ mod tests {
         );
         assert_eq!(desc.nbytes.load(Ordering::Relaxed), WIDE);
         let mut out = ItemMeta::EMPTY;
-        ItemMeta::read_into(&desc, &side, 0, big, None, &mut out).unwrap();
+        ItemMeta::read_into(&desc, &side, 0, &big, None, &mut out).unwrap();
         assert_eq!(
             (out.shape(), out.nbytes),
             (&[u32::MAX as u64, 1][..], u32::MAX as u64)
@@ -702,13 +702,20 @@ mod tests {
     fn a_run_of_same_shaped_items_skips_the_shape_checks_but_not_the_reservation() {
         let first = committed(0, 64);
         let mut prev = ItemMeta::EMPTY;
-        let r = ItemMeta::read_into(&first.0, &first.1, 0, bounds(0, false), None, &mut prev);
+        let r = ItemMeta::read_into(&first.0, &first.1, 0, &bounds(0, false), None, &mut prev);
         assert!(!r.unwrap().same_shape);
         let next = committed(64, 64);
         let read_next = |prev: &ItemMeta| {
             let mut out = ItemMeta::EMPTY;
-            ItemMeta::read_into(&next.0, &next.1, 1, bounds(64, false), Some(prev), &mut out)
-                .map(|r| (r, out))
+            ItemMeta::read_into(
+                &next.0,
+                &next.1,
+                1,
+                &bounds(64, false),
+                Some(prev),
+                &mut out,
+            )
+            .map(|r| (r, out))
         };
         let (r, out) = read_next(&prev).unwrap();
         assert!(r.same_shape);
@@ -740,7 +747,7 @@ mod tests {
                 &other.0,
                 &other.1,
                 1,
-                bounds(64, false),
+                &bounds(64, false),
                 Some(&prev),
                 &mut out,
             );
@@ -832,44 +839,47 @@ mod tests {
     fn a_run_s_span_is_checked_against_the_head_s_limits() {
         let head = read(&committed(0, 64), 0, false).unwrap();
         // One item: its own reservation, checked by `read_into` already.
-        assert_eq!(head.check_run(0, 1, bounds(0, false)).unwrap(), (0, 64));
+        assert_eq!(head.check_run(0, 1, &bounds(0, false)).unwrap(), (0, 64));
         // 64 items of 64 bytes end the 4096-byte payload exactly.
-        assert_eq!(head.check_run(0, 64, bounds(0, false)).unwrap(), (64, 4096));
+        assert_eq!(
+            head.check_run(0, 64, &bounds(0, false)).unwrap(),
+            (64, 4096)
+        );
         assert!(corrupt(
-            head.check_run(0, 65, bounds(0, false)),
+            head.check_run(0, 65, &bounds(0, false)),
             "descriptor of position 0: a run of 65 items of 64 bytes each from payload byte 0 spans 4160 bytes, past 4096"
         ));
         // From byte 4032 (everything before released): the second item
         // starts the next lap, fine with a mirror only.
         let late = read(&committed(4032, 64), 4032, true).unwrap();
         assert_eq!(
-            late.check_run(9, 2, bounds(4032, true)).unwrap(),
+            late.check_run(9, 2, &bounds(4032, true)).unwrap(),
             (64, 4160)
         );
         assert!(corrupt(
-            late.check_run(9, 2, bounds(4032, false)),
+            late.check_run(9, 2, &bounds(4032, false)),
             "a run of 2 items of 64 bytes each from payload byte 4032 crosses the end of an unmirrored payload of 4096 bytes"
         ));
         // Without a mirror, a run inside the lap is fine wherever it starts.
         let inside = read(&committed(64, 64), 64, false).unwrap();
         assert_eq!(
-            inside.check_run(1, 2, bounds(64, false)).unwrap(),
+            inside.check_run(1, 2, &bounds(64, false)).unwrap(),
             (64, 192)
         );
         // The oldest unreleased item bounds the run, not the head.
         let mut b = bounds(1024, true);
         b.oldest_start = Some(512);
         let mid = read(&committed(1024, 64), 1024, true).unwrap();
-        assert!(mid.check_run(1, 56, b).is_ok());
-        assert!(corrupt(mid.check_run(1, 57, b), "past 4608"));
+        assert!(mid.check_run(1, 56, &b).is_ok());
+        assert!(corrupt(mid.check_run(1, 57, &b), "past 4608"));
         // Spans that overflow are corrupt, not wrapped.
         let mut huge = head;
         huge.len = u64::MAX / 2;
-        assert!(corrupt(huge.check_run(0, 3, bounds(0, true)), "overflows"));
+        assert!(corrupt(huge.check_run(0, 3, &bounds(0, true)), "overflows"));
         huge.len = 1 << 40;
         huge.offset = u64::MAX - (1 << 41);
         let mut b = bounds(0, true);
         b.oldest_start = None;
-        assert!(corrupt(huge.check_run(0, 3, b), "past"));
+        assert!(corrupt(huge.check_run(0, 3, &b), "past"));
     }
 }

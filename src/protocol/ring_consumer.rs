@@ -278,6 +278,7 @@ impl ConsumerRing {
 
     /// The run holding `position`, which must be in the prefix and not
     /// released.
+    #[inline]
     fn run(&self, position: u64) -> &Run {
         // A hard check: a position outside the unreleased prefix may be
         // rewritten by the producer at any time.
@@ -294,6 +295,7 @@ impl ConsumerRing {
     /// The validated metadata of `position`, which must be in the prefix and
     /// not released: its payload byte position and its run's dtype, shape,
     /// byte count and reservation length (whose `offset` is the run's head's).
+    #[inline]
     pub(crate) fn meta(&self, position: u64) -> (u64, &ItemMeta) {
         let run = self.run(position);
         (run.offset(position), &run.meta)
@@ -365,29 +367,45 @@ impl Cursors {
     }
 
     /// The index in `runs` of the run holding `position` (which one holds).
+    #[inline]
     fn index_of(&self, position: u64) -> usize {
+        // In-order lookups: the run found last, or the next one, which
+        // starts where it ends (the runs are contiguous). One record read,
+        // inlined: one lookup per item of a stream of single commits.
+        let hint = self.hint.get().wrapping_sub(self.dropped) as usize;
+        if let Some(run) = self.runs.get(hint) {
+            if run.head <= position {
+                if position < run.end() {
+                    return hint;
+                }
+                // A position below `avail_end` past this run is in the next.
+                if position == run.end() {
+                    self.hint.set(self.hint.get() + 1);
+                    return hint + 1;
+                }
+            }
+        }
+        self.index_far(position)
+    }
+
+    /// [`index_of`](Self::index_of) away from the last run found.
+    #[inline(never)]
+    fn index_far(&self, position: u64) -> usize {
         let runs = &self.runs;
         let holds = |i: u64| {
             runs.get(i as usize)
                 .is_some_and(|r| r.head <= position && position < r.end())
         };
-        let hint = self.hint.get().wrapping_sub(self.dropped);
-        let index = if holds(hint) {
-            hint
-        } else if holds(hint.wrapping_add(1)) {
-            hint.wrapping_add(1)
+        // Where the run would be if all were of one length (exact for a
+        // stream of same-sized batches or of single items), then a binary
+        // search: no walk over a cold deque per lookup.
+        let first = runs[0].head;
+        let span = runs[runs.len() - 1].end() - first;
+        let guess = ((position - first) as u128 * runs.len() as u128 / span as u128) as u64;
+        let index = if holds(guess) {
+            guess
         } else {
-            // Where the run would be if all were of one length (exact for
-            // a stream of same-sized batches or of single items), then a
-            // binary search: no walk over a cold deque per lookup.
-            let first = runs[0].head;
-            let span = runs[runs.len() - 1].end() - first;
-            let guess = ((position - first) as u128 * runs.len() as u128 / span as u128) as u64;
-            if holds(guess) {
-                guess
-            } else {
-                runs.partition_point(|r| r.end() <= position) as u64
-            }
+            runs.partition_point(|r| r.end() <= position) as u64
         };
         self.hint.set(self.dropped + index);
         index as usize
@@ -462,7 +480,7 @@ impl Cursors {
                 None
             };
             let run = tail.next().expect("just pushed");
-            let read = match check_run_head(prev, run, desc, mem, bounds) {
+            let read = match check_run_head(prev, run, desc, mem, &bounds) {
                 Ok(read) => read,
                 Err(e) => {
                     self.runs.pop_back();
@@ -540,7 +558,7 @@ fn check_run_head(
     run: &mut Run,
     desc: &crate::protocol::descriptor::Descriptor,
     mem: &RingMem,
-    bounds: Bounds,
+    bounds: &Bounds,
 ) -> Result<crate::protocol::descriptor::Read, StreamError> {
     let position = run.head;
     let read = ItemMeta::read_into(
@@ -554,7 +572,12 @@ fn check_run_head(
     if read.status == STATUS_ABANDONED {
         return Ok(read);
     }
-    let (stride, _) = run.meta.check_run(position, run.count, bounds)?;
+    // A run of one is its head: `check_run` has nothing more to check.
+    let stride = if run.count == 1 {
+        0
+    } else {
+        run.meta.check_run(position, run.count, bounds)?.0
+    };
     run.stride = stride;
     run.stack_stride = stride;
     // The stretch of stackable items goes on from the previous run when

@@ -16,6 +16,9 @@ use crate::protocol::wake::Wake;
 use crate::sync::Ordering;
 use std::time::Duration;
 
+/// A `run_ends` entry: the position was committed alone (a run of one).
+const ALONE: u64 = u64::MAX;
+
 /// Where a reserved position stands on the producer's side. A position
 /// has at most one live write handle: only `Free -> Held` (reserve),
 /// `Pending -> Held` (a by-id call takes it up again) and back are allowed,
@@ -62,7 +65,8 @@ pub(crate) struct ProducerRing {
     /// a `released` beyond it is corrupt, not a licence to reuse the slot.
     oldest_open: u64,
     /// By slot: the last position of the run the position there was
-    /// committed in (only the head's descriptor says, in shared memory).
+    /// committed in (only the head's descriptor says, in shared memory),
+    /// or [`ALONE`] for a position committed alone.
     run_ends: Box<[u64]>,
     /// By slot of a run's last position: the run's tensor metadata. Kept
     /// there because that slot is the run's last to be reused: while any
@@ -369,11 +373,19 @@ impl ProducerRing {
     pub(crate) fn commit_run(&mut self, head: u64, n: u64, meta: &TensorMeta) {
         debug_assert!(n >= 1 && n <= self.mem.capacity);
         let mask = self.mem.capacity - 1;
-        for position in head..head + n {
-            self.close(position);
-            self.run_ends[(position & mask) as usize] = head + n - 1;
+        if n == 1 {
+            // Every single commit: its own descriptor keeps the metadata
+            // while it is unreleased, so no private copy (an 80-byte store
+            // per item, measured in the one-by-one stream).
+            self.close(head);
+            self.run_ends[(head & mask) as usize] = ALONE;
+        } else {
+            for position in head..head + n {
+                self.close(position);
+                self.run_ends[(position & mask) as usize] = head + n - 1;
+            }
+            self.run_metas[((head + n - 1) & mask) as usize] = *meta;
         }
-        self.run_metas[((head + n - 1) & mask) as usize] = *meta;
         let desc = self.mem.descriptor(head);
         desc.write_meta(
             self.mem.side(head),
@@ -386,12 +398,14 @@ impl ProducerRing {
         self.publish_run(desc, head, n);
     }
 
-    /// The tensor metadata of the committed `position` (for `carry.rs`:
-    /// the descriptors of a run's other positions do not carry it).
-    pub(crate) fn committed_meta(&self, position: u64) -> TensorMeta {
+    /// The tensor metadata of the committed `position` when it was
+    /// committed in a run of more than one (for `carry.rs`: the descriptors
+    /// of a run's other positions do not carry it); `None` for a position
+    /// committed alone, whose own descriptor has it.
+    pub(crate) fn committed_meta(&self, position: u64) -> Option<TensorMeta> {
         let mask = self.mem.capacity - 1;
         let last = self.run_ends[(position & mask) as usize];
-        self.run_metas[(last & mask) as usize]
+        (last != ALONE).then(|| self.run_metas[(last & mask) as usize])
     }
 
     /// Publishes the slot of `position` as given up: the consumer reports it
