@@ -1,6 +1,7 @@
 """The sections other scripts (or hands) write into the same file between
 markers: the network ingress (`scripts/bench-ucx.sh`), Python
-(`scripts/bench-python.sh`), the Mooncake ingress
+(`scripts/bench-python.sh`), the Python per-chunk cost
+(`shmstream-py/bench/chunk_cost.py`, `chunk-cost`), the Mooncake ingress
 (`shmstream-py/bench/mooncake_bench.py`), the drop-in against the
 reference's design (`shmstream-py/bench/dropin.py`), the drop-in's worker
 path, measured by hand (`dropin-worker`), the drop-in's register + put
@@ -10,6 +11,7 @@ path, measured by hand (`dropin-worker`), the drop-in's register + put
 TAGS = (
     "ucx-bench",
     "python-bench",
+    "chunk-cost",
     "mooncake-bench",
     "dropin-bench",
     "dropin-worker",

@@ -94,6 +94,7 @@ def test_write_keeps_every_marked_section_in_the_tags_order(tmp_path: Path) -> N
     tags = (
         "ucx-bench",
         "python-bench",
+        "chunk-cost",
         "mooncake-bench",
         "dropin-bench",
         "dropin-worker",
@@ -120,3 +121,13 @@ def test_write_keeps_the_asyncio_section(tmp_path: Path) -> None:
     path.write_text(f"# Benchmarks\n\nold\n\n{aio}\n\n{PY}\n")
     write(path, "# Benchmarks\n\nnew\n")
     assert path.read_text() == f"# Benchmarks\n\nnew\n\n{PY}\n\n{aio}\n"
+
+
+def test_write_keeps_the_python_per_chunk_cost_section(tmp_path: Path) -> None:
+    # It was hand-written between two marked sections without markers of
+    # its own, and the first report after it dropped it.
+    cost = "<!-- chunk-cost:start -->\n### Python per-chunk cost\n<!-- chunk-cost:end -->"
+    path = tmp_path / "benchmarks.md"
+    path.write_text(f"# Benchmarks\n\nold\n\n{PY}\n\n{cost}\n")
+    write(path, "# Benchmarks\n\nnew\n")
+    assert path.read_text() == f"# Benchmarks\n\nnew\n\n{PY}\n\n{cost}\n"
