@@ -1,7 +1,10 @@
 //! One item's record in shared memory: its descriptor (status, dtype,
 //! shape, reservation) and side entry (id, wide dims), written by the
 //! producer and read back by the consumer with every field checked
-//! against the geometry and the reservation before it is trusted.
+//! against the geometry and the reservation before it is trusted. Items
+//! committed together are one run: the head's record, its count in `seq`
+//! and the span it covers are checked here too (issue 24), since a run is
+//! read back as the head's record standing for each of its items.
 
 use crate::error::StreamError;
 use crate::protocol::layout::{placement_align, MAX_ID_LEN, STATUS_ABANDONED, STATUS_COMMITTED};
