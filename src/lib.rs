@@ -110,7 +110,7 @@ pub use os::hub_segment::{hub_name, inspect_hub, HubInfo, HubStreamInfo, MAX_WOR
 #[cfg(not(loom))]
 pub use os::inspect::{inspect, SegmentInfo};
 #[cfg(not(loom))]
-pub use os::reclaim::remove_if_dead;
+pub use os::reclaim::{is_dead, remove_if_dead};
 #[cfg(not(loom))]
 pub use os::shm::list_segments;
 pub use producer::{CommitError, Producer, Slot};

@@ -4,7 +4,9 @@
 
 use crate::cli::Outcome;
 use clap::Args;
-use shmstream::{inspect, inspect_hub, list_segments, remove_if_dead, SetupError, DEFAULT_PREFIX};
+use shmstream::{
+    inspect, inspect_hub, is_dead, list_segments, remove_if_dead, SetupError, DEFAULT_PREFIX,
+};
 
 /// The cleaner's command line.
 #[derive(Args, Clone, Debug)]
@@ -28,14 +30,22 @@ pub fn run(args: &CleanArgs) -> Outcome {
     for name in names {
         let owner = owner(&name);
         if args.dry_run {
-            match owner {
-                Ok((role, pid, true)) => {
-                    kept += 1;
-                    println!("would keep {name} ({role} {pid} alive)");
-                }
-                Ok((role, pid, false)) => {
+            // The verdict is the removal's own test (the producer's lock),
+            // so the dry run says what `clean` would do also for a segment
+            // whose header this build cannot read (another layout version);
+            // the header only names the owner.
+            let who = match &owner {
+                Ok((role, pid, _)) => format!("{role} {pid}"),
+                Err(e) => format!("owner; header unreadable: {e}"),
+            };
+            match is_dead(&name) {
+                Ok(true) => {
                     removed += 1;
-                    println!("would remove {name} ({role} {pid} dead)");
+                    println!("would remove {name} ({who} dead)");
+                }
+                Ok(false) => {
+                    kept += 1;
+                    println!("would keep {name} ({who} alive)");
                 }
                 Err(e) => println!("would skip {name}: {e}"),
             }

@@ -191,6 +191,42 @@ fn a_consumer_told_other_sizes_says_which_item_differs() {
     scope.assert_no_leftovers();
 }
 
+/// A dead segment whose header this build cannot read (here: an older
+/// layout version) is removed by `clean`, which goes by the producer's
+/// lock alone, so the dry run must say "would remove" too, not "would
+/// skip".
+#[test]
+fn a_dry_run_says_what_clean_does_with_a_segment_of_another_layout_version() {
+    use std::os::unix::fs::FileExt;
+    let mut scope = Scope::new("cleanv");
+    let (dead, dead_name) = producer(&mut scope, "oldlayout", "5");
+    scope.child(dead).kill().unwrap();
+    scope.child(dead).wait().unwrap();
+    // The header's `version` word (after the 8-byte magic), as a build of
+    // layout version 4 wrote it.
+    let path = format!("/dev/shm{dead_name}");
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&4u32.to_ne_bytes(), 8).unwrap();
+    drop(file);
+    let dry = run(
+        DEMO,
+        &["clean", "--dry-run", "--prefix", &scope.prefix],
+        None,
+    );
+    let said = text(&dry.stdout);
+    assert!(dry.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("would remove {dead_name}")),
+        "{said}"
+    );
+    assert!(said.contains("would remove 1, kept 0"), "{said}");
+    assert_eq!(scope.leftovers().len(), 1, "a dry run removed something");
+    let cleaned = run(DEMO, &["clean", "--prefix", &scope.prefix], None);
+    let said = text(&cleaned.stdout);
+    assert!(said.contains(&format!("removed {dead_name}")), "{said}");
+    assert!(scope.leftovers().is_empty());
+}
+
 #[test]
 fn clean_removes_a_dead_segment_and_keeps_a_live_one() {
     let mut scope = Scope::new("clean");

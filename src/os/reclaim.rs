@@ -212,6 +212,27 @@ pub(crate) fn close_unadopted(name: &str, producer_pid: u32) -> Result<bool, Set
     }
 }
 
+/// Whether [`remove_if_dead`] would remove `name` now: no process holds
+/// its producer's lock (the same test, without the reclaim lock and
+/// without removing anything). It reads no header, so it answers alike for
+/// a segment of another layout version or with a damaged header, as the
+/// removal itself does. A name that is gone, or one another cleaner is
+/// checking at this moment, is `false`. The answer can be outdated by the
+/// time it is read: a starting producer takes the lock after creating the
+/// file.
+///
+/// # Errors
+///
+/// As opening a segment (another user's file, an OS error).
+pub fn is_dead(name: &str) -> Result<bool, SetupError> {
+    let Some((checked, _len)) = open_existing(name)? else {
+        return Ok(false);
+    };
+    let state = lock_state(&checked, LOCK_BYTE_PRODUCER)
+        .map_err(|e| io_err("test the lock of", name, e))?;
+    Ok(state.is_none())
+}
+
 /// Removes the segment `name` if its producer is dead; returns whether it
 /// did. A live segment, or another user's, is never removed, nor one whose
 /// producer is starting: the file is locked and checked to be the one the
