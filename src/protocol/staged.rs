@@ -15,6 +15,25 @@
 //! learns of the take (its next commit or flush): the consumer maps the
 //! descriptors read-only, and only the header page, where the word lives,
 //! writable. Zeroed memory (count 0) stages nothing.
+//!
+//! **No timer.** A staged item is never invisible to a consumer that
+//! looks: every poll that stops at the run's head takes it. So nothing
+//! waits for a time threshold: a run grows only while the consumer is
+//! busy elsewhere, and `max_items` merely bounds it.
+//!
+//! **Wake-ups.** The word is one more publication under the doorbell's
+//! Dekker handshake (`doorbell.rs`): every staging commit stores or RMWs
+//! the word and then rings (`ring_bells`: its barrier, then the load of
+//! `sleepers`), and the sleeper's re-check is a poll, which loads the word
+//! after its announcement and its barrier. With SeqCst fences on both sides
+//! either the producer sees the sleeper or the re-check sees the word, as
+//! for a `seq` store. With the asymmetric barrier (the producer's compiler
+//! fence, the sleeper's membarrier) the case analysis of docs/design.md
+//! ("The wake-up handshake") holds word for word with the RMW in place of
+//! the `seq` store: the IPI's full barrier on the producer's CPU falls
+//! before the RMW (its later load of `sleepers` sees the announcement) or
+//! after its load of `sleepers` (the RMW is visible to the re-check). Loom
+//! model 14 checks the symmetric form (`loom-tests/tests/staged.rs`).
 
 use crate::error::StreamError;
 use crate::protocol::ring::RingMem;
