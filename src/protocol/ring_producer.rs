@@ -409,8 +409,11 @@ impl ProducerRing {
                     });
                 } else {
                     // The consumer took the run: its `seq` says so now
-                    // (`flush_quiet`), and this item starts the next.
-                    self.flush_quiet();
+                    // (no claim needed: the word is taken), and this item
+                    // starts the next.
+                    self.held = None;
+                    let desc = self.mem.descriptor(held.head);
+                    self.publish_run(desc, held.head, held.n);
                     self.start_staged(position, len, meta);
                 }
                 return true;
