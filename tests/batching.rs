@@ -387,4 +387,30 @@ mod shared_state {
         assert_eq!(segment.staged(), (false, 3, 1));
         assert_eq!(consumer.poll().unwrap(), 4);
     }
+
+    /// A consumer that takes a run of one before the next commit could
+    /// extend it is looking all the time: the producer then publishes
+    /// directly (each item its own `seq`, the word left alone) for
+    /// `max_items` commits, and stages again after.
+    #[test]
+    fn a_run_of_one_taken_at_once_makes_the_next_commits_publish_directly() {
+        let (segment, producer) = Segment::new("direct");
+        let mut consumer = Consumer::open(&segment.config).unwrap();
+        producer.set_batching(Some(2));
+        send(&producer, 0);
+        assert_eq!(consumer.poll().unwrap(), 1, "taken alone");
+        send(&producer, 1);
+        assert_eq!(segment.seq(0), 1, "the taken run's seq");
+        assert_eq!(segment.seq(1), 2, "published directly");
+        send(&producer, 2);
+        assert_eq!(segment.seq(2), 3, "published directly");
+        assert_eq!(segment.staged(), (true, 0, 2), "the word left alone");
+        // Two direct commits done: staging again.
+        send(&producer, 3);
+        assert_eq!(segment.seq(3), 0);
+        assert_eq!(segment.staged(), (false, 3, 1));
+        let mut next = 0;
+        drain(&mut consumer, &mut next);
+        assert_eq!(next, 4);
+    }
 }

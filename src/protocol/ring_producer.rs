@@ -83,6 +83,10 @@ pub(crate) struct ProducerRing {
     /// The run staged in `Control::staged` and not yet taken as far as we
     /// know (`staged.rs`).
     held: Option<Held>,
+    /// Commits left to publish directly, without staging: set when the
+    /// consumer took a run of one before the next commit could extend it
+    /// (it is looking all the time, so staging only adds RMWs).
+    direct: u64,
 }
 
 /// The producer's staged run: `n` positions from `head`, all of `meta`
@@ -112,6 +116,7 @@ impl ProducerRing {
             notifier: None,
             batch_max: 0,
             held: None,
+            direct: 0,
         }
     }
 
@@ -361,7 +366,7 @@ impl ProducerRing {
     /// with `meta`, whose size the caller checked against the slot, or,
     /// with batching on, stages it (`stage`). The position must be `Held`.
     pub(crate) fn commit(&mut self, position: u64, len: u64, meta: &TensorMeta) {
-        if self.batch_max == 0 || !self.stage(position, len, meta) {
+        if self.batch_max == 0 || self.publish_directly() || !self.stage(position, len, meta) {
             self.commit_quiet(position, meta);
         }
         // A staged commit rings too: a sleeping consumer wakes at once and
@@ -376,6 +381,18 @@ impl ProducerRing {
             self.flush();
         }
         self.batch_max = max_items.min(self.mem.capacity).min(staged::MAX_COUNT);
+        self.direct = 0;
+    }
+
+    /// Whether this commit skips staging: `batch_max` commits in all from
+    /// the one that found a run of one taken (see `direct`), then staging
+    /// is tried again.
+    fn publish_directly(&mut self) -> bool {
+        if self.direct == 0 {
+            return false;
+        }
+        self.direct -= 1;
+        true
     }
 
     /// The longest run a commit may stage (0: batching is off).
@@ -397,25 +414,34 @@ impl ProducerRing {
                 && held.n < self.batch_max
                 && self.continues_run(held.head, held.n, len);
             if continues {
-                self.close(position);
-                // Its own copy of the metadata, for `committed_meta`: the
-                // run's last position is not known yet.
-                self.run_ends[(position & mask) as usize] = position;
-                self.run_metas[(position & mask) as usize] = *meta;
                 if staged::extend(&self.mem.control().staged, held.head, held.n) {
+                    self.close(position);
+                    // Its own copy of the metadata, for `committed_meta`:
+                    // the run's last position is not known yet.
+                    self.run_ends[(position & mask) as usize] = position;
+                    self.run_metas[(position & mask) as usize] = *meta;
                     self.held = Some(Held {
                         n: held.n + 1,
                         ..held
                     });
-                } else {
-                    // The consumer took the run: its `seq` says so now
-                    // (no claim needed: the word is taken), and this item
-                    // starts the next.
-                    self.held = None;
-                    let desc = self.mem.descriptor(held.head);
-                    self.publish_run(desc, held.head, held.n);
-                    self.start_staged(position, len, meta);
+                    return true;
                 }
+                // The consumer took the run: its `seq` says so now (no
+                // claim needed: the word is taken).
+                self.held = None;
+                let desc = self.mem.descriptor(held.head);
+                self.publish_run(desc, held.head, held.n);
+                if held.n == 1 {
+                    // Taken before a second item came: the consumer looks
+                    // all the time. Publish directly for a while: this
+                    // commit and `batch_max - 1` more.
+                    self.direct = self.batch_max - 1;
+                    return false;
+                }
+                // This item starts the next run.
+                self.close(position);
+                self.run_ends[(position & mask) as usize] = ALONE;
+                self.start_staged(position, len, meta);
                 return true;
             }
             self.flush_quiet();
