@@ -532,7 +532,9 @@ impl ProducerRing {
         debug_assert!(n >= 1 && n <= self.mem.capacity);
         // A held run goes first: the shared state then says what a
         // producer without batching would have published.
-        self.flush_quiet();
+        if self.held.is_some() {
+            self.flush_quiet();
+        }
         let mask = self.mem.capacity - 1;
         if n == 1 {
             // Every single commit: its own descriptor keeps the metadata

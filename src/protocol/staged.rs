@@ -125,16 +125,34 @@ pub(crate) fn claim(word: &AtomicU64, head: u64, n: u64) -> bool {
 /// `cached_registered`, as the walk does), a head behind the walk (a run
 /// the consumer already has), or ahead of it while `position` stays
 /// unpublished. Nothing is taken or stored when a check fails.
+#[inline]
 pub(crate) fn take(
     mem: &RingMem,
     position: u64,
     limit: u64,
     cached_registered: u64,
 ) -> Result<Option<u64>, StreamError> {
+    // Acquire: pairs with the producer's Release in `start` and `extend`.
+    // The common answers (nothing staged: batching off, or the run taken)
+    // inline in the walk, the rest out of line.
+    let seen = mem.control().staged.load(Ordering::Acquire);
+    if seen & TAKEN != 0 || count(seen) == 0 {
+        return Ok(None);
+    }
+    take_staged(mem, position, limit, cached_registered, seen)
+}
+
+/// [`take`] of a word `seen` that stages a run.
+#[inline(never)]
+fn take_staged(
+    mem: &RingMem,
+    position: u64,
+    limit: u64,
+    cached_registered: u64,
+    mut seen: u64,
+) -> Result<Option<u64>, StreamError> {
     let word = &mem.control().staged;
     let capacity = mem.capacity;
-    // Acquire: pairs with the producer's Release in `start` and `extend`.
-    let mut seen = word.load(Ordering::Acquire);
     loop {
         let n = count(seen);
         if seen & TAKEN != 0 || n == 0 {
