@@ -16,6 +16,7 @@
 #   SHMSTREAM_WEAKEN=wake_seqcst scripts/test-loom.sh --no-fail-fast
 #   SHMSTREAM_WEAKEN=hub_take_acquire scripts/test-loom.sh --test hub
 #   SHMSTREAM_WEAKEN=handover_release scripts/test-loom.sh --test handover
+#   SHMSTREAM_WEAKEN=staged_release scripts/test-loom.sh --test staged
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,14 +25,14 @@ rustflags="${RUSTFLAGS:+$RUSTFLAGS }--cfg loom"
 target_dir=target-loom
 case "${SHMSTREAM_WEAKEN:-}" in
     "") ;;
-    commit_release | wake_seqcst | hub_take_acquire | handover_release)
+    commit_release | wake_seqcst | hub_take_acquire | handover_release | staged_release)
         rustflags+=" --cfg shmstream_weaken=\"$SHMSTREAM_WEAKEN\""
         # Inside target-loom (gitignored), apart from the sound build.
         target_dir="target-loom/weaken-$SHMSTREAM_WEAKEN"
         echo "test-loom: ordering '$SHMSTREAM_WEAKEN' weakened on purpose; models are expected to fail" >&2
         ;;
     *)
-        echo "test-loom: SHMSTREAM_WEAKEN must be commit_release, wake_seqcst, hub_take_acquire or handover_release, not '$SHMSTREAM_WEAKEN'" >&2
+        echo "test-loom: SHMSTREAM_WEAKEN must be commit_release, wake_seqcst, hub_take_acquire, handover_release or staged_release, not '$SHMSTREAM_WEAKEN'" >&2
         exit 2
         ;;
 esac

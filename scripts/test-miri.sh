@@ -46,7 +46,7 @@ done
 cargo +nightly miri setup >&2 || skip "'cargo +nightly miri setup' failed"
 
 targets=(--lib)
-for t in policy miri_ring soundness ring buffer payload lease stream_set batch by_id grow; do
+for t in policy miri_ring soundness ring buffer payload lease stream_set batch by_id grow batching; do
     if [[ -f "tests/$t.rs" ]]; then
         targets+=(--test "$t")
     else

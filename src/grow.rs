@@ -97,6 +97,11 @@ impl<E> StreamBuffer<E> {
         if !ours {
             return Err(not_grown("the producer is not this buffer's".into()));
         }
+        // A run held by adaptive batching is published first: every
+        // position is then carried as committed, and the new ring batches
+        // as the old one did.
+        old.flush();
+        let batching = old.batching();
         let start = self.consumer.ring.consumed();
         let end = old.registered();
         let mut items = Vec::with_capacity((end - start) as usize);
@@ -131,6 +136,7 @@ impl<E> StreamBuffer<E> {
                     if let Some(hook) = old.take_notifier() {
                         next.ring.get_mut().set_notifier(hook);
                     }
+                    next.ring.get_mut().set_batching(batching);
                     // The old producer goes (its ring says so to nobody:
                     // the old consumer side only serves leases now).
                     drop(std::mem::replace(producer, next));

@@ -386,9 +386,54 @@ impl Producer {
         Ok(self.handle(reservation))
     }
 
+    /// Turns adaptive batching on or off (issue 24; off by default).
+    /// With `Some(max_items)`, a commit that continues the producer's
+    /// latest run (in order, same dtype and shape, same reserved size, back
+    /// to back in the payload) is *staged* instead of published one by one:
+    /// the consumer sees the run as one, validated once. Nothing waits for
+    /// a threshold: every commit still rings, so a sleeping consumer wakes
+    /// at once, and a consumer that looks takes whatever is staged. A run
+    /// is at most `max_items` long (clamped to the capacity); `None` or
+    /// `Some(0)` turns batching off and publishes the held run.
+    /// [`flush`](Self::flush), [`signal_done`](Self::signal_done),
+    /// [`wait_drained`](Self::wait_drained), a wait for room, the batch
+    /// calls, an abandon and the drop publish it too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shmstream::{in_process, DType, StreamConfig, StreamId, TensorMeta};
+    /// let cfg = StreamConfig::new(StreamId { request_id: "r".into(), edge_name: "e".into(), from_partition: "p".into() })
+    ///     .with_capacity(8);
+    /// let (producer, mut consumer) = in_process(&cfg).unwrap();
+    /// producer.set_batching(Some(64));
+    /// let meta = TensorMeta::new(DType::U8, &[4]).unwrap();
+    /// for id in ["a", "b", "c"] {
+    ///     producer.register(id).unwrap().write(meta, b"abcd").unwrap();
+    /// }
+    /// assert_eq!(consumer.poll().unwrap(), 3); // one staged run, taken
+    /// assert_eq!(consumer.window(0, 3).unwrap().shape(), &[3, 4]);
+    /// ```
+    pub fn set_batching(&self, max_items: Option<u64>) {
+        self.ring.borrow_mut().set_batching(max_items.unwrap_or(0));
+    }
+
+    /// The longest run a commit may stage, `None` when batching is off
+    /// (see [`set_batching`](Self::set_batching)).
+    pub fn batching(&self) -> Option<u64> {
+        Some(self.ring.borrow().batching()).filter(|&n| n > 0)
+    }
+
+    /// Publishes the run held by adaptive batching (see
+    /// [`set_batching`](Self::set_batching)) by its descriptor, unless the
+    /// consumer took it already; nothing to do when batching is off.
+    pub fn flush(&self) {
+        self.ring.borrow_mut().flush();
+    }
+
     /// The producer's last word: nothing more will be registered.
     pub fn signal_done(&self) {
-        self.ring.borrow().signal_done();
+        self.ring.borrow_mut().signal_done();
     }
 
     /// Waits until the consumer has released every registered item (so the
@@ -519,7 +564,7 @@ impl<'p> Slot<'p> {
         self.producer
             .ring
             .borrow_mut()
-            .commit(self.reservation.position, &meta);
+            .commit(self.reservation.position, reserved, &meta);
         self.done = true;
         Ok(())
     }

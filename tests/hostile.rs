@@ -34,6 +34,9 @@ const RELEASED: u64 = 1152;
 const FLAGS: u64 = 1280;
 const DATA_BELL: u64 = 1408;
 const SPACE_BELL: u64 = 1536;
+/// The producer's held run under adaptive batching (issue 24).
+const STAGED: u64 = 1664;
+const STAGED_TAKEN: u64 = 1 << 63;
 const DESCRIPTORS: u64 = 4096;
 const DESCRIPTOR_BYTES: u64 = 64;
 const SEQ: u64 = 0;
@@ -358,6 +361,83 @@ fn hostile_bells_and_header_rewrites_do_not_hang_or_matter() {
 
 // ---------------------------------------------------------------------------
 // The descriptors.
+
+/// The staged word of a run of `n` from `head` (`src/protocol/staged.rs`).
+fn staged(head: u64, n: u64) -> u64 {
+    head << 21 | n
+}
+
+/// Checks the consumer's prefix holds items `from..from + n` of
+/// `commit_item`'s scheme, in order.
+fn expect_items(consumer: &Consumer, from: u64, n: u64) {
+    for k in 0..n {
+        let item = consumer.item(k).unwrap();
+        assert_eq!(item.position(), from + k);
+        assert_eq!(common::check_item(item.bytes()), Ok(from + k));
+    }
+}
+
+#[test]
+fn a_lying_staged_word_is_corrupt_and_the_true_run_still_delivers() {
+    let s = stream("staged-lie", 8, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    s.producer.set_batching(Some(8));
+    commit(&s.producer, 2);
+    let truth = s.poker.read_u64(STAGED);
+    assert_eq!(truth, staged(0, 2), "two items staged, none published");
+    assert_eq!(s.poker.read_u64(desc(0, SEQ)), 0);
+    // Before the take: a count past the capacity, past the registered
+    // count; each refused before anything is taken, and the true word then
+    // delivers the run.
+    for (lie, needle) in [
+        (staged(0, 9), "count must be at most the capacity of 8"),
+        (
+            staged(0, (1 << 21) - 1),
+            "count must be at most the capacity of 8",
+        ),
+        (staged(0, 3), "past the registered count 2"),
+    ] {
+        s.poker.u64(STAGED, lie);
+        let msg = expect_corrupt(bounded("poll", || consumer.poll()), needle);
+        assert!(msg.contains(&format!("staged word {lie:#x}")), "{msg}");
+        assert_eq!(s.poker.read_u64(STAGED), lie, "nothing taken");
+        s.poker.u64(STAGED, truth);
+    }
+    assert_eq!(consumer.poll().unwrap(), 2);
+    expect_items(&consumer, 0, 2);
+    let taken = s.poker.read_u64(STAGED);
+    assert_eq!(taken, truth | STAGED_TAKEN);
+    // After the take, the walk stands at 2: the same run offered again
+    // (the taken bit cleared), a head behind the walk, a head ahead of it
+    // while position 2 is unpublished, a head far ahead.
+    for (lie, needle) in [
+        (truth, "not behind it"),
+        (staged(1, 1), "not behind it"),
+        (
+            staged(5, 1),
+            "past position 2, whose descriptor is not published",
+        ),
+        (staged(2 + 9, 1), "its head at most 8 past the walk"),
+    ] {
+        s.poker.u64(STAGED, lie);
+        let msg = expect_corrupt(bounded("poll", || consumer.poll()), needle);
+        assert!(msg.contains(&format!("staged word {lie:#x}")), "{msg}");
+        s.poker.u64(STAGED, taken);
+        assert_eq!(consumer.poll().unwrap(), 2, "the two taken, nothing more");
+    }
+    // Any taken word stages nothing, whatever else it says.
+    s.poker.u64(STAGED, STAGED_TAKEN | staged(2, 5));
+    assert_eq!(consumer.poll().unwrap(), 2);
+    s.poker.u64(STAGED, taken);
+    // The producer goes on: the next run is staged after the taken one and
+    // delivers.
+    consumer.consume(2);
+    commit(&s.producer, 3);
+    assert_eq!(s.poker.read_u64(desc(0, SEQ)), 2, "the taken run's seq");
+    assert_eq!(s.poker.read_u64(STAGED), staged(2, 3));
+    assert_eq!(consumer.poll().unwrap(), 3);
+    expect_items(&consumer, 2, 3);
+}
 
 #[test]
 fn a_completion_sequence_out_of_range_is_corrupt() {
@@ -1397,6 +1477,8 @@ fn corrupt_field(msg: &str) -> Option<&'static str> {
         Some("registered")
     } else if msg.starts_with("flags word ") {
         Some("flags")
+    } else if msg.starts_with("staged word ") {
+        Some("staged")
     } else {
         None
     }

@@ -146,7 +146,7 @@ fn a_wrong_version_is_refused() {
         } => {
             assert_eq!(
                 (field, expected.as_str(), found.as_str()),
-                ("version", "5", "99")
+                ("version", "6", "99")
             );
         }
         e => panic!("{e}"),

@@ -14,6 +14,10 @@
 //! `BatchItem`s, one fence; rtrb: `write_chunk_uninit` +
 //! `fill_from_iter`, whose consumer reads with `read_chunk`). The consumer
 //! of every peer takes whatever is there at each look, as in single mode.
+//!
+//! `shmstream_batching` (issue 24): single mode with the producer's
+//! adaptive batching on (`set_batching(Some(64))`): the same one-by-one
+//! `register` + `write`, staged into runs the consumer takes when it looks.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shmstream::{
@@ -120,6 +124,25 @@ impl<const N: usize> Spsc<N> for Shmstream {
         }
         rx.consume(n);
         n
+    }
+}
+
+/// shmstream with adaptive batching (runs of at most [`CHUNK`]).
+struct ShmstreamBatching;
+
+impl<const N: usize> Spsc<N> for ShmstreamBatching {
+    type Tx = ShmTx<N>;
+    type Rx = Consumer;
+    fn pair() -> (ShmTx<N>, Consumer) {
+        let (tx, rx) = <Shmstream as Spsc<N>>::pair();
+        tx.producer.set_batching(Some(CHUNK as u64));
+        (tx, rx)
+    }
+    fn send(tx: &mut ShmTx<N>, record: &[u8; N]) {
+        <Shmstream as Spsc<N>>::send(tx, record);
+    }
+    fn recv(rx: &mut Consumer, sink: &mut u64) -> u64 {
+        <Shmstream as Spsc<N>>::recv(rx, sink)
     }
 }
 
@@ -281,6 +304,9 @@ fn size<const N: usize>(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function(BenchmarkId::from_parameter("shmstream"), |b| {
         b.iter_custom(|iters| transfer::<Shmstream, N>(iters * BATCH))
+    });
+    group.bench_function(BenchmarkId::from_parameter("shmstream_batching"), |b| {
+        b.iter_custom(|iters| transfer::<ShmstreamBatching, N>(iters * BATCH))
     });
     group.bench_function(BenchmarkId::from_parameter("rtrb"), |b| {
         b.iter_custom(|iters| transfer::<Rtrb, N>(iters * BATCH))

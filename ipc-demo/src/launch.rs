@@ -87,6 +87,9 @@ pub struct RunArgs {
     /// Let the producer start before the consumer attached (the startup backlog then lands in the latency percentiles; by default the producer waits for the consumer and the report shows the steady state)
     #[arg(long)]
     pub cold_start: bool,
+    /// Adaptive batching on the producer (issue 24): one-by-one commits staged into runs of at most this many items (default: off)
+    #[arg(long, value_name = "ITEMS", value_parser = at_least_one)]
+    pub batching: Option<u64>,
 }
 
 /// How long the children get to end after a forwarded signal before the
@@ -335,6 +338,7 @@ pub fn run(args: &RunArgs) -> Outcome {
         streams: 1,
         stream_offset: 0,
         wait_consumer: !args.cold_start,
+        batching: args.batching,
     };
     launch.procs.push(spawn(
         "producer",
@@ -480,6 +484,7 @@ fn run_many(
             streams,
             stream_offset: offset,
             wait_consumer: false,
+            batching: args.batching,
         };
         offset += streams;
         launch.procs.push(spawn(

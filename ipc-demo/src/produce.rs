@@ -93,6 +93,9 @@ pub struct ProduceArgs {
     /// Wait (up to --timeout) for a consumer to attach before producing (--source synthetic, one stream), so the ring does not fill before the consumer runs and that startup backlog stays out of the consumer's latency percentiles (`ipc-demo run` passes it unless --cold-start)
     #[arg(long)]
     pub wait_consumer: bool,
+    /// Adaptive batching (issue 24): stage one-by-one commits into runs of at most this many items, which the consumer takes as one when it looks (every commit still wakes a sleeping consumer)
+    #[arg(long, value_name = "ITEMS", value_parser = at_least_one)]
+    pub batching: Option<u64>,
 }
 
 impl ProduceArgs {
@@ -121,6 +124,9 @@ impl ProduceArgs {
         }
         if self.wait_consumer {
             out.push("--wait-consumer".into());
+        }
+        if let Some(n) = self.batching {
+            out.extend(["--batching".into(), n.to_string()]);
         }
         out
     }
@@ -166,6 +172,7 @@ pub fn run(args: &ProduceArgs) -> Outcome {
     let name = config.segment_name()?;
     let producer = crate::signals::create_producer(&config, &name)
         .map_err(|e| format!("cannot create the stream: {e}"))?;
+    producer.set_batching(args.batching);
     let mut out = io::stdout().lock();
     writeln!(out, "segment {name}")?;
     out.flush()?;
@@ -255,6 +262,7 @@ fn many_streams(args: &ProduceArgs, worker: &str, ring: &RingArgs) -> Outcome {
                     break;
                 }
             };
+            producer.set_batching(args.batching);
             threads.push(scope.spawn(move || -> Result<Waits, String> {
                 let mut waits = Waits::default();
                 synthetic(&producer, args, &mut waits)

@@ -411,6 +411,26 @@ impl PyProducer {
             .map_err(|e| stream_err(py, &self.id, &e))
     }
 
+    /// Adaptive batching (issue 24): `max_items` > 0 stages one-by-one
+    /// commits that continue the producer's run (the consumer takes the
+    /// run when it looks; every commit still wakes a sleeping consumer);
+    /// `None` or 0 turns it off and publishes the held run.
+    #[pyo3(signature = (max_items))]
+    fn set_batching(&self, py: Python<'_>, max_items: Option<u64>) {
+        with_state(py, &self.state, |s| s.producer().set_batching(max_items));
+    }
+
+    /// The longest run a commit may stage; `None` when batching is off.
+    #[getter]
+    fn batching(&self, py: Python<'_>) -> Option<u64> {
+        with_state(py, &self.state, |s| s.producer().batching())
+    }
+
+    /// Publishes the run held by adaptive batching.
+    fn flush(&self, py: Python<'_>) {
+        with_state(py, &self.state, |s| s.producer().flush());
+    }
+
     /// The producer's last word: nothing more will be registered.
     fn signal_done(&self, py: Python<'_>) {
         with_state(py, &self.state, |s| s.producer().signal_done());

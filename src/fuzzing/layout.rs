@@ -73,6 +73,7 @@ pub fn table(name: &str) -> Option<Vec<Field>> {
             field!(c, Control, flags, "flags"),
             field!(c, Control, data_bell, "data bell"),
             field!(c, Control, space_bell, "space bell"),
+            field!(c, Control, staged, "staged"),
         ],
         "Descriptor table" => vec![
             field!(0, Descriptor, seq, "seq"),

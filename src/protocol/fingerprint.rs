@@ -59,7 +59,8 @@ mod offsets {
         assert!(offset_of!(Control, flags) == 256);
         assert!(offset_of!(Control, data_bell) == 384);
         assert!(offset_of!(Control, space_bell) == 512);
-        assert!(size_of::<Control>() == 640);
+        assert!(offset_of!(Control, staged) == 640);
+        assert!(size_of::<Control>() == 768);
         assert!(CONTROL_OFFSET % LINE_BYTES == 0);
         assert!(CONTROL_OFFSET + size_of::<Control>() <= HEADER_BYTES);
         // A descriptor: one 64-byte line, line-aligned.
@@ -106,7 +107,7 @@ const fn fnv1a(mut hash: u64, value: u64) -> u64 {
 /// the consumer checks one by one happens to agree.
 pub(crate) const LAYOUT_FINGERPRINT: u64 = {
     use core::mem::{align_of, offset_of, size_of};
-    let parts: [u64; 69] = [
+    let parts: [u64; 71] = [
         MAGIC,
         VERSION as u64,
         HEADER_BYTES as u64,
@@ -158,6 +159,7 @@ pub(crate) const LAYOUT_FINGERPRINT: u64 = {
         offset_of!(Control, flags) as u64,
         offset_of!(Control, data_bell) as u64,
         offset_of!(Control, space_bell) as u64,
+        offset_of!(Control, staged) as u64,
         size_of::<Doorbell>() as u64,
         size_of::<Descriptor>() as u64,
         align_of::<Descriptor>() as u64,
@@ -184,6 +186,9 @@ pub(crate) const LAYOUT_FINGERPRINT: u64 = {
         // A descriptor's `seq` publishes a run: head position plus count
         // (issue 24; before, position plus one for each item).
         u64::from_le_bytes(*b"seq=p+n\0"),
+        // The staged word (issue 24): taken bit 63, the head's low 42 bits
+        // from bit 21, the count in bits 0-20.
+        63 | 21 << 8 | 42 << 16,
     ];
     let mut hash = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;

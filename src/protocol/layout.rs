@@ -33,7 +33,7 @@ pub const MAX_ALIGN: u64 = 64;
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMSTRM\0");
 /// Bumped whenever the bytes of a segment change meaning.
 #[cfg_attr(loom, allow(dead_code))] // segments only
-pub(crate) const VERSION: u32 = 5;
+pub(crate) const VERSION: u32 = 6;
 /// The header occupies one page.
 pub(crate) const HEADER_BYTES: usize = 4096;
 pub(crate) const PAGE: usize = 4096;
@@ -102,6 +102,11 @@ pub(crate) struct Control {
     pub(crate) data_bell: Padded<Doorbell>,
     /// The producer sleeps here waiting for space; the consumer rings.
     pub(crate) space_bell: Padded<Doorbell>,
+    /// The producer's held run under adaptive batching (issue 24): its
+    /// head, its count and whether the consumer took it, packed as
+    /// `staged.rs` says. The producer writes an untaken value; the
+    /// consumer only ever sets the taken bit (a CAS). 0: nothing staged.
+    pub(crate) staged: Padded<AtomicU64>,
 }
 
 impl Control {
@@ -114,6 +119,7 @@ impl Control {
             flags: Padded::new(AtomicU32::new(0)),
             data_bell: Padded::new(Doorbell::new()),
             space_bell: Padded::new(Doorbell::new()),
+            staged: Padded::new(AtomicU64::new(0)),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::protocol::layout::{
 };
 use crate::protocol::reason;
 use crate::protocol::ring::{RingMem, Side};
+use crate::protocol::staged;
 use crate::protocol::wait::{wait_for, Waited};
 use crate::sync::Ordering;
 use std::cell::{Cell, RefCell, UnsafeCell};
@@ -438,6 +439,13 @@ impl Cursors {
             // `publish_run`; the metadata and payload of the whole run are
             // visible, and so is the `registered` count stored before it.
             let seq = desc.seq.load(Ordering::Acquire);
+            // Not published: a run the producer staged here (adaptive
+            // batching, `staged.rs`) is taken and read as its `seq`.
+            let seq = if seq <= position {
+                staged::take(mem, position, limit, self.cached_registered)?.unwrap_or(seq)
+            } else {
+                seq
+            };
             // The count is checked before anything trusts it: against the
             // window first (no load), then, for a run that reaches past the
             // registered count we know, against a fresh one.

@@ -10,6 +10,7 @@ use crate::protocol::layout::{
 };
 use crate::protocol::reason;
 use crate::protocol::ring::{RingMem, Side};
+use crate::protocol::staged;
 use crate::protocol::tensor::{DType, TensorMeta};
 use crate::protocol::wait::{wait_for, Waited};
 use crate::protocol::wake::Wake;
@@ -76,6 +77,26 @@ pub(crate) struct ProducerRing {
     /// publication (after the stream's own bell), so the worker waiting on
     /// all its streams at once wakes up. The ring knows only the hook.
     notifier: Option<Box<dyn Wake>>,
+    /// Adaptive batching (issue 24): the longest run an in-order commit
+    /// may stage (0: off, every commit publishes).
+    batch_max: u64,
+    /// The run staged in `Control::staged` and not yet taken as far as we
+    /// know (`staged.rs`).
+    held: Option<Held>,
+    /// Commits left to publish directly, without staging: set when the
+    /// consumer took a run of one before the next commit could extend it
+    /// (it is looking all the time, so staging only adds RMWs).
+    direct: u64,
+}
+
+/// The producer's staged run: `n` positions from `head`, all of `meta`
+/// and of `len` reserved bytes, lying a run's stride apart.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    head: u64,
+    n: u64,
+    meta: TensorMeta,
+    len: u64,
 }
 
 impl ProducerRing {
@@ -93,6 +114,9 @@ impl ProducerRing {
             run_metas: vec![TensorMeta::new(DType::U8, &[]).expect("a scalar"); capacity]
                 .into_boxed_slice(),
             notifier: None,
+            batch_max: 0,
+            held: None,
+            direct: 0,
         }
     }
 
@@ -258,6 +282,10 @@ impl ProducerRing {
         len: u64,
         timeout: Option<Duration>,
     ) -> Result<(), StreamError> {
+        // The held run is published before we sleep (a consumer takes it
+        // anyway when it looks; this leaves shared memory as it would be
+        // without batching while we wait).
+        self.flush();
         let high = self.oldest_open();
         let waited = self.wait_for_consumer(high, timeout, |released, gone| {
             released.map_or(true, |r| self.short_of(r, len).is_none()) || gone
@@ -334,11 +362,141 @@ impl ProducerRing {
         self.has_space(len)
     }
 
-    /// Publishes the slot of `position` as complete with `meta`, whose size
-    /// the caller checked against the slot. The position must be `Held`.
-    pub(crate) fn commit(&mut self, position: u64, meta: &TensorMeta) {
-        self.commit_quiet(position, meta);
+    /// Publishes the slot of `position` (`len` bytes reserved) as complete
+    /// with `meta`, whose size the caller checked against the slot, or,
+    /// with batching on, stages it (`stage`). The position must be `Held`.
+    pub(crate) fn commit(&mut self, position: u64, len: u64, meta: &TensorMeta) {
+        if self.batch_max == 0 || self.publish_directly() || !self.stage(position, len, meta) {
+            self.commit_quiet(position, meta);
+        }
+        // A staged commit rings too: a sleeping consumer wakes at once and
+        // its poll takes the run (no latency when the consumer is idle).
         self.ring_bells();
+    }
+
+    /// Turns adaptive batching on (`max_items` > 0: the longest staged
+    /// run, at most the capacity) or off (0, publishing the held run).
+    pub(crate) fn set_batching(&mut self, max_items: u64) {
+        if max_items == 0 {
+            self.flush();
+        }
+        self.batch_max = max_items.min(self.mem.capacity).min(staged::MAX_COUNT);
+        self.direct = 0;
+    }
+
+    /// Whether this commit skips staging: `batch_max` commits in all from
+    /// the one that found a run of one taken (see `direct`), then staging
+    /// is tried again.
+    fn publish_directly(&mut self) -> bool {
+        if self.direct == 0 {
+            return false;
+        }
+        self.direct -= 1;
+        true
+    }
+
+    /// The longest run a commit may stage (0: batching is off).
+    pub(crate) fn batching(&self) -> u64 {
+        self.batch_max
+    }
+
+    /// Stages the held `position` (`len` bytes, `meta`) instead of
+    /// publishing it: it extends the held run when it continues it, or
+    /// starts a run when every position before it is published. False when
+    /// it must be published the usual way (out of order). A held run it
+    /// does not continue is published first.
+    fn stage(&mut self, position: u64, len: u64, meta: &TensorMeta) -> bool {
+        let mask = self.mem.capacity - 1;
+        if let Some(held) = self.held {
+            let continues = position == held.head + held.n
+                && *meta == held.meta
+                && len == held.len
+                && held.n < self.batch_max
+                && self.continues_run(held.head, held.n, len);
+            if continues {
+                if staged::extend(&self.mem.control().staged, held.head, held.n) {
+                    self.close(position);
+                    // Its own copy of the metadata, for `committed_meta`:
+                    // the run's last position is not known yet.
+                    self.run_ends[(position & mask) as usize] = position;
+                    self.run_metas[(position & mask) as usize] = *meta;
+                    self.held = Some(Held {
+                        n: held.n + 1,
+                        ..held
+                    });
+                    return true;
+                }
+                // The consumer took the run: its `seq` says so now (no
+                // claim needed: the word is taken).
+                self.held = None;
+                let desc = self.mem.descriptor(held.head);
+                self.publish_run(desc, held.head, held.n);
+                if held.n == 1 {
+                    // Taken before a second item came: the consumer looks
+                    // all the time. Publish directly for a while: this
+                    // commit and `batch_max - 1` more.
+                    self.direct = self.batch_max - 1;
+                    return false;
+                }
+                // This item starts the next run.
+                self.close(position);
+                self.run_ends[(position & mask) as usize] = ALONE;
+                self.start_staged(position, len, meta);
+                return true;
+            }
+            self.flush_quiet();
+        }
+        // A run starts only where the consumer's walk can stop: every
+        // position before it published (the `take` in `poll` relies on it).
+        if self.oldest_open() != position {
+            return false;
+        }
+        self.close(position);
+        self.run_ends[(position & mask) as usize] = ALONE;
+        self.start_staged(position, len, meta);
+        true
+    }
+
+    /// Writes the head's metadata and stages a run of one at `position`
+    /// (closed by the caller).
+    fn start_staged(&mut self, position: u64, len: u64, meta: &TensorMeta) {
+        self.mem.descriptor(position).write_meta(
+            self.mem.side(position),
+            STATUS_COMMITTED,
+            meta.dtype().code(),
+            meta.dims_raw(),
+            meta.ndim(),
+            meta.nbytes(),
+        );
+        staged::start(&self.mem.control().staged, position);
+        self.held = Some(Held {
+            head: position,
+            n: 1,
+            meta: *meta,
+            len,
+        });
+    }
+
+    /// Publishes the held run by its head's `seq`; rings nothing (the
+    /// commit that staged each item rang). True when the run was still
+    /// staged; false when the consumer had taken it, whose `seq` is then
+    /// stored only so that shared memory reads as published (the consumer
+    /// cannot store it: it maps the descriptors read-only).
+    fn flush_quiet(&mut self) -> bool {
+        let Some(held) = self.held.take() else {
+            return false;
+        };
+        let claimed = staged::claim(&self.mem.control().staged, held.head, held.n);
+        let desc = self.mem.descriptor(held.head);
+        self.publish_run(desc, held.head, held.n);
+        claimed
+    }
+
+    /// Publishes the held run (if the consumer has not taken it) and rings.
+    pub(crate) fn flush(&mut self) {
+        if self.flush_quiet() {
+            self.ring_bells();
+        }
     }
 
     /// As [`commit`](Self::commit), without ringing: the `seq` store only.
@@ -372,6 +530,11 @@ impl ProducerRing {
     /// Release store of its `seq` (`head + n`) publishes them all.
     pub(crate) fn commit_run(&mut self, head: u64, n: u64, meta: &TensorMeta) {
         debug_assert!(n >= 1 && n <= self.mem.capacity);
+        // A held run goes first: the shared state then says what a
+        // producer without batching would have published.
+        if self.held.is_some() {
+            self.flush_quiet();
+        }
         let mask = self.mem.capacity - 1;
         if n == 1 {
             // Every single commit: its own descriptor keeps the metadata
@@ -421,6 +584,7 @@ impl ProducerRing {
     /// goes into the position's descriptor and side entry before the
     /// Release store of its `seq` publishes it.
     pub(crate) fn abandon_with(&mut self, position: u64, reason: &AbandonReason) {
+        self.flush_quiet();
         self.close(position);
         let desc = self.mem.descriptor(position);
         reason::write(reason, desc, self.mem.side(position));
@@ -466,8 +630,9 @@ impl ProducerRing {
         self.notify_hub();
     }
 
-    /// Marks the stream done and wakes the consumer.
-    pub(crate) fn signal_done(&self) {
+    /// Publishes the held run, marks the stream done and wakes the consumer.
+    pub(crate) fn signal_done(&mut self) {
+        self.flush_quiet();
         self.mem.set_flag(FLAG_DONE);
         self.mem.control().data_bell.ring();
         self.notify_hub();
@@ -475,6 +640,7 @@ impl ProducerRing {
 
     /// Waits until the consumer released everything registered (or left).
     pub(crate) fn wait_drained(&mut self, timeout: Option<Duration>) -> Result<(), StreamError> {
+        self.flush();
         let next = self.next;
         // The producer is one thread: a position it has not published now
         // will not be published while it waits here.
@@ -547,6 +713,7 @@ pub(crate) fn load_released(mem: &RingMem, low: u64, high: u64) -> Result<u64, S
 
 impl Drop for ProducerRing {
     fn drop(&mut self) {
+        self.flush_quiet();
         self.mem.set_flag(FLAG_PRODUCER_GONE);
         self.mem.control().data_bell.wake();
         self.notify_hub();

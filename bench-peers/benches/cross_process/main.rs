@@ -43,7 +43,7 @@ use criterion::Criterion;
 use latency::{child_floor, child_shm_echo, child_socket_echo, latency, Floor, Shm, Socket};
 use std::env;
 use streaming::handoff::{child_handoff_read, HandoffStream};
-use streaming::shm::{child_shm_read, ShmBatchStream, ShmStream};
+use streaming::shm::{child_shm_read, ShmBatchStream, ShmBatchingStream, ShmStream};
 use streaming::socket::{child_socket_read, SocketStream};
 use streaming::{memcpy, mixed::mixed, stream};
 use wakeup::{child_futex_floor, child_shm_wakeup, wakeup, FutexFloor, Wakeup};
@@ -75,6 +75,7 @@ fn benches(c: &mut Criterion) {
     for size in [56, 65536] {
         stream::<ShmStream>(c, size, "shmstream");
         if size == 56 {
+            stream::<ShmBatchingStream>(c, size, "shmstream_batching");
             stream::<ShmBatchStream>(c, size, "shmstream_batch64");
         }
         stream::<SocketStream>(c, size, "unix_socket");

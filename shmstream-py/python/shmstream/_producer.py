@@ -20,7 +20,8 @@ class Producer:
     ``capacity`` items (a power of two), ``item_bytes`` reserved per
     registration unless told otherwise, ``payload_bytes`` in all (default
     ``capacity * item_bytes``). ``timeout`` (seconds, None: for ever) bounds
-    every wait for room.
+    every wait for room. ``batching`` (an item count, None: off) turns on
+    adaptive batching: see :meth:`set_batching`.
     """
 
     __module__ = "shmstream"  # its public home (repr, help), as before the move
@@ -38,6 +39,7 @@ class Producer:
         payload_bytes: int | None = None,
         prefix: str | None = None,
         timeout: float | None = None,
+        batching: int | None = None,
     ) -> None:
         self._p = _shmstream._Producer.create(
             request_id,
@@ -49,6 +51,8 @@ class Producer:
             prefix,
             timeout,
         )
+        if batching:
+            self._p.set_batching(batching)
 
     def register(
         self, tensor_id: str, nbytes: int | None = None, timeout: float | None = _DEFAULT
@@ -145,6 +149,29 @@ class Producer:
             keep.append(k)
         self._p._put_many_raw(ids, dtypes, shapes, ptrs, sizes, timeout)
         del keep
+
+    def set_batching(self, max_items: int | None) -> None:
+        """Adaptive batching (off by default): with ``max_items`` > 0, a
+        commit that continues the producer's latest run (in order, same dtype
+        and shape, same reserved size, back to back) is staged instead of
+        published one by one, and the consumer takes the whole run, checked
+        once, when it next looks. Nothing waits for a threshold: every commit
+        still wakes a sleeping consumer, and a looking consumer takes what is
+        staged; a run is at most ``max_items`` long (at most the capacity).
+        ``None`` or 0 turns it off and publishes the held run. :meth:`flush`,
+        :meth:`signal_done`, :meth:`wait_drained`, ``put_many``, a wait for
+        room and closing publish the held run too."""
+        self._p.set_batching(max_items)
+
+    @property
+    def batching(self) -> int | None:
+        """The longest run a commit may stage; None when batching is off."""
+        return self._p.batching
+
+    def flush(self) -> None:
+        """Publishes the run adaptive batching holds (if the consumer has not
+        taken it already); nothing to do when batching is off."""
+        self._p.flush()
 
     def signal_done(self) -> None:
         """No more items will be registered."""

@@ -310,13 +310,15 @@ class Hub:
         payload_bytes: int | None = None,
         prefix: str | None = None,
         timeout: float | None = None,
+        batching: int | None = None,
     ) -> Any:
         """Creates a stream for the worker (as :class:`Producer`, segment
         ``prefix`` default the hub's) and announces it in the hub; its
         commits, ``signal_done`` and close then wake the worker. A producer
         dropped before the worker adopted its stream leaves the segment to
         the worker, which reads it whole and then removes it (the set removes
-        those it never adopted when it closes). Raises
+        those it never adopted when it closes). ``batching``: as
+        :class:`Producer`'s. Raises
         :class:`HubFull`, :class:`WorkerGone`, :class:`StreamExists`."""
         p = Producer.__new__(Producer)
         p._p = self._h.create_stream(
@@ -329,6 +331,8 @@ class Hub:
             prefix,
             timeout,
         )
+        if batching:
+            p._p.set_batching(batching)
         return p
 
     @property

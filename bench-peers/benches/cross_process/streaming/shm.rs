@@ -1,5 +1,6 @@
-//! shmstream's streaming peers: one tensor per `register_sized` + commit,
-//! or 64 per `put_many`; the child reads in place after `wait_for`.
+//! shmstream's streaming peers: one tensor per `register_sized` + commit
+//! (with adaptive batching or without), or 64 per `put_many`; the child
+//! reads in place after `wait_for`.
 
 use super::{stream_config, Stream};
 use crate::common::{open_consumer, prefix_of, reap, spawn, touch, u64_meta, Aligned, TIMEOUT};
@@ -88,6 +89,25 @@ impl Stream for ShmBatchStream {
         s.producer
             .wait_drained(Some(TIMEOUT))
             .expect("wait drained");
+    }
+    fn stop(self) {
+        self.0.stop();
+    }
+}
+
+/// shmstream with adaptive batching (issue 24): the one-by-one path of
+/// [`ShmStream`], its commits staged into runs of at most
+/// [`STREAM_CHUNK`] that the child takes when it looks.
+pub(crate) struct ShmBatchingStream(ShmStream);
+
+impl Stream for ShmBatchingStream {
+    fn start(size: usize) -> Self {
+        let s = ShmStream::start(size);
+        s.producer.set_batching(Some(STREAM_CHUNK as u64));
+        ShmBatchingStream(s)
+    }
+    fn send_batch(&mut self, items: u64) {
+        self.0.send_paced(items, None);
     }
     fn stop(self) {
         self.0.stop();
