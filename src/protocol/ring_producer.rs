@@ -3,7 +3,7 @@
 //! wait for space.
 
 use crate::error::{AbandonReason, Resource, StreamError};
-use crate::protocol::descriptor::{run_stride, Descriptor};
+use crate::protocol::descriptor::{run_stride, write_id, Descriptor};
 use crate::protocol::layout::{
     placement_align, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_PRODUCER_GONE,
     MAX_ID_LEN, STATUS_COMMITTED,
@@ -56,6 +56,10 @@ pub(crate) struct ProducerRing {
     /// starts. The oldest unreleased position's start is the floor of free
     /// space: nothing may be placed past it plus the payload length.
     starts: Box<[u64]>,
+    /// By slot: the reservation's length and the id's length of the
+    /// position that last reserved it. The descriptor gets them (and the
+    /// start) only when the position is published: see `reserve_quiet`.
+    lens: Box<[(u64, u8)]>,
     /// End of the newest reservation: the next one starts at or after it.
     head: u64,
     /// By slot: the state of the position that last reserved it.
@@ -86,6 +90,7 @@ impl ProducerRing {
             next: 0,
             cached_released: 0,
             starts: vec![0; capacity].into_boxed_slice(),
+            lens: vec![(0, 0); capacity].into_boxed_slice(),
             head: 0,
             states: vec![SlotState::Free; capacity].into_boxed_slice(),
             oldest_open: 0,
@@ -291,12 +296,17 @@ impl ProducerRing {
     pub(crate) fn reserve_quiet(&mut self, id: &[u8], len: u64) -> Reservation {
         let position = self.next;
         let offset = self.place(len);
-        self.mem
-            .descriptor(position)
-            .write_registration(self.mem.side(position), id, offset, len);
+        // The id goes to the side table now (its line is ours until the
+        // consumer asks for an id); the reservation waits for the commit
+        // (`write_reservation`): a spinning consumer holds the descriptor's
+        // line (it loads the next `seq` on every poll), and writing it here
+        // and again at commit cost two transfers of that line per item.
+        write_id(self.mem.side(position), id);
+        let slot = (position & (self.mem.capacity - 1)) as usize;
         self.head = offset + len;
-        self.starts[(position & (self.mem.capacity - 1)) as usize] = offset;
-        self.states[(position & (self.mem.capacity - 1)) as usize] = SlotState::Held;
+        self.starts[slot] = offset;
+        self.lens[slot] = (len, id.len() as u8);
+        self.states[slot] = SlotState::Held;
         self.next = position + 1;
         Reservation {
             position,
@@ -385,8 +395,13 @@ impl ProducerRing {
                 self.run_ends[(position & mask) as usize] = head + n - 1;
             }
             self.run_metas[((head + n - 1) & mask) as usize] = *meta;
+            // The run's other descriptors carry their registration only
+            // (the consumer reads their id length; `carry.rs` their start).
+            for position in head + 1..head + n {
+                self.write_reservation(position);
+            }
         }
-        let desc = self.mem.descriptor(head);
+        let desc = self.write_reservation(head);
         desc.write_meta(
             self.mem.side(head),
             STATUS_COMMITTED,
@@ -422,9 +437,26 @@ impl ProducerRing {
     /// Release store of its `seq` publishes it.
     pub(crate) fn abandon_with(&mut self, position: u64, reason: &AbandonReason) {
         self.close(position);
-        let desc = self.mem.descriptor(position);
+        let desc = self.write_reservation(position);
         reason::write(reason, desc, self.mem.side(position));
         self.publish(desc, position);
+    }
+
+    /// Writes the registration of the reserved `position` (its start and
+    /// length, its id's length) into its descriptor, from our private
+    /// copies, before the position is published.
+    fn write_reservation(&self, position: u64) -> &Descriptor {
+        let slot = (position & (self.mem.capacity - 1)) as usize;
+        let (len, id_len) = self.lens[slot];
+        let desc = self.mem.descriptor(position);
+        desc.write_reservation(self.starts[slot], len, id_len);
+        desc
+    }
+
+    /// The length reserved at `position` and its id's length, as its
+    /// registration left them (`position` registered and not released).
+    pub(crate) fn reserved(&self, position: u64) -> (u64, u8) {
+        self.lens[(position & (self.mem.capacity - 1)) as usize]
     }
 
     /// Marks a held position published. Anything else is a bug in this
