@@ -123,9 +123,17 @@ impl Descriptor {
 /// alone until the consumer asks for an id.
 pub(crate) fn write_id(side: &SideEntry, id: &[u8]) {
     for (cell, chunk) in side.id.iter().zip(id.chunks(8)) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        cell.store(u64::from_le_bytes(word), Ordering::Relaxed);
+        // The word is put together in a register: copying a short chunk
+        // into a stack buffer and loading it as a word misses store
+        // forwarding, and that load then waits for every store before it
+        // to leave the store buffer (those into lines the consumer holds
+        // take a cache-line transfer each): measured, 92% of `reserve`'s
+        // time in the one-by-one stream (issue 24).
+        let word = chunk
+            .iter()
+            .rev()
+            .fold(0u64, |word, &byte| word << 8 | u64::from(byte));
+        cell.store(word, Ordering::Relaxed);
     }
 }
 
