@@ -168,6 +168,7 @@ impl ProducerRing {
     /// Where a reservation of `len` bytes would start: after the newest
     /// one, aligned for its size; without a mirror, not across the end of
     /// the payload area (it moves to the start of the next lap instead).
+    #[inline(always)]
     fn place(&self, len: u64) -> u64 {
         // Both are powers of two: round up with masks, not a division (this
         // runs twice per registration).
@@ -186,6 +187,7 @@ impl ProducerRing {
     /// The bytes in use run from the start of the oldest unreleased
     /// reservation (padding before it is free); with none unreleased, any
     /// reservation of at most the payload length fits.
+    #[inline(always)]
     fn short_of(&self, released: u64, len: u64) -> Option<Resource> {
         if self.next - released >= self.mem.capacity {
             return Some(Resource::Items);
@@ -199,6 +201,7 @@ impl ProducerRing {
         (offset + len - floor > self.mem.payload_bytes).then_some(Resource::PayloadBytes)
     }
 
+    #[inline(always)]
     fn has_space(&mut self, len: u64) -> Result<Option<Resource>, StreamError> {
         if self.short_of(self.cached_released, len).is_none() {
             return Ok(None);
@@ -209,6 +212,7 @@ impl ProducerRing {
         Ok(self.short_of(released, len))
     }
 
+    #[inline(always)]
     fn check_open(&self) -> Result<(), StreamError> {
         let flags = self.mem.flags();
         if flags & FLAG_DONE != 0 {
@@ -222,6 +226,7 @@ impl ProducerRing {
 
     /// Reserves the next position for `id` and `len` payload bytes without
     /// waiting.
+    #[inline(always)]
     pub(crate) fn try_reserve(&mut self, id: &[u8], len: u64) -> Result<Reservation, StreamError> {
         check_id(id)?;
         if let Some(resource) = self.fits(len)? {
@@ -238,6 +243,7 @@ impl ProducerRing {
 
     /// Reserves the next position for `id` and `len` bytes, waiting up to
     /// `timeout` (`None`: for ever) for the consumer to release room.
+    #[inline(always)]
     pub(crate) fn reserve(
         &mut self,
         id: &[u8],
@@ -282,6 +288,7 @@ impl ProducerRing {
         }
     }
 
+    #[inline(always)]
     fn reserve_unchecked(&mut self, id: &[u8], len: u64) -> Reservation {
         let reservation = self.reserve_quiet(id, len);
         self.publish_registered();
@@ -293,6 +300,7 @@ impl ProducerRing {
     /// without publishing `registered`: a batch publishes it once, with
     /// [`publish_registered`](Self::publish_registered), before it
     /// publishes any of the batch's completions.
+    #[inline(always)]
     pub(crate) fn reserve_quiet(&mut self, id: &[u8], len: u64) -> Reservation {
         let position = self.next;
         let offset = self.place(len);
@@ -318,6 +326,7 @@ impl ProducerRing {
     /// Publishes how many positions are registered. Must come before the
     /// completion of any of them is published: a consumer that sees a
     /// completion past `registered` reports the count as corrupt.
+    #[inline(always)]
     pub(crate) fn publish_registered(&self) {
         // Release: pairs with the consumer's Acquire load of `registered`;
         // the ids written before are visible to it. Program order puts it
@@ -333,6 +342,7 @@ impl ProducerRing {
     /// open and the bytes fit the payload at all; `Ok(Some(resource))` when
     /// they fit only after the consumer releases `resource` (reloading its
     /// `released` only when the cached value says short).
+    #[inline(always)]
     pub(crate) fn fits(&mut self, len: u64) -> Result<Option<Resource>, StreamError> {
         if len > self.mem.payload_bytes {
             return Err(StreamError::ExceedsPayload {
