@@ -263,7 +263,7 @@ fn corrupt_everywhere(
 fn registered_ahead_of_capacity_is_corrupt() {
     let msg = corrupt_everywhere(
         "reg-ahead",
-        // `registered` is checked on a poll that finds nothing new.
+        // `registered` is checked on an idle poll (`idle_until_corrupt`).
         true,
         |p| commit(p, 2),
         |w| w.u64(REGISTERED, 5), // capacity 4, nothing released
