@@ -192,6 +192,7 @@ impl Producer {
     /// # Errors
     ///
     /// As [`register_sized`](Self::register_sized).
+    #[inline(always)]
     pub fn register_sized_timeout(
         &self,
         id: &str,
@@ -241,6 +242,7 @@ impl Producer {
     /// The handle of a position the ring just made `Held` for it: the only
     /// one, since only a `Free -> Held` or `Pending -> Held` transition
     /// makes a handle.
+    #[inline(always)]
     fn handle(&self, reservation: Reservation) -> Slot<'_> {
         Slot {
             producer: self,

@@ -63,6 +63,10 @@ const U64_CODE: u32 = 13;
 const SHORT: Duration = Duration::from_millis(50);
 /// Anything slower than this counts as a hang.
 const HANG: Duration = Duration::from_secs(5);
+/// An empty poll looks at `registered` only on every this-many-th poll in a
+/// row that found nothing new, or before a wait sleeps (issue 24: a
+/// spinning consumer must not take the producer's line on every poll).
+const IDLE_CHECK: u32 = 1024;
 
 fn desc(slot: u64, field: u64) -> u64 {
     DESCRIPTORS + slot * DESCRIPTOR_BYTES + field
@@ -164,12 +168,32 @@ fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Polls with `poll` (which must not find anything new) until it reports
+/// the damage: on the `IDLE_CHECK`-th poll in a row at the latest, for a
+/// value that only an idle poll looks at (`registered`).
+fn idle_until_corrupt<T: std::fmt::Debug>(
+    mut poll: impl FnMut() -> Result<T, StreamError>,
+    needle: &str,
+) {
+    for _ in 1..IDLE_CHECK {
+        match poll() {
+            Ok(_) => {}
+            other => {
+                expect_corrupt(other, needle);
+                return;
+            }
+        }
+    }
+    expect_corrupt(poll(), needle);
+}
+
 /// Damages a live segment with `damage` (after the items `setup` commits
 /// and, with `poll_first`, after one poll), then checks that every consumer
 /// surface reports `Corrupt` naming `needle`: `Consumer::poll`,
 /// `Consumer::wait_for`, and `StreamBuffer::has_chunk_ready`, `pop_chunk`,
 /// `next_chunk`, each twice (a second call after an error neither panics
-/// nor hangs either).
+/// nor hangs either). A corrupt `registered` is found by an idle poll
+/// (`idle_until_corrupt`), and then reported by every call.
 fn corrupt_everywhere(
     tag: &str,
     poll_first: bool,
@@ -185,6 +209,9 @@ fn corrupt_everywhere(
         consumer.poll().unwrap();
     }
     damage(&s.poker);
+    if needle == "registered count" {
+        idle_until_corrupt(|| consumer.poll(), needle);
+    }
     let msg = expect_corrupt(bounded("poll", || consumer.poll()), needle);
     for _ in 0..2 {
         expect_corrupt(bounded("poll", || consumer.poll()), needle);
@@ -208,6 +235,9 @@ fn corrupt_everywhere(
         buffer.available().unwrap();
     }
     damage(&s.poker);
+    if needle == "registered count" {
+        idle_until_corrupt(|| buffer.has_chunk_ready(), needle);
+    }
     for _ in 0..2 {
         expect_corrupt(
             bounded("has_chunk_ready", || buffer.has_chunk_ready()),
@@ -236,7 +266,7 @@ fn corrupt_everywhere(
 fn registered_ahead_of_capacity_is_corrupt() {
     let msg = corrupt_everywhere(
         "reg-ahead",
-        // `registered` is checked on a poll that finds nothing new.
+        // `registered` is checked on an idle poll (`idle_until_corrupt`).
         true,
         |p| commit(p, 2),
         |w| w.u64(REGISTERED, 5), // capacity 4, nothing released
@@ -262,6 +292,61 @@ fn registered_going_backwards_is_corrupt() {
         "registered count",
     );
     assert!(msg.contains("registered count 1 is outside 3..="), "{msg}");
+}
+
+/// Issue 24: a poll that finds nothing new looks at `registered` only on
+/// every `IDLE_CHECK`-th poll in a row (a spinning consumer took the
+/// producer's line once per item); the count it finds corrupt is then
+/// reported by every later poll, never forgotten between two checks.
+#[test]
+fn a_corrupt_registered_count_is_found_by_an_idle_poll_and_kept() {
+    let s = stream("reg-idle", 4, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    commit(&s.producer, 2);
+    assert_eq!(consumer.poll().unwrap(), 2);
+    s.poker.u64(REGISTERED, 5); // capacity 4, nothing released
+    for k in 1..IDLE_CHECK {
+        assert_eq!(consumer.poll().unwrap(), 2, "idle poll {k}");
+    }
+    let msg = expect_corrupt(consumer.poll(), "registered count");
+    assert!(msg.contains("registered count 5 is outside 2..=4"), "{msg}");
+    // Repaired, or not: the stream was seen corrupt.
+    s.poker.u64(REGISTERED, 2);
+    for _ in 0..3 {
+        expect_corrupt(consumer.poll(), "registered count 5 is outside 2..=4");
+    }
+    // A poll that finds something new does not count as idle: the count of
+    // polls in a row starts again after it.
+    let s = stream("reg-idle2", 8, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    commit(&s.producer, 1);
+    for _ in 1..IDLE_CHECK {
+        consumer.poll().unwrap();
+    }
+    commit(&s.producer, 1);
+    assert_eq!(consumer.poll().unwrap(), 2);
+    s.poker.u64(REGISTERED, 1); // behind the completed prefix
+    for k in 1..IDLE_CHECK {
+        assert_eq!(consumer.poll().unwrap(), 2, "idle poll {k}");
+    }
+    expect_corrupt(consumer.poll(), "registered count 1 is outside 2..=");
+}
+
+/// Issue 24: a wait that goes to sleep looks at `registered` first (an
+/// idle consumer can afford the cache miss): a corrupt count ends the wait
+/// with the error, not with a timeout, without any idle polls before.
+#[test]
+fn a_waiting_consumer_checks_registered_before_it_sleeps() {
+    let s = stream("reg-sleep", 4, 1024);
+    let mut consumer = Consumer::open(&s.cfg).unwrap();
+    commit(&s.producer, 2);
+    assert_eq!(consumer.poll().unwrap(), 2);
+    s.poker.u64(REGISTERED, 5);
+    let msg = expect_corrupt(
+        bounded("wait_for", || consumer.wait_for(3, Some(SHORT))),
+        "registered count",
+    );
+    assert!(msg.contains("registered count 5 is outside 2..=4"), "{msg}");
 }
 
 #[test]

@@ -36,18 +36,21 @@ pub(crate) fn carried(ring: &ProducerRing, position: u64) -> Result<Carried, Str
     let mem = ring.mem();
     let desc = mem.descriptor(position);
     let side = mem.side(position);
-    // Our own writes, read back on the producer's thread: Relaxed suffices.
-    let id_len = (desc.info.load(Ordering::Relaxed) >> 24) as u8;
     match ring.state(position) {
         SlotState::Held => return Ok(Carried::Held),
         SlotState::Pending => {
+            // Not published: its descriptor does not have the reservation
+            // yet (the producer writes it at commit), our private copy does.
+            let (len, id_len) = ring.reserved(position);
             return Ok(Carried::Pending {
                 id: ItemId::read(side, position, id_len)?,
-                len: desc.len.load(Ordering::Relaxed),
-            })
+                len,
+            });
         }
         SlotState::Free => {}
     }
+    // Our own writes, read back on the producer's thread: Relaxed suffices.
+    let id_len = (desc.info.load(Ordering::Relaxed) >> 24) as u8;
     // Published. Inside a run of more than one, whose head alone has the
     // metadata: our private copy of it, and the reservation our
     // registration wrote.

@@ -101,12 +101,14 @@ pub(crate) fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::descriptor::write_id;
 
     /// Writes `reason` into a fresh descriptor whose id is 2 bytes long,
     /// and reads it back as position 5.
     fn round_trip(reason: &AbandonReason) -> Result<AbandonReason, StreamError> {
         let (desc, side) = (Descriptor::new(), SideEntry::new());
-        desc.write_registration(&side, b"t5", 0, 8);
+        write_id(&side, b"t5");
+        desc.write_reservation(0, 8, b"t5".len() as u8);
         write(reason, &desc, &side);
         let info = desc.info.load(Ordering::Relaxed);
         assert_eq!(info & 0xff, STATUS_ABANDONED);

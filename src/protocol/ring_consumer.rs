@@ -16,6 +16,12 @@ use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::time::Duration;
 
+/// An empty poll loads `registered` (to report a corrupt count while
+/// nothing else would) only on every this-many-th poll in a row that found
+/// nothing new, and before a wait sleeps: a spinning consumer that loaded
+/// it on every empty poll took its line from the producer once per item.
+pub(crate) const IDLE_CHECK: u32 = 1024;
+
 /// A snapshot of the stream's counters as the consumer sees them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Snapshot {
@@ -51,6 +57,12 @@ pub(crate) struct Cursors {
     avail_end: u64,
     /// Last `registered` we loaded, to check it never goes backwards.
     cached_registered: u64,
+    /// Polls in a row that found nothing new (see [`IDLE_CHECK`]).
+    idle: u32,
+    /// The first corrupt `registered` count found: every later poll
+    /// reports it (a check that runs only now and then must not let the
+    /// polls between two checks look sound).
+    bad_registered: Option<String>,
     /// What we last published as `released` (at most `consumed`).
     released: u64,
     /// End of the reservation of position `avail_end - 1` (0 before any):
@@ -132,6 +144,8 @@ impl ConsumerRing {
                 consumed: 0,
                 avail_end: 0,
                 cached_registered: 0,
+                idle: 0,
+                bad_registered: None,
                 released: 0,
                 walk_end: 0,
                 runs: VecDeque::with_capacity(capacity + 1),
@@ -178,7 +192,7 @@ impl ConsumerRing {
     /// published, and returns the snapshot. Checks every value it reads.
     pub(crate) fn poll(&mut self) -> Result<Snapshot, StreamError> {
         self.check_ids()?;
-        self.cur.poll(&self.mem)
+        self.cur.poll(&self.mem, false)
     }
 
     /// Fails with the first corrupt id found by [`id`](Self::id), if any.
@@ -249,10 +263,14 @@ impl ConsumerRing {
         let mut failure = None;
         let mem = &self.mem;
         let cur = &mut self.cur;
+        // Set once the wait is about to sleep: the re-checks from then on
+        // load `registered` even on an empty poll (an idle consumer can
+        // afford the cache miss).
+        let sleeping = Cell::new(false);
         let waited = wait_for(
             &mem.control().data_bell,
             timeout,
-            || match cur.poll(mem) {
+            || match cur.poll(mem, sleeping.get()) {
                 Ok(s) => ready(s).then_some(s),
                 Err(e) => {
                     failure = Some(e);
@@ -262,7 +280,10 @@ impl ConsumerRing {
                     })
                 }
             },
-            || producer_gone(mem),
+            || {
+                sleeping.set(true);
+                producer_gone(mem)
+            },
         );
         if let Some(e) = failure {
             return Err(e);
@@ -412,7 +433,12 @@ impl Cursors {
         index as usize
     }
 
-    fn poll(&mut self, mem: &RingMem) -> Result<Snapshot, StreamError> {
+    /// See [`ConsumerRing::poll`]; `idle_check`: an empty poll loads
+    /// `registered` whatever [`IDLE_CHECK`] says (a wait about to sleep).
+    fn poll(&mut self, mem: &RingMem, idle_check: bool) -> Result<Snapshot, StreamError> {
+        if let Some(msg) = &self.bad_registered {
+            return Err(StreamError::Corrupt(msg.clone()));
+        }
         // Acquire: pairs with the Release of `signal_done`; read before the
         // walk and before `registered`, so that when done is seen, the
         // registered count loaded below is final.
@@ -521,10 +547,21 @@ impl Cursors {
             self.walk_end = end;
             self.avail_end = position + n;
         }
-        // `registered` is still checked on every poll that found nothing
-        // new (an idle consumer can afford the cache miss), so a corrupt
-        // count is reported, and after done it decides `all_in`.
-        let registered = if flags & FLAG_DONE != 0 || self.avail_end == start {
+        // After done `registered` decides `all_in`. Otherwise an empty poll
+        // checks it (so that a corrupt count is reported while nothing
+        // else would look at it) only on every `IDLE_CHECK`-th poll in a
+        // row that found nothing new, or before a wait sleeps: a spinning
+        // consumer that loaded it on every empty poll took its line from
+        // the producer, which stores it at every registration, once per
+        // item (measured: issue 24 in docs/design.md).
+        let found_nothing = self.avail_end == start;
+        self.idle = if found_nothing {
+            self.idle.wrapping_add(1)
+        } else {
+            0
+        };
+        let idle_check = found_nothing && (idle_check || self.idle % IDLE_CHECK == 0);
+        let registered = if flags & FLAG_DONE != 0 || idle_check {
             Some(self.load_registered(mem)?)
         } else {
             None
@@ -536,20 +573,23 @@ impl Cursors {
         })
     }
 
-    /// Loads `registered` (after done, or on a poll that found nothing new)
-    /// and checks it: monotonic, not behind the completed prefix, at most
-    /// `capacity` past `released`.
+    /// Loads `registered` (after done, for a run past the count loaded
+    /// last, or on an idle poll) and checks it: monotonic, not behind the
+    /// completed prefix, at most `capacity` past `released`. A corrupt
+    /// count is reported by every later poll too.
     fn load_registered(&mut self, mem: &RingMem) -> Result<u64, StreamError> {
         // Acquire: pairs with the producer's Release store in `reserve`.
         let registered = mem.control().registered.load(Ordering::Acquire);
         if registered < self.cached_registered.max(self.avail_end)
             || registered - self.released > mem.capacity
         {
-            return Err(StreamError::Corrupt(format!(
+            let msg = format!(
                 "registered count {registered} is outside {}..={}",
                 self.cached_registered.max(self.avail_end),
                 self.released + mem.capacity
-            )));
+            );
+            self.bad_registered = Some(msg.clone());
+            return Err(StreamError::Corrupt(msg));
         }
         self.cached_registered = registered;
         Ok(registered)

@@ -3,7 +3,7 @@
 //! wait for space.
 
 use crate::error::{AbandonReason, Resource, StreamError};
-use crate::protocol::descriptor::{run_stride, Descriptor};
+use crate::protocol::descriptor::{run_stride, write_id, Descriptor};
 use crate::protocol::layout::{
     placement_align, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_PRODUCER_GONE,
     MAX_ID_LEN, STATUS_COMMITTED,
@@ -57,6 +57,10 @@ pub(crate) struct ProducerRing {
     /// starts. The oldest unreleased position's start is the floor of free
     /// space: nothing may be placed past it plus the payload length.
     starts: Box<[u64]>,
+    /// By slot: the reservation's length and the id's length of the
+    /// position that last reserved it. The descriptor gets them (and the
+    /// start) only when the position is published: see `reserve_quiet`.
+    lens: Box<[(u64, u8)]>,
     /// End of the newest reservation: the next one starts at or after it.
     head: u64,
     /// By slot: the state of the position that last reserved it.
@@ -107,6 +111,7 @@ impl ProducerRing {
             next: 0,
             cached_released: 0,
             starts: vec![0; capacity].into_boxed_slice(),
+            lens: vec![(0, 0); capacity].into_boxed_slice(),
             head: 0,
             states: vec![SlotState::Free; capacity].into_boxed_slice(),
             oldest_open: 0,
@@ -187,6 +192,7 @@ impl ProducerRing {
     /// Where a reservation of `len` bytes would start: after the newest
     /// one, aligned for its size; without a mirror, not across the end of
     /// the payload area (it moves to the start of the next lap instead).
+    #[inline(always)]
     fn place(&self, len: u64) -> u64 {
         // Both are powers of two: round up with masks, not a division (this
         // runs twice per registration).
@@ -205,6 +211,7 @@ impl ProducerRing {
     /// The bytes in use run from the start of the oldest unreleased
     /// reservation (padding before it is free); with none unreleased, any
     /// reservation of at most the payload length fits.
+    #[inline(always)]
     fn short_of(&self, released: u64, len: u64) -> Option<Resource> {
         if self.next - released >= self.mem.capacity {
             return Some(Resource::Items);
@@ -218,6 +225,7 @@ impl ProducerRing {
         (offset + len - floor > self.mem.payload_bytes).then_some(Resource::PayloadBytes)
     }
 
+    #[inline(always)]
     fn has_space(&mut self, len: u64) -> Result<Option<Resource>, StreamError> {
         if self.short_of(self.cached_released, len).is_none() {
             return Ok(None);
@@ -228,6 +236,7 @@ impl ProducerRing {
         Ok(self.short_of(released, len))
     }
 
+    #[inline(always)]
     fn check_open(&self) -> Result<(), StreamError> {
         let flags = self.mem.flags();
         if flags & FLAG_DONE != 0 {
@@ -241,6 +250,7 @@ impl ProducerRing {
 
     /// Reserves the next position for `id` and `len` payload bytes without
     /// waiting.
+    #[inline(always)]
     pub(crate) fn try_reserve(&mut self, id: &[u8], len: u64) -> Result<Reservation, StreamError> {
         check_id(id)?;
         if let Some(resource) = self.fits(len)? {
@@ -257,6 +267,7 @@ impl ProducerRing {
 
     /// Reserves the next position for `id` and `len` bytes, waiting up to
     /// `timeout` (`None`: for ever) for the consumer to release room.
+    #[inline(always)]
     pub(crate) fn reserve(
         &mut self,
         id: &[u8],
@@ -305,6 +316,7 @@ impl ProducerRing {
         }
     }
 
+    #[inline(always)]
     fn reserve_unchecked(&mut self, id: &[u8], len: u64) -> Reservation {
         let reservation = self.reserve_quiet(id, len);
         self.publish_registered();
@@ -316,15 +328,21 @@ impl ProducerRing {
     /// without publishing `registered`: a batch publishes it once, with
     /// [`publish_registered`](Self::publish_registered), before it
     /// publishes any of the batch's completions.
+    #[inline(always)]
     pub(crate) fn reserve_quiet(&mut self, id: &[u8], len: u64) -> Reservation {
         let position = self.next;
         let offset = self.place(len);
-        self.mem
-            .descriptor(position)
-            .write_registration(self.mem.side(position), id, offset, len);
+        // The id goes to the side table now (its line is ours until the
+        // consumer asks for an id); the reservation waits for the commit
+        // (`write_reservation`): a spinning consumer holds the descriptor's
+        // line (it loads the next `seq` on every poll), and writing it here
+        // and again at commit cost two transfers of that line per item.
+        write_id(self.mem.side(position), id);
+        let slot = (position & (self.mem.capacity - 1)) as usize;
         self.head = offset + len;
-        self.starts[(position & (self.mem.capacity - 1)) as usize] = offset;
-        self.states[(position & (self.mem.capacity - 1)) as usize] = SlotState::Held;
+        self.starts[slot] = offset;
+        self.lens[slot] = (len, id.len() as u8);
+        self.states[slot] = SlotState::Held;
         self.next = position + 1;
         Reservation {
             position,
@@ -336,6 +354,7 @@ impl ProducerRing {
     /// Publishes how many positions are registered. Must come before the
     /// completion of any of them is published: a consumer that sees a
     /// completion past `registered` reports the count as corrupt.
+    #[inline(always)]
     pub(crate) fn publish_registered(&self) {
         // Release: pairs with the consumer's Acquire load of `registered`;
         // the ids written before are visible to it. Program order puts it
@@ -351,6 +370,7 @@ impl ProducerRing {
     /// open and the bytes fit the payload at all; `Ok(Some(resource))` when
     /// they fit only after the consumer releases `resource` (reloading its
     /// `released` only when the cached value says short).
+    #[inline(always)]
     pub(crate) fn fits(&mut self, len: u64) -> Result<Option<Resource>, StreamError> {
         if len > self.mem.payload_bytes {
             return Err(StreamError::ExceedsPayload {
@@ -548,8 +568,13 @@ impl ProducerRing {
                 self.run_ends[(position & mask) as usize] = head + n - 1;
             }
             self.run_metas[((head + n - 1) & mask) as usize] = *meta;
+            // The run's other descriptors carry their registration only
+            // (the consumer reads their id length; `carry.rs` their start).
+            for position in head + 1..head + n {
+                self.write_reservation(position);
+            }
         }
-        let desc = self.mem.descriptor(head);
+        let desc = self.write_reservation(head);
         desc.write_meta(
             self.mem.side(head),
             STATUS_COMMITTED,
@@ -586,9 +611,26 @@ impl ProducerRing {
     pub(crate) fn abandon_with(&mut self, position: u64, reason: &AbandonReason) {
         self.flush_quiet();
         self.close(position);
-        let desc = self.mem.descriptor(position);
+        let desc = self.write_reservation(position);
         reason::write(reason, desc, self.mem.side(position));
         self.publish(desc, position);
+    }
+
+    /// Writes the registration of the reserved `position` (its start and
+    /// length, its id's length) into its descriptor, from our private
+    /// copies, before the position is published.
+    fn write_reservation(&self, position: u64) -> &Descriptor {
+        let slot = (position & (self.mem.capacity - 1)) as usize;
+        let (len, id_len) = self.lens[slot];
+        let desc = self.mem.descriptor(position);
+        desc.write_reservation(self.starts[slot], len, id_len);
+        desc
+    }
+
+    /// The length reserved at `position` and its id's length, as its
+    /// registration left them (`position` registered and not released).
+    pub(crate) fn reserved(&self, position: u64) -> (u64, u8) {
+        self.lens[(position & (self.mem.capacity - 1)) as usize]
     }
 
     /// Marks a held position published. Anything else is a bug in this
