@@ -434,6 +434,10 @@ impl ProducerRing {
                 && held.n < self.batch_max
                 && self.continues_run(held.head, held.n, len);
             if continues {
+                // Its registration goes into its descriptor before the
+                // extension (Release) offers it: the consumer reads its id
+                // length there.
+                self.write_reservation(position);
                 if staged::extend(&self.mem.control().staged, held.head, held.n) {
                     self.close(position);
                     // Its own copy of the metadata, for `committed_meta`:
@@ -480,7 +484,8 @@ impl ProducerRing {
     /// Writes the head's metadata and stages a run of one at `position`
     /// (closed by the caller).
     fn start_staged(&mut self, position: u64, len: u64, meta: &TensorMeta) {
-        self.mem.descriptor(position).write_meta(
+        // The registration first: `write_meta` keeps the id length it wrote.
+        self.write_reservation(position).write_meta(
             self.mem.side(position),
             STATUS_COMMITTED,
             meta.dtype().code(),
