@@ -112,7 +112,7 @@ pub fn check_descriptor(
         mirrored,
     };
     let seq = desc.seq.load(Ordering::Relaxed);
-    let count = crate::protocol::descriptor::run_count(
+    let count = crate::protocol::run::run_count(
         position,
         seq,
         FUZZ_CAPACITY,

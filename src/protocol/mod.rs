@@ -19,6 +19,7 @@ pub(crate) mod reason;
 pub(crate) mod ring;
 pub(crate) mod ring_consumer;
 pub(crate) mod ring_producer;
+pub(crate) mod run;
 pub(crate) mod staged;
 pub(crate) mod tensor;
 pub(crate) mod wait;

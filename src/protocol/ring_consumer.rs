@@ -2,13 +2,14 @@
 //! in place, release slots, wait for data.
 
 use crate::error::StreamError;
-use crate::protocol::descriptor::{run_count, Bounds, ItemId, ItemMeta};
+use crate::protocol::descriptor::{Bounds, ItemId, ItemMeta};
 use crate::protocol::layout::{
     FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_KNOWN, FLAG_PRODUCER_GONE,
     STATUS_ABANDONED,
 };
 use crate::protocol::reason;
 use crate::protocol::ring::{RingMem, Side};
+use crate::protocol::run::run_count;
 use crate::protocol::staged;
 use crate::protocol::wait::{wait_for, Waited};
 use crate::sync::Ordering;

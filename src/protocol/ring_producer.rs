@@ -3,13 +3,14 @@
 //! wait for space.
 
 use crate::error::{AbandonReason, Resource, StreamError};
-use crate::protocol::descriptor::{run_stride, write_id, Descriptor};
+use crate::protocol::descriptor::{write_id, Descriptor};
 use crate::protocol::layout::{
     placement_align, FLAG_CONSUMER_ATTACHED, FLAG_CONSUMER_GONE, FLAG_DONE, FLAG_PRODUCER_GONE,
     MAX_ID_LEN, STATUS_COMMITTED,
 };
 use crate::protocol::reason;
 use crate::protocol::ring::{RingMem, Side};
+use crate::protocol::run::run_stride;
 use crate::protocol::staged;
 use crate::protocol::tensor::{DType, TensorMeta};
 use crate::protocol::wait::{wait_for, Waited};
