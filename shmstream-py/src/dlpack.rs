@@ -56,9 +56,9 @@ struct DLPackVersion {
 
 #[repr(C)]
 #[derive(Debug)]
-struct DLManagedTensorVersioned {
+pub(crate) struct DLManagedTensorVersioned {
     version: DLPackVersion,
-    manager_ctx: *mut c_void,
+    pub(crate) manager_ctx: *mut c_void,
     deleter: Option<unsafe extern "C" fn(*mut DLManagedTensorVersioned)>,
     flags: u64,
     dl_tensor: DLTensor,
@@ -199,10 +199,12 @@ pub(crate) fn beyond_int64(dtype: DType, shape: &[u64], strides: &[usize]) -> Op
     }
 }
 
-/// Allocated once per export: the managed tensor first (its address is the
-/// capsule's pointer), then the arrays it points into, then the keep-alive.
+/// Allocated once per export (or held in an [`ExportRoom`]): the managed
+/// tensor first (its address is the capsule's pointer), then the arrays it
+/// points into, then the keep-alive (None in a room: its owner is the
+/// keep-alive).
 #[repr(C)]
-struct Export<M> {
+pub(crate) struct Export<M> {
     managed: M,
     shape: [i64; MAX_NDIM],
     strides: [i64; MAX_NDIM],
@@ -268,25 +270,85 @@ unsafe extern "C" fn delete_versioned(managed: *mut DLManagedTensorVersioned) {
 }
 
 /// The capsule's destructor: when no consumer took the tensor (the capsule
-/// still has its original name), the tensor is deleted here.
+/// still has its original name), the tensor's own deleter runs here (a
+/// boxed export's, or a room's: `dlpack_room`).
 unsafe extern "C" fn destroy_unversioned(capsule: *mut ffi::PyObject) {
     // SAFETY: called by Python with a live capsule; `PyCapsule_IsValid`
-    // sets no exception, and a valid capsule of this name holds our export.
+    // sets no exception, and a valid capsule of this name holds one of our
+    // exports, not yet deleted (a consumer renames it when it takes it).
     unsafe {
         if ffi::PyCapsule_IsValid(capsule, NAME.as_ptr()) == 1 {
-            let managed = ffi::PyCapsule_GetPointer(capsule, NAME.as_ptr());
-            delete_unversioned(managed.cast());
+            let managed = ffi::PyCapsule_GetPointer(capsule, NAME.as_ptr()).cast::<DLManagedTensor>();
+            if let Some(delete) = (*managed).deleter {
+                delete(managed);
+            }
         }
     }
 }
 
-unsafe extern "C" fn destroy_versioned(capsule: *mut ffi::PyObject) {
+pub(crate) unsafe extern "C" fn destroy_versioned(capsule: *mut ffi::PyObject) {
     // SAFETY: as in `destroy_unversioned`.
     unsafe {
         if ffi::PyCapsule_IsValid(capsule, NAME_VERSIONED.as_ptr()) == 1 {
-            let managed = ffi::PyCapsule_GetPointer(capsule, NAME_VERSIONED.as_ptr());
-            delete_versioned(managed.cast());
+            let managed = ffi::PyCapsule_GetPointer(capsule, NAME_VERSIONED.as_ptr())
+                .cast::<DLManagedTensorVersioned>();
+            if let Some(delete) = (*managed).deleter {
+                delete(managed);
+            }
         }
+    }
+}
+
+/// `t`'s shape and strides (in elements) for DLPack, or why it has none.
+fn checked_dims(t: TensorRef<'_>) -> PyResult<([i64; MAX_NDIM], [i64; MAX_NDIM])> {
+    if let Some(why) = beyond_int64(t.dtype, t.shape, t.strides) {
+        return Err(pyo3::exceptions::PyBufferError::new_err(why));
+    }
+    dims(t).ok_or_else(|| {
+        pyo3::exceptions::PyBufferError::new_err(format!(
+            "a row stride of {:?} bytes is not a whole number of {} elements; DLPack cannot express it",
+            t.strides,
+            t.dtype
+        ))
+    })
+}
+
+/// A versioned export of `t` (read-only flag when `read_only`), deleted by
+/// `deleter`. Its tensor's dims and context pointers are set by [`place`]
+/// once it lies where it stays.
+pub(crate) fn versioned_export(
+    t: TensorRef<'_>,
+    read_only: bool,
+    keep: Option<KeepAlive>,
+    deleter: unsafe extern "C" fn(*mut DLManagedTensorVersioned),
+) -> PyResult<Export<DLManagedTensorVersioned>> {
+    let (shape, strides) = checked_dims(t)?;
+    Ok(Export {
+        managed: DLManagedTensorVersioned {
+            version: DLPackVersion { major: 1, minor: 0 },
+            manager_ctx: std::ptr::null_mut(),
+            deleter: Some(deleter),
+            flags: if read_only { FLAG_READ_ONLY } else { 0 },
+            dl_tensor: tensor(t),
+        },
+        shape,
+        strides,
+        keep,
+    })
+}
+
+/// Points the managed tensor of the export at `export` into its own dims,
+/// with `ctx` as its manager context.
+///
+/// # Safety
+/// `export` is a live export that does not move until its deleter runs.
+pub(crate) unsafe fn place(export: *mut Export<DLManagedTensorVersioned>, ctx: *mut c_void) {
+    // SAFETY: the caller's: `export` is live and stays put, so pointers
+    // into its own arrays stay valid as long as the tensor.
+    unsafe {
+        (*export).managed.manager_ctx = ctx;
+        (*export).managed.dl_tensor.shape = (*export).shape.as_mut_ptr();
+        (*export).managed.dl_tensor.strides = (*export).strides.as_mut_ptr();
     }
 }
 
@@ -299,73 +361,73 @@ pub(crate) fn capsule(
     versioned: bool,
     read_only: bool,
 ) -> PyResult<Py<PyAny>> {
-    if let Some(why) = beyond_int64(t.dtype, t.shape, t.strides) {
-        return Err(pyo3::exceptions::PyBufferError::new_err(why));
-    }
-    let (shape, strides) = dims(t).ok_or_else(|| {
-        pyo3::exceptions::PyBufferError::new_err(format!(
-            "a row stride of {:?} bytes is not a whole number of {} elements; DLPack cannot express it",
-            t.strides,
-            t.dtype
-        ))
-    })?;
-    let raw: *mut c_void;
-    let name: &CStr;
-    let destructor: unsafe extern "C" fn(*mut ffi::PyObject);
     if versioned {
-        let export = Box::into_raw(Box::new(Export {
-            managed: DLManagedTensorVersioned {
-                version: DLPackVersion { major: 1, minor: 0 },
-                manager_ctx: std::ptr::null_mut(),
-                deleter: Some(delete_versioned),
-                flags: if read_only { FLAG_READ_ONLY } else { 0 },
-                dl_tensor: tensor(t),
-            },
-            shape,
-            strides,
-            keep: Some(keep),
-        }));
-        // SAFETY: `export` is a live, leaked box; the arrays it points into
-        // live in the same allocation, which does not move.
-        unsafe {
-            (*export).managed.manager_ctx = export.cast();
-            (*export).managed.dl_tensor.shape = (*export).shape.as_mut_ptr();
-            (*export).managed.dl_tensor.strides = (*export).strides.as_mut_ptr();
-        }
-        raw = export.cast();
-        name = NAME_VERSIONED;
-        destructor = destroy_versioned;
-    } else {
-        let export = Box::into_raw(Box::new(Export {
-            managed: DLManagedTensor {
-                dl_tensor: tensor(t),
-                manager_ctx: std::ptr::null_mut(),
-                deleter: Some(delete_unversioned),
-            },
-            shape,
-            strides,
-            keep: Some(keep),
-        }));
-        // SAFETY: as above.
-        unsafe {
-            (*export).managed.manager_ctx = export.cast();
-            (*export).managed.dl_tensor.shape = (*export).shape.as_mut_ptr();
-            (*export).managed.dl_tensor.strides = (*export).strides.as_mut_ptr();
-        }
-        raw = export.cast();
-        name = NAME;
-        destructor = destroy_unversioned;
+        let export = Box::into_raw(Box::new(versioned_export(
+            t,
+            read_only,
+            Some(keep),
+            delete_versioned,
+        )?));
+        // SAFETY: a leaked box does not move until its deleter frees it.
+        unsafe { place(export, export.cast()) };
+        // SAFETY: `export` is a live versioned export.
+        return unsafe { wrap(py, export.cast()) };
     }
-    // SAFETY: `raw` is non-null, `name` is a static C string, and the
-    // destructor matches the export's type.
-    let obj = unsafe { ffi::PyCapsule_New(raw, name.as_ptr(), Some(destructor)) };
+    let (shape, strides) = checked_dims(t)?;
+    let export = Box::into_raw(Box::new(Export {
+        managed: DLManagedTensor {
+            dl_tensor: tensor(t),
+            manager_ctx: std::ptr::null_mut(),
+            deleter: Some(delete_unversioned),
+        },
+        shape,
+        strides,
+        keep: Some(keep),
+    }));
+    // SAFETY: `export` is a live, leaked box; the arrays it points into
+    // live in the same allocation, which does not move.
+    unsafe {
+        (*export).managed.manager_ctx = export.cast();
+        (*export).managed.dl_tensor.shape = (*export).shape.as_mut_ptr();
+        (*export).managed.dl_tensor.strides = (*export).strides.as_mut_ptr();
+    }
+    // SAFETY: `export` is non-null, `NAME` a static C string, and the
+    // destructor reads an unversioned export.
+    let obj =
+        unsafe { ffi::PyCapsule_New(export.cast(), NAME.as_ptr(), Some(destroy_unversioned)) };
     if obj.is_null() {
         // SAFETY: the capsule was not made; the export is still ours.
+        unsafe { delete_unversioned(export.cast()) };
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: a new, owned reference.
+    Ok(unsafe { Bound::from_owned_ptr(py, obj) }.unbind())
+}
+
+/// A `dltensor_versioned` capsule of the export at `managed`.
+///
+/// # Safety
+/// `managed` is a live versioned export, ours to give: the capsule owns it
+/// (its deleter runs when no consumer takes it, also when this fails).
+pub(crate) unsafe fn wrap(
+    py: Python<'_>,
+    managed: *mut DLManagedTensorVersioned,
+) -> PyResult<Py<PyAny>> {
+    // SAFETY: `managed` is non-null, the name a static C string, and the
+    // destructor reads a versioned export.
+    let obj = unsafe {
+        ffi::PyCapsule_New(
+            managed.cast(),
+            NAME_VERSIONED.as_ptr(),
+            Some(destroy_versioned),
+        )
+    };
+    if obj.is_null() {
+        // SAFETY: the capsule was not made; the export is still ours, and
+        // its deleter is set.
         unsafe {
-            if versioned {
-                delete_versioned(raw.cast());
-            } else {
-                delete_unversioned(raw.cast());
+            if let Some(delete) = (*managed).deleter {
+                delete(managed);
             }
         }
         return Err(PyErr::fetch(py));

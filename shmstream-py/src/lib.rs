@@ -43,6 +43,7 @@ mod buffer;
 mod chunk;
 mod convert;
 mod dlpack;
+mod dlpack_room;
 mod errors;
 mod grow;
 mod host;
