@@ -13,6 +13,7 @@ use crate::errors::raise;
 use crate::locks::lock;
 use crate::npy;
 use crate::shared::Shared;
+use crate::spare_capsule;
 use crate::view::{dlpack_args, View};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -254,8 +255,11 @@ impl Chunk {
                     return Ok(None);
                 };
                 let capsule = dlpack_room::capsule_in(py, t, handle, true)?;
-                match convert.call(py, capsule.into_bound(py)) {
-                    Ok(tensor) => tensor,
+                match convert.call(py, capsule.bind(py)) {
+                    Ok(tensor) => {
+                        spare_capsule::keep(py, capsule, dlpack::NAME_VERSIONED);
+                        tensor
+                    }
                     Err(_) => {
                         FAST.store(false, Ordering::Relaxed);
                         return Ok(None);

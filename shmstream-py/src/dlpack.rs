@@ -3,6 +3,7 @@
 //! consumer's views) whose deleter drops a keep-alive, the lease on the
 //! slots. The deleter needs no GIL: it only drops Rust values.
 
+use crate::spare_capsule;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use shmstream::DType;
@@ -72,7 +73,7 @@ const MAX_NDIM: usize = shmstream::MAX_DIMS + 1;
 pub(crate) const CPU_DEVICE: (i32, i32) = (KDL_CPU, 0);
 
 const NAME: &CStr = c"dltensor";
-const NAME_VERSIONED: &CStr = c"dltensor_versioned";
+pub(crate) const NAME_VERSIONED: &CStr = c"dltensor_versioned";
 
 /// A strided tensor in memory kept alive by `keep`. Its dims are in two
 /// vectors: held inline (`MAX_NDIM` of each) they saved the two
@@ -278,7 +279,8 @@ unsafe extern "C" fn destroy_unversioned(capsule: *mut ffi::PyObject) {
     // exports, not yet deleted (a consumer renames it when it takes it).
     unsafe {
         if ffi::PyCapsule_IsValid(capsule, NAME.as_ptr()) == 1 {
-            let managed = ffi::PyCapsule_GetPointer(capsule, NAME.as_ptr()).cast::<DLManagedTensor>();
+            let managed =
+                ffi::PyCapsule_GetPointer(capsule, NAME.as_ptr()).cast::<DLManagedTensor>();
             if let Some(delete) = (*managed).deleter {
                 delete(managed);
             }
@@ -404,7 +406,8 @@ pub(crate) fn capsule(
     Ok(unsafe { Bound::from_owned_ptr(py, obj) }.unbind())
 }
 
-/// A `dltensor_versioned` capsule of the export at `managed`.
+/// A `dltensor_versioned` capsule of the export at `managed`: the spare
+/// one when there is one (`spare_capsule`), else a new one.
 ///
 /// # Safety
 /// `managed` is a live versioned export, ours to give: the capsule owns it
@@ -413,6 +416,10 @@ pub(crate) unsafe fn wrap(
     py: Python<'_>,
     managed: *mut DLManagedTensorVersioned,
 ) -> PyResult<Py<PyAny>> {
+    // SAFETY: the caller's: `managed` is a live versioned export to give.
+    if let Some(cap) = unsafe { spare_capsule::reuse(py, managed.cast(), NAME_VERSIONED) } {
+        return Ok(cap);
+    }
     // SAFETY: `managed` is non-null, the name a static C string, and the
     // destructor reads a versioned export.
     let obj = unsafe {

@@ -56,6 +56,7 @@ mod producer_state;
 mod segments;
 mod shared;
 mod slot;
+mod spare_capsule;
 mod stream_set;
 mod timeout;
 mod view;

@@ -34,6 +34,10 @@ enum Home {
         buf: Box<Mutex<StreamBuffer>>,
         /// Leases whose last holder went while the buffer was busy.
         pending: Mutex<Vec<ChunkLease>>,
+        /// Whether `pending` may hold a lease: set under its lock after a
+        /// push, cleared under it when drained. A drain that finds it clear
+        /// skips the lock.
+        queued: std::sync::atomic::AtomicBool,
     },
     /// A stream of a `StreamSet`: its buffer lives in the set, behind the
     /// set's lock ([`SetCore`], below).
@@ -63,6 +67,7 @@ impl Shared {
             home: Home::Own {
                 buf: Box::new(Mutex::new(buf)),
                 pending: Mutex::new(Vec::new()),
+                queued: std::sync::atomic::AtomicBool::new(false),
             },
             id,
         })
@@ -78,8 +83,20 @@ impl Shared {
 
     fn drain(&self, g: &mut Guard<'_>) {
         match (&self.home, g) {
-            (Home::Own { pending, .. }, Guard::Own(buf)) => {
-                let queued = std::mem::take(&mut *lock(pending));
+            (
+                Home::Own {
+                    pending, queued, ..
+                },
+                Guard::Own(buf),
+            ) => {
+                if !queued.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let queued = {
+                    let mut p = lock(pending);
+                    queued.store(false, std::sync::atomic::Ordering::Relaxed);
+                    std::mem::take(&mut *p)
+                };
                 for lease in queued {
                     // Every queued lease came from this buffer.
                     let _ = buf.release_lease(lease);
@@ -120,7 +137,13 @@ impl Shared {
             return;
         }
         match &self.home {
-            Home::Own { pending, .. } => lock(pending).push(lease),
+            Home::Own {
+                pending, queued, ..
+            } => {
+                let mut p = lock(pending);
+                p.push(lease);
+                queued.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             Home::Set { core, key } => core.queue(*key, lease),
         }
         // The holder may have unlocked (and looked at the queue) between
