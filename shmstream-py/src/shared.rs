@@ -16,6 +16,7 @@ use crate::timeout::sliced;
 use pyo3::prelude::*;
 use shmstream::{ChunkLease, StreamBuffer, StreamError, StreamId, StreamKey, StreamSet};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -36,8 +37,11 @@ enum Home {
         pending: Mutex<Vec<ChunkLease>>,
         /// Whether `pending` may hold a lease: set under its lock after a
         /// push, cleared under it when drained. A drain that finds it clear
-        /// skips the lock.
-        queued: std::sync::atomic::AtomicBool,
+        /// skips the lock (about 10 ns of every pop and hand-back). SeqCst,
+        /// so a drain misses only a push that the lock would have ordered
+        /// after it too (the pusher's own retry, or `with`'s look after
+        /// unlocking, hands that one back).
+        queued: AtomicBool,
     },
     /// A stream of a `StreamSet`: its buffer lives in the set, behind the
     /// set's lock ([`SetCore`], below).
@@ -67,7 +71,7 @@ impl Shared {
             home: Home::Own {
                 buf: Box::new(Mutex::new(buf)),
                 pending: Mutex::new(Vec::new()),
-                queued: std::sync::atomic::AtomicBool::new(false),
+                queued: AtomicBool::new(false),
             },
             id,
         })
@@ -89,12 +93,12 @@ impl Shared {
                 },
                 Guard::Own(buf),
             ) => {
-                if !queued.load(std::sync::atomic::Ordering::Relaxed) {
+                if !queued.load(SeqCst) {
                     return;
                 }
                 let queued = {
                     let mut p = lock(pending);
-                    queued.store(false, std::sync::atomic::Ordering::Relaxed);
+                    queued.store(false, SeqCst);
                     std::mem::take(&mut *p)
                 };
                 for lease in queued {
@@ -142,7 +146,7 @@ impl Shared {
             } => {
                 let mut p = lock(pending);
                 p.push(lease);
-                queued.store(true, std::sync::atomic::Ordering::Relaxed);
+                queued.store(true, SeqCst);
             }
             Home::Set { core, key } => core.queue(*key, lease),
         }
