@@ -75,17 +75,28 @@ pub(crate) fn capsule_in<H: HasRoom>(
     if room.taken.swap(true, Ordering::Relaxed) {
         return dlpack::capsule(py, t, owner, true, read_only);
     }
-    let export = dlpack::versioned_export(t, read_only, None, delete_in_room::<H>)?;
     let at = room.export.get().cast::<Export<DLManagedTensorVersioned>>();
     // The room's address is taken before the reference moves into `ctx`.
     let ctx = Arc::into_raw(owner).cast_mut();
-    // SAFETY: the room is ours alone (`taken` was clear) and lies in the
-    // owner's allocation, which the reference in `ctx` keeps in place until
-    // the export's deleter drops it. The export holds no keep-alive of its
-    // own, so nothing needs dropping when it goes.
-    unsafe {
-        at.write(export);
-        dlpack::place(at, ctx.cast());
-        dlpack::wrap(py, at.cast())
+    // SAFETY: the room is ours alone (`taken` was clear), never written
+    // before, and lies in the owner's allocation, which the reference in
+    // `ctx` keeps in place until the export's deleter drops it. The export
+    // holds no keep-alive of its own.
+    let written = unsafe {
+        dlpack::write_versioned(
+            at,
+            t,
+            read_only,
+            None,
+            Some(ctx.cast()),
+            delete_in_room::<H>,
+        )
+    };
+    if let Err(e) = written {
+        // SAFETY: the reference made above, which no export holds.
+        drop(unsafe { Arc::from_raw(ctx) });
+        return Err(e);
     }
+    // SAFETY: `at` is a live versioned export, ours to give.
+    unsafe { dlpack::wrap(py, at.cast()) }
 }
