@@ -374,9 +374,9 @@ pub(crate) fn capsule(
             .cast::<Export<DLManagedTensorVersioned>>();
         // SAFETY: a leaked, uninitialised box: writable, nothing in it to
         // drop, and it does not move until its deleter frees it.
-        if let Err(e) =
-            unsafe { write_versioned(at, t, read_only, Some(keep), None, delete_versioned) }
-        {
+        let written =
+            unsafe { write_versioned(at, t, read_only, Some(keep), None, delete_versioned) };
+        if let Err(e) = written {
             // SAFETY: the box leaked above, still uninitialised.
             drop(unsafe {
                 Box::from_raw(at.cast::<std::mem::MaybeUninit<Export<DLManagedTensorVersioned>>>())
