@@ -121,7 +121,8 @@ def test_threads_racing_for_one_chunks_torch_data():
         mine = c.data["data"]
         assert all(got[k][r] is mine for k in range(nthreads))
         assert mine.tolist() == expected(c.start_offset, window)
-    del got, mine, c
+    got.clear()
+    del mine, c
     chunks.clear()
     gc.collect()
     assert sb.live_chunks == 0
