@@ -126,4 +126,3 @@ def test_threads_racing_for_one_chunks_torch_data():
     chunks.clear()
     gc.collect()
     assert sb.live_chunks == 0
-
