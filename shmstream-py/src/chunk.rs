@@ -8,10 +8,12 @@
 
 use crate::convert::Converter;
 use crate::dlpack::{self, Strided, TensorRef};
+use crate::dlpack_room::{self, ExportRoom, HasRoom};
 use crate::errors::raise;
 use crate::locks::lock;
 use crate::npy;
 use crate::shared::Shared;
+use crate::spare_capsule;
 use crate::view::{dlpack_args, View};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -23,11 +25,24 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct LeaseHandle {
     shared: Arc<Shared>,
     lease: Mutex<Option<ChunkLease>>,
+    /// Where the chunk's `data` tensor is exported from (no allocation).
+    room: ExportRoom,
+}
+
+impl HasRoom for LeaseHandle {
+    fn room(&self) -> &ExportRoom {
+        &self.room
+    }
 }
 
 impl Drop for LeaseHandle {
     fn drop(&mut self) {
-        let lease = lock(&self.lease).take();
+        // The last holder needs no lock (about 10 ns of a hand-back).
+        let lease = self
+            .lease
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(lease) = lease {
             self.shared.give_back(lease);
         }
@@ -158,6 +173,7 @@ impl Chunk {
                 handle: Some(Arc::new(LeaseHandle {
                     shared: shared.clone(),
                     lease: Mutex::new(Some(lease)),
+                    room: ExportRoom::default(),
                 })),
                 data: None,
             }),
@@ -238,9 +254,12 @@ impl Chunk {
                 let Some(convert) = convert else {
                     return Ok(None);
                 };
-                let capsule = dlpack::capsule(py, t, handle, true, true)?;
-                match convert.call(py, capsule.into_bound(py)) {
-                    Ok(tensor) => tensor,
+                let capsule = dlpack_room::capsule_in(py, t, handle, true)?;
+                match convert.call(py, capsule.bind(py)) {
+                    Ok(tensor) => {
+                        spare_capsule::keep(py, capsule, dlpack::NAME_VERSIONED);
+                        tensor
+                    }
                     Err(_) => {
                         FAST.store(false, Ordering::Relaxed);
                         return Ok(None);

@@ -52,7 +52,7 @@ impl Converter {
         }
     }
 
-    pub(crate) fn call(&self, py: Python<'_>, arg: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    pub(crate) fn call(&self, py: Python<'_>, arg: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let Some((f, slf)) = self.direct else {
             return self.callable.call1(py, (arg,));
         };

@@ -3,6 +3,7 @@
 //! consumer's views) whose deleter drops a keep-alive, the lease on the
 //! slots. The deleter needs no GIL: it only drops Rust values.
 
+use crate::spare_capsule;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use shmstream::DType;
@@ -56,9 +57,9 @@ struct DLPackVersion {
 
 #[repr(C)]
 #[derive(Debug)]
-struct DLManagedTensorVersioned {
+pub(crate) struct DLManagedTensorVersioned {
     version: DLPackVersion,
-    manager_ctx: *mut c_void,
+    pub(crate) manager_ctx: *mut c_void,
     deleter: Option<unsafe extern "C" fn(*mut DLManagedTensorVersioned)>,
     flags: u64,
     dl_tensor: DLTensor,
@@ -72,7 +73,7 @@ const MAX_NDIM: usize = shmstream::MAX_DIMS + 1;
 pub(crate) const CPU_DEVICE: (i32, i32) = (KDL_CPU, 0);
 
 const NAME: &CStr = c"dltensor";
-const NAME_VERSIONED: &CStr = c"dltensor_versioned";
+pub(crate) const NAME_VERSIONED: &CStr = c"dltensor_versioned";
 
 /// A strided tensor in memory kept alive by `keep`. Its dims are in two
 /// vectors: held inline (`MAX_NDIM` of each) they saved the two
@@ -199,10 +200,13 @@ pub(crate) fn beyond_int64(dtype: DType, shape: &[u64], strides: &[usize]) -> Op
     }
 }
 
-/// Allocated once per export: the managed tensor first (its address is the
-/// capsule's pointer), then the arrays it points into, then the keep-alive.
+/// Allocated once per export (or held in an
+/// [`ExportRoom`](crate::dlpack_room::ExportRoom)): the managed
+/// tensor first (its address is the capsule's pointer), then the arrays it
+/// points into, then the keep-alive (None in a room: its owner is the
+/// keep-alive).
 #[repr(C)]
-struct Export<M> {
+pub(crate) struct Export<M> {
     managed: M,
     shape: [i64; MAX_NDIM],
     strides: [i64; MAX_NDIM],
@@ -224,21 +228,24 @@ fn dl_dtype(dtype: DType) -> DLDataType {
     }
 }
 
-/// Fills the shape and strides (in elements); `None` when a byte stride is
-/// not a multiple of the element size (DLPack cannot express it).
-fn dims(t: TensorRef<'_>) -> Option<([i64; MAX_NDIM], [i64; MAX_NDIM])> {
-    let mut shape = [0i64; MAX_NDIM];
-    let mut strides = [0i64; MAX_NDIM];
+/// Writes `t`'s shape and strides (in elements; zeros past its dims),
+/// which `check` accepted.
+///
+/// # Safety
+/// `shape` and `strides` are valid for writes.
+unsafe fn write_dims(t: TensorRef<'_>, shape: *mut [i64; MAX_NDIM], strides: *mut [i64; MAX_NDIM]) {
     let size = t.dtype.size();
+    // SAFETY: the caller's; arrays of integers, nothing to drop.
+    let (shape, strides) = unsafe {
+        shape.write([0; MAX_NDIM]);
+        strides.write([0; MAX_NDIM]);
+        (&mut *shape, &mut *strides)
+    };
     for (d, (&n, &s)) in t.shape.iter().zip(t.strides).enumerate() {
-        if s % size != 0 {
-            return None;
-        }
-        // In range: `capsule` checked `beyond_int64` first.
+        // In range: `check` ran `beyond_int64`.
         shape[d] = n as i64;
         strides[d] = (s / size) as i64;
     }
-    Some((shape, strides))
 }
 
 fn tensor(t: TensorRef<'_>) -> DLTensor {
@@ -268,26 +275,90 @@ unsafe extern "C" fn delete_versioned(managed: *mut DLManagedTensorVersioned) {
 }
 
 /// The capsule's destructor: when no consumer took the tensor (the capsule
-/// still has its original name), the tensor is deleted here.
+/// still has its original name), the tensor's own deleter runs here (a
+/// boxed export's, or a room's: `dlpack_room`).
 unsafe extern "C" fn destroy_unversioned(capsule: *mut ffi::PyObject) {
     // SAFETY: called by Python with a live capsule; `PyCapsule_IsValid`
-    // sets no exception, and a valid capsule of this name holds our export.
+    // sets no exception, and a valid capsule of this name holds one of our
+    // exports, not yet deleted (a consumer renames it when it takes it).
     unsafe {
         if ffi::PyCapsule_IsValid(capsule, NAME.as_ptr()) == 1 {
-            let managed = ffi::PyCapsule_GetPointer(capsule, NAME.as_ptr());
-            delete_unversioned(managed.cast());
+            let managed =
+                ffi::PyCapsule_GetPointer(capsule, NAME.as_ptr()).cast::<DLManagedTensor>();
+            if let Some(delete) = (*managed).deleter {
+                delete(managed);
+            }
         }
     }
 }
 
-unsafe extern "C" fn destroy_versioned(capsule: *mut ffi::PyObject) {
+pub(crate) unsafe extern "C" fn destroy_versioned(capsule: *mut ffi::PyObject) {
     // SAFETY: as in `destroy_unversioned`.
     unsafe {
         if ffi::PyCapsule_IsValid(capsule, NAME_VERSIONED.as_ptr()) == 1 {
-            let managed = ffi::PyCapsule_GetPointer(capsule, NAME_VERSIONED.as_ptr());
-            delete_versioned(managed.cast());
+            let managed = ffi::PyCapsule_GetPointer(capsule, NAME_VERSIONED.as_ptr())
+                .cast::<DLManagedTensorVersioned>();
+            if let Some(delete) = (*managed).deleter {
+                delete(managed);
+            }
         }
     }
+}
+
+/// Why `t` has no DLPack form (checked before any export is written).
+fn check(t: TensorRef<'_>) -> PyResult<()> {
+    if let Some(why) = beyond_int64(t.dtype, t.shape, t.strides) {
+        return Err(pyo3::exceptions::PyBufferError::new_err(why));
+    }
+    let size = t.dtype.size();
+    if t.strides.iter().any(|s| s % size != 0) {
+        return Err(pyo3::exceptions::PyBufferError::new_err(format!(
+            "a row stride of {:?} bytes is not a whole number of {} elements; DLPack cannot express it",
+            t.strides,
+            t.dtype
+        )));
+    }
+    Ok(())
+}
+
+/// Writes a versioned export of `t` at `at`, in place (no copies of the
+/// export through return values: about 20 ns of a chunk's `data`), with
+/// the read-only flag when `read_only`, deleted by `deleter` with `ctx` as
+/// its manager context (None: `at` itself), its tensor pointing into its
+/// own dims. Nothing is written when `t` has no DLPack form.
+///
+/// # Safety
+/// `at` is valid for writes of an export, holds none yet (nothing there is
+/// dropped), and does not move until the export's deleter runs.
+pub(crate) unsafe fn write_versioned(
+    at: *mut Export<DLManagedTensorVersioned>,
+    t: TensorRef<'_>,
+    read_only: bool,
+    keep: Option<KeepAlive>,
+    ctx: Option<*mut c_void>,
+    deleter: unsafe extern "C" fn(*mut DLManagedTensorVersioned),
+) -> PyResult<()> {
+    check(t)?;
+    // SAFETY: the caller's: `at` is writable and stays put, so pointers
+    // into its own arrays stay valid as long as the tensor; fields are
+    // written, never assigned over (nothing there to drop).
+    unsafe {
+        let shape = &raw mut (*at).shape;
+        let strides = &raw mut (*at).strides;
+        write_dims(t, shape, strides);
+        (&raw mut (*at).keep).write(keep);
+        let mut tensor = tensor(t);
+        tensor.shape = shape.cast();
+        tensor.strides = strides.cast();
+        (&raw mut (*at).managed).write(DLManagedTensorVersioned {
+            version: DLPackVersion { major: 1, minor: 0 },
+            manager_ctx: ctx.unwrap_or(at.cast()),
+            deleter: Some(deleter),
+            flags: if read_only { FLAG_READ_ONLY } else { 0 },
+            dl_tensor: tensor,
+        });
+    }
+    Ok(())
 }
 
 /// A DLPack capsule of `t`: versioned (with the read-only flag when
@@ -299,73 +370,84 @@ pub(crate) fn capsule(
     versioned: bool,
     read_only: bool,
 ) -> PyResult<Py<PyAny>> {
-    if let Some(why) = beyond_int64(t.dtype, t.shape, t.strides) {
-        return Err(pyo3::exceptions::PyBufferError::new_err(why));
-    }
-    let (shape, strides) = dims(t).ok_or_else(|| {
-        pyo3::exceptions::PyBufferError::new_err(format!(
-            "a row stride of {:?} bytes is not a whole number of {} elements; DLPack cannot express it",
-            t.strides,
-            t.dtype
-        ))
-    })?;
-    let raw: *mut c_void;
-    let name: &CStr;
-    let destructor: unsafe extern "C" fn(*mut ffi::PyObject);
     if versioned {
-        let export = Box::into_raw(Box::new(Export {
-            managed: DLManagedTensorVersioned {
-                version: DLPackVersion { major: 1, minor: 0 },
-                manager_ctx: std::ptr::null_mut(),
-                deleter: Some(delete_versioned),
-                flags: if read_only { FLAG_READ_ONLY } else { 0 },
-                dl_tensor: tensor(t),
-            },
-            shape,
-            strides,
-            keep: Some(keep),
-        }));
-        // SAFETY: `export` is a live, leaked box; the arrays it points into
-        // live in the same allocation, which does not move.
-        unsafe {
-            (*export).managed.manager_ctx = export.cast();
-            (*export).managed.dl_tensor.shape = (*export).shape.as_mut_ptr();
-            (*export).managed.dl_tensor.strides = (*export).strides.as_mut_ptr();
+        let at = Box::into_raw(Box::<Export<DLManagedTensorVersioned>>::new_uninit())
+            .cast::<Export<DLManagedTensorVersioned>>();
+        // SAFETY: a leaked, uninitialised box: writable, nothing in it to
+        // drop, and it does not move until its deleter frees it.
+        let written =
+            unsafe { write_versioned(at, t, read_only, Some(keep), None, delete_versioned) };
+        if let Err(e) = written {
+            // SAFETY: the box leaked above, still uninitialised.
+            drop(unsafe {
+                Box::from_raw(at.cast::<std::mem::MaybeUninit<Export<DLManagedTensorVersioned>>>())
+            });
+            return Err(e);
         }
-        raw = export.cast();
-        name = NAME_VERSIONED;
-        destructor = destroy_versioned;
-    } else {
-        let export = Box::into_raw(Box::new(Export {
-            managed: DLManagedTensor {
-                dl_tensor: tensor(t),
-                manager_ctx: std::ptr::null_mut(),
-                deleter: Some(delete_unversioned),
-            },
-            shape,
-            strides,
-            keep: Some(keep),
-        }));
-        // SAFETY: as above.
-        unsafe {
-            (*export).managed.manager_ctx = export.cast();
-            (*export).managed.dl_tensor.shape = (*export).shape.as_mut_ptr();
-            (*export).managed.dl_tensor.strides = (*export).strides.as_mut_ptr();
-        }
-        raw = export.cast();
-        name = NAME;
-        destructor = destroy_unversioned;
+        // SAFETY: `at` is a live versioned export, ours to give.
+        return unsafe { wrap(py, at.cast()) };
     }
-    // SAFETY: `raw` is non-null, `name` is a static C string, and the
-    // destructor matches the export's type.
-    let obj = unsafe { ffi::PyCapsule_New(raw, name.as_ptr(), Some(destructor)) };
+    check(t)?;
+    let export = Box::into_raw(Box::new(Export {
+        managed: DLManagedTensor {
+            dl_tensor: tensor(t),
+            manager_ctx: std::ptr::null_mut(),
+            deleter: Some(delete_unversioned),
+        },
+        shape: [0; MAX_NDIM],
+        strides: [0; MAX_NDIM],
+        keep: Some(keep),
+    }));
+    // SAFETY: `export` is a live, leaked box; the arrays it points into
+    // live in the same allocation, which does not move.
+    unsafe {
+        write_dims(t, &raw mut (*export).shape, &raw mut (*export).strides);
+        (*export).managed.manager_ctx = export.cast();
+        (*export).managed.dl_tensor.shape = (*export).shape.as_mut_ptr();
+        (*export).managed.dl_tensor.strides = (*export).strides.as_mut_ptr();
+    }
+    // SAFETY: `export` is non-null, `NAME` a static C string, and the
+    // destructor reads an unversioned export.
+    let obj =
+        unsafe { ffi::PyCapsule_New(export.cast(), NAME.as_ptr(), Some(destroy_unversioned)) };
     if obj.is_null() {
         // SAFETY: the capsule was not made; the export is still ours.
+        unsafe { delete_unversioned(export.cast()) };
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: a new, owned reference.
+    Ok(unsafe { Bound::from_owned_ptr(py, obj) }.unbind())
+}
+
+/// A `dltensor_versioned` capsule of the export at `managed`: the spare
+/// one when there is one (`spare_capsule`), else a new one.
+///
+/// # Safety
+/// `managed` is a live versioned export, ours to give: the capsule owns it
+/// (its deleter runs when no consumer takes it, also when this fails).
+pub(crate) unsafe fn wrap(
+    py: Python<'_>,
+    managed: *mut DLManagedTensorVersioned,
+) -> PyResult<Py<PyAny>> {
+    // SAFETY: the caller's: `managed` is a live versioned export to give.
+    if let Some(cap) = unsafe { spare_capsule::reuse(py, managed.cast(), NAME_VERSIONED) } {
+        return Ok(cap);
+    }
+    // SAFETY: `managed` is non-null, the name a static C string, and the
+    // destructor reads a versioned export.
+    let obj = unsafe {
+        ffi::PyCapsule_New(
+            managed.cast(),
+            NAME_VERSIONED.as_ptr(),
+            Some(destroy_versioned),
+        )
+    };
+    if obj.is_null() {
+        // SAFETY: the capsule was not made; the export is still ours, and
+        // its deleter is set.
         unsafe {
-            if versioned {
-                delete_versioned(raw.cast());
-            } else {
-                delete_unversioned(raw.cast());
+            if let Some(delete) = (*managed).deleter {
+                delete(managed);
             }
         }
         return Err(PyErr::fetch(py));

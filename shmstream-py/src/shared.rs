@@ -16,6 +16,7 @@ use crate::timeout::sliced;
 use pyo3::prelude::*;
 use shmstream::{ChunkLease, StreamBuffer, StreamError, StreamId, StreamKey, StreamSet};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -34,6 +35,13 @@ enum Home {
         buf: Box<Mutex<StreamBuffer>>,
         /// Leases whose last holder went while the buffer was busy.
         pending: Mutex<Vec<ChunkLease>>,
+        /// Whether `pending` may hold a lease: set under its lock after a
+        /// push, cleared under it when drained. A drain that finds it clear
+        /// skips the lock (about 10 ns of every pop and hand-back). SeqCst,
+        /// so a drain misses only a push that the lock would have ordered
+        /// after it too (the pusher's own retry, or `with`'s look after
+        /// unlocking, hands that one back).
+        queued: AtomicBool,
     },
     /// A stream of a `StreamSet`: its buffer lives in the set, behind the
     /// set's lock ([`SetCore`], below).
@@ -63,6 +71,7 @@ impl Shared {
             home: Home::Own {
                 buf: Box::new(Mutex::new(buf)),
                 pending: Mutex::new(Vec::new()),
+                queued: AtomicBool::new(false),
             },
             id,
         })
@@ -78,8 +87,20 @@ impl Shared {
 
     fn drain(&self, g: &mut Guard<'_>) {
         match (&self.home, g) {
-            (Home::Own { pending, .. }, Guard::Own(buf)) => {
-                let queued = std::mem::take(&mut *lock(pending));
+            (
+                Home::Own {
+                    pending, queued, ..
+                },
+                Guard::Own(buf),
+            ) => {
+                if !queued.load(SeqCst) {
+                    return;
+                }
+                let queued = {
+                    let mut p = lock(pending);
+                    queued.store(false, SeqCst);
+                    std::mem::take(&mut *p)
+                };
                 for lease in queued {
                     // Every queued lease came from this buffer.
                     let _ = buf.release_lease(lease);
@@ -120,7 +141,13 @@ impl Shared {
             return;
         }
         match &self.home {
-            Home::Own { pending, .. } => lock(pending).push(lease),
+            Home::Own {
+                pending, queued, ..
+            } => {
+                let mut p = lock(pending);
+                p.push(lease);
+                queued.store(true, SeqCst);
+            }
             Home::Set { core, key } => core.queue(*key, lease),
         }
         // The holder may have unlocked (and looked at the queue) between
