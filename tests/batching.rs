@@ -117,6 +117,21 @@ fn a_run_is_bounded_by_max_items_and_broken_by_another_shape() {
 }
 
 #[test]
+fn a_run_of_the_whole_ring_is_staged_and_taken() {
+    let (producer, mut consumer) = in_process(&cfg("whole", 4)).unwrap();
+    producer.set_batching(Some(4));
+    for seq in 0..4 {
+        send(&producer, seq);
+    }
+    assert_eq!(consumer.poll().unwrap(), 4, "a run of the capacity");
+    let mut next = 0;
+    drain(&mut consumer, &mut next);
+    send(&producer, 4);
+    drain(&mut consumer, &mut next);
+    assert_eq!(next, 5);
+}
+
+#[test]
 fn a_consumer_asleep_before_the_commit_is_woken_by_it() {
     let (producer, mut consumer) = in_process(&cfg("sleeper", 16)).unwrap();
     producer.set_batching(Some(64));

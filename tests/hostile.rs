@@ -502,7 +502,16 @@ fn a_lying_staged_word_is_corrupt_and_the_true_run_still_delivers() {
             staged(5, 1),
             "past position 2, whose descriptor is not published",
         ),
+        // A head a whole capacity ahead is still looked for at the walk.
+        (
+            staged(2 + 8, 1),
+            "past position 2, whose descriptor is not published",
+        ),
         (staged(2 + 9, 1), "its head at most 8 past the walk"),
+        // Within the capacity: a run to the window's end (released 0 + 8)
+        // is refused by the registered count (2), one past it by the window.
+        (staged(2, 6), "past the registered count 2"),
+        (staged(2, 7), "past position 8 (the consumer's window"),
     ] {
         s.poker.u64(STAGED, lie);
         let msg = expect_corrupt(bounded("poll", || consumer.poll()), needle);
@@ -510,6 +519,18 @@ fn a_lying_staged_word_is_corrupt_and_the_true_run_still_delivers() {
         s.poker.u64(STAGED, taken);
         assert_eq!(consumer.poll().unwrap(), 2, "the two taken, nothing more");
     }
+    // A head ahead of the walk whose position holds an older lap's value
+    // (at most the position: here the position itself) is a lie too.
+    let seq2 = s.poker.read_u64(desc(2, SEQ));
+    s.poker.u64(desc(2, SEQ), 2);
+    s.poker.u64(STAGED, staged(5, 1));
+    expect_corrupt(
+        bounded("poll", || consumer.poll()),
+        "not published (completion sequence 2)",
+    );
+    s.poker.u64(desc(2, SEQ), seq2);
+    s.poker.u64(STAGED, taken);
+    assert_eq!(consumer.poll().unwrap(), 2);
     // Any taken word stages nothing, whatever else it says.
     s.poker.u64(STAGED, STAGED_TAKEN | staged(2, 5));
     assert_eq!(consumer.poll().unwrap(), 2);
