@@ -200,8 +200,8 @@ pub(crate) fn beyond_int64(dtype: DType, shape: &[u64], strides: &[usize]) -> Op
     }
 }
 
-/// Allocated once per export (or held in an
-/// [`ExportRoom`](crate::dlpack_room::ExportRoom)): the managed
+/// Allocated once per export (or held in a lease handle's export room,
+/// `dlpack_room.rs`, which builds on this module): the managed
 /// tensor first (its address is the capsule's pointer), then the arrays it
 /// points into, then the keep-alive (None in a room: its owner is the
 /// keep-alive).

@@ -3,7 +3,9 @@
 //! Its modules, each using only those listed before it:
 //!
 //! - `errors`: the package's exception classes, raised from core errors;
+//! - `spare_capsule`: one consumed DLPack capsule object kept for reuse;
 //! - `dlpack`: DLPack capsules of strided host tensors;
+//! - `dlpack_room`: the room for one export in a chunk's lease handle;
 //! - `locks`: poison-tolerant locks;
 //! - `timeout`: seconds as durations, and the wait slice (Ctrl-C);
 //! - `policy`: chunk policies by name;
