@@ -485,15 +485,7 @@ impl ProducerRing {
     /// Writes the head's metadata and stages a run of one at `position`
     /// (closed by the caller).
     fn start_staged(&mut self, position: u64, len: u64, meta: &TensorMeta) {
-        // The registration first: `write_meta` keeps the id length it wrote.
-        self.write_reservation(position).write_meta(
-            self.mem.side(position),
-            STATUS_COMMITTED,
-            meta.dtype().code(),
-            meta.dims_raw(),
-            meta.ndim(),
-            meta.nbytes(),
-        );
+        self.write_head(position, meta);
         staged::start(&self.mem.control().staged, position);
         self.held = Some(Held {
             head: position,
@@ -580,15 +572,7 @@ impl ProducerRing {
                 self.write_reservation(position);
             }
         }
-        let desc = self.write_reservation(head);
-        desc.write_meta(
-            self.mem.side(head),
-            STATUS_COMMITTED,
-            meta.dtype().code(),
-            meta.dims_raw(),
-            meta.ndim(),
-            meta.nbytes(),
-        );
+        let desc = self.write_head(head, meta);
         self.publish_run(desc, head, n);
     }
 
@@ -620,6 +604,22 @@ impl ProducerRing {
         let desc = self.write_reservation(position);
         reason::write(reason, desc, self.mem.side(position));
         self.publish(desc, position);
+    }
+
+    /// Writes a run's head record: the registration of `position`, then
+    /// `meta` as committed (first the registration: `write_meta` keeps the
+    /// id length it wrote).
+    fn write_head(&self, position: u64, meta: &TensorMeta) -> &Descriptor {
+        let desc = self.write_reservation(position);
+        desc.write_meta(
+            self.mem.side(position),
+            STATUS_COMMITTED,
+            meta.dtype().code(),
+            meta.dims_raw(),
+            meta.ndim(),
+            meta.nbytes(),
+        );
+        desc
     }
 
     /// Writes the registration of the reserved `position` (its start and
