@@ -11,7 +11,8 @@
 # benches/wait_any.rs (issue 12), and
 # bench-peers/benches/ring_throughput.rs and bench-peers/benches/cross_process/.
 # The futex count runs the cross_process binary in its futex-count role
-# under strace. The report is scripts/bench_report's (python3 -m bench_report).
+# under strace; ipc-demo runs end to end with and without batching (issue 24).
+# The report is scripts/bench_report's (python3 -m bench_report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +39,7 @@ rm -f "$out"/*.log "$out"/*.txt
 # Only this run's criterion estimates count.
 for group in ring_throughput_8B ring_throughput_56B latency_64B stream_56B stream_64KiB \
     stream_2MiB stream_64MiB stream_mixed wakeup_64B \
-    pop_chunk pop_chunk_prepolled wait_any_wakeup ready_k_of_n stream_lifecycle; do
+    pop_chunk pop_chunk_prepolled pop_chunk_runs wait_any_wakeup ready_k_of_n stream_lifecycle; do
     rm -rf "$target/criterion/$group"
 done
 
@@ -93,6 +94,17 @@ if command -v strace >/dev/null; then
 else
     futex_tool="(strace missing: not counted)"
 fi
+
+echo "== ipc-demo end to end (issue 24)"
+cargo build --release -p ipc-demo 2>&1 | tail -1
+for batching in off on; do
+    extra=()
+    [ "$batching" = on ] && extra=(--batching 64)
+    "$target/release/ipc-demo" run --items 1000000 --prefix bench-e2e- "${extra[@]}" \
+        | tee "$out/e2e-full-$batching.log"
+    "$target/release/ipc-demo" run --items 1000000 --rate 1000000 --prefix bench-e2e- "${extra[@]}" \
+        | tee "$out/e2e-paced-$batching.log"
+done
 
 if [ "$iox_before" = 0 ]; then
     rm -rf /dev/shm/iox2_* /tmp/iceoryx2

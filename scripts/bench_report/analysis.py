@@ -16,13 +16,20 @@ hardware counters do not), before and after the changes listed at the end.
   `membarrier` on the sleeper's) took the fence off the per-item path. What remains, per
   perf: about two cache lines per item that the producer must take back from the
   consumer's core (the descriptor line and the side-table id store stall on them).
-  Prefetching the next descriptors for writing, or packing several items' hot words per
-  line, are the levers not yet tried. On this VM the two-thread ring is bimodal from run
-  to run (vCPU placement): compare runs, not single numbers.
+  Issue 24 took the reservation words off the line the consumer spins on (written at
+  commit now), built the id word in a register (its memcpy missed store forwarding) and
+  loads `registered` only on every 1024th idle poll. One by one, each item still waits
+  once for its descriptor line to come back from the spinning consumer (the stall shows on
+  the first load after `register` returns): issue 24's 1.5x of rtrb is out of reach while
+  the consumer spins on the line the producer writes next. The structural answer is a
+  run: `put_many`, or adaptive batching (`Producer::set_batching`), where the consumer takes
+  the producer's staged run with one CAS and never spins on an unwritten descriptor.
+  On this VM the two-thread ring is bimodal from run to run (vCPU placement): compare
+  runs, not single numbers.
 - **Latency vs the floor.** The floor moves one line each way. A 64-byte tensor moves the
-  descriptor line, the payload line and the reply's lines; with the fence gone from the
-  publisher it is close to the floor (the latency table above), and faster than iceoryx2's
-  publish-subscribe when that peer is built.
+  descriptor line and then the payload line, whose address the consumer learns from the
+  descriptor: two dependent line transfers, 2x the floor by construction, and above it
+  in runs where the other core is busy (1.8-2.0x in issue 24's alternating rounds).
 - **Streaming vs memcpy, 64 KiB to 64 MiB (issues 6 and 11).** The memcpy peer copies within
   one process, so up to 2 MiB its source and destination stay in that core's caches; a
   transfer between processes must move every byte the producer wrote to the other core
@@ -43,6 +50,8 @@ hardware counters do not), before and after the changes listed at the end.
   window (each new item is validated once, ~20-30 ns); the pre-polled pop is flat but for a
   few cache misses: at window 4 consecutive pops touch the same lines, at window 1024 each
   pop touches lines 1024 items away.
+  Items committed together (`put_many`, or a staged run) are one descriptor run: the
+  poll checks one descriptor per run, and the "runs, with poll" column is flat.
 - **Shared memory at window 28 (issue 11).** The byte-granular payload packs the 28 frames
   back to back (56 bytes apart), so the payload is one page, the double-mapping minimum:
   2.6x the 1568 bytes buffered (the first version's slots took 84x). The segment adds the

@@ -47,6 +47,16 @@ class IdleRun:
     sleeps: int
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    """One `ipc-demo run` (its report's throughput and latency lines)."""
+
+    items_per_s: float
+    p50_us: float
+    p99_us: float
+    p999_us: float
+
+
 def _lines(path: Path) -> list[str]:
     try:
         return path.read_text().splitlines()
@@ -114,3 +124,21 @@ class RunLogs:
         if idle is not None and idle.wall_ns == 0:
             return None
         return idle
+
+    def demo(self, name: str) -> DemoRun | None:
+        """e2e-NAME.log: `ipc-demo run`'s report, its `throughput N items/s`
+        and `latency p50 X us  p99 Y us  p99.9 Z us` lines (the last of each)."""
+        rate = lat = None
+        for line in _lines(self.run_dir / f"e2e-{name}.log"):
+            m = re.match(r"throughput\s+(\d+(?:\.\d+)?) items/s", line)
+            if m:
+                rate = float(m.group(1))
+            m = re.match(r"latency\s+p50 (\S+) us\s+p99 (\S+) us\s+p99\.9 (\S+) us", line)
+            if m:
+                try:
+                    lat = tuple(float(x) for x in m.groups())
+                except ValueError:
+                    lat = None
+        if rate is None or lat is None or rate == 0:
+            return None
+        return DemoRun(rate, *lat)

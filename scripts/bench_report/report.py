@@ -10,6 +10,7 @@ from .markers import kept_sections
 from .run_info import RunInfo
 from .sections import (
     allocations,
+    end_to_end,
     goals,
     latency,
     many_streams,
@@ -32,6 +33,7 @@ def render(crit: Criterion, logs: RunLogs, run: RunInfo) -> Doc:
     memory.write(doc, logs)
     allocations.write(doc, logs)
     many_streams.write(doc, crit, logs)
+    end_to_end.write(doc, logs)
     goals.write(doc, run.leftover)
     return doc
 

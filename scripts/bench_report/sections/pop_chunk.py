@@ -16,12 +16,14 @@ def write(doc: Doc, crit: Criterion) -> None:
         "`Fixed` policy. Timed: `pop_chunk`,"
     )
     w("`stacked()`, reading the view, dropping the chunk. `with poll`: the pop also scans the window's")
-    w("newly committed descriptors (as a live consumer does once per item); `pre-polled`: scanned before the clock.")
+    w("newly committed descriptors (as a live consumer does once per item); `pre-polled`: scanned before the clock;")
+    w("`runs, with poll`: as `with poll`, the ring refilled by one `put_many` per refill, so the items land as")
+    w("descriptor runs (issue 24) and the scan checks one descriptor per run, not one per item.")
     w()
-    doc.header("window", "with poll", "per item", "pre-polled", "per item")
+    doc.header("window", "with poll", "per item", "pre-polled", "per item", "runs, with poll", "per item")
     for win in WINDOWS:
-        a, b = crit.median("pop_chunk", str(win)), crit.median("pop_chunk_prepolled", str(win))
-        doc.row(str(win), ns(a), ns(per(a, win)), ns(b), ns(per(b, win)))
+        a, b, r = (crit.median(g, str(win)) for g in ("pop_chunk", "pop_chunk_prepolled", "pop_chunk_runs"))
+        doc.row(str(win), ns(a), ns(per(a, win)), ns(b), ns(per(b, win)), ns(r), ns(per(r, win)))
     for name, g in (("with poll", "pop_chunk"), ("pre-polled", "pop_chunk_prepolled")):
         a, b = crit.median(g, "4"), crit.median(g, "1024")
         doc.goal(
@@ -29,4 +31,10 @@ def write(doc: Doc, crit: Criterion) -> None:
             judge(b, a, within(1.2)),
             f"1024 costs {ratio(b, a)} of 4",
         )
+    a, b = crit.median("pop_chunk_runs", "4"), crit.median("pop_chunk_runs", "1024")
+    doc.goal(
+        "issue 24: pop_chunk flat for same-shaped runs (with poll): window 1024 within 2x of window 4",
+        judge(b, a, within(2)),
+        f"1024 costs {ratio(b, a)} of 4",
+    )
     w()

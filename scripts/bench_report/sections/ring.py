@@ -40,6 +40,8 @@ def write(doc: Doc, crit: Criterion) -> None:
         how = f"{ratio(s, r)} of rtrb's time per record"
         doc.goal(f"ring throughput {size}: at least as fast as rtrb", judge(s, r, within(1)), how)
         doc.goal(f"issue 14: ring throughput {size} one by one within 4x rtrb", judge(s, r, within(4)), how)
+        if size == "56B":
+            doc.goal("issue 24: ring throughput 56B one by one within 1.5x rtrb", judge(s, r, within(1.5)), how)
     w()
     w("Batch mode (issue 14): the producer hands over 64 records at a time. shmstream: one `put_many` of 64")
     w("`BatchItem`s (the round that fits reserved with one store of `registered`, a `seq` store per record, one")

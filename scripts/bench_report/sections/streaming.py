@@ -2,7 +2,8 @@
 
 from ..criterion import Criterion
 from ..doc import Doc
-from ..fmt import judge, ns, rate, ratio
+from ..fmt import judge, ns, per, rate, ratio, within
+from .ring import RECORDS as RING_RECORDS
 
 # (criterion's group suffix, bytes per record)
 SIZES = (("56B", 56), ("64KiB", 65536), ("2MiB", 2 << 20), ("64MiB", 64 << 20))
@@ -148,6 +149,14 @@ def _batch(doc: Doc, crit: Criterion) -> None:
         "issue 14: 56 B streaming in batch mode at 1x the buffered socket or better",
         judge(b, k1, lambda b, k1: k1 / b >= 1.0),
         f"{ratio(k1, b)} of the socket's items/s",
+    )
+    # rtrb's chunked API between two threads (section 1) is the per-item
+    # floor issue 24 sets for the cross-process batch.
+    r = per(crit.median("ring_throughput_56B", "rtrb_chunk64"), RING_RECORDS)
+    doc.goal(
+        "issue 24: 56 B cross-process in batch mode within 2x rtrb's chunked API per item",
+        judge(b, r, within(2)),
+        f"{ratio(b, r)} of rtrb's time per record (section 1)",
     )
     w()
 

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from bench_report.logs import AllocRow, FutexRun, IdleRun, MemoryRow, RunLogs
+from bench_report.logs import AllocRow, DemoRun, FutexRun, IdleRun, MemoryRow, RunLogs
 
 STRACE = """\
 % time     seconds  usecs/call     calls    errors syscall
@@ -61,3 +61,21 @@ def test_memory_allocations_and_idle_lines(tmp_path: Path) -> None:
 def test_missing_logs_read_as_not_measured(tmp_path: Path) -> None:
     logs = RunLogs(tmp_path / "nowhere")
     assert logs.memory() == {} and logs.allocations() == [] and logs.idle() is None
+
+
+def test_a_demo_report_needs_both_its_throughput_and_its_latency(tmp_path: Path) -> None:
+    logs = RunLogs(tmp_path)
+    assert logs.demo("full-off") is None  # no log
+    thr = "throughput     4310597 items/s, 0.241 GB/s over 0.232 s\n"
+    lat = "latency        p50 116.1 us  p99 318.7 us  p99.9 2406.4 us  max 5161.0 us  (commit to chunk, 9 items)\n"
+    (tmp_path / "e2e-full-off.log").write_text(thr)
+    assert logs.demo("full-off") is None
+    (tmp_path / "e2e-full-off.log").write_text(lat)
+    assert logs.demo("full-off") is None
+    (tmp_path / "e2e-full-off.log").write_text("noise\n" + thr + lat)
+    assert logs.demo("full-off") == DemoRun(4310597.0, 116.1, 318.7, 2406.4)
+    # Items too small to carry a stamp: no latency line to read.
+    (tmp_path / "e2e-full-off.log").write_text(thr + "latency        not measured (items under 24 bytes)\n")
+    assert logs.demo("full-off") is None
+    (tmp_path / "e2e-full-off.log").write_text(thr.replace("4310597", "0") + lat)
+    assert logs.demo("full-off") is None

@@ -52,6 +52,19 @@ def test_ring_throughput_per_record_ratios_and_goals(tmp_path: Path) -> None:
     )
 
 
+def test_ring_56b_one_by_one_against_issue_24s_bound(tmp_path: Path) -> None:
+    c = tmp_path / "criterion"
+    estimate(c, "ring_throughput_56B", "rtrb", 40 * RECORDS)
+    estimate(c, "ring_throughput_56B", "shmstream", 60 * RECORDS)
+    name = "issue 24: ring throughput 56B one by one within 1.5x rtrb"
+    assert goal(report(tmp_path).text(), name) == ("1.50x of rtrb's time per record", "**met**")
+    estimate(c, "ring_throughput_56B", "shmstream", 61 * RECORDS)
+    assert goal(report(tmp_path).text(), name) == ("1.52x of rtrb's time per record", "**missed**")
+    # 8 B has no such goal.
+    names = [row[0] for row in table(report(tmp_path).text(), "goal", "result", "status").rows]
+    assert "issue 24: ring throughput 8B one by one within 1.5x rtrb" not in names
+
+
 def test_latency_against_the_floor_and_a_skipped_iceoryx2(tmp_path: Path) -> None:
     c = tmp_path / "criterion"
     for bench, ns in [("floor", 50), ("shmstream", 75), ("unix_socket", 20000)]:
@@ -73,6 +86,10 @@ def test_latency_against_the_floor_and_a_skipped_iceoryx2(tmp_path: Path) -> Non
     t = table(text, "peer", "one-way latency", "vs floor")
     assert t.row("iceoryx2") == ["iceoryx2", "300.0 ns", "6.00x"]
     assert goal(text, "latency within 1.5x of the floor") == ("1.52x of the floor", "**missed**")
+    assert goal(text, "issue 24: latency within 2x of the floor") == ("1.52x of the floor", "**met**")
+    estimate(c, "latency_64B", "shmstream", 101)
+    text = report(tmp_path).text()
+    assert goal(text, "issue 24: latency within 2x of the floor") == ("2.02x of the floor", "**missed**")
 
 
 def test_streaming_throughput_ratios_with_a_peer_missing(tmp_path: Path) -> None:
@@ -158,6 +175,35 @@ def test_mixed_and_batch_streaming(tmp_path: Path) -> None:
         "0.75x of the socket's items/s",
         "**missed**",
     )
+    vs_rtrb = "issue 24: 56 B cross-process in batch mode within 2x rtrb's chunked API per item"
+    assert goal(text, vs_rtrb) == ("n/a of rtrb's time per record (section 1)", "n/a")
+    # Section 1's criterion iteration moves 65 536 records: 20 ns each.
+    estimate(c, "ring_throughput_56B", "rtrb_chunk64", 20 * RECORDS)
+    assert goal(report(tmp_path).text(), vs_rtrb) == ("2.00x of rtrb's time per record (section 1)", "**met**")
+    estimate(c, "ring_throughput_56B", "rtrb_chunk64", 19 * RECORDS)
+    assert goal(report(tmp_path).text(), vs_rtrb) == ("2.11x of rtrb's time per record (section 1)", "**missed**")
+
+
+DEMO = """\
+ipc-demo: 1000000 items of i64[7] (56 bytes each), synthetic source, producer and consumer in two processes
+throughput     4681403 items/s, 0.262 GB/s over 0.214 s
+latency        p50 2.8 us  p99 145.5 us  p99.9 178.8 us  max 3297.3 us  (commit to chunk, 1000000 items)
+"""
+
+
+def test_the_end_to_end_table_reads_each_demo_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "e2e-full-off.log").write_text(DEMO)
+    (run / "e2e-paced-on.log").write_text(DEMO.replace("4681403", "999906").replace("p50 2.8", "p50 18.9"))
+    (run / "e2e-full-on.log").write_text("ipc-demo: error: the consumer did not attach\n")
+    t = table(report(tmp_path).text(), "run", "items/s", "p50")
+    assert t.rows == [
+        ["full speed, batching off", "4.68 M", "2.8 µs", "145.5 µs", "178.8 µs"],
+        ["full speed, batching 64", "n/a", "n/a", "n/a", "n/a"],
+        ["1 M items/s, batching off", "n/a", "n/a", "n/a", "n/a"],
+        ["1 M items/s, batching 64", "1.00 M", "18.9 µs", "145.5 µs", "178.8 µs"],
+    ]
 
 
 def test_pop_chunk_per_item_and_flatness(tmp_path: Path) -> None:
@@ -166,11 +212,18 @@ def test_pop_chunk_per_item_and_flatness(tmp_path: Path) -> None:
     estimate(c, "pop_chunk", "1024", 15360)
     estimate(c, "pop_chunk_prepolled", "4", 40)
     estimate(c, "pop_chunk_prepolled", "1024", 44)
+    estimate(c, "pop_chunk_runs", "4", 36)
+    estimate(c, "pop_chunk_runs", "1024", 72)
     text = report(tmp_path).text()
     t = table(text, "window", "with poll", "per item")
-    assert t.row("4") == ["4", "128.0 ns", "32.0 ns", "40.0 ns", "10.0 ns"]
-    assert t.row("1024") == ["1024", "15.36 µs", "15.0 ns", "44.0 ns", "0.0 ns"]
-    assert t.row("28") == ["28", "n/a", "n/a", "n/a", "n/a"]
+    assert t.row("4") == ["4", "128.0 ns", "32.0 ns", "40.0 ns", "10.0 ns", "36.0 ns", "9.0 ns"]
+    assert t.row("1024") == ["1024", "15.36 µs", "15.0 ns", "44.0 ns", "0.0 ns", "72.0 ns", "0.1 ns"]
+    assert t.row("28") == ["28", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"]
+    # 2x exactly is within 2x.
+    runs = "issue 24: pop_chunk flat for same-shaped runs (with poll): window 1024 within 2x of window 4"
+    assert goal(text, runs) == ("1024 costs 2.00x of 4", "**met**")
+    estimate(c, "pop_chunk_runs", "1024", 72.5)
+    assert goal(report(tmp_path).text(), runs) == ("1024 costs 2.01x of 4", "**missed**")
     assert goal(text, "pop_chunk flat (with poll): window 1024 within 1.2x of window 4") == (
         "1024 costs 120.00x of 4",
         "**missed**",
