@@ -7,9 +7,10 @@
 # producer threads announcing and committing, one wait_any thread), and
 # tests/batch.rs (put_many, commit_many, put_in_place_many), tests/by_id.rs
 # (the pending-id table) and tests/grow.rs (an in-process stream moving to a
-# bigger ring). Tests that touch the OS (segments, other processes) are compiled
-# out with cfg(not(miri)) or not passed (tests/segment.rs,
-# tests/cross_process.rs).
+# bigger ring), tests/batching.rs and tests/batching_model.rs (adaptive
+# batching, the latter against a model, 4 cases). Tests that touch the OS
+# (segments, other processes) are compiled out with cfg(not(miri)) or not
+# passed (tests/segment.rs, tests/cross_process.rs).
 #
 #   scripts/test-miri.sh                                # a few minutes
 #   MIRIFLAGS=-Zmiri-many-seeds=0..8 scripts/test-miri.sh   # more schedules
@@ -46,7 +47,7 @@ done
 cargo +nightly miri setup >&2 || skip "'cargo +nightly miri setup' failed"
 
 targets=(--lib)
-for t in policy miri_ring soundness ring buffer payload lease stream_set batch by_id grow batching; do
+for t in policy miri_ring soundness ring buffer payload lease stream_set batch by_id grow batching batching_model; do
     if [[ -f "tests/$t.rs" ]]; then
         targets+=(--test "$t")
     else
