@@ -128,6 +128,7 @@ impl Producer {
     ///
     /// [`StreamError::Timeout`] (retry later), [`StreamError::ConsumerGone`],
     /// [`StreamError::AfterDone`], [`StreamError::BadId`].
+    #[inline(always)]
     pub fn register(&self, id: &str) -> Result<Slot<'_>, StreamError> {
         self.register_sized_timeout(id, self.item_bytes(), self.timeout)
     }
@@ -550,6 +551,7 @@ impl<'p> Slot<'p> {
     ///
     /// [`StreamError::TooLarge`] when `meta.nbytes()` exceeds the bytes
     /// reserved; the slot comes back in the error.
+    #[inline(always)]
     pub fn commit(mut self, meta: TensorMeta) -> Result<(), CommitError<'p>> {
         let reserved = self.reservation.len;
         if meta.nbytes() > reserved {
@@ -561,14 +563,25 @@ impl<'p> Slot<'p> {
                 },
             });
         }
+        self.publish(&meta);
+        Ok(())
+    }
+
+    /// Publishes the slot with `meta` (checked by the caller against the
+    /// reservation). Through `&mut self`: a move of the handle would copy
+    /// it with wider loads than the stores that built it, a missed store
+    /// forward that waits for every earlier store of this item, among them
+    /// the descriptor line a spinning consumer holds (issue 24).
+    #[inline(always)]
+    fn publish(&mut self, meta: &TensorMeta) {
         // The write ends here, before the completion is published.
         self.guard = None;
-        self.producer
-            .ring
-            .borrow_mut()
-            .commit(self.reservation.position, reserved, &meta);
+        self.producer.ring.borrow_mut().commit(
+            self.reservation.position,
+            self.reservation.len,
+            meta,
+        );
         self.done = true;
-        Ok(())
     }
 
     /// Copies `bytes` into the slot and commits it.
@@ -577,6 +590,7 @@ impl<'p> Slot<'p> {
     ///
     /// [`StreamError::SizeMismatch`] when `bytes` disagrees with `meta`, and
     /// as [`commit`](Self::commit).
+    #[inline(always)]
     pub fn write(mut self, meta: TensorMeta, bytes: &[u8]) -> Result<(), CommitError<'p>> {
         if bytes.len() as u64 != meta.nbytes() {
             return Err(CommitError {
@@ -587,10 +601,12 @@ impl<'p> Slot<'p> {
                 slot: self,
             });
         }
-        if meta.nbytes() <= self.len() {
-            self.payload_mut()[..bytes.len()].copy_from_slice(bytes);
+        if meta.nbytes() > self.len() {
+            return self.commit(meta);
         }
-        self.commit(meta)
+        self.payload_mut()[..bytes.len()].copy_from_slice(bytes);
+        self.publish(&meta);
+        Ok(())
     }
 
     /// Gives the position up and tells the consumer why: its
