@@ -128,7 +128,7 @@ impl std::str::FromStr for DType {
 /// assert_eq!(meta.nbytes(), 56);
 /// assert_eq!(meta.shape(), &[7]);
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Eq)]
 pub struct TensorMeta {
     dtype: DType,
     ndim: u8,
@@ -188,8 +188,47 @@ impl TensorMeta {
     }
 }
 
+// By the fields a run is made of, the shape only as far as `ndim` (the
+// rest is zero: `new` is the only constructor): a staged commit and
+// `put_many` compare every item's metadata with its run's, and a derived
+// comparison of all 8 dimensions was a 64-byte `bcmp` call per item.
+impl PartialEq for TensorMeta {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.nbytes == other.nbytes
+            && self.dtype == other.dtype
+            && self.ndim == other.ndim
+            && self.shape() == other.shape()
+    }
+}
+
 impl fmt::Debug for TensorMeta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{:?}", self.dtype, self.shape())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(dtype: DType, shape: &[u64]) -> TensorMeta {
+        TensorMeta::new(dtype, shape).unwrap()
+    }
+
+    #[test]
+    fn metadata_is_equal_exactly_when_dtype_and_shape_are() {
+        assert_eq!(meta(DType::U64, &[7]), meta(DType::U64, &[7]));
+        assert_eq!(meta(DType::F16, &[]), meta(DType::F16, &[]));
+        // Each differs in one thing only (same byte count).
+        assert_ne!(meta(DType::I32, &[7]), meta(DType::U32, &[7]), "dtype");
+        assert_ne!(meta(DType::U8, &[2, 7]), meta(DType::U8, &[7, 2]), "shape");
+        assert_ne!(meta(DType::U8, &[7, 1]), meta(DType::U8, &[7]), "ndim");
+        assert_ne!(
+            meta(DType::U8, &[0, 3]),
+            meta(DType::U8, &[0, 4]),
+            "a dim of an empty tensor"
+        );
+        assert_ne!(meta(DType::U8, &[8]), meta(DType::U16, &[8]), "nbytes");
     }
 }
