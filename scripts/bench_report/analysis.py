@@ -51,7 +51,10 @@ hardware counters do not), before and after the changes listed at the end.
   few cache misses: at window 4 consecutive pops touch the same lines, at window 1024 each
   pop touches lines 1024 items away.
   Items committed together (`put_many`, or a staged run) are one descriptor run: the
-  poll checks one descriptor per run, and the "runs, with poll" column is flat.
+  poll checks one descriptor per run, and the "runs, with poll" column is flat but for
+  the same cache misses: 1.9-2.0x from window 4 to 1024 in quiet runs, and 2.6-4.5x
+  when other work on the host takes the L3 (70-98 ns at window 1024, then 160-210 ns,
+  with the code before issue 24's last changes the same; window 4 stays at 37 ns).
 - **Shared memory at window 28 (issue 11).** The byte-granular payload packs the 28 frames
   back to back (56 bytes apart), so the payload is one page, the double-mapping minimum:
   2.6x the 1568 bytes buffered (the first version's slots took 84x). The segment adds the
