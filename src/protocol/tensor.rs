@@ -230,6 +230,7 @@ mod tests {
             meta(DType::U8, &[0, 4]),
             "a dim of an empty tensor"
         );
+        // And one of another byte count.
         assert_ne!(meta(DType::U8, &[8]), meta(DType::U16, &[8]), "nbytes");
     }
 }
